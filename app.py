@@ -1,0 +1,33 @@
+"""Cadenza's Chalice app: HTTP routes, the supervisor schedule and the SQS workers."""
+
+import os
+from typing import Any
+
+from chalice import Chalice, Rate
+from chalice.app import CloudWatchEvent, SQSEvent
+
+from chalicelib import handlers
+from chalicelib.api.v1 import make_blueprint
+
+app = Chalice(app_name="cadenza")
+app.register_blueprint(make_blueprint("cadenza_v1"), url_prefix="/v1")
+app.register_blueprint(make_blueprint("cadenza_root"))
+
+_stage_prefix = os.environ.get("CADENZA_PREFIX", "cadenza-" + os.environ.get("CADENZA_STAGE", "dev"))
+START_QUEUE = os.environ.get("CADENZA_START_QUEUE", f"{_stage_prefix}-start")
+SLICE_QUEUE = os.environ.get("CADENZA_SLICE_QUEUE", f"{_stage_prefix}-slices")
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="supervisor")
+def supervisor(event: CloudWatchEvent) -> dict[str, Any]:
+    return handlers.on_tick(event.to_dict())
+
+
+@app.on_sqs_message(queue=START_QUEUE, batch_size=10, name="start_worker")
+def start_worker(event: SQSEvent) -> dict[str, Any]:
+    return handlers.on_start_batch(event.to_dict(), event.context)
+
+
+@app.on_sqs_message(queue=SLICE_QUEUE, batch_size=10, name="slice_worker")
+def slice_worker(event: SQSEvent) -> dict[str, Any]:
+    return handlers.on_slice_batch(event.to_dict(), event.context)

@@ -1,0 +1,167 @@
+"""PynamoDB models: the only place that knows the tables' shapes.
+
+Models are built per Settings (table names and endpoint come from the environment), so a
+process can talk to two stores at once (tests run one contract suite over moto and
+DynamoDB Local).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.config import Settings
+
+PAY_PER_REQUEST = "PAY_PER_REQUEST"
+
+
+@dataclass(frozen=True)
+class Models:
+    job: Any
+    run: Any
+    slice: Any
+    supervisor: Any
+    connection: Connection
+
+    @property
+    def all(self) -> tuple[Any, ...]:
+        return (self.job, self.run, self.slice, self.supervisor)
+
+
+def build_models(settings: Settings) -> Models:
+    """Model classes bound to the settings' table names, region and endpoint."""
+    host = settings.ddb_endpoint
+    region = settings.region
+
+    class BaseMeta:
+        billing_mode = PAY_PER_REQUEST
+        connect_timeout_seconds = 5
+        read_timeout_seconds = 10
+        max_retry_attempts = 5
+        base_backoff_ms = 25
+
+    def meta(table: str) -> type:
+        return type("Meta", (BaseMeta,), {"table_name": table, "host": host, "region": region})
+
+    class DueIndex(GlobalSecondaryIndex[Any]):
+        """Sparse: only SCHEDULED jobs carry due_shard and next_fire_at."""
+
+        class Meta:
+            index_name = "due-index"
+            projection = AllProjection()
+
+        due_shard = NumberAttribute(hash_key=True)
+        next_fire_at = NumberAttribute(range_key=True)
+
+    class JobModel(Model):
+        Meta = meta(settings.jobs_table)
+        job_id = UnicodeAttribute(hash_key=True)
+        definition = JSONAttribute()
+        name = UnicodeAttribute()
+        owner = UnicodeAttribute()
+        state = UnicodeAttribute()
+        active = BooleanAttribute(default=True)
+        deleted = BooleanAttribute(default=False)
+        deleted_on = NumberAttribute(null=True)
+        next_fire_at = NumberAttribute(null=True)
+        due_shard = NumberAttribute(null=True)
+        anchor = NumberAttribute(null=True)
+        version = NumberAttribute(default=0)
+        created = NumberAttribute()
+        updated = NumberAttribute()
+        due_index = DueIndex()
+
+    class ExIndex(GlobalSecondaryIndex[Any]):
+        class Meta:
+            index_name = "ex-index"
+            projection = AllProjection()
+
+        ex_id = UnicodeAttribute(hash_key=True)
+
+    class SweepIndex(GlobalSecondaryIndex[Any]):
+        """Sparse: only non-terminal runs carry sweep_shard and check_at."""
+
+        class Meta:
+            index_name = "sweep-index"
+            projection = AllProjection()
+
+        sweep_shard = NumberAttribute(hash_key=True)
+        check_at = NumberAttribute(range_key=True)
+
+    class RunModel(Model):
+        Meta = meta(settings.runs_table)
+        job_id = UnicodeAttribute(hash_key=True)
+        slot = UnicodeAttribute(range_key=True)
+        ex_id = UnicodeAttribute()
+        status = UnicodeAttribute()
+        trigger = UnicodeAttribute()
+        args = UnicodeAttribute(null=True)
+        config = JSONAttribute()
+        scheduled_start = NumberAttribute()
+        created = NumberAttribute()
+        updated = NumberAttribute()
+        started_at = NumberAttribute(null=True)
+        finished_at = NumberAttribute(null=True)
+        workers = NumberAttribute(default=1)
+        slices_total = NumberAttribute(default=0)
+        processed = NumberAttribute(default=0)
+        failed = NumberAttribute(default=0)
+        remaining = NumberAttribute(default=0)
+        queued_cursor = NumberAttribute(default=0)
+        inline = BooleanAttribute(default=False)
+        attempts = NumberAttribute(default=0)
+        lease_token = UnicodeAttribute(null=True)
+        lease_expires_at = NumberAttribute(null=True)
+        check_at = NumberAttribute(null=True)
+        sweep_shard = NumberAttribute(null=True)
+        result = JSONAttribute(null=True)
+        has_errors = BooleanAttribute(default=False)
+        errors = JSONAttribute(null=True)
+        ex_index = ExIndex()
+        sweep_index = SweepIndex()
+
+    class SliceModel(Model):
+        Meta = meta(settings.slices_table)
+        ex_id = UnicodeAttribute(hash_key=True)
+        slice_id = UnicodeAttribute(range_key=True)
+        order = NumberAttribute()
+        request = JSONAttribute()
+        state = UnicodeAttribute()
+        attempts = NumberAttribute(default=0)
+        lease_token = UnicodeAttribute(null=True)
+        lease_expires_at = NumberAttribute(null=True)
+        not_before = NumberAttribute(null=True)
+        result = JSONAttribute(null=True)
+        error = UnicodeAttribute(null=True)
+        created = NumberAttribute()
+        updated = NumberAttribute()
+
+    class SupervisorModel(Model):
+        Meta = meta(settings.supervisor_table)
+        key = UnicodeAttribute(hash_key=True)
+        state = UnicodeAttribute()
+        last_tick_at = NumberAttribute(null=True)
+        ticks = NumberAttribute(default=0)
+        last_stats = JSONAttribute(null=True)
+        reason = UnicodeAttribute(null=True)
+        updated = NumberAttribute()
+
+    connection = Connection(
+        region=region,
+        host=host,
+        connect_timeout_seconds=5,
+        read_timeout_seconds=10,
+        max_retry_attempts=5,
+        base_backoff_ms=25,
+    )
+    return Models(JobModel, RunModel, SliceModel, SupervisorModel, connection)

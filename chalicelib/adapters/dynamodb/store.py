@@ -1,0 +1,619 @@
+"""The DynamoDB store: the Store port over PynamoDB, with every change a conditional write."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from pynamodb.exceptions import (
+    GetError,
+    PutError,
+    PynamoDBException,
+    QueryError,
+    TransactWriteError,
+    UpdateError,
+)
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.adapters.dynamodb.models import Models, build_models
+from chalicelib.config import Settings
+from chalicelib.domain.errors import Conflict, StoreUnavailable
+from chalicelib.domain.jobs import Job, due_shard
+from chalicelib.domain.runs import Run, Trigger
+from chalicelib.domain.slices import Slice
+from chalicelib.domain.transitions import (
+    EX_MACHINE,
+    JOB_MACHINE,
+    SUPERVISOR_MACHINE,
+    TERMINAL_EX,
+    ExStatus,
+    JobState,
+    SliceState,
+    SupervisorState,
+)
+from chalicelib.ports import RunUpdate, Store, SupervisorRecord
+
+T = TypeVar("T")
+SUPERVISOR_KEY = "supervisor"
+CONDITIONAL = "ConditionalCheckFailedException"
+TX_BATCH = 25
+_RACE_CODES = {"TransactionConflict"}
+
+
+def _cancel_codes(err: TransactWriteError) -> list[str]:
+    return [r.code for r in (err.cancellation_reasons or []) if r is not None]
+
+
+def _is_conditional(err: PynamoDBException) -> bool:
+    return err.cause_response_code == CONDITIONAL
+
+
+def _unavailable(err: PynamoDBException) -> StoreUnavailable:
+    return StoreUnavailable(f"DynamoDB: {err.cause_response_code or type(err).__name__}: {err}")
+
+
+class DynamoStore(Store):
+    """The Store port on DynamoDB through PynamoDB."""
+
+    def __init__(self, settings: Settings, models: Models | None = None) -> None:
+        self.settings = settings
+        self.m = models or build_models(settings)
+
+    # ---- tables -------------------------------------------------------------------------
+    def ensure_tables(self) -> None:
+        for model in self.m.all:
+            if not model.exists():
+                model.create_table(wait=True, billing_mode="PAY_PER_REQUEST")
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _transact(self, build: Callable[[TransactWrite], None], attempts: int = 4) -> bool:
+        """Run a transaction; False on a failed condition, retried on transaction conflicts."""
+        for attempt in range(attempts):
+            try:
+                with TransactWrite(connection=self.m.connection) as tx:
+                    build(tx)
+                return True
+            except TransactWriteError as err:
+                codes = _cancel_codes(err)
+                if "ConditionalCheckFailed" in codes:
+                    return False
+                if (set(codes) & _RACE_CODES or not codes) and attempt + 1 < attempts:
+                    time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+                    continue
+                if set(codes) & _RACE_CODES:
+                    return False
+                raise _unavailable(err) from err
+        return False
+
+    def _get(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (GetError, QueryError) as err:
+            raise _unavailable(err) from err
+
+    # ---- jobs -----------------------------------------------------------------------------
+    def _job_model(self, job: Job) -> Any:
+        d = job.definition
+        scheduled = job.state == JobState.SCHEDULED and job.next_fire_at is not None
+        return self.m.job(
+            job.job_id,
+            definition=d,
+            name=str(d.get("name", "")),
+            owner=str(d.get("owner", "anonymous")),
+            state=str(job.state),
+            active=job.active,
+            deleted=job.deleted,
+            deleted_on=job.deleted_on,
+            next_fire_at=job.next_fire_at if scheduled else None,
+            due_shard=due_shard(job.job_id, self.settings.due_shards) if scheduled else None,
+            anchor=job.anchor,
+            version=job.version,
+            created=job.created,
+            updated=job.updated,
+        )
+
+    @staticmethod
+    def _job(m: Any) -> Job:
+        return Job(
+            job_id=m.job_id,
+            definition=dict(m.definition),
+            state=JobState(m.state),
+            active=bool(m.active),
+            deleted=bool(m.deleted),
+            deleted_on=m.deleted_on,
+            next_fire_at=m.next_fire_at,
+            anchor=m.anchor,
+            version=int(m.version or 0),
+            created=float(m.created),
+            updated=float(m.updated),
+        )
+
+    def create_job(self, job: Job) -> None:
+        try:
+            self._job_model(job).save(condition=self.m.job.job_id.does_not_exist())
+        except PutError as err:
+            if _is_conditional(err):
+                raise Conflict(f"job {job.job_id} exists", job_id=job.job_id) from err
+            raise _unavailable(err) from err
+
+    def get_job(self, job_id: str) -> Job | None:
+        def get() -> Job | None:
+            try:
+                return self._job(self.m.job.get(job_id, consistent_read=True))
+            except self.m.job.DoesNotExist:
+                return None
+
+        return self._get(get)
+
+    def due_jobs(self, shard: int, horizon: float, limit: int = 500) -> list[Job]:
+        J = self.m.job
+        return self._get(
+            lambda: [self._job(m) for m in J.due_index.query(shard, J.next_fire_at <= horizon,
+                                                               limit=limit)]
+        )
+
+    def _job_schedule_actions(
+        self, job: Job, state: JobState, next_fire_at: float | None, now: float
+    ) -> list[Any]:
+        J = self.m.job
+        actions = [J.state.set(str(state)), J.version.set(job.version + 1), J.updated.set(now)]
+        if state == JobState.SCHEDULED and next_fire_at is not None:
+            actions += [
+                J.next_fire_at.set(next_fire_at),
+                J.due_shard.set(due_shard(job.job_id, self.settings.due_shards)),
+            ]
+        else:
+            actions += [J.next_fire_at.remove(), J.due_shard.remove()]
+        return actions
+
+    def set_job_state(
+        self, job: Job, state: JobState, next_fire_at: float | None, anchor: float | None = None
+    ) -> bool:
+        J = self.m.job
+        sources = JOB_MACHINE.sources_for(state) | ({state} if state == job.state else set())
+        actions = self._job_schedule_actions(job, state, next_fire_at, time.time())
+        if anchor is not None:
+            actions.append(J.anchor.set(anchor))
+        try:
+            J(job.job_id).update(
+                actions=actions,
+                condition=(J.version == job.version) & J.state.is_in(*map(str, sources)),
+            )
+            return True
+        except UpdateError as err:
+            if _is_conditional(err):
+                return False
+            raise _unavailable(err) from err
+
+    # ---- runs -----------------------------------------------------------------------------
+    def _run_model(self, run: Run) -> Any:
+        active = run.status not in TERMINAL_EX
+        return self.m.run(
+            run.job_id,
+            run.slot,
+            ex_id=run.ex_id,
+            status=str(run.status),
+            trigger=str(run.trigger),
+            args=run.args,
+            config=run.config,
+            scheduled_start=run.scheduled_start,
+            created=run.created,
+            updated=run.updated,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            workers=run.workers,
+            slices_total=run.slices_total,
+            processed=run.processed,
+            failed=run.failed,
+            remaining=run.remaining,
+            queued_cursor=run.queued_cursor,
+            inline=run.inline,
+            attempts=run.attempts,
+            lease_token=run.lease_token,
+            lease_expires_at=run.lease_expires_at,
+            check_at=run.check_at if active else None,
+            sweep_shard=self._sweep_shard(run.ex_id) if active and run.check_at else None,
+            result=run.result,
+            has_errors=run.has_errors,
+            errors=run.errors or None,
+        )
+
+    def _sweep_shard(self, ex_id: str) -> int:
+        return due_shard(ex_id, self.settings.lease_shards)
+
+    @staticmethod
+    def _run(m: Any) -> Run:
+        return Run(
+            job_id=m.job_id,
+            slot=m.slot,
+            ex_id=m.ex_id,
+            scheduled_start=float(m.scheduled_start),
+            config=dict(m.config),
+            trigger=Trigger(m.trigger),
+            status=ExStatus(m.status),
+            args=m.args,
+            created=float(m.created),
+            updated=float(m.updated),
+            started_at=m.started_at,
+            finished_at=m.finished_at,
+            workers=int(m.workers or 1),
+            slices_total=int(m.slices_total or 0),
+            processed=int(m.processed or 0),
+            failed=int(m.failed or 0),
+            remaining=int(m.remaining or 0),
+            queued_cursor=int(m.queued_cursor or 0),
+            inline=bool(m.inline),
+            attempts=int(m.attempts or 0),
+            lease_token=m.lease_token,
+            lease_expires_at=m.lease_expires_at,
+            check_at=m.check_at,
+            result=m.result,
+            has_errors=bool(m.has_errors),
+            errors=list(m.errors or []),
+        )
+
+    def create_scheduled_run(
+        self, run: Run, job: Job, next_fire_at: float | None, expire: bool
+    ) -> bool:
+        R, J = self.m.run, self.m.job
+        state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
+        actions = self._job_schedule_actions(job, state, next_fire_at, run.created)
+
+        def build(tx: TransactWrite) -> None:
+            tx.save(self._run_model(run), condition=R.slot.does_not_exist())
+            tx.update(
+                J(job.job_id),
+                actions=actions,
+                condition=(J.version == job.version) & (J.state == str(JobState.SCHEDULED)),
+            )
+
+        return self._transact(build)
+
+    def create_run(self, run: Run) -> bool:
+        try:
+            self._run_model(run).save(condition=self.m.run.slot.does_not_exist())
+            return True
+        except PutError as err:
+            if _is_conditional(err):
+                return False
+            raise _unavailable(err) from err
+
+    def get_run(self, job_id: str, slot: str) -> Run | None:
+        def get() -> Run | None:
+            try:
+                return self._run(self.m.run.get(job_id, slot, consistent_read=True))
+            except self.m.run.DoesNotExist:
+                return None
+
+        return self._get(get)
+
+    def get_run_by_ex(self, ex_id: str) -> Run | None:
+        R = self.m.run
+        found = self._get(lambda: [self._run(m) for m in R.ex_index.query(ex_id, limit=1)])
+        if not found:
+            return None
+        return self.get_run(found[0].job_id, found[0].slot) or found[0]
+
+    def list_runs(self, job_id: str, limit: int = 100, newest_first: bool = True) -> list[Run]:
+        R = self.m.run
+        return self._get(
+            lambda: [
+                self._run(m)
+                for m in R.query(job_id, scan_index_forward=not newest_first, limit=limit,
+                                 consistent_read=True)
+            ]
+        )
+
+    def update_run(
+        self,
+        run: Run,
+        update: RunUpdate,
+        *,
+        statuses: Iterable[ExStatus],
+        lease_token: str | None = None,
+        lease_expired_before: float | None = None,
+        check_at: float | None = None,
+        remaining_zero: bool = False,
+        cursor_below_total: bool = False,
+    ) -> Run | None:
+        R = self.m.run
+        statuses = [str(s) for s in statuses]
+        new_status = update.set.get("status")
+        if new_status is not None:
+            allowed = EX_MACHINE.sources_for(str(new_status)) | {str(new_status)}
+            statuses = [s for s in statuses if s in allowed]
+            if not statuses:
+                return None
+        cond = R.status.is_in(*statuses)
+        if lease_token is not None:
+            cond &= R.lease_token == lease_token
+        if lease_expired_before is not None:
+            cond &= R.lease_expires_at.does_not_exist() | (
+                R.lease_expires_at < lease_expired_before
+            )
+        if check_at is not None:
+            cond &= R.check_at == check_at
+        if remaining_zero:
+            cond &= R.remaining == 0
+        if cursor_below_total:
+            cond &= R.queued_cursor < R.slices_total
+        sets = dict(update.set)
+        removes = list(update.remove)
+        if new_status is not None and ExStatus(new_status) in TERMINAL_EX:
+            removes += ["check_at", "sweep_shard", "lease_token", "lease_expires_at"]
+            sets = {k: v for k, v in sets.items() if k not in removes}
+        elif "check_at" in sets and sets["check_at"] is not None:
+            sets["sweep_shard"] = self._sweep_shard(run.ex_id)
+        actions: list[Any] = []
+        for k, v in sets.items():
+            attr = getattr(R, k)
+            actions.append(attr.remove() if v is None else attr.set(v))
+        for k, n in (update.add or {}).items():
+            actions.append(getattr(R, k).add(n))
+        actions += [getattr(R, k).remove() for k in dict.fromkeys(removes)]
+        item = R(run.job_id, run.slot)
+        try:
+            item.update(actions=actions, condition=cond)
+        except UpdateError as err:
+            if _is_conditional(err):
+                return None
+            raise _unavailable(err) from err
+        return self._run(item)
+
+    def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:
+        R = self.m.run
+        return self._get(
+            lambda: [self._run(m) for m in R.sweep_index.query(shard, R.check_at <= now,
+                                                                 limit=limit)]
+        )
+
+    # ---- slices ---------------------------------------------------------------------------
+    def _slice_model(self, sl: Slice) -> Any:
+        return self.m.slice(
+            sl.ex_id,
+            sl.slice_id,
+            order=sl.order,
+            request=sl.request,
+            state=str(sl.state),
+            attempts=sl.attempts,
+            lease_token=sl.lease_token,
+            lease_expires_at=sl.lease_expires_at,
+            not_before=sl.not_before,
+            result=sl.result,
+            error=sl.error,
+            created=sl.created,
+            updated=sl.updated,
+        )
+
+    @staticmethod
+    def _slice(m: Any) -> Slice:
+        return Slice(
+            ex_id=m.ex_id,
+            slice_id=m.slice_id,
+            order=int(m.order),
+            request=dict(m.request or {}),
+            state=SliceState(m.state),
+            attempts=int(m.attempts or 0),
+            lease_token=m.lease_token,
+            lease_expires_at=m.lease_expires_at,
+            not_before=m.not_before,
+            result=m.result,
+            error=m.error,
+            created=float(m.created),
+            updated=float(m.updated),
+        )
+
+    def put_slices(self, slices: Sequence[Slice]) -> int:
+        S = self.m.slice
+        new = 0
+        for i in range(0, len(slices), TX_BATCH):
+            chunk = [self._slice_model(s) for s in slices[i : i + TX_BATCH]]
+
+            def build(tx: TransactWrite, chunk: list[Any] = chunk) -> None:
+                for item in chunk:
+                    tx.save(item, condition=S.slice_id.does_not_exist())
+
+            if self._transact(build):
+                new += len(chunk)
+                continue
+            for item in chunk:  # some exist already: keep them, add the rest one by one
+                try:
+                    item.save(condition=S.slice_id.does_not_exist())
+                    new += 1
+                except PutError as err:
+                    if not _is_conditional(err):
+                        raise _unavailable(err) from err
+        return new
+
+    def get_slice(self, ex_id: str, slice_id: str) -> Slice | None:
+        def get() -> Slice | None:
+            try:
+                return self._slice(self.m.slice.get(ex_id, slice_id, consistent_read=True))
+            except self.m.slice.DoesNotExist:
+                return None
+
+        return self._get(get)
+
+    def list_slices(self, ex_id: str) -> list[Slice]:
+        S = self.m.slice
+        return self._get(lambda: [self._slice(m) for m in S.query(ex_id, consistent_read=True)])
+
+    def _slice_update(self, ex_id: str, slice_id: str, actions: list[Any], cond: Any) -> Any:
+        item = self.m.slice(ex_id, slice_id)
+        try:
+            item.update(actions=actions, condition=cond)
+        except UpdateError as err:
+            if _is_conditional(err):
+                return None
+            raise _unavailable(err) from err
+        return item
+
+    def claim_slice(
+        self, ex_id: str, slice_id: str, token: str, now: float, lease_until: float
+    ) -> Slice | None:
+        S = self.m.slice
+        pending = (S.state == str(SliceState.pending)) & (
+            S.not_before.does_not_exist() | (S.not_before <= now)
+        )
+        expired = (S.state == str(SliceState.started)) & (S.lease_expires_at < now)
+        item = self._slice_update(
+            ex_id,
+            slice_id,
+            [
+                S.state.set(str(SliceState.started)),
+                S.lease_token.set(token),
+                S.lease_expires_at.set(lease_until),
+                S.attempts.add(1),
+                S.updated.set(now),
+                S.not_before.remove(),
+            ],
+            S.slice_id.exists() & (pending | expired),
+        )
+        return None if item is None else self._slice(item)
+
+    def release_slice(
+        self, sl: Slice, token: str, not_before: float, error: str, now: float
+    ) -> bool:
+        S = self.m.slice
+        item = self._slice_update(
+            sl.ex_id,
+            sl.slice_id,
+            [
+                S.state.set(str(SliceState.pending)),
+                S.not_before.set(not_before),
+                S.error.set(error[:4000]),
+                S.updated.set(now),
+                S.lease_token.remove(),
+                S.lease_expires_at.remove(),
+            ],
+            (S.state == str(SliceState.started)) & (S.lease_token == token),
+        )
+        return item is not None
+
+    def finish_slice(
+        self,
+        sl: Slice,
+        run: Run,
+        *,
+        token: str | None,
+        expected_lease: float | None,
+        completed: bool,
+        result: Any,
+        error: str | None,
+        now: float,
+    ) -> bool:
+        S, R = self.m.slice, self.m.run
+        held = S.lease_token == token if token is not None else S.lease_expires_at == expected_lease
+        slice_actions = [
+            S.state.set(str(SliceState.completed if completed else SliceState.error)),
+            S.updated.set(now),
+            S.lease_token.remove(),
+            S.lease_expires_at.remove(),
+        ]
+        if completed:
+            slice_actions.append(S.error.remove())
+            if result is not None:
+                slice_actions.append(S.result.set(result))
+        else:
+            slice_actions.append(S.error.set((error or "error")[:4000]))
+        counter = R.processed if completed else R.failed
+        run_actions = [
+            counter.add(1),
+            R.remaining.add(-1),
+            R.updated.set(now),
+            R.check_at.set(now + run.lease_seconds),
+            R.sweep_shard.set(self._sweep_shard(run.ex_id)),
+        ]
+        if not completed:
+            run_actions.append(R.has_errors.set(True))
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                self.m.slice(sl.ex_id, sl.slice_id),
+                actions=slice_actions,
+                condition=(S.state == str(SliceState.started)) & held,
+            )
+            tx.update(
+                R(run.job_id, run.slot),
+                actions=run_actions,
+                condition=R.status.is_in(*[str(s) for s in EX_MACHINE.states - TERMINAL_EX]),
+            )
+
+        return self._transact(build)
+
+    # ---- supervisor -----------------------------------------------------------------------
+    @staticmethod
+    def _supervisor(m: Any) -> SupervisorRecord:
+        return SupervisorRecord(
+            state=SupervisorState(m.state),
+            last_tick_at=m.last_tick_at,
+            ticks=int(m.ticks or 0),
+            last_stats=m.last_stats,
+            reason=m.reason,
+            updated=float(m.updated),
+        )
+
+    def get_supervisor(self) -> SupervisorRecord | None:
+        def get() -> SupervisorRecord | None:
+            try:
+                return self._supervisor(self.m.supervisor.get(SUPERVISOR_KEY,
+                                                              consistent_read=True))
+            except self.m.supervisor.DoesNotExist:
+                return None
+
+        return self._get(get)
+
+    def init_supervisor(self, record: SupervisorRecord) -> SupervisorRecord:
+        V = self.m.supervisor
+        try:
+            V(
+                SUPERVISOR_KEY,
+                state=str(record.state),
+                ticks=0,
+                reason=record.reason,
+                updated=record.updated,
+            ).save(condition=V.key.does_not_exist())
+        except PutError as err:
+            if not _is_conditional(err):
+                raise _unavailable(err) from err
+        found = self.get_supervisor()
+        return found or record
+
+    def record_tick(self, now: float, stats: dict[str, Any]) -> None:
+        V = self.m.supervisor
+        try:
+            V(SUPERVISOR_KEY).update(
+                actions=[
+                    V.last_tick_at.set(now),
+                    V.ticks.add(1),
+                    V.last_stats.set(stats),
+                    V.updated.set(now),
+                ],
+                condition=V.key.exists(),
+            )
+        except UpdateError as err:
+            if not _is_conditional(err):
+                raise _unavailable(err) from err
+
+    def set_supervisor_state(
+        self, state: SupervisorState, reason: str | None, now: float
+    ) -> SupervisorRecord:
+        V = self.m.supervisor
+        sources = SUPERVISOR_MACHINE.sources_for(state) | {state}
+        item = V(SUPERVISOR_KEY)
+        try:
+            item.update(
+                actions=[V.state.set(str(state)), V.reason.set(reason), V.updated.set(now)],
+                condition=V.state.is_in(*map(str, sources)),
+            )
+        except UpdateError as err:
+            if _is_conditional(err):
+                current = self.get_supervisor()
+                raise Conflict(
+                    f"supervisor cannot go to {state}",
+                    current_state=str(current.state) if current else None,
+                ) from err
+            raise _unavailable(err) from err
+        return self._supervisor(item)

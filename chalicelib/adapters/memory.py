@@ -1,0 +1,48 @@
+"""An in-memory Queue for tests: records nudges and delivers them on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.ports import Queue
+
+
+@dataclass
+class Message:
+    kind: str
+    body: dict[str, Any]
+    delay: int
+
+
+@dataclass
+class MemoryQueue(Queue):
+    """Keeps every message sent; `drain` hands them to handlers (delays are ignored)."""
+
+    messages: list[Message] = field(default_factory=list)
+    sent: list[Message] = field(default_factory=list)
+
+    def send_starts(self, items: Sequence[tuple[str, str, int]]) -> None:
+        for j, s, d in items:
+            self._put(Message("start", {"job_id": j, "slot": s}, d))
+
+    def send_slices(self, items: Sequence[tuple[str, str, str, str, int]]) -> None:
+        for j, s, e, i, d in items:
+            self._put(Message("slice", {"job_id": j, "slot": s, "ex_id": e, "slice_id": i}, d))
+
+    def _put(self, msg: Message) -> None:
+        self.messages.append(msg)
+        self.sent.append(msg)
+
+    def take(self) -> list[Message]:
+        out, self.messages = self.messages, []
+        return out
+
+    def drain(self, handle: Callable[[Message], Any], limit: int = 100_000) -> int:
+        """Deliver messages (including ones sent while draining) until none are left."""
+        n = 0
+        while self.messages and n < limit:
+            handle(self.messages.pop(0))
+            n += 1
+        return n

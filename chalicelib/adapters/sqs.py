@@ -1,0 +1,72 @@
+"""The Queue port on SQS: JSON nudges, sent in batches of ten with per-message delays."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from chalicelib.domain.slices import MAX_SQS_DELAY
+from chalicelib.ports import Queue
+
+
+class QueueUnavailable(Exception):
+    """Some messages could not be sent after a retry."""
+
+
+class SqsQueue(Queue):
+    """Sends start and slice nudges to their SQS queues."""
+
+    def __init__(self, client: Any, start_queue: str, slice_queue: str) -> None:
+        self.client = client
+        self._names = {"start": start_queue, "slice": slice_queue}
+        self._urls: dict[str, str] = {}
+
+    def url(self, kind: str) -> str:
+        if kind not in self._urls:
+            self._urls[kind] = self.client.get_queue_url(QueueName=self._names[kind])["QueueUrl"]
+        return self._urls[kind]
+
+    def _send(self, kind: str, bodies: Sequence[tuple[dict[str, Any], int]]) -> None:
+        url = self.url(kind)
+        for i in range(0, len(bodies), 10):
+            entries = [
+                {
+                    "Id": uuid.uuid4().hex,
+                    "MessageBody": json.dumps(body, separators=(",", ":")),
+                    "DelaySeconds": max(0, min(MAX_SQS_DELAY, int(delay))),
+                }
+                for body, delay in bodies[i : i + 10]
+            ]
+            for _ in range(2):
+                resp = self.client.send_message_batch(QueueUrl=url, Entries=entries)
+                failed = {f["Id"] for f in resp.get("Failed", [])}
+                entries = [e for e in entries if e["Id"] in failed]
+                if not entries:
+                    break
+            if entries:
+                raise QueueUnavailable(f"{len(entries)} {kind} messages not sent")
+
+    def send_starts(self, items: Sequence[tuple[str, str, int]]) -> None:
+        self._send("start", [({"job_id": j, "slot": s}, d) for j, s, d in items])
+
+    def send_slices(self, items: Sequence[tuple[str, str, str, str, int]]) -> None:
+        self._send(
+            "slice",
+            [({"job_id": j, "slot": s, "ex_id": e, "slice_id": i}, d) for j, s, e, i, d in items],
+        )
+
+
+def ensure_queues(client: Any, start: str, slices: str, dlq: str, max_receive: int) -> None:
+    """Create the queues (with a redrive policy to the DLQ) if missing."""
+    dlq_url = client.create_queue(QueueName=dlq)["QueueUrl"]
+    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)})
+    for name in (start, slices):
+        client.create_queue(
+            QueueName=name,
+            Attributes={"VisibilityTimeout": "120", "RedrivePolicy": redrive},
+        )

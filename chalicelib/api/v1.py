@@ -1,0 +1,55 @@
+"""Teraslice-style routes (seed 001): /v1/jobs and /v1/ex, also served without /v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.errors import api_errors, json_response, parse_json_body, query_bool
+from chalicelib.api.views import ex_view, job_view
+from chalicelib.bootstrap import get_container
+
+
+def make_blueprint(import_name: str) -> Blueprint:
+    """A blueprint with every v1 route; registered once under /v1 and once at the root."""
+    bp = Blueprint(import_name)
+
+    def request_body() -> Any:
+        return parse_json_body(bp.current_request.raw_body)
+
+    @bp.route("/jobs", methods=["POST"])
+    @api_errors
+    def submit_job() -> Response:
+        start = query_bool(bp.current_request.query_params, "start", False)
+        job, run = get_container().jobs.submit(request_body(), start)
+        body: dict[str, Any] = {"job_id": job.job_id}
+        if run is not None:
+            body["ex_id"] = run.ex_id
+        if job.next_fire_at is not None:
+            body["schedule_state"] = str(job.state)
+            body["next_fire_at"] = job_view(job)["next_fire_at"]
+        return json_response(body, 201 if run is None else 202)
+
+    @bp.route("/jobs/{job_id}", methods=["GET"])
+    @api_errors
+    def get_job(job_id: str) -> Response:
+        return json_response(job_view(get_container().jobs.get(job_id)))
+
+    @bp.route("/jobs/{job_id}/ex", methods=["GET"])
+    @api_errors
+    def get_job_ex(job_id: str) -> Response:
+        return json_response(ex_view(get_container().jobs.latest_run(job_id)))
+
+    @bp.route("/jobs/{job_id}/_start", methods=["POST"])
+    @api_errors
+    def start_job(job_id: str) -> Response:
+        run = get_container().jobs.start_run(job_id)
+        return json_response({"job_id": job_id, "ex_id": run.ex_id}, 202)
+
+    @bp.route("/ex/{ex_id}", methods=["GET"])
+    @api_errors
+    def get_ex(ex_id: str) -> Response:
+        return json_response(ex_view(get_container().jobs.get_run_by_ex(ex_id)))
+
+    return bp

@@ -1,0 +1,85 @@
+"""Response shapes: Teraslice's job and execution documents (seed 001)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.runs import Run
+from chalicelib.domain.timefmt import iso
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    out = dict(job.definition)
+    out.update(
+        {
+            "job_id": job.job_id,
+            "_created": iso(job.created),
+            "_updated": iso(job.updated),
+            "_context": "job",
+            "active": job.active,
+            "schedule_state": str(job.state),
+            "next_fire_at": iso(job.next_fire_at),
+        }
+    )
+    if job.deleted:
+        out.update({"_deleted": True, "_deleted_on": iso(job.deleted_on)})
+    return out
+
+
+def slicer_stats(run: Run) -> dict[str, Any]:
+    done = run.processed + run.failed
+    in_flight = max(0, run.queued_cursor - done) if run.status not in TERMINAL_EX else 0
+    duration = None
+    if run.started_at is not None:
+        end = run.finished_at if run.finished_at is not None else run.updated
+        duration = max(0, round(end - run.started_at))
+    queuing_done = run.slices_total > 0 and run.queued_cursor >= run.slices_total
+    return {
+        "workers_active": min(run.workers, in_flight),
+        "workers_joined": run.workers if run.started_at is not None else 0,
+        "workers_available": max(0, run.workers - in_flight),
+        "workers_reconnected": 0,
+        "workers_disconnected": 0,
+        "queued": in_flight,
+        "processed": run.processed,
+        "failed": run.failed,
+        "slices_total": run.slices_total,
+        "job_duration": duration,
+        "started": iso(run.started_at),
+        "queuing_complete": iso(run.updated) if queuing_done else None,
+        "subslices": 0,
+        "subslice_by_key": 0,
+        "slice_range_expansion": 0,
+        "slicers": 1,
+    }
+
+
+def ex_view(run: Run) -> dict[str, Any]:
+    out = dict(run.config)
+    out.update(
+        {
+            "job_id": run.job_id,
+            "ex_id": run.ex_id,
+            "_created": iso(run.created),
+            "_updated": iso(run.updated),
+            "_context": "ex",
+            "_status": str(run.status),
+            "_has_errors": run.has_errors,
+            "_slicer_stats": slicer_stats(run),
+            "workers": run.workers,
+            "slot": run.slot,
+            "scheduled_start": iso(run.scheduled_start),
+            "trigger": str(run.trigger),
+            "args": run.args,
+            "started_at": iso(run.started_at),
+            "finished_at": iso(run.finished_at),
+            "attempts": run.attempts,
+        }
+    )
+    if run.status == ExStatus.completed and run.inline:
+        out["result"] = run.result
+    if run.errors:
+        out["_failureReason"] = run.errors[-1].get("error")
+    return out

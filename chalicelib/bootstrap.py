@@ -1,0 +1,90 @@
+"""The composition root: builds the store, queue, clock and services from Settings."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.sqs import SqsQueue, ensure_queues
+from chalicelib.config import Settings, get_settings
+from chalicelib.ports import Clock, Queue, Store, SystemClock
+from chalicelib.services.jobs import JobService
+from chalicelib.services.supervisor import SupervisorService
+from chalicelib.services.worker import WorkerService
+
+
+@dataclass
+class Container:
+    """Everything a handler needs, built once per process."""
+
+    settings: Settings
+    store: Store
+    queue: Queue
+    clock: Clock
+    jobs: JobService
+    worker: WorkerService
+    supervisor: SupervisorService
+
+
+def aws_client(service: str, settings: Settings) -> Any:
+    return boto3.client(service, region_name=settings.region, endpoint_url=settings.endpoint_url)
+
+
+def build_container(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    queue: Queue | None = None,
+    clock: Clock | None = None,
+) -> Container:
+    s = settings or get_settings()
+    store = store or DynamoStore(s)
+    queue = queue or SqsQueue(aws_client("sqs", s), s.start_queue, s.slice_queue)
+    clock = clock or SystemClock()
+    worker = WorkerService(store, queue, clock)
+    return Container(
+        settings=s,
+        store=store,
+        queue=queue,
+        clock=clock,
+        jobs=JobService(store, queue, clock, s),
+        worker=worker,
+        supervisor=SupervisorService(store, queue, clock, s, worker),
+    )
+
+
+def ensure_resources(settings: Settings | None = None) -> None:
+    """Create the tables, queues and bucket if missing (local stacks, first start-up)."""
+    s = settings or get_settings()
+    DynamoStore(s).ensure_tables()
+    ensure_queues(aws_client("sqs", s), s.start_queue, s.slice_queue, s.dead_letter_queue,
+                  s.max_receive_count)
+    s3 = aws_client("s3", s)
+    try:
+        s3.head_bucket(Bucket=s.bucket)
+    except Exception:
+        s3.create_bucket(Bucket=s.bucket)
+
+
+_lock = threading.Lock()
+_container: Container | None = None
+
+
+def get_container() -> Container:
+    """The process-wide container, built on first use."""
+    global _container
+    with _lock:
+        if _container is None:
+            _container = build_container()
+        return _container
+
+
+def set_container(container: Container | None) -> None:
+    """Replace the process-wide container (tests, local stacks)."""
+    global _container
+    with _lock:
+        _container = container

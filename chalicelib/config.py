@@ -1,0 +1,91 @@
+"""Settings read from the environment, lazily, once per process (or per explicit call)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that differs between stages, stacks and tests."""
+
+    stage: str = "dev"
+    region: str = "us-east-1"
+    prefix: str = "cadenza-dev"
+    endpoint_url: str | None = None
+    dynamodb_endpoint: str | None = None
+    jobs_table: str = "cadenza-dev-jobs"
+    runs_table: str = "cadenza-dev-runs"
+    slices_table: str = "cadenza-dev-slices"
+    supervisor_table: str = "cadenza-dev-supervisor"
+    start_queue: str = "cadenza-dev-start"
+    slice_queue: str = "cadenza-dev-slices"
+    dead_letter_queue: str = "cadenza-dev-dlq"
+    bucket: str = "cadenza-dev-results"
+    due_shards: int = 8
+    lease_shards: int = 4
+    lookahead_seconds: float = 60.0
+    max_receive_count: int = 5
+    start_halted: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ddb_endpoint(self) -> str | None:
+        return self.dynamodb_endpoint or self.endpoint_url
+
+    def with_prefix(self, prefix: str) -> Settings:
+        """The same settings with every resource name under another prefix."""
+        return replace(
+            self,
+            prefix=prefix,
+            jobs_table=f"{prefix}-jobs",
+            runs_table=f"{prefix}-runs",
+            slices_table=f"{prefix}-slices",
+            supervisor_table=f"{prefix}-supervisor",
+            start_queue=f"{prefix}-start",
+            slice_queue=f"{prefix}-slices",
+            dead_letter_queue=f"{prefix}-dlq",
+            bucket=f"{prefix}-results",
+        )
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        stage = e.get("CADENZA_STAGE", "dev")
+        base = cls(stage=stage).with_prefix(e.get("CADENZA_PREFIX", f"cadenza-{stage}"))
+        region = e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return replace(
+            base,
+            region=region,
+            endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
+            dynamodb_endpoint=e.get("CADENZA_DYNAMODB_ENDPOINT")
+            or e.get("AWS_ENDPOINT_URL_DYNAMODB")
+            or None,
+            jobs_table=e.get("CADENZA_JOBS_TABLE", base.jobs_table),
+            runs_table=e.get("CADENZA_RUNS_TABLE", base.runs_table),
+            slices_table=e.get("CADENZA_SLICES_TABLE", base.slices_table),
+            supervisor_table=e.get("CADENZA_SUPERVISOR_TABLE", base.supervisor_table),
+            start_queue=e.get("CADENZA_START_QUEUE", base.start_queue),
+            slice_queue=e.get("CADENZA_SLICE_QUEUE", base.slice_queue),
+            dead_letter_queue=e.get("CADENZA_DLQ", base.dead_letter_queue),
+            bucket=e.get("CADENZA_BUCKET", base.bucket),
+            due_shards=int(e.get("CADENZA_DUE_SHARDS", base.due_shards)),
+            lease_shards=int(e.get("CADENZA_LEASE_SHARDS", base.lease_shards)),
+            lookahead_seconds=float(e.get("CADENZA_LOOKAHEAD_SECONDS", base.lookahead_seconds)),
+            max_receive_count=int(e.get("CADENZA_MAX_RECEIVE_COUNT", base.max_receive_count)),
+            start_halted=_bool(e.get("CADENZA_START_HALTED")),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings.from_env()

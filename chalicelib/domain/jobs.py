@@ -1,0 +1,93 @@
+"""A job: its validated definition (Teraslice shape plus a schedule) and its stored record."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chalicelib.domain.schedules import Schedule
+from chalicelib.domain.transitions import JobState
+
+
+class Operation(BaseModel):
+    """One step of a job: `{"_op": name, ...params}`; params are checked by the op itself."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+
+    op: str = Field(alias="_op", min_length=1, max_length=100)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"_op": self.op, **self.params}
+
+
+class JobDefinition(BaseModel):
+    """What a user submits. The first operation slices the work, the rest process each slice."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=256)
+    owner: str = Field(default="anonymous", min_length=1, max_length=128)
+    lifecycle: Literal["once", "persistent"] = "once"
+    operations: list[Operation] = Field(min_length=1, max_length=50)
+    workers: int = Field(default=1, ge=1, le=1000)
+    max_retries: int = Field(default=3, ge=0, le=100)
+    timeout_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    lease_seconds: int = Field(default=60, ge=1, le=12 * 3600)
+    schedule: Schedule | None = None
+    analytics: bool = True
+    assets: list[str] = Field(default_factory=list, max_length=50)
+    slicers: int = Field(default=1, ge=1, le=1)
+    probation_window: int = Field(default=300000, ge=0)
+
+    @field_validator("name", "owner")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.model_dump(mode="json", exclude={"operations", "schedule"})
+        out["operations"] = [op.to_dict() for op in self.operations]
+        out["schedule"] = (
+            self.schedule.model_dump(mode="json", exclude_none=True) if self.schedule else None
+        )
+        return out
+
+
+def due_shard(job_id: str, shards: int) -> int:
+    """A stable shard for a job, so no single index partition is hot."""
+    return int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) % shards
+
+
+@dataclass
+class Job:
+    """A stored job: its definition plus schedule state and bookkeeping."""
+
+    job_id: str
+    definition: dict[str, Any]
+    state: JobState = JobState.NEW
+    active: bool = True
+    deleted: bool = False
+    deleted_on: float | None = None
+    next_fire_at: float | None = None
+    anchor: float | None = None
+    version: int = 0
+    created: float = 0.0
+    updated: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> JobDefinition:
+        return JobDefinition.model_validate(self.definition)
+
+    @property
+    def name(self) -> str:
+        return str(self.definition.get("name", ""))

@@ -1,0 +1,75 @@
+"""Runs (Teraslice executions): one per (job, scheduled start) slot."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from chalicelib.domain.timefmt import slot_key
+from chalicelib.domain.transitions import ExStatus
+
+
+class Trigger(StrEnum):
+    schedule = "schedule"
+    manual = "manual"
+    recover = "recover"
+
+
+def scheduled_slot(ts: float) -> str:
+    """The slot key of a scheduled run: the scheduled start itself, so a slot runs once."""
+    return slot_key(ts)
+
+
+def manual_slot(ts: float, token: str | None = None) -> str:
+    """An on-demand run's slot: its request time plus a suffix, sorting with scheduled ones."""
+    return f"{slot_key(ts)}#m-{token or uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class Run:
+    """An execution of a job for one slot, with its counters and lease."""
+
+    job_id: str
+    slot: str
+    ex_id: str
+    scheduled_start: float
+    config: dict[str, Any]
+    trigger: Trigger = Trigger.schedule
+    status: ExStatus = ExStatus.pending
+    args: str | None = None
+    created: float = 0.0
+    updated: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    workers: int = 1
+    slices_total: int = 0
+    processed: int = 0
+    failed: int = 0
+    remaining: int = 0
+    queued_cursor: int = 0
+    inline: bool = False
+    attempts: int = 0
+    lease_token: str | None = None
+    lease_expires_at: float | None = None
+    check_at: float | None = None
+    result: Any = None
+    has_errors: bool = False
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def max_retries(self) -> int:
+        return int(self.config.get("max_retries", 3))
+
+    @property
+    def lease_seconds(self) -> int:
+        return int(self.config.get("lease_seconds", 60))
+
+    @property
+    def operations(self) -> list[dict[str, Any]]:
+        return list(self.config.get("operations", []))
+
+    @property
+    def final_status(self) -> ExStatus:
+        return ExStatus.failed if self.failed else ExStatus.completed

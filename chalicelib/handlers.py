@@ -1,0 +1,62 @@
+"""Lambda-facing handlers for the schedule and SQS events: parse, call a service, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from chalicelib.bootstrap import get_container
+
+log = logging.getLogger(__name__)
+
+
+def on_tick(event: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One supervisor tick (EventBridge schedule)."""
+    stats = get_container().supervisor.tick()
+    return asdict(stats)
+
+
+def _body(record: SQSRecord) -> dict[str, Any]:
+    body = json.loads(record.body)
+    if not isinstance(body, dict):
+        raise ValueError("message body is not a JSON object")
+    return body
+
+
+def _start_record(record: SQSRecord) -> str:
+    b = _body(record)
+    return get_container().worker.handle_start(str(b["job_id"]), str(b["slot"]))
+
+
+def _slice_record(record: SQSRecord) -> str:
+    b = _body(record)
+    return get_container().worker.handle_slice(
+        str(b["job_id"]), str(b["slot"]), str(b["ex_id"]), str(b["slice_id"])
+    )
+
+
+def _batch(event: dict[str, Any], handler: Any, context: Any) -> dict[str, Any]:
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    result: dict[str, Any] = process_partial_response(
+        event=event, record_handler=handler, processor=processor, context=context
+    )
+    return result
+
+
+def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """A batch of start messages; failed ones are reported so only they return."""
+    return _batch(event, _start_record, context)
+
+
+def on_slice_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """A batch of slice messages; failed ones are reported so only they return."""
+    return _batch(event, _slice_record, context)

@@ -1,0 +1,227 @@
+"""Ports: what the services need from the outside world. Adapters implement them.
+
+Every method that changes state is a single conditional write (or one transaction): it
+returns False / None when its condition did not hold (a lost race), and never half-applies.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.runs import Run
+from chalicelib.domain.slices import Slice
+from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
+
+
+class Clock(ABC):
+    """Where services read the time; tests inject a fake one."""
+
+    @abstractmethod
+    def now(self) -> float:
+        """Epoch seconds."""
+
+
+class SystemClock(Clock):
+    def now(self) -> float:
+        return time.time()
+
+
+class FakeClock(Clock):
+    """A settable clock for tests."""
+
+    def __init__(self, start: float) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass
+class SupervisorRecord:
+    state: SupervisorState = SupervisorState.RUNNING
+    last_tick_at: float | None = None
+    ticks: int = 0
+    last_stats: dict[str, Any] | None = None
+    reason: str | None = None
+    updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunUpdate:
+    """The changes of one conditional run write: SET, ADD and REMOVE."""
+
+    set: dict[str, Any]
+    add: dict[str, int] | None = None
+    remove: Sequence[str] = ()
+
+
+class JobStore(ABC):
+    """Jobs, by id, and the sparse due index the supervisor reads."""
+
+    @abstractmethod
+    def create_job(self, job: Job) -> None:
+        """Store a new job; raises Conflict if its id exists."""
+
+    @abstractmethod
+    def get_job(self, job_id: str) -> Job | None:
+        """The job, or None."""
+
+    @abstractmethod
+    def due_jobs(self, shard: int, horizon: float, limit: int = 500) -> list[Job]:
+        """SCHEDULED jobs of one due shard with next_fire_at <= horizon (an index query)."""
+
+    @abstractmethod
+    def set_job_state(
+        self,
+        job: Job,
+        state: JobState,
+        next_fire_at: float | None,
+        anchor: float | None = None,
+    ) -> bool:
+        """Move a job to `state` if its version is still `job.version` (and the transition
+        table allows it); sets or clears the due index entry. False on a lost race."""
+
+
+class RunStore(ABC):
+    """Runs (executions): created once per slot, changed only by conditional writes."""
+
+    @abstractmethod
+    def create_scheduled_run(
+        self, run: Run, job: Job, next_fire_at: float | None, expire: bool
+    ) -> bool:
+        """In one transaction: put `run` if its (job_id, slot) is new, and advance the job's
+        next_fire_at (or take it off the due index and expire it) if the job's version is
+        still `job.version`. False, with nothing written, if either condition failed."""
+
+    @abstractmethod
+    def create_run(self, run: Run) -> bool:
+        """Put an on-demand run if its slot is new. False if it exists."""
+
+    @abstractmethod
+    def get_run(self, job_id: str, slot: str) -> Run | None:
+        """A strongly consistent read of one run."""
+
+    @abstractmethod
+    def get_run_by_ex(self, ex_id: str) -> Run | None:
+        """The run with this ex_id (through the ex_id index), or None."""
+
+    @abstractmethod
+    def list_runs(self, job_id: str, limit: int = 100, newest_first: bool = True) -> list[Run]:
+        """A job's runs in slot order."""
+
+    @abstractmethod
+    def update_run(
+        self,
+        run: Run,
+        update: RunUpdate,
+        *,
+        statuses: Iterable[ExStatus],
+        lease_token: str | None = None,
+        lease_expired_before: float | None = None,
+        check_at: float | None = None,
+        remaining_zero: bool = False,
+        cursor_below_total: bool = False,
+    ) -> Run | None:
+        """Apply `update` if the run's status is one of `statuses` and every given condition
+        holds: lease_token equals; lease missing or expired before the time; check_at equals;
+        remaining == 0; queued_cursor < slices_total. Returns the new run, or None."""
+
+    @abstractmethod
+    def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:
+        """Non-terminal runs of one sweep shard whose check_at <= now (an index query)."""
+
+
+class SliceStore(ABC):
+    """Slices of an execution, claimed with a lease."""
+
+    @abstractmethod
+    def put_slices(self, slices: Sequence[Slice]) -> int:
+        """Write slices that do not exist yet (existing ones are left as they are).
+        Returns how many were new."""
+
+    @abstractmethod
+    def get_slice(self, ex_id: str, slice_id: str) -> Slice | None:
+        """One slice, strongly consistent."""
+
+    @abstractmethod
+    def list_slices(self, ex_id: str) -> list[Slice]:
+        """Every slice of an execution, in order."""
+
+    @abstractmethod
+    def claim_slice(
+        self, ex_id: str, slice_id: str, token: str, now: float, lease_until: float
+    ) -> Slice | None:
+        """pending (and not before `now`) or started-with-expired-lease -> started, with a
+        new lease and attempts + 1. Returns the claimed slice, or None if not claimable."""
+
+    @abstractmethod
+    def release_slice(
+        self, sl: Slice, token: str, not_before: float, error: str, now: float
+    ) -> bool:
+        """started (held by `token`) -> pending, to be retried not before `not_before`."""
+
+    @abstractmethod
+    def finish_slice(
+        self,
+        sl: Slice,
+        run: Run,
+        *,
+        token: str | None,
+        expected_lease: float | None,
+        completed: bool,
+        result: Any,
+        error: str | None,
+        now: float,
+    ) -> bool:
+        """In one transaction: started -> completed / error (held by `token`, or with the
+        lease `expected_lease` when the sweep gives up on it) and count it on the run
+        (processed or failed + 1, remaining - 1, progress lease renewed)."""
+
+
+class SupervisorStore(ABC):
+    """The supervisor's single record."""
+
+    @abstractmethod
+    def get_supervisor(self) -> SupervisorRecord | None: ...
+
+    @abstractmethod
+    def init_supervisor(self, record: SupervisorRecord) -> SupervisorRecord:
+        """Create the record if missing; return the stored one either way."""
+
+    @abstractmethod
+    def record_tick(self, now: float, stats: dict[str, Any]) -> None:
+        """Note a tick's time and figures."""
+
+    @abstractmethod
+    def set_supervisor_state(
+        self, state: SupervisorState, reason: str | None, now: float
+    ) -> SupervisorRecord:
+        """Apply a supervisor transition (conditional on the table's sources)."""
+
+
+class Store(JobStore, RunStore, SliceStore, SupervisorStore, ABC):
+    """The whole state store."""
+
+    @abstractmethod
+    def ensure_tables(self) -> None:
+        """Create every table (and index) that is missing, and wait until active."""
+
+
+class Queue(ABC):
+    """Nudges: 'look at this run / slice now'. Losing or doubling one is always safe."""
+
+    @abstractmethod
+    def send_starts(self, items: Sequence[tuple[str, str, int]]) -> None:
+        """Start messages for (job_id, slot, delay_seconds)."""
+
+    @abstractmethod
+    def send_slices(self, items: Sequence[tuple[str, str, str, str, int]]) -> None:
+        """Slice messages for (job_id, slot, ex_id, slice_id, delay_seconds)."""

@@ -1,0 +1,111 @@
+"""Job use cases: validate and store a definition, read it, start a run on demand."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+
+from chalicelib.config import Settings
+from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
+from chalicelib.domain.jobs import Job, JobDefinition
+from chalicelib.domain.runs import Run, Trigger, manual_slot
+from chalicelib.domain.transitions import ExStatus, JobState
+from chalicelib.ops.registry import validate_operations
+from chalicelib.ports import Clock, Queue, Store
+from chalicelib.services.scheduling import next_slot
+
+
+def parse_definition(payload: Any) -> JobDefinition:
+    """A validated job definition, or InvalidInput naming each wrong field and why."""
+    if not isinstance(payload, dict):
+        raise InvalidInput(
+            "body: a job must be a JSON object",
+            [{"field": "body", "reason": "expected a JSON object"}],
+        )
+    try:
+        spec = JobDefinition.model_validate(payload)
+    except ValidationError as err:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e["loc"]) or "body",
+                "reason": e["msg"].removeprefix("Value error, "),
+            }
+            for e in err.errors()
+        ]
+        raise InvalidInput(f"{errors[0]['field']}: {errors[0]['reason']}", errors) from err
+    validate_operations([op.to_dict() for op in spec.operations])
+    return spec
+
+
+class JobService:
+    """Submitting jobs, reading them and their executions, and starting runs on demand."""
+
+    def __init__(self, store: Store, queue: Queue, clock: Clock, settings: Settings) -> None:
+        self.store, self.queue, self.clock, self.settings = store, queue, clock, settings
+
+    def submit(self, payload: Any, start: bool) -> tuple[Job, Run | None]:
+        """Store a job. With `start`, a scheduled job is SCHEDULED from now on and an
+        unscheduled one gets an execution at once."""
+        spec = parse_definition(payload)
+        now = self.clock.now()
+        job = Job(job_id=str(uuid.uuid4()), definition=spec.to_dict(), created=now, updated=now)
+        if start and spec.schedule is not None:
+            first = next_slot(spec.schedule, now, now)
+            if first is None:
+                raise InvalidInput(
+                    "schedule: has no slot in the future",
+                    [{"field": "schedule", "reason": "no future slot"}],
+                )
+            job.state, job.next_fire_at, job.anchor = JobState.SCHEDULED, first, now
+        self.store.create_job(job)
+        run = self.start_run(job.job_id) if start and spec.schedule is None else None
+        return job, run
+
+    def get(self, job_id: str) -> Job:
+        job = self.store.get_job(job_id)
+        if job is None or job.deleted:
+            raise NotFound(f"job {job_id} not found", job_id=job_id)
+        return job
+
+    def start_run(
+        self, job_id: str, args: str | None = None, trigger: Trigger = Trigger.manual
+    ) -> Run:
+        """Create a run now (its own slot) and nudge a start worker."""
+        job = self.get(job_id)
+        if not job.active:
+            raise Conflict(f"job {job_id} is inactive", job_id=job_id)
+        now = self.clock.now()
+        spec = job.spec
+        run = Run(
+            job_id=job_id,
+            slot=manual_slot(now),
+            ex_id=str(uuid.uuid4()),
+            scheduled_start=now,
+            config=job.definition,
+            trigger=trigger,
+            status=ExStatus.pending,
+            args=args,
+            created=now,
+            updated=now,
+            workers=spec.workers,
+            check_at=now + spec.lease_seconds,
+        )
+        if not self.store.create_run(run):
+            raise Conflict("a run with this slot exists", job_id=job_id, slot=run.slot)
+        self.queue.send_starts([(job_id, run.slot, 0)])
+        return run
+
+    def latest_run(self, job_id: str) -> Run:
+        self.get(job_id)
+        runs = self.store.list_runs(job_id, limit=1)
+        if not runs:
+            raise NotFound(f"job {job_id} has no execution", job_id=job_id)
+        return runs[0]
+
+    def get_run_by_ex(self, ex_id: str) -> Run:
+        run = self.store.get_run_by_ex(ex_id)
+        if run is None:
+            raise NotFound(f"execution {ex_id} not found", ex_id=ex_id)
+        return run

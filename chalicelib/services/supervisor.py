@@ -1,0 +1,237 @@
+"""The supervisor: one `tick(now)` creates due runs (once per slot) and repairs stalled ones."""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import asdict, dataclass
+
+from chalicelib.config import Settings
+from chalicelib.domain.errors import DomainError
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.runs import Run, Trigger, scheduled_slot
+from chalicelib.domain.slices import slice_id_for
+from chalicelib.domain.transitions import ExStatus, SliceState, SupervisorState
+from chalicelib.ports import Clock, Queue, RunUpdate, Store, SupervisorRecord
+from chalicelib.services.scheduling import latest_slot_not_after, next_slot
+from chalicelib.services.worker import WorkerService
+
+log = logging.getLogger(__name__)
+MAX_SLOTS_PER_JOB_PER_TICK = 100
+MISFIRE_GRACE_SECONDS = 60.0
+
+
+@dataclass
+class TickStats:
+    """What one tick did; counted, so comparable across machines."""
+
+    halted: bool = False
+    shards_queried: int = 0
+    jobs_read: int = 0
+    runs_created: int = 0
+    slot_conflicts: int = 0
+    slots_skipped: int = 0
+    starts_sent: int = 0
+    stalled_read: int = 0
+    resent: int = 0
+    slices_failed: int = 0
+    finalized: int = 0
+    errors: int = 0
+
+
+class SupervisorService:
+    """What the scheduled supervisor function does on each EventBridge tick."""
+
+    def __init__(
+        self, store: Store, queue: Queue, clock: Clock, settings: Settings, worker: WorkerService
+    ) -> None:
+        self.store, self.queue, self.clock, self.settings = store, queue, clock, settings
+        self.worker = worker
+
+    def state(self) -> SupervisorRecord:
+        found = self.store.get_supervisor()
+        if found is not None:
+            return found
+        initial = SupervisorState.HALTED if self.settings.start_halted else SupervisorState.RUNNING
+        reason = "started halted by configuration" if self.settings.start_halted else None
+        return self.store.init_supervisor(
+            SupervisorRecord(state=initial, reason=reason, updated=self.clock.now())
+        )
+
+    def tick(self, now: float | None = None) -> TickStats:
+        """Create every run due by now + look-ahead, send its start to arrive on its second,
+        then sweep runs whose lease or progress check has expired."""
+        now = self.clock.now() if now is None else now
+        stats = TickStats()
+        if self.state().state == SupervisorState.HALTED:
+            stats.halted = True
+            self.store.record_tick(now, asdict(stats))
+            return stats
+        horizon = now + self.settings.lookahead_seconds
+        starts: list[tuple[str, str, int]] = []
+        for shard in range(self.settings.due_shards):
+            jobs = self.store.due_jobs(shard, horizon)
+            stats.shards_queried += 1
+            stats.jobs_read += len(jobs)
+            for job in jobs:
+                try:
+                    starts += self._fire(job, now, horizon, stats)
+                except DomainError as err:
+                    stats.errors += 1
+                    log.warning("job %s not fired this tick: %s", job.job_id, err.message)
+        if starts:
+            try:
+                self.queue.send_starts(starts)
+                stats.starts_sent += len(starts)
+            except Exception:  # the sweep re-sends starts of runs that did not begin
+                stats.errors += 1
+                log.exception("sending %d start messages failed", len(starts))
+        self._sweep(now, stats)
+        self.store.record_tick(now, asdict(stats))
+        return stats
+
+    def _fire(self, job: Job, now: float, horizon: float, stats: TickStats) -> list[
+        tuple[str, str, int]
+    ]:
+        spec = job.spec
+        schedule, slot = spec.schedule, job.next_fire_at
+        if schedule is None or slot is None:
+            return []
+        anchor = job.anchor if job.anchor is not None else job.created
+        if slot < now - MISFIRE_GRACE_SECONDS:
+            slot, skipped = latest_slot_not_after(schedule, slot, now, anchor)
+            stats.slots_skipped += skipped
+        starts: list[tuple[str, str, int]] = []
+        for _ in range(MAX_SLOTS_PER_JOB_PER_TICK):
+            if slot is None or slot > horizon:
+                break
+            nxt = next_slot(schedule, slot, anchor)
+            run = Run(
+                job_id=job.job_id,
+                slot=scheduled_slot(slot),
+                ex_id=str(uuid.uuid4()),
+                scheduled_start=slot,
+                config=job.definition,
+                trigger=Trigger.schedule,
+                created=now,
+                updated=now,
+                workers=spec.workers,
+                check_at=max(slot, now) + spec.lease_seconds,
+            )
+            if not self.store.create_scheduled_run(run, job, nxt, expire=nxt is None):
+                stats.slot_conflicts += 1
+                break
+            stats.runs_created += 1
+            job.version += 1
+            job.next_fire_at = nxt
+            starts.append((job.job_id, run.slot, max(0, math.floor(slot - now))))
+            slot = nxt
+        return starts
+
+    # ---- sweep ----------------------------------------------------------------------------
+    def _sweep(self, now: float, stats: TickStats) -> None:
+        for shard in range(self.settings.lease_shards):
+            for run in self.store.stalled_runs(shard, now):
+                stats.stalled_read += 1
+                try:
+                    self._repair(run, now, stats)
+                except DomainError as err:
+                    stats.errors += 1
+                    log.warning("run %s not repaired this tick: %s", run.ex_id, err.message)
+
+    def _bump(self, run: Run, now: float) -> Run | None:
+        """Claim this run's repair for this tick: only one supervisor wins the check_at."""
+        return self.store.update_run(
+            run,
+            RunUpdate(set={"check_at": now + run.lease_seconds}),
+            statuses=[run.status],
+            check_at=run.check_at,
+        )
+
+    def _repair(self, run: Run, now: float, stats: TickStats) -> None:
+        if run.status in (ExStatus.pending, ExStatus.initializing):
+            if self._bump(run, now):
+                self.queue.send_starts([(run.job_id, run.slot, 0)])
+                stats.resent += 1
+            return
+        if run.status != ExStatus.running:
+            self._bump(run, now)
+            return
+        if run.inline:
+            self._repair_inline(run, now, stats)
+        else:
+            self._repair_sliced(run, now, stats)
+
+    def _repair_inline(self, run: Run, now: float, stats: TickStats) -> None:
+        if run.lease_expires_at is not None and run.lease_expires_at >= now:
+            self._bump(run, now)
+            return
+        if run.attempts > run.max_retries:
+            error = f"lease expired {run.attempts} times (worker lost)"
+            failed = self.store.update_run(
+                run,
+                RunUpdate(set={"status": ExStatus.failed, "failed": 1, "remaining": 0,
+                               "has_errors": True, "finished_at": now, "updated": now,
+                               "errors": [{"slice_id": slice_id_for(0), "error": error}]}),
+                statuses=[ExStatus.running],
+                lease_expired_before=now,
+                check_at=run.check_at,
+            )
+            if failed:
+                stats.slices_failed += 1
+                stats.finalized += 1
+            return
+        if self._bump(run, now):
+            self.queue.send_starts([(run.job_id, run.slot, 0)])
+            stats.resent += 1
+
+    def _repair_sliced(self, run: Run, now: float, stats: TickStats) -> None:
+        bumped = self._bump(run, now)
+        if bumped is None:
+            return
+        resend: list[int] = []
+        in_flight = 0
+        for sl in self.store.list_slices(run.ex_id):
+            if sl.state == SliceState.started:
+                if sl.lease_expires_at is not None and sl.lease_expires_at >= now:
+                    in_flight += 1
+                elif sl.attempts > run.max_retries:
+                    error = f"lease expired {sl.attempts} times (worker lost)"
+                    if self.store.finish_slice(sl, run, token=None,
+                                               expected_lease=sl.lease_expires_at,
+                                               completed=False, result=None, error=error,
+                                               now=now):
+                        stats.slices_failed += 1
+                        self.worker.after_slice(run, now)
+                else:
+                    resend.append(sl.order)
+            elif sl.state == SliceState.pending and sl.order < run.queued_cursor:
+                if sl.not_before is None or sl.not_before <= now:
+                    resend.append(sl.order)
+                else:
+                    in_flight += 1
+        if resend:
+            self.queue.send_slices(
+                [(run.job_id, run.slot, run.ex_id, slice_id_for(i), 0) for i in resend]
+            )
+            stats.resent += len(resend)
+        current = self.store.get_run(run.job_id, run.slot)
+        if current is None or current.status != ExStatus.running:
+            return
+        if current.remaining == 0:
+            if self.worker.finalize(current, now):
+                stats.finalized += 1
+            return
+        idle = max(0, current.workers - in_flight - len(resend))
+        for _ in range(idle):  # a worker died between counting a slice and handing out the next
+            before = current
+            current = self.store.update_run(
+                before, RunUpdate(set={"updated": now}, add={"queued_cursor": 1}),
+                statuses=[ExStatus.running], cursor_below_total=True,
+            ) or before
+            if current is before:
+                break
+            self.queue.send_slices([(current.job_id, current.slot, current.ex_id,
+                                     slice_id_for(current.queued_cursor - 1), 0)])
+            stats.resent += 1
