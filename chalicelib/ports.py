@@ -159,8 +159,9 @@ class SliceStore(ABC):
     def claim_slice(
         self, ex_id: str, slice_id: str, token: str, now: float, lease_until: float
     ) -> Slice | None:
-        """pending (and not before `now`) or started-with-expired-lease -> started, with a
-        new lease and attempts + 1. Returns the claimed slice, or None if not claimable."""
+        """pending or started-with-expired-lease -> started, with a new lease and
+        attempts + 1. Returns the claimed slice, or None if not claimable. (A retry's backoff
+        is the delay of its message; `not_before` only tells the sweep when to re-send.)"""
 
     @abstractmethod
     def release_slice(

@@ -13,6 +13,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -174,6 +175,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Tell whether something accepts TCP connections on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
 class DynamoDBLocal:
     """A DynamoDB Local subprocess (``-sharedDb``), usable as a context manager.
 
@@ -263,6 +271,8 @@ class DynamoDBLocal:
         ]
 
     def _launch(self, java: str, folder: Path, port: int) -> None:
+        if port_in_use(port, self.host):
+            raise DynamoDBLocalError(f"port {port} is already in use")
         cmd = self._command(java, folder, port)
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         self._log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
@@ -273,7 +283,9 @@ class DynamoDBLocal:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        atexit.register(self.stop)
         self._port = port
         self._wait_ready()
 
@@ -315,6 +327,7 @@ class DynamoDBLocal:
 
     def stop(self) -> None:
         """Terminate the JVM (SIGTERM, then SIGKILL after ``stop_timeout``)."""
+        atexit.unregister(self.stop)
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()

@@ -131,7 +131,7 @@ class WorkerService:
             delay = retry_delay(run.attempts)
             kept = self.store.update_run(
                 run,
-                RunUpdate(set={"lease_token": None, "lease_expires_at": now + delay,
+                RunUpdate(set={"lease_token": None, "lease_expires_at": None,
                                "check_at": now + delay + run.lease_seconds, "errors": errors,
                                "updated": now}),
                 statuses=[ExStatus.running],

@@ -16,14 +16,14 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from chalice import Chalice
+from chalice.app import Chalice
 from moto import mock_aws
 
 from chalicelib.local import dynamodb_local
 from chalicelib.local.api_server import ApiServer
 from chalicelib.local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError
 from chalicelib.local.firer import ScheduleFirer
-from chalicelib.local.moto_server import MotoServer
+from chalicelib.local.moto_server import MotoServer, MotoServerError
 from chalicelib.local.sqs_poller import SqsPoller
 
 REGION = "us-east-1"
@@ -296,7 +296,8 @@ def tiny_app() -> Chalice:
     def hello(name: str) -> dict[str, Any]:
         request = app.current_request
         assert request is not None
-        return {"hello": name, "q": (request.query_params or {}).get("q")}
+        params = request.query_params
+        return {"hello": name, "q": params.get("q") if params else None}
 
     @app.route("/slow")
     def slow() -> dict[str, Any]:
@@ -346,6 +347,8 @@ def test_moto_server_answers_on_its_endpoint() -> None:
         assert any(u.endswith("/over-http") for u in sqs.list_queues()["QueueUrls"])
         moto.reset()
         assert "QueueUrls" not in sqs.list_queues()
+        with pytest.raises(MotoServerError, match="already in use"):
+            MotoServer(port=moto.port).start()
     assert not moto.running
 
 
@@ -426,6 +429,8 @@ def test_dynamodb_local_installs_starts_and_lists_tables(tmp_path: Path) -> None
             BillingMode="PAY_PER_REQUEST",
         )
         assert client.list_tables()["TableNames"] == ["jobs"]
+        with pytest.raises(DynamoDBLocalError, match="already in use"):
+            DynamoDBLocal(ddb.port, home=home).start()
         proc = ddb._proc
     assert proc is not None and proc.poll() is not None
     assert (tmp_path / "data" / "shared-local-instance.db").is_file()

@@ -48,7 +48,6 @@ def build_models(settings: Settings) -> Models:
         connect_timeout_seconds = 5
         read_timeout_seconds = 10
         max_retry_attempts = 5
-        base_backoff_ms = 25
 
     def meta(table: str) -> type:
         return type("Meta", (BaseMeta,), {"table_name": table, "host": host, "region": region})
@@ -162,6 +161,5 @@ def build_models(settings: Settings) -> Models:
         connect_timeout_seconds=5,
         read_timeout_seconds=10,
         max_retry_attempts=5,
-        base_backoff_ms=25,
     )
     return Models(JobModel, RunModel, SliceModel, SupervisorModel, connection)

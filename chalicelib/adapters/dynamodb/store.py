@@ -454,9 +454,7 @@ class DynamoStore(Store):
         self, ex_id: str, slice_id: str, token: str, now: float, lease_until: float
     ) -> Slice | None:
         S = self.m.slice
-        pending = (S.state == str(SliceState.pending)) & (
-            S.not_before.does_not_exist() | (S.not_before <= now)
-        )
+        pending = S.state == str(SliceState.pending)
         expired = (S.state == str(SliceState.started)) & (S.lease_expires_at < now)
         item = self._slice_update(
             ex_id,

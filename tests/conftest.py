@@ -1,0 +1,76 @@
+"""Shared fixtures: a moto-backed store, a fake clock, an in-memory queue, a container."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+for _k, _v in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}.items():
+    os.environ[_k] = _v
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+from moto import mock_aws  # noqa: E402
+
+from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
+from chalicelib.adapters.memory import Message, MemoryQueue  # noqa: E402
+from chalicelib.bootstrap import Container, build_container, set_container  # noqa: E402
+from chalicelib.config import Settings  # noqa: E402
+from chalicelib.ports import FakeClock  # noqa: E402
+
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a whole minute
+
+
+def test_settings(**overrides: object) -> Settings:
+    s = Settings(region="us-east-1").with_prefix(f"t-{uuid.uuid4().hex[:8]}")
+    from dataclasses import replace
+
+    return replace(s, lookahead_seconds=5.0, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def queue() -> MemoryQueue:
+    return MemoryQueue()
+
+
+@pytest.fixture
+def container(aws: None, clock: FakeClock, queue: MemoryQueue) -> Iterator[Container]:
+    settings = test_settings()
+    store = DynamoStore(settings)
+    store.ensure_tables()
+    c = build_container(settings, store=store, queue=queue, clock=clock)
+    c.worker.sleep = clock.advance  # waiting for a slot's second moves fake time instead
+    set_container(c)
+    yield c
+    set_container(None)
+
+
+def deliver(c: Container, msg: Message) -> str:
+    """Hand one queued message to the worker, as the SQS trigger would."""
+    b = msg.body
+    if msg.kind == "start":
+        return c.worker.handle_start(b["job_id"], b["slot"])
+    return c.worker.handle_slice(b["job_id"], b["slot"], b["ex_id"], b["slice_id"])
+
+
+def drain(c: Container, queue: MemoryQueue) -> int:
+    return queue.drain(lambda m: deliver(c, m))
