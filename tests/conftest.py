@@ -74,3 +74,32 @@ def deliver(c: Container, msg: Message) -> str:
 
 def drain(c: Container, queue: MemoryQueue) -> int:
     return queue.drain(lambda m: deliver(c, m))
+
+
+@pytest.fixture(scope="session")
+def ddb_local() -> Iterator[str]:
+    """A DynamoDB Local (in memory) for the whole session; installed on first use."""
+    from chalicelib.local.dynamodb_local import DynamoDBLocal
+
+    with DynamoDBLocal(port=0, data_dir=None) as server:
+        yield server.endpoint
+
+
+@pytest.fixture(params=["moto", pytest.param("ddblocal", marks=pytest.mark.ddblocal)])
+def backend(request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings for a fresh set of tables on moto or on DynamoDB Local."""
+    if request.param == "moto":
+        with mock_aws():
+            yield test_settings()
+    else:
+        from dataclasses import replace
+
+        endpoint = request.getfixturevalue("ddb_local")
+        yield replace(test_settings(), dynamodb_endpoint=endpoint)
+
+
+@pytest.fixture
+def store(backend: Settings) -> DynamoStore:
+    s = DynamoStore(backend)
+    s.ensure_tables()
+    return s

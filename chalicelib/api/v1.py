@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from chalice import Blueprint, Response
@@ -11,12 +15,36 @@ from chalicelib.api.views import ex_view, job_view
 from chalicelib.bootstrap import get_container
 
 
+def _version() -> str:
+    try:
+        return version("cadenza")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def make_blueprint(import_name: str) -> Blueprint:
     """A blueprint with every v1 route; registered once under /v1 and once at the root."""
     bp = Blueprint(import_name)
 
     def request_body() -> Any:
         return parse_json_body(bp.current_request.raw_body)
+
+    @bp.route("/", methods=["GET"])
+    @api_errors
+    def system_info() -> Response:
+        settings = get_container().settings
+        return json_response(
+            {
+                "name": "cadenza",
+                "cadenza_version": _version(),
+                "clustering_type": "serverless",
+                "platform": sys.platform,
+                "arch": platform.machine(),
+                "python_version": platform.python_version(),
+                "stage": settings.stage,
+                "backend": os.environ.get("CADENZA_BACKEND", "aws"),
+            }
+        )
 
     @bp.route("/jobs", methods=["POST"])
     @api_errors

@@ -172,6 +172,16 @@ class _CronSpec:
     aws: bool
 
 
+_SAME_ENDS_STEP = re.compile(r"(\w+)-\1/\d+")
+
+
+def _cron_field(field: str) -> str:
+    # cronsim reads "a-a/n" as "a/n" (a to the field's end); in cron it means just "a".
+    return ",".join(
+        m.group(1) if (m := _SAME_ENDS_STEP.fullmatch(term)) else term for term in field.split(",")
+    )
+
+
 def _cronsim(expr: str) -> CronSim:
     try:
         return CronSim(expr, datetime(2000, 1, 1))
@@ -271,7 +281,7 @@ def _compile_aws(fields: list[str]) -> _CronSpec:
     else:
         cs_dom = dom
     cs_dow = "*" if dow == "?" else _aws_dow(dow)
-    expr = f"{minute} {hour} {cs_dom} {month} {cs_dow}"
+    expr = " ".join(_cron_field(f) for f in (minute, hour, cs_dom, month, cs_dow))
     sim = _cronsim(expr)
     if nearest is not None and nearest > max(_DAYS_IN_MONTH[mo] for mo in sim.months):
         raise ValueError(f"day-of-month {dom!r} never occurs in the chosen months")
@@ -297,7 +307,7 @@ def _compile_cron(text: str) -> _CronSpec:
             "needs 5 fields (minute hour day-of-month month day-of-week) "
             f"or the AWS form cron(... 6 fields ...), got {len(fields)}"
         )
-    expr = " ".join(fields)
+    expr = " ".join(_cron_field(f) for f in fields)
     _cronsim(expr)
     return _CronSpec(expr, None, None, aws=False)
 

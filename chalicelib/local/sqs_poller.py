@@ -189,8 +189,12 @@ class SqsPoller(threading.Thread):
         queue_arn = self.queue_arn
         records = [lambda_sqs_record(message, queue_arn) for message in messages]
         event = {"Records": records}
+        arn_parts = queue_arn.split(":")
         context = LambdaContext(
-            self.name, timeout_s=self.function_timeout_s, region=queue_arn.split(":")[3]
+            self.name,
+            timeout_s=self.function_timeout_s,
+            region=arn_parts[3],
+            account_id=arn_parts[4],
         )
         self.invocations += 1
         try:

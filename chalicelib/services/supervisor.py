@@ -20,6 +20,7 @@ from chalicelib.services.worker import WorkerService
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_JOB_PER_TICK = 100
 MISFIRE_GRACE_SECONDS = 60.0
+CREATE_ATTEMPTS = 5
 
 
 @dataclass
@@ -119,7 +120,7 @@ class SupervisorService:
                 workers=spec.workers,
                 check_at=max(slot, now) + spec.lease_seconds,
             )
-            if not self.store.create_scheduled_run(run, job, nxt, expire=nxt is None):
+            if not self._create(run, job, nxt):
                 stats.slot_conflicts += 1
                 break
             stats.runs_created += 1
@@ -128,6 +129,23 @@ class SupervisorService:
             starts.append((job.job_id, run.slot, max(0, math.floor(slot - now))))
             slot = nxt
         return starts
+
+    def _create(self, run: Run, job: Job, nxt: float | None) -> bool:
+        """Create the run and advance the job. When the write loses, re-read the job: if
+        another supervisor advanced it, the slot is theirs; if nobody did (DynamoDB cancels
+        both of two colliding transactions), try again."""
+        for _ in range(CREATE_ATTEMPTS):
+            if self.store.create_scheduled_run(run, job, nxt, expire=nxt is None):
+                return True
+            fresh = self.store.get_job(job.job_id)
+            if (
+                fresh is None
+                or fresh.version != job.version
+                or fresh.next_fire_at != job.next_fire_at
+                or self.store.get_run(run.job_id, run.slot) is not None
+            ):
+                return False
+        return False
 
     # ---- sweep ----------------------------------------------------------------------------
     def _sweep(self, now: float, stats: TickStats) -> None:

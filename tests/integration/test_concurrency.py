@@ -1,0 +1,146 @@
+"""Races: two supervisors, doubled messages and racing workers never lose or double a run.
+
+They run on DynamoDB Local only: moto does not serialise a condition check with its write,
+so two threads can both pass `attribute_not_exists` there (seen: 5 runs for 4 slots); it
+cannot referee a race, while DynamoDB Local, like DynamoDB, does."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.memory import MemoryQueue
+from chalicelib.bootstrap import Container, build_container
+from chalicelib.config import Settings
+from chalicelib.domain.transitions import ExStatus, SliceState
+from chalicelib.ports import FakeClock
+from tests.conftest import T0, deliver, drain
+
+ROUNDS = 15
+JOBS_PER_ROUND = 4
+
+
+def _race(*fns: Callable[[], Any]) -> list[Any]:
+    """Run the functions in threads released at the same instant; return their results."""
+    barrier = threading.Barrier(len(fns))
+    results: list[Any] = [None] * len(fns)
+    errors: list[BaseException] = []
+
+    def run(i: int, fn: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            results[i] = fn()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.fixture
+def ddb(ddb_local: str) -> Settings:
+    from dataclasses import replace
+
+    from tests.conftest import test_settings
+
+    return replace(test_settings(), dynamodb_endpoint=ddb_local)
+
+
+pytestmark = pytest.mark.ddblocal
+
+
+def _pair(backend: Settings) -> tuple[Container, Container, MemoryQueue, FakeClock]:
+    """Two independent containers (two supervisors / two workers) over one store."""
+    DynamoStore(backend).ensure_tables()
+    clock, queue = FakeClock(T0), MemoryQueue()
+    a = build_container(backend, store=DynamoStore(backend), queue=queue, clock=clock)
+    b = build_container(backend, store=DynamoStore(backend), queue=queue, clock=clock)
+    a.worker.sleep = b.worker.sleep = lambda s: None
+    return a, b, queue, clock
+
+
+def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings):
+    a, b, queue, _ = _pair(ddb)
+    jobs = [
+        a.jobs.submit({"name": f"j{i}", "operations": [{"_op": "noop"}],
+                       "schedule": {"rate": "rate(10 seconds)"}}, start=True)[0]
+        for i in range(JOBS_PER_ROUND)
+    ]
+    sent = 0
+    for r in range(ROUNDS):
+        now = T0 + 10 * (r + 1)
+        sa, sb = _race(lambda now=now: a.supervisor.tick(now),
+                       lambda now=now: b.supervisor.tick(now))
+        assert sa.runs_created + sb.runs_created == JOBS_PER_ROUND, (r, sa, sb)
+        sent += sa.starts_sent + sb.starts_sent
+    for job in jobs:
+        runs = a.store.list_runs(job.job_id, limit=1000)
+        slots = [run.slot for run in runs]
+        assert len(slots) == len(set(slots)) == ROUNDS, slots
+    assert sent == ROUNDS * JOBS_PER_ROUND  # one start message per new run, not two
+
+
+def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings):
+    a, b, queue, _ = _pair(ddb)
+    for _ in range(5):
+        job, run = a.jobs.submit({"name": "s", "workers": 4,
+                                  "operations": [{"_op": "range", "end": 4}, {"_op": "noop"}]},
+                                 start=True)
+        assert run is not None
+        deliver(a, queue.take()[0])
+        msgs = queue.take()
+        for m in msgs:
+            outcomes = _race(lambda m=m: deliver(a, m), lambda m=m: deliver(b, m))
+            assert sorted(outcomes).count("completed") == 1, outcomes
+        done = a.store.get_run(job.job_id, run.slot)
+        assert done is not None
+        assert (done.status, done.processed, done.remaining) == (ExStatus.completed, 4, 0)
+        assert all(s.state == SliceState.completed and s.attempts == 1
+                   for s in a.store.list_slices(run.ex_id))
+
+
+def test_racing_start_handlers_start_a_run_once(ddb: Settings):
+    a, b, queue, _ = _pair(ddb)
+    for body in (
+        {"name": "inline", "operations": [{"_op": "noop"}, {"_op": "noop"}]},
+        {"name": "sliced", "workers": 2, "operations": [{"_op": "range", "end": 5}]},
+    ):
+        job, run = a.jobs.submit(body, start=True)
+        assert run is not None
+        start = queue.take()[0]
+        outcomes = _race(lambda: deliver(a, start), lambda: deliver(b, start))
+        assert sorted(outcomes)[0] == "busy" or outcomes.count("completed") == 1, outcomes
+        drain(a, queue)
+        done = a.store.get_run(job.job_id, run.slot)
+        assert done is not None and done.status == ExStatus.completed
+        assert done.processed == done.slices_total
+        assert done.attempts <= 1
+
+
+@pytest.mark.parametrize("finisher", ["worker", "sweep"])
+def test_last_slices_finishing_together_finalize_once(ddb: Settings, finisher: str):
+    a, b, queue, clock = _pair(ddb)
+    job, run = a.jobs.submit({"name": "f", "workers": 2,
+                              "operations": [{"_op": "range", "end": 2}]}, start=True)
+    assert run is not None
+    deliver(a, queue.take()[0])
+    m1, m2 = queue.take()
+    if finisher == "worker":
+        _race(lambda: deliver(a, m1), lambda: deliver(b, m2))
+    else:
+        deliver(a, m1)
+        clock.advance(3600)
+        _race(lambda: deliver(b, m2), lambda: a.supervisor.tick(clock.now()))
+    done = a.store.get_run(job.job_id, run.slot)
+    assert done is not None
+    assert (done.status, done.processed, done.remaining) == (ExStatus.completed, 2, 0)

@@ -1,0 +1,212 @@
+"""One contract for the Store port, run over moto and over DynamoDB Local."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.domain.errors import Conflict
+from chalicelib.domain.jobs import Job, due_shard
+from chalicelib.domain.runs import Run, scheduled_slot
+from chalicelib.domain.slices import Slice, slice_id_for
+from chalicelib.domain.transitions import ExStatus, JobState, SliceState, SupervisorState
+from chalicelib.ports import RunUpdate, SupervisorRecord
+
+T = 1_800_000_000.0
+DEF = {"name": "c", "operations": [{"_op": "noop"}], "schedule": {"rate": "rate(1 minute)"},
+       "lease_seconds": 30, "max_retries": 2}
+
+
+def _job(state: JobState = JobState.SCHEDULED, next_fire_at: float | None = T) -> Job:
+    return Job(job_id=str(uuid.uuid4()), definition=DEF, state=state,
+               next_fire_at=next_fire_at, created=T, updated=T)
+
+
+def _run(job: Job, slot_ts: float = T, **kw: object) -> Run:
+    run = Run(job_id=job.job_id, slot=scheduled_slot(slot_ts), ex_id=str(uuid.uuid4()),
+              scheduled_start=slot_ts, config=DEF, created=T, updated=T, check_at=slot_ts + 30)
+    for k, v in kw.items():
+        setattr(run, k, v)
+    return run
+
+
+def test_jobs_round_trip_and_duplicate_ids_conflict(store: DynamoStore):
+    job = _job()
+    store.create_job(job)
+    got = store.get_job(job.job_id)
+    assert got is not None and got.definition == DEF and got.state == JobState.SCHEDULED
+    with pytest.raises(Conflict):
+        store.create_job(job)
+    assert store.get_job("missing") is None
+
+
+def test_due_index_is_sparse_and_bounded_by_horizon(store: DynamoStore):
+    shards = store.settings.due_shards
+    due, later, new = _job(next_fire_at=T), _job(next_fire_at=T + 600), _job(JobState.NEW, None)
+    for j in (due, later, new):
+        store.create_job(j)
+    found = [j.job_id for s in range(shards) for j in store.due_jobs(s, T + 5)]
+    assert found == [due.job_id]
+    assert [j.job_id for j in store.due_jobs(due_shard(due.job_id, shards), T + 5)] == [
+        due.job_id]
+    everything = {j.job_id for s in range(shards) for j in store.due_jobs(s, T + 10_000)}
+    assert everything == {due.job_id, later.job_id}
+
+
+def test_scheduled_run_creation_is_once_per_slot_and_atomic(store: DynamoStore):
+    job = _job()
+    store.create_job(job)
+    assert store.create_scheduled_run(_run(job), job, T + 60, expire=False)
+    stale = _job()
+    stale.job_id = job.job_id  # same version 0: the other supervisor's view
+    assert not store.create_scheduled_run(_run(stale), stale, T + 60, expire=False)
+    # a new slot with a stale version writes nothing either
+    assert not store.create_scheduled_run(_run(stale, T + 60), stale, T + 120, expire=False)
+    assert [r.slot for r in store.list_runs(job.job_id)] == [scheduled_slot(T)]
+    got = store.get_job(job.job_id)
+    assert got is not None and (got.version, got.next_fire_at) == (1, T + 60)
+
+
+def test_expiring_a_job_takes_it_off_the_due_index(store: DynamoStore):
+    job = _job()
+    store.create_job(job)
+    assert store.create_scheduled_run(_run(job), job, None, expire=True)
+    got = store.get_job(job.job_id)
+    assert got is not None and got.state == JobState.EXPIRED and got.next_fire_at is None
+    assert all(store.due_jobs(s, T + 10_000) == [] for s in range(store.settings.due_shards))
+
+
+def test_on_demand_run_is_put_if_absent_and_found_by_ex_id(store: DynamoStore):
+    job = _job()
+    run = _run(job)
+    assert store.create_run(run)
+    assert not store.create_run(_run(job))
+    got = store.get_run_by_ex(run.ex_id)
+    assert got is not None and got.slot == run.slot
+    assert store.get_run_by_ex("nope") is None
+
+
+def test_run_updates_are_conditional(store: DynamoStore):
+    job = _job()
+    run = _run(job)
+    store.create_run(run)
+    claimed = store.update_run(
+        run, RunUpdate(set={"status": ExStatus.running, "lease_token": "a",
+                            "lease_expires_at": T + 30}, add={"attempts": 1}),
+        statuses=[ExStatus.pending], lease_expired_before=T)
+    assert claimed is not None and claimed.attempts == 1
+    # a second claimer loses: the lease is alive
+    assert store.update_run(run, RunUpdate(set={"lease_token": "b"}),
+                            statuses=[ExStatus.running], lease_expired_before=T + 10) is None
+    # ... until it expires
+    assert store.update_run(run, RunUpdate(set={"lease_token": "b"}),
+                            statuses=[ExStatus.running], lease_expired_before=T + 31)
+    assert store.update_run(run, RunUpdate(set={"result": 1}), statuses=[ExStatus.running],
+                            lease_token="a") is None
+    assert store.update_run(run, RunUpdate(set={"slices_total": 2, "queued_cursor": 1}),
+                            statuses=[ExStatus.running], lease_token="b")
+    nxt = store.update_run(run, RunUpdate(set={}, add={"queued_cursor": 1}),
+                           statuses=[ExStatus.running], cursor_below_total=True)
+    assert nxt is not None and nxt.queued_cursor == 2
+    assert store.update_run(run, RunUpdate(set={}, add={"queued_cursor": 1}),
+                            statuses=[ExStatus.running], cursor_below_total=True) is None
+    assert store.update_run(run, RunUpdate(set={"status": ExStatus.completed}),
+                            statuses=[ExStatus.running], remaining_zero=True, check_at=T + 1) \
+        is None
+    done = store.update_run(run, RunUpdate(set={"status": ExStatus.completed}),
+                            statuses=[ExStatus.running], remaining_zero=True)
+    assert done is not None and done.status == ExStatus.completed and done.check_at is None
+
+
+def test_illegal_transitions_are_never_written(store: DynamoStore):
+    job = _job()
+    run = _run(job, status=ExStatus.completed)
+    store.create_run(run)
+    for target in (ExStatus.running, ExStatus.pending, ExStatus.failed):
+        assert store.update_run(run, RunUpdate(set={"status": target}),
+                                statuses=list(ExStatus)) is None
+    got = store.get_run(job.job_id, run.slot)
+    assert got is not None and got.status == ExStatus.completed
+
+
+def test_stalled_runs_index_holds_only_live_runs_past_check_at(store: DynamoStore):
+    job = _job()
+    live, later, done = _run(job, T), _run(job, T + 60), _run(job, T + 120)
+    done.status = ExStatus.completed
+    for r in (live, later, done):
+        store.create_run(r)
+    found = [r.ex_id for s in range(store.settings.lease_shards)
+             for r in store.stalled_runs(s, T + 31)]
+    assert found == [live.ex_id]
+
+
+def _slices(ex_id: str, n: int) -> list[Slice]:
+    return [Slice(ex_id, slice_id_for(i), i, {"i": i}, created=T, updated=T) for i in range(n)]
+
+
+def test_put_slices_never_overwrites_existing(store: DynamoStore):
+    ex = str(uuid.uuid4())
+    assert store.put_slices(_slices(ex, 30)) == 30
+    assert store.claim_slice(ex, slice_id_for(3), "w", T, T + 30)
+    assert store.put_slices(_slices(ex, 31)) == 1
+    got = store.get_slice(ex, slice_id_for(3))
+    assert got is not None and got.state == SliceState.started
+    assert [s.order for s in store.list_slices(ex)] == list(range(31))
+
+
+def test_slice_claims_leases_and_single_counting(store: DynamoStore):
+    job = _job()
+    run = _run(job, status=ExStatus.running, slices_total=1, remaining=1)
+    store.create_run(run)
+    ex = run.ex_id
+    store.put_slices(_slices(ex, 1))
+    sid = slice_id_for(0)
+    first = store.claim_slice(ex, sid, "a", T, T + 30)
+    assert first is not None and first.attempts == 1
+    assert store.claim_slice(ex, sid, "b", T + 10, T + 40) is None
+    second = store.claim_slice(ex, sid, "b", T + 31, T + 61)
+    assert second is not None and second.attempts == 2
+    assert not store.finish_slice(first, run, token="a", expected_lease=None, completed=True,
+                                  result=1, error=None, now=T + 32)
+    assert store.finish_slice(second, run, token="b", expected_lease=None, completed=True,
+                              result={"ok": 1}, error=None, now=T + 33)
+    assert not store.finish_slice(second, run, token="b", expected_lease=None, completed=True,
+                                  result=2, error=None, now=T + 34)
+    got = store.get_run(job.job_id, run.slot)
+    assert got is not None and (got.processed, got.remaining) == (1, 0)
+    sl = store.get_slice(ex, sid)
+    assert sl is not None and sl.state == SliceState.completed and sl.result == {"ok": 1}
+
+
+def test_release_and_sweep_failure_of_a_slice(store: DynamoStore):
+    job = _job()
+    run = _run(job, status=ExStatus.running, slices_total=2, remaining=2)
+    store.create_run(run)
+    store.put_slices(_slices(run.ex_id, 2))
+    a = store.claim_slice(run.ex_id, slice_id_for(0), "a", T, T + 30)
+    assert a is not None
+    assert not store.release_slice(a, "other", T + 5, "boom", T)
+    assert store.release_slice(a, "a", T + 5, "boom", T)
+    b = store.claim_slice(run.ex_id, slice_id_for(1), "b", T, T + 30)
+    assert b is not None
+    assert store.finish_slice(b, run, token=None, expected_lease=T + 30, completed=False,
+                              result=None, error="lease lost", now=T + 40)
+    got = store.get_run(job.job_id, run.slot)
+    assert got is not None and (got.failed, got.remaining, got.has_errors) == (1, 1, True)
+    s0 = store.get_slice(run.ex_id, slice_id_for(0))
+    assert s0 is not None and s0.state == SliceState.pending and s0.error == "boom"
+
+
+def test_supervisor_record(store: DynamoStore):
+    assert store.get_supervisor() is None
+    rec = store.init_supervisor(SupervisorRecord(updated=T))
+    assert rec.state == SupervisorState.RUNNING
+    assert store.init_supervisor(SupervisorRecord(state=SupervisorState.HALTED)).state == \
+        SupervisorState.RUNNING
+    store.record_tick(T + 1, {"runs_created": 2})
+    assert store.set_supervisor_state(SupervisorState.HALTED, "ops", T + 2).state == \
+        SupervisorState.HALTED
+    got = store.get_supervisor()
+    assert got is not None and (got.ticks, got.last_tick_at, got.reason) == (1, T + 1, "ops")
