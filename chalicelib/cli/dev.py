@@ -100,7 +100,7 @@ def dev(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = LocalStack(
-        backend=backend.value,  # type: ignore[arg-type]
+        backend=backend.value,
         endpoint_url=endpoint_url,
         dynamodb_endpoint=dynamodb_endpoint,
         localstack=localstack,

@@ -1,9 +1,10 @@
 """Job schedules: cron (standard or AWS form), rate, one-time at(), and plain intervals.
 
-Every slot is a whole UTC second. Cron and at() are read in the schedule's time zone, with
-EventBridge Scheduler's daylight-saving rules: a local time skipped by spring-forward fires
-once, at the first instant after the gap; a local time repeated by fall-back fires once, at
-its first occurrence. Rates and intervals are absolute durations, untouched by DST.
+Every slot is a whole UTC second. Cron and at() are read in the schedule's time zone. A local
+time repeated by fall-back fires once, at its first occurrence (as EventBridge Scheduler
+does). A local time skipped by spring-forward fires once, at the first instant after the gap
+(as Debian cron does; EventBridge Scheduler documents skipping it instead). Rates and
+intervals are absolute durations, untouched by DST.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def _offset(ts: int, tz: ZoneInfo) -> timedelta | None:
 
 
 def _localize(wall: datetime, tz: ZoneInfo) -> datetime:
-    """A naive local wall time as a UTC instant, by EventBridge's DST rules.
+    """A naive local wall time as a UTC instant.
 
     A repeated wall time is its first occurrence; a skipped one (in a spring-forward gap)
     is the transition instant, i.e. the first valid instant after the gap.

@@ -36,7 +36,7 @@ from chalicelib.local.api_server import ApiServer
 from chalicelib.local.dynamodb_local import DynamoDBLocal, default_home
 from chalicelib.local.firer import ScheduleFirer
 from chalicelib.local.moto_server import MotoServer
-from chalicelib.local.sqs_poller import SqsPoller
+from chalicelib.local.sqs_poller import Handler, SqsPoller
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ DEFAULT_WORKERS = 2
 DEFAULT_REGION = "us-east-1"
 EMULATOR_HOST = "127.0.0.1"
 BANNER_TAG = "CADENZA_STACK"
+_ROUTINE_TICK_STATS = frozenset({"shards_queried", "jobs_read", "stalled_read"})
 _DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
@@ -93,6 +94,38 @@ def import_app() -> ModuleType:
     """Import (once) the module that defines the Chalice app and its handlers."""
     with _repo_on_path():
         return importlib.import_module("app")
+
+
+def _logged_tick(handler: Handler) -> Handler:
+    """The supervisor handler, logging each tick that did something."""
+
+    def tick(event: dict[str, Any], context: Any) -> Any:
+        stats = handler(event, context)
+        if isinstance(stats, dict):
+            done = {k: v for k, v in stats.items() if v and k not in _ROUTINE_TICK_STATS}
+            if done:
+                log.info("supervisor tick: %s", " ".join(f"{k}={v}" for k, v in done.items()))
+        return stats
+
+    return tick
+
+
+def _logged_batch(handler: Handler, name: str) -> Handler:
+    """An SQS handler, logging batches with failed records."""
+
+    def batch(event: dict[str, Any], context: Any) -> Any:
+        response = handler(event, context)
+        failures = response.get("batchItemFailures") if isinstance(response, dict) else None
+        if failures:
+            log.warning(
+                "%s: %d of %d message(s) failed; they return after the visibility timeout",
+                name,
+                len(failures),
+                len(event.get("Records", [])),
+            )
+        return response
+
+    return batch
 
 
 @dataclass
@@ -215,13 +248,11 @@ class LocalStack:
 
     def _start_emulators(self) -> tuple[str, str]:
         """Start what must be started; return the SQS/S3 and DynamoDB endpoints."""
-        if self.external:
-            sqs, ddb = (None, None)
-            if self.localstack:
-                sqs, ddb = localstack_endpoints()
-            endpoint = self.endpoint_url or sqs
-            assert endpoint is not None
-            return endpoint, self.dynamodb_endpoint or (ddb if self.localstack else endpoint)
+        if self.localstack:
+            sqs, ddb = localstack_endpoints()
+            return self.endpoint_url or sqs, self.dynamodb_endpoint or ddb
+        if self.endpoint_url is not None:
+            return self.endpoint_url, self.dynamodb_endpoint or self.endpoint_url
         self.moto = MotoServer(EMULATOR_HOST, self.moto_port).start()
         if self.dynamodb_endpoint is not None:
             return self.moto.endpoint, self.dynamodb_endpoint
@@ -250,9 +281,7 @@ class LocalStack:
         self._saved_env.clear()
 
     def _set_environment(self, endpoint: str, ddb_endpoint: str) -> None:
-        if not os.environ.get("AWS_ACCESS_KEY_ID") or not os.environ.get(
-            "AWS_SECRET_ACCESS_KEY"
-        ):
+        if not os.environ.get("AWS_ACCESS_KEY_ID") or not os.environ.get("AWS_SECRET_ACCESS_KEY"):
             for key, value in _DUMMY_CREDENTIALS.items():
                 self._setenv(key, value)
             self._unsetenv("AWS_SESSION_TOKEN")
@@ -285,7 +314,12 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
-        from chalicelib.bootstrap import aws_client, build_container, ensure_resources, set_container
+        from chalicelib.bootstrap import (
+            aws_client,
+            build_container,
+            ensure_resources,
+            set_container,
+        )
         from chalicelib.config import get_settings
 
         endpoint, ddb_endpoint = self._start_emulators()
@@ -302,7 +336,7 @@ class LocalStack:
 
         self.api = ApiServer(app_module.app, self.host, self.port).start()
         for handler_name, url in (("start_worker", start_url), ("slice_worker", slice_url)):
-            handler = getattr(app_module, handler_name)
+            handler = _logged_batch(getattr(app_module, handler_name), handler_name)
             for i in range(1, self.workers + 1):
                 poller = SqsPoller(
                     sqs,
@@ -315,7 +349,7 @@ class LocalStack:
                 self.pollers.append(poller)
                 poller.start()
         self.firer = ScheduleFirer(
-            app_module.supervisor,
+            _logged_tick(app_module.supervisor),
             self.tick_interval,
             name="supervisor",
             region=settings.region,

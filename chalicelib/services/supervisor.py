@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
 
 from chalicelib.config import Settings
 from chalicelib.domain.errors import DomainError
@@ -40,6 +41,12 @@ class TickStats:
     finalized: int = 0
     errors: int = 0
 
+    def merge(self, other: TickStats) -> None:
+        """Add another tick's counts (the halted flag is not a count)."""
+        for f in fields(self):
+            if f.type == "int":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
 
 class SupervisorService:
     """What the scheduled supervisor function does on each EventBridge tick."""
@@ -70,17 +77,22 @@ class SupervisorService:
             self.store.record_tick(now, asdict(stats))
             return stats
         horizon = now + self.settings.lookahead_seconds
-        starts: list[tuple[str, str, int]] = []
+        due: list[Job] = []
         for shard in range(self.settings.due_shards):
             jobs = self.store.due_jobs(shard, horizon)
             stats.shards_queried += 1
             stats.jobs_read += len(jobs)
-            for job in jobs:
-                try:
-                    starts += self._fire(job, now, horizon, stats)
-                except DomainError as err:
-                    stats.errors += 1
-                    log.warning("job %s not fired this tick: %s", job.job_id, err.message)
+            due += jobs
+        starts: list[tuple[str, str, int]] = []
+        if len(due) <= 1 or self.settings.fire_concurrency <= 1:
+            results = [self._fire_safely(job, now, horizon) for job in due]
+        else:
+            workers = min(self.settings.fire_concurrency, len(due))
+            with ThreadPoolExecutor(workers, thread_name_prefix="fire") as pool:
+                results = list(pool.map(lambda j: self._fire_safely(j, now, horizon), due))
+        for job_starts, job_stats in results:
+            starts += job_starts
+            stats.merge(job_stats)
         if starts:
             try:
                 self.queue.send_starts(starts)
@@ -91,6 +103,17 @@ class SupervisorService:
         self._sweep(now, stats)
         self.store.record_tick(now, asdict(stats))
         return stats
+
+    def _fire_safely(
+        self, job: Job, now: float, horizon: float
+    ) -> tuple[list[tuple[str, str, int]], TickStats]:
+        stats = TickStats()
+        try:
+            return self._fire(job, now, horizon, stats), stats
+        except DomainError as err:
+            stats.errors += 1
+            log.warning("job %s not fired this tick: %s", job.job_id, err.message)
+            return [], stats
 
     def _fire(self, job: Job, now: float, horizon: float, stats: TickStats) -> list[
         tuple[str, str, int]

@@ -1,0 +1,72 @@
+"""Counting DynamoDB calls and items read, for benchmarks and budget tests.
+
+It wraps PynamoDB's single dispatch point (every model and transaction call goes through
+`Connection.dispatch`), so what it counts is what reached DynamoDB, per operation."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pynamodb.connection.base import Connection
+
+WRITES = frozenset(
+    {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+)
+READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
+
+
+class CallCounter:
+    """Calls by operation name, and items read (returned or scanned) by reads."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.items_read = 0
+        self._lock = threading.Lock()
+
+    def record(self, operation: str, response: dict[str, Any] | None) -> None:
+        items = 0
+        if response:
+            if operation == "GetItem":
+                items = 1 if response.get("Item") else 0
+            elif operation in ("Query", "Scan"):
+                items = int(response.get("ScannedCount", response.get("Count", 0)))
+            elif operation == "BatchGetItem":
+                items = sum(len(v) for v in response.get("Responses", {}).values())
+        with self._lock:
+            self.calls[operation] += 1
+            self.items_read += items
+
+    @property
+    def writes(self) -> int:
+        return sum(n for op, n in self.calls.items() if op in WRITES)
+
+    @property
+    def reads(self) -> int:
+        return sum(n for op, n in self.calls.items() if op in READS)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.items_read = 0
+
+
+@contextmanager
+def counting() -> Iterator[CallCounter]:
+    """Count every DynamoDB call made through PynamoDB inside the block (all threads)."""
+    counter = CallCounter()
+    original = Connection.dispatch
+
+    def dispatch(self: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> Any:
+        response = original(self, operation_name, operation_kwargs)
+        counter.record(operation_name, response)
+        return response
+
+    Connection.dispatch = dispatch  # type: ignore[method-assign]
+    try:
+        yield counter
+    finally:
+        Connection.dispatch = original  # type: ignore[method-assign]
