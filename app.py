@@ -13,7 +13,8 @@ app = Chalice(app_name="cadenza")
 app.register_blueprint(make_blueprint("cadenza_v1"), url_prefix="/v1")
 app.register_blueprint(make_blueprint("cadenza_root"))
 
-_stage_prefix = os.environ.get("CADENZA_PREFIX", "cadenza-" + os.environ.get("CADENZA_STAGE", "dev"))
+_stage = os.environ.get("CADENZA_STAGE", "dev")
+_stage_prefix = os.environ.get("CADENZA_PREFIX", f"cadenza-{_stage}")
 START_QUEUE = os.environ.get("CADENZA_START_QUEUE", f"{_stage_prefix}-start")
 SLICE_QUEUE = os.environ.get("CADENZA_SLICE_QUEUE", f"{_stage_prefix}-slices")
 

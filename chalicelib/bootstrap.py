@@ -31,7 +31,9 @@ class Container:
 
 
 def aws_client(service: str, settings: Settings) -> Any:
-    return boto3.client(service, region_name=settings.region, endpoint_url=settings.endpoint_url)
+    return boto3.client(  # type: ignore[call-overload]
+        service, region_name=settings.region, endpoint_url=settings.endpoint_url
+    )
 
 
 def build_container(

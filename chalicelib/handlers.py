@@ -46,10 +46,10 @@ def _slice_record(record: SQSRecord) -> str:
 
 def _batch(event: dict[str, Any], handler: Any, context: Any) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    result: dict[str, Any] = process_partial_response(
+    result = process_partial_response(
         event=event, record_handler=handler, processor=processor, context=context
     )
-    return result
+    return dict(result)
 
 
 def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

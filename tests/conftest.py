@@ -21,7 +21,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 from moto import mock_aws  # noqa: E402
 
 from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
-from chalicelib.adapters.memory import Message, MemoryQueue  # noqa: E402
+from chalicelib.adapters.memory import MemoryQueue, Message  # noqa: E402
 from chalicelib.bootstrap import Container, build_container, set_container  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402

@@ -5,15 +5,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from chalice import Response
+from chalice.app import Response
 
 from chalicelib.domain.errors import DomainError, InvalidInput
 
 log = logging.getLogger(__name__)
-JSON = {"Content-Type": "application/json"}
+JSON: dict[str, str | list[str]] = {"Content-Type": "application/json"}
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -36,7 +36,7 @@ def api_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def parse_json_body(raw: bytes | None) -> Any:
+def parse_json_body(raw: str | bytes | None) -> Any:
     if not raw:
         raise InvalidInput("body: a JSON body is required",
                            [{"field": "body", "reason": "empty body"}])
@@ -47,7 +47,7 @@ def parse_json_body(raw: bytes | None) -> Any:
                            [{"field": "body", "reason": f"not valid JSON: {err}"}]) from err
 
 
-def query_bool(params: dict[str, str] | None, name: str, default: bool) -> bool:
+def query_bool(params: Mapping[str, str] | None, name: str, default: bool) -> bool:
     raw = (params or {}).get(name)
     if raw is None or raw == "":
         return default

@@ -8,7 +8,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from chalice import Blueprint, Response
+from chalice.app import Blueprint, Response
 
 from chalicelib.api.errors import api_errors, json_response, parse_json_body, query_bool
 from chalicelib.api.views import ex_view, job_view

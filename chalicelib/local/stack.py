@@ -327,7 +327,13 @@ class LocalStack:
         get_settings.cache_clear()
         app_module = import_app()
         settings = get_settings()
-        ensure_resources(settings)
+        try:
+            ensure_resources(settings)
+        except Exception as exc:
+            raise StackError(
+                f"cannot create the tables, queues and bucket (SQS/S3 at {endpoint}, "
+                f"DynamoDB at {ddb_endpoint}): {exc}"
+            ) from exc
         set_container(build_container(settings))
 
         sqs = aws_client("sqs", settings)

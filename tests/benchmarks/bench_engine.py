@@ -24,7 +24,7 @@ for _k, _v in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
 
 from chalicelib.adapters.dynamodb.counting import counting  # noqa: E402
 from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
-from chalicelib.adapters.memory import Message, MemoryQueue  # noqa: E402
+from chalicelib.adapters.memory import MemoryQueue, Message  # noqa: E402
 from chalicelib.bootstrap import Container, build_container  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.domain.jobs import Job, JobDefinition  # noqa: E402
@@ -98,7 +98,7 @@ def calls_per_run(endpoint: str, n: int = 20) -> None:
 def items_per_tick(endpoint: str, sizes: list[int]) -> None:
     print("== Items read by one tick with 10 jobs due")
     for total in sizes:
-        c, queue, _ = fresh(endpoint)
+        c, _, _ = fresh(endpoint)
         t = time.perf_counter()
         store_jobs(c, 10, total)
         load = time.perf_counter() - t

@@ -65,7 +65,7 @@ class StackProcess:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("AWS_ENDPOINT_URL", "CADENZA_"))
+            if not k.startswith(("AWS_ENDPOINT_URL", "CADENZA_")) or k == "CADENZA_HOME"
         }
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [sys.executable, "-m", "chalicelib.cli.main", "dev", "--port", str(self.port)]

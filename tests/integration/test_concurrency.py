@@ -70,7 +70,7 @@ def _pair(backend: Settings) -> tuple[Container, Container, MemoryQueue, FakeClo
 
 
 def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings):
-    a, b, queue, _ = _pair(ddb)
+    a, b, _, _ = _pair(ddb)
     jobs = [
         a.jobs.submit({"name": f"j{i}", "operations": [{"_op": "noop"}],
                        "schedule": {"rate": "rate(10 seconds)"}}, start=True)[0]
@@ -118,7 +118,7 @@ def test_racing_start_handlers_start_a_run_once(ddb: Settings):
         job, run = a.jobs.submit(body, start=True)
         assert run is not None
         start = queue.take()[0]
-        outcomes = _race(lambda: deliver(a, start), lambda: deliver(b, start))
+        outcomes = _race(lambda s=start: deliver(a, s), lambda s=start: deliver(b, s))
         assert sorted(outcomes)[0] == "busy" or outcomes.count("completed") == 1, outcomes
         drain(a, queue)
         done = a.store.get_run(job.job_id, run.slot)

@@ -12,7 +12,7 @@ from app import app
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
-from tests.conftest import T0, drain
+from tests.conftest import drain
 
 JOB = {"name": "http", "operations": [{"_op": "range", "end": 3}, {"_op": "noop"}], "workers": 2}
 

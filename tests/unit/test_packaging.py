@@ -15,6 +15,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -33,6 +34,8 @@ OPTIONAL_IMPORTS = {
     # pynamodb.signals: "Implements signals based on blinker if available, otherwise falls
     # silently back to a noop"; chalicelib uses no signals (test_no_pynamodb_signals).
     "blinker",
+    # botocore.httpsession: `try: from certifi import where`, else botocore's own CA bundle.
+    "certifi",
 }
 NOT_SHIPPED = {"moto", "typer", "rich", "requests", "localstack-client", "chalice", "boto3"}
 
@@ -104,8 +107,18 @@ def _top(name: str) -> str:
     return name.split(".", 1)[0]
 
 
-def _is_stdlib(name: str) -> bool:
-    return _top(name) in sys.stdlib_module_names or _top(name) in sys.builtin_module_names
+_STDLIB_DIRS = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib")}
+_SITE_DIRS = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
+
+
+def _is_stdlib(name: str, file: str | None = None) -> bool:
+    if _top(name) in sys.stdlib_module_names or _top(name) in sys.builtin_module_names:
+        return True
+    if file is None:  # e.g. _sysconfigdata_*: in the stdlib directory, not in the list
+        return False
+    path = Path(file).resolve()
+    in_site = any(path.is_relative_to(d) for d in _SITE_DIRS)
+    return not in_site and any(path.is_relative_to(d) for d in _STDLIB_DIRS)
 
 
 def _is_first_party(name: str) -> bool:
@@ -139,8 +152,8 @@ def test_every_module_app_loads_is_shipped_or_provided() -> None:
     shipped = _closure(_requirements_txt())
     provided = _closure([Requirement(n) for n in LAMBDA_PROVIDED])
     missing: dict[str, set[str]] = {}
-    for name in loaded:
-        if _is_stdlib(name) or _is_first_party(name) or name == "__main__":
+    for name, file in loaded.items():
+        if _is_stdlib(name, file) or _is_first_party(name) or name in ("__main__", "__mp_main__"):
             continue
         top = _top(name)
         if top == "chalice":

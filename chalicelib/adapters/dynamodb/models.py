@@ -49,7 +49,7 @@ def build_models(settings: Settings) -> Models:
         read_timeout_seconds = 10
         max_retry_attempts = 5
 
-    def meta(table: str) -> type:
+    def meta(table: str) -> Any:
         return type("Meta", (BaseMeta,), {"table_name": table, "host": host, "region": region})
 
     class DueIndex(GlobalSecondaryIndex[Any]):

@@ -319,14 +319,14 @@ class DynamoStore(Store):
         cursor_below_total: bool = False,
     ) -> Run | None:
         R = self.m.run
-        statuses = [str(s) for s in statuses]
+        sources = [str(s) for s in statuses]
         new_status = update.set.get("status")
         if new_status is not None:
             allowed = EX_MACHINE.sources_for(str(new_status)) | {str(new_status)}
-            statuses = [s for s in statuses if s in allowed]
-            if not statuses:
+            sources = [s for s in sources if s in allowed]
+            if not sources:
                 return None
-        cond = R.status.is_in(*statuses)
+        cond = R.status.is_in(*sources)
         if lease_token is not None:
             cond &= R.lease_token == lease_token
         if lease_expired_before is not None:
