@@ -122,11 +122,19 @@ def test_names_follow_the_stage_settings(stage: str) -> None:
     settings = Settings.from_env(env)
     assert settings.stage == stage
     assert env["CADENZA_LOOKAHEAD_SECONDS"] == "60"  # one tick a minute
-    for var in (
-        "CADENZA_STAGE CADENZA_PREFIX CADENZA_JOBS_TABLE CADENZA_RUNS_TABLE "
-        "CADENZA_SLICES_TABLE CADENZA_SUPERVISOR_TABLE CADENZA_START_QUEUE "
-        "CADENZA_SLICE_QUEUE CADENZA_DLQ CADENZA_BUCKET CADENZA_DUE_SHARDS"
-    ).split():
+    for var in [
+        "CADENZA_STAGE",
+        "CADENZA_PREFIX",
+        "CADENZA_JOBS_TABLE",
+        "CADENZA_RUNS_TABLE",
+        "CADENZA_SLICES_TABLE",
+        "CADENZA_SUPERVISOR_TABLE",
+        "CADENZA_START_QUEUE",
+        "CADENZA_SLICE_QUEUE",
+        "CADENZA_DLQ",
+        "CADENZA_BUCKET",
+        "CADENZA_DUE_SHARDS",
+    ]:
         assert var in env, f"{stage}: {var} is not set in .chalice/config.json"
     names = {k: _resolve(v["Properties"].get("QueueName"), stage) for k, v in RESOURCES.items()}
     assert names["StartQueue"] == settings.start_queue
@@ -155,8 +163,9 @@ def test_queues_redrive_and_visibility(stage: str) -> None:
 
 
 def test_the_app_has_the_functions_the_template_patches() -> None:
-    import app as app_module
     from chalice.app import ScheduledEventConfig, SQSEventConfig
+
+    import app as app_module
 
     sources = app_module.app.event_sources
     sqs = {e.name for e in sources if isinstance(e, SQSEventConfig)}
@@ -211,12 +220,12 @@ def test_policy_covers_every_table_index_and_queue(stage: str) -> None:
     assert all(s["Effect"] == "Allow" for s in statements.values())
     resources = " ".join(json.dumps(s["Resource"]) for s in statements.values())
     for model in build_models(settings).all:
-        assert f"table/{model.Meta.table_name}\"" in resources
+        assert f'table/{model.Meta.table_name}"' in resources
         for index in infra.index_names(model):
             assert f"table/{model.Meta.table_name}/index/{index}" in resources
     for queue in (settings.start_queue, settings.slice_queue):
-        assert f":{queue}\"" in json.dumps(statements["SendNudges"]["Resource"])
-        assert f":{queue}\"" in json.dumps(statements["ConsumeNudges"]["Resource"])
+        assert f':{queue}"' in json.dumps(statements["SendNudges"]["Resource"])
+        assert f':{queue}"' in json.dumps(statements["ConsumeNudges"]["Resource"])
     assert CONFIG["autogen_policy"] is False
     assert infra.function_environment(CONFIG, stage, infra.SUPERVISOR)  # the stage exists
     assert CONFIG["stages"][stage]["iam_policy_file"] == infra.policy_path(stage).name
@@ -245,7 +254,9 @@ NOT_IN_LAMBDA = ("chalicelib/local/", "chalicelib/cli/", "chalicelib/infra.py")
 
 
 def test_policy_grants_what_the_code_calls() -> None:
-    granted = {a for s in _committed(infra.policy_path(STAGES[0]))["Statement"] for a in s["Action"]}
+    granted = {
+        a for s in _committed(infra.policy_path(STAGES[0]))["Statement"] for a in s["Action"]
+    }
     needed: dict[str, list[str]] = {}
     for path in sorted((ROOT / "chalicelib").rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()

@@ -173,7 +173,10 @@ def test_every_module_app_loads_is_shipped_or_provided() -> None:
 
 def _module_file(name: str) -> Path | None:
     parts = name.split(".")
-    for candidate in (ROOT.joinpath(*parts).with_suffix(".py"), ROOT.joinpath(*parts, "__init__.py")):
+    for candidate in (
+        ROOT.joinpath(*parts).with_suffix(".py"),
+        ROOT.joinpath(*parts, "__init__.py"),
+    ):
         if candidate.is_file():
             return candidate
     return None

@@ -322,7 +322,9 @@ class DynamoStore(Store):
         sources = [str(s) for s in statuses]
         new_status = update.set.get("status")
         if new_status is not None:
-            allowed = EX_MACHINE.sources_for(str(new_status)) | {str(new_status)}
+            allowed = set(EX_MACHINE.sources_for(str(new_status)))
+            if ExStatus(new_status) not in TERMINAL_EX:  # a finished record is never rewritten
+                allowed.add(str(new_status))
             sources = [s for s in sources if s in allowed]
             if not sources:
                 return None

@@ -1,0 +1,100 @@
+"""The operation registry and job-definition validation: pure, no store."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chalicelib.domain.errors import InvalidInput
+from chalicelib.ops.registry import (
+    OpFailed,
+    SliceContext,
+    process,
+    slice_requests,
+    validate_operations,
+)
+from chalicelib.services.jobs import parse_definition
+
+
+def ctx(order: int = 0, attempt: int = 1, ex_id: str = "ex") -> SliceContext:
+    return SliceContext(ex_id=ex_id, job_id="job", order=order, attempt=attempt, args=None)
+
+
+def test_noop_reader_makes_one_slice():
+    assert slice_requests([{"_op": "noop"}], None) == [{}]
+
+
+@given(st.integers(0, 500), st.integers(0, 500), st.integers(1, 50))
+def test_range_slices_cover_the_range_exactly_once(start: int, length: int, size: int):
+    end = start + length
+    slices = slice_requests([{"_op": "range", "start": start, "end": end, "size": size}], None)
+    covered = [i for s in slices for i in range(s["start"], s["end"])]
+    assert covered == list(range(start, end))
+    assert all(0 < s["end"] - s["start"] <= size for s in slices)
+
+
+def test_processors_chain_and_fail_deterministically():
+    ops = [{"_op": "noop"}, {"_op": "noop"}, {"_op": "fail", "slices": [2]}]
+    assert process(ops, {"x": 1}, ctx(order=1)) == {"x": 1}
+    with pytest.raises(OpFailed):
+        process(ops, {}, ctx(order=2))
+    once = [{"_op": "noop"}, {"_op": "fail", "slices": [0], "times": 1}]
+    with pytest.raises(OpFailed):
+        process(once, {}, ctx(attempt=1))
+    assert process(once, {}, ctx(attempt=2)) == {}
+
+
+def test_fail_fraction_is_deterministic_and_close_to_the_fraction():
+    ops = [{"_op": "noop"}, {"_op": "fail", "fraction": 0.25}]
+
+    def fails(order: int) -> bool:
+        try:
+            process(ops, {}, ctx(order=order, ex_id="fixed"))
+            return False
+        except OpFailed:
+            return True
+
+    first = [fails(i) for i in range(2000)]
+    assert first == [fails(i) for i in range(2000)]
+    assert 0.2 < sum(first) / 2000 < 0.3
+
+
+@pytest.mark.parametrize(
+    "ops, field",
+    [
+        ([{"_op": "sleep"}], "operations[0]._op"),  # not a reader
+        ([{"_op": "noop"}, {"_op": "range", "end": 3}], "operations[1]._op"),  # not a processor
+        ([{"_op": "range"}], "operations[0].end"),
+        ([{"_op": "range", "end": 3, "size": 0}], "operations[0].size"),
+        ([{"_op": "noop"}, {"_op": "sleep", "seconds": -1}], "operations[1].seconds"),
+        ([{"_op": "noop"}, {"_op": "fail", "fraction": 2}], "operations[1].fraction"),
+        ([{"_op": "noop", "typo": 1}], "operations[0].typo"),
+    ],
+)
+def test_bad_operations_name_the_field(ops: list[dict], field: str):
+    with pytest.raises(InvalidInput) as exc:
+        validate_operations(ops)
+    assert field in [e["field"] for e in exc.value.details["errors"]]  # type: ignore[union-attr]
+
+
+def test_definition_defaults_and_round_trip():
+    spec = parse_definition({"name": "n", "operations": [{"_op": "noop"}]})
+    d = spec.to_dict()
+    assert (d["workers"], d["max_retries"], d["lease_seconds"], d["lifecycle"]) == (1, 3, 60,
+                                                                                   "once")
+    assert d["operations"] == [{"_op": "noop"}] and d["schedule"] is None
+    assert parse_definition(d).to_dict() == d
+
+
+@pytest.mark.parametrize("payload", [None, [], "job", 3])
+def test_non_object_bodies_are_refused(payload: object):
+    with pytest.raises(InvalidInput) as exc:
+        parse_definition(payload)
+    assert exc.value.details["errors"][0]["field"] == "body"  # type: ignore[index]
+
+
+def test_blank_name_is_refused():
+    with pytest.raises(InvalidInput) as exc:
+        parse_definition({"name": "   ", "operations": [{"_op": "noop"}]})
+    assert exc.value.details["errors"][0]["field"] == "name"  # type: ignore[index]
