@@ -63,8 +63,9 @@ def ensure_resources(settings: Settings | None = None) -> None:
     """Create the tables, queues and bucket if missing (local stacks, first start-up)."""
     s = settings or get_settings()
     DynamoStore(s).ensure_tables()
-    ensure_queues(aws_client("sqs", s), s.start_queue, s.slice_queue, s.dead_letter_queue,
-                  s.max_receive_count)
+    ensure_queues(
+        aws_client("sqs", s), s.start_queue, s.slice_queue, s.dead_letter_queue, s.max_receive_count
+    )
     s3 = aws_client("s3", s)
     try:
         s3.head_bucket(Bucket=s.bucket)
@@ -77,11 +78,15 @@ _container: Container | None = None
 
 
 def get_container() -> Container:
-    """The process-wide container, built on first use."""
+    """The process-wide container, built on first use (creating missing tables, as the
+    state store must, unless CADENZA_CREATE_TABLES=false where infra/ owns them)."""
     global _container
     with _lock:
         if _container is None:
-            _container = build_container()
+            container = build_container()
+            if container.settings.create_tables:
+                container.store.ensure_tables()
+            _container = container
         return _container
 
 

@@ -36,6 +36,7 @@ class Settings:
     fire_concurrency: int = 8
     max_receive_count: int = 5
     start_halted: bool = False
+    create_tables: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -84,6 +85,7 @@ class Settings:
             fire_concurrency=int(e.get("CADENZA_FIRE_CONCURRENCY", base.fire_concurrency)),
             max_receive_count=int(e.get("CADENZA_MAX_RECEIVE_COUNT", base.max_receive_count)),
             start_halted=_bool(e.get("CADENZA_START_HALTED")),
+            create_tables=_bool(e.get("CADENZA_CREATE_TABLES"), default=True),
         )
 
 

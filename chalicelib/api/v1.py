@@ -15,6 +15,16 @@ from chalicelib.api.views import ex_view, job_view
 from chalicelib.bootstrap import get_container
 
 
+# Teraslice's own examples post with `curl -d @job.json`, i.e. as a form: accept the body
+# whatever its declared type and parse it as JSON.
+BODY_TYPES = [
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "text/plain",
+    "application/octet-stream",
+]
+
+
 def _version() -> str:
     try:
         return version("cadenza")
@@ -46,7 +56,7 @@ def make_blueprint(import_name: str) -> Blueprint:
             }
         )
 
-    @bp.route("/jobs", methods=["POST"])
+    @bp.route("/jobs", methods=["POST"], content_types=BODY_TYPES)
     @api_errors
     def submit_job() -> Response:
         start = query_bool(bp.current_request.query_params, "start", False)
@@ -69,7 +79,7 @@ def make_blueprint(import_name: str) -> Blueprint:
     def get_job_ex(job_id: str) -> Response:
         return json_response(ex_view(get_container().jobs.latest_run(job_id)))
 
-    @bp.route("/jobs/{job_id}/_start", methods=["POST"])
+    @bp.route("/jobs/{job_id}/_start", methods=["POST"], content_types=BODY_TYPES)
     @api_errors
     def start_job(job_id: str) -> Response:
         run = get_container().jobs.start_run(job_id)

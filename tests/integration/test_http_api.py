@@ -24,8 +24,7 @@ def client(container: Container) -> Iterator[Client]:
 
 
 def _post(client: Client, path: str, body: object) -> tuple[int, dict]:
-    r = client.http.post(path, body=json.dumps(body),
-                         headers={"Content-Type": "application/json"})
+    r = client.http.post(path, body=json.dumps(body), headers={"Content-Type": "application/json"})
     return r.status_code, r.json_body
 
 
@@ -60,8 +59,16 @@ def test_start_true_runs_to_completion_with_teraslice_fields(
     assert ex["_status"] == "completed" and ex["_has_errors"] is False
     stats = ex["_slicer_stats"]
     assert (stats["processed"], stats["failed"], stats["queued"]) == (3, 0, 0)
-    for key in ("workers_active", "workers_joined", "job_duration", "started",
-                "queuing_complete", "slicers", "subslices", "workers_available"):
+    for key in (
+        "workers_active",
+        "workers_joined",
+        "job_duration",
+        "started",
+        "queuing_complete",
+        "slicers",
+        "subslices",
+        "workers_available",
+    ):
         assert key in stats
     # every route also answers without the /v1 prefix
     assert client.http.get(f"/ex/{body['ex_id']}").json_body["ex_id"] == body["ex_id"]
@@ -80,8 +87,9 @@ def test_start_route_creates_a_new_execution_each_time(
 
 
 def test_scheduled_submit_reports_the_first_slot(client: Client):
-    status, body = _post(client, "/v1/jobs?start=true",
-                         {**JOB, "schedule": {"cron": "*/5 * * * *"}})
+    status, body = _post(
+        client, "/v1/jobs?start=true", {**JOB, "schedule": {"cron": "*/5 * * * *"}}
+    )
     assert status == 201
     assert body["schedule_state"] == "SCHEDULED"
     assert body["next_fire_at"] == "2027-01-15T08:05:00.000Z"
@@ -132,7 +140,8 @@ def test_sqs_handlers_report_partial_batch_failures(
     slices = queue.take()
     assert len(slices) == 2
     event = client.events.generate_sqs_event(
-        queue_name="cadenza-dev-slices", message_bodies=[json.dumps(m.body) for m in slices])
+        queue_name="cadenza-dev-slices", message_bodies=[json.dumps(m.body) for m in slices]
+    )
     assert client.lambda_.invoke("slice_worker", event).payload == {"batchItemFailures": []}
     drain(container, queue)
     ex = client.http.get(f"/v1/ex/{body['ex_id']}").json_body
@@ -142,7 +151,23 @@ def test_sqs_handlers_report_partial_batch_failures(
 def test_supervisor_handler_ticks(client: Client, container: Container):
     _post(client, "/v1/jobs?start=true", {**JOB, "schedule": {"rate": "rate(1 minute)"}})
     container.clock.advance(58)  # type: ignore[attr-defined]
-    out = client.lambda_.invoke("supervisor", client.events.generate_cw_event(
-        source="aws.events", detail_type="Scheduled Event", detail={},
-        resources=["arn:aws:events:us-east-1:123456789012:rule/x"])).payload
+    out = client.lambda_.invoke(
+        "supervisor",
+        client.events.generate_cw_event(
+            source="aws.events",
+            detail_type="Scheduled Event",
+            detail={},
+            resources=["arn:aws:events:us-east-1:123456789012:rule/x"],
+        ),
+    ).payload
     assert out["runs_created"] == 1 and out["jobs_read"] == 1
+
+
+def test_a_body_posted_as_a_form_is_read_as_json(client: Client):
+    """Teraslice's docs post jobs with `curl -d @job.json` (a form content type)."""
+    r = client.http.post(
+        "/v1/jobs",
+        body=json.dumps(JOB),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 201 and "job_id" in r.json_body

@@ -16,17 +16,28 @@ from chalicelib.ports import RunUpdate
 STATUSES = sorted(ExStatus, key=str)
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(attempts=st.lists(st.tuples(st.sampled_from(STATUSES),
-                                   st.lists(st.sampled_from(STATUSES), min_size=1)),
-                         min_size=1, max_size=12))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    attempts=st.lists(
+        st.tuples(st.sampled_from(STATUSES), st.lists(st.sampled_from(STATUSES), min_size=1)),
+        min_size=1,
+        max_size=12,
+    )
+)
 def test_stored_status_follows_the_table(
     container: Container, attempts: list[tuple[ExStatus, list[ExStatus]]]
 ):
     store = container.store
-    run = Run(job_id=str(uuid.uuid4()), slot="2027-01-01T00:00:00Z", ex_id=str(uuid.uuid4()),
-              scheduled_start=0.0, config={"operations": []}, check_at=1.0)
+    run = Run(
+        job_id=str(uuid.uuid4()),
+        slot="2027-01-01T00:00:00Z",
+        ex_id=str(uuid.uuid4()),
+        scheduled_start=0.0,
+        config={"operations": []},
+        check_at=1.0,
+    )
     assert store.create_run(run)
     current = ExStatus.pending
     for target, claimed_sources in attempts:

@@ -122,6 +122,9 @@ def test_names_follow_the_stage_settings(stage: str) -> None:
     settings = Settings.from_env(env)
     assert settings.stage == stage
     assert env["CADENZA_LOOKAHEAD_SECONDS"] == "60"  # one tick a minute
+    # the stack owns the tables: the functions must not try to create them (and the policy
+    # grants no DescribeTable/CreateTable)
+    assert getattr(settings, "create_tables", False) is False
     for var in [
         "CADENZA_STAGE",
         "CADENZA_PREFIX",

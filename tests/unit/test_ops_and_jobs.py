@@ -81,8 +81,12 @@ def test_bad_operations_name_the_field(ops: list[dict], field: str):
 def test_definition_defaults_and_round_trip():
     spec = parse_definition({"name": "n", "operations": [{"_op": "noop"}]})
     d = spec.to_dict()
-    assert (d["workers"], d["max_retries"], d["lease_seconds"], d["lifecycle"]) == (1, 3, 60,
-                                                                                   "once")
+    assert (d["workers"], d["max_retries"], d["lease_seconds"], d["lifecycle"]) == (
+        1,
+        3,
+        60,
+        "once",
+    )
     assert d["operations"] == [{"_op": "noop"}] and d["schedule"] is None
     assert parse_definition(d).to_dict() == d
 
