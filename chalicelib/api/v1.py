@@ -14,7 +14,6 @@ from chalicelib.api.errors import api_errors, json_response, parse_json_body, qu
 from chalicelib.api.views import ex_view, job_view
 from chalicelib.bootstrap import get_container
 
-
 # Teraslice's own examples post with `curl -d @job.json`, i.e. as a form: accept the body
 # whatever its declared type and parse it as JSON.
 BODY_TYPES = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -73,7 +75,7 @@ def test_apply_never_takes_an_arrow_that_is_not_in_the_table(
             continue
         assert machine.allows(path[-1], state)
         path.append(state)
-    for a, b in zip(path, path[1:], strict=False):
+    for a, b in pairwise(path):
         assert b in machine.arrows[a]
 
 
