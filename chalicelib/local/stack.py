@@ -340,7 +340,6 @@ class LocalStack:
         start_url: str = sqs.get_queue_url(QueueName=settings.start_queue)["QueueUrl"]
         slice_url: str = sqs.get_queue_url(QueueName=settings.slice_queue)["QueueUrl"]
 
-        self.api = ApiServer(app_module.app, self.host, self.port).start()
         for handler_name, url in (("start_worker", start_url), ("slice_worker", slice_url)):
             handler = _logged_batch(getattr(app_module, handler_name), handler_name)
             for i in range(1, self.workers + 1):
@@ -362,6 +361,7 @@ class LocalStack:
             fire_immediately=True,
         )
         self.firer.start()
+        self.api = ApiServer(app_module.app, self.host, self.port).start()  # last: ready
 
         emulators = []
         if self.moto is not None:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 
 from chalicelib.config import Settings
-from chalicelib.domain.errors import DomainError
+from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run, Trigger, scheduled_slot
 from chalicelib.domain.slices import slice_id_for
@@ -110,14 +110,16 @@ class SupervisorService:
         stats = TickStats()
         try:
             return self._fire(job, now, horizon, stats), stats
-        except DomainError as err:
+        except StoreUnavailable:
+            raise
+        except Exception:  # one bad job must not stop the tick for every other one
             stats.errors += 1
-            log.warning("job %s not fired this tick: %s", job.job_id, err.message)
+            log.exception("job %s not fired this tick", job.job_id)
             return [], stats
 
-    def _fire(self, job: Job, now: float, horizon: float, stats: TickStats) -> list[
-        tuple[str, str, int]
-    ]:
+    def _fire(
+        self, job: Job, now: float, horizon: float, stats: TickStats
+    ) -> list[tuple[str, str, int]]:
         spec = job.spec
         schedule, slot = spec.schedule, job.next_fire_at
         if schedule is None or slot is None:
@@ -177,9 +179,11 @@ class SupervisorService:
                 stats.stalled_read += 1
                 try:
                     self._repair(run, now, stats)
-                except DomainError as err:
+                except StoreUnavailable:
+                    raise
+                except Exception:
                     stats.errors += 1
-                    log.warning("run %s not repaired this tick: %s", run.ex_id, err.message)
+                    log.exception("run %s not repaired this tick", run.ex_id)
 
     def _bump(self, run: Run, now: float) -> Run | None:
         """Claim this run's repair for this tick: only one supervisor wins the check_at."""
@@ -212,9 +216,17 @@ class SupervisorService:
             error = f"lease expired {run.attempts} times (worker lost)"
             failed = self.store.update_run(
                 run,
-                RunUpdate(set={"status": ExStatus.failed, "failed": 1, "remaining": 0,
-                               "has_errors": True, "finished_at": now, "updated": now,
-                               "errors": [{"slice_id": slice_id_for(0), "error": error}]}),
+                RunUpdate(
+                    set={
+                        "status": ExStatus.failed,
+                        "failed": 1,
+                        "remaining": 0,
+                        "has_errors": True,
+                        "finished_at": now,
+                        "updated": now,
+                        "errors": [{"slice_id": slice_id_for(0), "error": error}],
+                    }
+                ),
                 statuses=[ExStatus.running],
                 lease_expired_before=now,
                 check_at=run.check_at,
@@ -239,10 +251,16 @@ class SupervisorService:
                     in_flight += 1
                 elif sl.attempts > run.max_retries:
                     error = f"lease expired {sl.attempts} times (worker lost)"
-                    if self.store.finish_slice(sl, run, token=None,
-                                               expected_lease=sl.lease_expires_at,
-                                               completed=False, result=None, error=error,
-                                               now=now):
+                    if self.store.finish_slice(
+                        sl,
+                        run,
+                        token=None,
+                        expected_lease=sl.lease_expires_at,
+                        completed=False,
+                        result=None,
+                        error=error,
+                        now=now,
+                    ):
                         stats.slices_failed += 1
                         self.worker.after_slice(run, now)
                 else:
@@ -267,12 +285,26 @@ class SupervisorService:
         idle = max(0, current.workers - in_flight - len(resend))
         for _ in range(idle):  # a worker died between counting a slice and handing out the next
             before = current
-            current = self.store.update_run(
-                before, RunUpdate(set={"updated": now}, add={"queued_cursor": 1}),
-                statuses=[ExStatus.running], cursor_below_total=True,
-            ) or before
+            current = (
+                self.store.update_run(
+                    before,
+                    RunUpdate(set={"updated": now}, add={"queued_cursor": 1}),
+                    statuses=[ExStatus.running],
+                    cursor_below_total=True,
+                )
+                or before
+            )
             if current is before:
                 break
-            self.queue.send_slices([(current.job_id, current.slot, current.ex_id,
-                                     slice_id_for(current.queued_cursor - 1), 0)])
+            self.queue.send_slices(
+                [
+                    (
+                        current.job_id,
+                        current.slot,
+                        current.ex_id,
+                        slice_id_for(current.queued_cursor - 1),
+                        0,
+                    )
+                ]
+            )
             stats.resent += 1

@@ -80,7 +80,7 @@ class StackProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(self._ready, READY_TIMEOUT_S, f"{self.name} to answer GET /v1", 0.2)
+        wait_for(self._ready, READY_TIMEOUT_S, f"{self.name}'s banner and GET /v1", 0.2)
         return self
 
     def _ready(self) -> bool | None:
@@ -93,7 +93,9 @@ class StackProcess:
             response = self.http.get(f"{self.url}/v1", timeout=2)
         except requests.RequestException:
             return None
-        return True if response.status_code == 200 else None
+        if response.status_code != 200:
+            return None
+        return True if parse_banner(self.log_path.read_text(errors="replace")) else None
 
     def tail(self, lines: int = 60) -> str:
         try:

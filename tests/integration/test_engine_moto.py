@@ -48,18 +48,21 @@ def test_scheduled_job_fires_once_per_slot(
     assert stored is not None and stored.next_fire_at == T0 + 120
 
 
-def test_multi_slice_run_counts_every_slice_once(
-    container: Container, queue: MemoryQueue
-):
-    body = _job(operations=[{"_op": "range", "start": 0, "end": 95, "size": 10}, {"_op": "noop"}],
-                workers=3)
+def test_multi_slice_run_counts_every_slice_once(container: Container, queue: MemoryQueue):
+    body = _job(
+        operations=[{"_op": "range", "start": 0, "end": 95, "size": 10}, {"_op": "noop"}], workers=3
+    )
     job, run = container.jobs.submit(body, start=True)
     assert run is not None
     drain(container, queue)
     done = container.store.get_run(job.job_id, run.slot)
     assert done is not None
     assert (done.status, done.slices_total, done.processed, done.remaining) == (
-        ExStatus.completed, 10, 10, 0)
+        ExStatus.completed,
+        10,
+        10,
+        0,
+    )
     slices = container.store.list_slices(run.ex_id)
     assert [s.request for s in slices][-1] == {"start": 90, "end": 95}
     assert all(s.state == SliceState.completed for s in slices)
@@ -82,15 +85,22 @@ def test_at_most_workers_slices_in_flight(container: Container, queue: MemoryQue
 
 
 def test_failing_slice_retries_then_fails_the_run(container: Container, queue: MemoryQueue):
-    body = _job(operations=[{"_op": "range", "end": 5}, {"_op": "fail", "slices": [2]}],
-                max_retries=2, workers=2)
+    body = _job(
+        operations=[{"_op": "range", "end": 5}, {"_op": "fail", "slices": [2]}],
+        max_retries=2,
+        workers=2,
+    )
     job, run = container.jobs.submit(body, start=True)
     assert run is not None
     drain(container, queue)
     done = container.store.get_run(job.job_id, run.slot)
     assert done is not None
     assert (done.status, done.processed, done.failed, done.has_errors) == (
-        ExStatus.failed, 4, 1, True)
+        ExStatus.failed,
+        4,
+        1,
+        True,
+    )
     bad = container.store.get_slice(run.ex_id, "000002")
     assert bad is not None and bad.state == SliceState.error and bad.attempts == 3
     assert "injected failure" in (bad.error or "")
@@ -120,9 +130,7 @@ def test_redelivered_slice_message_is_processed_once(container: Container, queue
     assert done is not None and (done.processed, done.status) == (3, ExStatus.completed)
 
 
-def test_duplicate_slice_message_while_running_is_a_no_op(
-    container: Container, queue: MemoryQueue
-):
+def test_duplicate_slice_message_while_running_is_a_no_op(container: Container, queue: MemoryQueue):
     body = _job(operations=[{"_op": "range", "end": 3}, {"_op": "noop"}], workers=1)
     job, run = container.jobs.submit(body, start=True)
     assert run is not None
@@ -138,15 +146,17 @@ def test_duplicate_slice_message_while_running_is_a_no_op(
 def test_worker_dying_after_claim_is_finished_once_by_the_sweep(
     container: Container, queue: MemoryQueue, clock: FakeClock
 ):
-    body = _job(operations=[{"_op": "range", "end": 2}, {"_op": "noop"}], workers=2,
-                lease_seconds=30)
+    body = _job(
+        operations=[{"_op": "range", "end": 2}, {"_op": "noop"}], workers=2, lease_seconds=30
+    )
     job, run = container.jobs.submit(body, start=True)
     assert run is not None
     deliver(container, queue.take()[0])
     lost, kept = queue.take()
     # a worker claims slice 0 and dies: no finish, no next message
-    assert container.store.claim_slice(run.ex_id, lost.body["slice_id"], "dead", clock.now(),
-                                       clock.now() + 30)
+    assert container.store.claim_slice(
+        run.ex_id, lost.body["slice_id"], "dead", clock.now(), clock.now() + 30
+    )
     assert deliver(container, kept) == "completed"
     assert container.supervisor.tick(clock.now()).resent == 0  # lease still alive
     clock.advance(31)
@@ -238,11 +248,18 @@ def test_one_time_job_expires_after_its_slot(container: Container, queue: Memory
         ({"name": "x", "operations": [{"_op": "range", "end": -1}]}, "operations[0].end"),
         ({"name": "x", "operations": [{"_op": "noop"}], "workers": 0}, "workers"),
         ({"name": "x", "operations": [{"_op": "noop"}], "wokers": 2}, "wokers"),
-        ({"name": "x", "operations": [{"_op": "noop"}], "schedule": {"cron": "61 * * * *"}},
-         "schedule.cron"),
-        ({"name": "x", "operations": [{"_op": "noop"}],
-          "schedule": {"rate": "rate(1 minute)", "timezone": "Mars/Olympus"}},
-         "schedule.timezone"),
+        (
+            {"name": "x", "operations": [{"_op": "noop"}], "schedule": {"cron": "61 * * * *"}},
+            "schedule.cron",
+        ),
+        (
+            {
+                "name": "x",
+                "operations": [{"_op": "noop"}],
+                "schedule": {"rate": "rate(1 minute)", "timezone": "Mars/Olympus"},
+            },
+            "schedule.timezone",
+        ),
     ],
 )
 def test_invalid_definitions_name_the_field(container: Container, body: dict, field: str):
@@ -250,3 +267,18 @@ def test_invalid_definitions_name_the_field(container: Container, body: dict, fi
         container.jobs.submit(body, start=True)
     fields = [e["field"] for e in exc.value.details["errors"]]  # type: ignore[union-attr]
     assert field in fields, fields
+
+
+def test_a_job_that_no_longer_validates_does_not_stop_the_tick(
+    container: Container, queue: MemoryQueue
+):
+    good, _ = container.jobs.submit(_job(schedule={"rate": "rate(1 minute)"}), start=True)
+    bad, _ = container.jobs.submit(_job(schedule={"rate": "rate(1 minute)"}), start=True)
+    store = container.store
+    item = store.m.job.get(bad.job_id)  # type: ignore[attr-defined]
+    item.definition = {**item.definition, "workers": -5}  # e.g. a rule tightened later
+    item.save()
+    stats = container.supervisor.tick(T0 + 60)
+    assert (stats.runs_created, stats.errors) == (1, 1)
+    assert len(container.store.list_runs(good.job_id)) == 1
+    assert container.store.list_runs(bad.job_id) == []
