@@ -3,7 +3,7 @@
 import os
 from typing import Any
 
-from chalice import Chalice, Rate
+from chalice.app import Chalice, Rate
 from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib import handlers

@@ -38,13 +38,15 @@ def api_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def parse_json_body(raw: str | bytes | None) -> Any:
     if not raw:
-        raise InvalidInput("body: a JSON body is required",
-                           [{"field": "body", "reason": "empty body"}])
+        raise InvalidInput(
+            "body: a JSON body is required", [{"field": "body", "reason": "empty body"}]
+        )
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidInput(f"body: not valid JSON ({err})",
-                           [{"field": "body", "reason": f"not valid JSON: {err}"}]) from err
+        raise InvalidInput(
+            f"body: not valid JSON ({err})", [{"field": "body", "reason": f"not valid JSON: {err}"}]
+        ) from err
 
 
 def query_bool(params: Mapping[str, str] | None, name: str, default: bool) -> bool:
@@ -56,5 +58,7 @@ def query_bool(params: Mapping[str, str] | None, name: str, default: bool) -> bo
         return True
     if value in {"false", "0", "no"}:
         return False
-    raise InvalidInput(f"{name}: expected true or false, got {raw!r}",
-                       [{"field": name, "reason": f"expected true or false, got {raw!r}"}])
+    raise InvalidInput(
+        f"{name}: expected true or false, got {raw!r}",
+        [{"field": name, "reason": f"expected true or false, got {raw!r}"}],
+    )

@@ -75,9 +75,10 @@ def ex_view(run: Run) -> dict[str, Any]:
             "args": run.args,
             "started_at": iso(run.started_at),
             "finished_at": iso(run.finished_at),
-            "attempts": run.attempts,
         }
     )
+    if run.inline:
+        out["attempts"] = run.attempts
     if run.status == ExStatus.completed and run.inline:
         out["result"] = run.result
     if run.errors:

@@ -123,8 +123,12 @@ def _spec(index: int, op: dict[str, Any], role: str) -> tuple[OpSpec, Params]:
     if spec is None:
         raise InvalidInput(
             f"{where}._op: unknown operation {name!r}",
-            [{"field": f"{where}._op", "reason": f"unknown operation {name!r}; known: "
-              + ", ".join(sorted(REGISTRY))}],
+            [
+                {
+                    "field": f"{where}._op",
+                    "reason": f"unknown operation {name!r}; known: " + ", ".join(sorted(REGISTRY)),
+                }
+            ],
         )
     if (role == "reader" and spec.reader is None) or (role == "processor" and not spec.processor):
         raise InvalidInput(

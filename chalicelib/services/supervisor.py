@@ -24,6 +24,13 @@ MISFIRE_GRACE_SECONDS = 60.0
 CREATE_ATTEMPTS = 5
 
 
+def start_delay(slot: float, now: float) -> int:
+    """Whole-second SQS delay that lands a start message just before its slot: a second
+    early, because delivery (a poll, a Lambda trigger) adds latency and the start worker
+    waits out the rest to the sub-second."""
+    return max(0, math.floor(slot - now) - 1)
+
+
 @dataclass
 class TickStats:
     """What one tick did; counted, so comparable across machines."""
@@ -151,7 +158,7 @@ class SupervisorService:
             stats.runs_created += 1
             job.version += 1
             job.next_fire_at = nxt
-            starts.append((job.job_id, run.slot, max(0, math.floor(slot - now))))
+            starts.append((job.job_id, run.slot, start_delay(slot, now)))
             slot = nxt
         return starts
 

@@ -66,8 +66,14 @@ class WorkerService:
         if len(requests) == 0:
             done = self.store.update_run(
                 run,
-                RunUpdate(set={"status": ExStatus.completed, "started_at": now,
-                               "finished_at": now, "updated": now}),
+                RunUpdate(
+                    set={
+                        "status": ExStatus.completed,
+                        "started_at": now,
+                        "finished_at": now,
+                        "updated": now,
+                    }
+                ),
                 statuses=[ExStatus.pending],
             )
             return "completed" if done else "busy"
@@ -78,8 +84,15 @@ class WorkerService:
     def _fail_unsliced(self, run: Run, now: float, error: str) -> None:
         self.store.update_run(
             run,
-            RunUpdate(set={"status": ExStatus.failed, "has_errors": True, "finished_at": now,
-                           "updated": now, "errors": [{"slice_id": None, "error": error}]}),
+            RunUpdate(
+                set={
+                    "status": ExStatus.failed,
+                    "has_errors": True,
+                    "finished_at": now,
+                    "updated": now,
+                    "errors": [{"slice_id": None, "error": error}],
+                }
+            ),
             statuses=[ExStatus.pending, ExStatus.initializing],
         )
 
@@ -117,8 +130,16 @@ class WorkerService:
         end = self.clock.now()
         done = self.store.update_run(
             claimed,
-            RunUpdate(set={"status": ExStatus.completed, "processed": 1, "remaining": 0,
-                           "result": result, "finished_at": end, "updated": end}),
+            RunUpdate(
+                set={
+                    "status": ExStatus.completed,
+                    "processed": 1,
+                    "remaining": 0,
+                    "result": result,
+                    "finished_at": end,
+                    "updated": end,
+                }
+            ),
             statuses=[ExStatus.running],
             lease_token=token,
         )
@@ -131,9 +152,15 @@ class WorkerService:
             delay = retry_delay(run.attempts)
             kept = self.store.update_run(
                 run,
-                RunUpdate(set={"lease_token": None, "lease_expires_at": None,
-                               "check_at": now + delay + run.lease_seconds, "errors": errors,
-                               "updated": now}),
+                RunUpdate(
+                    set={
+                        "lease_token": None,
+                        "lease_expires_at": None,
+                        "check_at": now + delay + run.lease_seconds,
+                        "errors": errors,
+                        "updated": now,
+                    }
+                ),
                 statuses=[ExStatus.running],
                 lease_token=token,
             )
@@ -142,9 +169,17 @@ class WorkerService:
             return "retry"
         self.store.update_run(
             run,
-            RunUpdate(set={"status": ExStatus.failed, "failed": 1, "remaining": 0,
-                           "has_errors": True, "errors": errors, "finished_at": now,
-                           "updated": now}),
+            RunUpdate(
+                set={
+                    "status": ExStatus.failed,
+                    "failed": 1,
+                    "remaining": 0,
+                    "has_errors": True,
+                    "errors": errors,
+                    "finished_at": now,
+                    "updated": now,
+                }
+            ),
             statuses=[ExStatus.running],
             lease_token=token,
         )
@@ -155,9 +190,16 @@ class WorkerService:
         lease = now + run.lease_seconds
         claimed = self.store.update_run(
             run,
-            RunUpdate(set={"status": ExStatus.initializing, "lease_token": token,
-                           "lease_expires_at": lease, "check_at": lease + 1,
-                           "started_at": run.started_at or now, "updated": now}),
+            RunUpdate(
+                set={
+                    "status": ExStatus.initializing,
+                    "lease_token": token,
+                    "lease_expires_at": lease,
+                    "check_at": lease + 1,
+                    "started_at": run.started_at or now,
+                    "updated": now,
+                }
+            ),
             statuses=[ExStatus.pending, ExStatus.initializing],
             lease_expired_before=now,
         )
@@ -173,10 +215,18 @@ class WorkerService:
         end = self.clock.now()
         running = self.store.update_run(
             claimed,
-            RunUpdate(set={"status": ExStatus.running, "slices_total": total,
-                           "remaining": total, "queued_cursor": first, "lease_token": None,
-                           "lease_expires_at": None, "check_at": end + run.lease_seconds,
-                           "updated": end}),
+            RunUpdate(
+                set={
+                    "status": ExStatus.running,
+                    "slices_total": total,
+                    "remaining": total,
+                    "queued_cursor": first,
+                    "lease_token": None,
+                    "lease_expires_at": None,
+                    "check_at": end + run.lease_seconds,
+                    "updated": end,
+                }
+            ),
             statuses=[ExStatus.initializing],
             lease_token=token,
         )
@@ -212,14 +262,30 @@ class WorkerService:
                 if self.store.release_slice(sl, token, end + delay, error, end):
                     self._send_slices(run, [sl.order], delay)
                 return "retry"
-            ok = self.store.finish_slice(sl, run, token=token, expected_lease=None,
-                                         completed=False, result=None, error=error, now=end)
+            ok = self.store.finish_slice(
+                sl,
+                run,
+                token=token,
+                expected_lease=None,
+                completed=False,
+                result=None,
+                error=error,
+                now=end,
+            )
             if ok:
                 self.after_slice(run, end)
             return "failed" if ok else "lost-lease"
         end = self.clock.now()
-        ok = self.store.finish_slice(sl, run, token=token, expected_lease=None, completed=True,
-                                     result=result, error=None, now=end)
+        ok = self.store.finish_slice(
+            sl,
+            run,
+            token=token,
+            expected_lease=None,
+            completed=True,
+            result=result,
+            error=None,
+            now=end,
+        )
         if not ok:
             return "lost-lease"
         self.after_slice(run, end)
@@ -244,8 +310,14 @@ class WorkerService:
         """running -> completed / failed, only when no slice remains; one caller wins."""
         done = self.store.update_run(
             run,
-            RunUpdate(set={"status": run.final_status, "finished_at": now, "updated": now,
-                           "has_errors": run.failed > 0}),
+            RunUpdate(
+                set={
+                    "status": run.final_status,
+                    "finished_at": now,
+                    "updated": now,
+                    "has_errors": run.failed > 0,
+                }
+            ),
             statuses=[ExStatus.running],
             remaining_zero=True,
         )

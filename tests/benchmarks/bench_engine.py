@@ -18,8 +18,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-for _k, _v in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-               "AWS_DEFAULT_REGION": "us-east-1"}.items():
+for _k, _v in {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
     os.environ.setdefault(_k, _v)
 
 from chalicelib.adapters.dynamodb.counting import counting  # noqa: E402
@@ -37,8 +40,11 @@ NOOP = {"name": "bench", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
 
 
 def fresh(endpoint: str) -> tuple[Container, MemoryQueue, FakeClock]:
-    settings = replace(Settings().with_prefix(f"b-{uuid.uuid4().hex[:6]}"),
-                       dynamodb_endpoint=endpoint, lookahead_seconds=5.0)
+    settings = replace(
+        Settings().with_prefix(f"b-{uuid.uuid4().hex[:6]}"),
+        dynamodb_endpoint=endpoint,
+        lookahead_seconds=5.0,
+    )
     store = DynamoStore(settings)
     store.ensure_tables()
     clock, queue = FakeClock(T0), MemoryQueue()
@@ -64,9 +70,15 @@ def store_jobs(c: Container, due: int, total: int) -> None:
     with store.m.job.batch_write() as batch:
         for i in range(total):
             nxt = T0 + 60 if i < due else T0 + 86_400
-            job = Job(job_id=str(uuid.uuid4()), definition=definition,
-                      state=JobState.SCHEDULED, next_fire_at=nxt, anchor=T0,
-                      created=T0, updated=T0)
+            job = Job(
+                job_id=str(uuid.uuid4()),
+                definition=definition,
+                state=JobState.SCHEDULED,
+                next_fire_at=nxt,
+                anchor=T0,
+                created=T0,
+                updated=T0,
+            )
             batch.save(store._job_model(job))
 
 
@@ -83,16 +95,20 @@ def calls_per_run(endpoint: str, n: int = 20) -> None:
             assert deliver(c, m) == "completed"
     w = (k.writes - idle.writes) / n
     r_calls = (k.reads - idle.reads) / n
-    print(f"scheduled run: {w:.2f} write calls, {r_calls:.2f} read calls per run "
-          f"(tick overhead apart: {idle.writes} write, {idle.reads} read calls per tick)")
+    print(
+        f"scheduled run: {w:.2f} write calls, {r_calls:.2f} read calls per run "
+        f"(tick overhead apart: {idle.writes} write, {idle.reads} read calls per tick)"
+    )
     print(f"  by operation over {n} runs + 1 tick: {dict(sorted(k.calls.items()))}")
     job, _ = c.jobs.submit(NOOP, start=False)
     with counting() as k:
         c.jobs.start_run(job.job_id)
         for m in queue.take():
             assert deliver(c, m) == "completed"
-    print(f"on-demand run: {k.writes} write calls, {k.reads} read calls "
-          f"({dict(sorted(k.calls.items()))})")
+    print(
+        f"on-demand run: {k.writes} write calls, {k.reads} read calls "
+        f"({dict(sorted(k.calls.items()))})"
+    )
 
 
 def items_per_tick(endpoint: str, sizes: list[int]) -> None:
@@ -104,8 +120,10 @@ def items_per_tick(endpoint: str, sizes: list[int]) -> None:
         load = time.perf_counter() - t
         with counting() as k:
             stats = c.supervisor.tick(T0 + 60)
-        print(f"{total:>6} stored: items read {k.items_read:>3}, read calls {k.reads:>3}, "
-              f"runs created {stats.runs_created} (loaded in {load:.1f}s)")
+        print(
+            f"{total:>6} stored: items read {k.items_read:>3}, read calls {k.reads:>3}, "
+            f"runs created {stats.runs_created} (loaded in {load:.1f}s)"
+        )
 
 
 def raw_put_rate(endpoint: str, threads: int, seconds: float) -> float:
@@ -118,8 +136,15 @@ def raw_put_rate(endpoint: str, threads: int, seconds: float) -> float:
     def loop(worker: int) -> int:
         n = 0
         while time.perf_counter() < deadline:
-            S(f"raw-{worker}", f"{n:08d}", order=n, request={}, state="pending",
-              created=T0, updated=T0).save(condition=S.slice_id.does_not_exist())
+            S(
+                f"raw-{worker}",
+                f"{n:08d}",
+                order=n,
+                request={},
+                state="pending",
+                created=T0,
+                updated=T0,
+            ).save(condition=S.slice_id.does_not_exist())
             n += 1
         return n
 
@@ -144,12 +169,15 @@ def throughput(endpoint: str, runs: int, threads: int) -> None:
     elapsed = time.perf_counter() - t
     done = outcomes.count("completed")
     print(f"raw conditional puts: {raw:,.0f}/s")
-    print(f"tick (creates {stats.runs_created} runs): {tick_s:.2f}s; "
-          f"workers: {elapsed - tick_s:.2f}s")
-    print(f"runs completed: {done}/{stats.runs_created} in {elapsed:.2f}s = "
-          f"{done / elapsed:,.0f} runs/s; {k.writes / max(1, done):.2f} writes per run; "
-          f"ceiling at 3 writes per run = {raw / 3:,.0f} runs/s "
-          f"({done / elapsed / (raw / 3):.0%} of it)")
+    print(
+        f"tick (creates {stats.runs_created} runs): {tick_s:.2f}s; workers: {elapsed - tick_s:.2f}s"
+    )
+    print(
+        f"runs completed: {done}/{stats.runs_created} in {elapsed:.2f}s = "
+        f"{done / elapsed:,.0f} runs/s; {k.writes / max(1, done):.2f} writes per run; "
+        f"ceiling at 3 writes per run = {raw / 3:,.0f} runs/s "
+        f"({done / elapsed / (raw / 3):.0%} of it)"
+    )
 
 
 def main() -> None:

@@ -14,8 +14,10 @@ NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
 def test_single_slice_scheduled_run_costs_three_writes(
     container: Container, queue: MemoryQueue, clock: FakeClock
 ):
-    jobs = [container.jobs.submit({**NOOP, "schedule": {"rate": "rate(1 minute)"}},
-                                  start=True)[0] for _ in range(5)]
+    jobs = [
+        container.jobs.submit({**NOOP, "schedule": {"rate": "rate(1 minute)"}}, start=True)[0]
+        for _ in range(5)
+    ]
     container.supervisor.tick(T0)  # creates the supervisor record
     with counting() as tick_only:
         container.supervisor.tick(T0 + 1)

@@ -72,15 +72,22 @@ def _pair(backend: Settings) -> tuple[Container, Container, MemoryQueue, FakeClo
 def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings):
     a, b, _, _ = _pair(ddb)
     jobs = [
-        a.jobs.submit({"name": f"j{i}", "operations": [{"_op": "noop"}],
-                       "schedule": {"rate": "rate(10 seconds)"}}, start=True)[0]
+        a.jobs.submit(
+            {
+                "name": f"j{i}",
+                "operations": [{"_op": "noop"}],
+                "schedule": {"rate": "rate(10 seconds)"},
+            },
+            start=True,
+        )[0]
         for i in range(JOBS_PER_ROUND)
     ]
     sent = 0
     for r in range(ROUNDS):
         now = T0 + 10 * (r + 1)
-        sa, sb = _race(lambda now=now: a.supervisor.tick(now),
-                       lambda now=now: b.supervisor.tick(now))
+        sa, sb = _race(
+            lambda now=now: a.supervisor.tick(now), lambda now=now: b.supervisor.tick(now)
+        )
         assert sa.runs_created + sb.runs_created == JOBS_PER_ROUND, (r, sa, sb)
         sent += sa.starts_sent + sb.starts_sent
     for job in jobs:
@@ -93,9 +100,14 @@ def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings):
 def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings):
     a, b, queue, _ = _pair(ddb)
     for _ in range(5):
-        job, run = a.jobs.submit({"name": "s", "workers": 4,
-                                  "operations": [{"_op": "range", "end": 4}, {"_op": "noop"}]},
-                                 start=True)
+        job, run = a.jobs.submit(
+            {
+                "name": "s",
+                "workers": 4,
+                "operations": [{"_op": "range", "end": 4}, {"_op": "noop"}],
+            },
+            start=True,
+        )
         assert run is not None
         deliver(a, queue.take()[0])
         msgs = queue.take()
@@ -105,8 +117,10 @@ def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings)
         done = a.store.get_run(job.job_id, run.slot)
         assert done is not None
         assert (done.status, done.processed, done.remaining) == (ExStatus.completed, 4, 0)
-        assert all(s.state == SliceState.completed and s.attempts == 1
-                   for s in a.store.list_slices(run.ex_id))
+        assert all(
+            s.state == SliceState.completed and s.attempts == 1
+            for s in a.store.list_slices(run.ex_id)
+        )
 
 
 def test_racing_start_handlers_start_a_run_once(ddb: Settings):
@@ -130,8 +144,9 @@ def test_racing_start_handlers_start_a_run_once(ddb: Settings):
 @pytest.mark.parametrize("finisher", ["worker", "sweep"])
 def test_last_slices_finishing_together_finalize_once(ddb: Settings, finisher: str):
     a, b, queue, clock = _pair(ddb)
-    job, run = a.jobs.submit({"name": "f", "workers": 2,
-                              "operations": [{"_op": "range", "end": 2}]}, start=True)
+    job, run = a.jobs.submit(
+        {"name": "f", "workers": 2, "operations": [{"_op": "range", "end": 2}]}, start=True
+    )
     assert run is not None
     deliver(a, queue.take()[0])
     m1, m2 = queue.take()

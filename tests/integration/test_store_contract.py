@@ -15,18 +15,37 @@ from chalicelib.domain.transitions import ExStatus, JobState, SliceState, Superv
 from chalicelib.ports import RunUpdate, SupervisorRecord
 
 T = 1_800_000_000.0
-DEF = {"name": "c", "operations": [{"_op": "noop"}], "schedule": {"rate": "rate(1 minute)"},
-       "lease_seconds": 30, "max_retries": 2}
+DEF = {
+    "name": "c",
+    "operations": [{"_op": "noop"}],
+    "schedule": {"rate": "rate(1 minute)"},
+    "lease_seconds": 30,
+    "max_retries": 2,
+}
 
 
 def _job(state: JobState = JobState.SCHEDULED, next_fire_at: float | None = T) -> Job:
-    return Job(job_id=str(uuid.uuid4()), definition=DEF, state=state,
-               next_fire_at=next_fire_at, created=T, updated=T)
+    return Job(
+        job_id=str(uuid.uuid4()),
+        definition=DEF,
+        state=state,
+        next_fire_at=next_fire_at,
+        created=T,
+        updated=T,
+    )
 
 
 def _run(job: Job, slot_ts: float = T, **kw: object) -> Run:
-    run = Run(job_id=job.job_id, slot=scheduled_slot(slot_ts), ex_id=str(uuid.uuid4()),
-              scheduled_start=slot_ts, config=DEF, created=T, updated=T, check_at=slot_ts + 30)
+    run = Run(
+        job_id=job.job_id,
+        slot=scheduled_slot(slot_ts),
+        ex_id=str(uuid.uuid4()),
+        scheduled_start=slot_ts,
+        config=DEF,
+        created=T,
+        updated=T,
+        check_at=slot_ts + 30,
+    )
     for k, v in kw.items():
         setattr(run, k, v)
     return run
@@ -49,8 +68,7 @@ def test_due_index_is_sparse_and_bounded_by_horizon(store: DynamoStore):
         store.create_job(j)
     found = [j.job_id for s in range(shards) for j in store.due_jobs(s, T + 5)]
     assert found == [due.job_id]
-    assert [j.job_id for j in store.due_jobs(due_shard(due.job_id, shards), T + 5)] == [
-        due.job_id]
+    assert [j.job_id for j in store.due_jobs(due_shard(due.job_id, shards), T + 5)] == [due.job_id]
     everything = {j.job_id for s in range(shards) for j in store.due_jobs(s, T + 10_000)}
     assert everything == {due.job_id, later.job_id}
 
@@ -93,30 +111,76 @@ def test_run_updates_are_conditional(store: DynamoStore):
     run = _run(job)
     store.create_run(run)
     claimed = store.update_run(
-        run, RunUpdate(set={"status": ExStatus.running, "lease_token": "a",
-                            "lease_expires_at": T + 30}, add={"attempts": 1}),
-        statuses=[ExStatus.pending], lease_expired_before=T)
+        run,
+        RunUpdate(
+            set={"status": ExStatus.running, "lease_token": "a", "lease_expires_at": T + 30},
+            add={"attempts": 1},
+        ),
+        statuses=[ExStatus.pending],
+        lease_expired_before=T,
+    )
     assert claimed is not None and claimed.attempts == 1
     # a second claimer loses: the lease is alive
-    assert store.update_run(run, RunUpdate(set={"lease_token": "b"}),
-                            statuses=[ExStatus.running], lease_expired_before=T + 10) is None
-    # ... until it expires
-    assert store.update_run(run, RunUpdate(set={"lease_token": "b"}),
-                            statuses=[ExStatus.running], lease_expired_before=T + 31)
-    assert store.update_run(run, RunUpdate(set={"result": 1}), statuses=[ExStatus.running],
-                            lease_token="a") is None
-    assert store.update_run(run, RunUpdate(set={"slices_total": 2, "queued_cursor": 1}),
-                            statuses=[ExStatus.running], lease_token="b")
-    nxt = store.update_run(run, RunUpdate(set={}, add={"queued_cursor": 1}),
-                           statuses=[ExStatus.running], cursor_below_total=True)
-    assert nxt is not None and nxt.queued_cursor == 2
-    assert store.update_run(run, RunUpdate(set={}, add={"queued_cursor": 1}),
-                            statuses=[ExStatus.running], cursor_below_total=True) is None
-    assert store.update_run(run, RunUpdate(set={"status": ExStatus.completed}),
-                            statuses=[ExStatus.running], remaining_zero=True, check_at=T + 1) \
+    assert (
+        store.update_run(
+            run,
+            RunUpdate(set={"lease_token": "b"}),
+            statuses=[ExStatus.running],
+            lease_expired_before=T + 10,
+        )
         is None
-    done = store.update_run(run, RunUpdate(set={"status": ExStatus.completed}),
-                            statuses=[ExStatus.running], remaining_zero=True)
+    )
+    # ... until it expires
+    assert store.update_run(
+        run,
+        RunUpdate(set={"lease_token": "b"}),
+        statuses=[ExStatus.running],
+        lease_expired_before=T + 31,
+    )
+    assert (
+        store.update_run(
+            run, RunUpdate(set={"result": 1}), statuses=[ExStatus.running], lease_token="a"
+        )
+        is None
+    )
+    assert store.update_run(
+        run,
+        RunUpdate(set={"slices_total": 2, "queued_cursor": 1}),
+        statuses=[ExStatus.running],
+        lease_token="b",
+    )
+    nxt = store.update_run(
+        run,
+        RunUpdate(set={}, add={"queued_cursor": 1}),
+        statuses=[ExStatus.running],
+        cursor_below_total=True,
+    )
+    assert nxt is not None and nxt.queued_cursor == 2
+    assert (
+        store.update_run(
+            run,
+            RunUpdate(set={}, add={"queued_cursor": 1}),
+            statuses=[ExStatus.running],
+            cursor_below_total=True,
+        )
+        is None
+    )
+    assert (
+        store.update_run(
+            run,
+            RunUpdate(set={"status": ExStatus.completed}),
+            statuses=[ExStatus.running],
+            remaining_zero=True,
+            check_at=T + 1,
+        )
+        is None
+    )
+    done = store.update_run(
+        run,
+        RunUpdate(set={"status": ExStatus.completed}),
+        statuses=[ExStatus.running],
+        remaining_zero=True,
+    )
     assert done is not None and done.status == ExStatus.completed and done.check_at is None
 
 
@@ -125,8 +189,10 @@ def test_illegal_transitions_are_never_written(store: DynamoStore):
     run = _run(job, status=ExStatus.completed)
     store.create_run(run)
     for target in (ExStatus.running, ExStatus.pending, ExStatus.failed):
-        assert store.update_run(run, RunUpdate(set={"status": target}),
-                                statuses=list(ExStatus)) is None
+        assert (
+            store.update_run(run, RunUpdate(set={"status": target}), statuses=list(ExStatus))
+            is None
+        )
     got = store.get_run(job.job_id, run.slot)
     assert got is not None and got.status == ExStatus.completed
 
@@ -137,8 +203,9 @@ def test_stalled_runs_index_holds_only_live_runs_past_check_at(store: DynamoStor
     done.status = ExStatus.completed
     for r in (live, later, done):
         store.create_run(r)
-    found = [r.ex_id for s in range(store.settings.lease_shards)
-             for r in store.stalled_runs(s, T + 31)]
+    found = [
+        r.ex_id for s in range(store.settings.lease_shards) for r in store.stalled_runs(s, T + 31)
+    ]
     assert found == [live.ex_id]
 
 
@@ -168,12 +235,29 @@ def test_slice_claims_leases_and_single_counting(store: DynamoStore):
     assert store.claim_slice(ex, sid, "b", T + 10, T + 40) is None
     second = store.claim_slice(ex, sid, "b", T + 31, T + 61)
     assert second is not None and second.attempts == 2
-    assert not store.finish_slice(first, run, token="a", expected_lease=None, completed=True,
-                                  result=1, error=None, now=T + 32)
-    assert store.finish_slice(second, run, token="b", expected_lease=None, completed=True,
-                              result={"ok": 1}, error=None, now=T + 33)
-    assert not store.finish_slice(second, run, token="b", expected_lease=None, completed=True,
-                                  result=2, error=None, now=T + 34)
+    assert not store.finish_slice(
+        first, run, token="a", expected_lease=None, completed=True, result=1, error=None, now=T + 32
+    )
+    assert store.finish_slice(
+        second,
+        run,
+        token="b",
+        expected_lease=None,
+        completed=True,
+        result={"ok": 1},
+        error=None,
+        now=T + 33,
+    )
+    assert not store.finish_slice(
+        second,
+        run,
+        token="b",
+        expected_lease=None,
+        completed=True,
+        result=2,
+        error=None,
+        now=T + 34,
+    )
     got = store.get_run(job.job_id, run.slot)
     assert got is not None and (got.processed, got.remaining) == (1, 0)
     sl = store.get_slice(ex, sid)
@@ -191,8 +275,16 @@ def test_release_and_sweep_failure_of_a_slice(store: DynamoStore):
     assert store.release_slice(a, "a", T + 5, "boom", T)
     b = store.claim_slice(run.ex_id, slice_id_for(1), "b", T, T + 30)
     assert b is not None
-    assert store.finish_slice(b, run, token=None, expected_lease=T + 30, completed=False,
-                              result=None, error="lease lost", now=T + 40)
+    assert store.finish_slice(
+        b,
+        run,
+        token=None,
+        expected_lease=T + 30,
+        completed=False,
+        result=None,
+        error="lease lost",
+        now=T + 40,
+    )
     got = store.get_run(job.job_id, run.slot)
     assert got is not None and (got.failed, got.remaining, got.has_errors) == (1, 1, True)
     s0 = store.get_slice(run.ex_id, slice_id_for(0))
@@ -203,10 +295,14 @@ def test_supervisor_record(store: DynamoStore):
     assert store.get_supervisor() is None
     rec = store.init_supervisor(SupervisorRecord(updated=T))
     assert rec.state == SupervisorState.RUNNING
-    assert store.init_supervisor(SupervisorRecord(state=SupervisorState.HALTED)).state == \
-        SupervisorState.RUNNING
+    assert (
+        store.init_supervisor(SupervisorRecord(state=SupervisorState.HALTED)).state
+        == SupervisorState.RUNNING
+    )
     store.record_tick(T + 1, {"runs_created": 2})
-    assert store.set_supervisor_state(SupervisorState.HALTED, "ops", T + 2).state == \
-        SupervisorState.HALTED
+    assert (
+        store.set_supervisor_state(SupervisorState.HALTED, "ops", T + 2).state
+        == SupervisorState.HALTED
+    )
     got = store.get_supervisor()
     assert got is not None and (got.ticks, got.last_tick_at, got.reason) == (1, T + 1, "ops")

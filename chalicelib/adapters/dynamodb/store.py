@@ -150,8 +150,10 @@ class DynamoStore(Store):
     def due_jobs(self, shard: int, horizon: float, limit: int = 500) -> list[Job]:
         J = self.m.job
         return self._get(
-            lambda: [self._job(m) for m in J.due_index.query(shard, J.next_fire_at <= horizon,
-                                                               limit=limit)]
+            lambda: [
+                self._job(m)
+                for m in J.due_index.query(shard, J.next_fire_at <= horizon, limit=limit)
+            ]
         )
 
     def _job_schedule_actions(
@@ -301,8 +303,9 @@ class DynamoStore(Store):
         return self._get(
             lambda: [
                 self._run(m)
-                for m in R.query(job_id, scan_index_forward=not newest_first, limit=limit,
-                                 consistent_read=True)
+                for m in R.query(
+                    job_id, scan_index_forward=not newest_first, limit=limit, consistent_read=True
+                )
             ]
         )
 
@@ -367,8 +370,9 @@ class DynamoStore(Store):
     def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:
         R = self.m.run
         return self._get(
-            lambda: [self._run(m) for m in R.sweep_index.query(shard, R.check_at <= now,
-                                                                 limit=limit)]
+            lambda: [
+                self._run(m) for m in R.sweep_index.query(shard, R.check_at <= now, limit=limit)
+            ]
         )
 
     # ---- slices ---------------------------------------------------------------------------
@@ -558,8 +562,7 @@ class DynamoStore(Store):
     def get_supervisor(self) -> SupervisorRecord | None:
         def get() -> SupervisorRecord | None:
             try:
-                return self._supervisor(self.m.supervisor.get(SUPERVISOR_KEY,
-                                                              consistent_read=True))
+                return self._supervisor(self.m.supervisor.get(SUPERVISOR_KEY, consistent_read=True))
             except self.m.supervisor.DoesNotExist:
                 return None
 
