@@ -3,8 +3,7 @@
 import os
 from typing import Any
 
-from chalice.app import Chalice, Rate
-from chalice.app import CloudWatchEvent, SQSEvent
+from chalice.app import Chalice, CloudWatchEvent, Rate, SQSEvent
 
 from chalicelib import handlers
 from chalicelib.api.v1 import make_blueprint
