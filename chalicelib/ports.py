@@ -51,6 +51,8 @@ class SupervisorRecord:
     ticks: int = 0
     last_stats: dict[str, Any] | None = None
     reason: str | None = None
+    halted_at: float | None = None
+    restarted_at: float | None = None
     updated: float = 0.0
 
 
@@ -85,9 +87,16 @@ class JobStore(ABC):
         state: JobState,
         next_fire_at: float | None,
         anchor: float | None = None,
+        extra: dict[str, float | None] | None = None,
     ) -> bool:
         """Move a job to `state` if its version is still `job.version` (and the transition
-        table allows it); sets or clears the due index entry. False on a lost race."""
+        table allows it); only a SCHEDULED job is on the due index, a SUSPENDED one keeps
+        its next slot for its resumption. `extra` sets (or, with None, removes) fields such
+        as suspended_at. False on a lost race."""
+
+    @abstractmethod
+    def release_slots(self, job_id: str, slots: Iterable[str]) -> None:
+        """Take slots out of a job's active set (healing: their runs have ended)."""
 
 
 class RunStore(ABC):
@@ -95,15 +104,35 @@ class RunStore(ABC):
 
     @abstractmethod
     def create_scheduled_run(
-        self, run: Run, job: Job, next_fire_at: float | None, expire: bool
+        self,
+        run: Run,
+        job: Job,
+        next_fire_at: float | None,
+        expire: bool,
+        limit: int | None = None,
+        buffer: bool = False,
     ) -> bool:
         """In one transaction: put `run` if its (job_id, slot) is new, and advance the job's
         next_fire_at (or take it off the due index and expire it) if the job's version is
-        still `job.version`. False, with nothing written, if either condition failed."""
+        still `job.version`. With `limit`, the run also takes one of the job's active slots,
+        only if fewer than `limit` are taken; with `buffer`, it becomes the job's one
+        buffered run, only if there is none. False, with nothing written, on any failure."""
 
     @abstractmethod
-    def create_run(self, run: Run) -> bool:
-        """Put an on-demand run if its slot is new. False if it exists."""
+    def record_missed(
+        self, records: Sequence[Run], job: Job, next_fire_at: float | None, expire: bool
+    ) -> bool:
+        """Ledger records (skipped / missed slots, at most 24) put if new, together with the
+        job's advance past them, conditioned on its version. False if nothing was written."""
+
+    @abstractmethod
+    def create_run(self, run: Run, limit: int | None = None) -> bool:
+        """Put an on-demand run if its slot is new; with `limit`, only if it can take one of
+        the job's active slots. False if it could not."""
+
+    @abstractmethod
+    def acquire_buffered(self, run: Run, limit: int) -> bool:
+        """Turn the job's buffered run into an active one, if a slot is free."""
 
     @abstractmethod
     def get_run(self, job_id: str, slot: str) -> Run | None:
@@ -132,7 +161,9 @@ class RunStore(ABC):
     ) -> Run | None:
         """Apply `update` if the run's status is one of `statuses` and every given condition
         holds: lease_token equals; lease missing or expired before the time; check_at equals;
-        remaining == 0; queued_cursor < slices_total. Returns the new run, or None."""
+        remaining == 0; queued_cursor < slices_total. A terminal transition of a run holding
+        an active slot frees that slot in the same transaction. Returns the new run, or
+        None."""
 
     @abstractmethod
     def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:

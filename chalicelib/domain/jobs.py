@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chalicelib.domain.schedules import Schedule
 from chalicelib.domain.transitions import JobState
@@ -41,6 +41,12 @@ class JobDefinition(BaseModel):
     timeout_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
     lease_seconds: int = Field(default=60, ge=1, le=12 * 3600)
     schedule: Schedule | None = None
+    overlap: Literal["allow", "skip", "buffer_one", "cancel_other"] = "skip"
+    max_active_runs: int | None = Field(default=None, ge=1, le=1000)
+    misfire_grace_seconds: int = Field(default=60, ge=0, le=7 * 24 * 3600)
+    catchup: Literal["none", "latest", "all"] = "latest"
+    max_catchup: int = Field(default=10, ge=1, le=1000)
+    jitter_seconds: int = Field(default=0, ge=0, le=3600)
     analytics: bool = True
     assets: list[str] = Field(default_factory=list, max_length=50)
     slicers: int = Field(default=1, ge=1, le=1)
@@ -52,6 +58,22 @@ class JobDefinition(BaseModel):
         if not v.strip():
             raise ValueError("must not be blank")
         return v
+
+    @model_validator(mode="after")
+    def _limit_fits_overlap(self) -> JobDefinition:
+        if self.overlap != "allow" and self.max_active_runs not in (None, 1):
+            raise ValueError(
+                f"max_active_runs: only overlap 'allow' may run more than one at once "
+                f"(overlap is {self.overlap!r})"
+            )
+        return self
+
+    @property
+    def active_limit(self) -> int | None:
+        """How many runs of this job may be active at once (None: no limit)."""
+        if self.overlap == "allow":
+            return self.max_active_runs
+        return 1
 
     def to_dict(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude={"operations", "schedule"})
@@ -80,6 +102,10 @@ class Job:
     next_fire_at: float | None = None
     anchor: float | None = None
     version: int = 0
+    active_slots: set[str] = field(default_factory=set)
+    buffered_slot: str | None = None
+    suspended_at: float | None = None
+    resumed_at: float | None = None
     created: float = 0.0
     updated: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)

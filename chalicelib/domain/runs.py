@@ -11,6 +11,16 @@ from chalicelib.domain.timefmt import slot_key
 from chalicelib.domain.transitions import ExStatus
 
 
+class MissReason(StrEnum):
+    """Why a slot did not run (the ledger's reason)."""
+
+    overlap = "overlap"
+    misfire = "misfire"
+    suspended = "suspended"
+    halted = "halted"
+    max_active_runs = "max_active_runs"
+
+
 class Trigger(StrEnum):
     schedule = "schedule"
     manual = "manual"
@@ -57,6 +67,10 @@ class Run:
     result: Any = None
     has_errors: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+    holds_slot: bool = False
+    buffered: bool = False
+    start_after: float | None = None
 
     @property
     def max_retries(self) -> int:

@@ -38,6 +38,9 @@ class ExStatus(StrEnum):
     rejected = "rejected"
     failed = "failed"
     terminated = "terminated"
+    # the missed-run ledger: slots that did not run, recorded with the reason
+    skipped = "skipped"
+    missed = "missed"
 
 
 class SliceState(StrEnum):
@@ -54,7 +57,15 @@ class SupervisorState(StrEnum):
 
 
 TERMINAL_EX = frozenset(
-    {ExStatus.completed, ExStatus.stopped, ExStatus.rejected, ExStatus.failed, ExStatus.terminated}
+    {
+        ExStatus.completed,
+        ExStatus.stopped,
+        ExStatus.rejected,
+        ExStatus.failed,
+        ExStatus.terminated,
+        ExStatus.skipped,
+        ExStatus.missed,
+    }
 )
 ACTIVE_EX = frozenset(set(ExStatus) - TERMINAL_EX)
 
@@ -135,6 +146,8 @@ EX_MACHINE = _m(
         _E.rejected: set(),
         _E.failed: set(),
         _E.terminated: set(),
+        _E.skipped: set(),  # written as such, never reached by a transition
+        _E.missed: set(),
     },
 )
 

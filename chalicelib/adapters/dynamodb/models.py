@@ -15,9 +15,10 @@ from pynamodb.attributes import (
     JSONAttribute,
     NumberAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, LocalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.config import Settings
@@ -62,6 +63,24 @@ def build_models(settings: Settings) -> Models:
         due_shard = NumberAttribute(hash_key=True)
         next_fire_at = NumberAttribute(range_key=True)
 
+    class ListIndex(GlobalSecondaryIndex[Any]):
+        """Every job under one key, by creation time: listing without a scan."""
+
+        class Meta:
+            index_name = "list-index"
+            projection = AllProjection()
+
+        list_key = UnicodeAttribute(hash_key=True)
+        created = NumberAttribute(range_key=True)
+
+    class OwnerIndex(GlobalSecondaryIndex[Any]):
+        class Meta:
+            index_name = "owner-index"
+            projection = AllProjection()
+
+        owner = UnicodeAttribute(hash_key=True)
+        created = NumberAttribute(range_key=True)
+
     class JobModel(Model):
         Meta = meta(settings.jobs_table)
         job_id = UnicodeAttribute(hash_key=True)
@@ -76,9 +95,16 @@ def build_models(settings: Settings) -> Models:
         due_shard = NumberAttribute(null=True)
         anchor = NumberAttribute(null=True)
         version = NumberAttribute(default=0)
+        active_slots = UnicodeSetAttribute(null=True)
+        buffered_slot = UnicodeAttribute(null=True)
+        suspended_at = NumberAttribute(null=True)
+        resumed_at = NumberAttribute(null=True)
+        list_key = UnicodeAttribute(default="job")
         created = NumberAttribute()
         updated = NumberAttribute()
         due_index = DueIndex()
+        list_index = ListIndex()
+        owner_index = OwnerIndex()
 
     class ExIndex(GlobalSecondaryIndex[Any]):
         class Meta:
@@ -96,6 +122,16 @@ def build_models(settings: Settings) -> Models:
 
         sweep_shard = NumberAttribute(hash_key=True)
         check_at = NumberAttribute(range_key=True)
+
+    class CreatedIndex(LocalSecondaryIndex[Any]):
+        """A job's runs by creation time (OpenSpecimen's fromDate / toDate)."""
+
+        class Meta:
+            index_name = "created-index"
+            projection = AllProjection()
+
+        job_id = UnicodeAttribute(hash_key=True)
+        created = NumberAttribute(range_key=True)
 
     class RunModel(Model):
         Meta = meta(settings.runs_table)
@@ -126,8 +162,13 @@ def build_models(settings: Settings) -> Models:
         result = JSONAttribute(null=True)
         has_errors = BooleanAttribute(default=False)
         errors = JSONAttribute(null=True)
+        reason = UnicodeAttribute(null=True)
+        holds_slot = BooleanAttribute(default=False)
+        buffered = BooleanAttribute(default=False)
+        start_after = NumberAttribute(null=True)
         ex_index = ExIndex()
         sweep_index = SweepIndex()
+        created_index = CreatedIndex()
 
     class SliceModel(Model):
         Meta = meta(settings.slices_table)
@@ -153,6 +194,8 @@ def build_models(settings: Settings) -> Models:
         ticks = NumberAttribute(default=0)
         last_stats = JSONAttribute(null=True)
         reason = UnicodeAttribute(null=True)
+        halted_at = NumberAttribute(null=True)
+        restarted_at = NumberAttribute(null=True)
         updated = NumberAttribute()
 
     connection = Connection(

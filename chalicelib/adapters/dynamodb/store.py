@@ -15,6 +15,7 @@ from pynamodb.exceptions import (
     TransactWriteError,
     UpdateError,
 )
+from pynamodb.expressions.condition import size
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamodb.models import Models, build_models
@@ -97,6 +98,7 @@ class DynamoStore(Store):
     def _job_model(self, job: Job) -> Any:
         d = job.definition
         scheduled = job.state == JobState.SCHEDULED and job.next_fire_at is not None
+        keeps_slot = job.state in (JobState.SCHEDULED, JobState.SUSPENDED)
         return self.m.job(
             job.job_id,
             definition=d,
@@ -106,10 +108,14 @@ class DynamoStore(Store):
             active=job.active,
             deleted=job.deleted,
             deleted_on=job.deleted_on,
-            next_fire_at=job.next_fire_at if scheduled else None,
+            next_fire_at=job.next_fire_at if keeps_slot else None,
             due_shard=due_shard(job.job_id, self.settings.due_shards) if scheduled else None,
             anchor=job.anchor,
             version=job.version,
+            active_slots=set(job.active_slots) or None,
+            buffered_slot=job.buffered_slot,
+            suspended_at=job.suspended_at,
+            resumed_at=job.resumed_at,
             created=job.created,
             updated=job.updated,
         )
@@ -126,6 +132,10 @@ class DynamoStore(Store):
             next_fire_at=m.next_fire_at,
             anchor=m.anchor,
             version=int(m.version or 0),
+            active_slots=set(m.active_slots or ()),
+            buffered_slot=m.buffered_slot,
+            suspended_at=m.suspended_at,
+            resumed_at=m.resumed_at,
             created=float(m.created),
             updated=float(m.updated),
         )
@@ -161,23 +171,32 @@ class DynamoStore(Store):
     ) -> list[Any]:
         J = self.m.job
         actions = [J.state.set(str(state)), J.version.set(job.version + 1), J.updated.set(now)]
-        if state == JobState.SCHEDULED and next_fire_at is not None:
-            actions += [
-                J.next_fire_at.set(next_fire_at),
-                J.due_shard.set(due_shard(job.job_id, self.settings.due_shards)),
-            ]
+        if state in (JobState.SCHEDULED, JobState.SUSPENDED) and next_fire_at is not None:
+            actions.append(J.next_fire_at.set(next_fire_at))
         else:
-            actions += [J.next_fire_at.remove(), J.due_shard.remove()]
+            actions.append(J.next_fire_at.remove())
+        if state == JobState.SCHEDULED and next_fire_at is not None:
+            actions.append(J.due_shard.set(due_shard(job.job_id, self.settings.due_shards)))
+        else:  # off the due index: a suspended job keeps its next slot for its resumption
+            actions.append(J.due_shard.remove())
         return actions
 
     def set_job_state(
-        self, job: Job, state: JobState, next_fire_at: float | None, anchor: float | None = None
+        self,
+        job: Job,
+        state: JobState,
+        next_fire_at: float | None,
+        anchor: float | None = None,
+        extra: dict[str, float | None] | None = None,
     ) -> bool:
         J = self.m.job
         sources = JOB_MACHINE.sources_for(state) | ({state} if state == job.state else set())
         actions = self._job_schedule_actions(job, state, next_fire_at, time.time())
         if anchor is not None:
             actions.append(J.anchor.set(anchor))
+        for k, v in (extra or {}).items():
+            attr = getattr(J, k)
+            actions.append(attr.remove() if v is None else attr.set(v))
         try:
             J(job.job_id).update(
                 actions=actions,
@@ -220,6 +239,10 @@ class DynamoStore(Store):
             result=run.result,
             has_errors=run.has_errors,
             errors=run.errors or None,
+            reason=run.reason,
+            holds_slot=run.holds_slot,
+            buffered=run.buffered,
+            start_after=run.start_after,
         )
 
     def _sweep_shard(self, ex_id: str) -> int:
@@ -254,17 +277,58 @@ class DynamoStore(Store):
             result=m.result,
             has_errors=bool(m.has_errors),
             errors=list(m.errors or []),
+            reason=m.reason,
+            holds_slot=bool(m.holds_slot),
+            buffered=bool(m.buffered),
+            start_after=m.start_after,
         )
 
+    def _has_room(self, limit: int) -> Any:
+        J = self.m.job
+        taken = size(J.active_slots)  # type: ignore[no-untyped-call]
+        return J.active_slots.does_not_exist() | (taken < limit)
+
     def create_scheduled_run(
-        self, run: Run, job: Job, next_fire_at: float | None, expire: bool
+        self,
+        run: Run,
+        job: Job,
+        next_fire_at: float | None,
+        expire: bool,
+        limit: int | None = None,
+        buffer: bool = False,
     ) -> bool:
         R, J = self.m.run, self.m.job
         state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
         actions = self._job_schedule_actions(job, state, next_fire_at, run.created)
+        cond = (J.version == job.version) & (J.state == str(JobState.SCHEDULED))
+        if buffer:
+            run.buffered, run.holds_slot = True, False
+            actions.append(J.buffered_slot.set(run.slot))
+            cond &= J.buffered_slot.does_not_exist()
+        elif limit is not None:
+            run.holds_slot = True
+            actions.append(J.active_slots.add({run.slot}))
+            cond &= self._has_room(limit)
 
         def build(tx: TransactWrite) -> None:
             tx.save(self._run_model(run), condition=R.slot.does_not_exist())
+            tx.update(J(job.job_id), actions=actions, condition=cond)
+
+        return self._transact(build)
+
+    def record_missed(
+        self, records: Sequence[Run], job: Job, next_fire_at: float | None, expire: bool
+    ) -> bool:
+        R, J = self.m.run, self.m.job
+        if len(records) > TX_BATCH - 1:
+            raise ValueError(f"at most {TX_BATCH - 1} ledger records per write")
+        state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
+        now = records[0].created if records else time.time()
+        actions = self._job_schedule_actions(job, state, next_fire_at, now)
+
+        def build(tx: TransactWrite) -> None:
+            for record in records:
+                tx.save(self._run_model(record), condition=R.slot.does_not_exist())
             tx.update(
                 J(job.job_id),
                 actions=actions,
@@ -273,14 +337,55 @@ class DynamoStore(Store):
 
         return self._transact(build)
 
-    def create_run(self, run: Run) -> bool:
+    def create_run(self, run: Run, limit: int | None = None) -> bool:
+        R, J = self.m.run, self.m.job
+        if limit is None:
+            try:
+                self._run_model(run).save(condition=R.slot.does_not_exist())
+                return True
+            except PutError as err:
+                if _is_conditional(err):
+                    return False
+                raise _unavailable(err) from err
+        run.holds_slot = True
+
+        def build(tx: TransactWrite) -> None:
+            tx.save(self._run_model(run), condition=R.slot.does_not_exist())
+            tx.update(
+                J(run.job_id),
+                actions=[J.active_slots.add({run.slot})],
+                condition=J.job_id.exists() & self._has_room(limit),
+            )
+
+        return self._transact(build)
+
+    def acquire_buffered(self, run: Run, limit: int) -> bool:
+        R, J = self.m.run, self.m.job
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                J(run.job_id),
+                actions=[J.active_slots.add({run.slot}), J.buffered_slot.remove()],
+                condition=(J.buffered_slot == run.slot) & self._has_room(limit),
+            )
+            tx.update(
+                R(run.job_id, run.slot),
+                actions=[R.buffered.set(False), R.holds_slot.set(True)],
+                condition=(R.status == str(ExStatus.pending)) & (R.buffered == True),  # noqa: E712
+            )
+
+        return self._transact(build)
+
+    def release_slots(self, job_id: str, slots: Iterable[str]) -> None:
+        J = self.m.job
+        stale = set(slots)
+        if not stale:
+            return
         try:
-            self._run_model(run).save(condition=self.m.run.slot.does_not_exist())
-            return True
-        except PutError as err:
-            if _is_conditional(err):
-                return False
-            raise _unavailable(err) from err
+            J(job_id).update(actions=[J.active_slots.delete(stale)], condition=J.job_id.exists())
+        except UpdateError as err:
+            if not _is_conditional(err):
+                raise _unavailable(err) from err
 
     def get_run(self, job_id: str, slot: str) -> Run | None:
         def get() -> Run | None:
@@ -346,7 +451,8 @@ class DynamoStore(Store):
             cond &= R.queued_cursor < R.slices_total
         sets = dict(update.set)
         removes = list(update.remove)
-        if new_status is not None and ExStatus(new_status) in TERMINAL_EX:
+        terminal = new_status is not None and ExStatus(new_status) in TERMINAL_EX
+        if terminal:
             removes += ["check_at", "sweep_shard", "lease_token", "lease_expires_at"]
             sets = {k: v for k, v in sets.items() if k not in removes}
         elif "check_at" in sets and sets["check_at"] is not None:
@@ -358,6 +464,8 @@ class DynamoStore(Store):
         for k, n in (update.add or {}).items():
             actions.append(getattr(R, k).add(n))
         actions += [getattr(R, k).remove() for k in dict.fromkeys(removes)]
+        if terminal and run.holds_slot:
+            return self._finish_holding(run, actions, cond)
         item = R(run.job_id, run.slot)
         try:
             item.update(actions=actions, condition=cond)
@@ -366,6 +474,26 @@ class DynamoStore(Store):
                 return None
             raise _unavailable(err) from err
         return self._run(item)
+
+    def _finish_holding(self, run: Run, actions: list[Any], cond: Any) -> Run | None:
+        """A terminal transition of a run that holds one of its job's active slots: the run
+        and the job's slot set change together, so a slot is never leaked or freed early."""
+        R, J = self.m.run, self.m.job
+        actions = [*actions, R.holds_slot.set(False)]
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                R(run.job_id, run.slot), actions=actions, condition=cond & (R.holds_slot == True)
+            )
+            tx.update(
+                J(run.job_id),
+                actions=[J.active_slots.delete({run.slot})],
+                condition=J.job_id.exists(),
+            )
+
+        if not self._transact(build):
+            return None
+        return self.get_run(run.job_id, run.slot)
 
     def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:
         R = self.m.run
@@ -556,6 +684,8 @@ class DynamoStore(Store):
             ticks=int(m.ticks or 0),
             last_stats=m.last_stats,
             reason=m.reason,
+            halted_at=m.halted_at,
+            restarted_at=m.restarted_at,
             updated=float(m.updated),
         )
 
@@ -576,6 +706,7 @@ class DynamoStore(Store):
                 state=str(record.state),
                 ticks=0,
                 reason=record.reason,
+                halted_at=record.updated if record.state == SupervisorState.HALTED else None,
                 updated=record.updated,
             ).save(condition=V.key.does_not_exist())
         except PutError as err:
@@ -606,9 +737,10 @@ class DynamoStore(Store):
         V = self.m.supervisor
         sources = SUPERVISOR_MACHINE.sources_for(state) | {state}
         item = V(SUPERVISOR_KEY)
+        stamp = V.halted_at.set(now) if state == SupervisorState.HALTED else V.restarted_at.set(now)
         try:
             item.update(
-                actions=[V.state.set(str(state)), V.reason.set(reason), V.updated.set(now)],
+                actions=[V.state.set(str(state)), V.reason.set(reason), V.updated.set(now), stamp],
                 condition=V.state.is_in(*map(str, sources)),
             )
         except UpdateError as err:
