@@ -483,7 +483,9 @@ class DynamoStore(Store):
 
         def build(tx: TransactWrite) -> None:
             tx.update(
-                R(run.job_id, run.slot), actions=actions, condition=cond & (R.holds_slot == True)
+                R(run.job_id, run.slot),
+                actions=actions,
+                condition=cond & (R.holds_slot == True),  # noqa: E712 (a DynamoDB condition)
             )
             tx.update(
                 J(run.job_id),
