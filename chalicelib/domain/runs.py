@@ -85,5 +85,10 @@ class Run:
         return list(self.config.get("operations", []))
 
     @property
+    def start_at(self) -> float:
+        """When the run should begin: its slot, plus the job's jitter for this slot."""
+        return self.start_after if self.start_after is not None else self.scheduled_start
+
+    @property
     def final_status(self) -> ExStatus:
         return ExStatus.failed if self.failed else ExStatus.completed

@@ -11,7 +11,7 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.jobs import Job, JobDefinition
 from chalicelib.domain.runs import Run, Trigger, manual_slot
-from chalicelib.domain.transitions import ExStatus, JobState
+from chalicelib.domain.transitions import JOB_MACHINE, TERMINAL_EX, ExStatus, JobState, apply
 from chalicelib.ops.registry import validate_operations
 from chalicelib.ports import Clock, Queue, Store
 from chalicelib.services.scheduling import next_slot
@@ -92,10 +92,98 @@ class JobService:
             workers=spec.workers,
             check_at=now + spec.lease_seconds,
         )
-        if not self.store.create_run(run):
-            raise Conflict("a run with this slot exists", job_id=job_id, slot=run.slot)
+        limit = spec.active_limit
+        if not self._create(run, limit):
+            fresh = self.get(job_id)
+            raise Conflict(
+                f"job {job_id} already has {len(fresh.active_slots)} active run(s) "
+                f"(overlap {spec.overlap!r}, limit {limit})",
+                job_id=job_id,
+                active_slots=sorted(fresh.active_slots),
+            )
         self.queue.send_starts([(job_id, run.slot, 0)])
         return run
+
+    def _create(self, run: Run, limit: int | None) -> bool:
+        """Create the run within the job's active-run limit; once the limit is met, free
+        slots of runs that have ended (if any) and try once more."""
+        if self.store.create_run(run, limit=limit):
+            return True
+        job = self.get(run.job_id)
+        full = limit is not None and len(job.active_slots) >= limit
+        if full and not self._heal(job):
+            return False
+        return self.store.create_run(run, limit=limit)
+
+    def _heal(self, job: Job) -> bool:
+        """Free active slots whose runs have ended; True if any was freed."""
+        stale = [
+            slot
+            for slot in job.active_slots
+            if (run := self.store.get_run(job.job_id, slot)) is None or run.status in TERMINAL_EX
+        ]
+        self.store.release_slots(job.job_id, stale)
+        return bool(stale)
+
+    # ---- schedule state (Lens) -------------------------------------------------------------
+    def schedule(self, job_id: str) -> Job:
+        """NEW or SUSPENDED -> SCHEDULED. From SUSPENDED the job keeps its next slot, so the
+        misfire policy decides what happens to the slots it missed; a no-op if SCHEDULED."""
+        job = self.get(job_id)
+        spec = job.spec
+        if spec.schedule is None:
+            raise Conflict(
+                f"job {job_id} has no schedule", job_id=job_id, current_state=str(job.state)
+            )
+        if job.state == JobState.SCHEDULED:
+            return job
+        apply(JOB_MACHINE, job.state, JobState.SCHEDULED)
+        now = self.clock.now()
+        extra: dict[str, float | None] = {}
+        nxt: float | None
+        anchor: float | None
+        if job.state == JobState.SUSPENDED and job.next_fire_at is not None:
+            nxt, anchor, extra = job.next_fire_at, None, {"resumed_at": now}
+        else:
+            nxt, anchor = next_slot(spec.schedule, now, now), now
+        if nxt is None:
+            return self._transition(job, JobState.EXPIRED, None)
+        return self._transition(job, JobState.SCHEDULED, nxt, anchor, extra)
+
+    def suspend(self, job_id: str) -> Job:
+        """SCHEDULED -> SUSPENDED: off the due index, fires nothing; a no-op if SUSPENDED."""
+        job = self.get(job_id)
+        if job.state == JobState.SUSPENDED:
+            return job
+        apply(JOB_MACHINE, job.state, JobState.SUSPENDED)
+        return self._transition(
+            job, JobState.SUSPENDED, job.next_fire_at, None, {"suspended_at": self.clock.now()}
+        )
+
+    def expire(self, job_id: str) -> Job:
+        """Any state -> EXPIRED (final); a no-op if EXPIRED."""
+        job = self.get(job_id)
+        if job.state == JobState.EXPIRED:
+            return job
+        apply(JOB_MACHINE, job.state, JobState.EXPIRED)
+        return self._transition(job, JobState.EXPIRED, None)
+
+    def _transition(
+        self,
+        job: Job,
+        state: JobState,
+        nxt: float | None,
+        anchor: float | None = None,
+        extra: dict[str, float | None] | None = None,
+    ) -> Job:
+        if not self.store.set_job_state(job, state, nxt, anchor, extra):
+            current = self.get(job.job_id)
+            raise Conflict(
+                f"job {job.job_id} changed meanwhile (now {current.state}); try again",
+                job_id=job.job_id,
+                current_state=str(current.state),
+            )
+        return self.get(job.job_id)
 
     def latest_run(self, job_id: str) -> Run:
         self.get(job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import uuid
@@ -11,17 +12,26 @@ from dataclasses import asdict, dataclass, fields
 from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.runs import Run, Trigger, scheduled_slot
+from chalicelib.domain.runs import MissReason, Run, Trigger, scheduled_slot
 from chalicelib.domain.slices import slice_id_for
-from chalicelib.domain.transitions import ExStatus, SliceState, SupervisorState
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState, SupervisorState
 from chalicelib.ports import Clock, Queue, RunUpdate, Store, SupervisorRecord
-from chalicelib.services.scheduling import latest_slot_not_after, next_slot
+from chalicelib.services.scheduling import next_slot
 from chalicelib.services.worker import WorkerService
 
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_JOB_PER_TICK = 100
-MISFIRE_GRACE_SECONDS = 60.0
 CREATE_ATTEMPTS = 5
+MAX_LEDGER_PER_TICK = 240
+LEDGER_CHUNK = 24
+
+
+def jitter(job_id: str, slot: float, spread: int) -> int:
+    """A stable per-slot delay in [0, spread] seconds, so jittered starts are reproducible."""
+    if spread <= 0:
+        return 0
+    digest = hashlib.sha256(f"{job_id}:{slot}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (spread + 1)
 
 
 def start_delay(slot: float, now: float) -> int:
@@ -39,8 +49,11 @@ class TickStats:
     shards_queried: int = 0
     jobs_read: int = 0
     runs_created: int = 0
+    runs_buffered: int = 0
+    runs_cancelled: int = 0
     slot_conflicts: int = 0
     slots_skipped: int = 0
+    slots_missed: int = 0
     starts_sent: int = 0
     stalled_read: int = 0
     resent: int = 0
@@ -79,7 +92,8 @@ class SupervisorService:
         then sweep runs whose lease or progress check has expired."""
         now = self.clock.now() if now is None else now
         stats = TickStats()
-        if self.state().state == SupervisorState.HALTED:
+        sup = self.state()
+        if sup.state == SupervisorState.HALTED:
             stats.halted = True
             self.store.record_tick(now, asdict(stats))
             return stats
@@ -92,11 +106,11 @@ class SupervisorService:
             due += jobs
         starts: list[tuple[str, str, int]] = []
         if len(due) <= 1 or self.settings.fire_concurrency <= 1:
-            results = [self._fire_safely(job, now, horizon) for job in due]
+            results = [self._fire_safely(job, now, horizon, sup) for job in due]
         else:
             workers = min(self.settings.fire_concurrency, len(due))
             with ThreadPoolExecutor(workers, thread_name_prefix="fire") as pool:
-                results = list(pool.map(lambda j: self._fire_safely(j, now, horizon), due))
+                results = list(pool.map(lambda j: self._fire_safely(j, now, horizon, sup), due))
         for job_starts, job_stats in results:
             starts += job_starts
             stats.merge(job_stats)
@@ -112,11 +126,11 @@ class SupervisorService:
         return stats
 
     def _fire_safely(
-        self, job: Job, now: float, horizon: float
+        self, job: Job, now: float, horizon: float, sup: SupervisorRecord
     ) -> tuple[list[tuple[str, str, int]], TickStats]:
         stats = TickStats()
         try:
-            return self._fire(job, now, horizon, stats), stats
+            return self._fire(job, now, horizon, stats, sup), stats
         except StoreUnavailable:
             raise
         except Exception:  # one bad job must not stop the tick for every other one
@@ -125,50 +139,131 @@ class SupervisorService:
             return [], stats
 
     def _fire(
-        self, job: Job, now: float, horizon: float, stats: TickStats
+        self, job: Job, now: float, horizon: float, stats: TickStats, sup: SupervisorRecord
     ) -> list[tuple[str, str, int]]:
         spec = job.spec
         schedule, slot = spec.schedule, job.next_fire_at
         if schedule is None or slot is None:
             return []
         anchor = job.anchor if job.anchor is not None else job.created
-        if slot < now - MISFIRE_GRACE_SECONDS:
-            slot, skipped = latest_slot_not_after(schedule, slot, now, anchor)
-            stats.slots_skipped += skipped
+        cutoff = now - spec.misfire_grace_seconds
+        if slot < cutoff:
+            slot = self._misfire(job, slot, cutoff, anchor, now, stats, sup)
+            if slot is None:
+                return []  # the ledger goes on next tick, or the job has ended
         starts: list[tuple[str, str, int]] = []
         for _ in range(MAX_SLOTS_PER_JOB_PER_TICK):
             if slot is None or slot > horizon:
                 break
             nxt = next_slot(schedule, slot, anchor)
-            run = Run(
-                job_id=job.job_id,
-                slot=scheduled_slot(slot),
-                ex_id=str(uuid.uuid4()),
-                scheduled_start=slot,
-                config=job.definition,
-                trigger=Trigger.schedule,
-                created=now,
-                updated=now,
-                workers=spec.workers,
-                check_at=max(slot, now) + spec.lease_seconds,
-            )
-            if not self._create(run, job, nxt):
-                stats.slot_conflicts += 1
+            created = self._fire_slot(job, slot, nxt, now, stats)
+            if created is None:
                 break
-            stats.runs_created += 1
-            job.version += 1
-            job.next_fire_at = nxt
-            starts.append((job.job_id, run.slot, start_delay(slot, now)))
+            if created.status == ExStatus.pending and not created.buffered:
+                starts.append((job.job_id, created.slot, start_delay(created.start_at, now)))
             slot = nxt
         return starts
 
-    def _create(self, run: Run, job: Job, nxt: float | None) -> bool:
-        """Create the run and advance the job. When the write loses, re-read the job: if
-        another supervisor advanced it, the slot is theirs; if nobody did (DynamoDB cancels
-        both of two colliding transactions), try again."""
+    def _misfire(
+        self,
+        job: Job,
+        first: float,
+        cutoff: float,
+        anchor: float,
+        now: float,
+        stats: TickStats,
+        sup: SupervisorRecord,
+    ) -> float | None:
+        """Slots older than the grace: keep the latest (or the last `max_catchup`, or none)
+        to run, and record every other one in the ledger as missed, with why. Returns the
+        first slot left to run (job.next_fire_at then equals it), or None when the ledger
+        goes on next tick or no slot is left."""
+        spec = job.spec
+        assert spec.schedule is not None
+        missed: list[float] = []
+        slot: float | None = first
+        while slot is not None and slot < cutoff and len(missed) < MAX_LEDGER_PER_TICK:
+            missed.append(slot)
+            slot = next_slot(spec.schedule, slot, anchor)
+        complete = slot is None or slot >= cutoff
+        keep = {"none": 0, "latest": 1, "all": spec.max_catchup}[spec.catchup] if complete else 0
+        if spec.catchup == "latest" and slot is not None and slot <= now:
+            keep = 0  # an on-time slot is due now: it is the latest, the missed ones yield
+        cut = max(0, len(missed) - keep)
+        to_ledger, to_run = missed[:cut], missed[cut:]
+        for i in range(0, len(to_ledger), LEDGER_CHUNK):
+            chunk = to_ledger[i : i + LEDGER_CHUNK]
+            rest = to_ledger[i + LEDGER_CHUNK :] + to_run
+            after = rest[0] if rest else slot
+            records = [
+                self._ledger_run(job, s, ExStatus.missed, self._miss_reason(job, s, sup), now)
+                for s in chunk
+            ]
+            if not self.store.record_missed(records, job, after, expire=after is None):
+                stats.slot_conflicts += 1
+                return None
+            self._advanced(job, after)
+            stats.slots_missed += len(chunk)
+        if not complete:
+            return None
+        return to_run[0] if to_run else slot
+
+    @staticmethod
+    def _miss_reason(job: Job, slot: float, sup: SupervisorRecord) -> MissReason:
+        def within(start: float | None, end: float | None) -> bool:
+            return (
+                start is not None and start <= slot and (end is None or end < start or slot < end)
+            )
+
+        if within(job.suspended_at, job.resumed_at):
+            return MissReason.suspended
+        if within(sup.halted_at, sup.restarted_at):
+            return MissReason.halted
+        return MissReason.misfire
+
+    def _ledger_run(
+        self, job: Job, slot: float, status: ExStatus, reason: MissReason, now: float
+    ) -> Run:
+        key = scheduled_slot(slot)
+        return Run(
+            job_id=job.job_id,
+            slot=key,
+            ex_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"cadenza:{job.job_id}:{key}")),
+            scheduled_start=slot,
+            config=job.definition,
+            trigger=Trigger.schedule,
+            status=status,
+            reason=str(reason),
+            created=now,
+            updated=now,
+            finished_at=now,
+        )
+
+    def _fire_slot(
+        self, job: Job, slot: float, nxt: float | None, now: float, stats: TickStats
+    ) -> Run | None:
+        """Create this slot's run under the job's overlap policy (or its ledger record).
+        Returns what was written, or None when another supervisor owns the slot."""
+        spec = job.spec
+        limit = spec.active_limit
+        run = Run(
+            job_id=job.job_id,
+            slot=scheduled_slot(slot),
+            ex_id=str(uuid.uuid4()),
+            scheduled_start=slot,
+            config=job.definition,
+            trigger=Trigger.schedule,
+            created=now,
+            updated=now,
+            workers=spec.workers,
+            start_after=slot + jitter(job.job_id, slot, spec.jitter_seconds),
+        )
+        run.check_at = max(run.start_at, now) + spec.lease_seconds
         for _ in range(CREATE_ATTEMPTS):
-            if self.store.create_scheduled_run(run, job, nxt, expire=nxt is None):
-                return True
+            if self.store.create_scheduled_run(run, job, nxt, nxt is None, limit=limit):
+                self._advanced(job, nxt)
+                stats.runs_created += 1
+                return run
             fresh = self.store.get_job(job.job_id)
             if (
                 fresh is None
@@ -176,8 +271,57 @@ class SupervisorService:
                 or fresh.next_fire_at != job.next_fire_at
                 or self.store.get_run(run.job_id, run.slot) is not None
             ):
-                return False
-        return False
+                stats.slot_conflicts += 1
+                return None
+            job.active_slots, job.buffered_slot = fresh.active_slots, fresh.buffered_slot
+            if limit is None or len(fresh.active_slots) < limit:
+                continue  # both colliding transactions were cancelled: try again
+            if self._heal(fresh):
+                continue
+            return self._overlap(job, run, nxt, now, stats)
+        stats.slot_conflicts += 1
+        return None
+
+    def _overlap(
+        self, job: Job, run: Run, nxt: float | None, now: float, stats: TickStats
+    ) -> Run | None:
+        """The job is at its limit of active runs: buffer this slot, stop the active run
+        and buffer it, or record it as skipped, as the job's overlap policy says."""
+        spec = job.spec
+        if spec.overlap in ("buffer_one", "cancel_other"):
+            run.check_at = now + spec.lease_seconds
+            if self.store.create_scheduled_run(run, job, nxt, nxt is None, buffer=True):
+                self._advanced(job, nxt)
+                stats.runs_buffered += 1
+                if spec.overlap == "cancel_other":
+                    stats.runs_cancelled += self.worker.stop_runs(
+                        job.job_id, job.active_slots, now, "cancelled by a newer slot"
+                    )
+                return run
+        reason = MissReason.overlap if spec.overlap != "allow" else MissReason.max_active_runs
+        record = self._ledger_run(job, run.scheduled_start, ExStatus.skipped, reason, now)
+        if not self.store.record_missed([record], job, nxt, expire=nxt is None):
+            stats.slot_conflicts += 1
+            return None
+        self._advanced(job, nxt)
+        stats.slots_skipped += 1
+        return record
+
+    def _heal(self, job: Job) -> bool:
+        """Free active slots whose runs have ended (defence in depth: every terminal write
+        frees its slot in the same transaction). True if any was freed."""
+        stale = []
+        for slot in job.active_slots:
+            run = self.store.get_run(job.job_id, slot)
+            if run is None or run.status in TERMINAL_EX:
+                stale.append(slot)
+        self.store.release_slots(job.job_id, stale)
+        return bool(stale)
+
+    @staticmethod
+    def _advanced(job: Job, nxt: float | None) -> None:
+        job.version += 1
+        job.next_fire_at = nxt
 
     # ---- sweep ----------------------------------------------------------------------------
     def _sweep(self, now: float, stats: TickStats) -> None:
@@ -207,6 +351,10 @@ class SupervisorService:
                 self.queue.send_starts([(run.job_id, run.slot, 0)])
                 stats.resent += 1
             return
+        if run.status == ExStatus.stopping:
+            if not self.worker.stop_if_idle(run, now):
+                self._bump(run, now)
+            return
         if run.status != ExStatus.running:
             self._bump(run, now)
             return
@@ -221,7 +369,7 @@ class SupervisorService:
             return
         if run.attempts > run.max_retries:
             error = f"lease expired {run.attempts} times (worker lost)"
-            failed = self.store.update_run(
+            failed = self.worker.end(
                 run,
                 RunUpdate(
                     set={

@@ -6,18 +6,19 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from chalicelib.domain.errors import DomainError
+from chalicelib.domain.jobs import JobDefinition
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice, retry_delay, slice_id_for
-from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ops.registry import SliceContext, process, slice_requests
 from chalicelib.ports import Clock, Queue, RunUpdate, Store
 
 log = logging.getLogger(__name__)
 EARLY_WAIT_LIMIT = 1.5
+BUFFERING = ("buffer_one", "cancel_other")
 
 
 def _error_text(exc: BaseException) -> str:
@@ -44,7 +45,16 @@ class WorkerService:
         if run is None or run.status in TERMINAL_EX:
             return "dropped"
         now = self.clock.now()
-        early = run.scheduled_start - now
+        if run.status == ExStatus.stopping:
+            return "stopped" if self.stop_if_idle(run, now) else "stopping"
+        if run.buffered:
+            limit = JobDefinition.model_validate(run.config).active_limit or 1
+            if not self.store.acquire_buffered(run, limit):
+                return "buffered"
+            run = self.store.get_run(job_id, slot)
+            if run is None or run.status != ExStatus.pending:
+                return "dropped"
+        early = run.start_at - now
         if early > EARLY_WAIT_LIMIT:
             self.queue.send_starts([(job_id, slot, min(900, int(early)))])
             return "early"
@@ -64,7 +74,7 @@ class WorkerService:
             self._fail_unsliced(run, now, _error_text(exc))
             return "failed"
         if len(requests) == 0:
-            done = self.store.update_run(
+            done = self.end(
                 run,
                 RunUpdate(
                     set={
@@ -82,7 +92,7 @@ class WorkerService:
         return self._initialize(run, requests, now)
 
     def _fail_unsliced(self, run: Run, now: float, error: str) -> None:
-        self.store.update_run(
+        self.end(
             run,
             RunUpdate(
                 set={
@@ -128,7 +138,7 @@ class WorkerService:
         except Exception as exc:
             return self._inline_failed(claimed, token, _error_text(exc))
         end = self.clock.now()
-        done = self.store.update_run(
+        done = self.end(
             claimed,
             RunUpdate(
                 set={
@@ -143,7 +153,9 @@ class WorkerService:
             statuses=[ExStatus.running],
             lease_token=token,
         )
-        return "completed" if done else "lost-lease"
+        if done:
+            return "completed"
+        return "stopped" if self._stop_held(claimed, token, end) else "lost-lease"
 
     def _inline_failed(self, run: Run, token: str, error: str) -> str:
         now = self.clock.now()
@@ -167,7 +179,7 @@ class WorkerService:
             if kept:
                 self.queue.send_starts([(run.job_id, run.slot, delay)])
             return "retry"
-        self.store.update_run(
+        self.end(
             run,
             RunUpdate(
                 set={
@@ -308,7 +320,7 @@ class WorkerService:
 
     def finalize(self, run: Run, now: float) -> bool:
         """running -> completed / failed, only when no slice remains; one caller wins."""
-        done = self.store.update_run(
+        done = self.end(
             run,
             RunUpdate(
                 set={
@@ -323,12 +335,107 @@ class WorkerService:
         )
         return done is not None
 
-    def safe(self, fn: Callable[[], str]) -> str:
-        """Run a handler step; domain errors other than store outages are final for it."""
-        try:
-            return fn()
-        except DomainError as err:
-            if err.status_code >= 500:
-                raise
-            log.warning("message dropped: %s", err.message)
-            return "invalid"
+    # ---- ends -----------------------------------------------------------------------------
+    def end(
+        self,
+        run: Run,
+        update: RunUpdate,
+        *,
+        statuses: list[ExStatus],
+        lease_token: str | None = None,
+        lease_expired_before: float | None = None,
+        check_at: float | None = None,
+        remaining_zero: bool = False,
+    ) -> Run | None:
+        """Every terminal write goes through here: the store frees the run's active slot
+        with it, and a buffered run of the same job, if any, is nudged to take the slot."""
+        ended = self.store.update_run(
+            run,
+            update,
+            statuses=statuses,
+            lease_token=lease_token,
+            lease_expired_before=lease_expired_before,
+            check_at=check_at,
+            remaining_zero=remaining_zero,
+        )
+        if ended is not None and run.holds_slot and run.config.get("overlap") in BUFFERING:
+            self._nudge_buffered(run.job_id)
+        return ended
+
+    def _nudge_buffered(self, job_id: str) -> None:
+        job = self.store.get_job(job_id)
+        if job is not None and job.buffered_slot is not None:
+            self.queue.send_starts([(job_id, job.buffered_slot, 0)])
+
+    def stop_runs(self, job_id: str, slots: Iterable[str], now: float, reason: str) -> int:
+        """Ask these runs to stop: a pending one stops at once; a started one moves to
+        stopping and ends when no slice of it is in flight. Returns how many were asked."""
+        asked = 0
+        for slot in slots:
+            run = self.store.get_run(job_id, slot)
+            if run is None or run.status in TERMINAL_EX or run.status == ExStatus.stopping:
+                continue
+            note = [*run.errors, {"slice_id": None, "error": f"stopped: {reason}"}]
+            if run.status == ExStatus.pending and self.end(
+                run,
+                RunUpdate(
+                    set={
+                        "status": ExStatus.stopped,
+                        "finished_at": now,
+                        "updated": now,
+                        "errors": note,
+                    }
+                ),
+                statuses=[ExStatus.pending],
+            ):
+                asked += 1
+                continue
+            if self.store.update_run(
+                run,
+                RunUpdate(
+                    set={
+                        "status": ExStatus.stopping,
+                        "check_at": now,
+                        "updated": now,
+                        "errors": note,
+                    }
+                ),
+                statuses=[
+                    ExStatus.pending,
+                    ExStatus.initializing,
+                    ExStatus.running,
+                    ExStatus.paused,
+                ],
+            ):
+                asked += 1
+        return asked
+
+    def stop_if_idle(self, run: Run, now: float) -> bool:
+        """stopping -> stopped once nothing of the run is in flight (no live lease)."""
+        if run.inline or run.slices_total == 0:
+            if run.lease_expires_at is not None and run.lease_expires_at >= now:
+                return False
+        else:
+            for sl in self.store.list_slices(run.ex_id):
+                live = sl.lease_expires_at is not None and sl.lease_expires_at >= now
+                if sl.state == SliceState.started and live:
+                    return False
+        stopped = self.end(
+            run,
+            RunUpdate(set={"status": ExStatus.stopped, "finished_at": now, "updated": now}),
+            statuses=[ExStatus.stopping],
+        )
+        return stopped is not None
+
+    def _stop_held(self, run: Run, token: str, now: float) -> bool:
+        """An inline run asked to stop while its slice ran: the worker holding it stops it."""
+        current = self.store.get_run(run.job_id, run.slot)
+        if current is None or current.status != ExStatus.stopping:
+            return False
+        stopped = self.end(
+            current,
+            RunUpdate(set={"status": ExStatus.stopped, "finished_at": now, "updated": now}),
+            statuses=[ExStatus.stopping],
+            lease_token=token,
+        )
+        return stopped is not None

@@ -75,6 +75,7 @@ def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings):
         a.jobs.submit(
             {
                 "name": f"j{i}",
+                "overlap": "allow",
                 "operations": [{"_op": "noop"}],
                 "schedule": {"rate": "rate(10 seconds)"},
             },

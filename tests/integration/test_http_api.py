@@ -77,7 +77,7 @@ def test_start_true_runs_to_completion_with_teraslice_fields(
 def test_start_route_creates_a_new_execution_each_time(
     client: Client, queue: MemoryQueue, clock: FakeClock
 ):
-    _, body = _post(client, "/v1/jobs", JOB)
+    _, body = _post(client, "/v1/jobs", {**JOB, "overlap": "allow"})
     first = client.http.post(f"/v1/jobs/{body['job_id']}/_start")
     clock.advance(1)
     second = client.http.post(f"/v1/jobs/{body['job_id']}/_start")
@@ -171,3 +171,14 @@ def test_a_body_posted_as_a_form_is_read_as_json(client: Client):
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert r.status_code == 201 and "job_id" in r.json_body
+
+
+def test_start_refuses_a_second_active_run_by_default(client: Client, queue: MemoryQueue):
+    """OpenSpecimen: at most one IN_PROGRESS run per job (overlap 'skip', the default)."""
+    _, body = _post(client, "/v1/jobs", JOB)
+    first = client.http.post(f"/v1/jobs/{body['job_id']}/_start")
+    assert first.status_code == 202
+    second = client.http.post(f"/v1/jobs/{body['job_id']}/_start")
+    assert second.status_code == 409
+    assert second.json_body["error"] == "conflict" and len(second.json_body["active_slots"]) == 1
+    assert len(queue.messages) == 1
