@@ -84,6 +84,22 @@ def make_blueprint(import_name: str) -> Blueprint:
         run = get_container().jobs.start_run(job_id)
         return json_response({"job_id": job_id, "ex_id": run.ex_id}, 202)
 
+    # Lens schedule states: repeating a transition in effect is a no-op, an illegal one 409
+    @bp.route("/jobs/{job_id}/_schedule", methods=["POST"], content_types=BODY_TYPES)
+    @api_errors
+    def schedule_job(job_id: str) -> Response:
+        return json_response(job_view(get_container().jobs.schedule(job_id)))
+
+    @bp.route("/jobs/{job_id}/_suspend", methods=["POST"], content_types=BODY_TYPES)
+    @api_errors
+    def suspend_job(job_id: str) -> Response:
+        return json_response(job_view(get_container().jobs.suspend(job_id)))
+
+    @bp.route("/jobs/{job_id}/_expire", methods=["POST"], content_types=BODY_TYPES)
+    @api_errors
+    def expire_job(job_id: str) -> Response:
+        return json_response(job_view(get_container().jobs.expire(job_id)))
+
     @bp.route("/ex/{ex_id}", methods=["GET"])
     @api_errors
     def get_ex(ex_id: str) -> Response:

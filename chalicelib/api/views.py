@@ -83,4 +83,6 @@ def ex_view(run: Run) -> dict[str, Any]:
         out["result"] = run.result
     if run.errors:
         out["_failureReason"] = run.errors[-1].get("error")
+    if run.reason:
+        out["reason"] = run.reason
     return out

@@ -160,3 +160,42 @@ def test_last_slices_finishing_together_finalize_once(ddb: Settings, finisher: s
     done = a.store.get_run(job.job_id, run.slot)
     assert done is not None
     assert (done.status, done.processed, done.remaining) == (ExStatus.completed, 2, 0)
+
+
+def test_on_demand_runs_and_two_supervisors_never_leave_two_in_progress(ddb: Settings):
+    """OpenSpecimen's rule (overlap 'skip'): at most one IN_PROGRESS run per job, held by a
+    conditional write on the job's active slots, whoever creates the runs and however they
+    race."""
+    from chalicelib.domain.errors import Conflict
+    from chalicelib.domain.transitions import ACTIVE_EX
+
+    a, b, queue, clock = _pair(ddb)
+    job, _ = a.jobs.submit(
+        {"name": "one", "operations": [{"_op": "noop"}], "schedule": {"rate": "rate(10 seconds)"}},
+        start=True,
+    )
+
+    def on_demand(c: Container) -> str:
+        try:
+            c.jobs.start_run(job.job_id, args="x")
+            return "created"
+        except Conflict:
+            return "refused"
+
+    for r in range(8):
+        now = T0 + 10 * (r + 1)
+        clock.t = now
+        _race(
+            lambda now=now: a.supervisor.tick(now),
+            lambda now=now: b.supervisor.tick(now),
+            lambda: on_demand(a),
+            lambda: on_demand(b),
+        )
+        runs = a.store.list_runs(job.job_id, limit=1000)
+        active = [x for x in runs if x.status in ACTIVE_EX]
+        assert len(active) == 1, [(x.slot, x.status) for x in active]
+        stored = a.store.get_job(job.job_id)
+        assert stored is not None and stored.active_slots == {active[0].slot}
+        drain(a, queue)  # the run finishes; the next round may start another
+        stored = a.store.get_job(job.job_id)
+        assert stored is not None and stored.active_slots == set()
