@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import uuid
@@ -12,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
+from chalicelib.domain.policies import jitter, miss_reason, split_missed
 from chalicelib.domain.runs import MissReason, Run, Trigger, scheduled_slot
 from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState, SupervisorState
@@ -24,14 +24,6 @@ MAX_SLOTS_PER_JOB_PER_TICK = 100
 CREATE_ATTEMPTS = 5
 MAX_LEDGER_PER_TICK = 240
 LEDGER_CHUNK = 24
-
-
-def jitter(job_id: str, slot: float, spread: int) -> int:
-    """A stable per-slot delay in [0, spread] seconds, so jittered starts are reproducible."""
-    if spread <= 0:
-        return 0
-    digest = hashlib.sha256(f"{job_id}:{slot}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % (spread + 1)
 
 
 def start_delay(slot: float, now: float) -> int:
@@ -186,11 +178,8 @@ class SupervisorService:
             missed.append(slot)
             slot = next_slot(spec.schedule, slot, anchor)
         complete = slot is None or slot >= cutoff
-        keep = {"none": 0, "latest": 1, "all": spec.max_catchup}[spec.catchup] if complete else 0
-        if spec.catchup == "latest" and slot is not None and slot <= now:
-            keep = 0  # an on-time slot is due now: it is the latest, the missed ones yield
-        cut = max(0, len(missed) - keep)
-        to_ledger, to_run = missed[:cut], missed[cut:]
+        next_due = slot is not None and slot <= now
+        to_ledger, to_run = split_missed(missed, spec.catchup, spec.max_catchup, complete, next_due)
         for i in range(0, len(to_ledger), LEDGER_CHUNK):
             chunk = to_ledger[i : i + LEDGER_CHUNK]
             rest = to_ledger[i + LEDGER_CHUNK :] + to_run
@@ -210,16 +199,7 @@ class SupervisorService:
 
     @staticmethod
     def _miss_reason(job: Job, slot: float, sup: SupervisorRecord) -> MissReason:
-        def within(start: float | None, end: float | None) -> bool:
-            return (
-                start is not None and start <= slot and (end is None or end < start or slot < end)
-            )
-
-        if within(job.suspended_at, job.resumed_at):
-            return MissReason.suspended
-        if within(sup.halted_at, sup.restarted_at):
-            return MissReason.halted
-        return MissReason.misfire
+        return miss_reason(slot, job.suspended_at, job.resumed_at, sup.halted_at, sup.restarted_at)
 
     def _ledger_run(
         self, job: Job, slot: float, status: ExStatus, reason: MissReason, now: float

@@ -16,7 +16,7 @@ from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
 from chalicelib.ports import FakeClock
-from chalicelib.services.supervisor import jitter
+from chalicelib.domain.policies import jitter
 from tests.conftest import T0, deliver, drain
 
 NOOP = [{"_op": "noop"}, {"_op": "noop"}]
