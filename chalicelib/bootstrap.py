@@ -12,6 +12,7 @@ from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.sqs import SqsQueue, ensure_queues
 from chalicelib.config import Settings, get_settings
 from chalicelib.ports import Clock, Queue, Store, SystemClock
+from chalicelib.services.executions import ExecutionService
 from chalicelib.services.jobs import JobService
 from chalicelib.services.supervisor import SupervisorService
 from chalicelib.services.worker import WorkerService
@@ -28,6 +29,7 @@ class Container:
     jobs: JobService
     worker: WorkerService
     supervisor: SupervisorService
+    executions: ExecutionService
 
 
 def aws_client(service: str, settings: Settings) -> Any:
@@ -56,6 +58,7 @@ def build_container(
         jobs=JobService(store, queue, clock, s),
         worker=worker,
         supervisor=SupervisorService(store, queue, clock, s, worker),
+        executions=ExecutionService(store, clock, worker),
     )
 
 

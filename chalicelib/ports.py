@@ -88,6 +88,7 @@ class JobStore(ABC):
         next_fire_at: float | None,
         anchor: float | None = None,
         extra: dict[str, float | None] | None = None,
+        now: float | None = None,
     ) -> bool:
         """Move a job to `state` if its version is still `job.version` (and the transition
         table allows it); only a SCHEDULED job is on the due index, a SUSPENDED one keeps
@@ -97,6 +98,33 @@ class JobStore(ABC):
     @abstractmethod
     def release_slots(self, job_id: str, slots: Iterable[str]) -> None:
         """Take slots out of a job's active set (healing: their runs have ended)."""
+
+    # ---- listings (OpenSpecimen's /scheduled-jobs, Lens stats by user) ---------------------
+    # Each is one Query on an index, never a Scan, paged by an opaque token: pass the token a
+    # page returned as `cursor` to get the next one (None: no more). A token that is not one
+    # of the same listing is InvalidInput naming `next`. Deleted jobs are left out.
+
+    @abstractmethod
+    def list_jobs(
+        self,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = True,
+        state: JobState | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """Every job by creation time (the list index), optionally only those in `state`
+        (a filter on the index query); up to `limit` of them and the next page's token."""
+
+    @abstractmethod
+    def jobs_by_owner(
+        self,
+        owner: str,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = True,
+        state: JobState | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """One owner's jobs by creation time (the owner index), as `list_jobs`."""
 
 
 class RunStore(ABC):
@@ -168,6 +196,39 @@ class RunStore(ABC):
     @abstractmethod
     def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:
         """Non-terminal runs of one sweep shard whose check_at <= now (an index query)."""
+
+    # ---- history (OpenSpecimen's runs, Lens stats) -----------------------------------------
+    # Served by the runs' local index (job_id, created), never a Scan; reads are strongly
+    # consistent, so a run just created is listed.
+
+    @abstractmethod
+    def runs_created_between(
+        self,
+        job_id: str,
+        lo: float | None,
+        hi: float | None,
+        statuses: Iterable[ExStatus] | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = True,
+    ) -> tuple[list[Run], str | None]:
+        """A job's runs (ledger records included) created from `lo` to `hi`, both
+        inclusive (None: unbounded on that side), newest first unless told otherwise, only
+        those whose status is in `statuses` when given (a filter: it narrows what is
+        returned, not what is read). Runs created at the same instant (a tick's ledger
+        records) keep the index's order from page to page: a token holds the whole key of
+        the run it follows, so none is repeated or lost at a page boundary. Returns up to
+        `limit` runs and the token of the next page (None when no run follows). A token is
+        valid only for the same job and a window that contains its position; else
+        InvalidInput naming `next`."""
+
+    @abstractmethod
+    def count_runs_by_status(
+        self, job_id: str, lo: float | None, hi: float | None
+    ) -> dict[ExStatus, int]:
+        """How many of a job's runs created from `lo` to `hi` (inclusive) have each status
+        (statuses with none are left out). Reads every run of the window (projected to its
+        status), page by page."""
 
 
 class SliceStore(ABC):

@@ -62,3 +62,33 @@ def query_bool(params: Mapping[str, str] | None, name: str, default: bool) -> bo
         f"{name}: expected true or false, got {raw!r}",
         [{"field": name, "reason": f"expected true or false, got {raw!r}"}],
     )
+
+
+def query_number(
+    params: Mapping[str, str] | None, name: str, default: float | None
+) -> float | None:
+    raw = (params or {}).get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise InvalidInput(
+            f"{name}: expected a number >= 0, got {raw!r}",
+            [{"field": name, "reason": f"expected a number >= 0, got {raw!r}"}],
+        )
+    return value
+
+
+def query_int(params: Mapping[str, str] | None, name: str) -> int | None:
+    raw = (params or {}).get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.strip().isdigit():
+        raise InvalidInput(
+            f"{name}: expected a whole number >= 0, got {raw!r}",
+            [{"field": name, "reason": f"expected a whole number >= 0, got {raw!r}"}],
+        )
+    return int(raw)

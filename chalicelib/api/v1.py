@@ -5,14 +5,23 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from chalice.app import Blueprint, Response
 
-from chalicelib.api.errors import api_errors, json_response, parse_json_body, query_bool
+from chalicelib.api.errors import (
+    api_errors,
+    json_response,
+    parse_json_body,
+    query_bool,
+    query_int,
+    query_number,
+)
 from chalicelib.api.views import ex_view, job_view
 from chalicelib.bootstrap import get_container
+from chalicelib.domain.runs import Run
 
 # Teraslice's own examples post with `curl -d @job.json`, i.e. as a form: accept the body
 # whatever its declared type and parse it as JSON.
@@ -29,6 +38,24 @@ def _version() -> str:
         return version("cadenza")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def _register_control(
+    bp: Blueprint,
+    kind: str,
+    key: str,
+    action: str,
+    control: Callable[[str, str, str], Response],
+) -> None:
+    """One control route, e.g. POST /jobs/{job_id}/_stop, with its own view name."""
+
+    def view(**params: str) -> Response:
+        return control(kind, params[key], action)
+
+    view.__name__ = f"{kind}{action}"
+    bp.route(f"/{kind}/{{{key}}}/{action}", methods=["POST"], content_types=BODY_TYPES)(
+        api_errors(view)
+    )
 
 
 def make_blueprint(import_name: str) -> Blueprint:
@@ -99,6 +126,32 @@ def make_blueprint(import_name: str) -> Blueprint:
     @api_errors
     def expire_job(job_id: str) -> Response:
         return json_response(job_view(get_container().jobs.expire(job_id)))
+
+    # ---- execution control: on an execution, or on a job's current one ----
+    def _target(kind: str, key: str) -> Run:
+        ex = get_container().executions
+        return ex.current_of(key) if kind == "jobs" else ex.by_ex(key)
+
+    def _query() -> Mapping[str, str]:
+        return bp.current_request.query_params or {}
+
+    def _control(kind: str, key: str, action: str) -> Response:
+        ex = get_container().executions
+        run = _target(kind, key)
+        q = _query()
+        if action == "_stop":
+            timeout = query_number(q, "timeout", None)
+            return json_response(ex.stop(run, timeout, query_bool(q, "blocking", True)))
+        if action == "_pause":
+            return json_response(ex.pause(run))
+        if action == "_resume":
+            return json_response(ex.resume(run))
+        counts = {k: query_int(q, k) for k in ("add", "remove", "total")}
+        return json_response(ex.workers(run, **counts))
+
+    for kind, key in (("jobs", "job_id"), ("ex", "ex_id")):
+        for action in ("_stop", "_pause", "_resume", "_workers"):
+            _register_control(bp, kind, key, action, _control)
 
     @bp.route("/ex/{ex_id}", methods=["GET"])
     @api_errors

@@ -139,7 +139,8 @@ EX_MACHINE = _m(
         },
         _E.recovering: {_E.running, _E.failing, _E.failed, _E.stopping, _E.terminated},
         _E.failing: {_E.failed, _E.terminated},
-        _E.paused: {_E.running, _E.stopping, _E.stopped, _E.terminated},
+        # a slice in flight when paused may still finish its (one-slice) run
+        _E.paused: {_E.running, _E.completed, _E.failed, _E.stopping, _E.stopped, _E.terminated},
         _E.stopping: {_E.stopped, _E.terminated},
         _E.completed: set(),
         _E.stopped: set(),

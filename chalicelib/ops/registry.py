@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -105,6 +106,12 @@ def _fail(p: Any, data: Any, ctx: SliceContext) -> Any:
     return data
 
 
+def _echo(p: Any, data: Any, ctx: SliceContext) -> Any:
+    """The slice's request and the run's arguments (OpenSpecimen's rtArgs), split as a
+    shell would split them: what a processor receives, for tests and drills."""
+    return {"request": data, "args": shlex.split(ctx.args) if ctx.args else []}
+
+
 REGISTRY: dict[str, OpSpec] = {
     s.name: s
     for s in (
@@ -112,6 +119,7 @@ REGISTRY: dict[str, OpSpec] = {
         OpSpec("range", RangeParams, reader=_range_reader),
         OpSpec("sleep", SleepParams, processor=_sleep),
         OpSpec("fail", FailParams, processor=_fail),
+        OpSpec("echo", NoParams, processor=_echo),
     )
 }
 

@@ -176,7 +176,7 @@ class JobService:
         anchor: float | None = None,
         extra: dict[str, float | None] | None = None,
     ) -> Job:
-        if not self.store.set_job_state(job, state, nxt, anchor, extra):
+        if not self.store.set_job_state(job, state, nxt, anchor, extra, now=self.clock.now()):
             current = self.get(job.job_id)
             raise Conflict(
                 f"job {job.job_id} changed meanwhile (now {current.state}); try again",

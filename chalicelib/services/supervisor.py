@@ -14,7 +14,7 @@ from chalicelib.domain.jobs import Job
 from chalicelib.domain.policies import jitter, miss_reason, split_missed
 from chalicelib.domain.runs import MissReason, Run, Trigger, scheduled_slot
 from chalicelib.domain.slices import slice_id_for
-from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState, SupervisorState
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SupervisorState
 from chalicelib.ports import Clock, Queue, RunUpdate, Store, SupervisorRecord
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.worker import WorkerService
@@ -375,71 +375,9 @@ class SupervisorService:
             stats.resent += 1
 
     def _repair_sliced(self, run: Run, now: float, stats: TickStats) -> None:
-        bumped = self._bump(run, now)
-        if bumped is None:
+        if self._bump(run, now) is None:
             return
-        resend: list[int] = []
-        in_flight = 0
-        for sl in self.store.list_slices(run.ex_id):
-            if sl.state == SliceState.started:
-                if sl.lease_expires_at is not None and sl.lease_expires_at >= now:
-                    in_flight += 1
-                elif sl.attempts > run.max_retries:
-                    error = f"lease expired {sl.attempts} times (worker lost)"
-                    if self.store.finish_slice(
-                        sl,
-                        run,
-                        token=None,
-                        expected_lease=sl.lease_expires_at,
-                        completed=False,
-                        result=None,
-                        error=error,
-                        now=now,
-                    ):
-                        stats.slices_failed += 1
-                        self.worker.after_slice(run, now)
-                else:
-                    resend.append(sl.order)
-            elif sl.state == SliceState.pending and sl.order < run.queued_cursor:
-                if sl.not_before is None or sl.not_before <= now:
-                    resend.append(sl.order)
-                else:
-                    in_flight += 1
-        if resend:
-            self.queue.send_slices(
-                [(run.job_id, run.slot, run.ex_id, slice_id_for(i), 0) for i in resend]
-            )
-            stats.resent += len(resend)
-        current = self.store.get_run(run.job_id, run.slot)
-        if current is None or current.status != ExStatus.running:
-            return
-        if current.remaining == 0:
-            if self.worker.finalize(current, now):
-                stats.finalized += 1
-            return
-        idle = max(0, current.workers - in_flight - len(resend))
-        for _ in range(idle):  # a worker died between counting a slice and handing out the next
-            before = current
-            current = (
-                self.store.update_run(
-                    before,
-                    RunUpdate(set={"updated": now}, add={"queued_cursor": 1}),
-                    statuses=[ExStatus.running],
-                    cursor_below_total=True,
-                )
-                or before
-            )
-            if current is before:
-                break
-            self.queue.send_slices(
-                [
-                    (
-                        current.job_id,
-                        current.slot,
-                        current.ex_id,
-                        slice_id_for(current.queued_cursor - 1),
-                        0,
-                    )
-                ]
-            )
-            stats.resent += 1
+        done = self.worker.refill(run, now)
+        stats.resent += done.resent
+        stats.slices_failed += done.failed
+        stats.finalized += done.finalized

@@ -7,6 +7,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.domain.jobs import JobDefinition
@@ -23,6 +24,16 @@ BUFFERING = ("buffer_one", "cancel_other")
 
 def _error_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+@dataclass
+class Refill:
+    """What a refill did: slices re-sent, slices given up (lease lost too often), and
+    whether it finalized the run."""
+
+    resent: int = 0
+    failed: int = 0
+    finalized: int = 0
 
 
 class WorkerService:
@@ -150,7 +161,7 @@ class WorkerService:
                     "updated": end,
                 }
             ),
-            statuses=[ExStatus.running],
+            statuses=[ExStatus.running, ExStatus.paused],
             lease_token=token,
         )
         if done:
@@ -173,7 +184,7 @@ class WorkerService:
                         "updated": now,
                     }
                 ),
-                statuses=[ExStatus.running],
+                statuses=[ExStatus.running, ExStatus.paused],
                 lease_token=token,
             )
             if kept:
@@ -192,7 +203,7 @@ class WorkerService:
                     "updated": now,
                 }
             ),
-            statuses=[ExStatus.running],
+            statuses=[ExStatus.running, ExStatus.paused],
             lease_token=token,
         )
         return "failed"
@@ -334,6 +345,65 @@ class WorkerService:
             remaining_zero=True,
         )
         return done is not None
+
+    def refill(self, run: Run, now: float, resend_handed_out: bool = True) -> Refill:
+        """Put a sliced run's work back in flight: re-send slices handed out but not running
+        (a lost or dropped message, an expired lease), give up on slices that lost their
+        lease more than max_retries times, hand out more up to `workers`, and finalize the
+        run if nothing remains. Safe to repeat: every step is a conditional write.
+        `resend_handed_out=False` trusts that handed-out slices' messages are still queued
+        (a change of workers), and only hands out more."""
+        out = Refill()
+        resend: list[int] = []
+        in_flight = 0
+        for sl in self.store.list_slices(run.ex_id):
+            live = sl.lease_expires_at is not None and sl.lease_expires_at >= now
+            if sl.state == SliceState.started and live:
+                in_flight += 1
+            elif sl.state == SliceState.started and sl.attempts > run.max_retries:
+                error = f"lease expired {sl.attempts} times (worker lost)"
+                if self.store.finish_slice(
+                    sl,
+                    run,
+                    token=None,
+                    expected_lease=sl.lease_expires_at,
+                    completed=False,
+                    result=None,
+                    error=error,
+                    now=now,
+                ):
+                    out.failed += 1
+            elif sl.state == SliceState.started or (
+                sl.state == SliceState.pending
+                and sl.order < run.queued_cursor
+                and (sl.not_before is None or sl.not_before <= now)
+                and resend_handed_out
+            ):  # its lease expired: its message is gone
+                resend.append(sl.order)
+            elif sl.state == SliceState.pending and sl.order < run.queued_cursor:
+                in_flight += 1  # a retry waiting out its backoff
+        current = self.store.get_run(run.job_id, run.slot)
+        if current is None or current.status != ExStatus.running:
+            return out
+        if resend:
+            self._send_slices(current, resend)
+            out.resent += len(resend)
+        if current.remaining == 0:
+            out.finalized += int(self.finalize(current, now))
+            return out
+        for _ in range(max(0, current.workers - in_flight - len(resend))):
+            nxt = self.store.update_run(
+                current,
+                RunUpdate(set={"updated": now}, add={"queued_cursor": 1}),
+                statuses=[ExStatus.running],
+                cursor_below_total=True,
+            )
+            if nxt is None:
+                break
+            current = nxt
+            self._send_slices(current, [current.queued_cursor - 1])
+            out.resent += 1
+        return out
 
     # ---- ends -----------------------------------------------------------------------------
     def end(

@@ -13,10 +13,10 @@ from app import app
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.jobs import Job
+from chalicelib.domain.policies import jitter
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
 from chalicelib.ports import FakeClock
-from chalicelib.domain.policies import jitter
 from tests.conftest import T0, deliver, drain
 
 NOOP = [{"_op": "noop"}, {"_op": "noop"}]

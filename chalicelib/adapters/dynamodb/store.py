@@ -19,6 +19,7 @@ from pynamodb.expressions.condition import size
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamodb.models import Models, build_models
+from chalicelib.adapters.dynamodb.paging import decode_cursor, encode_cursor, take_page
 from chalicelib.config import Settings
 from chalicelib.domain.errors import Conflict, StoreUnavailable
 from chalicelib.domain.jobs import Job, due_shard
@@ -188,10 +189,11 @@ class DynamoStore(Store):
         next_fire_at: float | None,
         anchor: float | None = None,
         extra: dict[str, float | None] | None = None,
+        now: float | None = None,
     ) -> bool:
         J = self.m.job
         sources = JOB_MACHINE.sources_for(state) | ({state} if state == job.state else set())
-        actions = self._job_schedule_actions(job, state, next_fire_at, time.time())
+        actions = self._job_schedule_actions(job, state, next_fire_at, now or time.time())
         if anchor is not None:
             actions.append(J.anchor.set(anchor))
         for k, v in (extra or {}).items():
@@ -320,10 +322,10 @@ class DynamoStore(Store):
         self, records: Sequence[Run], job: Job, next_fire_at: float | None, expire: bool
     ) -> bool:
         R, J = self.m.run, self.m.job
-        if len(records) > TX_BATCH - 1:
-            raise ValueError(f"at most {TX_BATCH - 1} ledger records per write")
+        if not 0 < len(records) < TX_BATCH:
+            raise ValueError(f"between 1 and {TX_BATCH - 1} ledger records per write")
         state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
-        now = records[0].created if records else time.time()
+        now = records[0].created
         actions = self._job_schedule_actions(job, state, next_fire_at, now)
 
         def build(tx: TransactWrite) -> None:
@@ -754,3 +756,131 @@ class DynamoStore(Store):
                 ) from err
             raise _unavailable(err) from err
         return self._supervisor(item)
+
+    # ---- history and listings (OpenSpecimen's runs and jobs, Lens stats) ------------------
+    # Every one is a Query on an index (never a Scan), paged with an opaque token that is
+    # checked against the listing before it becomes the ExclusiveStartKey (paging.py).
+    _RUN_CURSOR_KEYS = frozenset({"job_id", "slot", "created"})
+    _LIST_CURSOR_KEYS = frozenset({"job_id", "list_key", "created"})
+    _OWNER_CURSOR_KEYS = frozenset({"job_id", "owner", "created"})
+    LIST_KEY = "job"
+
+    def _created_condition(self, lo: float | None, hi: float | None) -> Any:
+        R = self.m.run
+        if lo is not None and hi is not None:
+            return R.created.between(lo, hi)
+        if lo is not None:
+            return R.created >= lo
+        if hi is not None:
+            return R.created <= hi
+        return None
+
+    def runs_created_between(
+        self,
+        job_id: str,
+        lo: float | None,
+        hi: float | None,
+        statuses: Iterable[ExStatus] | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = True,
+    ) -> tuple[list[Run], str | None]:
+        R = self.m.run
+        wanted = None if statuses is None else sorted({str(s) for s in statuses})
+        start = decode_cursor(
+            cursor,
+            names=self._RUN_CURSOR_KEYS,
+            fixed={"job_id": job_id},
+            number="created",
+            lo=lo,
+            hi=hi,
+        )
+        if limit < 1 or wanted == [] or (lo is not None and hi is not None and lo > hi):
+            return [], None
+
+        def page() -> tuple[list[Run], str | None]:
+            it = R.created_index.query(
+                job_id,
+                self._created_condition(lo, hi),
+                filter_condition=R.status.is_in(*wanted) if wanted else None,
+                scan_index_forward=not newest_first,
+                consistent_read=True,
+                page_size=limit + 1,
+                last_evaluated_key=start,
+            )
+            items, resume = take_page(it, limit)
+            return [self._run(m) for m in items], encode_cursor(resume)
+
+        return self._get(page)
+
+    def count_runs_by_status(
+        self, job_id: str, lo: float | None, hi: float | None
+    ) -> dict[ExStatus, int]:
+        R = self.m.run
+        if lo is not None and hi is not None and lo > hi:
+            return {}
+
+        def count() -> dict[ExStatus, int]:
+            counts: dict[ExStatus, int] = {}
+            for m in R.created_index.query(
+                job_id,
+                self._created_condition(lo, hi),
+                consistent_read=True,
+                attributes_to_get=["status"],
+            ):
+                status = ExStatus(m.status)
+                counts[status] = counts.get(status, 0) + 1
+            return counts
+
+        return self._get(count)
+
+    def _job_filter(self, state: JobState | None) -> Any:
+        J = self.m.job
+        cond = J.deleted == False  # noqa: E712 (a DynamoDB condition)
+        if state is not None:
+            cond &= J.state == str(state)
+        return cond
+
+    def _job_page(
+        self, index: Any, hash_key: str, limit: int, start: Any, newest_first: bool, state: Any
+    ) -> tuple[list[Job], str | None]:
+        if limit < 1:
+            return [], None
+
+        def page() -> tuple[list[Job], str | None]:
+            it = index.query(
+                hash_key,
+                filter_condition=self._job_filter(state),
+                scan_index_forward=not newest_first,
+                page_size=limit + 1,
+                last_evaluated_key=start,
+            )
+            items, resume = take_page(it, limit)
+            return [self._job(m) for m in items], encode_cursor(resume)
+
+        return self._get(page)
+
+    def list_jobs(
+        self,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = True,
+        state: JobState | None = None,
+    ) -> tuple[list[Job], str | None]:
+        start = decode_cursor(
+            cursor, names=self._LIST_CURSOR_KEYS, fixed={"list_key": self.LIST_KEY}
+        )
+        return self._job_page(
+            self.m.job.list_index, self.LIST_KEY, limit, start, newest_first, state
+        )
+
+    def jobs_by_owner(
+        self,
+        owner: str,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = True,
+        state: JobState | None = None,
+    ) -> tuple[list[Job], str | None]:
+        start = decode_cursor(cursor, names=self._OWNER_CURSOR_KEYS, fixed={"owner": owner})
+        return self._job_page(self.m.job.owner_index, owner, limit, start, newest_first, state)

@@ -1,0 +1,176 @@
+"""OpenSpecimen's scheduled-job routes (seed 004), with Apache Lens' job stats (seed 002).
+
+    GET  /scheduled-jobs                              jobs, newest first (?owner= &state=)
+    GET  /scheduled-jobs/stats                        Lens getAllJobStats (?user= &state=)
+    GET  /scheduled-jobs/{jobId}                      one job
+    GET  /scheduled-jobs/{jobId}/stats                Lens getJobStats (?state=)
+    POST /scheduled-jobs/{jobId}/runs                 run it now: {"args": "a b c"} -> 202
+    GET  /scheduled-jobs/{jobId}/runs                 its runs (?fromDate= &toDate= &status=)
+    GET  /scheduled-jobs/{jobId}/runs/{runId}         one run
+    GET  /scheduled-jobs/{jobId}/runs/{runId}/result-file   what the run produced
+
+Lists are what OpenSpecimen returns, a JSON array, newest first, `maxResults` (1..1000,
+default 100) at a time. When more follow, the token of the next page is in the `X-Next`
+header, and a `Link: <?...&next=TOKEN>; rel="next"` header (relative to the request's
+URL, so it holds behind any stage prefix) repeats the request for the next page; pass
+the token back as `next=` with the same filters. The stats of a user's jobs are an object,
+with the token also in its `next` field. Stats and runs filter on `fromDate` / `toDate`
+(`20220221` or `20220221T061500`, UTC, both inclusive, compared with a run's creation).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from chalice.app import Blueprint, Response
+
+from chalicelib.api.errors import api_errors, parse_json_body
+from chalicelib.api.scheduled_views import (
+    job_stats_view,
+    run_detail,
+    scheduled_job,
+    user_stats_view,
+)
+from chalicelib.bootstrap import get_container
+from chalicelib.domain.history import invalid, parse_max_results
+from chalicelib.services.history import HistoryService
+
+BASE = "/scheduled-jobs"
+NEXT = "next"
+MAX_ARGS_CHARS = 8192
+RUN_FIELDS = frozenset({"args"})
+# accept the body whatever its declared type (curl -d sends a form) and parse it as JSON
+BODY_TYPES = [
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "text/plain",
+    "application/octet-stream",
+]
+
+
+def _response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        body=json.dumps(body),
+        status_code=status,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def parse_run_request(raw: str | bytes | None) -> str | None:
+    """The `args` of an on-demand run request. No body (or `{}`) means no arguments;
+    otherwise a JSON object whose optional `args` is a string (null: none)."""
+    if raw is None or not raw.strip():
+        return None
+    body = parse_json_body(raw)
+    if not isinstance(body, dict):
+        raise invalid("body", 'expected a JSON object such as {"args": "a b c"}')
+    unknown = sorted(set(body) - RUN_FIELDS)
+    if unknown:
+        raise invalid(unknown[0], "unknown field; a run request has only args")
+    args = body.get("args")
+    if args is None:
+        return None
+    if not isinstance(args, str):
+        raise invalid(
+            "args", f"expected a string of space separated arguments, got {type(args).__name__}"
+        )
+    if len(args) > MAX_ARGS_CHARS:
+        raise invalid("args", f"longer than {MAX_ARGS_CHARS} characters")
+    return args
+
+
+def make_blueprint(import_name: str) -> Blueprint:
+    bp = Blueprint(import_name)
+
+    def params() -> Mapping[str, str]:
+        return bp.current_request.query_params or {}
+
+    def param(name: str) -> str | None:
+        return params().get(name)
+
+    def history() -> HistoryService:
+        c = get_container()
+        return HistoryService(c.store, c.clock)
+
+    def paged(items: list[dict[str, Any]], nxt: str | None) -> Response:
+        if nxt is None:
+            return _response(items)
+        query = {k: v for k, v in params().items() if k != NEXT}
+        query[NEXT] = nxt
+        return _response(
+            items, headers={"X-Next": nxt, "Link": f'<?{urlencode(query)}>; rel="next"'}
+        )
+
+    @bp.route(BASE, methods=["GET"])
+    @api_errors
+    def list_jobs() -> Response:
+        limit = parse_max_results(param("maxResults"))
+        jobs, nxt = history().jobs(param("owner"), param("state"), limit, param(NEXT))
+        return paged([scheduled_job(j) for j in jobs], nxt)
+
+    @bp.route(f"{BASE}/stats", methods=["GET"])
+    @api_errors
+    def all_job_stats() -> Response:
+        limit = parse_max_results(param("maxResults"))
+        stats = history().user_stats(
+            param("user"),
+            state=param("state"),
+            from_date=param("fromDate"),
+            to_date=param("toDate"),
+            limit=limit,
+            cursor=param(NEXT),
+        )
+        headers = {"X-Next": stats.next} if stats.next else None
+        return _response(user_stats_view(stats), headers=headers)
+
+    @bp.route(BASE + "/{job_id}", methods=["GET"])
+    @api_errors
+    def get_job(job_id: str) -> Response:
+        return _response(scheduled_job(history().job(job_id)))
+
+    @bp.route(BASE + "/{job_id}/stats", methods=["GET"])
+    @api_errors
+    def job_stats(job_id: str) -> Response:
+        stats = history().job_stats(
+            job_id, from_date=param("fromDate"), to_date=param("toDate"), state=param("state")
+        )
+        return _response(job_stats_view(stats))
+
+    @bp.route(BASE + "/{job_id}/runs", methods=["POST"], content_types=BODY_TYPES)
+    @api_errors
+    def run_now(job_id: str) -> Response:
+        args = parse_run_request(bp.current_request.raw_body)
+        run = get_container().jobs.start_run(job_id, args=args)
+        location = f"{BASE}/{job_id}/runs/{run.ex_id}"
+        return _response(run_detail(run), 202, {"Location": location})
+
+    @bp.route(BASE + "/{job_id}/runs", methods=["GET"])
+    @api_errors
+    def list_runs(job_id: str) -> Response:
+        limit = parse_max_results(param("maxResults"))
+        runs, nxt = history().runs(
+            job_id,
+            from_date=param("fromDate"),
+            to_date=param("toDate"),
+            status=param("status"),
+            limit=limit,
+            cursor=param(NEXT),
+        )
+        return paged([run_detail(r) for r in runs], nxt)
+
+    @bp.route(BASE + "/{job_id}/runs/{run_id}", methods=["GET"])
+    @api_errors
+    def get_run(job_id: str, run_id: str) -> Response:
+        return _response(run_detail(history().run(job_id, run_id)))
+
+    @bp.route(BASE + "/{job_id}/runs/{run_id}/result-file", methods=["GET"])
+    @api_errors
+    def result_file(job_id: str, run_id: str) -> Response:
+        result = history().result(job_id, run_id)
+        disposition = f'attachment; filename="{run_id}.json"'
+        return _response(result, headers={"Content-Disposition": disposition})
+
+    return bp

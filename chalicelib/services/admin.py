@@ -1,0 +1,83 @@
+"""Supervisor administration (seed 000): state, halt, restart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.config import Settings
+from chalicelib.domain.errors import DomainError
+from chalicelib.domain.transitions import SupervisorState
+from chalicelib.ports import Clock, Store, SupervisorRecord
+
+
+class NoSchedule(DomainError):
+    """The supervisor's schedule has never fired: nothing is configured to tick."""
+
+    status_code = 503
+    code = "no_schedule"
+
+
+@dataclass(frozen=True)
+class SupervisorView:
+    state: SupervisorState
+    record: SupervisorRecord
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "state": str(self.state),
+            "reason": r.reason,
+            "last_tick_at": r.last_tick_at,
+            "ticks": r.ticks,
+            "last_tick": r.last_stats,
+            "halted_at": r.halted_at,
+            "restarted_at": r.restarted_at,
+        }
+
+
+class AdminService:
+    """What an operator does to the supervisor. Halting returns at once: ticks stop creating
+    runs, and runs already going finish (their workers do not ask the supervisor)."""
+
+    def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
+        self.store, self.clock, self.settings = store, clock, settings
+
+    def _record(self) -> SupervisorRecord:
+        record = self.store.get_supervisor()
+        if record is None:
+            raise NoSchedule("the supervisor's schedule has never fired: no schedule is configured")
+        return record
+
+    def _scheduled_jobs_left(self) -> bool:
+        horizon = float("inf")
+        return any(
+            self.store.due_jobs(shard, horizon, limit=1)
+            for shard in range(self.settings.due_shards)
+        )
+
+    def state(self) -> SupervisorView:
+        """RUNNING, HALTED, or FINISHED when no SCHEDULED job has a slot left."""
+        record = self._record()
+        if record.state == SupervisorState.HALTED:
+            return SupervisorView(SupervisorState.HALTED, record)
+        finished = not self._scheduled_jobs_left()
+        return SupervisorView(
+            SupervisorState.FINISHED if finished else SupervisorState.RUNNING, record
+        )
+
+    def halt(self, reason: str | None = None) -> SupervisorView:
+        record = self._record()
+        if record.state != SupervisorState.HALTED:
+            record = self.store.set_supervisor_state(
+                SupervisorState.HALTED, reason or "halted by an operator", self.clock.now()
+            )
+        return SupervisorView(SupervisorState.HALTED, record)
+
+    def restart(self) -> SupervisorView:
+        record = self._record()
+        if record.state != SupervisorState.RUNNING:
+            record = self.store.set_supervisor_state(
+                SupervisorState.RUNNING, None, self.clock.now()
+            )
+        return self.state()

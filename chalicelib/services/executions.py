@@ -1,0 +1,149 @@
+"""Execution control (Teraslice, seed 001): stop, pause, resume and workers, on one
+execution or on a job's current one. Each is a conditional transition plus a nudge."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
+from chalicelib.domain.runs import Run
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
+from chalicelib.ports import Clock, RunUpdate, Store
+from chalicelib.services.worker import WorkerService
+
+LEDGER = (ExStatus.skipped, ExStatus.missed)
+MAX_BLOCKING_SECONDS = 25.0  # under API Gateway's 29 s
+STOPPABLE = [ExStatus.pending, ExStatus.initializing, ExStatus.running, ExStatus.paused]
+
+
+class ExecutionService:
+    """What an operator does to a running execution."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        worker: WorkerService,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store, self.clock, self.worker, self.sleep = store, clock, worker, sleep
+
+    def by_ex(self, ex_id: str) -> Run:
+        run = self.store.get_run_by_ex(ex_id)
+        if run is None:
+            raise NotFound(f"execution {ex_id} not found", ex_id=ex_id)
+        return run
+
+    def current_of(self, job_id: str) -> Run:
+        """A job's current execution: its newest run that is not a ledger record."""
+        if self.store.get_job(job_id) is None:
+            raise NotFound(f"job {job_id} not found", job_id=job_id)
+        for run in self.store.list_runs(job_id, limit=50):
+            if run.status not in LEDGER:
+                return run
+        raise NotFound(f"job {job_id} has no execution", job_id=job_id)
+
+    def stop(self, run: Run, timeout: float | None, blocking: bool) -> dict[str, Any]:
+        """Stop: a pending execution stops at once; a started one stops taking slices and
+        ends as `stopped` once nothing is in flight. With `blocking`, wait (up to
+        `timeout` seconds, at most 25) for that end."""
+        if run.status in TERMINAL_EX:
+            return {"status": str(run.status)}
+        now = self.clock.now()
+        self.worker.stop_runs(run.job_id, [run.slot], now, "stopped by request")
+        current = self.store.get_run(run.job_id, run.slot) or run
+        if current.status == ExStatus.stopping:
+            self.worker.stop_if_idle(current, now)
+        deadline = time.monotonic() + min(timeout or MAX_BLOCKING_SECONDS, MAX_BLOCKING_SECONDS)
+        while True:
+            current = self.store.get_run(run.job_id, run.slot) or current
+            if current.status in TERMINAL_EX or not blocking or time.monotonic() >= deadline:
+                return {"status": str(current.status)}
+            self.sleep(0.5)
+            if current.status == ExStatus.stopping:
+                self.worker.stop_if_idle(current, self.clock.now())
+
+    def pause(self, run: Run) -> dict[str, Any]:
+        """running -> paused: no slice is handed out until resumed (in-flight ones finish)."""
+        if run.status == ExStatus.paused:
+            return {"status": "paused"}
+        now = self.clock.now()
+        paused = self.store.update_run(
+            run,
+            RunUpdate(set={"status": ExStatus.paused, "updated": now}),
+            statuses=[ExStatus.running],
+        )
+        if paused is None:
+            raise self._conflict(run, "pause")
+        return {"status": "paused"}
+
+    def resume(self, run: Run) -> dict[str, Any]:
+        """paused -> running, then the slices handed out meanwhile go out again."""
+        if run.status == ExStatus.running:
+            return {"status": "running"}
+        now = self.clock.now()
+        resumed = self.store.update_run(
+            run,
+            RunUpdate(
+                set={
+                    "status": ExStatus.running,
+                    "updated": now,
+                    "check_at": now + run.lease_seconds,
+                }
+            ),
+            statuses=[ExStatus.paused],
+        )
+        if resumed is None:
+            raise self._conflict(run, "resume")
+        if resumed.inline:
+            if resumed.lease_expires_at is None or resumed.lease_expires_at < now:
+                self.worker.queue.send_starts([(run.job_id, run.slot, 0)])
+        elif resumed.slices_total:
+            self.worker.refill(resumed, now)
+        return {"status": "running"}
+
+    def workers(self, run: Run, add: int | None, remove: int | None, total: int | None) -> str:
+        """Change how many slices of the execution may be in flight at once."""
+        given = {
+            k: v for k, v in (("add", add), ("remove", remove), ("total", total)) if v is not None
+        }
+        if len(given) != 1:
+            raise InvalidInput(
+                "give exactly one of add, remove, total",
+                [
+                    {"field": k, "reason": "give exactly one of add, remove, total"}
+                    for k in (given or {"add": 0, "remove": 0, "total": 0})
+                ],
+            )
+        ((field, value),) = given.items()
+        if value < 0 or (field == "total" and value < 1):
+            raise InvalidInput(
+                f"{field}: must be a positive whole number",
+                [{"field": field, "reason": "must be a positive whole number"}],
+            )
+        target = {"add": run.workers + value, "remove": run.workers - value, "total": value}
+        workers = max(1, min(1000, target[field]))
+        if run.status in TERMINAL_EX:
+            raise self._conflict(run, "change the workers of")
+        now = self.clock.now()
+        changed = self.store.update_run(
+            run,
+            RunUpdate(set={"workers": workers, "updated": now}),
+            statuses=[s for s in ExStatus if s not in TERMINAL_EX],
+        )
+        if changed is None:
+            raise self._conflict(run, "change the workers of")
+        if workers > run.workers and changed.status == ExStatus.running and changed.slices_total:
+            self.worker.refill(changed, now, resend_handed_out=False)
+        verb = {"add": "add", "remove": "removed", "total": "set"}[field]
+        return f"{value} workers have been {verb} for execution: {run.ex_id}"
+
+    def _conflict(self, run: Run, what: str) -> Conflict:
+        current = self.store.get_run(run.job_id, run.slot) or run
+        return Conflict(
+            f"cannot {what} execution {run.ex_id}: it is {current.status}",
+            ex_id=run.ex_id,
+            current_state=str(current.status),
+        )

@@ -1,0 +1,156 @@
+"""The store's history and listing queries, over moto and DynamoDB Local: index queries
+paged by tokens, with no run repeated or lost at a page boundary, and never a Scan."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from chalicelib.adapters.dynamodb.counting import counting
+from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.runs import Run, manual_slot
+from chalicelib.domain.transitions import ExStatus, JobState
+
+T = 1_800_000_000.0
+STATUSES = [ExStatus.completed, ExStatus.failed, ExStatus.skipped, ExStatus.running]
+
+
+def _job(owner: str, created: float, state: JobState = JobState.NEW, **kw: object) -> Job:
+    job = Job(
+        job_id=str(uuid.uuid4()),
+        definition={"name": "h", "owner": owner, "operations": [{"_op": "noop"}]},
+        state=state,
+        created=created,
+        updated=created,
+    )
+    for k, v in kw.items():
+        setattr(job, k, v)
+    return job
+
+
+def _runs(store: DynamoStore, job: Job, n: int) -> list[Run]:
+    """n runs, three to a creation instant (ties), statuses in rotation."""
+    runs = []
+    for i in range(n):
+        created = T + i // 3
+        run = Run(
+            job_id=job.job_id,
+            slot=manual_slot(created, f"{i:04d}"),
+            ex_id=str(uuid.uuid4()),
+            scheduled_start=created,
+            config=job.definition,
+            status=STATUSES[i % len(STATUSES)],
+            created=created,
+            updated=created,
+        )
+        assert store.create_run(run)
+        runs.append(run)
+    return runs
+
+
+def _all(store: DynamoStore, job_id: str, limit: int, **kw: object) -> list[list[Run]]:
+    pages, cursor = [], None
+    for _ in range(100):
+        page, cursor = store.runs_created_between(
+            job_id, kw.get("lo"), kw.get("hi"), kw.get("statuses"),  # type: ignore[arg-type]
+            limit=limit, cursor=cursor, newest_first=bool(kw.get("newest_first", True)),
+        )  # fmt: skip
+        pages.append(page)
+        if cursor is None:
+            return pages
+    raise AssertionError("paging did not end")
+
+
+@pytest.mark.parametrize("newest_first", [True, False])
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 11])
+def test_runs_page_in_creation_order_with_ties(store: DynamoStore, limit: int, newest_first: bool):
+    job = _job("o", T)
+    store.create_job(job)
+    made = _runs(store, job, 11)
+    pages = _all(store, job.job_id, limit, newest_first=newest_first)
+    flat = [r.ex_id for p in pages for r in p]
+    assert sorted(flat) == sorted(r.ex_id for r in made) and len(flat) == 11
+    assert all(len(p) == limit for p in pages[:-1]) and 0 < len(pages[-1]) <= limit
+    created = [r.created for p in pages for r in p]
+    assert created == sorted(created, reverse=newest_first)
+    whole, _ = store.runs_created_between(
+        job.job_id, None, None, None, limit=100, newest_first=newest_first
+    )
+    assert flat == [r.ex_id for r in whole]  # the same order, paged or not
+
+
+def test_windows_and_status_filters(store: DynamoStore):
+    job = _job("o", T)
+    store.create_job(job)
+    made = _runs(store, job, 12)  # created T .. T+3, three each
+    lo, hi = T + 1, T + 2
+    in_window = {r.ex_id for r in made if lo <= r.created <= hi}
+    pages = _all(store, job.job_id, 2, lo=lo, hi=hi)
+    assert {r.ex_id for p in pages for r in p} == in_window
+    wanted = {ExStatus.completed, ExStatus.running}
+    pages = _all(store, job.job_id, 1, statuses=wanted)
+    assert {r.ex_id for p in pages for r in p} == {r.ex_id for r in made if r.status in wanted}
+    assert all(len(p) == 1 for p in pages)
+    only_lo = store.runs_created_between(job.job_id, T + 3, None, None)[0]
+    assert {r.ex_id for r in only_lo} == {r.ex_id for r in made if r.created >= T + 3}
+    counts = store.count_runs_by_status(job.job_id, lo, hi)
+    expected: dict[ExStatus, int] = {}
+    for r in made:
+        if lo <= r.created <= hi:
+            expected[r.status] = expected.get(r.status, 0) + 1
+    assert counts == expected
+    assert store.count_runs_by_status(job.job_id, None, None)[ExStatus.completed] == 3
+    assert store.count_runs_by_status(job.job_id, hi, lo) == {}
+
+
+def test_a_token_is_checked_before_it_reaches_dynamodb(store: DynamoStore):
+    job, other = _job("o", T), _job("o", T)
+    store.create_job(job)
+    store.create_job(other)
+    _runs(store, job, 6)
+    _, token = store.runs_created_between(job.job_id, None, None, None, limit=2)
+    assert token is not None  # it points at a run created at T + 1 (newest first)
+    for call in (
+        lambda: store.runs_created_between(other.job_id, None, None, None, cursor=token),
+        lambda: store.runs_created_between(job.job_id, T + 1.5, None, None, cursor=token),
+        lambda: store.runs_created_between(job.job_id, None, T + 0.5, None, cursor=token),
+        lambda: store.list_jobs(cursor=token),
+        lambda: store.jobs_by_owner("o", cursor=token),
+    ):
+        with pytest.raises(InvalidInput) as err:
+            call()
+        assert err.value.details["errors"][0]["field"] == "next"
+    rest, end = store.runs_created_between(job.job_id, T, T + 1, None, cursor=token)
+    assert len(rest) == 4 and end is None
+
+
+def test_job_listings_by_creation_owner_and_state(store: DynamoStore):
+    jobs = [
+        _job("ann", T + 1),
+        _job("bob", T + 2, JobState.SCHEDULED, next_fire_at=T + 60),
+        _job("ann", T + 3, JobState.SUSPENDED),
+        _job("ann", T + 4, deleted=True),
+        _job("bob", T + 5, JobState.EXPIRED),
+    ]
+    for job in jobs:
+        store.create_job(job)
+    live = [j.job_id for j in jobs if not j.deleted]
+    with counting() as c:
+        first, token = store.list_jobs(limit=2)
+        second, end = store.list_jobs(limit=2, cursor=token)
+        oldest, _ = store.list_jobs(limit=1, newest_first=False)
+        anns, none_left = store.jobs_by_owner("ann")
+        suspended, _ = store.list_jobs(state=JobState.SUSPENDED)
+        bobs_scheduled, _ = store.jobs_by_owner("bob", state=JobState.SCHEDULED)
+    assert (
+        c.calls["Scan"] == 0 and c.calls["Query"] >= 6
+    )  # a filtered page may need a second Query to peek
+    assert [j.job_id for j in first + second] == live[::-1] and end is None
+    assert [j.job_id for j in oldest] == [jobs[0].job_id]
+    assert [j.job_id for j in anns] == [jobs[2].job_id, jobs[0].job_id] and none_left is None
+    assert [j.job_id for j in suspended] == [jobs[2].job_id]
+    assert [(j.job_id, j.next_fire_at) for j in bobs_scheduled] == [(jobs[1].job_id, T + 60)]
+    assert store.jobs_by_owner("nobody") == ([], None)

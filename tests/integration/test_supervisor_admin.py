@@ -1,0 +1,66 @@
+"""The supervisor admin API (seed 000) through chalice.test.Client on moto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from chalice.test import Client
+
+from app import app
+from chalicelib.adapters.memory import MemoryQueue
+from chalicelib.bootstrap import Container
+from tests.conftest import T0
+
+NOOP = [{"_op": "noop"}, {"_op": "noop"}]
+
+
+@pytest.fixture
+def client(container: Container) -> Iterator[Client]:
+    with Client(app) as c:
+        yield c
+
+
+def test_state_is_503_until_the_schedule_has_fired(client: Client, container: Container):
+    r = client.http.get("/api/supervisor/state")
+    assert r.status_code == 503 and r.json_body["error"] == "no_schedule"
+    container.supervisor.tick(T0)
+    assert client.http.get("/api/supervisor/state").json_body["state"] == "FINISHED"
+
+
+def test_running_halt_restart(client: Client, container: Container, queue: MemoryQueue):
+    body = {"name": "s", "operations": NOOP, "schedule": {"rate": "rate(1 minute)"}}
+    r = client.http.post(
+        "/v1/jobs?start=true", body=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
+    job_id = r.json_body["job_id"]
+    container.supervisor.tick(T0)
+    assert client.http.get("/api/supervisor/state").json_body["state"] == "RUNNING"
+    halted = client.http.post("/api/supervisor/halt?reason=db+maintenance")
+    assert halted.status_code == 200
+    assert halted.json_body["state"] == "HALTED" and halted.json_body["reason"] == "db maintenance"
+    assert client.http.post("/api/supervisor/halt").json_body["state"] == "HALTED"  # no-op
+    stats = container.supervisor.tick(T0 + 60)
+    assert stats.halted and container.store.list_runs(job_id) == []
+    state = client.http.get("/api/supervisor/state").json_body
+    assert state["state"] == "HALTED" and state["last_tick_at"] == T0 + 60
+    restarted = client.http.post("/api/supervisor/restart")
+    assert restarted.json_body["state"] == "RUNNING"
+    assert container.supervisor.tick(T0 + 61).runs_created == 1
+
+
+def test_start_halted_setting(container: Container):
+    from dataclasses import replace
+
+    from chalicelib.bootstrap import build_container
+
+    halted = build_container(
+        replace(container.settings, start_halted=True),
+        store=container.store,
+        queue=container.queue,
+        clock=container.clock,
+    )
+    assert halted.supervisor.tick(T0).halted
+    record = container.store.get_supervisor()
+    assert record is not None and record.reason == "started halted by configuration"
