@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -15,6 +16,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.bootstrap import get_container
+from chalicelib.services.worker import PreparedStart
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,6 @@ def _body(record: SQSRecord) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValueError("message body is not a JSON object")
     return body
-
-
-def _start_record(record: SQSRecord) -> str:
-    b = _body(record)
-    return get_container().worker.handle_start(str(b["job_id"]), str(b["slot"]))
 
 
 def _slice_record(record: SQSRecord) -> str:
@@ -53,8 +50,37 @@ def _batch(event: dict[str, Any], handler: Any, context: Any) -> dict[str, Any]:
 
 
 def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """A batch of start messages; failed ones are reported so only they return."""
-    return _batch(event, _start_record, context)
+    """A batch of start messages, in two phases: claim every run ahead of its second, then
+    run each at its own second, side by side, so no run waits for another's wait. Failed
+    messages (either phase) are reported, so only they return."""
+    worker = get_container().worker
+    prepared: list[tuple[str, PreparedStart]] = []
+
+    def prepare(record: SQSRecord) -> str:
+        b = _body(record)
+        out = worker.prepare_start(str(b["job_id"]), str(b["slot"]))
+        if isinstance(out, str):
+            return out
+        prepared.append((record.message_id, out))
+        return "prepared"
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    with processor(records=event["Records"], handler=prepare, lambda_context=context):
+        processor.process()
+    failures: list[dict[str, str]] = [
+        {"itemIdentifier": f["itemIdentifier"]}
+        for f in processor.response().get("batchItemFailures", [])
+    ]
+    if prepared:
+        with ThreadPoolExecutor(len(prepared), thread_name_prefix="start") as pool:
+            futures = [(mid, pool.submit(worker.run_prepared, p)) for mid, p in prepared]
+        for message_id, future in futures:
+            try:
+                future.result()
+            except Exception:
+                log.exception("start %s failed after its claim; it will be redelivered", message_id)
+                failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}
 
 
 def on_slice_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
@@ -22,15 +23,59 @@ from chalicelib.services.worker import WorkerService
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_JOB_PER_TICK = 100
 CREATE_ATTEMPTS = 5
+START_LEAD = 2
 MAX_LEDGER_PER_TICK = 240
 LEDGER_CHUNK = 24
 
 
 def start_delay(slot: float, now: float) -> int:
-    """Whole-second SQS delay that lands a start message just before its slot: a second
-    early, because delivery (a poll, a Lambda trigger) adds latency and the start worker
-    waits out the rest to the sub-second."""
-    return max(0, math.floor(slot - now) - 1)
+    """Whole-second SQS delay that lands a start message START_LEAD seconds before its
+    slot: delivery (a poll, a Lambda trigger) takes time, and the start worker claims the
+    run ahead and waits out the rest to the sub-second."""
+    return max(0, math.floor(slot - now) - START_LEAD)
+
+
+class StartSender:
+    """A tick's start messages, sent ten at a time as runs are created, each delay
+    computed when it is sent: a long tick must not make the early runs late."""
+
+    def __init__(self, queue: Queue, clock: Clock, now: float) -> None:
+        self.queue, self.clock = queue, clock
+        self._tick_now, self._clock_at_tick = now, clock.now()
+        self._pending: list[tuple[str, str, float]] = []
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.errors = 0
+
+    def now(self) -> float:
+        """The tick's `now` moved on by the time the tick has taken so far."""
+        return self._tick_now + (self.clock.now() - self._clock_at_tick)
+
+    def add(self, job_id: str, slot: str, start_at: float) -> None:
+        with self._lock:
+            self._pending.append((job_id, slot, start_at))
+            if len(self._pending) < 10:
+                return
+            batch, self._pending = self._pending, []
+        self._send(batch)
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if batch:
+            self._send(batch)
+
+    def _send(self, batch: list[tuple[str, str, float]]) -> None:
+        now = self.now()
+        try:
+            self.queue.send_starts([(j, s, start_delay(at, now)) for j, s, at in batch])
+        except Exception:  # the sweep re-sends starts of runs that did not begin
+            with self._lock:
+                self.errors += 1
+            log.exception("sending %d start messages failed", len(batch))
+            return
+        with self._lock:
+            self.sent += len(batch)
 
 
 @dataclass
@@ -68,6 +113,8 @@ class SupervisorService:
     ) -> None:
         self.store, self.queue, self.clock, self.settings = store, queue, clock, settings
         self.worker = worker
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def state(self) -> SupervisorRecord:
         found = self.store.get_supervisor()
@@ -96,43 +143,52 @@ class SupervisorService:
             stats.shards_queried += 1
             stats.jobs_read += len(jobs)
             due += jobs
-        starts: list[tuple[str, str, int]] = []
+        sender = StartSender(self.queue, self.clock, now)
         if len(due) <= 1 or self.settings.fire_concurrency <= 1:
-            results = [self._fire_safely(job, now, horizon, sup) for job in due]
+            results = [self._fire_safely(job, now, horizon, sup, sender) for job in due]
         else:
-            workers = min(self.settings.fire_concurrency, len(due))
-            with ThreadPoolExecutor(workers, thread_name_prefix="fire") as pool:
-                results = list(pool.map(lambda j: self._fire_safely(j, now, horizon, sup), due))
-        for job_starts, job_stats in results:
-            starts += job_starts
+            pool = self._fire_pool()
+            results = list(pool.map(lambda j: self._fire_safely(j, now, horizon, sup, sender), due))
+        for job_stats in results:
             stats.merge(job_stats)
-        if starts:
-            try:
-                self.queue.send_starts(starts)
-                stats.starts_sent += len(starts)
-            except Exception:  # the sweep re-sends starts of runs that did not begin
-                stats.errors += 1
-                log.exception("sending %d start messages failed", len(starts))
+        sender.flush()
+        stats.starts_sent += sender.sent
+        stats.errors += sender.errors
         self._sweep(now, stats)
         self.store.record_tick(now, asdict(stats))
         return stats
 
+    def _fire_pool(self) -> ThreadPoolExecutor:
+        """One pool for the supervisor's life: its threads keep their store clients."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.settings.fire_concurrency, thread_name_prefix="fire"
+                )
+            return self._pool
+
     def _fire_safely(
-        self, job: Job, now: float, horizon: float, sup: SupervisorRecord
-    ) -> tuple[list[tuple[str, str, int]], TickStats]:
+        self,
+        job: Job,
+        now: float,
+        horizon: float,
+        sup: SupervisorRecord,
+        sender: StartSender,
+    ) -> TickStats:
         stats = TickStats()
         try:
-            return self._fire(job, now, horizon, stats, sup), stats
+            for job_id, slot, start_at in self._fire(job, now, horizon, stats, sup):
+                sender.add(job_id, slot, start_at)
         except StoreUnavailable:
             raise
         except Exception:  # one bad job must not stop the tick for every other one
             stats.errors += 1
             log.exception("job %s not fired this tick", job.job_id)
-            return [], stats
+        return stats
 
     def _fire(
         self, job: Job, now: float, horizon: float, stats: TickStats, sup: SupervisorRecord
-    ) -> list[tuple[str, str, int]]:
+    ) -> list[tuple[str, str, float]]:
         spec = job.spec
         schedule, slot = spec.schedule, job.next_fire_at
         if schedule is None or slot is None:
@@ -143,7 +199,7 @@ class SupervisorService:
             slot = self._misfire(job, slot, cutoff, anchor, now, stats, sup)
             if slot is None:
                 return []  # the ledger goes on next tick, or the job has ended
-        starts: list[tuple[str, str, int]] = []
+        starts: list[tuple[str, str, float]] = []
         for _ in range(MAX_SLOTS_PER_JOB_PER_TICK):
             if slot is None or slot > horizon:
                 break
@@ -152,7 +208,7 @@ class SupervisorService:
             if created is None:
                 break
             if created.status == ExStatus.pending and not created.buffered:
-                starts.append((job.job_id, created.slot, start_delay(created.start_at, now)))
+                starts.append((job.job_id, created.slot, created.start_at))
             slot = nxt
         return starts
 

@@ -18,12 +18,22 @@ from chalicelib.ops.registry import SliceContext, process, slice_requests
 from chalicelib.ports import Clock, Queue, RunUpdate, Store
 
 log = logging.getLogger(__name__)
-EARLY_WAIT_LIMIT = 1.5
+START_LEAD_S = 2  # start messages arrive this early (see supervisor.start_delay)
+EARLY_WAIT_LIMIT = START_LEAD_S + 1.5
 BUFFERING = ("buffer_one", "cancel_other")
 
 
 def _error_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+@dataclass(frozen=True)
+class PreparedStart:
+    """A run claimed ahead of its second, ready to run at it."""
+
+    run: Run
+    token: str
+    requests: list[dict[str, Any]]
 
 
 @dataclass
@@ -50,8 +60,17 @@ class WorkerService:
 
     # ---- start ----------------------------------------------------------------------------
     def handle_start(self, job_id: str, slot: str) -> str:
-        """Slice a pending run and set it going; a duplicate or stale message does nothing.
-        Returns what happened, for logs and tests."""
+        """Start a pending run: claim it, wait for its second, run it. A duplicate or stale
+        message does nothing. Returns what happened, for logs and tests."""
+        prepared = self.prepare_start(job_id, slot)
+        if isinstance(prepared, str):
+            return prepared
+        return self.run_prepared(prepared)
+
+    def prepare_start(self, job_id: str, slot: str) -> PreparedStart | str:
+        """Everything that can happen before the run's second: checks, slicing, the claim
+        (with a lease that covers the wait) and, for a sliced run, writing its slices. A
+        string says why there is nothing to run."""
         run = self.store.get_run(job_id, slot)
         if run is None or run.status in TERMINAL_EX:
             return "dropped"
@@ -67,11 +86,8 @@ class WorkerService:
                 return "dropped"
         early = run.start_at - now
         if early > EARLY_WAIT_LIMIT:
-            self.queue.send_starts([(job_id, slot, min(900, int(early)))])
+            self.queue.send_starts([(job_id, slot, min(900, int(early - START_LEAD_S)))])
             return "early"
-        if early > 0:
-            self.sleep(early)
-            now = self.clock.now()
         claimable = run.status == ExStatus.pending or (
             run.status in (ExStatus.initializing, ExStatus.running)
             and (run.lease_expires_at is None or run.lease_expires_at < now)
@@ -84,23 +100,110 @@ class WorkerService:
         except Exception as exc:  # a reader that cannot slice fails the run, once
             self._fail_unsliced(run, now, _error_text(exc))
             return "failed"
+        begin = max(now, run.start_at)
         if len(requests) == 0:
             done = self.end(
                 run,
                 RunUpdate(
                     set={
                         "status": ExStatus.completed,
-                        "started_at": now,
-                        "finished_at": now,
+                        "started_at": begin,
+                        "finished_at": begin,
                         "updated": now,
                     }
                 ),
                 statuses=[ExStatus.pending],
             )
             return "completed" if done else "busy"
+        token = uuid.uuid4().hex
+        lease = begin + run.lease_seconds
         if len(requests) == 1:
-            return self._run_inline(run, requests[0], now)
-        return self._initialize(run, requests, now)
+            claimed = self.store.update_run(
+                run,
+                RunUpdate(
+                    set={
+                        "status": ExStatus.running,
+                        "inline": True,
+                        "slices_total": 1,
+                        "remaining": 1,
+                        "queued_cursor": 1,
+                        "lease_token": token,
+                        "lease_expires_at": lease,
+                        "check_at": lease + 1,
+                        "started_at": run.started_at or begin,
+                        "updated": now,
+                    },
+                    add={"attempts": 1},
+                ),
+                statuses=[ExStatus.pending, ExStatus.initializing, ExStatus.running],
+                lease_expired_before=now,
+            )
+            if claimed is None:
+                return "busy"
+            return PreparedStart(claimed, token, requests)
+        claimed = self.store.update_run(
+            run,
+            RunUpdate(
+                set={
+                    "status": ExStatus.initializing,
+                    "lease_token": token,
+                    "lease_expires_at": lease,
+                    "check_at": lease + 1,
+                    "updated": now,
+                }
+            ),
+            statuses=[ExStatus.pending, ExStatus.initializing],
+            lease_expired_before=now,
+        )
+        if claimed is None:
+            return "busy"
+        self.store.put_slices(
+            [
+                Slice(run.ex_id, slice_id_for(i), i, request, created=now, updated=now)
+                for i, request in enumerate(requests)
+            ]
+        )
+        return PreparedStart(claimed, token, requests)
+
+    def run_prepared(self, p: PreparedStart) -> str:
+        """At the run's second (waiting for it if need be): run a one-slice run to its end,
+        or set a sliced run going with its first `workers` slices."""
+        wait = p.run.start_at - self.clock.now()
+        if wait > 0:
+            self.sleep(wait)
+        begin = self.clock.now()
+        if len(p.requests) == 1:
+            return self._run_inline(p.run, p.token, p.requests[0], begin)
+        return self._set_going(p.run, p.token, len(p.requests), begin)
+
+    def _run_inline(self, claimed: Run, token: str, request: dict[str, Any], begin: float) -> str:
+        """A one-slice run: the run record is its own slice (claimed, processed, finished)."""
+        ctx = SliceContext(claimed.ex_id, claimed.job_id, 0, claimed.attempts, claimed.args)
+        try:
+            result = process(claimed.operations, request, ctx)
+        except Exception as exc:
+            return self._inline_failed(claimed, token, _error_text(exc))
+        end = self.clock.now()
+        started = begin if claimed.attempts == 1 else claimed.started_at or begin
+        done = self.end(
+            claimed,
+            RunUpdate(
+                set={
+                    "status": ExStatus.completed,
+                    "processed": 1,
+                    "remaining": 0,
+                    "result": result,
+                    "started_at": started,
+                    "finished_at": end,
+                    "updated": end,
+                }
+            ),
+            statuses=[ExStatus.running, ExStatus.paused],
+            lease_token=token,
+        )
+        if done:
+            return "completed"
+        return "stopped" if self._stop_held(claimed, token, end) else "lost-lease"
 
     def _fail_unsliced(self, run: Run, now: float, error: str) -> None:
         self.end(
@@ -116,57 +219,6 @@ class WorkerService:
             ),
             statuses=[ExStatus.pending, ExStatus.initializing],
         )
-
-    def _run_inline(self, run: Run, request: dict[str, Any], now: float) -> str:
-        """A one-slice run: the run record is its own slice (claim, process, finish)."""
-        token = uuid.uuid4().hex
-        lease = now + run.lease_seconds
-        claimed = self.store.update_run(
-            run,
-            RunUpdate(
-                set={
-                    "status": ExStatus.running,
-                    "inline": True,
-                    "slices_total": 1,
-                    "remaining": 1,
-                    "queued_cursor": 1,
-                    "lease_token": token,
-                    "lease_expires_at": lease,
-                    "check_at": lease + 1,
-                    "started_at": run.started_at or now,
-                    "updated": now,
-                },
-                add={"attempts": 1},
-            ),
-            statuses=[ExStatus.pending, ExStatus.initializing, ExStatus.running],
-            lease_expired_before=now,
-        )
-        if claimed is None:
-            return "busy"
-        ctx = SliceContext(claimed.ex_id, claimed.job_id, 0, claimed.attempts, claimed.args)
-        try:
-            result = process(claimed.operations, request, ctx)
-        except Exception as exc:
-            return self._inline_failed(claimed, token, _error_text(exc))
-        end = self.clock.now()
-        done = self.end(
-            claimed,
-            RunUpdate(
-                set={
-                    "status": ExStatus.completed,
-                    "processed": 1,
-                    "remaining": 0,
-                    "result": result,
-                    "finished_at": end,
-                    "updated": end,
-                }
-            ),
-            statuses=[ExStatus.running, ExStatus.paused],
-            lease_token=token,
-        )
-        if done:
-            return "completed"
-        return "stopped" if self._stop_held(claimed, token, end) else "lost-lease"
 
     def _inline_failed(self, run: Run, token: str, error: str) -> str:
         now = self.clock.now()
@@ -208,34 +260,9 @@ class WorkerService:
         )
         return "failed"
 
-    def _initialize(self, run: Run, requests: list[dict[str, Any]], now: float) -> str:
-        token = uuid.uuid4().hex
-        lease = now + run.lease_seconds
-        claimed = self.store.update_run(
-            run,
-            RunUpdate(
-                set={
-                    "status": ExStatus.initializing,
-                    "lease_token": token,
-                    "lease_expires_at": lease,
-                    "check_at": lease + 1,
-                    "started_at": run.started_at or now,
-                    "updated": now,
-                }
-            ),
-            statuses=[ExStatus.pending, ExStatus.initializing],
-            lease_expired_before=now,
-        )
-        if claimed is None:
-            return "busy"
-        slices = [
-            Slice(run.ex_id, slice_id_for(i), i, request, created=now, updated=now)
-            for i, request in enumerate(requests)
-        ]
-        self.store.put_slices(slices)
-        total = len(slices)
-        first = min(max(1, run.workers), total)
-        end = self.clock.now()
+    def _set_going(self, claimed: Run, token: str, total: int, begin: float) -> str:
+        """initializing -> running at the run's second, with its first slices handed out."""
+        first = min(max(1, claimed.workers), total)
         running = self.store.update_run(
             claimed,
             RunUpdate(
@@ -246,8 +273,9 @@ class WorkerService:
                     "queued_cursor": first,
                     "lease_token": None,
                     "lease_expires_at": None,
-                    "check_at": end + run.lease_seconds,
-                    "updated": end,
+                    "check_at": begin + claimed.lease_seconds,
+                    "started_at": claimed.started_at or begin,
+                    "updated": begin,
                 }
             ),
             statuses=[ExStatus.initializing],

@@ -38,7 +38,7 @@ def test_scheduled_job_fires_once_per_slot(
     assert container.supervisor.tick(T0).runs_created == 0
     stats = container.supervisor.tick(T0 + 57)  # inside the 5 s look-ahead
     assert stats.runs_created == 1 and stats.jobs_read == 1
-    assert [m.delay for m in queue.messages] == [2]  # 3 s ahead, sent a second early
+    assert [m.delay for m in queue.messages] == [1]  # 3 s ahead, sent two seconds early
     assert container.supervisor.tick(T0 + 58).runs_created == 0  # already advanced
     clock.t = T0 + 60
     drain(container, queue)
