@@ -68,7 +68,7 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     with processor(records=event["Records"], handler=prepare, lambda_context=context):
         processor.process()
     failures: list[dict[str, str]] = [
-        {"itemIdentifier": f["itemIdentifier"]}
+        {"itemIdentifier": str(f["itemIdentifier"])}
         for f in processor.response().get("batchItemFailures", [])
     ]
     if prepared:
