@@ -27,7 +27,11 @@ def supervisor(event: CloudWatchEvent) -> dict[str, Any]:
     return handlers.on_tick(event.to_dict())
 
 
-@app.on_sqs_message(queue=START_QUEUE, batch_size=10, name="start_worker")
+# starts arrive two seconds ahead of their slot: a one-second window fills batches, so fewer
+# concurrent invocations wait out the same second
+@app.on_sqs_message(
+    queue=START_QUEUE, batch_size=10, name="start_worker", maximum_batching_window_in_seconds=1
+)
 def start_worker(event: SQSEvent) -> dict[str, Any]:
     return handlers.on_start_batch(event.to_dict(), event.context)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.sqs import SqsQueue, ensure_queues
@@ -34,7 +35,10 @@ class Container:
 
 def aws_client(service: str, settings: Settings) -> Any:
     return boto3.client(  # type: ignore[call-overload]
-        service, region_name=settings.region, endpoint_url=settings.endpoint_url
+        service,
+        region_name=settings.region,
+        endpoint_url=settings.endpoint_url,
+        config=Config(max_pool_connections=64, retries={"mode": "standard"}),
     )
 
 

@@ -131,6 +131,7 @@ class SqsPoller(threading.Thread):
         *,
         report_batch_item_failures: bool = True,
         function_timeout_s: float = 60.0,
+        batching_window_s: float = 0.0,
     ) -> None:
         if not 1 <= batch_size <= 10:
             raise ValueError("batch_size must be between 1 and 10")
@@ -142,6 +143,7 @@ class SqsPoller(threading.Thread):
         self.wait_seconds = wait_seconds
         self.report_batch_item_failures = report_batch_item_failures
         self.function_timeout_s = function_timeout_s
+        self.batching_window_s = batching_window_s
         self.invocations = 0
         self.handler_errors = 0
         self.messages_deleted = 0
@@ -174,6 +176,24 @@ class SqsPoller(threading.Thread):
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
 
+    def _fill(self, have: int) -> list[Any]:
+        """Lambda's MaximumBatchingWindowInSeconds: gather more records until the batch is
+        full or the window (counted from the first record) has passed."""
+        more: list[Any] = []
+        deadline = time.monotonic() + self.batching_window_s
+        while have + len(more) < self.batch_size and time.monotonic() < deadline:
+            got = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=self.batch_size - have - len(more),
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            more += got
+            if not got:
+                self._stop_event.wait(_IDLE_SLEEP_S)
+        return more
+
     def poll_once(self) -> int:
         """Receive and process one batch synchronously; return how many messages it had."""
         received = self.sqs.receive_message(
@@ -186,6 +206,7 @@ class SqsPoller(threading.Thread):
         messages = received.get("Messages", [])
         if not messages:
             return 0
+        messages += self._fill(len(messages))
         queue_arn = self.queue_arn
         records = [lambda_sqs_record(message, queue_arn) for message in messages]
         event = {"Records": records}

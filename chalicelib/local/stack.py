@@ -340,8 +340,11 @@ class LocalStack:
         start_url: str = sqs.get_queue_url(QueueName=settings.start_queue)["QueueUrl"]
         slice_url: str = sqs.get_queue_url(QueueName=settings.slice_queue)["QueueUrl"]
 
+        sources = {e.name: e for e in app_module.app.event_sources}
         for handler_name, url in (("start_worker", start_url), ("slice_worker", slice_url)):
             handler = _logged_batch(getattr(app_module, handler_name), handler_name)
+            source = sources.get(handler_name)  # the event source mapping app.py declares
+            window = float(getattr(source, "maximum_batching_window_in_seconds", 0) or 0)
             for i in range(1, self.workers + 1):
                 poller = SqsPoller(
                     sqs,
@@ -350,6 +353,7 @@ class LocalStack:
                     batch_size=self.batch_size,
                     wait_seconds=self.poll_wait_seconds,
                     name=f"{handler_name}-{i}",
+                    batching_window_s=window,
                 )
                 self.pollers.append(poller)
                 poller.start()

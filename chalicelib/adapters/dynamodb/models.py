@@ -49,6 +49,8 @@ def build_models(settings: Settings) -> Models:
         connect_timeout_seconds = 5
         read_timeout_seconds = 10
         max_retry_attempts = 5
+        # a batch runs its starts side by side: more than botocore's default 10 at once
+        max_pool_connections = 64
 
     def meta(table: str) -> Any:
         return type("Meta", (BaseMeta,), {"table_name": table, "host": host, "region": region})
@@ -204,5 +206,6 @@ def build_models(settings: Settings) -> Models:
         connect_timeout_seconds=5,
         read_timeout_seconds=10,
         max_retry_attempts=5,
+        max_pool_connections=64,
     )
     return Models(JobModel, RunModel, SliceModel, SupervisorModel, connection)
