@@ -506,7 +506,13 @@ def build_template(config: Mapping[str, Any]) -> dict[str, Any]:
 # query tables and GSIs; get queue URLs and send nudges; receive/delete is the Lambda
 # event source mapping, which runs with the function's role. S3 and SNS are the results
 # bucket and the alerts topic.
-DYNAMODB_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
+DYNAMODB_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",  # the rerun repair deletes a run's slices
+    "dynamodb:Query",
+)
 INDEX_ACTIONS = ("dynamodb:Query",)
 SQS_SEND_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
 SQS_CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")

@@ -300,7 +300,23 @@ class SupervisorStore(ABC):
         """Apply a supervisor transition (conditional on the table's sources)."""
 
 
-class Store(JobStore, RunStore, SliceStore, SupervisorStore, ABC):
+class RepairStore(ABC):
+    """The two repairs of a hanging run (seed 000), each one transaction."""
+
+    @abstractmethod
+    def resolve_complete(self, run: Run, open_slices: Sequence[Slice], now: float) -> bool:
+        """The run (still non-terminal, same ex_id) and its open slices become completed,
+        and its active slot is freed, together. False if the run changed meanwhile."""
+
+    @abstractmethod
+    def reset_run(self, run: Run, fresh: Run, slices: Sequence[Slice], limit: int | None) -> bool:
+        """Replace the run record (if it still has run.ex_id) by `fresh`, a new pending
+        execution of the same slot, deleting the old execution's slices, taking the job's
+        active slot if the job has a limit and the old run did not hold it. The key is
+        reused, so the slot can never be created twice. False if anything changed."""
+
+
+class Store(JobStore, RunStore, SliceStore, SupervisorStore, RepairStore, ABC):
     """The whole state store."""
 
     @abstractmethod

@@ -153,6 +153,14 @@ def make_blueprint(import_name: str) -> Blueprint:
         for action in ("_stop", "_pause", "_resume", "_workers"):
             _register_control(bp, kind, key, action, _control)
 
+    @bp.route("/ex/{ex_id}/_resolve", methods=["POST"], content_types=BODY_TYPES)
+    @api_errors
+    def resolve_ex(ex_id: str) -> Response:
+        ex = get_container().executions
+        params = bp.current_request.query_params
+        action = params.get("action") if params else None
+        return json_response(ex.resolve(ex.by_ex(ex_id), action))
+
     @bp.route("/ex/{ex_id}", methods=["GET"])
     @api_errors
     def get_ex(ex_id: str) -> Response:

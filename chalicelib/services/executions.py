@@ -4,12 +4,14 @@ execution or on a job's current one. Each is a conditional transition plus a nud
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
-from chalicelib.domain.runs import Run
-from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
+from chalicelib.domain.jobs import JobDefinition
+from chalicelib.domain.runs import Run, Trigger
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ports import Clock, RunUpdate, Store
 from chalicelib.services.worker import WorkerService
 
@@ -139,6 +141,50 @@ class ExecutionService:
             self.worker.refill(changed, now, resend_handed_out=False)
         verb = {"add": "add", "remove": "removed", "total": "set"}[field]
         return f"{value} workers have been {verb} for execution: {run.ex_id}"
+
+    def resolve(self, run: Run, action: str | None) -> dict[str, Any]:
+        """Seed 000's two repairs of a hanging run, each one transaction:
+        `complete` marks the run and its open slices completed (the slot stays done and the
+        job stays advanced); `rerun` replaces the run by a fresh execution of the same
+        scheduled start (its old slices deleted), so the slot runs again."""
+        if action not in ("complete", "rerun"):
+            raise InvalidInput(
+                f"action: expected 'complete' or 'rerun', got {action!r}",
+                [{"field": "action", "reason": "expected 'complete' or 'rerun'"}],
+            )
+        now = self.clock.now()
+        slices = self.store.list_slices(run.ex_id)
+        if action == "complete":
+            if run.status == ExStatus.completed:
+                return {"status": "completed", "ex_id": run.ex_id}
+            if run.status in TERMINAL_EX:
+                raise self._conflict(run, "complete")
+            open_slices = [s for s in slices if s.state in (SliceState.pending, SliceState.started)]
+            if not self.store.resolve_complete(run, open_slices, now):
+                raise self._conflict(run, "complete")
+            if run.holds_slot:
+                self.worker.nudge_buffered(run.job_id)
+            return {"status": "completed", "ex_id": run.ex_id}
+        spec = JobDefinition.model_validate(run.config)
+        fresh = Run(
+            job_id=run.job_id,
+            slot=run.slot,
+            ex_id=str(uuid.uuid4()),
+            scheduled_start=run.scheduled_start,
+            config=run.config,
+            trigger=Trigger.recover,
+            args=run.args,
+            created=now,
+            updated=now,
+            workers=run.workers,
+            start_after=None,
+            check_at=now + spec.lease_seconds,
+            reason=f"rerun of {run.ex_id}",
+        )
+        if not self.store.reset_run(run, fresh, slices, spec.active_limit):
+            raise self._conflict(run, "rerun")
+        self.worker.queue.send_starts([(run.job_id, run.slot, 0)])
+        return {"status": "pending", "ex_id": fresh.ex_id, "replaces": run.ex_id}
 
     def _conflict(self, run: Run, what: str) -> Conflict:
         current = self.store.get_run(run.job_id, run.slot) or run

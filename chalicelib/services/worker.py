@@ -457,10 +457,10 @@ class WorkerService:
             remaining_zero=remaining_zero,
         )
         if ended is not None and run.holds_slot and run.config.get("overlap") in BUFFERING:
-            self._nudge_buffered(run.job_id)
+            self.nudge_buffered(run.job_id)
         return ended
 
-    def _nudge_buffered(self, job_id: str) -> None:
+    def nudge_buffered(self, job_id: str) -> None:
         job = self.store.get_job(job_id)
         if job is not None and job.buffered_slot is not None:
             self.queue.send_starts([(job_id, job.buffered_slot, 0)])

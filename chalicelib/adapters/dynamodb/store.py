@@ -41,6 +41,7 @@ T = TypeVar("T")
 SUPERVISOR_KEY = "supervisor"
 CONDITIONAL = "ConditionalCheckFailedException"
 TX_BATCH = 25
+MAX_TX_ITEMS = 100  # DynamoDB's limit of items in one transaction
 _RACE_CODES = {"TransactionConflict"}
 
 
@@ -884,3 +885,75 @@ class DynamoStore(Store):
     ) -> tuple[list[Job], str | None]:
         start = decode_cursor(cursor, names=self._OWNER_CURSOR_KEYS, fixed={"owner": owner})
         return self._job_page(self.m.job.owner_index, owner, limit, start, newest_first, state)
+
+    # ---- repairs (seed 000: the two manual fixes of a hanging run) --------------------------
+    def resolve_complete(self, run: Run, open_slices: Sequence[Slice], now: float) -> bool:
+        R, S, J = self.m.run, self.m.slice, self.m.job
+        if len(open_slices) > MAX_TX_ITEMS - 2:
+            raise Conflict(
+                f"{len(open_slices)} open slices: more than one transaction can hold",
+                ex_id=run.ex_id,
+            )
+        live = [str(s) for s in EX_MACHINE.states - TERMINAL_EX]
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                R(run.job_id, run.slot),
+                actions=[
+                    R.status.set(str(ExStatus.completed)),
+                    R.processed.set(run.slices_total - run.failed if run.slices_total else 1),
+                    R.remaining.set(0),
+                    R.finished_at.set(now),
+                    R.updated.set(now),
+                    R.reason.set("resolved: completed by an operator"),
+                    R.holds_slot.set(False),
+                    R.check_at.remove(),
+                    R.sweep_shard.remove(),
+                    R.lease_token.remove(),
+                    R.lease_expires_at.remove(),
+                ],
+                condition=(R.ex_id == run.ex_id) & R.status.is_in(*live),
+            )
+            for sl in open_slices:
+                tx.update(
+                    S(sl.ex_id, sl.slice_id),
+                    actions=[
+                        S.state.set(str(SliceState.completed)),
+                        S.updated.set(now),
+                        S.error.set("resolved: completed by an operator"),
+                        S.lease_token.remove(),
+                        S.lease_expires_at.remove(),
+                    ],
+                    condition=S.state.is_in(str(SliceState.pending), str(SliceState.started)),
+                )
+            if run.holds_slot:
+                tx.update(
+                    J(run.job_id),
+                    actions=[J.active_slots.delete({run.slot})],
+                    condition=J.job_id.exists(),
+                )
+
+        return self._transact(build)
+
+    def reset_run(self, run: Run, fresh: Run, slices: Sequence[Slice], limit: int | None) -> bool:
+        R, S, J = self.m.run, self.m.slice, self.m.job
+        if len(slices) > MAX_TX_ITEMS - 2:
+            raise Conflict(
+                f"{len(slices)} slices: more than one transaction can delete", ex_id=run.ex_id
+            )
+        takes_slot = limit is not None and not run.holds_slot
+        fresh.holds_slot = limit is not None
+
+        def build(tx: TransactWrite) -> None:
+            tx.save(self._run_model(fresh), condition=R.ex_id == run.ex_id)
+            for sl in slices:
+                tx.delete(S(sl.ex_id, sl.slice_id))
+            if takes_slot:
+                assert limit is not None
+                tx.update(
+                    J(run.job_id),
+                    actions=[J.active_slots.add({run.slot})],
+                    condition=J.job_id.exists() & self._has_room(limit),
+                )
+
+        return self._transact(build)
