@@ -316,7 +316,13 @@ class RepairStore(ABC):
         reused, so the slot can never be created twice. False if anything changed."""
 
 
-class Store(JobStore, RunStore, SliceStore, SupervisorStore, RepairStore, ABC):
+class LiveRunStore(ABC):
+    @abstractmethod
+    def live_runs(self, limit: int = 1000) -> list[Run]:
+        """Every non-terminal run (the sparse sweep index, every shard): no scan."""
+
+
+class Store(JobStore, RunStore, SliceStore, SupervisorStore, RepairStore, LiveRunStore, ABC):
     """The whole state store."""
 
     @abstractmethod

@@ -19,9 +19,11 @@ from chalicelib.api.errors import (
     query_int,
     query_number,
 )
-from chalicelib.api.views import ex_view, job_view
+from chalicelib.api.views import controller_view, ex_view, job_view, slice_view
 from chalicelib.bootstrap import get_container
+from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.runs import Run
+from chalicelib.domain.transitions import TERMINAL_EX
 
 # Teraslice's own examples post with `curl -d @job.json`, i.e. as a form: accept the body
 # whatever its declared type and parse it as JSON.
@@ -152,6 +154,68 @@ def make_blueprint(import_name: str) -> Blueprint:
     for kind, key in (("jobs", "job_id"), ("ex", "ex_id")):
         for action in ("_stop", "_pause", "_resume", "_workers"):
             _register_control(bp, kind, key, action, _control)
+
+    # ---- controllers, slices, errors (Teraslice) ----
+    def _live(runs: list[Run]) -> list[dict[str, Any]]:
+        return [controller_view(r) for r in runs if r.status not in TERMINAL_EX]
+
+    @bp.route("/cluster/controllers", methods=["GET"])
+    @api_errors
+    def cluster_controllers() -> Response:
+        return json_response(_live(get_container().store.live_runs()))
+
+    @bp.route("/jobs/{job_id}/controller", methods=["GET"])
+    @api_errors
+    def job_controller(job_id: str) -> Response:
+        return json_response(_live([get_container().executions.current_of(job_id)]))
+
+    @bp.route("/ex/{ex_id}/controller", methods=["GET"])
+    @api_errors
+    def ex_controller(ex_id: str) -> Response:
+        return json_response(_live([get_container().executions.by_ex(ex_id)]))
+
+    @bp.route("/ex/{ex_id}/slices", methods=["GET"])
+    @api_errors
+    def ex_slices(ex_id: str) -> Response:
+        ex = get_container().executions
+        run = ex.by_ex(ex_id)
+        params = bp.current_request.query_params
+        slices = ex.slices(run, params.get("state") if params else None)
+        return json_response(_paged([slice_view(s, run.job_id) for s in slices]))
+
+    @bp.route("/ex/{ex_id}/errors", methods=["GET"])
+    @api_errors
+    def ex_errors(ex_id: str) -> Response:
+        ex = get_container().executions
+        run = ex.by_ex(ex_id)
+        return json_response(_paged([slice_view(s, run.job_id) for s in ex.errors([run])]))
+
+    @bp.route("/jobs/{job_id}/errors", methods=["GET"])
+    @api_errors
+    def job_errors(job_id: str) -> Response:
+        c = get_container()
+        c.jobs.get(job_id)
+        runs = c.store.list_runs(job_id, limit=1000)
+        return json_response(_paged([slice_view(s, job_id) for s in c.executions.errors(runs)]))
+
+    def _paged(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Teraslice's from / size / sort (`_updated:desc` by default; `_created` too)."""
+        q: Mapping[str, str] = bp.current_request.query_params or {}
+        start = query_int(q, "from") or 0
+        size = query_int(q, "size")
+        size = 100 if size is None else size
+        if size > 10_000:
+            raise InvalidInput(
+                "size: at most 10000", [{"field": "size", "reason": "at most 10000"}]
+            )
+        field, _, direction = (q.get("sort") or "_updated:desc").partition(":")
+        if field not in ("_updated", "_created") or direction not in ("", "asc", "desc"):
+            raise InvalidInput(
+                "sort: expected _updated or _created, then :asc or :desc",
+                [{"field": "sort", "reason": "expected _updated|_created[:asc|:desc]"}],
+            )
+        ordered = sorted(items, key=lambda i: i[field] or "", reverse=direction != "asc")
+        return ordered[start : start + size]
 
     @bp.route("/ex/{ex_id}/_resolve", methods=["POST"], content_types=BODY_TYPES)
     @api_errors

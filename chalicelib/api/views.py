@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
+from chalicelib.domain.slices import Slice
 from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 
@@ -86,3 +88,49 @@ def ex_view(run: Run) -> dict[str, Any]:
     if run.reason:
         out["reason"] = run.reason
     return out
+
+
+def controller_view(run: Run) -> dict[str, Any]:
+    """Teraslice's execution-controller stats (cluster/controllers, jobs/{id}/controller)."""
+    stats = slicer_stats(run)
+    return {
+        "ex_id": run.ex_id,
+        "job_id": run.job_id,
+        "name": run.config.get("name"),
+        "_status": str(run.status),
+        **{
+            k: stats[k]
+            for k in (
+                "workers_available",
+                "workers_active",
+                "workers_joined",
+                "workers_reconnected",
+                "workers_disconnected",
+                "failed",
+                "subslices",
+                "queued",
+                "slice_range_expansion",
+                "processed",
+                "slicers",
+                "subslice_by_key",
+                "started",
+            )
+        },
+    }
+
+
+def slice_view(sl: Slice, job_id: str | None = None) -> dict[str, Any]:
+    """A slice as Teraslice's state records show it (errors listings use the same)."""
+    return {
+        "slice_id": sl.slice_id,
+        "slicer_id": 0,
+        "slicer_order": sl.order,
+        "request": json.dumps(sl.request, separators=(",", ":")),
+        "state": str(sl.state),
+        "ex_id": sl.ex_id,
+        "job_id": job_id,
+        "attempts": sl.attempts,
+        "_created": iso(sl.created),
+        "_updated": iso(sl.updated),
+        "error": sl.error,
+    }

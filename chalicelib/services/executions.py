@@ -11,6 +11,7 @@ from typing import Any
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.jobs import JobDefinition
 from chalicelib.domain.runs import Run, Trigger
+from chalicelib.domain.slices import Slice
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ports import Clock, RunUpdate, Store
 from chalicelib.services.worker import WorkerService
@@ -185,6 +186,41 @@ class ExecutionService:
             raise self._conflict(run, "rerun")
         self.worker.queue.send_starts([(run.job_id, run.slot, 0)])
         return {"status": "pending", "ex_id": fresh.ex_id, "replaces": run.ex_id}
+
+    def slices(self, run: Run, state: str | None) -> list[Slice]:
+        """An execution's slices in order, optionally of one state."""
+        if state is not None and state not in {str(s) for s in SliceState}:
+            raise InvalidInput(
+                f"state: expected one of {', '.join(map(str, SliceState))}, got {state!r}",
+                [{"field": "state", "reason": "expected " + ", ".join(map(str, SliceState))}],
+            )
+        return [s for s in self.store.list_slices(run.ex_id) if state in (None, str(s.state))]
+
+    def errors(self, runs: list[Run]) -> list[Slice]:
+        """The slices in error of these executions, oldest first; a one-slice run's error
+        (kept on the run itself) as a slice record."""
+        out: list[Slice] = []
+        for run in runs:
+            if not run.has_errors:
+                continue
+            if run.inline or not run.slices_total:
+                for e in run.errors[-1:]:
+                    out.append(
+                        Slice(
+                            run.ex_id,
+                            str(e.get("slice_id") or "000000"),
+                            0,
+                            {},
+                            state=SliceState.error,
+                            attempts=run.attempts,
+                            error=str(e.get("error")),
+                            created=run.created,
+                            updated=run.updated,
+                        )
+                    )
+                continue
+            out += [s for s in self.store.list_slices(run.ex_id) if s.state == SliceState.error]
+        return sorted(out, key=lambda s: s.updated)
 
     def _conflict(self, run: Run, what: str) -> Conflict:
         current = self.store.get_run(run.job_id, run.slot) or run

@@ -957,3 +957,14 @@ class DynamoStore(Store):
                 )
 
         return self._transact(build)
+
+    def live_runs(self, limit: int = 1000) -> list[Run]:
+        R = self.m.run
+
+        def shard_runs(shard: int) -> list[Run]:
+            return [self._run(m) for m in R.sweep_index.query(shard, limit=limit)]
+
+        out: list[Run] = []
+        for shard in range(self.settings.lease_shards):
+            out += self._get(lambda shard=shard: shard_runs(shard))  # type: ignore[misc]
+        return out[:limit]
