@@ -217,6 +217,23 @@ def make_blueprint(import_name: str) -> Blueprint:
         ordered = sorted(items, key=lambda i: i[field] or "", reverse=direction != "asc")
         return ordered[start : start + size]
 
+    @bp.route("/ex/{ex_id}/_recover", methods=["POST"], content_types=BODY_TYPES)
+    @api_errors
+    def recover_ex(ex_id: str) -> Response:
+        ex = get_container().executions
+        run = ex.by_ex(ex_id)
+        fresh = ex.recover(run, _query().get("cleanup_type") or None, run.config)
+        return json_response({"ex_id": fresh.ex_id, "job_id": fresh.job_id}, 202)
+
+    @bp.route("/jobs/{job_id}/_recover", methods=["POST"], content_types=BODY_TYPES)
+    @api_errors
+    def recover_job(job_id: str) -> Response:
+        c = get_container()
+        run = c.executions.current_of(job_id)
+        config = c.jobs.get(job_id).definition
+        fresh = c.executions.recover(run, _query().get("cleanup_type") or None, config)
+        return json_response({"ex_id": fresh.ex_id, "job_id": fresh.job_id}, 202)
+
     @bp.route("/ex/{ex_id}/_resolve", methods=["POST"], content_types=BODY_TYPES)
     @api_errors
     def resolve_ex(ex_id: str) -> Response:

@@ -87,6 +87,8 @@ def ex_view(run: Run) -> dict[str, Any]:
         out["_failureReason"] = run.errors[-1].get("error")
     if run.reason:
         out["reason"] = run.reason
+    if run.recovered_from:
+        out["recovered_from"] = run.recovered_from
     return out
 
 

@@ -71,6 +71,8 @@ class Run:
     holds_slot: bool = False
     buffered: bool = False
     start_after: float | None = None
+    presliced: bool = False
+    recovered_from: str | None = None
 
     @property
     def max_retries(self) -> int:

@@ -10,9 +10,10 @@ from typing import Any
 
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.jobs import JobDefinition
-from chalicelib.domain.runs import Run, Trigger
-from chalicelib.domain.slices import Slice
+from chalicelib.domain.runs import Run, Trigger, manual_slot
+from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
+from chalicelib.ops.registry import slice_requests
 from chalicelib.ports import Clock, RunUpdate, Store
 from chalicelib.services.worker import WorkerService
 
@@ -186,6 +187,65 @@ class ExecutionService:
             raise self._conflict(run, "rerun")
         self.worker.queue.send_starts([(run.job_id, run.slot, 0)])
         return {"status": "pending", "ex_id": fresh.ex_id, "replaces": run.ex_id}
+
+    def recover(self, run: Run, cleanup_type: str | None, config: dict[str, Any]) -> Run:
+        """A new execution of a terminal one, reprocessing only the chosen slices (seed 001):
+        none given: every slice not completed (resume where it left off); `all`: error or
+        started; `errors`: error; `pending`: neither completed nor failed. `config` is the
+        old execution's (ex route) or the job's current one (job route)."""
+        choose = {
+            None: {SliceState.pending, SliceState.started, SliceState.error},
+            "all": {SliceState.error, SliceState.started},
+            "errors": {SliceState.error},
+            "pending": {SliceState.pending, SliceState.started},
+        }
+        if cleanup_type not in choose:
+            raise InvalidInput(
+                f"cleanup_type: expected all, errors or pending, got {cleanup_type!r}",
+                [{"field": "cleanup_type", "reason": "expected all, errors or pending"}],
+            )
+        if run.status not in TERMINAL_EX or run.status in LEDGER:
+            raise self._conflict(run, "recover")
+        states = choose[cleanup_type]
+        if run.inline or not run.slices_total:
+            failed_inline = run.status != ExStatus.completed
+            requests = slice_requests(config["operations"], run.args) if failed_inline else []
+            wanted = requests if SliceState.error in states or cleanup_type is None else []
+        else:
+            wanted = [s.request for s in self.store.list_slices(run.ex_id) if s.state in states]
+        if not wanted:
+            raise Conflict(
+                f"execution {run.ex_id} has no slice to recover ({cleanup_type})", ex_id=run.ex_id
+            )
+        now = self.clock.now()
+        spec = JobDefinition.model_validate(config)
+        fresh = Run(
+            job_id=run.job_id,
+            slot=manual_slot(now),
+            ex_id=str(uuid.uuid4()),
+            scheduled_start=now,
+            config=config,
+            trigger=Trigger.recover,
+            args=run.args,
+            created=now,
+            updated=now,
+            workers=spec.workers,
+            slices_total=len(wanted),
+            presliced=True,
+            recovered_from=run.ex_id,
+            check_at=now + spec.lease_seconds,
+            reason=f"recovery of {run.ex_id} ({cleanup_type or 'resume'})",
+        )
+        self.store.put_slices(
+            [
+                Slice(fresh.ex_id, slice_id_for(i), i, req, created=now, updated=now)
+                for i, req in enumerate(wanted)
+            ]
+        )
+        if not self.store.create_run(fresh, limit=spec.active_limit):
+            raise Conflict(f"job {run.job_id} is at its limit of active runs", job_id=run.job_id)
+        self.worker.queue.send_starts([(run.job_id, fresh.slot, 0)])
+        return fresh
 
     def slices(self, run: Run, state: str | None) -> list[Slice]:
         """An execution's slices in order, optionally of one state."""

@@ -95,6 +95,8 @@ class WorkerService:
         )
         if not claimable:
             return "busy"
+        if run.presliced:
+            return self._claim_presliced(run, now)
         try:
             requests = slice_requests(run.operations, run.args)
         except Exception as exc:  # a reader that cannot slice fails the run, once
@@ -172,9 +174,31 @@ class WorkerService:
         if wait > 0:
             self.sleep(wait)
         begin = self.clock.now()
+        if p.run.presliced:
+            return self._set_going(p.run, p.token, p.run.slices_total, begin)
         if len(p.requests) == 1:
             return self._run_inline(p.run, p.token, p.requests[0], begin)
         return self._set_going(p.run, p.token, len(p.requests), begin)
+
+    def _claim_presliced(self, run: Run, now: float) -> PreparedStart | str:
+        """A recovery: its slices were written when it was created; claim it to set going."""
+        token = uuid.uuid4().hex
+        lease = max(now, run.start_at) + run.lease_seconds
+        claimed = self.store.update_run(
+            run,
+            RunUpdate(
+                set={
+                    "status": ExStatus.initializing,
+                    "lease_token": token,
+                    "lease_expires_at": lease,
+                    "check_at": lease + 1,
+                    "updated": now,
+                }
+            ),
+            statuses=[ExStatus.pending, ExStatus.initializing],
+            lease_expired_before=now,
+        )
+        return "busy" if claimed is None else PreparedStart(claimed, token, [])
 
     def _run_inline(self, claimed: Run, token: str, request: dict[str, Any], begin: float) -> str:
         """A one-slice run: the run record is its own slice (claimed, processed, finished)."""

@@ -168,6 +168,8 @@ def build_models(settings: Settings) -> Models:
         holds_slot = BooleanAttribute(default=False)
         buffered = BooleanAttribute(default=False)
         start_after = NumberAttribute(null=True)
+        presliced = BooleanAttribute(default=False)
+        recovered_from = UnicodeAttribute(null=True)
         ex_index = ExIndex()
         sweep_index = SweepIndex()
         created_index = CreatedIndex()

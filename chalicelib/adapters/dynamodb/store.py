@@ -246,6 +246,8 @@ class DynamoStore(Store):
             holds_slot=run.holds_slot,
             buffered=run.buffered,
             start_after=run.start_after,
+            presliced=run.presliced,
+            recovered_from=run.recovered_from,
         )
 
     def _sweep_shard(self, ex_id: str) -> int:
@@ -284,6 +286,8 @@ class DynamoStore(Store):
             holds_slot=bool(m.holds_slot),
             buffered=bool(m.buffered),
             start_after=m.start_after,
+            presliced=bool(m.presliced),
+            recovered_from=m.recovered_from,
         )
 
     def _has_room(self, limit: int) -> Any:
