@@ -10,9 +10,10 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.sns import SnsNotifier
 from chalicelib.adapters.sqs import SqsQueue, ensure_queues
 from chalicelib.config import Settings, get_settings
-from chalicelib.ports import Clock, Queue, Store, SystemClock
+from chalicelib.ports import Clock, Notifier, Queue, Store, SystemClock
 from chalicelib.services.executions import ExecutionService
 from chalicelib.services.jobs import JobService
 from chalicelib.services.supervisor import SupervisorService
@@ -31,6 +32,7 @@ class Container:
     worker: WorkerService
     supervisor: SupervisorService
     executions: ExecutionService
+    notifier: Notifier
 
 
 def aws_client(service: str, settings: Settings) -> Any:
@@ -48,11 +50,13 @@ def build_container(
     store: Store | None = None,
     queue: Queue | None = None,
     clock: Clock | None = None,
+    notifier: Notifier | None = None,
 ) -> Container:
     s = settings or get_settings()
     store = store or DynamoStore(s)
     queue = queue or SqsQueue(aws_client("sqs", s), s.start_queue, s.slice_queue)
     clock = clock or SystemClock()
+    notifier = notifier or SnsNotifier(aws_client("sns", s), s.alerts_topic)
     worker = WorkerService(store, queue, clock)
     return Container(
         settings=s,
@@ -61,8 +65,9 @@ def build_container(
         clock=clock,
         jobs=JobService(store, queue, clock, s),
         worker=worker,
-        supervisor=SupervisorService(store, queue, clock, s, worker),
+        supervisor=SupervisorService(store, queue, clock, s, worker, notifier),
         executions=ExecutionService(store, clock, worker),
+        notifier=notifier,
     )
 
 
@@ -73,6 +78,7 @@ def ensure_resources(settings: Settings | None = None) -> None:
     ensure_queues(
         aws_client("sqs", s), s.start_queue, s.slice_queue, s.dead_letter_queue, s.max_receive_count
     )
+    aws_client("sns", s).create_topic(Name=s.alerts_topic)
     s3 = aws_client("s3", s)
     try:
         s3.head_bucket(Bucket=s.bucket)

@@ -26,6 +26,8 @@ class Settings:
     runs_table: str = "cadenza-dev-runs"
     slices_table: str = "cadenza-dev-slices"
     supervisor_table: str = "cadenza-dev-supervisor"
+    alerts_table: str = "cadenza-dev-alerts"
+    alerts_topic: str = "cadenza-dev-alerts"
     start_queue: str = "cadenza-dev-start"
     slice_queue: str = "cadenza-dev-slices"
     dead_letter_queue: str = "cadenza-dev-dlq"
@@ -52,6 +54,8 @@ class Settings:
             runs_table=f"{prefix}-runs",
             slices_table=f"{prefix}-slices",
             supervisor_table=f"{prefix}-supervisor",
+            alerts_table=f"{prefix}-alerts",
+            alerts_topic=f"{prefix}-alerts",
             start_queue=f"{prefix}-start",
             slice_queue=f"{prefix}-slices",
             dead_letter_queue=f"{prefix}-dlq",
@@ -75,6 +79,8 @@ class Settings:
             runs_table=e.get("CADENZA_RUNS_TABLE", base.runs_table),
             slices_table=e.get("CADENZA_SLICES_TABLE", base.slices_table),
             supervisor_table=e.get("CADENZA_SUPERVISOR_TABLE", base.supervisor_table),
+            alerts_table=e.get("CADENZA_ALERTS_TABLE", base.alerts_table),
+            alerts_topic=e.get("CADENZA_ALERTS_TOPIC", base.alerts_topic),
             start_queue=e.get("CADENZA_START_QUEUE", base.start_queue),
             slice_queue=e.get("CADENZA_SLICE_QUEUE", base.slice_queue),
             dead_letter_queue=e.get("CADENZA_DLQ", base.dead_letter_queue),

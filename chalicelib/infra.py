@@ -70,6 +70,8 @@ ENVIRONMENT_NAMES = {
     "CADENZA_SLICE_QUEUE": "SliceQueue",
     "CADENZA_DLQ": "DeadLetterQueue",
     "CADENZA_BUCKET": "ResultsBucket",
+    "CADENZA_ALERTS_TABLE": "AlertTable",
+    "CADENZA_ALERTS_TOPIC": "AlertsTopic",
 }
 ALERTS_SUFFIX = "alerts"
 
@@ -390,6 +392,8 @@ def environment_refs() -> dict[str, Any]:
             refs[var] = _name(key)
         elif key.endswith("Queue"):
             refs[var] = {"Fn::GetAtt": [key, "QueueName"]}  # Ref would be the URL
+        elif key.endswith("Topic"):
+            refs[var] = {"Fn::GetAtt": [key, "TopicName"]}  # Ref would be the ARN
         else:
             refs[var] = {"Ref": key}  # tables and buckets: Ref is the name
     return refs
@@ -517,7 +521,8 @@ INDEX_ACTIONS = ("dynamodb:Query",)
 SQS_SEND_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
 SQS_CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 S3_ACTIONS = ("s3:GetObject", "s3:PutObject")
-SNS_ACTIONS = ("sns:Publish",)
+# CreateTopic on an existing topic returns its ARN: how the notifier finds the stage's topic
+SNS_ACTIONS = ("sns:Publish", "sns:CreateTopic")
 LOGS_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 
 

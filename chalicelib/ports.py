@@ -316,13 +316,45 @@ class RepairStore(ABC):
         reused, so the slot can never be created twice. False if anything changed."""
 
 
+@dataclass(frozen=True)
+class Alert:
+    """Something an operator must look at: a hanging run, a slice given up on."""
+
+    alert_id: str
+    created: float
+    reason: str
+    job_id: str | None = None
+    ex_id: str | None = None
+    slot: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+class AlertStore(ABC):
+    @abstractmethod
+    def put_alert(self, alert: Alert) -> None:
+        """Keep an alert (idempotent on its id)."""
+
+    @abstractmethod
+    def list_alerts(self, limit: int = 100) -> list[Alert]:
+        """The newest alerts, newest first (one query)."""
+
+
+class Notifier(ABC):
+    """Where alerts are published (SNS in AWS); failing to publish never fails the caller."""
+
+    @abstractmethod
+    def publish(self, alert: Alert) -> None: ...
+
+
 class LiveRunStore(ABC):
     @abstractmethod
     def live_runs(self, limit: int = 1000) -> list[Run]:
         """Every non-terminal run (the sparse sweep index, every shard): no scan."""
 
 
-class Store(JobStore, RunStore, SliceStore, SupervisorStore, RepairStore, LiveRunStore, ABC):
+class Store(
+    JobStore, RunStore, SliceStore, SupervisorStore, RepairStore, LiveRunStore, AlertStore, ABC
+):
     """The whole state store."""
 
     @abstractmethod

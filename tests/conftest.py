@@ -21,7 +21,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 from moto import mock_aws  # noqa: E402
 
 from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
-from chalicelib.adapters.memory import MemoryQueue, Message  # noqa: E402
+from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue, Message  # noqa: E402
 from chalicelib.bootstrap import Container, build_container, set_container  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402
@@ -57,7 +57,7 @@ def container(aws: None, clock: FakeClock, queue: MemoryQueue) -> Iterator[Conta
     settings = test_settings()
     store = DynamoStore(settings)
     store.ensure_tables()
-    c = build_container(settings, store=store, queue=queue, clock=clock)
+    c = build_container(settings, store=store, queue=queue, clock=clock, notifier=MemoryNotifier())
     c.worker.sleep = clock.advance  # waiting for a slot's second moves fake time instead
     set_container(c)
     yield c

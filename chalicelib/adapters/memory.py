@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.ports import Queue
+from chalicelib.ports import Alert, Notifier, Queue
 
 
 @dataclass
@@ -50,3 +50,13 @@ class MemoryQueue(Queue):
             handle(self.messages.pop(0))
             n += 1
         return n
+
+
+@dataclass
+class MemoryNotifier(Notifier):
+    """Keeps every published alert."""
+
+    published: list[Alert] = field(default_factory=list)
+
+    def publish(self, alert: Alert) -> None:
+        self.published.append(alert)

@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -23,6 +24,7 @@ from chalicelib.api.views import controller_view, ex_view, job_view, slice_view
 from chalicelib.bootstrap import get_container
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.runs import Run
+from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import TERMINAL_EX
 
 # Teraslice's own examples post with `curl -d @job.json`, i.e. as a form: accept the body
@@ -216,6 +218,19 @@ def make_blueprint(import_name: str) -> Blueprint:
             )
         ordered = sorted(items, key=lambda i: i[field] or "", reverse=direction != "asc")
         return ordered[start : start + size]
+
+    @bp.route("/alerts", methods=["GET"])
+    @api_errors
+    def alerts() -> Response:
+        """Hanging runs and slices the supervisor gave up on, newest first."""
+        size = query_int(_query(), "size")
+        size = 100 if size is None else max(1, min(size, 1000))
+        return json_response(
+            [
+                {**asdict(a), "created": iso(a.created)}
+                for a in get_container().store.list_alerts(limit=size)
+            ]
+        )
 
     @bp.route("/ex/{ex_id}/_recover", methods=["POST"], content_types=BODY_TYPES)
     @api_errors

@@ -79,6 +79,10 @@ class Run:
         return int(self.config.get("max_retries", 3))
 
     @property
+    def timeout_seconds(self) -> int:
+        return int(self.config.get("timeout_seconds", 900))
+
+    @property
     def lease_seconds(self) -> int:
         return int(self.config.get("lease_seconds", 60))
 

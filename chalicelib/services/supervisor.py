@@ -8,6 +8,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
@@ -16,7 +17,7 @@ from chalicelib.domain.policies import jitter, miss_reason, split_missed
 from chalicelib.domain.runs import MissReason, Run, Trigger, scheduled_slot
 from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SupervisorState
-from chalicelib.ports import Clock, Queue, RunUpdate, Store, SupervisorRecord
+from chalicelib.ports import Alert, Clock, Notifier, Queue, RunUpdate, Store, SupervisorRecord
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.worker import WorkerService
 
@@ -96,6 +97,7 @@ class TickStats:
     resent: int = 0
     slices_failed: int = 0
     finalized: int = 0
+    alerts: int = 0
     errors: int = 0
 
     def merge(self, other: TickStats) -> None:
@@ -109,10 +111,17 @@ class SupervisorService:
     """What the scheduled supervisor function does on each EventBridge tick."""
 
     def __init__(
-        self, store: Store, queue: Queue, clock: Clock, settings: Settings, worker: WorkerService
+        self,
+        store: Store,
+        queue: Queue,
+        clock: Clock,
+        settings: Settings,
+        worker: WorkerService,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store, self.queue, self.clock, self.settings = store, queue, clock, settings
         self.worker = worker
+        self.notifier = notifier
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -301,11 +310,17 @@ class SupervisorService:
                 stats.runs_created += 1
                 return run
             fresh = self.store.get_job(job.job_id)
+            existing = self.store.get_run(run.job_id, run.slot)
+            if existing is not None and existing.ex_id == run.ex_id:
+                # our write landed but its answer was lost (a timeout): the run is ours
+                self._advanced(job, nxt)
+                stats.runs_created += 1
+                return existing
             if (
                 fresh is None
                 or fresh.version != job.version
                 or fresh.next_fire_at != job.next_fire_at
-                or self.store.get_run(run.job_id, run.slot) is not None
+                or existing is not None
             ):
                 stats.slot_conflicts += 1
                 return None
@@ -381,7 +396,50 @@ class SupervisorService:
             check_at=run.check_at,
         )
 
+    def alert(self, reason: str, run: Run, now: float, **detail: Any) -> Alert:
+        """Keep an alert and publish it (seed 000: a hanging job should generate an alert)."""
+        alert = Alert(
+            alert_id=uuid.uuid4().hex,
+            created=now,
+            reason=reason,
+            job_id=run.job_id,
+            ex_id=run.ex_id,
+            slot=run.slot,
+            detail={"status": str(run.status), **detail},
+        )
+        self.store.put_alert(alert)
+        if self.notifier is not None:
+            self.notifier.publish(alert)
+        return alert
+
+    def _timed_out(self, run: Run, now: float, stats: TickStats) -> bool:
+        """No progress (no write) for longer than timeout_seconds: the run is failed."""
+        idle = now - run.updated
+        if run.status in (ExStatus.paused, ExStatus.stopping) or idle <= run.timeout_seconds:
+            return False
+        note = f"no progress for {idle:.0f} s (timeout_seconds {run.timeout_seconds})"
+        failed = self.worker.end(
+            run,
+            RunUpdate(
+                set={
+                    "status": ExStatus.failed,
+                    "has_errors": True,
+                    "finished_at": now,
+                    "updated": now,
+                    "errors": [*run.errors, {"slice_id": None, "error": note}],
+                }
+            ),
+            statuses=[run.status],
+            check_at=run.check_at,
+        )
+        if failed is not None:
+            stats.alerts += 1
+            self.alert("timed out", run, now, idle_seconds=round(idle))
+        return True
+
     def _repair(self, run: Run, now: float, stats: TickStats) -> None:
+        if self._timed_out(run, now, stats):
+            return
         if run.status in (ExStatus.pending, ExStatus.initializing):
             if self._bump(run, now):
                 self.queue.send_starts([(run.job_id, run.slot, 0)])
@@ -425,6 +483,8 @@ class SupervisorService:
             if failed:
                 stats.slices_failed += 1
                 stats.finalized += 1
+                stats.alerts += 1
+                self.alert("hanging: the worker was lost", run, now, attempts=run.attempts)
             return
         if self._bump(run, now):
             self.queue.send_starts([(run.job_id, run.slot, 0)])
@@ -437,3 +497,6 @@ class SupervisorService:
         stats.resent += done.resent
         stats.slices_failed += done.failed
         stats.finalized += done.finalized
+        if done.failed:
+            stats.alerts += 1
+            self.alert("hanging: slices lost their worker", run, now, slices=done.failed)

@@ -212,7 +212,12 @@ def test_function_environment_refs_name_what_config_names(stage: str) -> None:
                 target = ref.get("Ref") or ref["Fn::GetAtt"][0]
                 resolved = row[target]
                 props = RESOURCES[target]["Properties"]
-                physical = props.get("TableName") or props.get("QueueName") or props["BucketName"]
+                physical = (
+                    props.get("TableName")
+                    or props.get("QueueName")
+                    or props.get("TopicName")
+                    or props["BucketName"]
+                )
                 assert _resolve(physical, stage) == resolved
             assert resolved == env[var], f"{stage} {function} {var}"
 
@@ -257,6 +262,7 @@ CALLS_NEEDING_GRANTS = {
     r"\.delete_objects?\(": "s3:DeleteObject",
     r"\.list_objects(_v2)?\(": "s3:ListBucket",
     r"\.publish(_batch)?\(": "sns:Publish",
+    r"\.create_topic\(": "sns:CreateTopic",
 }
 # Not run by the Lambda functions: local stacks, the CLI, and this generator.
 NOT_IN_LAMBDA = ("chalicelib/local/", "chalicelib/cli/", "chalicelib/infra.py")

@@ -32,11 +32,12 @@ class Models:
     run: Any
     slice: Any
     supervisor: Any
+    alert: Any
     connection: Connection
 
     @property
     def all(self) -> tuple[Any, ...]:
-        return (self.job, self.run, self.slice, self.supervisor)
+        return (self.job, self.run, self.slice, self.supervisor, self.alert)
 
 
 def build_models(settings: Settings) -> Models:
@@ -202,6 +203,20 @@ def build_models(settings: Settings) -> Models:
         restarted_at = NumberAttribute(null=True)
         updated = NumberAttribute()
 
+    class AlertModel(Model):
+        """Alerts newest last under one key (a sort key of time and id): the alerts
+        endpoint reads the newest with one query, never a scan."""
+
+        Meta = meta(settings.alerts_table)
+        kind = UnicodeAttribute(hash_key=True)
+        alert_id = UnicodeAttribute(range_key=True)
+        created = NumberAttribute()
+        reason = UnicodeAttribute()
+        job_id = UnicodeAttribute(null=True)
+        ex_id = UnicodeAttribute(null=True)
+        slot = UnicodeAttribute(null=True)
+        detail = JSONAttribute(null=True)
+
     connection = Connection(
         region=region,
         host=host,
@@ -210,4 +225,4 @@ def build_models(settings: Settings) -> Models:
         max_retry_attempts=5,
         max_pool_connections=64,
     )
-    return Models(JobModel, RunModel, SliceModel, SupervisorModel, connection)
+    return Models(JobModel, RunModel, SliceModel, SupervisorModel, AlertModel, connection)

@@ -35,7 +35,7 @@ from chalicelib.domain.transitions import (
     SliceState,
     SupervisorState,
 )
-from chalicelib.ports import RunUpdate, Store, SupervisorRecord
+from chalicelib.ports import Alert, RunUpdate, Store, SupervisorRecord
 
 T = TypeVar("T")
 SUPERVISOR_KEY = "supervisor"
@@ -49,12 +49,21 @@ def _cancel_codes(err: TransactWriteError) -> list[str]:
     return [r.code for r in (err.cancellation_reasons or []) if r is not None]
 
 
+def _code(err: PynamoDBException) -> str | None:
+    """The DynamoDB error code, if DynamoDB answered. (PynamoDB's cause_response_code fails
+    on transport errors, such as a read timeout, that carry no response.)"""
+    response = getattr(err.cause, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code else None
+
+
 def _is_conditional(err: PynamoDBException) -> bool:
-    return err.cause_response_code == CONDITIONAL
+    return _code(err) == CONDITIONAL
 
 
 def _unavailable(err: PynamoDBException) -> StoreUnavailable:
-    return StoreUnavailable(f"DynamoDB: {err.cause_response_code or type(err).__name__}: {err}")
+    cause = _code(err) or type(err.cause or err).__name__
+    return StoreUnavailable(f"DynamoDB: {cause}: {err}")
 
 
 class DynamoStore(Store):
@@ -972,3 +981,37 @@ class DynamoStore(Store):
         for shard in range(self.settings.lease_shards):
             out += self._get(lambda shard=shard: shard_runs(shard))  # type: ignore[misc]
         return out[:limit]
+
+    # ---- alerts ---------------------------------------------------------------------------
+    def put_alert(self, alert: Alert) -> None:
+        A = self.m.alert
+        try:
+            A(
+                "alert",
+                f"{alert.created:017.6f}#{alert.alert_id}",
+                created=alert.created,
+                reason=alert.reason,
+                job_id=alert.job_id,
+                ex_id=alert.ex_id,
+                slot=alert.slot,
+                detail=alert.detail,
+            ).save()
+        except PutError as err:
+            raise _unavailable(err) from err
+
+    def list_alerts(self, limit: int = 100) -> list[Alert]:
+        A = self.m.alert
+        return self._get(
+            lambda: [
+                Alert(
+                    alert_id=m.alert_id.split("#", 1)[1],
+                    created=float(m.created),
+                    reason=m.reason,
+                    job_id=m.job_id,
+                    ex_id=m.ex_id,
+                    slot=m.slot,
+                    detail=m.detail,
+                )
+                for m in A.query("alert", scan_index_forward=False, limit=limit)
+            ]
+        )
