@@ -418,20 +418,7 @@ class SupervisorService:
         if run.status in (ExStatus.paused, ExStatus.stopping) or idle <= run.timeout_seconds:
             return False
         note = f"no progress for {idle:.0f} s (timeout_seconds {run.timeout_seconds})"
-        failed = self.worker.end(
-            run,
-            RunUpdate(
-                set={
-                    "status": ExStatus.failed,
-                    "has_errors": True,
-                    "finished_at": now,
-                    "updated": now,
-                    "errors": [*run.errors, {"slice_id": None, "error": note}],
-                }
-            ),
-            statuses=[run.status],
-            check_at=run.check_at,
-        )
+        failed = self.worker.fail(run, note, now, statuses=[run.status], check_at=run.check_at)
         if failed is not None:
             stats.alerts += 1
             self.alert("timed out", run, now, idle_seconds=round(idle))

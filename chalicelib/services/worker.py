@@ -143,20 +143,7 @@ class WorkerService:
             if claimed is None:
                 return "busy"
             return PreparedStart(claimed, token, requests)
-        claimed = self.store.update_run(
-            run,
-            RunUpdate(
-                set={
-                    "status": ExStatus.initializing,
-                    "lease_token": token,
-                    "lease_expires_at": lease,
-                    "check_at": lease + 1,
-                    "updated": now,
-                }
-            ),
-            statuses=[ExStatus.pending, ExStatus.initializing],
-            lease_expired_before=now,
-        )
+        claimed = self._claim_initializing(run, token, lease, now)
         if claimed is None:
             return "busy"
         self.store.put_slices(
@@ -180,11 +167,9 @@ class WorkerService:
             return self._run_inline(p.run, p.token, p.requests[0], begin)
         return self._set_going(p.run, p.token, len(p.requests), begin)
 
-    def _claim_presliced(self, run: Run, now: float) -> PreparedStart | str:
-        """A recovery: its slices were written when it was created; claim it to set going."""
-        token = uuid.uuid4().hex
-        lease = max(now, run.start_at) + run.lease_seconds
-        claimed = self.store.update_run(
+    def _claim_initializing(self, run: Run, token: str, lease: float, now: float) -> Run | None:
+        """pending (or initializing with an expired lease) -> initializing, held by `token`."""
+        return self.store.update_run(
             run,
             RunUpdate(
                 set={
@@ -198,6 +183,12 @@ class WorkerService:
             statuses=[ExStatus.pending, ExStatus.initializing],
             lease_expired_before=now,
         )
+
+    def _claim_presliced(self, run: Run, now: float) -> PreparedStart | str:
+        """A recovery: its slices were written when it was created; claim it to set going."""
+        token = uuid.uuid4().hex
+        lease = max(now, run.start_at) + run.lease_seconds
+        claimed = self._claim_initializing(run, token, lease, now)
         return "busy" if claimed is None else PreparedStart(claimed, token, [])
 
     def _run_inline(self, claimed: Run, token: str, request: dict[str, Any], begin: float) -> str:
@@ -230,7 +221,19 @@ class WorkerService:
         return "stopped" if self._stop_held(claimed, token, end) else "lost-lease"
 
     def _fail_unsliced(self, run: Run, now: float, error: str) -> None:
-        self.end(
+        self.fail(run, error, now, statuses=[ExStatus.pending, ExStatus.initializing])
+
+    def fail(
+        self,
+        run: Run,
+        error: str,
+        now: float,
+        *,
+        statuses: list[ExStatus],
+        check_at: float | None = None,
+    ) -> Run | None:
+        """End the run as failed, noting why (a reader that cannot slice, a timeout)."""
+        return self.end(
             run,
             RunUpdate(
                 set={
@@ -238,10 +241,11 @@ class WorkerService:
                     "has_errors": True,
                     "finished_at": now,
                     "updated": now,
-                    "errors": [{"slice_id": None, "error": error}],
+                    "errors": [*run.errors, {"slice_id": None, "error": error}],
                 }
             ),
-            statuses=[ExStatus.pending, ExStatus.initializing],
+            statuses=statuses,
+            check_at=check_at,
         )
 
     def _inline_failed(self, run: Run, token: str, error: str) -> str:
