@@ -68,6 +68,7 @@ TERMINAL_EX = frozenset(
     }
 )
 ACTIVE_EX = frozenset(set(ExStatus) - TERMINAL_EX)
+LEDGER_EX = frozenset({ExStatus.skipped, ExStatus.missed})  # slots that never ran
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,11 @@ from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.jobs import JobDefinition
 from chalicelib.domain.runs import Run, Trigger, manual_slot
 from chalicelib.domain.slices import Slice, slice_id_for
-from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
+from chalicelib.domain.transitions import LEDGER_EX, TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ops.registry import slice_requests
 from chalicelib.ports import Clock, RunUpdate, Store
 from chalicelib.services.worker import WorkerService
 
-LEDGER = (ExStatus.skipped, ExStatus.missed)
 MAX_BLOCKING_SECONDS = 25.0  # under API Gateway's 29 s
 STOPPABLE = [ExStatus.pending, ExStatus.initializing, ExStatus.running, ExStatus.paused]
 
@@ -45,7 +44,7 @@ class ExecutionService:
         if self.store.get_job(job_id) is None:
             raise NotFound(f"job {job_id} not found", job_id=job_id)
         for run in self.store.list_runs(job_id, limit=50):
-            if run.status not in LEDGER:
+            if run.status not in LEDGER_EX:
                 return run
         raise NotFound(f"job {job_id} has no execution", job_id=job_id)
 
@@ -204,7 +203,7 @@ class ExecutionService:
                 f"cleanup_type: expected all, errors or pending, got {cleanup_type!r}",
                 [{"field": "cleanup_type", "reason": "expected all, errors or pending"}],
             )
-        if run.status not in TERMINAL_EX or run.status in LEDGER:
+        if run.status not in TERMINAL_EX or run.status in LEDGER_EX:
             raise self._conflict(run, "recover")
         states = choose[cleanup_type]
         if run.inline or not run.slices_total:

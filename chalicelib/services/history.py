@@ -34,7 +34,7 @@ from chalicelib.domain.history import (
 )
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
-from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, JobState
+from chalicelib.domain.transitions import LEDGER_EX, TERMINAL_EX, JobState
 from chalicelib.ports import Clock, Store
 
 
@@ -122,7 +122,7 @@ class HistoryService:
         """What a finished run produced: a one-slice run's result, or each slice's result
         in order. NotFound for a slot that never ran; Conflict while it runs."""
         run = self.run(job_id, run_id)
-        if run.status in (ExStatus.skipped, ExStatus.missed):
+        if run.status in LEDGER_EX:
             raise NotFound(
                 f"run {run_id} did not execute ({run.status}: {run.reason})",
                 job_id=job_id,

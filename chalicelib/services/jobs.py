@@ -11,10 +11,11 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.jobs import Job, JobDefinition
 from chalicelib.domain.runs import Run, Trigger, manual_slot
-from chalicelib.domain.transitions import JOB_MACHINE, TERMINAL_EX, ExStatus, JobState, apply
+from chalicelib.domain.transitions import JOB_MACHINE, ExStatus, JobState, apply
 from chalicelib.ops.registry import validate_operations
 from chalicelib.ports import Clock, Queue, Store
 from chalicelib.services.scheduling import next_slot
+from chalicelib.services.slots import free_ended_slots
 
 
 def parse_definition(payload: Any) -> JobDefinition:
@@ -111,19 +112,9 @@ class JobService:
             return True
         job = self.get(run.job_id)
         full = limit is not None and len(job.active_slots) >= limit
-        if full and not self._heal(job):
+        if full and not free_ended_slots(self.store, job):
             return False
         return self.store.create_run(run, limit=limit)
-
-    def _heal(self, job: Job) -> bool:
-        """Free active slots whose runs have ended; True if any was freed."""
-        stale = [
-            slot
-            for slot in job.active_slots
-            if (run := self.store.get_run(job.job_id, slot)) is None or run.status in TERMINAL_EX
-        ]
-        self.store.release_slots(job.job_id, stale)
-        return bool(stale)
 
     # ---- schedule state (Lens) -------------------------------------------------------------
     def schedule(self, job_id: str) -> Job:

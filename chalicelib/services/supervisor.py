@@ -16,9 +16,10 @@ from chalicelib.domain.jobs import Job
 from chalicelib.domain.policies import jitter, miss_reason, split_missed
 from chalicelib.domain.runs import MissReason, Run, Trigger, scheduled_slot
 from chalicelib.domain.slices import slice_id_for
-from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SupervisorState
+from chalicelib.domain.transitions import ExStatus, SupervisorState
 from chalicelib.ports import Alert, Clock, Notifier, Queue, RunUpdate, Store, SupervisorRecord
 from chalicelib.services.scheduling import next_slot
+from chalicelib.services.slots import free_ended_slots
 from chalicelib.services.worker import WorkerService
 
 log = logging.getLogger(__name__)
@@ -327,7 +328,7 @@ class SupervisorService:
             job.active_slots, job.buffered_slot = fresh.active_slots, fresh.buffered_slot
             if limit is None or len(fresh.active_slots) < limit:
                 continue  # both colliding transactions were cancelled: try again
-            if self._heal(fresh):
+            if free_ended_slots(self.store, fresh):
                 continue
             return self._overlap(job, run, nxt, now, stats)
         stats.slot_conflicts += 1
@@ -357,17 +358,6 @@ class SupervisorService:
         self._advanced(job, nxt)
         stats.slots_skipped += 1
         return record
-
-    def _heal(self, job: Job) -> bool:
-        """Free active slots whose runs have ended (defence in depth: every terminal write
-        frees its slot in the same transaction). True if any was freed."""
-        stale = []
-        for slot in job.active_slots:
-            run = self.store.get_run(job.job_id, slot)
-            if run is None or run.status in TERMINAL_EX:
-                stale.append(slot)
-        self.store.release_slots(job.job_id, stale)
-        return bool(stale)
 
     @staticmethod
     def _advanced(job: Job, nxt: float | None) -> None:

@@ -10,8 +10,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +18,6 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_local_stack import (
-    READY_TIMEOUT_S,
-    REPO,
     StackProcess,
     free_port,
     needs_java,
@@ -84,28 +80,7 @@ def port_free(port: int) -> bool:
 class KillableStack(StackProcess):
     """A stack in its own session, so that SIGKILL can take its whole group down."""
 
-    def start(self) -> KillableStack:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AWS_ENDPOINT_URL", "CADENZA_")) or k == "CADENZA_HOME"
-        }
-        env["PYTHONUNBUFFERED"] = "1"
-        cmd = [sys.executable, "-m", "chalicelib.cli.main", "dev", "--port", str(self.port)]
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n=== {' '.join(cmd + self.args)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                cmd + self.args,
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for(self._ready, READY_TIMEOUT_S, f"{self.name}'s banner and GET /v1", 0.2)
-        return self
+    new_session = True
 
     def kill_hard(self) -> list[int]:
         """SIGKILL the stack's process group and every process group below it.

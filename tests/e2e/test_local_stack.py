@@ -51,6 +51,8 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval:
 class StackProcess:
     """One `cadenza dev` subprocess and an HTTP session to its API."""
 
+    new_session = False  # True: in its own session, so its process group can be killed
+
     def __init__(self, name: str, args: list[str], port: int, log_path: Path) -> None:
         self.name = name
         self.args = args
@@ -79,6 +81,7 @@ class StackProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=self.new_session,
             )
         wait_for(self._ready, READY_TIMEOUT_S, f"{self.name}'s banner and GET /v1", 0.2)
         return self
