@@ -15,6 +15,7 @@ from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import LEDGER_EX, TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ops.registry import slice_requests
 from chalicelib.ports import Clock, RunUpdate, Store
+from chalicelib.services.jobs import current_run
 from chalicelib.services.worker import WorkerService
 
 MAX_BLOCKING_SECONDS = 25.0  # under API Gateway's 29 s
@@ -43,10 +44,7 @@ class ExecutionService:
         """A job's current execution: its newest run that is not a ledger record."""
         if self.store.get_job(job_id) is None:
             raise NotFound(f"job {job_id} not found", job_id=job_id)
-        for run in self.store.list_runs(job_id, limit=50):
-            if run.status not in LEDGER_EX:
-                return run
-        raise NotFound(f"job {job_id} has no execution", job_id=job_id)
+        return current_run(self.store, job_id)
 
     def stop(self, run: Run, timeout: float | None, blocking: bool) -> dict[str, Any]:
         """Stop: a pending execution stops at once; a started one stops taking slices and

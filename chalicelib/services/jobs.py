@@ -11,11 +11,22 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.jobs import Job, JobDefinition
 from chalicelib.domain.runs import Run, Trigger, manual_slot
-from chalicelib.domain.transitions import JOB_MACHINE, ExStatus, JobState, apply
+from chalicelib.domain.transitions import JOB_MACHINE, LEDGER_EX, ExStatus, JobState, apply
 from chalicelib.ops.registry import validate_operations
 from chalicelib.ports import Clock, Queue, Store
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
+
+CURRENT_RUN_SEARCH = 50
+
+
+def current_run(store: Store, job_id: str) -> Run:
+    """A job's current execution: its newest run that ran, never a newer ledger record
+    (a skipped or missed slot)."""
+    for run in store.list_runs(job_id, limit=CURRENT_RUN_SEARCH):
+        if run.status not in LEDGER_EX:
+            return run
+    raise NotFound(f"job {job_id} has no execution", job_id=job_id)
 
 
 def parse_definition(payload: Any) -> JobDefinition:
@@ -178,10 +189,7 @@ class JobService:
 
     def latest_run(self, job_id: str) -> Run:
         self.get(job_id)
-        runs = self.store.list_runs(job_id, limit=1)
-        if not runs:
-            raise NotFound(f"job {job_id} has no execution", job_id=job_id)
-        return runs[0]
+        return current_run(self.store, job_id)
 
     def get_run_by_ex(self, ex_id: str) -> Run:
         run = self.store.get_run_by_ex(ex_id)

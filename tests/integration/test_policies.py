@@ -273,3 +273,13 @@ def test_scheduling_a_job_without_schedule_is_a_conflict(client: Client):
     status, err = _post(client, f"/v1/jobs/{body['job_id']}/_schedule")
     assert status == 409 and err["current_state"] == "NEW"
     assert _post(client, "/v1/jobs/nope/_suspend")[0] == 404
+
+
+def test_a_jobs_execution_is_never_a_ledger_record(client: Client, container: Container):
+    """GET /v1/jobs/{id}/ex is the newest run that ran, not a newer skipped slot."""
+    job = _submit(container)
+    container.supervisor.tick(T0 + 60)
+    container.supervisor.tick(T0 + 120)  # 08:02 is skipped: 08:01 is still active
+    assert _statuses(container, job)["08:02:00"] == ("skipped", "overlap")
+    ex = client.http.get(f"/v1/jobs/{job.job_id}/ex").json_body
+    assert ex["slot"] == "2027-01-15T08:01:00Z" and ex["_status"] == "pending"
