@@ -54,6 +54,19 @@ class SupervisorRecord:
     halted_at: float | None = None
     restarted_at: float | None = None
     updated: float = 0.0
+    failed_ticks: int = 0
+    last_failure_at: float | None = None
+    last_failure: str | None = None
+
+
+@dataclass(frozen=True)
+class TickFailure:
+    """Ticks that failed because the store could not be reached, not yet on the record:
+    how many, and when and why the newest failed."""
+
+    count: int
+    at: float
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -290,8 +303,15 @@ class SupervisorStore(ABC):
         """Create the record if missing; return the stored one either way."""
 
     @abstractmethod
-    def record_tick(self, now: float, stats: dict[str, Any]) -> None:
-        """Note a tick's time and figures."""
+    def record_tick(
+        self, now: float, stats: dict[str, Any], failure: TickFailure | None = None
+    ) -> None:
+        """Note a tick's time and figures, and the failed ticks since the last noted one."""
+
+    @abstractmethod
+    def record_tick_failure(self, failure: TickFailure) -> None:
+        """Note ticks that failed (the store was unreachable); raises StoreUnavailable if it
+        still is."""
 
     @abstractmethod
     def set_supervisor_state(

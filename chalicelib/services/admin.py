@@ -33,6 +33,9 @@ class SupervisorView:
             "last_tick": r.last_stats,
             "halted_at": r.halted_at,
             "restarted_at": r.restarted_at,
+            "failed_ticks": r.failed_ticks,
+            "last_failure_at": r.last_failure_at,
+            "last_failure": r.last_failure,
         }
 
 

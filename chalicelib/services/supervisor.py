@@ -17,7 +17,16 @@ from chalicelib.domain.policies import jitter, miss_reason, split_missed
 from chalicelib.domain.runs import MissReason, Run, Trigger, scheduled_slot
 from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import ExStatus, SupervisorState
-from chalicelib.ports import Alert, Clock, Notifier, Queue, RunUpdate, Store, SupervisorRecord
+from chalicelib.ports import (
+    Alert,
+    Clock,
+    Notifier,
+    Queue,
+    RunUpdate,
+    Store,
+    SupervisorRecord,
+    TickFailure,
+)
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
 from chalicelib.services.worker import WorkerService
@@ -125,6 +134,7 @@ class SupervisorService:
         self.notifier = notifier
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._unnoted: TickFailure | None = None
 
     def state(self) -> SupervisorRecord:
         found = self.store.get_supervisor()
@@ -138,13 +148,32 @@ class SupervisorService:
 
     def tick(self, now: float | None = None) -> TickStats:
         """Create every run due by now + look-ahead, send its start to arrive on its second,
-        then sweep runs whose lease or progress check has expired."""
+        then sweep runs whose lease or progress check has expired. A tick the store fails
+        raises StoreUnavailable and is noted on the supervisor record: at once if the record
+        can be written, else by the next tick of this warm container."""
         now = self.clock.now() if now is None else now
+        try:
+            return self._tick(now)
+        except StoreUnavailable as err:
+            self._note_failure(now, err)
+            raise
+
+    def _note_failure(self, now: float, err: StoreUnavailable) -> None:
+        earlier = self._unnoted.count if self._unnoted is not None else 0
+        self._unnoted = TickFailure(count=earlier + 1, at=now, reason=str(err))
+        try:
+            self.store.record_tick_failure(self._unnoted)
+        except StoreUnavailable:
+            log.warning("tick at %s failed and could not be noted: %s", now, err)
+            return
+        self._unnoted = None
+
+    def _tick(self, now: float) -> TickStats:
         stats = TickStats()
         sup = self.state()
         if sup.state == SupervisorState.HALTED:
             stats.halted = True
-            self.store.record_tick(now, asdict(stats))
+            self._record(now, stats)
             return stats
         horizon = now + self.settings.lookahead_seconds
         due: list[Job] = []
@@ -165,8 +194,12 @@ class SupervisorService:
         stats.starts_sent += sender.sent
         stats.errors += sender.errors
         self._sweep(now, stats)
-        self.store.record_tick(now, asdict(stats))
+        self._record(now, stats)
         return stats
+
+    def _record(self, now: float, stats: TickStats) -> None:
+        self.store.record_tick(now, asdict(stats), self._unnoted)
+        self._unnoted = None
 
     def _fire_pool(self) -> ThreadPoolExecutor:
         """One pool for the supervisor's life: its threads keep their store clients."""

@@ -318,18 +318,46 @@ def test_store_down_for_a_tick_then_catchup_latest(
             c.supervisor.tick(clock.now())
     assert faults.fired
     sup = c.store.get_supervisor()
-    assert sup is not None and sup.ticks == 1  # the failed tick is not recorded
+    assert sup is not None and sup.ticks == 1  # the failed tick is not recorded as a tick
+    assert sup.failed_ticks == 0  # nor noted: the store was down for the note too
     assert c.store.list_runs(job.job_id) == []  # no partial damage
     clock.t = T0 + 200  # T0+60 and T0+120 are past the 60 s grace; T0+180 is on time
     stats = c.supervisor.tick(clock.now())
     assert (stats.runs_created, stats.slots_missed, stats.errors) == (1, 2, 0)
     sup = c.store.get_supervisor()
     assert sup is not None and sup.ticks == 2 and sup.last_stats["slots_missed"] == 2
+    # the next tick of the same (warm) supervisor notes the failed one
+    assert (sup.failed_ticks, sup.last_failure_at) == (1, T0 + 57)
+    assert sup.last_failure and "connect" in sup.last_failure.lower()
     assert drain_keep_failed(c, queue) == []
     runs = check(c, job.job_id)
     by_status = Counter(str(r.status) for r in runs)
     assert by_status == {"missed": 2, "completed": 1}
     assert {r.slot for r in runs if r.status == ExStatus.completed} == {"2027-01-15T08:03:00Z"}
+
+
+def test_failed_tick_noted_at_once_when_the_record_can_be_written(
+    container: Container, clock: FakeClock
+) -> None:
+    from app import app
+
+    c = container
+    c.jobs.submit(_job(schedule={"rate": "rate(1 minute)"}), start=True)
+    c.supervisor.tick(T0)
+    with inject() as faults:
+        faults.fail("Query", every=True, error=read_timeout)  # reads time out, writes work
+        with pytest.raises(StoreUnavailable):
+            c.supervisor.tick(T0 + 30)
+        with pytest.raises(StoreUnavailable):
+            c.supervisor.tick(T0 + 31)  # a second failure adds to the count
+    assert len(faults.fired) == 2
+    with Client(app) as client:
+        state = client.http.get("/api/supervisor/state").json_body
+    assert state["failed_ticks"] == 2 and state["last_failure_at"] == T0 + 31
+    assert state["ticks"] == 1
+    c.supervisor.tick(T0 + 32)  # nothing left to note: the count stays
+    sup = c.store.get_supervisor()
+    assert sup is not None and (sup.ticks, sup.failed_ticks) == (2, 2)
 
 
 # 3. a start worker's claim write, through the Chalice SQS handler ---------------------------

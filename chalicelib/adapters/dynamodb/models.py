@@ -202,6 +202,9 @@ def build_models(settings: Settings) -> Models:
         halted_at = NumberAttribute(null=True)
         restarted_at = NumberAttribute(null=True)
         updated = NumberAttribute()
+        failed_ticks = NumberAttribute(null=True)
+        last_failure_at = NumberAttribute(null=True)
+        last_failure = UnicodeAttribute(null=True)
 
     class AlertModel(Model):
         """Alerts newest last under one key (a sort key of time and id): the alerts

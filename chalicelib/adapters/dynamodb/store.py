@@ -35,7 +35,7 @@ from chalicelib.domain.transitions import (
     SliceState,
     SupervisorState,
 )
-from chalicelib.ports import Alert, RunUpdate, Store, SupervisorRecord
+from chalicelib.ports import Alert, RunUpdate, Store, SupervisorRecord, TickFailure
 
 T = TypeVar("T")
 SUPERVISOR_KEY = "supervisor"
@@ -705,6 +705,9 @@ class DynamoStore(Store):
             halted_at=m.halted_at,
             restarted_at=m.restarted_at,
             updated=float(m.updated),
+            failed_ticks=int(m.failed_ticks or 0),
+            last_failure_at=m.last_failure_at,
+            last_failure=m.last_failure,
         )
 
     def get_supervisor(self) -> SupervisorRecord | None:
@@ -733,7 +736,19 @@ class DynamoStore(Store):
         found = self.get_supervisor()
         return found or record
 
-    def record_tick(self, now: float, stats: dict[str, Any]) -> None:
+    def _failure_actions(self, failure: TickFailure | None) -> list[Any]:
+        if failure is None:
+            return []
+        V = self.m.supervisor
+        return [
+            V.failed_ticks.add(failure.count),
+            V.last_failure_at.set(failure.at),
+            V.last_failure.set(failure.reason),
+        ]
+
+    def record_tick(
+        self, now: float, stats: dict[str, Any], failure: TickFailure | None = None
+    ) -> None:
         V = self.m.supervisor
         try:
             V(SUPERVISOR_KEY).update(
@@ -742,8 +757,19 @@ class DynamoStore(Store):
                     V.ticks.add(1),
                     V.last_stats.set(stats),
                     V.updated.set(now),
+                    *self._failure_actions(failure),
                 ],
                 condition=V.key.exists(),
+            )
+        except UpdateError as err:
+            if not _is_conditional(err):
+                raise _unavailable(err) from err
+
+    def record_tick_failure(self, failure: TickFailure) -> None:
+        V = self.m.supervisor
+        try:
+            V(SUPERVISOR_KEY).update(
+                actions=self._failure_actions(failure), condition=V.key.exists()
             )
         except UpdateError as err:
             if not _is_conditional(err):
