@@ -42,16 +42,20 @@ class ApiError(CliError):
         self.status = status
         self.body = body
         if isinstance(body, dict) and ("message" in body or "error" in body):
-            code = body.get("error") or "error"
-            message = f"{code}: {body.get('message', '')} (HTTP {status})"
+            headline = str(body.get("message") or "")
+            message = f"{body.get('error') or 'error'}: {headline} (HTTP {status})"
             details = [
                 f"{e.get('field', '?')}: {e.get('reason', '')}"
                 for e in body.get("errors") or []
                 if isinstance(e, dict)
             ]
+            details = [d for d in details if d != headline]
             details += [
                 f"{k}: {v}" for k, v in body.items() if k not in ("error", "message", "errors")
             ]
+        elif isinstance(body, dict) and "Message" in body:  # Chalice's and API Gateway's own
+            message = f"HTTP {status}: {body['Message']}"
+            details = []
         else:
             message = f"HTTP {status}: {text.strip()[:500] or '(empty body)'}"
             details = []
@@ -82,6 +86,13 @@ def api_error(response: requests.Response) -> ApiError:
         body = None
     status = response.status_code
     kind: type[ApiError] = ApiError
+    if _no_such_route(status, body):
+        return NotFoundError(
+            404,
+            None,
+            f"no route {response.request.method} {response.request.path_url} on this API "
+            "(older than this CLI?)",
+        )
     if status == 404:
         kind = NotFoundError
     elif status == 409:
@@ -89,6 +100,15 @@ def api_error(response: requests.Response) -> ApiError:
     elif status >= 500:
         kind = ServerError
     return kind(status, body, response.text)
+
+
+def _no_such_route(status: int, body: Any) -> bool:
+    """API Gateway and Chalice answer an unknown path with 403 'Missing Authentication Token'."""
+    return (
+        status == 403
+        and isinstance(body, dict)
+        and "Authentication Token" in str(body.get("message") or body.get("Message"))
+    )
 
 
 def _query(params: Params | None) -> dict[str, str]:
