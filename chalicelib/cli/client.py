@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -90,7 +91,7 @@ def api_error(response: requests.Response) -> ApiError:
         return NotFoundError(
             404,
             None,
-            f"no route {response.request.method} {response.request.path_url} on this API "
+            f"no route {response.request.method} {urlsplit(response.url).path} on this API "
             "(older than this CLI?)",
         )
     if status == 404:

@@ -15,13 +15,13 @@ from rich.table import Table
 from chalicelib.cli.client import CliError
 
 Column = tuple[str, str | Callable[[Mapping[str, Any]], Any]]
-MIN_WIDTH = 160  # piped output: wide enough that ids are not folded
+PIPED_WIDTH = 1000  # piped output: rows on one line each, ids never folded
 
 
 def console(stderr: bool = False) -> Console:
     con = Console(stderr=stderr, highlight=False)
     if not con.is_terminal:
-        con = Console(stderr=stderr, highlight=False, width=max(con.width, MIN_WIDTH))
+        con = Console(stderr=stderr, highlight=False, width=PIPED_WIDTH)
     return con
 
 
