@@ -4,7 +4,11 @@ how commands report them (fake HTTP with `responses`; no stack)."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -216,3 +220,21 @@ def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.startswith("cadenza ") and result.stdout.strip() != "cadenza"
+
+
+def test_shell_completion_is_offered_and_completes_commands() -> None:
+    script = Path(sys.executable).parent / "cadenza"
+    if not script.exists():
+        pytest.skip("the cadenza console script is not installed next to this python")
+    shown = subprocess.run(
+        [str(script), "--show-completion", "bash"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0 and "_cadenza_completion" in shown.stdout
+    env = {
+        **os.environ,
+        "_CADENZA_COMPLETE": "complete_bash",
+        "COMP_WORDS": "cadenza jobs st",
+        "COMP_CWORD": "2",
+    }
+    completed = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert completed.stdout.split() == ["start", "stop"]
