@@ -25,9 +25,8 @@ class Cli:
 
 def state(ctx: typer.Context) -> Cli:
     obj = ctx.find_root().obj
-    if not isinstance(obj, Cli):  # a group invoked on its own, without the root callback
-        obj = Cli(Client(), json_output=False)
-        ctx.find_root().obj = obj
+    if not isinstance(obj, Cli):
+        raise RuntimeError("the root callback sets the CLI's state before any command runs")
     return obj
 
 

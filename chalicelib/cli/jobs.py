@@ -96,6 +96,8 @@ def submit(
 ) -> None:
     """Submit a job (POST /v1/jobs) from a JSON file or standard input."""
     cli = state(ctx)
+    if follow and not start:
+        raise typer.BadParameter("--follow needs --start", param_hint="--follow")
     answer = _send(ctx, "POST", "/v1/jobs", read_body(path), {"start": start})
     if follow and isinstance(answer, dict) and answer.get("ex_id"):
         if not cli.json_output:

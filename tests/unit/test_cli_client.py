@@ -213,7 +213,9 @@ def test_watch_exits_non_zero_when_the_execution_fails(monkeypatch: pytest.Monke
 def test_usage_errors_exit_2_without_a_request() -> None:
     with responses.RequestsMock():  # any request would fail: none is registered
         result = runner.invoke(app, ["--url", URL, "jobs", "recover", "j", "--cleanup-type", "x"])
+        follow = runner.invoke(app, ["--url", URL, "jobs", "submit", "-", "-f"], input="{}")
     assert result.exit_code == 2
+    assert follow.exit_code == 2 and "--follow needs --start" in follow.stderr
 
 
 def test_version() -> None:
