@@ -18,11 +18,10 @@ from rich.progress import (
 from chalicelib.cli.client import EXIT_FAILED, Client
 from chalicelib.cli.context import Cli
 from chalicelib.cli.output import console, print_json
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 
-SUCCESS = "completed"
-TERMINAL = frozenset(
-    {"completed", "stopped", "rejected", "failed", "terminated", "skipped", "missed"}
-)
+SUCCESS = str(ExStatus.completed)
+TERMINAL = frozenset(str(s) for s in TERMINAL_EX)  # the API's statuses, the domain's words
 
 
 def _counts(ex: dict[str, Any]) -> tuple[int, int, int]:

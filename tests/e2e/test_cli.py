@@ -134,8 +134,8 @@ def test_unknown_ids_exit_not_found(stack: StackProcess) -> None:
     job = cadenza("--url", stack.url, "jobs", "get", "no-such-job")
     assert job.returncode == 3, job.stderr
     assert "not_found" in job.stderr and job.stdout == ""
-    ex = cadenza("--url", stack.url, "ex", "watch", "no-such-ex")
-    assert ex.returncode == 3, ex.stderr
+    ex = cli(stack, "ex", "watch", "no-such-ex")
+    assert ex.exit_code == 3, ex.output
 
 
 def test_an_illegal_transition_exits_conflict(
@@ -147,8 +147,8 @@ def test_an_illegal_transition_exits_conflict(
 
 
 def test_usage_errors_exit_2(stack: StackProcess) -> None:
-    proc = cadenza("--url", stack.url, "ex", "resolve", "some-ex", "maybe")
-    assert proc.returncode == 2
+    result = cli(stack, "ex", "resolve", "some-ex", "maybe")
+    assert result.exit_code == 2 and "maybe" in result.stderr
 
 
 def test_supervisor_halt_state_restart(stack: StackProcess) -> None:
