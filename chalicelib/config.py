@@ -40,7 +40,7 @@ class Settings:
     max_receive_count: int = 5
     start_halted: bool = False
     create_tables: bool = True
-    asset_max_bytes: int = 5 * 1024 * 1024
+    asset_max_bytes: int = 4 * 1024 * 1024
     asset_max_uncompressed: int = 50 * 1024 * 1024
     asset_max_ratio: float = 100.0
     asset_max_entries: int = 1000

@@ -51,7 +51,7 @@ class AssetLimits:
     """What a bundle may weigh. The ratio applies once the content is over `ratio_floor`
     (a few KB of repeated text compress far better than any ratio worth refusing)."""
 
-    max_bytes: int = 5 * 1024 * 1024
+    max_bytes: int = 4 * 1024 * 1024
     max_uncompressed: int = 50 * 1024 * 1024
     max_ratio: float = 100.0
     ratio_floor: int = 1024 * 1024
