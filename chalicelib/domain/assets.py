@@ -96,20 +96,18 @@ class Manifest(BaseModel):
 
 @dataclass
 class Asset:
-    """A stored bundle: its id is the sha1 of the zip's bytes."""
+    """A stored bundle: its id is the sha1 of the zip's bytes (Teraslice's 40-hex ids),
+    `sha` its sha256, which workers check the bundle they fetch against."""
 
     asset_id: str
     name: str
     version: str
+    sha: str
     size: int
     s3_key: str
     created: float
     root: str = ""
     manifest: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def sha(self) -> str:
-        return self.asset_id
 
     @property
     def ops(self) -> AssetOps:
@@ -121,6 +119,7 @@ class Bundle:
     """A checked bundle: what to store."""
 
     asset_id: str
+    sha: str
     manifest: Manifest
     root: str
     size: int
@@ -129,6 +128,10 @@ class Bundle:
 
 def asset_id_of(data: bytes) -> str:
     return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+def sha_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _member_path(info: zipfile.ZipInfo) -> str:
@@ -292,7 +295,7 @@ def inspect_bundle(data: bytes, limits: AssetLimits, builtin_ops: frozenset[str]
                 raise refuse(field_name, f"{op!r} is a built-in operation; choose another name")
             if not files & set(_module_files(target, root)):
                 raise refuse(field_name, f"module of {target!r} is not in the zip")
-    return Bundle(asset_id_of(data), manifest, root, len(data), total)
+    return Bundle(asset_id_of(data), sha_of(data), manifest, root, len(data), total)
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:

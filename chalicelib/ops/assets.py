@@ -23,9 +23,9 @@ from typing import Any
 from chalicelib.domain.assets import (
     Asset,
     AssetLimits,
-    asset_id_of,
     checked_members,
     read_members,
+    sha_of,
 )
 from chalicelib.ops.registry import AnyParams, OpSpec, SliceContext
 from chalicelib.ports import BlobStore, OpSource
@@ -89,7 +89,7 @@ class AssetOpLoader(OpSource):
             data = self.blobs.get(asset.s3_key)
             if data is None:
                 raise AssetUnavailable(f"asset {asset.asset_id}: bundle missing from the bucket")
-            if asset_id_of(data) != asset.asset_id:
+            if sha_of(data) != asset.sha:
                 raise AssetUnavailable(f"asset {asset.asset_id}: bundle does not match its id")
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=self.cache_dir, prefix=f".{asset.asset_id}-"))

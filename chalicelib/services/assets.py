@@ -51,6 +51,7 @@ class AssetService:
             asset_id=bundle.asset_id,
             name=bundle.manifest.name,
             version=bundle.manifest.version,
+            sha=bundle.sha,
             size=bundle.size,
             s3_key=bundle_key(bundle.asset_id),
             created=self.clock.now(),

@@ -133,6 +133,13 @@ def test_upload_stores_the_zip_under_its_sha1(client: Client, env: Container, fo
     assert bucket_keys(env) == [f"assets/{asset_id}.zip"]
     stored = env.files.get(f"assets/{asset_id}.zip")
     assert stored == data
+    record = env.assets.get(asset_id)
+    assert (record.sha, record.size, record.s3_key) == (
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+        f"assets/{asset_id}.zip",
+    )
+    assert record.root == folder
     [item] = client.http.get("/v1/assets").json_body
     assert item == {
         "_created": "2027-01-15T08:00:00.000Z",

@@ -245,6 +245,7 @@ def build_models(settings: Settings) -> Models:
         asset_id = UnicodeAttribute(hash_key=True)
         name = UnicodeAttribute(null=True)
         version = UnicodeAttribute(null=True)
+        sha = UnicodeAttribute(null=True)
         size = NumberAttribute(null=True)
         s3_key = UnicodeAttribute(null=True)
         root = UnicodeAttribute(null=True)
