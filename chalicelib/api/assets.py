@@ -21,10 +21,21 @@ from chalice.app import Blueprint, Response
 from chalicelib.api.errors import api_errors, json_response, query_bool, query_int
 from chalicelib.bootstrap import get_container
 from chalicelib.domain.assets import Asset
+from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.timefmt import iso
 from chalicelib.services.assets import AssetService
 
 ZIP_TYPES = ["application/octet-stream", "application/zip", "application/x-zip-compressed"]
+# bodies of these types reach a Lambda as text, which mangles a zip: answered 415 in the API's
+# error shape (rather than Chalice's own 415 body)
+TEXT_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
+
+
+class UnsupportedMediaType(InvalidInput):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 DEFAULT_SIZE = 100
 
 
@@ -41,10 +52,16 @@ def make_blueprint(import_name: str) -> Blueprint:
     def service() -> AssetService:
         return get_container().assets
 
-    @bp.route("/assets", methods=["POST"], content_types=ZIP_TYPES)
+    @bp.route("/assets", methods=["POST"], content_types=ZIP_TYPES + TEXT_TYPES)
     @api_errors
     def upload_asset() -> Response:
         query_bool(params(), "blocking", False)
+        declared = bp.current_request.headers.get("content-type", "")
+        if declared.split(";")[0].strip().lower() not in ZIP_TYPES:
+            reason = f"got {declared!r}; send the zip as application/octet-stream"
+            raise UnsupportedMediaType(
+                f"Content-Type: {reason}", [{"field": "Content-Type", "reason": reason}]
+            )
         raw = bp.current_request.raw_body
         data = raw.encode() if isinstance(raw, str) else bytes(raw or b"")
         asset, created = service().upload(data)

@@ -297,6 +297,15 @@ def test_the_same_name_and_version_with_other_content_is_409(client: Client, env
     assert len(table_items(env)) == 2
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
+def test_a_zip_sent_as_text_is_415(client: Client, env: Container, content_type: str):
+    r = client.http.post("/v1/assets", body=ops_bundle(), headers={"Content-Type": content_type})
+    assert r.status_code == 415
+    assert r.json_body["errors"][0]["field"] == "Content-Type"
+    assert "application/octet-stream" in r.json_body["errors"][0]["reason"]
+    assert bucket_keys(env) == [] and table_items(env) == []
+
+
 def test_blocking_must_be_a_boolean(client: Client, env: Container):
     r = client.http.post("/v1/assets?blocking=maybe", body=ops_bundle(), headers=ZIP)
     assert r.status_code == 400 and r.json_body["errors"][0]["field"] == "blocking"
