@@ -7,12 +7,15 @@ from chalice.app import Chalice, CloudWatchEvent, Rate, SQSEvent
 
 from chalicelib import handlers
 from chalicelib.api.admin import admin
+from chalicelib.api.assets import make_blueprint as make_assets_blueprint
 from chalicelib.api.scheduled_jobs import make_blueprint as make_scheduled_jobs_blueprint
 from chalicelib.api.v1 import make_blueprint
 
 app = Chalice(app_name="cadenza")
 app.register_blueprint(make_blueprint("cadenza_v1"), url_prefix="/v1")
 app.register_blueprint(make_blueprint("cadenza_root"))
+app.register_blueprint(make_assets_blueprint("cadenza_assets_v1"), url_prefix="/v1")
+app.register_blueprint(make_assets_blueprint("cadenza_assets_root"))
 app.register_blueprint(make_scheduled_jobs_blueprint("cadenza_scheduled_jobs"))
 app.register_blueprint(admin)
 

@@ -9,11 +9,17 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from chalicelib.adapters.dynamodb.assets import DynamoAssetStore
 from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.s3 import S3BlobStore
 from chalicelib.adapters.sns import SnsNotifier
 from chalicelib.adapters.sqs import SqsQueue, ensure_queues
 from chalicelib.config import Settings, get_settings
-from chalicelib.ports import Clock, Notifier, Queue, Store, SystemClock
+from chalicelib.domain.assets import AssetLimits
+from chalicelib.ops.assets import AssetOpLoader
+from chalicelib.ops.registry import REGISTRY
+from chalicelib.ports import AssetStore, BlobStore, Clock, Notifier, Queue, Store, SystemClock
+from chalicelib.services.assets import AssetService
 from chalicelib.services.executions import ExecutionService
 from chalicelib.services.jobs import JobService
 from chalicelib.services.supervisor import SupervisorService
@@ -33,6 +39,8 @@ class Container:
     supervisor: SupervisorService
     executions: ExecutionService
     notifier: Notifier
+    assets: AssetService
+    files: BlobStore
 
 
 def aws_client(service: str, settings: Settings) -> Any:
@@ -51,23 +59,42 @@ def build_container(
     queue: Queue | None = None,
     clock: Clock | None = None,
     notifier: Notifier | None = None,
+    asset_store: AssetStore | None = None,
+    files: BlobStore | None = None,
 ) -> Container:
     s = settings or get_settings()
     store = store or DynamoStore(s)
     queue = queue or SqsQueue(aws_client("sqs", s), s.start_queue, s.slice_queue)
     clock = clock or SystemClock()
     notifier = notifier or SnsNotifier(aws_client("sns", s), s.alerts_topic)
-    worker = WorkerService(store, queue, clock)
+    files = files or S3BlobStore(aws_client("s3", s), s.bucket)
+    limits = asset_limits(s)
+    assets = AssetService(
+        asset_store or DynamoAssetStore(s), files, clock, limits, frozenset(REGISTRY)
+    )
+    ops = AssetOpLoader(assets.resolve, files, s.asset_cache_dir, limits)
+    worker = WorkerService(store, queue, clock, ops=ops, files=files)
     return Container(
         settings=s,
         store=store,
         queue=queue,
         clock=clock,
-        jobs=JobService(store, queue, clock, s),
+        jobs=JobService(store, queue, clock, s, asset_ops=assets.declared_ops),
         worker=worker,
         supervisor=SupervisorService(store, queue, clock, s, worker, notifier),
         executions=ExecutionService(store, clock, worker),
         notifier=notifier,
+        assets=assets,
+        files=files,
+    )
+
+
+def asset_limits(s: Settings) -> AssetLimits:
+    return AssetLimits(
+        max_bytes=s.asset_max_bytes,
+        max_uncompressed=s.asset_max_uncompressed,
+        max_ratio=s.asset_max_ratio,
+        max_entries=s.asset_max_entries,
     )
 
 

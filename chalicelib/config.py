@@ -27,6 +27,7 @@ class Settings:
     slices_table: str = "cadenza-dev-slices"
     supervisor_table: str = "cadenza-dev-supervisor"
     alerts_table: str = "cadenza-dev-alerts"
+    assets_table: str = "cadenza-dev-assets"
     alerts_topic: str = "cadenza-dev-alerts"
     start_queue: str = "cadenza-dev-start"
     slice_queue: str = "cadenza-dev-slices"
@@ -39,6 +40,11 @@ class Settings:
     max_receive_count: int = 5
     start_halted: bool = False
     create_tables: bool = True
+    asset_max_bytes: int = 4 * 1024 * 1024
+    asset_max_uncompressed: int = 50 * 1024 * 1024
+    asset_max_ratio: float = 100.0
+    asset_max_entries: int = 1000
+    asset_cache_dir: str = "/tmp/cadenza-assets"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -55,6 +61,7 @@ class Settings:
             slices_table=f"{prefix}-slices",
             supervisor_table=f"{prefix}-supervisor",
             alerts_table=f"{prefix}-alerts",
+            assets_table=f"{prefix}-assets",
             alerts_topic=f"{prefix}-alerts",
             start_queue=f"{prefix}-start",
             slice_queue=f"{prefix}-slices",
@@ -81,6 +88,7 @@ class Settings:
             supervisor_table=e.get("CADENZA_SUPERVISOR_TABLE", base.supervisor_table),
             alerts_table=e.get("CADENZA_ALERTS_TABLE", base.alerts_table),
             alerts_topic=e.get("CADENZA_ALERTS_TOPIC", base.alerts_topic),
+            assets_table=e.get("CADENZA_ASSETS_TABLE", base.assets_table),
             start_queue=e.get("CADENZA_START_QUEUE", base.start_queue),
             slice_queue=e.get("CADENZA_SLICE_QUEUE", base.slice_queue),
             dead_letter_queue=e.get("CADENZA_DLQ", base.dead_letter_queue),
@@ -92,6 +100,13 @@ class Settings:
             max_receive_count=int(e.get("CADENZA_MAX_RECEIVE_COUNT", base.max_receive_count)),
             start_halted=_bool(e.get("CADENZA_START_HALTED")),
             create_tables=_bool(e.get("CADENZA_CREATE_TABLES"), default=True),
+            asset_max_bytes=int(e.get("CADENZA_ASSET_MAX_BYTES", base.asset_max_bytes)),
+            asset_max_uncompressed=int(
+                e.get("CADENZA_ASSET_MAX_UNCOMPRESSED", base.asset_max_uncompressed)
+            ),
+            asset_max_ratio=float(e.get("CADENZA_ASSET_MAX_RATIO", base.asset_max_ratio)),
+            asset_max_entries=int(e.get("CADENZA_ASSET_MAX_ENTRIES", base.asset_max_entries)),
+            asset_cache_dir=e.get("CADENZA_ASSET_CACHE_DIR", base.asset_cache_dir),
         )
 
 

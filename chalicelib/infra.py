@@ -1,7 +1,7 @@
 """The AWS resources Chalice does not create, generated from the PynamoDB models.
 
 ``python -m chalicelib.infra > infra/resources.json`` prints a CloudFormation fragment for
-``chalice package --stage STAGE --merge-template infra/resources.json``: the four DynamoDB
+``chalice package --stage STAGE --merge-template infra/resources.json``: the DynamoDB
 tables (keys, attribute definitions and GSIs read off ``build_models``), the start and slice
 queues with their dead-letter queue, the results bucket, the alerts topic, and patches to
 the function resources Chalice generates (``ReportBatchItemFailures`` on both SQS event
@@ -72,6 +72,7 @@ ENVIRONMENT_NAMES = {
     "CADENZA_BUCKET": "ResultsBucket",
     "CADENZA_ALERTS_TABLE": "AlertTable",
     "CADENZA_ALERTS_TOPIC": "AlertsTopic",
+    "CADENZA_ASSETS_TABLE": "AssetTable",
 }
 ALERTS_SUFFIX = "alerts"
 
@@ -520,7 +521,10 @@ DYNAMODB_ACTIONS = (
 INDEX_ACTIONS = ("dynamodb:Query",)
 SQS_SEND_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
 SQS_CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
-S3_ACTIONS = ("s3:GetObject", "s3:PutObject")
+# objects: asset bundles (put on upload, get by workers, deleted with the asset) and the
+# csv_result parts; listing: a run's parts make its result file
+S3_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+S3_BUCKET_ACTIONS = ("s3:ListBucket",)
 # CreateTopic on an existing topic returns its ARN: how the notifier finds the stage's topic
 SNS_ACTIONS = ("sns:Publish", "sns:CreateTopic")
 LOGS_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
@@ -548,6 +552,11 @@ def iam_policy(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
             "Sid": "Results",
             "Action": list(S3_ACTIONS),
             "Resource": f"arn:aws:s3:::{settings.bucket}/*",
+        },
+        {
+            "Sid": "ListResults",
+            "Action": list(S3_BUCKET_ACTIONS),
+            "Resource": f"arn:aws:s3:::{settings.bucket}",
         },
         {
             "Sid": "Alerts",

@@ -10,12 +10,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from chalicelib.domain.assets import Asset
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
+
+if TYPE_CHECKING:
+    from chalicelib.ops.registry import OpSpec
 
 
 class Clock(ABC):
@@ -392,3 +396,61 @@ class Queue(ABC):
     @abstractmethod
     def send_slices(self, items: Sequence[tuple[str, str, str, str, int]]) -> None:
         """Slice messages for (job_id, slot, ex_id, slice_id, delay_seconds)."""
+
+
+class BlobStore(ABC):
+    """Objects in the bucket (S3): asset bundles and result files."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Write (or overwrite) an object."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """An object's bytes, or None if there is none."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; removing a missing one is not an error."""
+
+    @abstractmethod
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix`, in key order."""
+
+
+class AssetStore(ABC):
+    """Asset records: one per bundle (keyed by its content hash), unique by name and
+    version, listed by creation time from an index."""
+
+    @abstractmethod
+    def ensure_table(self) -> None:
+        """Create the assets table (and its indexes) if missing."""
+
+    @abstractmethod
+    def put_asset(self, asset: Asset) -> bool:
+        """Store a new asset and claim its name and version, in one transaction. False if
+        the id exists already; Conflict if another id holds the name and version."""
+
+    @abstractmethod
+    def get_asset(self, asset_id: str) -> Asset | None:
+        """The asset, or None."""
+
+    @abstractmethod
+    def assets_named(self, name: str, version: str | None = None) -> list[Asset]:
+        """The assets of a name (optionally one version), newest first (an index query)."""
+
+    @abstractmethod
+    def list_assets(self, limit: int, newest_first: bool = True) -> list[Asset]:
+        """Up to `limit` assets by creation time (an index query)."""
+
+    @abstractmethod
+    def delete_asset(self, asset: Asset) -> bool:
+        """Remove the asset and its name/version claim together; False if it was gone."""
+
+
+class OpSource(ABC):
+    """Operations that a job's assets provide, ready to run (workers)."""
+
+    @abstractmethod
+    def ops_for(self, assets: Sequence[str]) -> dict[str, OpSpec]:
+        """The ops of these asset references (ids, names, name:version), loaded."""

@@ -7,7 +7,9 @@
     POST /scheduled-jobs/{jobId}/runs                 run it now: {"args": "a b c"} -> 202
     GET  /scheduled-jobs/{jobId}/runs                 its runs (?fromDate= &toDate= &status=)
     GET  /scheduled-jobs/{jobId}/runs/{runId}         one run
-    GET  /scheduled-jobs/{jobId}/runs/{runId}/result-file   what the run produced
+    GET  /scheduled-jobs/{jobId}/runs/{runId}/result-file   what the run produced: the CSV
+                                                      its csv_result op wrote, else its
+                                                      JSON result
 
 Lists are what OpenSpecimen returns, a JSON array, newest first, `maxResults` (1..1000,
 default 100) at a time. When more follow, the token of the next page is in the `X-Next`
@@ -36,7 +38,9 @@ from chalicelib.api.scheduled_views import (
 )
 from chalicelib.bootstrap import get_container
 from chalicelib.domain.history import invalid, parse_max_results
+from chalicelib.ops.csv_result import CSV_TYPE
 from chalicelib.services.history import HistoryService
+from chalicelib.services.results import ResultFileService
 
 BASE = "/scheduled-jobs"
 NEXT = "next"
@@ -169,8 +173,17 @@ def make_blueprint(import_name: str) -> Blueprint:
     @bp.route(BASE + "/{job_id}/runs/{run_id}/result-file", methods=["GET"])
     @api_errors
     def result_file(job_id: str, run_id: str) -> Response:
-        result = history().result(job_id, run_id)
-        disposition = f'attachment; filename="{run_id}.json"'
-        return _response(result, headers={"Content-Disposition": disposition})
+        found = ResultFileService(history(), get_container().files).result_file(job_id, run_id)
+        if not found.csv:
+            disposition = f'attachment; filename="{run_id}.json"'
+            return _response(found.content, headers={"Content-Disposition": disposition})
+        return Response(
+            body=found.content,
+            status_code=200,
+            headers={
+                "Content-Type": CSV_TYPE,
+                "Content-Disposition": f'attachment; filename="{run_id}.csv"',
+            },
+        )
 
     return bp

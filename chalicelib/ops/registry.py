@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import shlex
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chalicelib.domain.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from chalicelib.ports import BlobStore
 
 MAX_SLICES = 100_000
 
@@ -25,10 +28,20 @@ class SliceContext:
     order: int
     attempt: int
     args: str | None
+    files: BlobStore | None = None
 
 
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class AnyParams(Params):
+    """An asset op's parameters: whatever the job gives, handed over as a dict."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 class NoParams(Params):
@@ -58,6 +71,10 @@ class FailParams(Params):
     fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     times: int | None = Field(default=None, ge=1)
     message: str = "injected failure"
+
+
+class CsvParams(Params):
+    columns: list[str] | None = Field(default=None, min_length=1, max_length=1000)
 
 
 Reader = Callable[[Any, str | None], Iterator[dict[str, Any]]]
@@ -112,6 +129,13 @@ def _echo(p: Any, data: Any, ctx: SliceContext) -> Any:
     return {"request": data, "args": shlex.split(ctx.args) if ctx.args else []}
 
 
+def _csv_result(p: Any, data: Any, ctx: SliceContext) -> Any:
+    from chalicelib.ops.csv_result import write_part
+
+    write_part(p, data, ctx)
+    return data
+
+
 REGISTRY: dict[str, OpSpec] = {
     s.name: s
     for s in (
@@ -120,29 +144,40 @@ REGISTRY: dict[str, OpSpec] = {
         OpSpec("sleep", SleepParams, processor=_sleep),
         OpSpec("fail", FailParams, processor=_fail),
         OpSpec("echo", NoParams, processor=_echo),
+        OpSpec("csv_result", CsvParams, processor=_csv_result),
     )
 }
 
 
-def _spec(index: int, op: dict[str, Any], role: str) -> tuple[OpSpec, Params]:
+def _unknown(where: str, name: object, known: list[str]) -> InvalidInput:
+    return InvalidInput(
+        f"{where}._op: unknown operation {name!r}",
+        [
+            {
+                "field": f"{where}._op",
+                "reason": f"unknown operation {name!r}; known: " + ", ".join(sorted(known)),
+            }
+        ],
+    )
+
+
+def _not_role(where: str, name: object, role: str) -> InvalidInput:
+    return InvalidInput(
+        f"{where}._op: {name!r} is not a {role}",
+        [{"field": f"{where}._op", "reason": f"{name!r} cannot be used as a {role}"}],
+    )
+
+
+def _spec(
+    index: int, op: dict[str, Any], role: str, extra: Mapping[str, OpSpec] | None = None
+) -> tuple[OpSpec, Params]:
     name = op.get("_op")
-    spec = REGISTRY.get(str(name))
+    spec = REGISTRY.get(str(name)) or (extra or {}).get(str(name))
     where = f"operations[{index}]"
     if spec is None:
-        raise InvalidInput(
-            f"{where}._op: unknown operation {name!r}",
-            [
-                {
-                    "field": f"{where}._op",
-                    "reason": f"unknown operation {name!r}; known: " + ", ".join(sorted(REGISTRY)),
-                }
-            ],
-        )
+        raise _unknown(where, name, [*REGISTRY, *(extra or {})])
     if (role == "reader" and spec.reader is None) or (role == "processor" and not spec.processor):
-        raise InvalidInput(
-            f"{where}._op: {name!r} is not a {role}",
-            [{"field": f"{where}._op", "reason": f"{name!r} cannot be used as a {role}"}],
-        )
+        raise _not_role(where, name, role)
     params = {k: v for k, v in op.items() if k != "_op"}
     try:
         return spec, spec.params.model_validate(params)
@@ -154,15 +189,29 @@ def _spec(index: int, op: dict[str, Any], role: str) -> tuple[OpSpec, Params]:
         raise InvalidInput(f"{errors[0]['field']}: {errors[0]['reason']}", errors) from err
 
 
-def validate_operations(operations: list[dict[str, Any]]) -> None:
-    """Check that the first op is a reader and the rest are processors, with valid params."""
+def validate_operations(
+    operations: list[dict[str, Any]], declared: Mapping[str, frozenset[str]] | None = None
+) -> None:
+    """Check that the first op is a reader and the rest are processors, with valid params.
+    `declared`: the ops the job's assets provide and their roles (their params are the
+    asset's business, checked when they run)."""
     for i, op in enumerate(operations):
-        _spec(i, op, "reader" if i == 0 else "processor")
+        role = "reader" if i == 0 else "processor"
+        name = str(op.get("_op"))
+        if name not in REGISTRY and declared and name in declared:
+            if role not in declared[name]:
+                raise _not_role(f"operations[{i}]", name, role)
+            continue
+        _spec(i, op, role, {k: OpSpec(k, AnyParams) for k in declared or {}})
 
 
-def slice_requests(operations: list[dict[str, Any]], args: str | None) -> list[dict[str, Any]]:
-    """The reader's slices for a run, in order."""
-    spec, params = _spec(0, operations[0], "reader")
+def slice_requests(
+    operations: list[dict[str, Any]],
+    args: str | None,
+    extra: Mapping[str, OpSpec] | None = None,
+) -> list[dict[str, Any]]:
+    """The reader's slices for a run, in order (`extra`: the ops of the job's assets)."""
+    spec, params = _spec(0, operations[0], "reader", extra)
     assert spec.reader is not None
     out: list[dict[str, Any]] = []
     for request in spec.reader(params, args):
@@ -172,11 +221,16 @@ def slice_requests(operations: list[dict[str, Any]], args: str | None) -> list[d
     return out
 
 
-def process(operations: list[dict[str, Any]], request: Any, ctx: SliceContext) -> Any:
+def process(
+    operations: list[dict[str, Any]],
+    request: Any,
+    ctx: SliceContext,
+    extra: Mapping[str, OpSpec] | None = None,
+) -> Any:
     """Run every processor over one slice's request; returns the last one's output."""
     data = request
     for i, op in enumerate(operations[1:], start=1):
-        spec, params = _spec(i, op, "processor")
+        spec, params = _spec(i, op, "processor", extra)
         assert spec.processor is not None
         data = spec.processor(params, data, ctx)
     return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,8 +30,12 @@ def current_run(store: Store, job_id: str) -> Run:
     raise NotFound(f"job {job_id} has no execution", job_id=job_id)
 
 
-def parse_definition(payload: Any) -> JobDefinition:
-    """A validated job definition, or InvalidInput naming each wrong field and why."""
+AssetOps = Callable[[Sequence[str]], Mapping[str, frozenset[str]]]
+
+
+def parse_definition(payload: Any, asset_ops: AssetOps | None = None) -> JobDefinition:
+    """A validated job definition, or InvalidInput naming each wrong field and why.
+    `asset_ops` gives the ops (and their roles) that the job's `assets` provide."""
     if not isinstance(payload, dict):
         raise InvalidInput(
             "body: a job must be a JSON object",
@@ -47,20 +52,29 @@ def parse_definition(payload: Any) -> JobDefinition:
             for e in err.errors()
         ]
         raise InvalidInput(f"{errors[0]['field']}: {errors[0]['reason']}", errors) from err
-    validate_operations([op.to_dict() for op in spec.operations])
+    declared = asset_ops(spec.assets) if asset_ops is not None and spec.assets else None
+    validate_operations([op.to_dict() for op in spec.operations], declared)
     return spec
 
 
 class JobService:
     """Submitting jobs, reading them and their executions, and starting runs on demand."""
 
-    def __init__(self, store: Store, queue: Queue, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        queue: Queue,
+        clock: Clock,
+        settings: Settings,
+        asset_ops: AssetOps | None = None,
+    ) -> None:
         self.store, self.queue, self.clock, self.settings = store, queue, clock, settings
+        self.asset_ops = asset_ops
 
     def submit(self, payload: Any, start: bool) -> tuple[Job, Run | None]:
         """Store a job. With `start`, a scheduled job is SCHEDULED from now on and an
         unscheduled one gets an execution at once."""
-        spec = parse_definition(payload)
+        spec = parse_definition(payload, self.asset_ops)
         now = self.clock.now()
         job = Job(job_id=str(uuid.uuid4()), definition=spec.to_dict(), created=now, updated=now)
         if start and spec.schedule is not None:

@@ -14,8 +14,8 @@ from chalicelib.domain.jobs import JobDefinition
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice, retry_delay, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
-from chalicelib.ops.registry import SliceContext, process, slice_requests
-from chalicelib.ports import Clock, Queue, RunUpdate, Store
+from chalicelib.ops.registry import OpSpec, SliceContext, process, slice_requests
+from chalicelib.ports import BlobStore, Clock, OpSource, Queue, RunUpdate, Store
 
 log = logging.getLogger(__name__)
 START_LEAD_S = 2  # start messages arrive this early (see supervisor.start_delay)
@@ -55,8 +55,16 @@ class WorkerService:
         queue: Queue,
         clock: Clock,
         sleep: Callable[[float], None] = time.sleep,
+        ops: OpSource | None = None,
+        files: BlobStore | None = None,
     ) -> None:
         self.store, self.queue, self.clock, self.sleep = store, queue, clock, sleep
+        self.ops, self.files = ops, files
+
+    def _asset_ops(self, run: Run) -> dict[str, OpSpec]:
+        """The ops the run's assets provide (none without assets or an op source)."""
+        assets = run.config.get("assets") or []
+        return self.ops.ops_for(assets) if self.ops is not None and assets else {}
 
     # ---- start ----------------------------------------------------------------------------
     def handle_start(self, job_id: str, slot: str) -> str:
@@ -98,7 +106,7 @@ class WorkerService:
         if run.presliced:
             return self._claim_presliced(run, now)
         try:
-            requests = slice_requests(run.operations, run.args)
+            requests = slice_requests(run.operations, run.args, self._asset_ops(run))
         except Exception as exc:  # a reader that cannot slice fails the run, once
             self._fail_unsliced(run, now, _error_text(exc))
             return "failed"
@@ -193,9 +201,11 @@ class WorkerService:
 
     def _run_inline(self, claimed: Run, token: str, request: dict[str, Any], begin: float) -> str:
         """A one-slice run: the run record is its own slice (claimed, processed, finished)."""
-        ctx = SliceContext(claimed.ex_id, claimed.job_id, 0, claimed.attempts, claimed.args)
+        ctx = SliceContext(
+            claimed.ex_id, claimed.job_id, 0, claimed.attempts, claimed.args, self.files
+        )
         try:
-            result = process(claimed.operations, request, ctx)
+            result = process(claimed.operations, request, ctx, self._asset_ops(claimed))
         except Exception as exc:
             return self._inline_failed(claimed, token, _error_text(exc))
         end = self.clock.now()
@@ -330,9 +340,9 @@ class WorkerService:
         sl = self.store.claim_slice(ex_id, slice_id, token, now, now + run.lease_seconds)
         if sl is None:
             return "duplicate"
-        ctx = SliceContext(ex_id, job_id, sl.order, sl.attempts, run.args)
+        ctx = SliceContext(ex_id, job_id, sl.order, sl.attempts, run.args, self.files)
         try:
-            result = process(run.operations, sl.request, ctx)
+            result = process(run.operations, sl.request, ctx, self._asset_ops(run))
         except Exception as exc:
             error = _error_text(exc)
             end = self.clock.now()

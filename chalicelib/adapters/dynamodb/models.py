@@ -33,11 +33,12 @@ class Models:
     slice: Any
     supervisor: Any
     alert: Any
+    asset: Any
     connection: Connection
 
     @property
     def all(self) -> tuple[Any, ...]:
-        return (self.job, self.run, self.slice, self.supervisor, self.alert)
+        return (self.job, self.run, self.slice, self.supervisor, self.alert, self.asset)
 
 
 def build_models(settings: Settings) -> Models:
@@ -220,6 +221,44 @@ def build_models(settings: Settings) -> Models:
         slot = UnicodeAttribute(null=True)
         detail = JSONAttribute(null=True)
 
+    class AssetListIndex(GlobalSecondaryIndex[Any]):
+        """Every asset under one key, by creation time (name claims have no list_key)."""
+
+        class Meta:
+            index_name = "list-index"
+            projection = AllProjection()
+
+        list_key = UnicodeAttribute(hash_key=True)
+        created = NumberAttribute(range_key=True)
+
+    class AssetNameIndex(GlobalSecondaryIndex[Any]):
+        class Meta:
+            index_name = "name-index"
+            projection = AllProjection()
+
+        name = UnicodeAttribute(hash_key=True)
+        version = UnicodeAttribute(range_key=True)
+
+    class AssetModel(Model):
+        """Two kinds of item: an asset (keyed by its sha1) and the claim of its name and
+        version (keyed `name@version`, holding only `target`), written together so that
+        one name and version is one bundle."""
+
+        Meta = meta(settings.assets_table)
+        asset_id = UnicodeAttribute(hash_key=True)
+        name = UnicodeAttribute(null=True)
+        version = UnicodeAttribute(null=True)
+        sha = UnicodeAttribute(null=True)
+        size = NumberAttribute(null=True)
+        s3_key = UnicodeAttribute(null=True)
+        root = UnicodeAttribute(null=True)
+        manifest = JSONAttribute(null=True)
+        list_key = UnicodeAttribute(null=True)
+        created = NumberAttribute(null=True)
+        target = UnicodeAttribute(null=True)
+        list_index = AssetListIndex()
+        name_index = AssetNameIndex()
+
     connection = Connection(
         region=region,
         host=host,
@@ -228,4 +267,6 @@ def build_models(settings: Settings) -> Models:
         max_retry_attempts=5,
         max_pool_connections=64,
     )
-    return Models(JobModel, RunModel, SliceModel, SupervisorModel, AlertModel, connection)
+    return Models(
+        JobModel, RunModel, SliceModel, SupervisorModel, AlertModel, AssetModel, connection
+    )
