@@ -126,9 +126,7 @@ class JobService:
                     [{"field": "schedule", "reason": f"required while the job is {job.state}"}],
                 )
             nxt = next_slot(spec.schedule, now, now)
-            schedule = (
-                (job.state, nxt, now) if nxt is not None else (JobState.EXPIRED, None, None)
-            )
+            schedule = (job.state, nxt, now) if nxt is not None else (JobState.EXPIRED, None, None)
         if not self.store.update_job(job, definition, schedule, now):
             raise self._lost_race(job_id)
         return self.document(job_id)
