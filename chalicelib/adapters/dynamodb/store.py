@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pynamodb.exceptions import (
@@ -48,6 +50,7 @@ CONDITIONAL = "ConditionalCheckFailedException"
 TX_BATCH = 25
 MAX_TX_ITEMS = 100  # DynamoDB's limit of items in one transaction
 _RACE_CODES = {"TransactionConflict"}
+LIST_CONCURRENCY = 16  # partitions of a listing read at once
 
 
 def _cancel_codes(err: TransactWriteError) -> list[str]:
@@ -946,7 +949,7 @@ class DynamoStore(Store):
         self, index: Any, parts: Iterable[Any], ascending: bool, window: int, filt: Any = None
     ) -> list[Iterator[Any]]:
         page = min(window, 1000) + 1
-        return [
+        streams = [
             iter(
                 index.query(
                     part,
@@ -956,6 +959,15 @@ class DynamoStore(Store):
                 )
             )
             for part in parts
+        ]
+        if len(streams) <= 1:
+            return streams
+        # the merge needs every partition's first item: read the first pages side by side
+        with ThreadPoolExecutor(min(LIST_CONCURRENCY, len(streams))) as pool:
+            firsts = list(pool.map(lambda it: next(it, None), streams))
+        return [
+            itertools.chain([first], it) if first is not None else iter(())
+            for first, it in zip(firsts, streams, strict=True)
         ]
 
     def job_window(
