@@ -263,7 +263,19 @@ def test_put_is_conditioned_on_the_jobs_version(container: Container):
     assert container.store.set_job_active(job, False, T0 + 1)
     stale = job  # still at the version read before the change above
     assert not container.store.update_job(stale, {**JOB, "name": "late"}, None, T0 + 2)
-    assert container.jobs.document(job.job_id).definition["name"] == "j"
+    assert not container.store.delete_job(stale, T0 + 2)
+    assert not container.store.set_job_active(stale, True, T0 + 2)
+    current = container.jobs.document(job.job_id)
+    assert current.definition["name"] == "j" and not current.deleted and not current.active
+
+
+def test_delete_is_refused_while_the_job_holds_an_active_run(container: Container):
+    job, run = container.jobs.submit(JOB, start=True)
+    assert run is not None
+    held = container.jobs.document(job.job_id)
+    assert held.active_slots == {run.slot}
+    assert not container.store.delete_job(held, T0 + 1)  # the store's own condition
+    assert not container.jobs.document(job.job_id).deleted
 
 
 # ---- DELETE /v1/jobs/{id} ------------------------------------------------------------------
