@@ -35,6 +35,7 @@ class Settings:
     bucket: str = "cadenza-dev-results"
     due_shards: int = 8
     lease_shards: int = 4
+    list_shards: int = 4
     lookahead_seconds: float = 60.0
     fire_concurrency: int = 8
     max_receive_count: int = 5

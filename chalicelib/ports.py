@@ -82,6 +82,17 @@ class RunUpdate:
     remove: Sequence[str] = ()
 
 
+@dataclass(frozen=True)
+class Sort:
+    """The order of a Teraslice listing: `created` or `updated`, ascending or not."""
+
+    field: str = "updated"
+    ascending: bool = False
+
+
+MAX_WINDOW = 10_000  # from + size, like Elasticsearch's result window
+
+
 class JobStore(ABC):
     """Jobs, by id, and the sparse due index the supervisor reads."""
 
@@ -142,6 +153,41 @@ class JobStore(ABC):
         state: JobState | None = None,
     ) -> tuple[list[Job], str | None]:
         """One owner's jobs by creation time (the owner index), as `list_jobs`."""
+
+    # ---- Teraslice's /v1/jobs: from / size / sort over sharded indexes ---------------------
+    @abstractmethod
+    def job_window(
+        self, deleted: bool, active: bool | None, sort: Sort, start: int, size: int
+    ) -> list[Job]:
+        """Jobs `start` to `start + size` (start + size <= MAX_WINDOW) in `sort` order, ties
+        by job_id: the deleted ones or the others; with `active`, only active jobs (True:
+        active or no flag) or only inactive ones (False). Index queries, never a Scan."""
+
+    @abstractmethod
+    def update_job(
+        self,
+        job: Job,
+        definition: dict[str, Any],
+        schedule: tuple[JobState, float | None, float | None] | None,
+        now: float,
+    ) -> bool:
+        """Replace the job's definition if it is still at job.version and not deleted; with
+        `schedule` (state, next_fire_at, anchor) also its schedule state, on or off the due
+        index. False on a lost race or a deleted job."""
+
+    @abstractmethod
+    def set_job_active(self, job: Job, active: bool, now: float) -> bool:
+        """Set the job's `active` flag, conditioned as update_job."""
+
+    @abstractmethod
+    def delete_job(self, job: Job, now: float) -> bool:
+        """Mark the job deleted (deleted_on, inactive, off the due index) if it is still at
+        job.version, not deleted, and holds no active slot. False otherwise."""
+
+    @abstractmethod
+    def mark_runs_deleted(self, job_id: str) -> int:
+        """Mark the terminal runs of a deleted job deleted (they move to the deleted
+        listing); idempotent. Returns how many were marked now."""
 
 
 class RunStore(ABC):
@@ -209,6 +255,19 @@ class RunStore(ABC):
         remaining == 0; queued_cursor < slices_total. A terminal transition of a run holding
         an active slot frees that slot in the same transaction. Returns the new run, or
         None."""
+
+    @abstractmethod
+    def run_window(
+        self, statuses: Iterable[ExStatus], deleted: bool, sort: Sort, start: int, size: int
+    ) -> list[Run]:
+        """Runs `start` to `start + size` with one of `statuses`, deleted or not, in `sort`
+        order, ties by ex_id (one index query per status and shard, never a Scan)."""
+
+    @abstractmethod
+    def error_window(self, sort: Sort, start: int, size: int) -> list[Slice | Run]:
+        """Every execution's errors, `start` to `start + size` in `sort` order: slices in
+        error and one-slice runs that failed (their error is kept on the run). Sparse
+        indexes, never a Scan."""
 
     @abstractmethod
     def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:

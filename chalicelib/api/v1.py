@@ -20,9 +20,10 @@ from chalicelib.api.errors import (
     query_int,
     query_number,
 )
+from chalicelib.api.listing import parse_ex_fields, parse_statuses, parse_window, pick
 from chalicelib.api.views import controller_view, ex_view, job_view, slice_view
 from chalicelib.bootstrap import get_container
-from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import TERMINAL_EX
@@ -99,10 +100,68 @@ def make_blueprint(import_name: str) -> Blueprint:
             body["next_fire_at"] = job_view(job)["next_fire_at"]
         return json_response(body, 201 if run is None else 202)
 
+    def _with_ex(job: Job, fields: list[str] | None) -> dict[str, Any]:
+        """The job document, with `ex` (its current execution's fields) when asked."""
+        doc = job_view(job)
+        if fields is not None:
+            run = get_container().jobs.current_or_none(job)
+            doc["ex"] = {} if run is None else pick(ex_view(run), fields)
+        return doc
+
+    @bp.route("/jobs", methods=["GET"])
+    @api_errors
+    def list_jobs() -> Response:
+        q = _query()
+        start, size, sort = parse_window(q)
+        raw_active = q.get("active")
+        active = None if raw_active in (None, "") else query_bool(q, "active", True)
+        deleted = query_bool(q, "deleted", False)
+        fields = parse_ex_fields(q)
+        jobs = get_container().jobs.listing(deleted, active, sort, start, size)
+        return json_response([_with_ex(job, fields) for job in jobs])
+
     @bp.route("/jobs/{job_id}", methods=["GET"])
     @api_errors
     def get_job(job_id: str) -> Response:
-        return json_response(job_view(get_container().jobs.get(job_id)))
+        job = get_container().jobs.document(job_id)
+        return json_response(_with_ex(job, parse_ex_fields(_query())))
+
+    @bp.route("/jobs/{job_id}", methods=["PUT"], content_types=BODY_TYPES)
+    @api_errors
+    def update_job(job_id: str) -> Response:
+        return json_response(job_view(get_container().jobs.update(job_id, request_body())))
+
+    @bp.route("/jobs/{job_id}", methods=["DELETE"])
+    @api_errors
+    def delete_job(job_id: str) -> Response:
+        return json_response(job_view(get_container().jobs.delete(job_id)))
+
+    @bp.route("/jobs/{job_id}/_active", methods=["POST"], content_types=BODY_TYPES)
+    @api_errors
+    def activate_job(job_id: str) -> Response:
+        return json_response(job_view(get_container().jobs.set_active(job_id, True)))
+
+    @bp.route("/jobs/{job_id}/_inactive", methods=["POST"], content_types=BODY_TYPES)
+    @api_errors
+    def deactivate_job(job_id: str) -> Response:
+        return json_response(job_view(get_container().jobs.set_active(job_id, False)))
+
+    @bp.route("/ex", methods=["GET"])
+    @api_errors
+    def list_ex() -> Response:
+        q = _query()
+        start, size, sort = parse_window(q)
+        runs = get_container().executions.listing(
+            parse_statuses(q), query_bool(q, "deleted", False), sort, start, size
+        )
+        return json_response([ex_view(r) for r in runs])
+
+    @bp.route("/ex/errors", methods=["GET"])
+    @api_errors
+    def all_ex_errors() -> Response:
+        start, size, sort = parse_window(_query())
+        errors = get_container().executions.all_errors(sort, start, size)
+        return json_response([slice_view(sl, job_id) for sl, job_id in errors])
 
     @bp.route("/jobs/{job_id}/ex", methods=["GET"])
     @api_errors
@@ -202,21 +261,9 @@ def make_blueprint(import_name: str) -> Blueprint:
 
     def _paged(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Teraslice's from / size / sort (`_updated:desc` by default; `_created` too)."""
-        q: Mapping[str, str] = bp.current_request.query_params or {}
-        start = query_int(q, "from") or 0
-        size = query_int(q, "size")
-        size = 100 if size is None else size
-        if size > 10_000:
-            raise InvalidInput(
-                "size: at most 10000", [{"field": "size", "reason": "at most 10000"}]
-            )
-        field, _, direction = (q.get("sort") or "_updated:desc").partition(":")
-        if field not in ("_updated", "_created") or direction not in ("", "asc", "desc"):
-            raise InvalidInput(
-                "sort: expected _updated or _created, then :asc or :desc",
-                [{"field": "sort", "reason": "expected _updated|_created[:asc|:desc]"}],
-            )
-        ordered = sorted(items, key=lambda i: i[field] or "", reverse=direction != "asc")
+        start, size, sort = parse_window(_query())
+        key = "_created" if sort.field == "created" else "_updated"
+        ordered = sorted(items, key=lambda i: i[key] or "", reverse=not sort.ascending)
         return ordered[start : start + size]
 
     @bp.route("/alerts", methods=["GET"])

@@ -89,6 +89,8 @@ def ex_view(run: Run) -> dict[str, Any]:
         out["reason"] = run.reason
     if run.recovered_from:
         out["recovered_from"] = run.recovered_from
+    if run.deleted:
+        out["_deleted"] = True
     return out
 
 

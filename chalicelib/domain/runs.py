@@ -73,6 +73,7 @@ class Run:
     start_after: float | None = None
     presliced: bool = False
     recovered_from: str | None = None
+    deleted: bool = False
 
     @property
     def max_retries(self) -> int:

@@ -14,12 +14,30 @@ from chalicelib.domain.runs import Run, Trigger, manual_slot
 from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import LEDGER_EX, TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ops.registry import slice_requests
-from chalicelib.ports import Clock, RunUpdate, Store
+from chalicelib.ports import Clock, RunUpdate, Sort, Store
 from chalicelib.services.jobs import current_run
 from chalicelib.services.worker import WorkerService
 
 MAX_BLOCKING_SECONDS = 25.0  # under API Gateway's 29 s
 STOPPABLE = [ExStatus.pending, ExStatus.initializing, ExStatus.running, ExStatus.paused]
+
+
+def run_error_slices(run: Run) -> list[Slice]:
+    """A one-slice run's last error (kept on the run itself) as a slice record."""
+    return [
+        Slice(
+            run.ex_id,
+            str(e.get("slice_id") or "000000"),
+            0,
+            {},
+            state=SliceState.error,
+            attempts=run.attempts,
+            error=str(e.get("error")),
+            created=run.created,
+            updated=run.updated,
+        )
+        for e in run.errors[-1:]
+    ]
 
 
 class ExecutionService:
@@ -203,6 +221,14 @@ class ExecutionService:
             )
         if run.status not in TERMINAL_EX or run.status in LEDGER_EX:
             raise self._conflict(run, "recover")
+        job = self.store.get_job(run.job_id)
+        if job is None or job.deleted:
+            raise Conflict(
+                f"cannot recover execution {run.ex_id}: its job is deleted",
+                ex_id=run.ex_id,
+                job_id=run.job_id,
+                current_state="deleted",
+            )
         states = choose[cleanup_type]
         if run.inline or not run.slices_total:
             failed_inline = run.status != ExStatus.completed
@@ -261,23 +287,33 @@ class ExecutionService:
             if not run.has_errors:
                 continue
             if run.inline or not run.slices_total:
-                for e in run.errors[-1:]:
-                    out.append(
-                        Slice(
-                            run.ex_id,
-                            str(e.get("slice_id") or "000000"),
-                            0,
-                            {},
-                            state=SliceState.error,
-                            attempts=run.attempts,
-                            error=str(e.get("error")),
-                            created=run.created,
-                            updated=run.updated,
-                        )
-                    )
+                out += run_error_slices(run)
                 continue
             out += [s for s in self.store.list_slices(run.ex_id) if s.state == SliceState.error]
         return sorted(out, key=lambda s: s.updated)
+
+    def listing(
+        self, statuses: list[ExStatus] | None, deleted: bool, sort: Sort, start: int, size: int
+    ) -> list[Run]:
+        """Teraslice's GET /v1/ex: a window of executions in `sort` order. Without
+        `statuses`, every status but the ledger's (skipped / missed slots never ran: they
+        are listed only when asked for by status)."""
+        wanted = statuses or [s for s in ExStatus if s not in LEDGER_EX]
+        return self.store.run_window(wanted, deleted, sort, start, size)
+
+    def all_errors(self, sort: Sort, start: int, size: int) -> list[tuple[Slice, str]]:
+        """GET /v1/ex/errors: every execution's errors in `sort` order, each with its
+        job_id (a slice names only its execution)."""
+        out: list[tuple[Slice, str]] = []
+        jobs: dict[str, str] = {}
+        for item in self.store.error_window(sort, start, size):
+            if isinstance(item, Run):
+                out += [(sl, item.job_id) for sl in run_error_slices(item)[:1]]
+                continue
+            if item.ex_id not in jobs:
+                jobs[item.ex_id] = self.by_ex(item.ex_id).job_id
+            out.append((item, jobs[item.ex_id]))
+        return out
 
     def _conflict(self, run: Run, what: str) -> Conflict:
         current = self.store.get_run(run.job_id, run.slot) or run

@@ -12,9 +12,16 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.jobs import Job, JobDefinition
 from chalicelib.domain.runs import Run, Trigger, manual_slot
-from chalicelib.domain.transitions import JOB_MACHINE, LEDGER_EX, ExStatus, JobState, apply
+from chalicelib.domain.transitions import (
+    JOB_MACHINE,
+    LEDGER_EX,
+    TERMINAL_EX,
+    ExStatus,
+    JobState,
+    apply,
+)
 from chalicelib.ops.registry import validate_operations
-from chalicelib.ports import Clock, Queue, Store
+from chalicelib.ports import Clock, Queue, Sort, Store
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
 
@@ -28,6 +35,12 @@ def current_run(store: Store, job_id: str) -> Run:
         if run.status not in LEDGER_EX:
             return run
     raise NotFound(f"job {job_id} has no execution", job_id=job_id)
+
+
+def _deleted(job: Job) -> Conflict:
+    return Conflict(
+        f"job {job.job_id} is deleted", job_id=job.job_id, _deleted=True, current_state="deleted"
+    )
 
 
 AssetOps = Callable[[Sequence[str]], Mapping[str, frozenset[str]]]
@@ -89,11 +102,93 @@ class JobService:
         run = self.start_run(job.job_id) if start and spec.schedule is None else None
         return job, run
 
-    def get(self, job_id: str) -> Job:
+    def document(self, job_id: str) -> Job:
+        """The job, deleted or not (a deleted one shows `_deleted`); NotFound if none."""
         job = self.store.get_job(job_id)
-        if job is None or job.deleted:
+        if job is None:
             raise NotFound(f"job {job_id} not found", job_id=job_id)
         return job
+
+    def get(self, job_id: str) -> Job:
+        """A job that may still change: Conflict if it is deleted."""
+        job = self.document(job_id)
+        if job.deleted:
+            raise _deleted(job)
+        return job
+
+    def listing(
+        self, deleted: bool, active: bool | None, sort: Sort, start: int, size: int
+    ) -> list[Job]:
+        """Teraslice's GET /v1/jobs: a window of the deleted or live jobs in `sort` order,
+        optionally only the active (true or no flag) or inactive ones."""
+        return self.store.job_window(deleted, active, sort, start, size)
+
+    def update(self, job_id: str, payload: Any) -> Job:
+        """Replace a job's definition, validated exactly like a submission. A changed
+        schedule of a SCHEDULED or SUSPENDED job recomputes its next slot from now (no
+        slot left: EXPIRED). Conditioned on the job's version: a racing change is a 409."""
+        spec = parse_definition(payload, self.asset_ops)
+        job = self.get(job_id)
+        definition = spec.to_dict()
+        now = self.clock.now()
+        schedule: tuple[JobState, float | None, float | None] | None = None
+        moved = definition.get("schedule") != job.definition.get("schedule")
+        if moved and job.state in (JobState.SCHEDULED, JobState.SUSPENDED):
+            if spec.schedule is None:
+                raise InvalidInput(
+                    f"schedule: a {job.state} job keeps a schedule (expire it first)",
+                    [{"field": "schedule", "reason": f"required while the job is {job.state}"}],
+                )
+            nxt = next_slot(spec.schedule, now, now)
+            schedule = (job.state, nxt, now) if nxt is not None else (JobState.EXPIRED, None, None)
+        if not self.store.update_job(job, definition, schedule, now):
+            raise self._lost_race(job_id)
+        return self.document(job_id)
+
+    def set_active(self, job_id: str, active: bool) -> Job:
+        """Teraslice's `_active` / `_inactive`: a listing flag (GET /v1/jobs?active=...).
+        An inactive job cannot be started on demand; its schedule keeps firing (suspend
+        it to stop that)."""
+        job = self.get(job_id)
+        if job.active != active and not self.store.set_job_active(job, active, self.clock.now()):
+            raise self._lost_race(job_id)
+        return self.document(job_id)
+
+    def delete(self, job_id: str) -> Job:
+        """Mark a job deleted: only when its current execution is terminal (or it has none)
+        and it holds no active run. It leaves the due index (no more scheduled runs) and
+        the listings of live jobs; its executions move to the deleted listing. Deleting a
+        deleted job finishes marking its executions and returns it."""
+        job = self.document(job_id)
+        if not job.deleted:
+            try:
+                run: Run | None = current_run(self.store, job_id)
+            except NotFound:
+                run = None
+            if run is not None and run.status not in TERMINAL_EX:
+                raise Conflict(
+                    f"job {job_id} has execution {run.ex_id} {run.status}: stop it first",
+                    job_id=job_id,
+                    ex_id=run.ex_id,
+                    current_state=str(run.status),
+                )
+            if job.active_slots and free_ended_slots(self.store, job):
+                job = self.document(job_id)
+            if not self.store.delete_job(job, self.clock.now()):
+                current = self.document(job_id)
+                raise Conflict(
+                    f"job {job_id} has active runs or changed meanwhile; try again",
+                    job_id=job_id,
+                    active_slots=sorted(current.active_slots),
+                )
+        self.store.mark_runs_deleted(job_id)
+        return self.document(job_id)
+
+    def _lost_race(self, job_id: str) -> Conflict:
+        current = self.document(job_id)
+        if current.deleted:
+            return _deleted(current)
+        return Conflict(f"job {job_id} changed meanwhile; try again", job_id=job_id)
 
     def start_run(
         self, job_id: str, args: str | None = None, trigger: Trigger = Trigger.manual
@@ -202,8 +297,15 @@ class JobService:
         return self.get(job.job_id)
 
     def latest_run(self, job_id: str) -> Run:
-        self.get(job_id)
+        self.document(job_id)
         return current_run(self.store, job_id)
+
+    def current_or_none(self, job: Job) -> Run | None:
+        """The job's current execution, or None if it never ran."""
+        try:
+            return current_run(self.store, job.job_id)
+        except NotFound:
+            return None
 
     def get_run_by_ex(self, ex_id: str) -> Run:
         run = self.store.get_run_by_ex(ex_id)

@@ -85,6 +85,26 @@ def build_models(settings: Settings) -> Models:
         owner = UnicodeAttribute(hash_key=True)
         created = NumberAttribute(range_key=True)
 
+    def listing(name: str, hash_name: str, range_name: str, doc: str) -> Any:
+        """A GSI on a sharded string partition and a numeric sort key (listings)."""
+        attrs = {
+            "__doc__": doc,
+            "Meta": type("Meta", (), {"index_name": name, "projection": AllProjection()}),
+            hash_name: UnicodeAttribute(hash_key=True),
+            range_name: NumberAttribute(range_key=True),
+        }
+        return type(name.title().replace("-", ""), (GlobalSecondaryIndex,), attrs)()
+
+    def error_index(name: str, range_name: str, doc: str) -> Any:
+        """A sparse GSI: only records in error carry err_shard."""
+        attrs = {
+            "__doc__": doc,
+            "Meta": type("Meta", (), {"index_name": name, "projection": AllProjection()}),
+            "err_shard": NumberAttribute(hash_key=True),
+            range_name: NumberAttribute(range_key=True),
+        }
+        return type(name.title().replace("-", ""), (GlobalSecondaryIndex,), attrs)()
+
     class JobModel(Model):
         Meta = meta(settings.jobs_table)
         job_id = UnicodeAttribute(hash_key=True)
@@ -104,11 +124,18 @@ def build_models(settings: Settings) -> Models:
         suspended_at = NumberAttribute(null=True)
         resumed_at = NumberAttribute(null=True)
         list_key = UnicodeAttribute(default="job")
+        list_part = UnicodeAttribute(null=True)
         created = NumberAttribute()
         updated = NumberAttribute()
         due_index = DueIndex()
         list_index = ListIndex()
         owner_index = OwnerIndex()
+        jobs_created_index = listing(
+            "jobs-created-index", "list_part", "created", "Jobs by shard (live / deleted)."
+        )
+        jobs_updated_index = listing(
+            "jobs-updated-index", "list_part", "updated", "Jobs by shard (live / deleted)."
+        )
 
     class ExIndex(GlobalSecondaryIndex[Any]):
         class Meta:
@@ -172,9 +199,24 @@ def build_models(settings: Settings) -> Models:
         start_after = NumberAttribute(null=True)
         presliced = BooleanAttribute(default=False)
         recovered_from = UnicodeAttribute(null=True)
+        deleted = BooleanAttribute(default=False)
+        ex_part = UnicodeAttribute(null=True)
+        err_shard = NumberAttribute(null=True)
         ex_index = ExIndex()
         sweep_index = SweepIndex()
         created_index = CreatedIndex()
+        ex_created_index = listing(
+            "ex-created-index", "ex_part", "created", "Runs by status, deletion and shard."
+        )
+        ex_updated_index = listing(
+            "ex-updated-index", "ex_part", "updated", "Runs by status, deletion and shard."
+        )
+        errors_created_index = error_index(
+            "errors-created-index", "created", "One-slice runs that failed."
+        )
+        errors_updated_index = error_index(
+            "errors-updated-index", "updated", "One-slice runs that failed."
+        )
 
     class SliceModel(Model):
         Meta = meta(settings.slices_table)
@@ -189,8 +231,11 @@ def build_models(settings: Settings) -> Models:
         not_before = NumberAttribute(null=True)
         result = JSONAttribute(null=True)
         error = UnicodeAttribute(null=True)
+        err_shard = NumberAttribute(null=True)
         created = NumberAttribute()
         updated = NumberAttribute()
+        errors_created_index = error_index("errors-created-index", "created", "Slices in error.")
+        errors_updated_index = error_index("errors-updated-index", "updated", "Slices in error.")
 
     class SupervisorModel(Model):
         Meta = meta(settings.supervisor_table)

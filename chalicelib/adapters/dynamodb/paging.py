@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
+import itertools
 import json
 import math
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from chalicelib.domain.errors import InvalidInput
 
 Key = dict[str, dict[str, str]]
+T = TypeVar("T")
 MAX_TOKEN_CHARS = 2048
 CURSOR_FIELD = "next"
 
@@ -100,3 +103,35 @@ def take_page(it: Iterator[Any], limit: int) -> tuple[list[Any], Key | None]:
     if resume is None or next(it, None) is None:
         return items, None
     return items, resume
+
+
+def _ties_ordered(
+    items: Iterable[T], key: Callable[[T], tuple[Any, ...]], ascending: bool
+) -> Iterator[T]:
+    """An index's items, already in order of their sort key, with each run of equal sort
+    keys put in order of the whole key (an index leaves the order of ties open)."""
+    group: list[T] = []
+    for item in items:
+        if group and key(item)[0] != key(group[0])[0]:
+            yield from sorted(group, key=key, reverse=not ascending)
+            group = []
+        group.append(item)
+    yield from sorted(group, key=key, reverse=not ascending)
+
+
+def merged_window(
+    streams: Sequence[Iterable[T]],
+    key: Callable[[T], tuple[Any, ...]],
+    start: int,
+    size: int,
+    ascending: bool,
+) -> list[T]:
+    """Items `start` to `start + size` of the merge of `streams`, each in the order of its
+    index's sort key (key(item)[0]). The whole key (sort key, then ids) orders ties, so the
+    same data always pages the same way. Streams are read lazily: only as far as the
+    window needs (plus one look-ahead page each)."""
+    if size < 1:
+        return []
+    ordered = [_ties_ordered(s, key, ascending) for s in streams]
+    merged = heapq.merge(*ordered, key=key, reverse=not ascending)
+    return list(itertools.islice(merged, start, start + size))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pynamodb.exceptions import (
@@ -19,7 +21,12 @@ from pynamodb.expressions.condition import size
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamodb.models import Models, build_models
-from chalicelib.adapters.dynamodb.paging import decode_cursor, encode_cursor, take_page
+from chalicelib.adapters.dynamodb.paging import (
+    decode_cursor,
+    encode_cursor,
+    merged_window,
+    take_page,
+)
 from chalicelib.config import Settings
 from chalicelib.domain.errors import Conflict, StoreUnavailable
 from chalicelib.domain.jobs import Job, due_shard
@@ -35,7 +42,7 @@ from chalicelib.domain.transitions import (
     SliceState,
     SupervisorState,
 )
-from chalicelib.ports import Alert, RunUpdate, Store, SupervisorRecord, TickFailure
+from chalicelib.ports import Alert, RunUpdate, Sort, Store, SupervisorRecord, TickFailure
 
 T = TypeVar("T")
 SUPERVISOR_KEY = "supervisor"
@@ -43,6 +50,7 @@ CONDITIONAL = "ConditionalCheckFailedException"
 TX_BATCH = 25
 MAX_TX_ITEMS = 100  # DynamoDB's limit of items in one transaction
 _RACE_CODES = {"TransactionConflict"}
+LIST_CONCURRENCY = 16  # partitions of a listing read at once
 
 
 def _cancel_codes(err: TransactWriteError) -> list[str]:
@@ -59,6 +67,16 @@ def _code(err: PynamoDBException) -> str | None:
 
 def _is_conditional(err: PynamoDBException) -> bool:
     return _code(err) == CONDITIONAL
+
+
+def _one_slice_error(run: Run, sets: dict[str, Any] | None = None) -> bool:
+    """A run whose error is kept on the run itself (a one-slice run), not on a slice."""
+    changed = sets or {}
+    if not changed.get("has_errors", run.has_errors):
+        return False
+    return bool(changed.get("inline", run.inline)) or not changed.get(
+        "slices_total", run.slices_total
+    )
 
 
 def _unavailable(err: PynamoDBException) -> StoreUnavailable:
@@ -127,9 +145,21 @@ class DynamoStore(Store):
             buffered_slot=job.buffered_slot,
             suspended_at=job.suspended_at,
             resumed_at=job.resumed_at,
+            list_part=self._list_part(job.job_id, job.deleted),
             created=job.created,
             updated=job.updated,
         )
+
+    def _list_part(self, job_id: str, deleted: bool) -> str:
+        shard = due_shard(job_id, self.settings.list_shards)
+        return f"{'deleted' if deleted else 'live'}#{shard}"
+
+    def _ex_part(self, ex_id: str, status: str, deleted: bool) -> str:
+        shard = due_shard(ex_id, self.settings.list_shards)
+        return f"{status}#{'deleted' if deleted else 'live'}#{shard}"
+
+    def _err_shard(self, key: str) -> int:
+        return due_shard(key, self.settings.list_shards)
 
     @staticmethod
     def _job(m: Any) -> Job:
@@ -257,6 +287,9 @@ class DynamoStore(Store):
             start_after=run.start_after,
             presliced=run.presliced,
             recovered_from=run.recovered_from,
+            deleted=run.deleted,
+            ex_part=self._ex_part(run.ex_id, str(run.status), run.deleted),
+            err_shard=self._err_shard(run.ex_id) if _one_slice_error(run) else None,
         )
 
     def _sweep_shard(self, ex_id: str) -> int:
@@ -297,6 +330,7 @@ class DynamoStore(Store):
             start_after=m.start_after,
             presliced=bool(m.presliced),
             recovered_from=m.recovered_from,
+            deleted=bool(m.deleted),
         )
 
     def _has_room(self, limit: int) -> Any:
@@ -473,6 +507,10 @@ class DynamoStore(Store):
             sets = {k: v for k, v in sets.items() if k not in removes}
         elif "check_at" in sets and sets["check_at"] is not None:
             sets["sweep_shard"] = self._sweep_shard(run.ex_id)
+        if new_status is not None:  # the listing index follows the status
+            sets["ex_part"] = self._ex_part(run.ex_id, str(new_status), run.deleted)
+        if sets.get("has_errors") is True and _one_slice_error(run, sets):
+            sets["err_shard"] = self._err_shard(run.ex_id)
         actions: list[Any] = []
         for k, v in sets.items():
             attr = getattr(R, k)
@@ -535,6 +573,9 @@ class DynamoStore(Store):
             not_before=sl.not_before,
             result=sl.result,
             error=sl.error,
+            err_shard=self._err_shard(f"{sl.ex_id}/{sl.slice_id}")
+            if sl.state == SliceState.error
+            else None,
             created=sl.created,
             updated=sl.updated,
         )
@@ -668,6 +709,7 @@ class DynamoStore(Store):
                 slice_actions.append(S.result.set(result))
         else:
             slice_actions.append(S.error.set((error or "error")[:4000]))
+            slice_actions.append(S.err_shard.set(self._err_shard(f"{sl.ex_id}/{sl.slice_id}")))
         counter = R.processed if completed else R.failed
         run_actions = [
             counter.add(1),
@@ -925,6 +967,180 @@ class DynamoStore(Store):
         start = decode_cursor(cursor, names=self._OWNER_CURSOR_KEYS, fixed={"owner": owner})
         return self._job_page(self.m.job.owner_index, owner, limit, start, newest_first, state)
 
+    # ---- Teraslice listings (GET /v1/jobs, /v1/ex, /v1/ex/errors) ---------------------------
+    # Each reads one index per partition (a shard, for runs also a status) lazily, in the
+    # asked order, and merges them (paging.merged_window): a Query per partition and only
+    # as many items as the window needs, never a Scan.
+    def _streams(
+        self, index: Any, parts: Iterable[Any], ascending: bool, window: int, filt: Any = None
+    ) -> list[Iterator[Any]]:
+        page = min(window, 1000) + 1
+        streams = [
+            iter(
+                index.query(
+                    part,
+                    filter_condition=filt,
+                    scan_index_forward=ascending,
+                    page_size=page,
+                )
+            )
+            for part in parts
+        ]
+        if len(streams) <= 1:
+            return streams
+        # the merge needs every partition's first item: read the first pages side by side
+        with ThreadPoolExecutor(min(LIST_CONCURRENCY, len(streams))) as pool:
+            firsts = list(pool.map(lambda it: next(it, None), streams))
+        return [
+            itertools.chain([first], it) if first is not None else iter(())
+            for first, it in zip(firsts, streams, strict=True)
+        ]
+
+    def job_window(
+        self, deleted: bool, active: bool | None, sort: Sort, start: int, size: int
+    ) -> list[Job]:
+        J = self.m.job
+        index = J.jobs_created_index if sort.field == "created" else J.jobs_updated_index
+        filt = None
+        if active is True:
+            filt = J.active.does_not_exist() | (J.active == True)  # noqa: E712
+        elif active is False:
+            filt = J.active == False  # noqa: E712
+        flag = "deleted" if deleted else "live"
+        parts = [f"{flag}#{n}" for n in range(self.settings.list_shards)]
+
+        def read() -> list[Job]:
+            streams = self._streams(index, parts, sort.ascending, start + size, filt)
+            found = merged_window(
+                streams, lambda m: (getattr(m, sort.field), m.job_id), start, size, sort.ascending
+            )
+            return [self._job(m) for m in found]
+
+        return self._get(read)
+
+    def run_window(
+        self, statuses: Iterable[ExStatus], deleted: bool, sort: Sort, start: int, size: int
+    ) -> list[Run]:
+        R = self.m.run
+        index = R.ex_created_index if sort.field == "created" else R.ex_updated_index
+        flag = "deleted" if deleted else "live"
+        parts = [
+            f"{status}#{flag}#{n}"
+            for status in sorted(set(statuses))
+            for n in range(self.settings.list_shards)
+        ]
+
+        def read() -> list[Run]:
+            streams = self._streams(index, parts, sort.ascending, start + size)
+            found = merged_window(
+                streams, lambda m: (getattr(m, sort.field), m.ex_id), start, size, sort.ascending
+            )
+            return [self._run(m) for m in found]
+
+        return self._get(read)
+
+    def error_window(self, sort: Sort, start: int, size: int) -> list[Slice | Run]:
+        R, S = self.m.run, self.m.slice
+        created = sort.field == "created"
+        slice_index = S.errors_created_index if created else S.errors_updated_index
+        run_index = R.errors_created_index if created else R.errors_updated_index
+        shards = range(self.settings.list_shards)
+
+        def key(m: Any) -> tuple[float, str, str]:
+            return (getattr(m, sort.field), m.ex_id, getattr(m, "slice_id", ""))
+
+        def read() -> list[Slice | Run]:
+            window = start + size
+            streams = self._streams(slice_index, shards, sort.ascending, window)
+            streams += self._streams(run_index, shards, sort.ascending, window)
+            found = merged_window(streams, key, start, size, sort.ascending)
+            return [self._slice(m) if isinstance(m, S) else self._run(m) for m in found]
+
+        return self._get(read)
+
+    def update_job(
+        self,
+        job: Job,
+        definition: dict[str, Any],
+        schedule: tuple[JobState, float | None, float | None] | None,
+        now: float,
+    ) -> bool:
+        J = self.m.job
+        if schedule is None:
+            actions = [J.version.set(job.version + 1), J.updated.set(now)]
+        else:
+            state, nxt, anchor = schedule
+            actions = self._job_schedule_actions(job, state, nxt, now)
+            if anchor is not None:
+                actions.append(J.anchor.set(anchor))
+        actions += [
+            J.definition.set(definition),
+            J.name.set(str(definition.get("name", ""))),
+            J.owner.set(str(definition.get("owner", "anonymous"))),
+        ]
+        return self._job_update(job, actions)
+
+    def set_job_active(self, job: Job, active: bool, now: float) -> bool:
+        J = self.m.job
+        return self._job_update(
+            job, [J.active.set(active), J.version.set(job.version + 1), J.updated.set(now)]
+        )
+
+    def delete_job(self, job: Job, now: float) -> bool:
+        J = self.m.job
+        actions = [
+            J.deleted.set(True),
+            J.deleted_on.set(now),
+            J.active.set(False),
+            J.updated.set(now),
+            J.version.set(job.version + 1),
+            J.list_part.set(self._list_part(job.job_id, True)),
+            J.due_shard.remove(),
+            J.next_fire_at.remove(),
+        ]
+        idle = J.active_slots.does_not_exist() | (size(J.active_slots) == 0)  # type: ignore[no-untyped-call]
+        return self._job_update(job, actions, idle)
+
+    def _job_update(self, job: Job, actions: list[Any], extra: Any = None) -> bool:
+        """One conditional update of a job that is still at job.version and not deleted."""
+        J = self.m.job
+        cond = (J.version == job.version) & (
+            J.deleted.does_not_exist() | (J.deleted == False)  # noqa: E712
+        )
+        if extra is not None:
+            cond &= extra
+        try:
+            J(job.job_id).update(actions=actions, condition=cond)
+            return True
+        except UpdateError as err:
+            if _is_conditional(err):
+                return False
+            raise _unavailable(err) from err
+
+    def mark_runs_deleted(self, job_id: str) -> int:
+        R = self.m.run
+
+        def mark() -> int:
+            marked = 0
+            for m in R.query(job_id, consistent_read=True):
+                if m.deleted:
+                    continue
+                try:
+                    R(job_id, m.slot).update(
+                        actions=[
+                            R.deleted.set(True),
+                            R.ex_part.set(self._ex_part(m.ex_id, m.status, True)),
+                        ],
+                        condition=R.status.is_in(*map(str, TERMINAL_EX)),
+                    )
+                    marked += 1
+                except UpdateError as err:
+                    if not _is_conditional(err):
+                        raise _unavailable(err) from err
+            return marked
+
+        return self._get(mark)
+
     # ---- repairs (seed 000: the two manual fixes of a hanging run) --------------------------
     def resolve_complete(self, run: Run, open_slices: Sequence[Slice], now: float) -> bool:
         R, S, J = self.m.run, self.m.slice, self.m.job
@@ -940,6 +1156,7 @@ class DynamoStore(Store):
                 R(run.job_id, run.slot),
                 actions=[
                     R.status.set(str(ExStatus.completed)),
+                    R.ex_part.set(self._ex_part(run.ex_id, str(ExStatus.completed), run.deleted)),
                     R.processed.set(run.slices_total - run.failed if run.slices_total else 1),
                     R.remaining.set(0),
                     R.finished_at.set(now),
