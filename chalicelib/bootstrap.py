@@ -14,6 +14,7 @@ from chalicelib.adapters.sns import SnsNotifier
 from chalicelib.adapters.sqs import SqsQueue, ensure_queues
 from chalicelib.config import Settings, get_settings
 from chalicelib.ports import Clock, Notifier, Queue, Store, SystemClock
+from chalicelib.services.cluster import ClusterService
 from chalicelib.services.executions import ExecutionService
 from chalicelib.services.jobs import JobService
 from chalicelib.services.supervisor import SupervisorService
@@ -33,6 +34,7 @@ class Container:
     supervisor: SupervisorService
     executions: ExecutionService
     notifier: Notifier
+    cluster: ClusterService
 
 
 def aws_client(service: str, settings: Settings) -> Any:
@@ -68,6 +70,7 @@ def build_container(
         supervisor=SupervisorService(store, queue, clock, s, worker, notifier),
         executions=ExecutionService(store, clock, worker),
         notifier=notifier,
+        cluster=ClusterService(store, clock, s),
     )
 
 
