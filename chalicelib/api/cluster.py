@@ -41,16 +41,14 @@ def _held_entry(h: Held, assignment: str) -> dict[str, Any]:
 
 
 def _worker_node(
-    settings: Settings, function: str, held: list[Held], entries: list[dict[str, Any]]
+    settings: Settings, function: str, entries: list[dict[str, Any]], total: int, busy: int
 ) -> dict[str, Any]:
-    total = sum(max(h.run.workers, h.slices) for h in held)
-    busy = sum(max(1, h.slices) for h in held)
     return {
         "node_id": function,
         "hostname": function_name(settings, function),
         "pid": None,
         "total": total,
-        "state": "active" if held else "idle",
+        "state": "active" if entries else "idle",
         "available": max(0, total - busy),
         "active": entries,
     }
@@ -84,8 +82,15 @@ def state_view(state: ClusterState, settings: Settings) -> dict[str, Any]:
     sliced = [_held_entry(h, "worker") for h in state.slice]
     return {
         "supervisor": supervisor,
-        "start_worker": _worker_node(settings, "start_worker", state.start, start),
-        "slice_worker": _worker_node(settings, "slice_worker", state.slice, sliced),
+        # one invocation per run being started; a sliced run asks for `workers` at once
+        "start_worker": _worker_node(settings, "start_worker", start, len(start), len(start)),
+        "slice_worker": _worker_node(
+            settings,
+            "slice_worker",
+            sliced,
+            sum(max(h.run.workers, h.slices) for h in state.slice),
+            sum(h.slices for h in state.slice),
+        ),
     }
 
 

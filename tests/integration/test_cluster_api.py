@@ -110,6 +110,8 @@ def test_state_shows_the_supervisor_and_the_work_each_worker_function_holds(
     assert start_entries[inline["ex_id"]]["assignment"] == "worker"  # runs its one slice
     assert start_entries[inline["ex_id"]]["job_id"] == inline["job_id"]
     assert start_entries[slicing["ex_id"]]["assignment"] == "execution_controller"
+    start_node = state["start_worker"]
+    assert (start_node["state"], start_node["total"], start_node["available"]) == ("active", 2, 0)
     [slice_entry] = state["slice_worker"]["active"]
     assert slice_entry["assignment"] == "worker" and slice_entry["slices"] == 2
     assert (slice_entry["ex_id"], slice_entry["job_id"]) == (sliced["ex_id"], sliced["job_id"])
