@@ -989,7 +989,8 @@ class DynamoStore(Store):
         def build(tx: TransactWrite) -> None:
             tx.save(self._run_model(fresh), condition=replaced)
             if run.tally_pending:
-                self._add_to_counters(tx, self._tally_shard(run.ex_id), _totals_of(run))
+                shard = self._tally_shard(run.ex_id)
+                self._add_to_counters(tx, shard, _totals_of(run), fresh.updated)
             for sl in slices:
                 tx.delete(S(sl.ex_id, sl.slice_id))
             if takes_slot:
@@ -1014,11 +1015,16 @@ class DynamoStore(Store):
         return out[:limit]
 
     # ---- cluster counters -------------------------------------------------------------------
-    def _add_to_counters(self, tx: TransactWrite, shard: int, totals: ClusterTotals) -> None:
+    def _add_to_counters(
+        self, tx: TransactWrite, shard: int, totals: ClusterTotals, now: float
+    ) -> None:
         C = self.stats
         tx.update(
             C(STATS_KEY.format(shard)),
-            actions=[getattr(C, k).add(v) for k, v in totals.as_dict().items()],
+            actions=[
+                *(getattr(C, k).add(v) for k, v in totals.as_dict().items()),
+                C.updated.set(now),
+            ],
         )
 
     def _marked(self, shard: int, limit: int | None = None) -> list[Any]:
@@ -1043,7 +1049,7 @@ class DynamoStore(Store):
                             condition=(R.ex_id == m.ex_id) & (R.tally_shard == shard),
                         )
                     total = sum((_totals_of(m) for m in batch), ClusterTotals())
-                    self._add_to_counters(tx, shard, total)
+                    self._add_to_counters(tx, shard, total, now)
 
                 if self._transact(build):
                     folded += len(batch)
