@@ -168,6 +168,18 @@ def test_stats_count_every_ended_run_exactly(
     assert store.fold_tallies(clock.now()) == 0
 
 
+def test_runs_left_unfolded_by_a_bounded_fold_are_still_counted(
+    client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
+):
+    _run_three_jobs(client, container, queue, clock)
+    store = container.store
+    assert isinstance(store, DynamoStore)
+    stats = container.cluster.stats(fold_limit=1)
+    assert (stats.totals.runs, stats.totals.processed, stats.totals.failed) == (3, 7, 1)
+    assert sum(len(store._marked(s)) for s in range(container.settings.stats_shards)) == 2
+    assert container.cluster.stats().totals == stats.totals
+
+
 def test_stats_include_live_runs_progress_and_queued_slices(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
 ):
