@@ -20,6 +20,7 @@ from chalicelib.ops.assets import AssetOpLoader
 from chalicelib.ops.registry import REGISTRY
 from chalicelib.ports import AssetStore, BlobStore, Clock, Notifier, Queue, Store, SystemClock
 from chalicelib.services.assets import AssetService
+from chalicelib.services.cluster import ClusterService
 from chalicelib.services.executions import ExecutionService
 from chalicelib.services.jobs import JobService
 from chalicelib.services.supervisor import SupervisorService
@@ -41,6 +42,7 @@ class Container:
     notifier: Notifier
     assets: AssetService
     files: BlobStore
+    cluster: ClusterService
 
 
 def aws_client(service: str, settings: Settings) -> Any:
@@ -86,6 +88,7 @@ def build_container(
         notifier=notifier,
         assets=assets,
         files=files,
+        cluster=ClusterService(store, clock, s),
     )
 
 

@@ -36,6 +36,7 @@ class Settings:
     due_shards: int = 8
     lease_shards: int = 4
     list_shards: int = 4
+    stats_shards: int = 8
     lookahead_seconds: float = 60.0
     fire_concurrency: int = 8
     max_receive_count: int = 5
@@ -96,6 +97,7 @@ class Settings:
             bucket=e.get("CADENZA_BUCKET", base.bucket),
             due_shards=int(e.get("CADENZA_DUE_SHARDS", base.due_shards)),
             lease_shards=int(e.get("CADENZA_LEASE_SHARDS", base.lease_shards)),
+            stats_shards=int(e.get("CADENZA_STATS_SHARDS", base.stats_shards)),
             lookahead_seconds=float(e.get("CADENZA_LOOKAHEAD_SECONDS", base.lookahead_seconds)),
             fire_concurrency=int(e.get("CADENZA_FIRE_CONCURRENCY", base.fire_concurrency)),
             max_receive_count=int(e.get("CADENZA_MAX_RECEIVE_COUNT", base.max_receive_count)),

@@ -517,6 +517,7 @@ DYNAMODB_ACTIONS = (
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",  # the rerun repair deletes a run's slices
     "dynamodb:Query",
+    "dynamodb:BatchGetItem",  # the cluster counters' shards, read together
 )
 INDEX_ACTIONS = ("dynamodb:Query",)
 SQS_SEND_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")

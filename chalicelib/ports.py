@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.assets import Asset
+from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
@@ -435,8 +436,33 @@ class LiveRunStore(ABC):
         """Every non-terminal run (the sparse sweep index, every shard): no scan."""
 
 
+class StatsStore(ABC):
+    """Cluster-lifetime counters. A run's terminal write marks it (a sparse index, no extra
+    call); a fold later adds marked runs to sharded counter items, each run exactly once."""
+
+    @abstractmethod
+    def fold_tallies(self, now: float, limit: int = 240) -> int:
+        """Add up to `limit` marked (ended, not yet counted) runs to the counters: per batch
+        of one shard, one transaction unmarks the runs (only if still marked) and adds their
+        figures to that shard's counter item. Safe to run concurrently and to repeat.
+        Returns how many runs it added."""
+
+    @abstractmethod
+    def cluster_totals(self) -> ClusterTotals:
+        """The counters (one BatchGet of every shard) plus the runs still marked (one query
+        per shard), so a run that has ended is counted whether folded or not."""
+
+
 class Store(
-    JobStore, RunStore, SliceStore, SupervisorStore, RepairStore, LiveRunStore, AlertStore, ABC
+    JobStore,
+    RunStore,
+    SliceStore,
+    SupervisorStore,
+    RepairStore,
+    LiveRunStore,
+    AlertStore,
+    StatsStore,
+    ABC,
 ):
     """The whole state store."""
 

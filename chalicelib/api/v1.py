@@ -12,6 +12,7 @@ from typing import Any
 
 from chalice.app import Blueprint, Response
 
+from chalicelib.api.cluster import state_view, stats_response
 from chalicelib.api.errors import (
     api_errors,
     json_response,
@@ -224,6 +225,19 @@ def make_blueprint(import_name: str) -> Blueprint:
     @api_errors
     def cluster_controllers() -> Response:
         return json_response(_live(get_container().store.live_runs()))
+
+    @bp.route("/cluster/state", methods=["GET"])
+    @api_errors
+    def cluster_state() -> Response:
+        c = get_container()
+        return json_response(state_view(c.cluster.state(), c.settings))
+
+    @bp.route("/cluster/stats", methods=["GET"])
+    @api_errors
+    def cluster_stats() -> Response:
+        c = get_container()
+        accept = bp.current_request.headers.get("accept")
+        return stats_response(c.cluster.stats(), c.settings, accept)
 
     @bp.route("/jobs/{job_id}/controller", methods=["GET"])
     @api_errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chalicelib.domain.cluster import in_flight
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
@@ -31,20 +32,24 @@ def job_view(job: Job) -> dict[str, Any]:
 
 
 def slicer_stats(run: Run) -> dict[str, Any]:
-    done = run.processed + run.failed
-    in_flight = max(0, run.queued_cursor - done) if run.status not in TERMINAL_EX else 0
+    queued = in_flight(
+        queued_cursor=run.queued_cursor,
+        processed=run.processed,
+        failed=run.failed,
+        ended=run.status in TERMINAL_EX,
+    )
     duration = None
     if run.started_at is not None:
         end = run.finished_at if run.finished_at is not None else run.updated
         duration = max(0, round(end - run.started_at))
     queuing_done = run.slices_total > 0 and run.queued_cursor >= run.slices_total
     return {
-        "workers_active": min(run.workers, in_flight),
+        "workers_active": min(run.workers, queued),
         "workers_joined": run.workers if run.started_at is not None else 0,
-        "workers_available": max(0, run.workers - in_flight),
+        "workers_available": max(0, run.workers - queued),
         "workers_reconnected": 0,
-        "workers_disconnected": 0,
-        "queued": in_flight,
+        "workers_disconnected": run.workers_lost,
+        "queued": queued,
         "processed": run.processed,
         "failed": run.failed,
         "slices_total": run.slices_total,

@@ -74,6 +74,8 @@ class Run:
     presliced: bool = False
     recovered_from: str | None = None
     deleted: bool = False
+    workers_lost: int = 0  # slices given up because their worker's lease kept expiring
+    tally_pending: bool = False  # ended, not yet added to the cluster counters
 
     @property
     def max_retries(self) -> int:

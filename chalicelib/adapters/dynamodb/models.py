@@ -18,12 +18,19 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, LocalSecondaryIndex
+from pynamodb.indexes import (
+    AllProjection,
+    GlobalSecondaryIndex,
+    IncludeProjection,
+    LocalSecondaryIndex,
+)
 from pynamodb.models import Model
 
 from chalicelib.config import Settings
 
 PAY_PER_REQUEST = "PAY_PER_REQUEST"
+# What the tally index projects of an ended run: all a fold adds to the cluster counters.
+TALLIED = ("failed", "finished_at", "processed", "started_at", "workers", "workers_lost")
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,17 @@ def build_models(settings: Settings) -> Models:
         sweep_shard = NumberAttribute(hash_key=True)
         check_at = NumberAttribute(range_key=True)
 
+    class TallyIndex(GlobalSecondaryIndex[Any]):
+        """Sparse: only ended runs not yet added to the cluster counters carry tally_shard
+        (set by the terminal write itself, removed by the fold that counts them)."""
+
+        class Meta:
+            index_name = "tally-index"
+            projection = IncludeProjection(list(TALLIED))
+
+        tally_shard = NumberAttribute(hash_key=True)
+        ex_id = UnicodeAttribute(range_key=True)
+
     class CreatedIndex(LocalSecondaryIndex[Any]):
         """A job's runs by creation time (OpenSpecimen's fromDate / toDate)."""
 
@@ -202,7 +220,10 @@ def build_models(settings: Settings) -> Models:
         deleted = BooleanAttribute(default=False)
         ex_part = UnicodeAttribute(null=True)
         err_shard = NumberAttribute(null=True)
+        workers_lost = NumberAttribute(default=0)
+        tally_shard = NumberAttribute(null=True)
         ex_index = ExIndex()
+        tally_index = TallyIndex()
         sweep_index = SweepIndex()
         created_index = CreatedIndex()
         ex_created_index = listing(
@@ -315,3 +336,30 @@ def build_models(settings: Settings) -> Models:
     return Models(
         JobModel, RunModel, SliceModel, SupervisorModel, AlertModel, AssetModel, connection
     )
+
+
+def build_stats_model(settings: Settings) -> Any:
+    """The cluster counters: `stats#<shard>` items in the supervisor table (its key is a
+    plain string, so they need no table of their own). Each shard is added to only by folds
+    of its own tally shard, so no single item takes every run's update."""
+
+    class StatsModel(Model):
+        class Meta:
+            table_name = settings.supervisor_table
+            host = settings.ddb_endpoint
+            region = settings.region
+            billing_mode = PAY_PER_REQUEST
+            connect_timeout_seconds = 5
+            read_timeout_seconds = 10
+            max_retry_attempts = 5
+
+        key = UnicodeAttribute(hash_key=True)
+        runs = NumberAttribute(default=0)
+        processed = NumberAttribute(default=0)
+        failed = NumberAttribute(default=0)
+        job_duration = NumberAttribute(default=0)
+        workers_joined = NumberAttribute(default=0)
+        workers_disconnected = NumberAttribute(default=0)
+        updated = NumberAttribute(null=True)
+
+    return StatsModel

@@ -20,7 +20,7 @@ from pynamodb.exceptions import (
 from pynamodb.expressions.condition import size
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.adapters.dynamodb.models import Models, build_models
+from chalicelib.adapters.dynamodb.models import Models, build_models, build_stats_model
 from chalicelib.adapters.dynamodb.paging import (
     decode_cursor,
     encode_cursor,
@@ -28,6 +28,7 @@ from chalicelib.adapters.dynamodb.paging import (
     take_page,
 )
 from chalicelib.config import Settings
+from chalicelib.domain.cluster import ClusterTotals, run_totals
 from chalicelib.domain.errors import Conflict, StoreUnavailable
 from chalicelib.domain.jobs import Job, due_shard
 from chalicelib.domain.runs import Run, Trigger
@@ -46,6 +47,8 @@ from chalicelib.ports import Alert, RunUpdate, Sort, Store, SupervisorRecord, Ti
 
 T = TypeVar("T")
 SUPERVISOR_KEY = "supervisor"
+STATS_KEY = "stats#{}"
+FOLD_BATCH = 24  # runs per fold transaction (with their shard's counter item)
 CONDITIONAL = "ConditionalCheckFailedException"
 TX_BATCH = 25
 MAX_TX_ITEMS = 100  # DynamoDB's limit of items in one transaction
@@ -79,6 +82,18 @@ def _one_slice_error(run: Run, sets: dict[str, Any] | None = None) -> bool:
     )
 
 
+def _totals_of(m: Any) -> ClusterTotals:
+    """An ended run's share of the counters, from its record (or its tally index entry)."""
+    return run_totals(
+        processed=int(m.processed or 0),
+        failed=int(m.failed or 0),
+        started_at=m.started_at,
+        finished_at=m.finished_at,
+        workers=int(m.workers or 0),
+        workers_lost=int(m.workers_lost or 0),
+    )
+
+
 def _unavailable(err: PynamoDBException) -> StoreUnavailable:
     cause = _code(err) or type(err.cause or err).__name__
     return StoreUnavailable(f"DynamoDB: {cause}: {err}")
@@ -90,6 +105,7 @@ class DynamoStore(Store):
     def __init__(self, settings: Settings, models: Models | None = None) -> None:
         self.settings = settings
         self.m = models or build_models(settings)
+        self.stats = build_stats_model(settings)
 
     # ---- tables -------------------------------------------------------------------------
     def ensure_tables(self) -> None:
@@ -290,10 +306,14 @@ class DynamoStore(Store):
             deleted=run.deleted,
             ex_part=self._ex_part(run.ex_id, str(run.status), run.deleted),
             err_shard=self._err_shard(run.ex_id) if _one_slice_error(run) else None,
+            workers_lost=run.workers_lost,
         )
 
     def _sweep_shard(self, ex_id: str) -> int:
         return due_shard(ex_id, self.settings.lease_shards)
+
+    def _tally_shard(self, ex_id: str) -> int:
+        return due_shard(ex_id, self.settings.stats_shards)
 
     @staticmethod
     def _run(m: Any) -> Run:
@@ -331,6 +351,8 @@ class DynamoStore(Store):
             presliced=bool(m.presliced),
             recovered_from=m.recovered_from,
             deleted=bool(m.deleted),
+            workers_lost=int(m.workers_lost or 0),
+            tally_pending=m.tally_shard is not None,
         )
 
     def _has_room(self, limit: int) -> Any:
@@ -505,6 +527,7 @@ class DynamoStore(Store):
         if terminal:
             removes += ["check_at", "sweep_shard", "lease_token", "lease_expires_at"]
             sets = {k: v for k, v in sets.items() if k not in removes}
+            sets["tally_shard"] = self._tally_shard(run.ex_id)
         elif "check_at" in sets and sets["check_at"] is not None:
             sets["sweep_shard"] = self._sweep_shard(run.ex_id)
         if new_status is not None:  # the listing index follows the status
@@ -720,6 +743,8 @@ class DynamoStore(Store):
         ]
         if not completed:
             run_actions.append(R.has_errors.set(True))
+        if token is None:  # the sweep gives up on it: its worker never came back
+            run_actions.append(R.workers_lost.add(1))
 
         def build(tx: TransactWrite) -> None:
             tx.update(
@@ -1163,6 +1188,7 @@ class DynamoStore(Store):
                     R.updated.set(now),
                     R.reason.set("resolved: completed by an operator"),
                     R.holds_slot.set(False),
+                    R.tally_shard.set(self._tally_shard(run.ex_id)),
                     R.check_at.remove(),
                     R.sweep_shard.remove(),
                     R.lease_token.remove(),
@@ -1199,9 +1225,15 @@ class DynamoStore(Store):
             )
         takes_slot = limit is not None and not run.holds_slot
         fresh.holds_slot = limit is not None
+        replaced = R.ex_id == run.ex_id
+        # an ended run not yet folded is counted as it is replaced, or its figures would be lost
+        replaced &= R.tally_shard.exists() if run.tally_pending else R.tally_shard.does_not_exist()
 
         def build(tx: TransactWrite) -> None:
-            tx.save(self._run_model(fresh), condition=R.ex_id == run.ex_id)
+            tx.save(self._run_model(fresh), condition=replaced)
+            if run.tally_pending:
+                shard = self._tally_shard(run.ex_id)
+                self._add_to_counters(tx, shard, _totals_of(run), fresh.updated)
             for sl in slices:
                 tx.delete(S(sl.ex_id, sl.slice_id))
             if takes_slot:
@@ -1224,6 +1256,71 @@ class DynamoStore(Store):
         for shard in range(self.settings.lease_shards):
             out += self._get(lambda shard=shard: shard_runs(shard))  # type: ignore[misc]
         return out[:limit]
+
+    # ---- cluster counters -------------------------------------------------------------------
+    def _add_to_counters(
+        self, tx: TransactWrite, shard: int, totals: ClusterTotals, now: float
+    ) -> None:
+        C = self.stats
+        tx.update(
+            C(STATS_KEY.format(shard)),
+            actions=[
+                *(getattr(C, k).add(v) for k, v in totals.as_dict().items()),
+                C.updated.set(now),
+            ],
+        )
+
+    def _marked(self, shard: int, limit: int | None = None) -> list[Any]:
+        R = self.m.run
+        return self._get(lambda: list(R.tally_index.query(shard, limit=limit)))
+
+    def fold_tallies(self, now: float, limit: int = 240) -> int:
+        R = self.m.run
+        folded = 0
+        for shard in range(self.settings.stats_shards):
+            if folded >= limit:
+                break
+            marked = self._marked(shard, limit - folded)
+            for i in range(0, len(marked), FOLD_BATCH):
+                batch = marked[i : i + FOLD_BATCH]
+
+                def build(tx: TransactWrite, batch: list[Any] = batch, shard: int = shard) -> None:
+                    for m in batch:
+                        tx.update(
+                            R(m.job_id, m.slot),
+                            actions=[R.tally_shard.remove()],
+                            condition=(R.ex_id == m.ex_id) & (R.tally_shard == shard),
+                        )
+                    total = sum((_totals_of(m) for m in batch), ClusterTotals())
+                    self._add_to_counters(tx, shard, total, now)
+
+                if self._transact(build):
+                    folded += len(batch)
+                    continue
+                for m in batch:  # one was taken by a concurrent fold: add the rest singly
+
+                    def single(tx: TransactWrite, m: Any = m, shard: int = shard) -> None:
+                        build(tx, [m], shard)
+
+                    folded += int(self._transact(single))
+        return folded
+
+    def cluster_totals(self) -> ClusterTotals:
+        C = self.stats
+        keys = [STATS_KEY.format(i) for i in range(self.settings.stats_shards)]
+        total = ClusterTotals()
+        try:
+            counters = list(C.batch_get(keys, consistent_read=True))
+        except PynamoDBException as err:
+            raise _unavailable(err) from err
+        for c in counters:
+            total += ClusterTotals(
+                **{k: int(getattr(c, k) or 0) for k in ClusterTotals().as_dict()}
+            )
+        for shard in range(self.settings.stats_shards):
+            for m in self._marked(shard):
+                total += _totals_of(m)
+        return total
 
     # ---- alerts ---------------------------------------------------------------------------
     def put_alert(self, alert: Alert) -> None:
