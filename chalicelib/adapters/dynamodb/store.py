@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -64,6 +65,35 @@ def _is_conditional(err: PynamoDBException) -> bool:
 def _unavailable(err: PynamoDBException) -> StoreUnavailable:
     cause = _code(err) or type(err.cause or err).__name__
     return StoreUnavailable(f"DynamoDB: {cause}: {err}")
+
+
+_RUN_FIELDS = {f.name: f for f in dataclasses.fields(Run)}
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _applied(run: Run, sets: dict[str, Any], adds: dict[str, Any], removes: list[str]) -> Run:
+    """The run as a terminal transaction left it: `run` (the caller's copy, whose
+    conditions the write checked) with the write's sets, adds and removes applied."""
+    changes: dict[str, Any] = {}
+    for name in (*removes, *(k for k, v in sets.items() if v is None)):
+        f = _RUN_FIELDS.get(name)
+        if f is not None:
+            changes[name] = _field_default(f)
+    for name, value in sets.items():
+        if value is not None and name in _RUN_FIELDS:
+            changes[name] = value
+    for name, amount in adds.items():
+        if name in _RUN_FIELDS:
+            changes[name] = (getattr(run, name) or 0) + amount
+    if "status" in changes:
+        changes["status"] = ExStatus(changes["status"])
+    changes["holds_slot"] = False
+    return dataclasses.replace(run, **changes)
 
 
 class DynamoStore(Store):
@@ -481,7 +511,9 @@ class DynamoStore(Store):
             actions.append(getattr(R, k).add(n))
         actions += [getattr(R, k).remove() for k in dict.fromkeys(removes)]
         if terminal and run.holds_slot:
-            return self._finish_holding(run, actions, cond)
+            if not self._finish_holding(run, actions, cond):
+                return None
+            return _applied(run, sets, update.add or {}, removes)
         item = R(run.job_id, run.slot)
         try:
             item.update(actions=actions, condition=cond)
@@ -491,9 +523,10 @@ class DynamoStore(Store):
             raise _unavailable(err) from err
         return self._run(item)
 
-    def _finish_holding(self, run: Run, actions: list[Any], cond: Any) -> Run | None:
+    def _finish_holding(self, run: Run, actions: list[Any], cond: Any) -> bool:
         """A terminal transition of a run that holds one of its job's active slots: the run
-        and the job's slot set change together, so a slot is never leaked or freed early."""
+        and the job's slot set change together, so a slot is never leaked or freed early.
+        A transaction returns no item: the caller builds the run it wrote."""
         R, J = self.m.run, self.m.job
         actions = [*actions, R.holds_slot.set(False)]
 
@@ -509,9 +542,7 @@ class DynamoStore(Store):
                 condition=J.job_id.exists(),
             )
 
-        if not self._transact(build):
-            return None
-        return self.get_run(run.job_id, run.slot)
+        return bool(self._transact(build))
 
     def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:
         R = self.m.run
