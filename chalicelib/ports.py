@@ -50,6 +50,7 @@ class SupervisorRecord:
     last_tick_at: float | None = None
     ticks: int = 0
     last_stats: dict[str, Any] | None = None
+    last_creating_tick: dict[str, Any] | None = None
     reason: str | None = None
     halted_at: float | None = None
     restarted_at: float | None = None
@@ -290,8 +291,9 @@ class SupervisorStore(ABC):
         """Create the record if missing; return the stored one either way."""
 
     @abstractmethod
-    def record_tick(self, now: float, stats: dict[str, Any]) -> None:
-        """Note a tick's time and figures."""
+    def record_tick(self, now: float, stats: dict[str, Any], *, created: bool = False) -> None:
+        """Note a tick's time and figures; a tick that `created` runs is also kept as the
+        last creating tick (with its time), which later quiet ticks do not overwrite."""
 
     @abstractmethod
     def set_supervisor_state(

@@ -198,6 +198,7 @@ def build_models(settings: Settings) -> Models:
         last_tick_at = NumberAttribute(null=True)
         ticks = NumberAttribute(default=0)
         last_stats = JSONAttribute(null=True)
+        last_creating_tick = JSONAttribute(null=True)
         reason = UnicodeAttribute(null=True)
         halted_at = NumberAttribute(null=True)
         restarted_at = NumberAttribute(null=True)

@@ -732,6 +732,7 @@ class DynamoStore(Store):
             last_tick_at=m.last_tick_at,
             ticks=int(m.ticks or 0),
             last_stats=m.last_stats,
+            last_creating_tick=m.last_creating_tick,
             reason=m.reason,
             halted_at=m.halted_at,
             restarted_at=m.restarted_at,
@@ -764,16 +765,19 @@ class DynamoStore(Store):
         found = self.get_supervisor()
         return found or record
 
-    def record_tick(self, now: float, stats: dict[str, Any]) -> None:
+    def record_tick(self, now: float, stats: dict[str, Any], *, created: bool = False) -> None:
         V = self.m.supervisor
+        actions = [
+            V.last_tick_at.set(now),
+            V.ticks.add(1),
+            V.last_stats.set(stats),
+            V.updated.set(now),
+        ]
+        if created:
+            actions.append(V.last_creating_tick.set({"tick_at": now, **stats}))
         try:
             V(SUPERVISOR_KEY).update(
-                actions=[
-                    V.last_tick_at.set(now),
-                    V.ticks.add(1),
-                    V.last_stats.set(stats),
-                    V.updated.set(now),
-                ],
+                actions=actions,
                 condition=V.key.exists(),
             )
         except UpdateError as err:
