@@ -58,7 +58,7 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
 
     def prepare(record: SQSRecord) -> str:
         b = _body(record)
-        out = worker.prepare_start(str(b["job_id"]), str(b["slot"]))
+        out = worker.prepare_start(str(b["job_id"]), str(b["slot"]), record.message_id)
         if isinstance(out, str):
             return out
         prepared.append((record.message_id, out))
