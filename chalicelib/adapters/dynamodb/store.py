@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -102,6 +103,8 @@ class DynamoStore(Store):
     def __init__(self, settings: Settings, models: Models | None = None) -> None:
         self.settings = settings
         self.m = models or build_models(settings)
+        self._tx_client_lock = threading.Lock()
+        self._tx_client_ready = False
 
     # ---- tables -------------------------------------------------------------------------
     def ensure_tables(self) -> None:
@@ -112,9 +115,17 @@ class DynamoStore(Store):
     # ---- helpers --------------------------------------------------------------------------
     def _transact(self, build: Callable[[TransactWrite], None], attempts: int = 4) -> bool:
         """Run a transaction; False on a failed condition, retried on transaction conflicts."""
+        connection = self.m.connection
+        if not self._tx_client_ready:
+            # PynamoDB builds the botocore client on first use, once per thread that races
+            # to it: a burst's first transactions (a fire pool, a poller batch) would each
+            # build one (tens of milliseconds of CPU apiece).
+            with self._tx_client_lock:
+                connection.client  # noqa: B018 (built here, once)
+                self._tx_client_ready = True
         for attempt in range(attempts):
             try:
-                with TransactWrite(connection=self.m.connection) as tx:
+                with TransactWrite(connection=connection) as tx:
                     build(tx)
                 return True
             except TransactWriteError as err:
