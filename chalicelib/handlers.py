@@ -50,27 +50,30 @@ def _batch(event: dict[str, Any], handler: Any, context: Any) -> dict[str, Any]:
 
 
 def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """A batch of start messages, in two phases: claim every run ahead of its second, then
-    run each at its own second, side by side, so no run waits for another's wait. Failed
-    messages (either phase) are reported, so only they return."""
+    """A batch of start messages, in two phases: claim every run ahead of its second (the
+    claims side by side: each is a read and a write, and a burst's batches queue on them),
+    then run each at its own second, side by side, so no run waits for another's wait.
+    Failed messages (either phase) are reported, so only they return."""
     worker = get_container().worker
-    prepared: list[tuple[str, PreparedStart]] = []
+    records = [SQSRecord(r) for r in event["Records"]]
 
-    def prepare(record: SQSRecord) -> str:
+    def prepare(record: SQSRecord) -> PreparedStart | str:
         b = _body(record)
-        out = worker.prepare_start(str(b["job_id"]), str(b["slot"]))
-        if isinstance(out, str):
-            return out
-        prepared.append((record.message_id, out))
-        return "prepared"
+        return worker.prepare_start(str(b["job_id"]), str(b["slot"]), record.message_id)
 
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    with processor(records=event["Records"], handler=prepare, lambda_context=context):
-        processor.process()
-    failures: list[dict[str, str]] = [
-        {"itemIdentifier": str(f["itemIdentifier"])}
-        for f in processor.response().get("batchItemFailures", [])
-    ]
+    failures: list[dict[str, str]] = []
+    prepared: list[tuple[str, PreparedStart]] = []
+    with ThreadPoolExecutor(max(1, len(records)), thread_name_prefix="claim") as pool:
+        claims = [(r.message_id, pool.submit(prepare, r)) for r in records]
+    for message_id, claim in claims:
+        try:
+            out = claim.result()
+        except Exception:
+            log.exception("start %s failed before its run; it will be redelivered", message_id)
+            failures.append({"itemIdentifier": message_id})
+            continue
+        if not isinstance(out, str):
+            prepared.append((message_id, out))
     if prepared:
         with ThreadPoolExecutor(len(prepared), thread_name_prefix="start") as pool:
             futures = [(mid, pool.submit(worker.run_prepared, p)) for mid, p in prepared]

@@ -55,6 +55,7 @@ class SupervisorRecord:
     last_tick_at: float | None = None
     ticks: int = 0
     last_stats: dict[str, Any] | None = None
+    last_creating_tick: dict[str, Any] | None = None
     reason: str | None = None
     halted_at: float | None = None
     restarted_at: float | None = None
@@ -368,9 +369,16 @@ class SupervisorStore(ABC):
 
     @abstractmethod
     def record_tick(
-        self, now: float, stats: dict[str, Any], failure: TickFailure | None = None
+        self,
+        now: float,
+        stats: dict[str, Any],
+        failure: TickFailure | None = None,
+        *,
+        created: bool = False,
     ) -> None:
-        """Note a tick's time and figures, and the failed ticks since the last noted one."""
+        """Note a tick's time and figures, and the failed ticks since the last noted one; a
+        tick that `created` runs is also kept as the last creating tick (with its time),
+        which later quiet ticks do not overwrite."""
 
     @abstractmethod
     def record_tick_failure(self, failure: TickFailure) -> None:

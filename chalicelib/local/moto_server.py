@@ -16,6 +16,8 @@ from typing import Self
 
 from moto.server import ThreadedMotoServer
 
+from chalicelib.local import moto_sqs
+
 
 class MotoServerError(RuntimeError):
     """The moto server could not be started."""
@@ -36,13 +38,17 @@ class MotoServer:
     """A moto server on ``host:port`` (``port=0``: a free one), usable as a context manager.
 
     ``quiet`` silences werkzeug's per-request log lines (only if the ``werkzeug``
-    logger has no level set yet).
+    logger has no level set yet). ``fast_sqs`` installs :mod:`chalicelib.local.moto_sqs`
+    (linear-cost SQS queues, same semantics) in this process before serving.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True, fast_sqs: bool = True
+    ) -> None:
         self.host = host
         self._requested_port = port
         self._quiet = quiet
+        self._fast_sqs = fast_sqs
         self._server: ThreadedMotoServer | None = None
         self._port: int | None = None
 
@@ -71,6 +77,8 @@ class MotoServer:
             werkzeug_logger = logging.getLogger("werkzeug")
             if werkzeug_logger.level == logging.NOTSET:
                 werkzeug_logger.setLevel(logging.WARNING)
+        if self._fast_sqs:
+            moto_sqs.install()
         if self._requested_port:
             # ThreadedMotoServer.start() waits forever if the bind fails in its thread.
             _check_port_free(self.host, self._requested_port)

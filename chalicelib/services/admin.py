@@ -31,6 +31,7 @@ class SupervisorView:
             "last_tick_at": r.last_tick_at,
             "ticks": r.ticks,
             "last_tick": r.last_stats,
+            "last_creating_tick": r.last_creating_tick,
             "halted_at": r.halted_at,
             "restarted_at": r.restarted_at,
             "failed_ticks": r.failed_ticks,

@@ -109,12 +109,28 @@ class TickStats:
     finalized: int = 0
     alerts: int = 0
     errors: int = 0
+    # Seconds: the tick's wall time, and when its runs were created against their slots
+    # (below zero: ahead of the slot, as look-ahead intends; above: late already).
+    duration_s: float = 0.0
+    created_from_slot_min_s: float | None = None
+    created_from_slot_max_s: float | None = None
 
     def merge(self, other: TickStats) -> None:
-        """Add another tick's counts (the halted flag is not a count)."""
+        """Add another tick's counts and widen the creation range (the halted flag and
+        the duration are not counts)."""
         for f in fields(self):
             if f.type == "int":
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for offset in (other.created_from_slot_min_s, other.created_from_slot_max_s):
+            if offset is not None:
+                self.created_at(offset)
+
+    def created_at(self, from_slot: float) -> None:
+        """Count a run's creation `from_slot` seconds after (or, below zero, before) its slot."""
+        from_slot = round(from_slot, 3)
+        low, high = self.created_from_slot_min_s, self.created_from_slot_max_s
+        self.created_from_slot_min_s = from_slot if low is None else min(low, from_slot)
+        self.created_from_slot_max_s = from_slot if high is None else max(high, from_slot)
 
 
 class SupervisorService:
@@ -151,9 +167,10 @@ class SupervisorService:
         then sweep runs whose lease or progress check has expired. A tick the store fails
         raises StoreUnavailable and is noted on the supervisor record: at once if the record
         can be written, else by the next tick of this warm container."""
-        now = self.clock.now() if now is None else now
+        began = self.clock.now()
+        now = began if now is None else now
         try:
-            return self._tick(now)
+            return self._tick(now, began)
         except StoreUnavailable as err:
             self._note_failure(now, err)
             raise
@@ -168,12 +185,12 @@ class SupervisorService:
             return
         self._unnoted = None
 
-    def _tick(self, now: float) -> TickStats:
+    def _tick(self, now: float, began: float) -> TickStats:
         stats = TickStats()
         sup = self.state()
         if sup.state == SupervisorState.HALTED:
             stats.halted = True
-            self._record(now, stats)
+            self._record(now, stats, began)
             return stats
         horizon = now + self.settings.lookahead_seconds
         due: list[Job] = []
@@ -194,11 +211,13 @@ class SupervisorService:
         stats.starts_sent += sender.sent
         stats.errors += sender.errors
         self._sweep(now, stats)
-        self._record(now, stats)
+        self._record(now, stats, began)
         return stats
 
-    def _record(self, now: float, stats: TickStats) -> None:
-        self.store.record_tick(now, asdict(stats), self._unnoted)
+    def _record(self, now: float, stats: TickStats, began: float) -> None:
+        stats.duration_s = round(self.clock.now() - began, 3)
+        created = stats.runs_created > 0
+        self.store.record_tick(now, asdict(stats), self._unnoted, created=created)
         self._unnoted = None
 
     def _fire_pool(self) -> ThreadPoolExecutor:
@@ -342,6 +361,7 @@ class SupervisorService:
             if self.store.create_scheduled_run(run, job, nxt, nxt is None, limit=limit):
                 self._advanced(job, nxt)
                 stats.runs_created += 1
+                stats.created_at(self.clock.now() - slot)
                 return run
             fresh = self.store.get_job(job.job_id)
             existing = self.store.get_run(run.job_id, run.slot)
@@ -349,6 +369,7 @@ class SupervisorService:
                 # our write landed but its answer was lost (a timeout): the run is ours
                 self._advanced(job, nxt)
                 stats.runs_created += 1
+                stats.created_at(self.clock.now() - slot)
                 return existing
             if (
                 fresh is None

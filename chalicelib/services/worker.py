@@ -46,6 +46,18 @@ class Refill:
     finalized: int = 0
 
 
+def _token(claim_id: str | None) -> str:
+    """A lease token; a delivery's own claims carry its id before the colon."""
+    fresh = uuid.uuid4().hex
+    return fresh if claim_id is None else f"{claim_id}:{fresh}"
+
+
+def _claimed_by(run: Run, claim_id: str) -> bool:
+    """The run is held, before its work began, by a claim of the delivery `claim_id`."""
+    held = run.status == ExStatus.initializing or (run.status == ExStatus.running and run.inline)
+    return held and run.lease_token is not None and run.lease_token.startswith(f"{claim_id}:")
+
+
 class WorkerService:
     """What the start and slice queue handlers do with one message each."""
 
@@ -67,22 +79,30 @@ class WorkerService:
         return self.ops.ops_for(assets) if self.ops is not None and assets else {}
 
     # ---- start ----------------------------------------------------------------------------
-    def handle_start(self, job_id: str, slot: str) -> str:
+    def handle_start(self, job_id: str, slot: str, claim_id: str | None = None) -> str:
         """Start a pending run: claim it, wait for its second, run it. A duplicate or stale
         message does nothing. Returns what happened, for logs and tests."""
-        prepared = self.prepare_start(job_id, slot)
+        prepared = self.prepare_start(job_id, slot, claim_id)
         if isinstance(prepared, str):
             return prepared
         return self.run_prepared(prepared)
 
-    def prepare_start(self, job_id: str, slot: str) -> PreparedStart | str:
+    def prepare_start(
+        self, job_id: str, slot: str, claim_id: str | None = None
+    ) -> PreparedStart | str:
         """Everything that can happen before the run's second: checks, slicing, the claim
         (with a lease that covers the wait) and, for a sliced run, writing its slices. A
-        string says why there is nothing to run."""
+        string says why there is nothing to run.
+
+        `claim_id` names the delivery (the SQS message id, the same on redelivery): the
+        claim's lease token starts with it, so a redelivery whose claim was applied but
+        unanswered recognises the claim as its own and goes on at once."""
         run = self.store.get_run(job_id, slot)
         if run is None or run.status in TERMINAL_EX:
             return "dropped"
         now = self.clock.now()
+        if claim_id is not None and _claimed_by(run, claim_id):
+            return self._resume_own_claim(run, claim_id, now)
         if run.status == ExStatus.stopping:
             return "stopped" if self.stop_if_idle(run, now) else "stopping"
         if run.buffered:
@@ -104,7 +124,7 @@ class WorkerService:
         if not claimable:
             return "busy"
         if run.presliced:
-            return self._claim_presliced(run, now)
+            return self._claim_presliced(run, now, claim_id)
         try:
             requests = slice_requests(run.operations, run.args, self._asset_ops(run))
         except Exception as exc:  # a reader that cannot slice fails the run, once
@@ -125,7 +145,7 @@ class WorkerService:
                 statuses=[ExStatus.pending],
             )
             return "completed" if done else "busy"
-        token = uuid.uuid4().hex
+        token = _token(claim_id)
         lease = begin + run.lease_seconds
         if len(requests) == 1:
             claimed = self.store.update_run(
@@ -154,13 +174,36 @@ class WorkerService:
         claimed = self._claim_initializing(run, token, lease, now)
         if claimed is None:
             return "busy"
+        self._put_slices(run, requests, now)
+        return PreparedStart(claimed, token, requests)
+
+    def _put_slices(self, run: Run, requests: list[dict[str, Any]], now: float) -> None:
         self.store.put_slices(
             [
                 Slice(run.ex_id, slice_id_for(i), i, request, created=now, updated=now)
                 for i, request in enumerate(requests)
             ]
         )
-        return PreparedStart(claimed, token, requests)
+
+    def _resume_own_claim(self, run: Run, claim_id: str, now: float) -> PreparedStart | str:
+        """This delivery's claim was applied but its answer lost: take the lease over under
+        a fresh token (so an earlier holder, were it still alive, loses it) and go on from
+        where the claim left off; slices already written are kept."""
+        token = _token(claim_id)
+        taken = self.store.update_run(
+            run,
+            RunUpdate(set={"lease_token": token, "updated": now}),
+            statuses=[run.status],
+            lease_token=run.lease_token,
+        )
+        if taken is None:
+            return "busy"
+        if taken.presliced:
+            return PreparedStart(taken, token, [])
+        requests = slice_requests(taken.operations, taken.args)  # it sliced at the claim
+        if taken.status == ExStatus.initializing:
+            self._put_slices(taken, requests, now)
+        return PreparedStart(taken, token, requests)
 
     def run_prepared(self, p: PreparedStart) -> str:
         """At the run's second (waiting for it if need be): run a one-slice run to its end,
@@ -192,9 +235,11 @@ class WorkerService:
             lease_expired_before=now,
         )
 
-    def _claim_presliced(self, run: Run, now: float) -> PreparedStart | str:
+    def _claim_presliced(
+        self, run: Run, now: float, claim_id: str | None = None
+    ) -> PreparedStart | str:
         """A recovery: its slices were written when it was created; claim it to set going."""
-        token = uuid.uuid4().hex
+        token = _token(claim_id)
         lease = max(now, run.start_at) + run.lease_seconds
         claimed = self._claim_initializing(run, token, lease, now)
         return "busy" if claimed is None else PreparedStart(claimed, token, [])

@@ -7,7 +7,8 @@ import pytest
 from chalicelib.adapters.dynamodb.counting import counting
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
-from chalicelib.ports import FakeClock
+from chalicelib.domain.transitions import ExStatus
+from chalicelib.ports import FakeClock, RunUpdate
 from tests.conftest import T0, drain
 
 NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
@@ -19,8 +20,8 @@ NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
         # allow: create (transaction), claim, finish; the start reads its run
         ("allow", 1, 2, 1),
         # skip: the run also takes / frees the job's active slot, in the same transactions;
-        # the finish re-reads the run (a transaction returns no item)
-        ("skip", 2, 1, 2),
+        # the finishing transaction returns no item, and the run it wrote is built, not read
+        ("skip", 2, 1, 1),
     ],
 )
 def test_single_slice_scheduled_run_costs_three_writes(
@@ -58,7 +59,7 @@ def test_on_demand_single_slice_run_costs_three_writes(container: Container, que
         drain(container, queue)
     assert c.writes == 3  # create (taking the job's active slot), start, finish (freeing it)
     assert c.calls["TransactWriteItems"] == 2 and c.calls["UpdateItem"] == 1
-    assert c.reads == 3  # the job (validation), the run at start, the run after the finish
+    assert c.reads == 2  # the job (validation), the run at start
 
 
 def test_tick_reads_only_due_jobs(container: Container):
@@ -72,3 +73,36 @@ def test_tick_reads_only_due_jobs(container: Container):
     shards = container.settings.due_shards + container.settings.lease_shards
     assert c.calls["Query"] == shards
     assert c.items_read == 3 + 1  # the due jobs and the supervisor record
+
+
+def test_finishing_transaction_returns_the_run_it_wrote(container: Container, clock: FakeClock):
+    """The finish of a slot-holding run is built from the claimed run, not re-read: it must
+    equal what a read of the record gives."""
+    job, _ = container.jobs.submit({**NOOP, "overlap": "skip"}, start=False)
+    run = container.jobs.start_run(job.job_id, args="a b")
+    prepared = container.worker.prepare_start(run.job_id, run.slot)
+    assert not isinstance(prepared, str) and prepared.run.holds_slot
+    clock.t += 2
+    ended = container.worker.end(
+        prepared.run,
+        RunUpdate(
+            set={
+                "status": ExStatus.completed,
+                "processed": 1,
+                "remaining": 0,
+                "result": {"n": 1},
+                "finished_at": clock.t,
+                "updated": clock.t,
+                "reason": None,
+            },
+            add={"attempts": 1},
+        ),
+        statuses=[ExStatus.running],
+        lease_token=prepared.token,
+    )
+    stored = container.store.get_run(run.job_id, run.slot)
+    assert ended is not None and stored is not None
+    assert ended == stored
+    assert ended.status == ExStatus.completed and ended.attempts == 2 and not ended.holds_slot
+    assert ended.lease_token is None and ended.check_at is None and ended.result == {"n": 1}
+    assert container.store.get_job(job.job_id).active_slots == set()  # type: ignore[union-attr]

@@ -392,6 +392,47 @@ def test_start_claim_fails_message_reported_and_redelivered(
     assert done.processed == (5 if sliced else 1)
 
 
+@pytest.mark.parametrize("sliced", [False, True], ids=["inline", "sliced"])
+def test_start_claim_applied_but_unanswered_redelivery_goes_on_at_once(
+    container: Container, queue: MemoryQueue, clock: FakeClock, sliced: bool
+) -> None:
+    """The redelivered message (same message id) recognises the claim as its own: the run
+    finishes without waiting for its lease to expire (no tick, no clock move)."""
+    from app import app
+
+    c = container
+    body = _job(operations=SLICED, workers=2) if sliced else _job()
+    job, run = c.jobs.submit(body, start=True)
+    assert run is not None
+    [msg] = queue.take()
+    with Client(app) as client:
+        event = client.events.generate_sqs_event(
+            message_bodies=[json.dumps(msg.body)], queue_name="cadenza-dev-start"
+        )
+        mid = event["Records"][0]["messageId"]
+        with inject() as faults:
+            faults.fail("UpdateItem", 1, after=True, error=connect_timeout)
+            out = client.lambda_.invoke("start_worker", event).payload
+        assert out == {"batchItemFailures": [{"itemIdentifier": mid}]}
+        held = c.store.get_run(run.job_id, run.slot)
+        assert held is not None and held.lease_token is not None
+        assert held.lease_token.startswith(f"{mid}:") and held.lease_expires_at is not None
+        assert held.lease_expires_at > clock.now()  # before: "busy" until this expired
+        other = client.events.generate_sqs_event(
+            message_bodies=[json.dumps(msg.body)], queue_name="cadenza-dev-start"
+        )
+        other["Records"][0]["messageId"] = f"other-{mid}"  # a second message for the slot
+        assert client.lambda_.invoke("start_worker", other).payload == {"batchItemFailures": []}
+        assert c.store.get_run(run.job_id, run.slot) == held  # another message: still busy
+        out = client.lambda_.invoke("start_worker", event).payload  # the redelivery
+        assert out == {"batchItemFailures": []}
+    before = clock.now()
+    assert drain_keep_failed(c, queue) == []
+    [done] = check(c, job.job_id)
+    assert clock.now() - before < 1 and done.status == ExStatus.completed
+    assert (done.processed, done.attempts) == ((5, 0) if sliced else (1, 1))
+
+
 # 4. the inline finish transaction, applied but its answer lost -----------------------------
 @EVERY
 def test_inline_finish_applied_but_answer_lost(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from chalice.test import Client
@@ -11,9 +12,14 @@ from chalice.test import Client
 from app import app
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
+from chalicelib.ports import FakeClock
 from tests.conftest import T0
 
 NOOP = [{"_op": "noop"}, {"_op": "noop"}]
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.fixture
@@ -64,3 +70,24 @@ def test_start_halted_setting(container: Container):
     assert halted.supervisor.tick(T0).halted
     record = container.store.get_supervisor()
     assert record is not None and record.reason == "started halted by configuration"
+
+
+def test_tick_stats_keep_duration_and_creation_offsets(
+    client: Client, container: Container, clock: FakeClock
+):
+    headers = {"Content-Type": "application/json"}
+    for schedule in ({"rate": "rate(1 minute)"}, {"at": iso(T0 + 55)}):
+        body = {"name": "s", "operations": NOOP, "schedule": schedule}
+        assert client.http.post("/v1/jobs?start=true", body=json.dumps(body), headers=headers)
+    clock.t = T0 + 57  # the rate's slot T0+60 is 3 s ahead; the one-time slot 2 s behind
+    created = container.supervisor.tick()
+    assert created.runs_created == 2 and created.duration_s >= 0
+    assert (created.created_from_slot_min_s, created.created_from_slot_max_s) == (-3.0, 2.0)
+    clock.t = T0 + 58
+    assert container.supervisor.tick().runs_created == 0
+    state = client.http.get("/api/supervisor/state").json_body
+    assert state["last_tick"]["runs_created"] == 0
+    assert state["last_tick"]["created_from_slot_min_s"] is None
+    kept = state["last_creating_tick"]
+    assert kept["tick_at"] == T0 + 57 and kept["runs_created"] == 2
+    assert (kept["created_from_slot_min_s"], kept["created_from_slot_max_s"]) == (-3.0, 2.0)

@@ -48,6 +48,9 @@ class Models:
         return (self.job, self.run, self.slice, self.supervisor, self.alert, self.asset)
 
 
+POOL_CONNECTIONS = 256
+
+
 def build_models(settings: Settings) -> Models:
     """Model classes bound to the settings' table names, region and endpoint."""
     host = settings.ddb_endpoint
@@ -58,8 +61,9 @@ def build_models(settings: Settings) -> Models:
         connect_timeout_seconds = 5
         read_timeout_seconds = 10
         max_retry_attempts = 5
-        # a batch runs its starts side by side: more than botocore's default 10 at once
-        max_pool_connections = 64
+        # a batch claims and runs its starts side by side, and the local stack's pollers
+        # share one process (20 batches of 10): a smaller pool drops and reopens sockets
+        max_pool_connections = POOL_CONNECTIONS
 
     def meta(table: str) -> Any:
         return type("Meta", (BaseMeta,), {"table_name": table, "host": host, "region": region})
@@ -265,6 +269,7 @@ def build_models(settings: Settings) -> Models:
         last_tick_at = NumberAttribute(null=True)
         ticks = NumberAttribute(default=0)
         last_stats = JSONAttribute(null=True)
+        last_creating_tick = JSONAttribute(null=True)
         reason = UnicodeAttribute(null=True)
         halted_at = NumberAttribute(null=True)
         restarted_at = NumberAttribute(null=True)
@@ -331,7 +336,7 @@ def build_models(settings: Settings) -> Models:
         connect_timeout_seconds=5,
         read_timeout_seconds=10,
         max_retry_attempts=5,
-        max_pool_connections=64,
+        max_pool_connections=POOL_CONNECTIONS,
     )
     return Models(
         JobModel, RunModel, SliceModel, SupervisorModel, AlertModel, AssetModel, connection

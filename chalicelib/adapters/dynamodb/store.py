@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +101,35 @@ def _unavailable(err: PynamoDBException) -> StoreUnavailable:
     return StoreUnavailable(f"DynamoDB: {cause}: {err}")
 
 
+_RUN_FIELDS = {f.name: f for f in dataclasses.fields(Run)}
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _applied(run: Run, sets: dict[str, Any], adds: dict[str, Any], removes: list[str]) -> Run:
+    """The run as a terminal transaction left it: `run` (the caller's copy, whose
+    conditions the write checked) with the write's sets, adds and removes applied."""
+    changes: dict[str, Any] = {}
+    for name in (*removes, *(k for k, v in sets.items() if v is None)):
+        f = _RUN_FIELDS.get(name)
+        if f is not None:
+            changes[name] = _field_default(f)
+    for name, value in sets.items():
+        if value is not None and name in _RUN_FIELDS:
+            changes[name] = value
+    for name, amount in adds.items():
+        if name in _RUN_FIELDS:
+            changes[name] = (getattr(run, name) or 0) + amount
+    if "status" in changes:
+        changes["status"] = ExStatus(changes["status"])
+    changes["holds_slot"] = False
+    return dataclasses.replace(run, **changes)
+
+
 class DynamoStore(Store):
     """The Store port on DynamoDB through PynamoDB."""
 
@@ -106,6 +137,8 @@ class DynamoStore(Store):
         self.settings = settings
         self.m = models or build_models(settings)
         self.stats = build_stats_model(settings)
+        self._tx_client_lock = threading.Lock()
+        self._tx_client_ready = False
 
     # ---- tables -------------------------------------------------------------------------
     def ensure_tables(self) -> None:
@@ -116,9 +149,17 @@ class DynamoStore(Store):
     # ---- helpers --------------------------------------------------------------------------
     def _transact(self, build: Callable[[TransactWrite], None], attempts: int = 4) -> bool:
         """Run a transaction; False on a failed condition, retried on transaction conflicts."""
+        connection = self.m.connection
+        if not self._tx_client_ready:
+            # PynamoDB builds the botocore client on first use, once per thread that races
+            # to it: a burst's first transactions (a fire pool, a poller batch) would each
+            # build one (tens of milliseconds of CPU apiece).
+            with self._tx_client_lock:
+                connection.client  # noqa: B018 (built here, once)
+                self._tx_client_ready = True
         for attempt in range(attempts):
             try:
-                with TransactWrite(connection=self.m.connection) as tx:
+                with TransactWrite(connection=connection) as tx:
                     build(tx)
                 return True
             except TransactWriteError as err:
@@ -542,7 +583,9 @@ class DynamoStore(Store):
             actions.append(getattr(R, k).add(n))
         actions += [getattr(R, k).remove() for k in dict.fromkeys(removes)]
         if terminal and run.holds_slot:
-            return self._finish_holding(run, actions, cond)
+            if not self._finish_holding(run, actions, cond):
+                return None
+            return _applied(run, sets, update.add or {}, removes)
         item = R(run.job_id, run.slot)
         try:
             item.update(actions=actions, condition=cond)
@@ -552,9 +595,10 @@ class DynamoStore(Store):
             raise _unavailable(err) from err
         return self._run(item)
 
-    def _finish_holding(self, run: Run, actions: list[Any], cond: Any) -> Run | None:
+    def _finish_holding(self, run: Run, actions: list[Any], cond: Any) -> bool:
         """A terminal transition of a run that holds one of its job's active slots: the run
-        and the job's slot set change together, so a slot is never leaked or freed early."""
+        and the job's slot set change together, so a slot is never leaked or freed early.
+        A transaction returns no item: the caller builds the run it wrote."""
         R, J = self.m.run, self.m.job
         actions = [*actions, R.holds_slot.set(False)]
 
@@ -570,9 +614,7 @@ class DynamoStore(Store):
                 condition=J.job_id.exists(),
             )
 
-        if not self._transact(build):
-            return None
-        return self.get_run(run.job_id, run.slot)
+        return bool(self._transact(build))
 
     def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:
         R = self.m.run
@@ -768,6 +810,7 @@ class DynamoStore(Store):
             last_tick_at=m.last_tick_at,
             ticks=int(m.ticks or 0),
             last_stats=m.last_stats,
+            last_creating_tick=m.last_creating_tick,
             reason=m.reason,
             halted_at=m.halted_at,
             restarted_at=m.restarted_at,
@@ -814,18 +857,25 @@ class DynamoStore(Store):
         ]
 
     def record_tick(
-        self, now: float, stats: dict[str, Any], failure: TickFailure | None = None
+        self,
+        now: float,
+        stats: dict[str, Any],
+        failure: TickFailure | None = None,
+        *,
+        created: bool = False,
     ) -> None:
         V = self.m.supervisor
+        actions = [
+            V.last_tick_at.set(now),
+            V.ticks.add(1),
+            V.last_stats.set(stats),
+            V.updated.set(now),
+        ]
+        if created:
+            actions.append(V.last_creating_tick.set({"tick_at": now, **stats}))
         try:
             V(SUPERVISOR_KEY).update(
-                actions=[
-                    V.last_tick_at.set(now),
-                    V.ticks.add(1),
-                    V.last_stats.set(stats),
-                    V.updated.set(now),
-                    *self._failure_actions(failure),
-                ],
+                actions=[*actions, *self._failure_actions(failure)],
                 condition=V.key.exists(),
             )
         except UpdateError as err:
