@@ -126,6 +126,8 @@ def _applied(run: Run, sets: dict[str, Any], adds: dict[str, Any], removes: list
             changes[name] = (getattr(run, name) or 0) + amount
     if "status" in changes:
         changes["status"] = ExStatus(changes["status"])
+    if "tally_shard" in sets:  # the record's mark; the run shows it as tally_pending
+        changes["tally_pending"] = sets["tally_shard"] is not None
     changes["holds_slot"] = False
     return dataclasses.replace(run, **changes)
 
