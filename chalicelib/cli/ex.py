@@ -23,6 +23,7 @@ from chalicelib.cli.options import (
     Total,
 )
 from chalicelib.cli.output import document, emit, table
+from chalicelib.cli.watch import answer_then_follow
 from chalicelib.cli.watch import watch as follow_ex
 
 app = typer.Typer(help="Executions: list, follow, stop, recover, repair.", no_args_is_help=True)
@@ -110,10 +111,7 @@ def recover(
     cli = state(ctx)
     params = {"cleanup_type": cleanup_type.value if cleanup_type else None}
     answer = cli.client.post(f"/v1/ex/{ex_id}/_recover", params)
-    if not (follow and cli.json_output):
-        emit(cli.json_output, answer, document)
-    if follow:
-        follow_ex(cli, str(answer["ex_id"]), interval)
+    answer_then_follow(cli, answer, follow, interval)
 
 
 @command(app, "workers")

@@ -25,7 +25,7 @@ from chalicelib.cli.options import (
     Total,
 )
 from chalicelib.cli.output import document, emit, table
-from chalicelib.cli.watch import watch
+from chalicelib.cli.watch import answer_then_follow
 
 app = typer.Typer(help="Jobs: submit, list, start, stop, schedule, delete.", no_args_is_help=True)
 JobId = Annotated[str, typer.Argument(help="The job's id.")]
@@ -99,12 +99,8 @@ def submit(
     if follow and not start:
         raise typer.BadParameter("--follow needs --start", param_hint="--follow")
     answer = _send(ctx, "POST", "/v1/jobs", read_body(path), {"start": start})
-    if follow and isinstance(answer, dict) and answer.get("ex_id"):
-        if not cli.json_output:
-            document(answer)
-        watch(cli, str(answer["ex_id"]), interval)
-        return
-    _job(ctx, answer)
+    following = follow and isinstance(answer, dict) and bool(answer.get("ex_id"))
+    answer_then_follow(cli, answer, following, interval)
 
 
 @command(app, "update")
@@ -126,12 +122,7 @@ def start(
     """Start a new execution of a job (POST /v1/jobs/{id}/_start)."""
     cli = state(ctx)
     answer = cli.client.post(f"/v1/jobs/{job_id}/_start")
-    if follow:
-        if not cli.json_output:
-            document(answer)
-        watch(cli, str(answer["ex_id"]), interval)
-        return
-    _job(ctx, answer)
+    answer_then_follow(cli, answer, follow, interval)
 
 
 @command(app, "stop")
@@ -155,12 +146,7 @@ def recover(
     cli = state(ctx)
     params = {"cleanup_type": cleanup_type.value if cleanup_type else None}
     answer = cli.client.post(f"/v1/jobs/{job_id}/_recover", params)
-    if follow:
-        if not cli.json_output:
-            document(answer)
-        watch(cli, str(answer["ex_id"]), interval)
-        return
-    _job(ctx, answer)
+    answer_then_follow(cli, answer, follow, interval)
 
 
 @command(app, "workers")

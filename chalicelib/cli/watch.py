@@ -17,7 +17,7 @@ from rich.progress import (
 
 from chalicelib.cli.client import EXIT_FAILED, Client
 from chalicelib.cli.context import Cli
-from chalicelib.cli.output import console, print_json
+from chalicelib.cli.output import console, document, emit, print_json
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 
 SUCCESS = str(ExStatus.completed)
@@ -83,3 +83,12 @@ def watch(cli: Cli, ex_id: str, interval: float) -> None:
         console().print(escape(line))
     if code:
         raise typer.Exit(code)
+
+
+def answer_then_follow(cli: Cli, answer: Any, follow_it: bool, interval: float) -> None:
+    """Print a command's answer; with `follow_it`, then follow the execution it names (with
+    --json only the final document is printed)."""
+    if not (follow_it and cli.json_output):
+        emit(cli.json_output, answer, document)
+    if follow_it:
+        watch(cli, str(answer["ex_id"]), interval)

@@ -35,7 +35,7 @@ FAILING_JOB = {
 }
 SLOW_JOB = {
     "name": "cli-slow",
-    "operations": [{"_op": "range", "end": 6}, {"_op": "sleep", "seconds": 0.4}],
+    "operations": [{"_op": "range", "end": 15}, {"_op": "sleep", "seconds": 0.4}],
     "workers": 1,
 }
 
