@@ -547,3 +547,8 @@ class OpSource(ABC):
     @abstractmethod
     def ops_for(self, assets: Sequence[str]) -> dict[str, OpSpec]:
         """The ops of these asset references (ids, names, name:version), loaded."""
+
+    @abstractmethod
+    def pin(self, assets: Sequence[str]) -> list[str]:
+        """The ids these references name now (a name: its newest upload), so that every
+        slice of a run loads the same bundles whatever is uploaded meanwhile."""

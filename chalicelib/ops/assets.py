@@ -66,15 +66,29 @@ class AssetOpLoader(OpSource):
         self.resolve, self.blobs = resolve, blobs
         self.cache_dir, self.limits = Path(cache_dir), limits
         self._loaded: dict[str, dict[str, OpSpec]] = {}
+        self._by_id: dict[str, Asset] = {}  # an id is its bundle's hash: its record never changes
         self._lock = threading.Lock()
+
+    def _assets(self, refs: Sequence[str]) -> list[Asset]:
+        with self._lock:
+            known = [self._by_id.get(ref) for ref in refs]
+        if all(a is not None for a in known):
+            return [a for a in known if a is not None]
+        found = self.resolve(refs)
+        with self._lock:
+            self._by_id.update({a.asset_id: a for a in found})
+        return found
 
     def ops_for(self, assets: Sequence[str]) -> dict[str, OpSpec]:
         if not assets:
             return {}
         out: dict[str, OpSpec] = {}
-        for asset in self.resolve(assets):
+        for asset in self._assets(assets):
             out.update(self.load(asset))
         return out
+
+    def pin(self, assets: Sequence[str]) -> list[str]:
+        return [a.asset_id for a in self._assets(assets)]
 
     def load(self, asset: Asset) -> dict[str, OpSpec]:
         with self._lock:

@@ -7,7 +7,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.domain.jobs import JobDefinition
@@ -78,6 +78,15 @@ class WorkerService:
         assets = run.config.get("assets") or []
         return self.ops.ops_for(assets) if self.ops is not None and assets else {}
 
+    def _pinned(self, run: Run) -> dict[str, Any]:
+        """The claim's extra sets: the run's asset references as the ids they name now,
+        kept on the run (its `assets`, as Teraslice's execution shows them)."""
+        assets = run.config.get("assets") or []
+        if self.ops is None or not assets:
+            return {}
+        ids = self.ops.pin(assets)
+        return {} if ids == assets else {"config": {**run.config, "assets": ids}}
+
     # ---- start ----------------------------------------------------------------------------
     def handle_start(self, job_id: str, slot: str, claim_id: str | None = None) -> str:
         """Start a pending run: claim it, wait for its second, run it. A duplicate or stale
@@ -126,6 +135,9 @@ class WorkerService:
         if run.presliced:
             return self._claim_presliced(run, now, claim_id)
         try:
+            pinned = self._pinned(run)
+            if pinned:
+                run = replace(run, config=pinned["config"])
             requests = slice_requests(run.operations, run.args, self._asset_ops(run))
         except Exception as exc:  # a reader that cannot slice fails the run, once
             self._fail_unsliced(run, now, _error_text(exc))
@@ -162,6 +174,7 @@ class WorkerService:
                         "check_at": lease + 1,
                         "started_at": run.started_at or begin,
                         "updated": now,
+                        **pinned,
                     },
                     add={"attempts": 1},
                 ),
@@ -171,7 +184,7 @@ class WorkerService:
             if claimed is None:
                 return "busy"
             return PreparedStart(claimed, token, requests)
-        claimed = self._claim_initializing(run, token, lease, now)
+        claimed = self._claim_initializing(run, token, lease, now, pinned)
         if claimed is None:
             return "busy"
         self._put_slices(run, requests, now)
@@ -218,7 +231,9 @@ class WorkerService:
             return self._run_inline(p.run, p.token, p.requests[0], begin)
         return self._set_going(p.run, p.token, len(p.requests), begin)
 
-    def _claim_initializing(self, run: Run, token: str, lease: float, now: float) -> Run | None:
+    def _claim_initializing(
+        self, run: Run, token: str, lease: float, now: float, extra: dict[str, Any] | None = None
+    ) -> Run | None:
         """pending (or initializing with an expired lease) -> initializing, held by `token`."""
         return self.store.update_run(
             run,
@@ -229,6 +244,7 @@ class WorkerService:
                     "lease_expires_at": lease,
                     "check_at": lease + 1,
                     "updated": now,
+                    **(extra or {}),
                 }
             ),
             statuses=[ExStatus.pending, ExStatus.initializing],
@@ -241,7 +257,12 @@ class WorkerService:
         """A recovery: its slices were written when it was created; claim it to set going."""
         token = _token(claim_id)
         lease = max(now, run.start_at) + run.lease_seconds
-        claimed = self._claim_initializing(run, token, lease, now)
+        try:
+            pinned = self._pinned(run)
+        except Exception as exc:
+            self._fail_unsliced(run, now, _error_text(exc))
+            return "failed"
+        claimed = self._claim_initializing(run, token, lease, now, pinned)
         return "busy" if claimed is None else PreparedStart(claimed, token, [])
 
     def _run_inline(self, claimed: Run, token: str, request: dict[str, Any], begin: float) -> str:

@@ -22,7 +22,7 @@ from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue
 from chalicelib.bootstrap import Container, build_container, set_container
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
-from tests.conftest import drain
+from tests.conftest import deliver, drain
 from tests.conftest import test_settings as make_settings
 
 ZIP = {"Content-Type": "application/octet-stream"}
@@ -443,6 +443,32 @@ def test_the_newest_upload_of_a_name_is_used(
     run = env.store.get_run_by_ex(r.json_body["ex_id"])
     assert run is not None and run.status == ExStatus.completed
     assert run.result == {"n": 0, "tag": "v1.1", "args": None}
+
+
+def test_a_run_keeps_the_asset_versions_it_started_with(
+    client: Client, env: Container, queue: MemoryQueue, clock: FakeClock
+):
+    first = upload(client, ops_bundle("1.0.0")).json_body["_id"]
+    r = _submit(client, _asset_job(["mathops"]))
+    [start] = queue.take()
+    assert start.kind == "start"
+    deliver(env, start)  # sliced: the run is claimed and its slices written
+    clock.advance(10)
+    newer = make_zip(
+        {
+            "asset.json": {**MANIFEST, "version": "1.1.0", "ops": OPS},
+            "mathops/__init__.py": "",
+            "mathops/io.py": IO_PY,
+            "mathops/helpers.py": HELPERS_PY,
+            "mathops/ops.py": OPS_PY.replace('"tag": params["tag"]', '"tag": "v1.1"'),
+        }
+    )
+    assert upload(client, newer).status_code == 201  # uploaded while the run is going
+    drain(env, queue)
+    ex = client.http.get(f"/v1/ex/{r.json_body['ex_id']}").json_body
+    assert ex["_status"] == "completed" and ex["assets"] == [first]
+    tags = [s.result["tag"] for s in env.store.list_slices(ex["ex_id"])]
+    assert tags == ["t1", "t1", "t1"]  # every slice ran the version the run started with
 
 
 @pytest.mark.parametrize(
