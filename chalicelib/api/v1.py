@@ -13,6 +13,7 @@ from typing import Any
 from chalice.app import Blueprint, Response
 
 from chalicelib.api.errors import (
+    JSON,
     api_errors,
     json_response,
     parse_json_body,
@@ -20,6 +21,7 @@ from chalicelib.api.errors import (
     query_int,
     query_number,
 )
+from chalicelib.api.openapi import document_json
 from chalicelib.api.views import controller_view, ex_view, job_view, slice_view
 from chalicelib.bootstrap import get_container
 from chalicelib.domain.errors import InvalidInput
@@ -85,6 +87,11 @@ def make_blueprint(import_name: str) -> Blueprint:
                 "backend": os.environ.get("CADENZA_BACKEND", "aws"),
             }
         )
+
+    @bp.route("/openapi.json", methods=["GET"])
+    @api_errors
+    def openapi() -> Response:
+        return Response(body=document_json(), status_code=200, headers=JSON)
 
     @bp.route("/jobs", methods=["POST"], content_types=BODY_TYPES)
     @api_errors
