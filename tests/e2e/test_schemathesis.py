@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -28,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 
 from chalicelib.api.openapi import PENDING, V1, document
 from chalicelib.local.dynamodb_local import free_port
-from tests.e2e.test_local_stack import StackProcess, needs_java
+from tests.e2e.test_local_stack import StackProcess, needs_java, wait_for
 
 pytestmark = [pytest.mark.e2e, needs_java]
 
@@ -49,6 +50,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
 
     served = schemathesis.openapi.from_url(f"{process.url}/v1/openapi.json", timeout=10)
     assert served.raw_schema == document(), "the API serves another document"
+    _seed(process)
     yield process
     assert process.stop(timeout=60) == 0, process.tail()
 
@@ -82,6 +84,50 @@ def _light_op(op: Any) -> Any:
     return op
 
 
+# records the stack fixture creates, so generated requests also reach past the 404s
+KNOWN: dict[str, list[str]] = {"job_id": [], "ex_id": []}
+SEED_JOBS = [
+    {"name": "fuzz-ok", "operations": [{"_op": "range", "end": 3}, {"_op": "noop"}]},
+    {
+        "name": "fuzz-failing",
+        "max_retries": 0,
+        "operations": [{"_op": "range", "end": 2}, {"_op": "fail", "fraction": 1.0}],
+    },
+    {"name": "fuzz-scheduled", "operations": [{"_op": "noop"}], "schedule": {"cron": "0 0 1 1 *"}},
+]
+
+
+def _seed(stack: StackProcess) -> None:
+    for job in SEED_JOBS:
+        _, created = stack.submit(job, start="schedule" not in job)
+        KNOWN["job_id"].append(created["job_id"])
+        if "ex_id" in created:
+            KNOWN["ex_id"].append(created["ex_id"])
+
+    def ended(ex_id: str) -> bool | None:
+        status = stack.get(f"/v1/ex/{ex_id}").json()["_status"]
+        return True if status in ("completed", "failed") else None
+
+    for ex_id in KNOWN["ex_id"]:
+        wait_for(lambda ex_id=ex_id: ended(ex_id), 60, f"seed execution {ex_id} to end")
+
+
+def before_generate_path_parameters(context: Any, strategy: Any) -> Any:
+    """Half the cases name a record the fixture created (run_id: an execution's id)."""
+
+    def known(params: dict[str, Any] | None) -> Any:
+        if not params:
+            return st.just(params)
+
+        def pick(name: str, value: Any) -> Any:
+            ids = KNOWN.get("ex_id" if name == "run_id" else name)
+            return st.sampled_from(ids) if ids else st.just(value)
+
+        return st.fixed_dictionaries({k: pick(k, v) for k, v in params.items()})
+
+    return st.one_of(strategy, strategy.flatmap(known))
+
+
 def _schema(*, aliases: bool) -> Any:
     """The document's operations: the canonical ones (every phase, coverage included), or
     the root aliases of /v1 routes (the same handlers: a few fuzzed cases each)."""
@@ -91,6 +137,7 @@ def _schema(*, aliases: bool) -> Any:
     }
     loaded = schemathesis.openapi.from_dict(doc)
     loaded.config.phases.coverage.enabled = not aliases
+    loaded.hook(before_generate_path_parameters)
     return loaded.exclude(func=lambda ctx: bool(ctx.operation.definition.raw.get(PENDING))).include(
         func=lambda ctx: (ctx.operation.path in alias_paths) is aliases
     )
