@@ -117,8 +117,9 @@ def test_the_job_schema_agrees_with_the_models(payload: dict[str, Any], accepted
 
 def test_every_registered_op_is_in_the_schema() -> None:
     schemas = document()["components"]["schemas"]
-    readers = {r["$ref"].rsplit("_", 1)[1] for r in schemas["Reader"]["oneOf"]}
-    processors = {r["$ref"].rsplit("_", 1)[1] for r in schemas["Processor"]["oneOf"]}
+    prefix = "#/components/schemas/Op_"
+    readers = {r["$ref"].removeprefix(prefix) for r in schemas["Reader"]["oneOf"]}
+    processors = {r["$ref"].removeprefix(prefix) for r in schemas["Processor"]["oneOf"]}
     assert readers == {n for n, s in REGISTRY.items() if s.reader}
     assert processors == {n for n, s in REGISTRY.items() if s.processor}
 
