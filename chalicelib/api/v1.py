@@ -14,6 +14,7 @@ from chalice.app import Blueprint, Response
 
 from chalicelib.api.cluster import state_view, stats_response
 from chalicelib.api.errors import (
+    JSON,
     api_errors,
     json_response,
     parse_json_body,
@@ -22,6 +23,7 @@ from chalicelib.api.errors import (
     query_number,
 )
 from chalicelib.api.listing import parse_ex_fields, parse_statuses, parse_window, pick
+from chalicelib.api.openapi import document_json
 from chalicelib.api.views import controller_view, ex_view, job_view, slice_view
 from chalicelib.bootstrap import get_container
 from chalicelib.domain.jobs import Job
@@ -87,6 +89,11 @@ def make_blueprint(import_name: str) -> Blueprint:
                 "backend": os.environ.get("CADENZA_BACKEND", "aws"),
             }
         )
+
+    @bp.route("/openapi.json", methods=["GET"])
+    @api_errors
+    def openapi() -> Response:
+        return Response(body=document_json(), status_code=200, headers=JSON)
 
     @bp.route("/jobs", methods=["POST"], content_types=BODY_TYPES)
     @api_errors

@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 
 
 class _LoggingRequestHandler(ChaliceRequestHandler):
+    def __getattr__(self, name: str) -> Any:
+        # any other method (TRACE, QUERY...) gets Chalice's 405 JSON, as no route has it,
+        # not http.server's 501 HTML page
+        if name.startswith("do_"):
+            return self._generic_handle
+        raise AttributeError(name)
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 

@@ -10,6 +10,9 @@ from chalicelib.domain.errors import DomainError
 from chalicelib.domain.transitions import SupervisorState
 from chalicelib.ports import Clock, Store, SupervisorRecord
 
+# 9999-12-31T23:59:59Z: a horizon past every slot (DynamoDB refuses an infinite number)
+LAST_INSTANT = 253402300799.0
+
 
 class NoSchedule(DomainError):
     """The supervisor's schedule has never fired: nothing is configured to tick."""
@@ -54,9 +57,8 @@ class AdminService:
         return record
 
     def _scheduled_jobs_left(self) -> bool:
-        horizon = float("inf")
         return any(
-            self.store.due_jobs(shard, horizon, limit=1)
+            self.store.due_jobs(shard, LAST_INSTANT, limit=1)
             for shard in range(self.settings.due_shards)
         )
 

@@ -185,6 +185,7 @@ def test_deployment_package(packaged: dict[str, Path]) -> None:
         names = set(z.namelist())
     assert {"app.py", "chalice", "chalicelib"} <= tops
     assert {"chalice/app.py", "chalice/__init__.py", "chalicelib/handlers.py"} <= names
+    assert "chalicelib/api/openapi.json" in names  # data files under chalicelib ship too
     for needed in ("pynamodb", "pydantic", "pydantic_core", "cronsim", "tzdata"):
         assert needed in tops, needed
     assert "aws_lambda_powertools" in tops
