@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.bootstrap import get_container
+from chalicelib.domain.runs import StartHint
 from chalicelib.services.worker import PreparedStart
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
 
     def prepare(record: SQSRecord) -> PreparedStart | str:
         b = _body(record)
-        return worker.prepare_start(str(b["job_id"]), str(b["slot"]), record.message_id)
+        hint = StartHint.from_body(b)
+        return worker.prepare_start(str(b["job_id"]), str(b["slot"]), record.message_id, hint)
 
     failures: list[dict[str, str]] = []
     prepared: list[tuple[str, PreparedStart]] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -251,12 +251,14 @@ class RunStore(ABC):
         check_at: float | None = None,
         remaining_zero: bool = False,
         cursor_below_total: bool = False,
+        unread: bool = False,
     ) -> Run | None:
         """Apply `update` if the run's status is one of `statuses` and every given condition
         holds: lease_token equals; lease missing or expired before the time; check_at equals;
-        remaining == 0; queued_cursor < slices_total. A terminal transition of a run holding
-        an active slot frees that slot in the same transaction. Returns the new run, or
-        None."""
+        remaining == 0; queued_cursor < slices_total; with `unread` (the caller has only the
+        run's key and ex_id, from a start hint) its ex_id equals and it is neither buffered
+        nor presliced. A terminal transition of a run holding an active slot frees that slot
+        in the same transaction. Returns the new run, or None."""
 
     @abstractmethod
     def run_window(
@@ -479,12 +481,24 @@ class Store(
         """Create every table (and index) that is missing, and wait until active."""
 
 
+StartItem = tuple[str, str, int] | tuple[str, str, int, Mapping[str, Any]]
+
+
+def start_body(item: StartItem) -> dict[str, Any]:
+    """A start message's body: the run's key, and the hint's fields if it has one."""
+    body: dict[str, Any] = {"job_id": item[0], "slot": item[1]}
+    if len(item) == 4:
+        body.update(item[3])
+    return body
+
+
 class Queue(ABC):
     """Nudges: 'look at this run / slice now'. Losing or doubling one is always safe."""
 
     @abstractmethod
-    def send_starts(self, items: Sequence[tuple[str, str, int]]) -> None:
-        """Start messages for (job_id, slot, delay_seconds)."""
+    def send_starts(self, items: Sequence[StartItem]) -> None:
+        """Start messages for (job_id, slot, delay_seconds[, hint]); a hint's fields
+        (see `domain.runs.start_hint`) go into the message body."""
 
     @abstractmethod
     def send_slices(self, items: Sequence[tuple[str, str, str, str, int]]) -> None:

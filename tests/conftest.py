@@ -24,6 +24,7 @@ from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
 from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue, Message  # noqa: E402
 from chalicelib.bootstrap import Container, build_container, set_container  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
+from chalicelib.domain.runs import StartHint  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a whole minute
@@ -33,7 +34,11 @@ def test_settings(**overrides: object) -> Settings:
     s = Settings(region="us-east-1").with_prefix(f"t-{uuid.uuid4().hex[:8]}")
     from dataclasses import replace
 
-    return replace(s, lookahead_seconds=5.0, **overrides)  # type: ignore[arg-type]
+    # one firing thread: moto's backends are not thread-safe (a table copied during a
+    # transaction while another thread writes raised "dictionary changed size during
+    # iteration", twice in a few hundred runs); DynamoDB Local fixtures fire in parallel
+    defaults: dict[str, object] = {"lookahead_seconds": 5.0, "fire_concurrency": 1}
+    return replace(s, **{**defaults, **overrides})  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -68,7 +73,7 @@ def deliver(c: Container, msg: Message) -> str:
     """Hand one queued message to the worker, as the SQS trigger would."""
     b = msg.body
     if msg.kind == "start":
-        return c.worker.handle_start(b["job_id"], b["slot"])
+        return c.worker.handle_start(b["job_id"], b["slot"], hint=StartHint.from_body(b))
     return c.worker.handle_slice(b["job_id"], b["slot"], b["ex_id"], b["slice_id"])
 
 
@@ -95,7 +100,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Settings]:
         from dataclasses import replace
 
         endpoint = request.getfixturevalue("ddb_local")
-        yield replace(test_settings(), dynamodb_endpoint=endpoint)
+        yield replace(test_settings(), dynamodb_endpoint=endpoint, fire_concurrency=8)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.ports import Alert, Notifier, Queue
+from chalicelib.ports import Alert, Notifier, Queue, StartItem, start_body
 
 
 @dataclass
@@ -23,9 +23,9 @@ class MemoryQueue(Queue):
     messages: list[Message] = field(default_factory=list)
     sent: list[Message] = field(default_factory=list)
 
-    def send_starts(self, items: Sequence[tuple[str, str, int]]) -> None:
-        for j, s, d in items:
-            self._put(Message("start", {"job_id": j, "slot": s}, d))
+    def send_starts(self, items: Sequence[StartItem]) -> None:
+        for item in items:
+            self._put(Message("start", start_body(item), item[2]))
 
     def send_slices(self, items: Sequence[tuple[str, str, str, str, int]]) -> None:
         for j, s, e, i, d in items:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.domain.slices import MAX_SQS_DELAY
-from chalicelib.ports import Queue
+from chalicelib.ports import Queue, StartItem, start_body
 
 
 class QueueUnavailable(Exception):
@@ -48,8 +48,8 @@ class SqsQueue(Queue):
             if entries:
                 raise QueueUnavailable(f"{len(entries)} {kind} messages not sent")
 
-    def send_starts(self, items: Sequence[tuple[str, str, int]]) -> None:
-        self._send("start", [({"job_id": j, "slot": s}, d) for j, s, d in items])
+    def send_starts(self, items: Sequence[StartItem]) -> None:
+        self._send("start", [(start_body(item), item[2]) for item in items])
 
     def send_slices(self, items: Sequence[tuple[str, str, str, str, int]]) -> None:
         self._send(

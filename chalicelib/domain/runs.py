@@ -101,3 +101,23 @@ class Run:
     @property
     def final_status(self) -> ExStatus:
         return ExStatus.failed if self.failed else ExStatus.completed
+
+
+@dataclass(frozen=True)
+class StartHint:
+    """What a start message carries so that a one-slice run is claimed without being read
+    first: its id (the claim is conditioned on it), when it begins and its lease."""
+
+    ex_id: str
+    start_at: float
+    lease_seconds: int
+
+    def to_body(self) -> dict[str, Any]:
+        return {"ex_id": self.ex_id, "start_at": self.start_at, "lease": self.lease_seconds}
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> StartHint | None:
+        try:
+            return cls(str(body["ex_id"]), float(body["start_at"]), int(body["lease"]))
+        except (KeyError, TypeError, ValueError):
+            return None

@@ -97,6 +97,14 @@ def _noop_reader(p: Any, args: str | None) -> Iterator[dict[str, Any]]:
     yield {}
 
 
+ONE_SLICE_READERS = frozenset({"noop"})  # built-in: an asset cannot take these names
+
+
+def always_one_slice(operations: list[dict[str, Any]]) -> bool:
+    """Whether the job's reader makes exactly one slice whatever the run's args."""
+    return bool(operations) and operations[0].get("_op") in ONE_SLICE_READERS
+
+
 def _range_reader(p: Any, args: str | None) -> Iterator[dict[str, Any]]:
     for lo in range(p.start, p.end, p.size):
         yield {"start": lo, "end": min(lo + p.size, p.end)}

@@ -24,6 +24,7 @@ from chalicelib.ops.registry import validate_operations
 from chalicelib.ports import Clock, Queue, Sort, Store
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
+from chalicelib.services.worker import start_item
 
 CURRENT_RUN_SEARCH = 50
 
@@ -222,7 +223,7 @@ class JobService:
                 job_id=job_id,
                 active_slots=sorted(fresh.active_slots),
             )
-        self.queue.send_starts([(job_id, run.slot, 0)])
+        self.queue.send_starts([start_item(run, 0)])
         return run
 
     def _create(self, run: Run, limit: int | None) -> bool:

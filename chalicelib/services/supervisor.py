@@ -29,7 +29,7 @@ from chalicelib.ports import (
 )
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
-from chalicelib.services.worker import WorkerService
+from chalicelib.services.worker import WorkerService, start_item
 
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_JOB_PER_TICK = 100
@@ -53,7 +53,7 @@ class StartSender:
     def __init__(self, queue: Queue, clock: Clock, now: float) -> None:
         self.queue, self.clock = queue, clock
         self._tick_now, self._clock_at_tick = now, clock.now()
-        self._pending: list[tuple[str, str, float]] = []
+        self._pending: list[Run] = []
         self._lock = threading.Lock()
         self.sent = 0
         self.errors = 0
@@ -62,9 +62,9 @@ class StartSender:
         """The tick's `now` moved on by the time the tick has taken so far."""
         return self._tick_now + (self.clock.now() - self._clock_at_tick)
 
-    def add(self, job_id: str, slot: str, start_at: float) -> None:
+    def add(self, run: Run) -> None:
         with self._lock:
-            self._pending.append((job_id, slot, start_at))
+            self._pending.append(run)
             if len(self._pending) < 10:
                 return
             batch, self._pending = self._pending, []
@@ -76,10 +76,10 @@ class StartSender:
         if batch:
             self._send(batch)
 
-    def _send(self, batch: list[tuple[str, str, float]]) -> None:
+    def _send(self, batch: list[Run]) -> None:
         now = self.now()
         try:
-            self.queue.send_starts([(j, s, start_delay(at, now)) for j, s, at in batch])
+            self.queue.send_starts([start_item(r, start_delay(r.start_at, now)) for r in batch])
         except Exception:  # the sweep re-sends starts of runs that did not begin
             with self._lock:
                 self.errors += 1
@@ -239,8 +239,8 @@ class SupervisorService:
     ) -> TickStats:
         stats = TickStats()
         try:
-            for job_id, slot, start_at in self._fire(job, now, horizon, stats, sup):
-                sender.add(job_id, slot, start_at)
+            for run in self._fire(job, now, horizon, stats, sup):
+                sender.add(run)
         except StoreUnavailable:
             raise
         except Exception:  # one bad job must not stop the tick for every other one
@@ -250,7 +250,7 @@ class SupervisorService:
 
     def _fire(
         self, job: Job, now: float, horizon: float, stats: TickStats, sup: SupervisorRecord
-    ) -> list[tuple[str, str, float]]:
+    ) -> list[Run]:
         spec = job.spec
         schedule, slot = spec.schedule, job.next_fire_at
         if schedule is None or slot is None:
@@ -261,7 +261,7 @@ class SupervisorService:
             slot = self._misfire(job, slot, cutoff, anchor, now, stats, sup)
             if slot is None:
                 return []  # the ledger goes on next tick, or the job has ended
-        starts: list[tuple[str, str, float]] = []
+        starts: list[Run] = []
         for _ in range(MAX_SLOTS_PER_JOB_PER_TICK):
             if slot is None or slot > horizon:
                 break
@@ -270,7 +270,7 @@ class SupervisorService:
             if created is None:
                 break
             if created.status == ExStatus.pending and not created.buffered:
-                starts.append((job.job_id, created.slot, created.start_at))
+                starts.append(created)
             slot = nxt
         return starts
 

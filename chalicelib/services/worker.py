@@ -11,11 +11,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.domain.jobs import JobDefinition
-from chalicelib.domain.runs import Run
+from chalicelib.domain.runs import Run, StartHint
 from chalicelib.domain.slices import Slice, retry_delay, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
-from chalicelib.ops.registry import OpSpec, SliceContext, process, slice_requests
-from chalicelib.ports import BlobStore, Clock, OpSource, Queue, RunUpdate, Store
+from chalicelib.ops.registry import (
+    OpSpec,
+    SliceContext,
+    always_one_slice,
+    process,
+    slice_requests,
+)
+from chalicelib.ports import BlobStore, Clock, OpSource, Queue, RunUpdate, StartItem, Store
 
 log = logging.getLogger(__name__)
 START_LEAD_S = 2  # start messages arrive this early (see supervisor.start_delay)
@@ -44,6 +50,20 @@ class Refill:
     resent: int = 0
     failed: int = 0
     finalized: int = 0
+
+
+def start_item(run: Run, delay: int) -> StartItem:
+    """A new run's start message; a one-slice run's carries the hint that lets the start
+    worker claim it without reading it first."""
+    hinted = (
+        run.status == ExStatus.pending
+        and not (run.buffered or run.presliced or run.config.get("assets"))
+        and always_one_slice(run.operations)
+    )
+    if not hinted:
+        return (run.job_id, run.slot, delay)
+    hint = StartHint(run.ex_id, run.start_at, run.lease_seconds)
+    return (run.job_id, run.slot, delay, hint.to_body())
 
 
 def _token(claim_id: str | None) -> str:
@@ -88,16 +108,26 @@ class WorkerService:
         return {} if ids == assets else {"config": {**run.config, "assets": ids}}
 
     # ---- start ----------------------------------------------------------------------------
-    def handle_start(self, job_id: str, slot: str, claim_id: str | None = None) -> str:
+    def handle_start(
+        self,
+        job_id: str,
+        slot: str,
+        claim_id: str | None = None,
+        hint: StartHint | None = None,
+    ) -> str:
         """Start a pending run: claim it, wait for its second, run it. A duplicate or stale
         message does nothing. Returns what happened, for logs and tests."""
-        prepared = self.prepare_start(job_id, slot, claim_id)
+        prepared = self.prepare_start(job_id, slot, claim_id, hint)
         if isinstance(prepared, str):
             return prepared
         return self.run_prepared(prepared)
 
     def prepare_start(
-        self, job_id: str, slot: str, claim_id: str | None = None
+        self,
+        job_id: str,
+        slot: str,
+        claim_id: str | None = None,
+        hint: StartHint | None = None,
     ) -> PreparedStart | str:
         """Everything that can happen before the run's second: checks, slicing, the claim
         (with a lease that covers the wait) and, for a sliced run, writing its slices. A
@@ -105,7 +135,14 @@ class WorkerService:
 
         `claim_id` names the delivery (the SQS message id, the same on redelivery): the
         claim's lease token starts with it, so a redelivery whose claim was applied but
-        unanswered recognises the claim as its own and goes on at once."""
+        unanswered recognises the claim as its own and goes on at once.
+
+        With a `hint` (a one-slice run's start message) the claim is tried first without
+        reading the run; if its conditions do not hold, the run is read and judged as below."""
+        if hint is not None:
+            fast = self._claim_unread(job_id, slot, hint, claim_id)
+            if fast is not None:
+                return fast
         run = self.store.get_run(job_id, slot)
         if run is None or run.status in TERMINAL_EX:
             return "dropped"
@@ -160,24 +197,10 @@ class WorkerService:
         token = _token(claim_id)
         lease = begin + run.lease_seconds
         if len(requests) == 1:
+            claim = self._inline_claim(run, token, begin, now)
             claimed = self.store.update_run(
                 run,
-                RunUpdate(
-                    set={
-                        "status": ExStatus.running,
-                        "inline": True,
-                        "slices_total": 1,
-                        "remaining": 1,
-                        "queued_cursor": 1,
-                        "lease_token": token,
-                        "lease_expires_at": lease,
-                        "check_at": lease + 1,
-                        "started_at": run.started_at or begin,
-                        "updated": now,
-                        **pinned,
-                    },
-                    add={"attempts": 1},
-                ),
+                RunUpdate(set={**claim.set, **pinned}, add=claim.add),
                 statuses=[ExStatus.pending, ExStatus.initializing, ExStatus.running],
                 lease_expired_before=now,
             )
@@ -188,6 +211,53 @@ class WorkerService:
         if claimed is None:
             return "busy"
         self._put_slices(run, requests, now)
+        return PreparedStart(claimed, token, requests)
+
+    def _inline_claim(self, run: Run, token: str, begin: float, now: float) -> RunUpdate:
+        """The claim of a one-slice run: running, inline, its lease covering the wait."""
+        lease = begin + run.lease_seconds
+        return RunUpdate(
+            set={
+                "status": ExStatus.running,
+                "inline": True,
+                "slices_total": 1,
+                "remaining": 1,
+                "queued_cursor": 1,
+                "lease_token": token,
+                "lease_expires_at": lease,
+                "check_at": lease + 1,
+                "started_at": run.started_at or begin,
+                "updated": now,
+            },
+            add={"attempts": 1},
+        )
+
+    def _claim_unread(
+        self, job_id: str, slot: str, hint: StartHint, claim_id: str | None
+    ) -> PreparedStart | None:
+        """Claim a pending one-slice run from its start hint alone (one write, no read);
+        None when the claim's conditions fail or the run is not due soon: the caller reads it."""
+        now = self.clock.now()
+        if hint.start_at - now > EARLY_WAIT_LIMIT:
+            return None
+        known = Run(
+            job_id,
+            slot,
+            hint.ex_id,
+            scheduled_start=hint.start_at,
+            config={"lease_seconds": hint.lease_seconds},
+        )
+        token = _token(claim_id)
+        claimed = self.store.update_run(
+            known,
+            self._inline_claim(known, token, max(now, hint.start_at), now),
+            statuses=[ExStatus.pending],
+            lease_expired_before=now,
+            unread=True,
+        )
+        if claimed is None:
+            return None
+        requests = slice_requests(claimed.operations, claimed.args, self._asset_ops(claimed))
         return PreparedStart(claimed, token, requests)
 
     def _put_slices(self, run: Run, requests: list[dict[str, Any]], now: float) -> None:

@@ -31,6 +31,7 @@ from chalicelib.adapters.memory import MemoryQueue, Message  # noqa: E402
 from chalicelib.bootstrap import Container, build_container  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.domain.jobs import Job, JobDefinition  # noqa: E402
+from chalicelib.domain.runs import StartHint  # noqa: E402
 from chalicelib.domain.transitions import JobState  # noqa: E402
 from chalicelib.local.dynamodb_local import DynamoDBLocal  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402
@@ -57,7 +58,7 @@ def fresh(endpoint: str) -> tuple[Container, MemoryQueue, FakeClock]:
 def deliver(c: Container, m: Message) -> str:
     b = m.body
     if m.kind == "start":
-        return c.worker.handle_start(b["job_id"], b["slot"])
+        return c.worker.handle_start(b["job_id"], b["slot"], hint=StartHint.from_body(b))
     return c.worker.handle_slice(b["job_id"], b["slot"], b["ex_id"], b["slice_id"])
 
 

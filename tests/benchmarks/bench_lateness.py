@@ -174,8 +174,12 @@ class Stack:
             proc.wait()
 
 
-def submit(url: str, slot: str, n: int, threads: int) -> tuple[list[str], list[str]]:
-    body = {"name": "lateness", "operations": OPS, "schedule": {"at": slot}}
+def submit(
+    url: str, slot: str, n: int, threads: int, overlap: str | None = None
+) -> tuple[list[str], list[str]]:
+    body: dict[str, Any] = {"name": "lateness", "operations": OPS, "schedule": {"at": slot}}
+    if overlap is not None:
+        body["overlap"] = overlap
 
     def one(i: int) -> str:
         r = session().post(
@@ -419,7 +423,7 @@ def run_round(args: argparse.Namespace, n: int, workdir: Path) -> None:
         slot_ts = float(math.ceil(time.time() + lead))
         slot = iso_z(slot_ts)
         t = time.time()
-        ids, errors = submit(stack.url, slot, n, args.submit_threads)
+        ids, errors = submit(stack.url, slot, n, args.submit_threads, args.overlap)
         submitted_at = time.time()
         spent = submitted_at - t
         margin = slot_ts - args.lookahead - submitted_at
@@ -560,6 +564,12 @@ def main() -> None:
     ap.add_argument("--lead", type=float, default=0.0, help="slot = now + this (0: estimate)")
     ap.add_argument("--submit-rate-guess", type=float, default=40.0, help="jobs/s, for the lead")
     ap.add_argument("--submit-threads", type=int, default=8)
+    ap.add_argument(
+        "--overlap",
+        choices=["allow", "skip", "buffer_one", "cancel_other"],
+        help="the jobs' overlap policy (default: the job default, skip: a run holds its job's "
+        "active slot, so its finish is a two-item transaction)",
+    )
     ap.add_argument("--poll-threads", type=int, default=4)
     ap.add_argument("--raw-seconds", type=float, default=3.0)
     ap.add_argument("--py-spy", metavar="DIR", help="profile the stack with py-spy into DIR")

@@ -17,11 +17,12 @@ NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
 @pytest.mark.parametrize(
     "overlap, transactions, updates, reads",
     [
-        # allow: create (transaction), claim, finish; the start reads its run
-        ("allow", 1, 2, 1),
+        # allow: create (transaction), claim, finish; the start message's hint lets the
+        # worker claim the run without reading it (the claim's update returns the run)
+        ("allow", 1, 2, 0),
         # skip: the run also takes / frees the job's active slot, in the same transactions;
         # the finishing transaction returns no item, and the run it wrote is built, not read
-        ("skip", 2, 1, 1),
+        ("skip", 2, 1, 0),
     ],
 )
 def test_single_slice_scheduled_run_costs_three_writes(
@@ -59,7 +60,45 @@ def test_on_demand_single_slice_run_costs_three_writes(container: Container, que
         drain(container, queue)
     assert c.writes == 3  # create (taking the job's active slot), start, finish (freeing it)
     assert c.calls["TransactWriteItems"] == 2 and c.calls["UpdateItem"] == 1
-    assert c.reads == 2  # the job (validation), the run at start
+    assert c.reads == 1  # the job (validation); the start is claimed from its hint
+
+
+def test_a_sliced_run_is_read_before_its_claim(container: Container, queue: MemoryQueue):
+    sliced = {"name": "s", "operations": [{"_op": "range", "end": 2}, {"_op": "noop"}]}
+    job, _ = container.jobs.submit(sliced, start=False)
+    with counting() as c:
+        run = container.jobs.start_run(job.job_id)
+        [start] = queue.take()
+        assert "ex_id" not in start.body  # no hint: how many slices needs the reader
+        queue.messages.append(start)
+        drain(container, queue)
+    assert container.store.get_run(job.job_id, run.slot).status == ExStatus.completed
+    assert c.calls["GetItem"] >= 2  # the job (validation), the run at start, ...
+
+
+def test_a_hinted_start_that_cannot_claim_unread_falls_back_to_reading(
+    container: Container, queue: MemoryQueue
+):
+    from tests.conftest import deliver
+
+    job, _ = container.jobs.submit(NOOP, start=False)
+    run = container.jobs.start_run(job.job_id)
+    [start] = queue.take()
+    assert start.body["ex_id"] == run.ex_id
+    assert deliver(container, start) == "completed"
+    with counting() as again:  # a redelivery: the unread claim fails, the read says done
+        assert deliver(container, start) == "dropped"
+    assert again.calls["UpdateItem"] == 1 and again.calls["GetItem"] == 1, again.calls
+    stale = {**start.body, "ex_id": "not-this-run"}  # e.g. the slot was rerun since
+    job2, _ = container.jobs.submit(NOOP, start=False)
+    run2 = container.jobs.start_run(job2.job_id)
+    queue.take()
+    stale = {**stale, "job_id": job2.job_id, "slot": run2.slot}
+    from chalicelib.adapters.memory import Message
+
+    assert deliver(container, Message("start", stale, 0)) == "completed"  # read, then run
+    done = container.store.get_run(job2.job_id, run2.slot)
+    assert done is not None and done.status == ExStatus.completed and done.attempts == 1
 
 
 def test_tick_reads_only_due_jobs(container: Container):

@@ -53,7 +53,7 @@ def ddb(ddb_local: str) -> Settings:
 
     from tests.conftest import test_settings
 
-    return replace(test_settings(), dynamodb_endpoint=ddb_local)
+    return replace(test_settings(), dynamodb_endpoint=ddb_local, fire_concurrency=8)
 
 
 pytestmark = pytest.mark.ddblocal

@@ -54,12 +54,17 @@ class CallCounter:
 
 @contextmanager
 def counting() -> Iterator[CallCounter]:
-    """Count every DynamoDB call made through PynamoDB inside the block (all threads)."""
+    """Count every DynamoDB call made through PynamoDB inside the block (all threads),
+    answered or refused (a failed condition is a call DynamoDB served)."""
     counter = CallCounter()
     original = Connection.dispatch
 
     def dispatch(self: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> Any:
-        response = original(self, operation_name, operation_kwargs)
+        try:
+            response = original(self, operation_name, operation_kwargs)
+        except Exception:  # a refused conditional write is a call too
+            counter.record(operation_name, None)
+            raise
         counter.record(operation_name, response)
         return response
 

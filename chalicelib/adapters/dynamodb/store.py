@@ -540,6 +540,7 @@ class DynamoStore(Store):
         check_at: float | None = None,
         remaining_zero: bool = False,
         cursor_below_total: bool = False,
+        unread: bool = False,
     ) -> Run | None:
         R = self.m.run
         sources = [str(s) for s in statuses]
@@ -564,6 +565,8 @@ class DynamoStore(Store):
             cond &= R.remaining == 0
         if cursor_below_total:
             cond &= R.queued_cursor < R.slices_total
+        if unread:
+            cond &= (R.ex_id == run.ex_id) & (R.buffered != True) & (R.presliced != True)  # noqa: E712
         sets = dict(update.set)
         removes = list(update.remove)
         terminal = new_status is not None and ExStatus(new_status) in TERMINAL_EX
