@@ -85,6 +85,15 @@ from tests.benchmarks.bench_engine import raw_put_rate  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 OPS = [{"_op": "noop"}, {"_op": "noop"}]
 WRITES_AT_START = 2  # claim + finish of a single-slice run; its creation is ahead of the slot
+
+
+def items_written_at_start(overlap: str | None) -> int:
+    """Items the start writes: overlap `allow` claims and finishes the run (2); every other
+    policy (the default, skip) also frees the job's active slot in the finishing
+    transaction, a third item."""
+    return 2 if overlap == "allow" else 3
+
+
 READY_TIMEOUT_S = 120.0
 TERMINAL = {str(s) for s in TERMINAL_EX}
 _local = threading.local()
@@ -418,6 +427,14 @@ def run_round(args: argparse.Namespace, n: int, workdir: Path) -> None:
             f"(= start pollers) -> floor {n} x {WRITES_AT_START} / {raw:,.0f} = {floor:.3f}s, "
             f"target last start <= 1.2 x floor + 1 = {target:.3f}s"
         )
+        items = items_written_at_start(args.overlap)
+        if items != WRITES_AT_START:
+            item_floor = n * items / raw
+            print(
+                f"  counting items written (overlap {args.overlap or 'skip'}: the finish is a "
+                f"two-item transaction): floor {n} x {items} / {raw:,.0f} = {item_floor:.3f}s, "
+                f"target {1.2 * item_floor + 1.0:.3f}s"
+            )
 
         lead = args.lead if args.lead else n / args.submit_rate_guess + args.lookahead + 3
         slot_ts = float(math.ceil(time.time() + lead))
