@@ -240,6 +240,11 @@ class RunStore(ABC):
         """A job's runs in slot order."""
 
     @abstractmethod
+    def latest_run_that_ran(self, job_id: str) -> Run | None:
+        """The job's run with the greatest slot that is not a ledger record (a skipped or
+        missed slot), however many ledger records are newer."""
+
+    @abstractmethod
     def update_run(
         self,
         run: Run,

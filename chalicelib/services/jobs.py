@@ -14,7 +14,6 @@ from chalicelib.domain.jobs import Job, JobDefinition
 from chalicelib.domain.runs import Run, Trigger, manual_slot
 from chalicelib.domain.transitions import (
     JOB_MACHINE,
-    LEDGER_EX,
     TERMINAL_EX,
     ExStatus,
     JobState,
@@ -26,16 +25,14 @@ from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
 from chalicelib.services.worker import start_item
 
-CURRENT_RUN_SEARCH = 50
-
 
 def current_run(store: Store, job_id: str) -> Run:
     """A job's current execution: its newest run that ran, never a newer ledger record
     (a skipped or missed slot)."""
-    for run in store.list_runs(job_id, limit=CURRENT_RUN_SEARCH):
-        if run.status not in LEDGER_EX:
-            return run
-    raise NotFound(f"job {job_id} has no execution", job_id=job_id)
+    run = store.latest_run_that_ran(job_id)
+    if run is None:
+        raise NotFound(f"job {job_id} has no execution", job_id=job_id)
+    return run
 
 
 def _deleted(job: Job) -> Conflict:

@@ -144,3 +144,20 @@ def test_error_window_holds_slices_and_one_slice_runs_in_error(store: DynamoStor
     by_created = store.error_window(Sort("created", False), 0, 10)
     assert [x.ex_id for x in by_created] == [one.ex_id, sliced.ex_id]
     assert [x.ex_id for x in store.error_window(Sort(), 1, 1)] == [one.ex_id]
+
+
+def test_latest_run_that_ran_looks_past_any_number_of_ledger_records(store: DynamoStore):
+    job = _job(T, T)
+    store.create_job(job)
+    assert store.latest_run_that_ran(job.job_id) is None
+    ran = _run(job.job_id, T, ExStatus.completed)
+    assert store.create_run(ran)
+    # 120 newer slots that never ran: more than two of the filter's pages
+    for i in range(120):
+        ledger = _run(job.job_id, T + 60 * (i + 1), ExStatus.skipped)
+        assert store.create_run(ledger)
+    assert store.list_runs(job.job_id, limit=1)[0].status == ExStatus.skipped
+    with counting() as c:
+        found = store.latest_run_that_ran(job.job_id)
+    assert found is not None and found.ex_id == ran.ex_id
+    assert c.calls["Query"] == 3  # 50 + 50 + 21 slots evaluated, one query each

@@ -38,6 +38,7 @@ from chalicelib.domain.slices import Slice
 from chalicelib.domain.transitions import (
     EX_MACHINE,
     JOB_MACHINE,
+    LEDGER_EX,
     SUPERVISOR_MACHINE,
     TERMINAL_EX,
     ExStatus,
@@ -528,6 +529,24 @@ class DynamoStore(Store):
                 )
             ]
         )
+
+    def latest_run_that_ran(self, job_id: str) -> Run | None:
+        R = self.m.run
+        ran = [str(s) for s in EX_MACHINE.states - LEDGER_EX]
+        # the filter runs server-side, a page of 50 slots at a time, until one run passes
+        found = self._get(
+            lambda: list(
+                R.query(
+                    job_id,
+                    scan_index_forward=False,
+                    filter_condition=R.status.is_in(*ran),
+                    limit=1,
+                    page_size=50,
+                    consistent_read=True,
+                )
+            )
+        )
+        return self._run(found[0]) if found else None
 
     def update_run(
         self,
