@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -50,11 +50,24 @@ def _batch(event: dict[str, Any], handler: Any, context: Any) -> dict[str, Any]:
     return dict(result)
 
 
+def _settle(futures: list[tuple[str, Future[Any]]], when: str) -> tuple[list[Any], list[str]]:
+    """The results of a batch's futures, and the message ids of those that raised."""
+    results: list[Any] = []
+    failed: list[str] = []
+    for message_id, future in futures:
+        try:
+            results.append((message_id, future.result()))
+        except Exception:
+            log.exception("start %s failed %s; it will be redelivered", message_id, when)
+            failed.append(message_id)
+    return results, failed
+
+
 def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """A batch of start messages, in two phases: claim every run ahead of its second (the
-    claims side by side: each is a read and a write, and a burst's batches queue on them),
-    then run each at its own second, side by side, so no run waits for another's wait.
-    Failed messages (either phase) are reported, so only they return."""
+    claims side by side: a burst's batches queue on them), then run each at its own second,
+    side by side, so no run waits for another's wait. Failed messages (either phase) are
+    reported, so only they return."""
     worker = get_container().worker
     records = [SQSRecord(r) for r in event["Records"]]
 
@@ -63,29 +76,15 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         hint = StartHint.from_body(b)
         return worker.prepare_start(str(b["job_id"]), str(b["slot"]), record.message_id, hint)
 
-    failures: list[dict[str, str]] = []
-    prepared: list[tuple[str, PreparedStart]] = []
     with ThreadPoolExecutor(max(1, len(records)), thread_name_prefix="claim") as pool:
         claims = [(r.message_id, pool.submit(prepare, r)) for r in records]
-    for message_id, claim in claims:
-        try:
-            out = claim.result()
-        except Exception:
-            log.exception("start %s failed before its run; it will be redelivered", message_id)
-            failures.append({"itemIdentifier": message_id})
-            continue
-        if not isinstance(out, str):
-            prepared.append((message_id, out))
+    outcomes, failed = _settle(claims, "before its run")
+    prepared = [(mid, out) for mid, out in outcomes if not isinstance(out, str)]
     if prepared:
         with ThreadPoolExecutor(len(prepared), thread_name_prefix="start") as pool:
-            futures = [(mid, pool.submit(worker.run_prepared, p)) for mid, p in prepared]
-        for message_id, future in futures:
-            try:
-                future.result()
-            except Exception:
-                log.exception("start %s failed after its claim; it will be redelivered", message_id)
-                failures.append({"itemIdentifier": message_id})
-    return {"batchItemFailures": failures}
+            runs = [(mid, pool.submit(worker.run_prepared, p)) for mid, p in prepared]
+        failed += _settle(runs, "after its claim")[1]
+    return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failed]}
 
 
 def on_slice_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
