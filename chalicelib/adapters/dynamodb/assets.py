@@ -13,8 +13,8 @@ from pynamodb.exceptions import (
 )
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.adapters.dynamodb._tx import _cancel_codes, _unavailable
 from chalicelib.adapters.dynamodb.models import Models, build_models
-from chalicelib.adapters.dynamodb.store import _cancel_codes, _unavailable
 from chalicelib.config import Settings
 from chalicelib.domain.assets import Asset
 from chalicelib.domain.errors import Conflict
