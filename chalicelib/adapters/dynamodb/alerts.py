@@ -6,10 +6,10 @@ from pynamodb.exceptions import PutError
 
 from chalicelib.adapters.dynamodb._tx import _unavailable
 from chalicelib.adapters.dynamodb.base import StoreBase
-from chalicelib.ports import Alert
+from chalicelib.ports import Alert, AlertStore
 
 
-class AlertRecords(StoreBase):
+class AlertRecords(StoreBase, AlertStore):
     def put_alert(self, alert: Alert) -> None:
         A = self.m.alert
         try:

@@ -11,6 +11,7 @@ from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.models import RunModel, StatsModel
 from chalicelib.domain.cluster import ClusterTotals, run_totals
 from chalicelib.domain.runs import Run
+from chalicelib.ports import StatsStore
 
 STATS_KEY = "stats#{}"
 FOLD_BATCH = 24  # runs per fold transaction (with their shard's counter item)
@@ -41,7 +42,7 @@ def add_to_counters(
     )
 
 
-class CounterRecords(StoreBase):
+class CounterRecords(StoreBase, StatsStore):
     def _marked(self, shard: int, limit: int | None = None) -> list[RunModel]:
         R = self.m.run
         return self._get(lambda: list(R.tally_index.query(shard, limit=limit)))

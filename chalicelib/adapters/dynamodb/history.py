@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from pynamodb.expressions.condition import Condition
 from pynamodb.indexes import Index
+from typing_extensions import override
 
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.jobs import to_job
@@ -19,9 +20,12 @@ from chalicelib.adapters.dynamodb.run_items import to_run
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import EX_MACHINE, LEDGER_EX, ExStatus, JobState
+from chalicelib.ports import RunStore
 
 
-class HistoryReads(StoreBase):
+class HistoryReads(StoreBase, RunStore):
+    """The history reads of RunStore, and JobStore's pages of jobs."""
+
     def list_runs(self, job_id: str, limit: int = 100, newest_first: bool = True) -> list[Run]:
         R = self.m.run
         return self._get(
@@ -66,6 +70,7 @@ class HistoryReads(StoreBase):
             return R.created <= hi
         return None
 
+    @override
     def runs_created_between(
         self,
         job_id: str,

@@ -16,9 +16,10 @@ from chalicelib.domain.errors import Conflict
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
 from chalicelib.domain.transitions import EX_MACHINE, TERMINAL_EX, ExStatus, SliceState
+from chalicelib.ports import RepairStore
 
 
-class RepairRecords(StoreBase):
+class RepairRecords(StoreBase, RepairStore):
     def resolve_complete(self, run: Run, open_slices: Sequence[Slice], now: float) -> bool:
         R, S, J = self.m.run, self.m.slice, self.m.job
         if len(open_slices) > MAX_TX_ITEMS - 2:

@@ -10,6 +10,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
+from typing_extensions import override
 
 from chalicelib.adapters.dynamodb._tx import TX_BATCH, _is_conditional, _unavailable
 from chalicelib.adapters.dynamodb.base import StoreBase
@@ -17,6 +18,7 @@ from chalicelib.adapters.dynamodb.models import SliceModel
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
 from chalicelib.domain.transitions import EX_MACHINE, TERMINAL_EX, SliceState
+from chalicelib.ports import SliceStore
 
 
 def to_slice(m: SliceModel) -> Slice:
@@ -37,7 +39,7 @@ def to_slice(m: SliceModel) -> Slice:
     )
 
 
-class SliceRecords(StoreBase):
+class SliceRecords(StoreBase, SliceStore):
     _slice = staticmethod(to_slice)
 
     def _slice_model(self, sl: Slice) -> SliceModel:
@@ -147,6 +149,7 @@ class SliceRecords(StoreBase):
         )
         return item is not None
 
+    @override
     def finish_slice(
         self,
         sl: Slice,

@@ -5,8 +5,9 @@ slices, the supervisor, the cluster counters, alerts) and the two read sides (hi
 and listings). Each part is a small class over StoreBase, which holds what they share:
 the settings, the models bound to them, and the transaction helper. Inheriting the parts,
 rather than delegating to them, writes each method of the port once (with its signature,
-which mypy checks against the port); what one part needs of another's record is a
-module-level function (`has_room`, `run_item`, `add_to_counters`), never a method."""
+which mypy checks against the port; most parts also inherit the port they implement).
+What one part needs of another's record is a module-level function (`has_room`,
+`run_item`, `add_to_counters`), never a method, so no part depends on another."""
 
 from __future__ import annotations
 

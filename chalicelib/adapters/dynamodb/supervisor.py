@@ -13,7 +13,7 @@ from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.models import SupervisorModel
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.transitions import SUPERVISOR_MACHINE, SupervisorState
-from chalicelib.ports import SupervisorRecord, TickFailure
+from chalicelib.ports import SupervisorRecord, SupervisorStore, TickFailure
 
 SUPERVISOR_KEY = "supervisor"
 
@@ -35,7 +35,7 @@ def to_supervisor(m: SupervisorModel) -> SupervisorRecord:
     )
 
 
-class SupervisorRecords(StoreBase):
+class SupervisorRecords(StoreBase, SupervisorStore):
     _supervisor = staticmethod(to_supervisor)
 
     def get_supervisor(self) -> SupervisorRecord | None:
