@@ -4,7 +4,7 @@ transaction helper, and the partition keys of the sharded indexes."""
 from __future__ import annotations
 
 from chalicelib.adapters.dynamodb._tx import Transactor, _get
-from chalicelib.adapters.dynamodb.models import Models, build_models, build_stats_model
+from chalicelib.adapters.dynamodb.models import M, Models, build_models, build_stats_model
 from chalicelib.config import Settings
 from chalicelib.domain.jobs import due_shard
 
@@ -19,6 +19,17 @@ class StoreBase(Transactor):
         self.m = models or build_models(settings)
         self.stats = build_stats_model(settings)
         super().__init__(self.m.connection)
+
+    def _item(self, model: type[M], hash_key: str, range_key: str | None = None) -> M | None:
+        """The item under that key (a consistent read), or None."""
+
+        def get() -> M | None:
+            try:
+                return model.get(hash_key, range_key, consistent_read=True)
+            except model.DoesNotExist:
+                return None
+
+        return self._get(get)
 
     def _list_part(self, job_id: str, deleted: bool) -> str:
         shard = due_shard(job_id, self.settings.list_shards)

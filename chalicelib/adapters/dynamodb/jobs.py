@@ -104,13 +104,8 @@ class JobRecords(StoreBase):
             raise _unavailable(err) from err
 
     def get_job(self, job_id: str) -> Job | None:
-        def get() -> Job | None:
-            try:
-                return self._job(self.m.job.get(job_id, consistent_read=True))
-            except self.m.job.DoesNotExist:
-                return None
-
-        return self._get(get)
+        m = self._item(self.m.job, job_id)
+        return None if m is None else to_job(m)
 
     def due_jobs(self, shard: int, horizon: float, limit: int = 500) -> list[Job]:
         J = self.m.job

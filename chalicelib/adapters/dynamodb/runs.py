@@ -126,13 +126,8 @@ class RunRecords(StoreBase):
                 raise _unavailable(err) from err
 
     def get_run(self, job_id: str, slot: str) -> Run | None:
-        def get() -> Run | None:
-            try:
-                return self._run(self.m.run.get(job_id, slot, consistent_read=True))
-            except self.m.run.DoesNotExist:
-                return None
-
-        return self._get(get)
+        m = self._item(self.m.run, job_id, slot)
+        return None if m is None else to_run(m)
 
     def get_run_by_ex(self, ex_id: str) -> Run | None:
         R = self.m.run

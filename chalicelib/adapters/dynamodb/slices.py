@@ -85,13 +85,8 @@ class SliceRecords(StoreBase, SliceStore):
         return new
 
     def get_slice(self, ex_id: str, slice_id: str) -> Slice | None:
-        def get() -> Slice | None:
-            try:
-                return self._slice(self.m.slice.get(ex_id, slice_id, consistent_read=True))
-            except self.m.slice.DoesNotExist:
-                return None
-
-        return self._get(get)
+        m = self._item(self.m.slice, ex_id, slice_id)
+        return None if m is None else to_slice(m)
 
     def list_slices(self, ex_id: str) -> list[Slice]:
         S = self.m.slice

@@ -39,13 +39,8 @@ class SupervisorRecords(StoreBase, SupervisorStore):
     _supervisor = staticmethod(to_supervisor)
 
     def get_supervisor(self) -> SupervisorRecord | None:
-        def get() -> SupervisorRecord | None:
-            try:
-                return self._supervisor(self.m.supervisor.get(SUPERVISOR_KEY, consistent_read=True))
-            except self.m.supervisor.DoesNotExist:
-                return None
-
-        return self._get(get)
+        m = self._item(self.m.supervisor, SUPERVISOR_KEY)
+        return None if m is None else to_supervisor(m)
 
     def init_supervisor(self, record: SupervisorRecord) -> SupervisorRecord:
         V = self.m.supervisor
