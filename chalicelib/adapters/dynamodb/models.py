@@ -20,19 +20,28 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.indexes import (
-    AllProjection,
-    GlobalSecondaryIndex,
-    IncludeProjection,
-    LocalSecondaryIndex,
-)
 from pynamodb.models import MetaModel, Model
 
+from chalicelib.adapters.dynamodb.indexes import (
+    AssetListIndex,
+    AssetNameIndex,
+    CreatedIndex,
+    DueIndex,
+    ErrorsCreatedIndex,
+    ErrorsUpdatedIndex,
+    ExCreatedIndex,
+    ExIndex,
+    ExUpdatedIndex,
+    JobsCreatedIndex,
+    JobsUpdatedIndex,
+    ListIndex,
+    OwnerIndex,
+    SweepIndex,
+    TallyIndex,
+)
 from chalicelib.config import Settings
 
 PAY_PER_REQUEST = "PAY_PER_REQUEST"
-# What the tally index projects of an ended run: all a fold adds to the cluster counters.
-TALLIED = ("failed", "finished_at", "processed", "started_at", "workers", "workers_lost")
 POOL_CONNECTIONS = 256
 BINDINGS_CACHED = 16
 
@@ -52,59 +61,6 @@ class TableMeta:
 
 
 # ---- jobs ------------------------------------------------------------------------------------
-
-
-class DueIndex(GlobalSecondaryIndex["JobModel"]):
-    """Sparse: only SCHEDULED jobs carry due_shard and next_fire_at."""
-
-    class Meta:
-        index_name = "due-index"
-        projection = AllProjection()
-
-    due_shard = NumberAttribute(hash_key=True)
-    next_fire_at = NumberAttribute(range_key=True)
-
-
-class ListIndex(GlobalSecondaryIndex["JobModel"]):
-    """Every job under one key, by creation time: listing without a scan."""
-
-    class Meta:
-        index_name = "list-index"
-        projection = AllProjection()
-
-    list_key = UnicodeAttribute(hash_key=True)
-    created = NumberAttribute(range_key=True)
-
-
-class OwnerIndex(GlobalSecondaryIndex["JobModel"]):
-    class Meta:
-        index_name = "owner-index"
-        projection = AllProjection()
-
-    owner = UnicodeAttribute(hash_key=True)
-    created = NumberAttribute(range_key=True)
-
-
-class JobsCreatedIndex(GlobalSecondaryIndex["JobModel"]):
-    """Jobs by shard (live / deleted)."""
-
-    class Meta:
-        index_name = "jobs-created-index"
-        projection = AllProjection()
-
-    list_part = UnicodeAttribute(hash_key=True)
-    created = NumberAttribute(range_key=True)
-
-
-class JobsUpdatedIndex(GlobalSecondaryIndex["JobModel"]):
-    """Jobs by shard (live / deleted)."""
-
-    class Meta:
-        index_name = "jobs-updated-index"
-        projection = AllProjection()
-
-    list_part = UnicodeAttribute(hash_key=True)
-    updated = NumberAttribute(range_key=True)
 
 
 class JobModel(Model):
@@ -128,101 +84,14 @@ class JobModel(Model):
     list_part = UnicodeAttribute(null=True)
     created = NumberAttribute()
     updated = NumberAttribute()
-    due_index = DueIndex()
-    list_index = ListIndex()
-    owner_index = OwnerIndex()
-    jobs_created_index = JobsCreatedIndex()
-    jobs_updated_index = JobsUpdatedIndex()
+    due_index: DueIndex[JobModel] = DueIndex()
+    list_index: ListIndex[JobModel] = ListIndex()
+    owner_index: OwnerIndex[JobModel] = OwnerIndex()
+    jobs_created_index: JobsCreatedIndex[JobModel] = JobsCreatedIndex()
+    jobs_updated_index: JobsUpdatedIndex[JobModel] = JobsUpdatedIndex()
 
 
-# ---- runs (and the error indexes that runs and slices share the shape of) --------------------
-
-
-class ErrorsCreatedIndex(GlobalSecondaryIndex[M]):
-    """Sparse: only records in error carry err_shard (one-slice runs that failed, slices
-    in error)."""
-
-    class Meta:
-        index_name = "errors-created-index"
-        projection = AllProjection()
-
-    err_shard = NumberAttribute(hash_key=True)
-    created = NumberAttribute(range_key=True)
-
-
-class ErrorsUpdatedIndex(GlobalSecondaryIndex[M]):
-    """Sparse: only records in error carry err_shard."""
-
-    class Meta:
-        index_name = "errors-updated-index"
-        projection = AllProjection()
-
-    err_shard = NumberAttribute(hash_key=True)
-    updated = NumberAttribute(range_key=True)
-
-
-class ExIndex(GlobalSecondaryIndex["RunModel"]):
-    class Meta:
-        index_name = "ex-index"
-        projection = AllProjection()
-
-    ex_id = UnicodeAttribute(hash_key=True)
-
-
-class SweepIndex(GlobalSecondaryIndex["RunModel"]):
-    """Sparse: only non-terminal runs carry sweep_shard and check_at."""
-
-    class Meta:
-        index_name = "sweep-index"
-        projection = AllProjection()
-
-    sweep_shard = NumberAttribute(hash_key=True)
-    check_at = NumberAttribute(range_key=True)
-
-
-class TallyIndex(GlobalSecondaryIndex["RunModel"]):
-    """Sparse: only ended runs not yet added to the cluster counters carry tally_shard
-    (set by the terminal write itself, removed by the fold that counts them)."""
-
-    class Meta:
-        index_name = "tally-index"
-        projection = IncludeProjection(list(TALLIED))
-
-    tally_shard = NumberAttribute(hash_key=True)
-    ex_id = UnicodeAttribute(range_key=True)
-
-
-class CreatedIndex(LocalSecondaryIndex["RunModel"]):
-    """A job's runs by creation time (OpenSpecimen's fromDate / toDate)."""
-
-    class Meta:
-        index_name = "created-index"
-        projection = AllProjection()
-
-    job_id = UnicodeAttribute(hash_key=True)
-    created = NumberAttribute(range_key=True)
-
-
-class ExCreatedIndex(GlobalSecondaryIndex["RunModel"]):
-    """Runs by status, deletion and shard."""
-
-    class Meta:
-        index_name = "ex-created-index"
-        projection = AllProjection()
-
-    ex_part = UnicodeAttribute(hash_key=True)
-    created = NumberAttribute(range_key=True)
-
-
-class ExUpdatedIndex(GlobalSecondaryIndex["RunModel"]):
-    """Runs by status, deletion and shard."""
-
-    class Meta:
-        index_name = "ex-updated-index"
-        projection = AllProjection()
-
-    ex_part = UnicodeAttribute(hash_key=True)
-    updated = NumberAttribute(range_key=True)
+# ---- runs ----------------------------------------------------------------------------------
 
 
 class RunModel(Model):
@@ -264,12 +133,12 @@ class RunModel(Model):
     err_shard = NumberAttribute(null=True)
     workers_lost = NumberAttribute(default=0)
     tally_shard = NumberAttribute(null=True)
-    ex_index = ExIndex()
-    tally_index = TallyIndex()
-    sweep_index = SweepIndex()
-    created_index = CreatedIndex()
-    ex_created_index = ExCreatedIndex()
-    ex_updated_index = ExUpdatedIndex()
+    ex_index: ExIndex[RunModel] = ExIndex()
+    tally_index: TallyIndex[RunModel] = TallyIndex()
+    sweep_index: SweepIndex[RunModel] = SweepIndex()
+    created_index: CreatedIndex[RunModel] = CreatedIndex()
+    ex_created_index: ExCreatedIndex[RunModel] = ExCreatedIndex()
+    ex_updated_index: ExUpdatedIndex[RunModel] = ExUpdatedIndex()
     errors_created_index: ErrorsCreatedIndex[RunModel] = ErrorsCreatedIndex()
     errors_updated_index: ErrorsUpdatedIndex[RunModel] = ErrorsUpdatedIndex()
 
@@ -344,26 +213,6 @@ class AlertModel(Model):
 # ---- assets ----------------------------------------------------------------------------------
 
 
-class AssetListIndex(GlobalSecondaryIndex["AssetModel"]):
-    """Every asset under one key, by creation time (name claims have no list_key)."""
-
-    class Meta:
-        index_name = "list-index"
-        projection = AllProjection()
-
-    list_key = UnicodeAttribute(hash_key=True)
-    created = NumberAttribute(range_key=True)
-
-
-class AssetNameIndex(GlobalSecondaryIndex["AssetModel"]):
-    class Meta:
-        index_name = "name-index"
-        projection = AllProjection()
-
-    name = UnicodeAttribute(hash_key=True)
-    version = UnicodeAttribute(range_key=True)
-
-
 class AssetModel(Model):
     """Two kinds of item: an asset (keyed by its sha1) and the claim of its name and
     version (keyed `name@version`, holding only `target`), written together so that
@@ -380,8 +229,8 @@ class AssetModel(Model):
     list_key = UnicodeAttribute(null=True)
     created = NumberAttribute(null=True)
     target = UnicodeAttribute(null=True)
-    list_index = AssetListIndex()
-    name_index = AssetNameIndex()
+    list_index: AssetListIndex[AssetModel] = AssetListIndex()
+    name_index: AssetNameIndex[AssetModel] = AssetNameIndex()
 
 
 # ---- binding to a place ----------------------------------------------------------------------
