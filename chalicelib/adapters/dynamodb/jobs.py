@@ -61,7 +61,7 @@ def schedule_actions(
 
 def has_room(J: type[JobModel], limit: int) -> Condition:
     """The job holds fewer than `limit` active slots."""
-    taken = size(J.active_slots)  # type: ignore[no-untyped-call]
+    taken = size(J.active_slots)  # type: ignore[no-untyped-call]  # unannotated in PynamoDB
     room: Condition = J.active_slots.does_not_exist() | (taken < limit)
     return room
 
@@ -184,7 +184,8 @@ class JobRecords(StoreBase):
             J.due_shard.remove(),
             J.next_fire_at.remove(),
         ]
-        idle = J.active_slots.does_not_exist() | (size(J.active_slots) == 0)  # type: ignore[no-untyped-call]
+        taken = size(J.active_slots)  # type: ignore[no-untyped-call]  # unannotated in PynamoDB
+        idle = J.active_slots.does_not_exist() | (taken == 0)
         return self._job_update(job, actions, idle)
 
     def _job_update(self, job: Job, actions: list[Action], extra: Condition | None = None) -> bool:

@@ -3,6 +3,7 @@ ledger records, the job's slot set, reading a run, and changing it (update_run).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -236,8 +237,6 @@ class RunRecords(StoreBase):
             ]
         )
 
-    # ---- slices ---------------------------------------------------------------------------
-
     def live_runs(self, limit: int = 1000) -> list[Run]:
         R = self.m.run
 
@@ -246,7 +245,7 @@ class RunRecords(StoreBase):
 
         out: list[Run] = []
         for shard in range(self.settings.lease_shards):
-            out += self._get(lambda shard=shard: shard_runs(shard))  # type: ignore[misc]
+            out += self._get(functools.partial(shard_runs, shard))
         return out[:limit]
 
     def mark_runs_deleted(self, job_id: str) -> int:
