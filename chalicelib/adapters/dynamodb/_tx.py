@@ -12,7 +12,16 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import GetError, PynamoDBException, QueryError, TransactWriteError
+from pynamodb.exceptions import (
+    GetError,
+    PynamoDBException,
+    QueryError,
+    TransactWriteError,
+    UpdateError,
+)
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.domain.errors import StoreUnavailable
@@ -43,6 +52,17 @@ def _is_conditional(err: PynamoDBException) -> bool:
 def _unavailable(err: PynamoDBException) -> StoreUnavailable:
     cause = _code(err) or type(err.cause or err).__name__
     return StoreUnavailable(f"DynamoDB: {cause}: {err}")
+
+
+def _conditional_update(item: Model, actions: list[Action], condition: Condition) -> bool:
+    """One conditional UpdateItem: False if its condition failed."""
+    try:
+        item.update(actions=actions, condition=condition)
+        return True
+    except UpdateError as err:
+        if _is_conditional(err):
+            return False
+        raise _unavailable(err) from err
 
 
 def _get(fn: Callable[[], T]) -> T:

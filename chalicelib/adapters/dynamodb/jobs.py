@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError
 from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.update import Action
 
-from chalicelib.adapters.dynamodb._tx import _is_conditional, _unavailable
+from chalicelib.adapters.dynamodb._tx import _conditional_update, _is_conditional, _unavailable
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.models import JobModel
 from chalicelib.domain.errors import Conflict
@@ -133,16 +133,8 @@ class JobRecords(StoreBase):
         for k, v in (extra or {}).items():
             attr = getattr(J, k)
             actions.append(attr.remove() if v is None else attr.set(v))
-        try:
-            J(job.job_id).update(
-                actions=actions,
-                condition=(J.version == job.version) & J.state.is_in(*map(str, sources)),
-            )
-            return True
-        except UpdateError as err:
-            if _is_conditional(err):
-                return False
-            raise _unavailable(err) from err
+        cond = (J.version == job.version) & J.state.is_in(*map(str, sources))
+        return _conditional_update(J(job.job_id), actions, cond)
 
     def update_job(
         self,
@@ -196,10 +188,4 @@ class JobRecords(StoreBase):
         )
         if extra is not None:
             cond &= extra
-        try:
-            J(job.job_id).update(actions=actions, condition=cond)
-            return True
-        except UpdateError as err:
-            if _is_conditional(err):
-                return False
-            raise _unavailable(err) from err
+        return _conditional_update(J(job.job_id), actions, cond)

@@ -10,7 +10,12 @@ from typing import Any
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.adapters.dynamodb._tx import TX_BATCH, _is_conditional, _unavailable
+from chalicelib.adapters.dynamodb._tx import (
+    TX_BATCH,
+    _conditional_update,
+    _is_conditional,
+    _unavailable,
+)
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.jobs import has_room, schedule_actions
 from chalicelib.adapters.dynamodb.models import RunModel
@@ -120,11 +125,7 @@ class RunRecords(StoreBase):
         stale = set(slots)
         if not stale:
             return
-        try:
-            J(job_id).update(actions=[J.active_slots.delete(stale)], condition=J.job_id.exists())
-        except UpdateError as err:
-            if not _is_conditional(err):
-                raise _unavailable(err) from err
+        _conditional_update(J(job_id), [J.active_slots.delete(stale)], J.job_id.exists())
 
     def get_run(self, job_id: str, slot: str) -> Run | None:
         m = self._item(self.m.run, job_id, slot)
@@ -256,18 +257,11 @@ class RunRecords(StoreBase):
             for m in R.query(job_id, consistent_read=True):
                 if m.deleted:
                     continue
-                try:
-                    R(job_id, m.slot).update(
-                        actions=[
-                            R.deleted.set(True),
-                            R.ex_part.set(self._ex_part(m.ex_id, m.status, True)),
-                        ],
-                        condition=R.status.is_in(*map(str, TERMINAL_EX)),
-                    )
-                    marked += 1
-                except UpdateError as err:
-                    if not _is_conditional(err):
-                        raise _unavailable(err) from err
+                marked += _conditional_update(
+                    R(job_id, m.slot),
+                    [R.deleted.set(True), R.ex_part.set(self._ex_part(m.ex_id, m.status, True))],
+                    R.status.is_in(*map(str, TERMINAL_EX)),
+                )
             return marked
 
         return self._get(mark)

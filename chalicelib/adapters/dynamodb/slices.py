@@ -6,13 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 from typing_extensions import override
 
-from chalicelib.adapters.dynamodb._tx import TX_BATCH, _is_conditional, _unavailable
+from chalicelib.adapters.dynamodb._tx import (
+    TX_BATCH,
+    _conditional_update,
+    _is_conditional,
+    _unavailable,
+)
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.models import SliceModel
 from chalicelib.domain.runs import Run
@@ -96,13 +101,7 @@ class SliceRecords(StoreBase, SliceStore):
         self, ex_id: str, slice_id: str, actions: list[Action], cond: Condition
     ) -> SliceModel | None:
         item = self.m.slice(ex_id, slice_id)
-        try:
-            item.update(actions=actions, condition=cond)
-        except UpdateError as err:
-            if _is_conditional(err):
-                return None
-            raise _unavailable(err) from err
-        return item
+        return item if _conditional_update(item, actions, cond) else None
 
     def claim_slice(
         self, ex_id: str, slice_id: str, token: str, now: float, lease_until: float

@@ -8,7 +8,7 @@ from typing import Any
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
-from chalicelib.adapters.dynamodb._tx import _is_conditional, _unavailable
+from chalicelib.adapters.dynamodb._tx import _conditional_update, _is_conditional, _unavailable
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.models import SupervisorModel
 from chalicelib.domain.errors import Conflict
@@ -86,24 +86,12 @@ class SupervisorRecords(StoreBase, SupervisorStore):
         ]
         if created:
             actions.append(V.last_creating_tick.set({"tick_at": now, **stats}))
-        try:
-            V(SUPERVISOR_KEY).update(
-                actions=[*actions, *self._failure_actions(failure)],
-                condition=V.key.exists(),
-            )
-        except UpdateError as err:
-            if not _is_conditional(err):
-                raise _unavailable(err) from err
+        actions += self._failure_actions(failure)
+        _conditional_update(V(SUPERVISOR_KEY), actions, V.key.exists())
 
     def record_tick_failure(self, failure: TickFailure) -> None:
         V = self.m.supervisor
-        try:
-            V(SUPERVISOR_KEY).update(
-                actions=self._failure_actions(failure), condition=V.key.exists()
-            )
-        except UpdateError as err:
-            if not _is_conditional(err):
-                raise _unavailable(err) from err
+        _conditional_update(V(SUPERVISOR_KEY), self._failure_actions(failure), V.key.exists())
 
     def set_supervisor_state(
         self, state: SupervisorState, reason: str | None, now: float
