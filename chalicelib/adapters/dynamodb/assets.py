@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 from pynamodb.exceptions import (
     DeleteError,
@@ -13,14 +14,15 @@ from pynamodb.exceptions import (
 )
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.adapters.dynamodb.models import Models, build_models
-from chalicelib.adapters.dynamodb.store import _cancel_codes, _unavailable
+from chalicelib.adapters.dynamodb._tx import _cancel_codes, _unavailable
+from chalicelib.adapters.dynamodb.models import AssetModel, Models, build_models
 from chalicelib.config import Settings
 from chalicelib.domain.assets import Asset
 from chalicelib.domain.errors import Conflict
 from chalicelib.ports import AssetStore
 
 LIST_KEY = "asset"
+T = TypeVar("T")
 
 
 def claim_key(name: str, version: str) -> str:
@@ -39,7 +41,7 @@ class DynamoAssetStore(AssetStore):
             self.m.asset.create_table(wait=True, billing_mode="PAY_PER_REQUEST")
 
     @staticmethod
-    def _asset(m: Any) -> Asset:
+    def _asset(m: AssetModel) -> Asset:
         return Asset(
             asset_id=m.asset_id,
             name=m.name,
@@ -85,7 +87,7 @@ class DynamoAssetStore(AssetStore):
             errors=[{"field": "asset.json.version", "reason": f"taken by asset {holder}"}],
         )
 
-    def _get(self, fn: Any) -> Any:
+    def _get(self, fn: Callable[[], T]) -> T | None:
         try:
             return fn()
         except self.m.asset.DoesNotExist:
@@ -103,20 +105,19 @@ class DynamoAssetStore(AssetStore):
         A = self.m.asset
         condition = None if version is None else A.version == version
         found = self._get(lambda: [self._asset(m) for m in A.name_index.query(name, condition)])
-        return sorted(found, key=lambda a: a.created, reverse=True)
+        return sorted(found or [], key=lambda a: a.created, reverse=True)
 
     def list_assets(self, limit: int, newest_first: bool = True) -> list[Asset]:
         A = self.m.asset
-        return list(
-            self._get(
-                lambda: [
-                    self._asset(m)
-                    for m in A.list_index.query(
-                        LIST_KEY, scan_index_forward=not newest_first, limit=limit
-                    )
-                ]
-            )
+        found = self._get(
+            lambda: [
+                self._asset(m)
+                for m in A.list_index.query(
+                    LIST_KEY, scan_index_forward=not newest_first, limit=limit
+                )
+            ]
         )
+        return found or []
 
     def delete_asset(self, asset: Asset) -> bool:
         A = self.m.asset

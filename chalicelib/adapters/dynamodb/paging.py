@@ -53,36 +53,50 @@ def decode_cursor(
     naming `next` otherwise."""
     if token is None or token == "":
         return None
+    key = _parsed(token)
+    if not isinstance(key, dict) or set(key) != names:
+        raise _bad("not a page token of this listing")
+    for name, value in key.items():
+        _check_value(name, value, fixed)
+    if number is not None:
+        _check_within(key[number], lo, hi)
+    return key
+
+
+def _parsed(token: str) -> object:
     if len(token) > MAX_TOKEN_CHARS:
         raise _bad("not a page token of this listing (too long)")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        key = json.loads(raw)
+        return json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError) as err:
         raise _bad("not a page token (use the one the previous page returned)") from err
-    if not isinstance(key, dict) or set(key) != names:
+
+
+def _check_value(name: str, value: object, fixed: Mapping[str, str]) -> None:
+    """One attribute of a key: a typed string ({"S": ...} or {"N": ...}), equal to the
+    query's partition key if it is one."""
+    if not (
+        isinstance(value, dict)
+        and len(value) == 1
+        and next(iter(value)) in ("S", "N")
+        and isinstance(next(iter(value.values())), str)
+    ):
         raise _bad("not a page token of this listing")
-    for name, value in key.items():
-        if not (
-            isinstance(value, dict)
-            and len(value) == 1
-            and next(iter(value)) in ("S", "N")
-            and isinstance(next(iter(value.values())), str)
-        ):
-            raise _bad("not a page token of this listing")
-        if name in fixed and value != {"S": fixed[name]}:
-            raise _bad("a page token of another listing")
-    if number is not None:
-        typed = key[number]
-        try:
-            n = float(typed["N"]) if "N" in typed else math.nan
-        except ValueError:
-            n = math.nan
-        if math.isnan(n):
-            raise _bad("not a page token of this listing")
-        if (lo is not None and n < lo) or (hi is not None and n > hi):
-            raise _bad("a page token of another time window (keep fromDate and toDate)")
-    return key
+    if name in fixed and value != {"S": fixed[name]}:
+        raise _bad("a page token of another listing")
+
+
+def _check_within(typed: dict[str, str], lo: float | None, hi: float | None) -> None:
+    """The key's sort key: a number inside the window [lo, hi] the listing asks for."""
+    try:
+        n = float(typed["N"]) if "N" in typed else math.nan
+    except ValueError:
+        n = math.nan
+    if math.isnan(n):
+        raise _bad("not a page token of this listing")
+    if (lo is not None and n < lo) or (hi is not None and n > hi):
+        raise _bad("a page token of another time window (keep fromDate and toDate)")
 
 
 def take_page(it: Iterator[Any], limit: int) -> tuple[list[Any], Key | None]:

@@ -1,0 +1,109 @@
+"""The one transaction helper and the translation of PynamoDB / botocore errors.
+
+Every module of the store writes through these: a failed condition is an answer (False or
+None), a transaction conflict is retried, anything else is StoreUnavailable."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import (
+    GetError,
+    PynamoDBException,
+    QueryError,
+    TransactWriteError,
+    UpdateError,
+)
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.domain.errors import StoreUnavailable
+
+T = TypeVar("T")
+CONDITIONAL = "ConditionalCheckFailedException"
+_RACE_CODES = {"TransactionConflict"}
+TX_BATCH = 25
+MAX_TX_ITEMS = 100  # DynamoDB's limit of items in one transaction
+
+
+def _cancel_codes(err: TransactWriteError) -> list[str]:
+    return [r.code for r in (err.cancellation_reasons or []) if r is not None]
+
+
+def _code(err: PynamoDBException) -> str | None:
+    """The DynamoDB error code, if DynamoDB answered. (PynamoDB's cause_response_code fails
+    on transport errors, such as a read timeout, that carry no response.)"""
+    response = getattr(err.cause, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code else None
+
+
+def _is_conditional(err: PynamoDBException) -> bool:
+    return _code(err) == CONDITIONAL
+
+
+def _unavailable(err: PynamoDBException) -> StoreUnavailable:
+    cause = _code(err) or type(err.cause or err).__name__
+    return StoreUnavailable(f"DynamoDB: {cause}: {err}")
+
+
+def _conditional_update(item: Model, actions: list[Action], condition: Condition) -> bool:
+    """One conditional UpdateItem: False if its condition failed."""
+    try:
+        item.update(actions=actions, condition=condition)
+        return True
+    except UpdateError as err:
+        if _is_conditional(err):
+            return False
+        raise _unavailable(err) from err
+
+
+def _get(fn: Callable[[], T]) -> T:
+    """A read, its failures as StoreUnavailable."""
+    try:
+        return fn()
+    except (GetError, QueryError) as err:
+        raise _unavailable(err) from err
+
+
+class Transactor:
+    """Runs TransactWrite transactions on one connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._client_lock = threading.Lock()
+        self._client_ready = False
+
+    def _transact(self, build: Callable[[TransactWrite], None], attempts: int = 4) -> bool:
+        """Run a transaction; False on a failed condition, retried on transaction conflicts."""
+        connection = self.connection
+        if not self._client_ready:
+            # PynamoDB builds the botocore client on first use, once per thread that races
+            # to it: a burst's first transactions (a fire pool, a poller batch) would each
+            # build one (tens of milliseconds of CPU apiece).
+            with self._client_lock:
+                connection.client  # noqa: B018 (built here, once)
+                self._client_ready = True
+        for attempt in range(attempts):
+            try:
+                with TransactWrite(connection=connection) as tx:
+                    build(tx)
+                return True
+            except TransactWriteError as err:
+                codes = _cancel_codes(err)
+                if "ConditionalCheckFailed" in codes:
+                    return False
+                if (set(codes) & _RACE_CODES or not codes) and attempt + 1 < attempts:
+                    time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+                    continue
+                if set(codes) & _RACE_CODES:
+                    return False
+                raise _unavailable(err) from err
+        return False

@@ -1,0 +1,49 @@
+"""What every part of the DynamoDB store shares: the settings, the bound models, the
+transaction helper, and the partition keys of the sharded indexes."""
+
+from __future__ import annotations
+
+from chalicelib.adapters.dynamodb._tx import Transactor, _get
+from chalicelib.adapters.dynamodb.models import M, Models, build_models, build_stats_model
+from chalicelib.config import Settings
+from chalicelib.domain.jobs import due_shard
+
+
+class StoreBase(Transactor):
+    """The base of the per-record parts that DynamoStore composes."""
+
+    _get = staticmethod(_get)
+
+    def __init__(self, settings: Settings, models: Models | None = None) -> None:
+        self.settings = settings
+        self.m = models or build_models(settings)
+        self.stats = build_stats_model(settings)
+        super().__init__(self.m.connection)
+
+    def _item(self, model: type[M], hash_key: str, range_key: str | None = None) -> M | None:
+        """The item under that key (a consistent read), or None."""
+
+        def get() -> M | None:
+            try:
+                return model.get(hash_key, range_key, consistent_read=True)
+            except model.DoesNotExist:
+                return None
+
+        return self._get(get)
+
+    def _list_part(self, job_id: str, deleted: bool) -> str:
+        shard = due_shard(job_id, self.settings.list_shards)
+        return f"{'deleted' if deleted else 'live'}#{shard}"
+
+    def _ex_part(self, ex_id: str, status: str, deleted: bool) -> str:
+        shard = due_shard(ex_id, self.settings.list_shards)
+        return f"{status}#{'deleted' if deleted else 'live'}#{shard}"
+
+    def _err_shard(self, key: str) -> int:
+        return due_shard(key, self.settings.list_shards)
+
+    def _sweep_shard(self, ex_id: str) -> int:
+        return due_shard(ex_id, self.settings.lease_shards)
+
+    def _tally_shard(self, ex_id: str) -> int:
+        return due_shard(ex_id, self.settings.stats_shards)

@@ -1,0 +1,136 @@
+"""A run and its record: the item a Run is written as, the Run an item is read as, and the
+Run a terminal transaction leaves (which returns no item)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from chalicelib.adapters.dynamodb.base import StoreBase
+from chalicelib.adapters.dynamodb.models import RunModel
+from chalicelib.domain.runs import Run, Trigger
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
+
+
+def _one_slice_error(run: Run, sets: dict[str, Any] | None = None) -> bool:
+    """A run whose error is kept on the run itself (a one-slice run), not on a slice."""
+    changed = sets or {}
+    if not changed.get("has_errors", run.has_errors):
+        return False
+    return bool(changed.get("inline", run.inline)) or not changed.get(
+        "slices_total", run.slices_total
+    )
+
+
+def run_item(base: StoreBase, run: Run) -> RunModel:
+    active = run.status not in TERMINAL_EX
+    return base.m.run(
+        run.job_id,
+        run.slot,
+        ex_id=run.ex_id,
+        status=str(run.status),
+        trigger=str(run.trigger),
+        args=run.args,
+        config=run.config,
+        scheduled_start=run.scheduled_start,
+        created=run.created,
+        updated=run.updated,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        workers=run.workers,
+        slices_total=run.slices_total,
+        processed=run.processed,
+        failed=run.failed,
+        remaining=run.remaining,
+        queued_cursor=run.queued_cursor,
+        inline=run.inline,
+        attempts=run.attempts,
+        lease_token=run.lease_token,
+        lease_expires_at=run.lease_expires_at,
+        check_at=run.check_at if active else None,
+        sweep_shard=base._sweep_shard(run.ex_id) if active and run.check_at else None,
+        result=run.result,
+        has_errors=run.has_errors,
+        errors=run.errors or None,
+        reason=run.reason,
+        holds_slot=run.holds_slot,
+        buffered=run.buffered,
+        start_after=run.start_after,
+        presliced=run.presliced,
+        recovered_from=run.recovered_from,
+        deleted=run.deleted,
+        ex_part=base._ex_part(run.ex_id, str(run.status), run.deleted),
+        err_shard=base._err_shard(run.ex_id) if _one_slice_error(run) else None,
+        workers_lost=run.workers_lost,
+    )
+
+
+def to_run(m: RunModel) -> Run:
+    return Run(
+        job_id=m.job_id,
+        slot=m.slot,
+        ex_id=m.ex_id,
+        scheduled_start=float(m.scheduled_start),
+        config=dict(m.config),
+        trigger=Trigger(m.trigger),
+        status=ExStatus(m.status),
+        args=m.args,
+        created=float(m.created),
+        updated=float(m.updated),
+        started_at=m.started_at,
+        finished_at=m.finished_at,
+        workers=int(m.workers or 1),
+        slices_total=int(m.slices_total or 0),
+        processed=int(m.processed or 0),
+        failed=int(m.failed or 0),
+        remaining=int(m.remaining or 0),
+        queued_cursor=int(m.queued_cursor or 0),
+        inline=bool(m.inline),
+        attempts=int(m.attempts or 0),
+        lease_token=m.lease_token,
+        lease_expires_at=m.lease_expires_at,
+        check_at=m.check_at,
+        result=m.result,
+        has_errors=bool(m.has_errors),
+        errors=list(m.errors or []),
+        reason=m.reason,
+        holds_slot=bool(m.holds_slot),
+        buffered=bool(m.buffered),
+        start_after=m.start_after,
+        presliced=bool(m.presliced),
+        recovered_from=m.recovered_from,
+        deleted=bool(m.deleted),
+        workers_lost=int(m.workers_lost or 0),
+        tally_pending=m.tally_shard is not None,
+    )
+
+
+_RUN_FIELDS = {f.name: f for f in dataclasses.fields(Run)}
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _applied(run: Run, sets: dict[str, Any], adds: dict[str, Any], removes: list[str]) -> Run:
+    """The run as a terminal transaction left it: `run` (the caller's copy, whose
+    conditions the write checked) with the write's sets, adds and removes applied."""
+    changes: dict[str, Any] = {}
+    for name in (*removes, *(k for k, v in sets.items() if v is None)):
+        f = _RUN_FIELDS.get(name)
+        if f is not None:
+            changes[name] = _field_default(f)
+    for name, value in sets.items():
+        if value is not None and name in _RUN_FIELDS:
+            changes[name] = value
+    for name, amount in adds.items():
+        if name in _RUN_FIELDS:
+            changes[name] = (getattr(run, name) or 0) + amount
+    if "status" in changes:
+        changes["status"] = ExStatus(changes["status"])
+    if "tally_shard" in sets:  # the record's mark; the run shows it as tally_pending
+        changes["tally_pending"] = sets["tally_shard"] is not None
+    changes["holds_slot"] = False
+    return dataclasses.replace(run, **changes)

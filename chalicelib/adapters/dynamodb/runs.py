@@ -1,0 +1,267 @@
+"""Run records: creating a run (with its job's schedule or slot in the same transaction),
+ledger records, the job's slot set, reading a run, and changing it (update_run)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.adapters.dynamodb._tx import (
+    TX_BATCH,
+    _conditional_update,
+    _is_conditional,
+    _unavailable,
+)
+from chalicelib.adapters.dynamodb.base import StoreBase
+from chalicelib.adapters.dynamodb.jobs import has_room, schedule_actions
+from chalicelib.adapters.dynamodb.models import RunModel
+from chalicelib.adapters.dynamodb.run_items import _applied, _one_slice_error, run_item, to_run
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.runs import Run
+from chalicelib.domain.transitions import EX_MACHINE, TERMINAL_EX, ExStatus, JobState
+from chalicelib.ports import RunUpdate
+
+
+class RunRecords(StoreBase):
+    _run = staticmethod(to_run)
+
+    def _run_model(self, run: Run) -> RunModel:
+        return run_item(self, run)
+
+    def create_scheduled_run(
+        self,
+        run: Run,
+        job: Job,
+        next_fire_at: float | None,
+        expire: bool,
+        limit: int | None = None,
+        buffer: bool = False,
+    ) -> bool:
+        R, J = self.m.run, self.m.job
+        state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
+        actions = schedule_actions(self, job, state, next_fire_at, run.created)
+        cond = (J.version == job.version) & (J.state == str(JobState.SCHEDULED))
+        if buffer:
+            run.buffered, run.holds_slot = True, False
+            actions.append(J.buffered_slot.set(run.slot))
+            cond &= J.buffered_slot.does_not_exist()
+        elif limit is not None:
+            run.holds_slot = True
+            actions.append(J.active_slots.add({run.slot}))
+            cond &= has_room(J, limit)
+
+        def build(tx: TransactWrite) -> None:
+            tx.save(self._run_model(run), condition=R.slot.does_not_exist())
+            tx.update(J(job.job_id), actions=actions, condition=cond)
+
+        return self._transact(build)
+
+    def record_missed(
+        self, records: Sequence[Run], job: Job, next_fire_at: float | None, expire: bool
+    ) -> bool:
+        R, J = self.m.run, self.m.job
+        if not 0 < len(records) < TX_BATCH:
+            raise ValueError(f"between 1 and {TX_BATCH - 1} ledger records per write")
+        state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
+        now = records[0].created
+        actions = schedule_actions(self, job, state, next_fire_at, now)
+
+        def build(tx: TransactWrite) -> None:
+            for record in records:
+                tx.save(self._run_model(record), condition=R.slot.does_not_exist())
+            tx.update(
+                J(job.job_id),
+                actions=actions,
+                condition=(J.version == job.version) & (J.state == str(JobState.SCHEDULED)),
+            )
+
+        return self._transact(build)
+
+    def create_run(self, run: Run, limit: int | None = None) -> bool:
+        R, J = self.m.run, self.m.job
+        if limit is None:
+            try:
+                self._run_model(run).save(condition=R.slot.does_not_exist())
+                return True
+            except PutError as err:
+                if _is_conditional(err):
+                    return False
+                raise _unavailable(err) from err
+        run.holds_slot = True
+
+        def build(tx: TransactWrite) -> None:
+            tx.save(self._run_model(run), condition=R.slot.does_not_exist())
+            tx.update(
+                J(run.job_id),
+                actions=[J.active_slots.add({run.slot})],
+                condition=J.job_id.exists() & has_room(J, limit),
+            )
+
+        return self._transact(build)
+
+    def acquire_buffered(self, run: Run, limit: int) -> bool:
+        R, J = self.m.run, self.m.job
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                J(run.job_id),
+                actions=[J.active_slots.add({run.slot}), J.buffered_slot.remove()],
+                condition=(J.buffered_slot == run.slot) & has_room(J, limit),
+            )
+            tx.update(
+                R(run.job_id, run.slot),
+                actions=[R.buffered.set(False), R.holds_slot.set(True)],
+                condition=(R.status == str(ExStatus.pending)) & (R.buffered == True),  # noqa: E712
+            )
+
+        return self._transact(build)
+
+    def release_slots(self, job_id: str, slots: Iterable[str]) -> None:
+        J = self.m.job
+        stale = set(slots)
+        if not stale:
+            return
+        _conditional_update(J(job_id), [J.active_slots.delete(stale)], J.job_id.exists())
+
+    def get_run(self, job_id: str, slot: str) -> Run | None:
+        m = self._item(self.m.run, job_id, slot)
+        return None if m is None else to_run(m)
+
+    def get_run_by_ex(self, ex_id: str) -> Run | None:
+        R = self.m.run
+        found = self._get(lambda: [self._run(m) for m in R.ex_index.query(ex_id, limit=1)])
+        if not found:
+            return None
+        return self.get_run(found[0].job_id, found[0].slot) or found[0]
+
+    def update_run(
+        self,
+        run: Run,
+        update: RunUpdate,
+        *,
+        statuses: Iterable[ExStatus],
+        lease_token: str | None = None,
+        lease_expired_before: float | None = None,
+        check_at: float | None = None,
+        remaining_zero: bool = False,
+        cursor_below_total: bool = False,
+        unread: bool = False,
+    ) -> Run | None:
+        R = self.m.run
+        sources = [str(s) for s in statuses]
+        new_status = update.set.get("status")
+        if new_status is not None:
+            allowed = set(EX_MACHINE.sources_for(str(new_status)))
+            if ExStatus(new_status) not in TERMINAL_EX:  # a finished record is never rewritten
+                allowed.add(str(new_status))
+            sources = [s for s in sources if s in allowed]
+            if not sources:
+                return None
+        cond = R.status.is_in(*sources)
+        if lease_token is not None:
+            cond &= R.lease_token == lease_token
+        if lease_expired_before is not None:
+            cond &= R.lease_expires_at.does_not_exist() | (
+                R.lease_expires_at < lease_expired_before
+            )
+        if check_at is not None:
+            cond &= R.check_at == check_at
+        if remaining_zero:
+            cond &= R.remaining == 0
+        if cursor_below_total:
+            cond &= R.queued_cursor < R.slices_total
+        if unread:
+            cond &= (R.ex_id == run.ex_id) & (R.buffered != True) & (R.presliced != True)  # noqa: E712
+        sets = dict(update.set)
+        removes = list(update.remove)
+        terminal = new_status is not None and ExStatus(new_status) in TERMINAL_EX
+        if terminal:
+            removes += ["check_at", "sweep_shard", "lease_token", "lease_expires_at"]
+            sets = {k: v for k, v in sets.items() if k not in removes}
+            sets["tally_shard"] = self._tally_shard(run.ex_id)
+        elif "check_at" in sets and sets["check_at"] is not None:
+            sets["sweep_shard"] = self._sweep_shard(run.ex_id)
+        if new_status is not None:  # the listing index follows the status
+            sets["ex_part"] = self._ex_part(run.ex_id, str(new_status), run.deleted)
+        if sets.get("has_errors") is True and _one_slice_error(run, sets):
+            sets["err_shard"] = self._err_shard(run.ex_id)
+        actions: list[Any] = []
+        for k, v in sets.items():
+            attr = getattr(R, k)
+            actions.append(attr.remove() if v is None else attr.set(v))
+        for k, n in (update.add or {}).items():
+            actions.append(getattr(R, k).add(n))
+        actions += [getattr(R, k).remove() for k in dict.fromkeys(removes)]
+        if terminal and run.holds_slot:
+            if not self._finish_holding(run, actions, cond):
+                return None
+            return _applied(run, sets, update.add or {}, removes)
+        item = R(run.job_id, run.slot)
+        try:
+            item.update(actions=actions, condition=cond)
+        except UpdateError as err:
+            if _is_conditional(err):
+                return None
+            raise _unavailable(err) from err
+        return self._run(item)
+
+    def _finish_holding(self, run: Run, actions: list[Any], cond: Any) -> bool:
+        """A terminal transition of a run that holds one of its job's active slots: the run
+        and the job's slot set change together, so a slot is never leaked or freed early.
+        A transaction returns no item: the caller builds the run it wrote."""
+        R, J = self.m.run, self.m.job
+        actions = [*actions, R.holds_slot.set(False)]
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                R(run.job_id, run.slot),
+                actions=actions,
+                condition=cond & (R.holds_slot == True),  # noqa: E712 (a DynamoDB condition)
+            )
+            tx.update(
+                J(run.job_id),
+                actions=[J.active_slots.delete({run.slot})],
+                condition=J.job_id.exists(),
+            )
+
+        return bool(self._transact(build))
+
+    def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:
+        R = self.m.run
+        return self._get(
+            lambda: [
+                self._run(m) for m in R.sweep_index.query(shard, R.check_at <= now, limit=limit)
+            ]
+        )
+
+    def live_runs(self, limit: int = 1000) -> list[Run]:
+        R = self.m.run
+
+        def shard_runs(shard: int) -> list[Run]:
+            return [self._run(m) for m in R.sweep_index.query(shard, limit=limit)]
+
+        out: list[Run] = []
+        for shard in range(self.settings.lease_shards):
+            out += self._get(functools.partial(shard_runs, shard))
+        return out[:limit]
+
+    def mark_runs_deleted(self, job_id: str) -> int:
+        R = self.m.run
+
+        def mark() -> int:
+            marked = 0
+            for m in R.query(job_id, consistent_read=True):
+                if m.deleted:
+                    continue
+                marked += _conditional_update(
+                    R(job_id, m.slot),
+                    [R.deleted.set(True), R.ex_part.set(self._ex_part(m.ex_id, m.status, True))],
+                    R.status.is_in(*map(str, TERMINAL_EX)),
+                )
+            return marked
+
+        return self._get(mark)
