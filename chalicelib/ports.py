@@ -10,7 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib.domain.assets import Asset
 from chalicelib.domain.cluster import ClusterTotals
@@ -18,9 +18,6 @@ from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
-
-if TYPE_CHECKING:
-    from chalicelib.ops.registry import OpSpec
 
 
 class Clock(ABC):
@@ -558,16 +555,3 @@ class AssetStore(ABC):
     @abstractmethod
     def delete_asset(self, asset: Asset) -> bool:
         """Remove the asset and its name/version claim together; False if it was gone."""
-
-
-class OpSource(ABC):
-    """Operations that a job's assets provide, ready to run (workers)."""
-
-    @abstractmethod
-    def ops_for(self, assets: Sequence[str]) -> dict[str, OpSpec]:
-        """The ops of these asset references (ids, names, name:version), loaded."""
-
-    @abstractmethod
-    def pin(self, assets: Sequence[str]) -> list[str]:
-        """The ids these references name now (a name: its newest upload), so that every
-        slice of a run loads the same bundles whatever is uploaded meanwhile."""

@@ -7,8 +7,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from chalicelib.domain.jobs import JobDefinition
 from chalicelib.domain.timefmt import slot_key
 from chalicelib.domain.transitions import ExStatus
+
+START_LEAD_S = 2  # start messages arrive this early; the start worker waits out the rest
+
+
+# a run's config may predate a field: it then has the job definition's default
+_JOB_DEFAULTS: dict[str, int] = {
+    name: int(JobDefinition.model_fields[name].default)
+    for name in ("max_retries", "timeout_seconds", "lease_seconds")
+}
 
 
 class MissReason(StrEnum):
@@ -79,15 +89,15 @@ class Run:
 
     @property
     def max_retries(self) -> int:
-        return int(self.config.get("max_retries", 3))
+        return int(self.config.get("max_retries", _JOB_DEFAULTS["max_retries"]))
 
     @property
     def timeout_seconds(self) -> int:
-        return int(self.config.get("timeout_seconds", 900))
+        return int(self.config.get("timeout_seconds", _JOB_DEFAULTS["timeout_seconds"]))
 
     @property
     def lease_seconds(self) -> int:
-        return int(self.config.get("lease_seconds", 60))
+        return int(self.config.get("lease_seconds", _JOB_DEFAULTS["lease_seconds"]))
 
     @property
     def operations(self) -> list[dict[str, Any]]:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 import shlex
 import time
-from collections.abc import Callable, Iterator, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chalicelib.domain.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from chalicelib.ports import BlobStore
+from chalicelib.ports import BlobStore
 
 MAX_SLICES = 100_000
 
@@ -83,10 +82,26 @@ Processor = Callable[[Any, Any, SliceContext], Any]
 
 @dataclass(frozen=True)
 class OpSpec:
+    """An op: its name, its params model, and what it does as a reader or a processor."""
+
     name: str
     params: type[Params]
     reader: Reader | None = None
     processor: Processor | None = None
+
+
+class OpSource(ABC):
+    """Operations that a job's assets provide, ready to run (workers). A port, kept beside
+    the OpSpec it returns so that `chalicelib.ports` needs nothing from the ops."""
+
+    @abstractmethod
+    def ops_for(self, assets: Sequence[str]) -> dict[str, OpSpec]:
+        """The ops of these asset references (ids, names, name:version), loaded."""
+
+    @abstractmethod
+    def pin(self, assets: Sequence[str]) -> list[str]:
+        """The ids these references name now (a name: its newest upload), so that every
+        slice of a run loads the same bundles whatever is uploaded meanwhile."""
 
 
 class OpFailed(Exception):

@@ -14,7 +14,7 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.policies import jitter, miss_reason, split_missed
-from chalicelib.domain.runs import MissReason, Run, Trigger, scheduled_slot
+from chalicelib.domain.runs import START_LEAD_S, MissReason, Run, Trigger, scheduled_slot
 from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import ExStatus, SupervisorState
 from chalicelib.ports import (
@@ -34,16 +34,15 @@ from chalicelib.services.worker import WorkerService, start_item
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_JOB_PER_TICK = 100
 CREATE_ATTEMPTS = 5
-START_LEAD = 2
 MAX_LEDGER_PER_TICK = 240
 LEDGER_CHUNK = 24
 
 
 def start_delay(slot: float, now: float) -> int:
-    """Whole-second SQS delay that lands a start message START_LEAD seconds before its
+    """Whole-second SQS delay that lands a start message START_LEAD_S seconds before its
     slot: delivery (a poll, a Lambda trigger) takes time, and the start worker claims the
     run ahead and waits out the rest to the sub-second."""
-    return max(0, math.floor(slot - now) - START_LEAD)
+    return max(0, math.floor(slot - now) - START_LEAD_S)
 
 
 class StartSender:

@@ -11,20 +11,20 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.domain.jobs import JobDefinition
-from chalicelib.domain.runs import Run, StartHint
+from chalicelib.domain.runs import START_LEAD_S, Run, StartHint
 from chalicelib.domain.slices import Slice, retry_delay, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ops.registry import (
+    OpSource,
     OpSpec,
     SliceContext,
     always_one_slice,
     process,
     slice_requests,
 )
-from chalicelib.ports import BlobStore, Clock, OpSource, Queue, RunUpdate, StartItem, Store
+from chalicelib.ports import BlobStore, Clock, Queue, RunUpdate, StartItem, Store
 
 log = logging.getLogger(__name__)
-START_LEAD_S = 2  # start messages arrive this early (see supervisor.start_delay)
 EARLY_WAIT_LIMIT = START_LEAD_S + 1.5
 BUFFERING = ("buffer_one", "cancel_other")
 
