@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 import time
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -102,6 +103,16 @@ class OpSource(ABC):
     def pin(self, assets: Sequence[str]) -> list[str]:
         """The ids these references name now (a name: its newest upload), so that every
         slice of a run loads the same bundles whatever is uploaded meanwhile."""
+
+
+def error_text(exc: BaseException) -> str:
+    """An op's exception as one line of text (its type and message), as runs record it."""
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def asset_ops(source: OpSource | None, assets: Sequence[str]) -> dict[str, OpSpec]:
+    """The ops of these asset references (none without assets or a source to load them)."""
+    return source.ops_for(assets) if source is not None and assets else {}
 
 
 class OpFailed(Exception):

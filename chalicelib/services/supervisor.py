@@ -15,21 +15,20 @@ from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.policies import jitter, miss_reason, split_missed
 from chalicelib.domain.runs import START_LEAD_S, MissReason, Run, Trigger, scheduled_slot
-from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import ExStatus, SupervisorState
 from chalicelib.ports import (
     Alert,
     Clock,
     Notifier,
     Queue,
-    RunUpdate,
+    StartMessage,
     Store,
     SupervisorRecord,
     TickFailure,
 )
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
-from chalicelib.services.worker import WorkerService, start_item
+from chalicelib.services.worker import WorkerService, start_message
 
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_JOB_PER_TICK = 100
@@ -78,7 +77,7 @@ class StartSender:
     def _send(self, batch: list[Run]) -> None:
         now = self.now()
         try:
-            self.queue.send_starts([start_item(r, start_delay(r.start_at, now)) for r in batch])
+            self.queue.send_starts([start_message(r, start_delay(r.start_at, now)) for r in batch])
         except Exception:  # the sweep re-sends starts of runs that did not begin
             with self._lock:
                 self.errors += 1
@@ -254,10 +253,10 @@ class SupervisorService:
         schedule, slot = spec.schedule, job.next_fire_at
         if schedule is None or slot is None:
             return []
-        anchor = job.anchor if job.anchor is not None else job.created
+        anchor = job.schedule_anchor
         cutoff = now - spec.misfire_grace_seconds
         if slot < cutoff:
-            slot = self._misfire(job, slot, cutoff, anchor, now, stats, sup)
+            slot = self._misfire(job, slot, cutoff, now, stats, sup)
             if slot is None:
                 return []  # the ledger goes on next tick, or the job has ended
         starts: list[Run] = []
@@ -278,7 +277,6 @@ class SupervisorService:
         job: Job,
         first: float,
         cutoff: float,
-        anchor: float,
         now: float,
         stats: TickStats,
         sup: SupervisorRecord,
@@ -293,7 +291,7 @@ class SupervisorService:
         slot: float | None = first
         while slot is not None and slot < cutoff and len(missed) < MAX_LEDGER_PER_TICK:
             missed.append(slot)
-            slot = next_slot(spec.schedule, slot, anchor)
+            slot = next_slot(spec.schedule, slot, job.schedule_anchor)
         complete = slot is None or slot >= cutoff
         next_due = slot is not None and slot <= now
         to_ledger, to_run = split_missed(missed, spec.catchup, spec.max_catchup, complete, next_due)
@@ -432,12 +430,7 @@ class SupervisorService:
 
     def _bump(self, run: Run, now: float) -> Run | None:
         """Claim this run's repair for this tick: only one supervisor wins the check_at."""
-        return self.store.update_run(
-            run,
-            RunUpdate(set={"check_at": now + run.lease_seconds}),
-            statuses=[run.status],
-            check_at=run.check_at,
-        )
+        return self.worker.apply(run, run.bump(now))
 
     def alert(self, reason: str, run: Run, now: float, **detail: Any) -> Alert:
         """Keep an alert and publish it (seed 000: a hanging job should generate an alert)."""
@@ -461,7 +454,7 @@ class SupervisorService:
         if run.status in (ExStatus.paused, ExStatus.stopping) or idle <= run.timeout_seconds:
             return False
         note = f"no progress for {idle:.0f} s (timeout_seconds {run.timeout_seconds})"
-        failed = self.worker.fail(run, note, now, statuses=[run.status], check_at=run.check_at)
+        failed = self.worker.apply(run, run.time_out(now, note))
         if failed is not None:
             stats.alerts += 1
             self.alert("timed out", run, now, idle_seconds=round(idle))
@@ -472,7 +465,7 @@ class SupervisorService:
             return
         if run.status in (ExStatus.pending, ExStatus.initializing):
             if self._bump(run, now):
-                self.queue.send_starts([(run.job_id, run.slot, 0)])
+                self.queue.send_starts([StartMessage(run.job_id, run.slot)])
                 stats.resent += 1
             return
         if run.status == ExStatus.stopping:
@@ -493,23 +486,7 @@ class SupervisorService:
             return
         if run.attempts > run.max_retries:
             error = f"lease expired {run.attempts} times (worker lost)"
-            failed = self.worker.end(
-                run,
-                RunUpdate(
-                    set={
-                        "status": ExStatus.failed,
-                        "failed": 1,
-                        "remaining": 0,
-                        "has_errors": True,
-                        "finished_at": now,
-                        "updated": now,
-                        "errors": [{"slice_id": slice_id_for(0), "error": error}],
-                    }
-                ),
-                statuses=[ExStatus.running],
-                lease_expired_before=now,
-                check_at=run.check_at,
-            )
+            failed = self.worker.apply(run, run.give_up_inline(now, error))
             if failed:
                 stats.slices_failed += 1
                 stats.finalized += 1
@@ -517,7 +494,7 @@ class SupervisorService:
                 self.alert("hanging: the worker was lost", run, now, attempts=run.attempts)
             return
         if self._bump(run, now):
-            self.queue.send_starts([(run.job_id, run.slot, 0)])
+            self.queue.send_starts([StartMessage(run.job_id, run.slot)])
             stats.resent += 1
 
     def _repair_sliced(self, run: Run, now: float, stats: TickStats) -> None:
