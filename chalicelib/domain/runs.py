@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -88,6 +88,41 @@ class RunTransition:
         if self.target is None:
             return self.guard.sources
         return ex_sources(self.target, self.guard.sources)
+
+    def admits(self, stored: Run, known: Run) -> bool:
+        """Whether the write applies to the `stored` record (the condition a store checks);
+        `known` is the run the transition was made from."""
+        g = self.guard
+        lease = stored.lease_expires_at
+        return stored.status in self.sources and all(
+            (
+                g.lease_token is None or stored.lease_token == g.lease_token,
+                g.lease_expired_before is None or lease is None or lease < g.lease_expired_before,
+                g.check_at is None or stored.check_at == g.check_at,
+                not g.remaining_zero or stored.remaining == 0,
+                not g.cursor_below_total or stored.queued_cursor < stored.slices_total,
+                not g.unread
+                or (stored.ex_id == known.ex_id and not (stored.buffered or stored.presliced)),
+            )
+        )
+
+    def applied_to(self, run: Run) -> Run:
+        """`run` as the write leaves it: an ended run has no lease, no check and no slot,
+        and waits to be counted in the cluster's totals."""
+        changes: dict[str, Any] = dict(self.sets)
+        for name, amount in self.adds.items():
+            changes[name] = (getattr(run, name) or 0) + amount
+        if self.target is not None:
+            changes["status"] = self.target
+        if self.terminal:
+            changes.update(
+                check_at=None,
+                lease_token=None,
+                lease_expires_at=None,
+                holds_slot=False,
+                tally_pending=True,
+            )
+        return replace(run, **changes)
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from chalicelib.domain.outcomes import SliceOutcome
 from chalicelib.domain.runs import Run
@@ -63,20 +64,33 @@ class SlicePath(RunLifecycle):
         except Exception as exc:
             return self._slice_failed(run, sl, token, error_text(exc))
         end = self.clock.now()
-        done = self.store.finish_slice(
+        if not self._finish_held(sl, run, token, end, result=result):
+            return SliceOutcome.lost_lease
+        self.after_slice(run, end)
+        return SliceOutcome.completed
+
+    def _finish_held(
+        self,
+        sl: Slice,
+        run: Run,
+        token: str,
+        now: float,
+        result: Any = None,
+        error: str | None = None,
+    ) -> bool:
+        """The slice this worker holds completed (or, with an `error`, failed for good),
+        counted on its run; False if its lease was lost meanwhile."""
+        completed = error is None
+        return self.store.finish_slice(
             sl,
             run,
             token=token,
             expected_lease=None,
-            completed=True,
+            completed=completed,
             result=result,
-            error=None,
-            now=end,
+            error=error,
+            now=now,
         )
-        if not done:
-            return SliceOutcome.lost_lease
-        self.after_slice(run, end)
-        return SliceOutcome.completed
 
     def _slice_failed(self, run: Run, sl: Slice, token: str, error: str) -> SliceOutcome:
         """A slice's attempt failed: released to be retried after a backoff, or, after its
@@ -87,17 +101,7 @@ class SlicePath(RunLifecycle):
             if self.store.release_slice(sl, token, end + delay, error, end):
                 self.send_slices(run, [sl.order], delay)
             return SliceOutcome.retry
-        done = self.store.finish_slice(
-            sl,
-            run,
-            token=token,
-            expected_lease=None,
-            completed=False,
-            result=None,
-            error=error,
-            now=end,
-        )
-        if not done:
+        if not self._finish_held(sl, run, token, end, error=error):
             return SliceOutcome.lost_lease
         self.after_slice(run, end)
         return SliceOutcome.failed

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import random
 import threading
@@ -100,37 +99,6 @@ def _totals_of(m: Any) -> ClusterTotals:
 def _unavailable(err: PynamoDBException) -> StoreUnavailable:
     cause = _code(err) or type(err.cause or err).__name__
     return StoreUnavailable(f"DynamoDB: {cause}: {err}")
-
-
-_RUN_FIELDS = {f.name: f for f in dataclasses.fields(Run)}
-
-
-def _field_default(f: dataclasses.Field[Any]) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None if f.default is dataclasses.MISSING else f.default
-
-
-def _applied(run: Run, sets: dict[str, Any], adds: dict[str, Any], removes: list[str]) -> Run:
-    """The run as a terminal transaction left it: `run` (the caller's copy, whose
-    conditions the write checked) with the write's sets, adds and removes applied."""
-    changes: dict[str, Any] = {}
-    for name in (*removes, *(k for k, v in sets.items() if v is None)):
-        f = _RUN_FIELDS.get(name)
-        if f is not None:
-            changes[name] = _field_default(f)
-    for name, value in sets.items():
-        if value is not None and name in _RUN_FIELDS:
-            changes[name] = value
-    for name, amount in adds.items():
-        if name in _RUN_FIELDS:
-            changes[name] = (getattr(run, name) or 0) + amount
-    if "status" in changes:
-        changes["status"] = ExStatus(changes["status"])
-    if "tally_shard" in sets:  # the record's mark; the run shows it as tally_pending
-        changes["tally_pending"] = sets["tally_shard"] is not None
-    changes["holds_slot"] = False
-    return dataclasses.replace(run, **changes)
 
 
 class DynamoStore(Store):
@@ -564,7 +532,7 @@ class DynamoStore(Store):
         if transition.terminal and run.holds_slot:
             if not self._finish_holding(run, actions, cond):
                 return None
-            return _applied(run, sets, dict(transition.adds), removes)
+            return transition.applied_to(run)  # a transaction returns no item
         item = R(run.job_id, run.slot)
         try:
             item.update(actions=actions, condition=cond)
