@@ -23,7 +23,7 @@ from chalicelib.ops.registry import validate_operations
 from chalicelib.ports import Clock, Queue, Sort, Store
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
-from chalicelib.services.worker import start_message
+from chalicelib.services.start import start_message
 
 
 def current_run(store: Store, job_id: str) -> Run:

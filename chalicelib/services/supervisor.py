@@ -28,7 +28,8 @@ from chalicelib.ports import (
 )
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
-from chalicelib.services.worker import WorkerService, start_message
+from chalicelib.services.start import start_message
+from chalicelib.services.worker import WorkerService
 
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_JOB_PER_TICK = 100

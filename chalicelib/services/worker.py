@@ -11,10 +11,8 @@ from collections.abc import Callable
 
 from chalicelib.ops.registry import OpSource
 from chalicelib.ports import BlobStore, Clock, Queue, Store
-from chalicelib.services.slices import Refill, SlicePath
-from chalicelib.services.start import PreparedStart, StartPath, start_message
-
-__all__ = ["PreparedStart", "Refill", "WorkerService", "start_message"]
+from chalicelib.services.slices import SlicePath
+from chalicelib.services.start import StartPath
 
 
 class WorkerService(StartPath, SlicePath):
