@@ -19,7 +19,6 @@ from chalicelib.services.jobs import current_run
 from chalicelib.services.worker import WorkerService
 
 MAX_BLOCKING_SECONDS = 25.0  # under API Gateway's 29 s
-STOPPABLE = [ExStatus.pending, ExStatus.initializing, ExStatus.running, ExStatus.paused]
 
 
 def run_error_slices(run: Run) -> list[Slice]:

@@ -152,6 +152,7 @@ class SupervisorService:
         self._unnoted: TickFailure | None = None
 
     def state(self) -> SupervisorRecord:
+        """The supervisor's record, created (running, or halted if so configured) if none."""
         found = self.store.get_supervisor()
         if found is not None:
             return found
@@ -250,6 +251,8 @@ class SupervisorService:
     def _fire(
         self, job: Job, now: float, horizon: float, stats: TickStats, sup: SupervisorRecord
     ) -> list[Run]:
+        """Create the job's runs due by `horizon` (its missed slots first go to the
+        ledger); returns those to start."""
         spec = job.spec
         schedule, slot = spec.schedule, job.next_fire_at
         if schedule is None or slot is None:
@@ -462,6 +465,7 @@ class SupervisorService:
         return True
 
     def _repair(self, run: Run, now: float, stats: TickStats) -> None:
+        """A run whose check is due: fail it if it timed out, else nudge what stalled."""
         if self._timed_out(run, now, stats):
             return
         if run.status in (ExStatus.pending, ExStatus.initializing):
@@ -482,6 +486,7 @@ class SupervisorService:
             self._repair_sliced(run, now, stats)
 
     def _repair_inline(self, run: Run, now: float, stats: TickStats) -> None:
+        """A one-slice run: run it again if its worker was lost, or give up on it."""
         if run.lease_expires_at is not None and run.lease_expires_at >= now:
             self._bump(run, now)
             return
@@ -499,6 +504,7 @@ class SupervisorService:
             stats.resent += 1
 
     def _repair_sliced(self, run: Run, now: float, stats: TickStats) -> None:
+        """A sliced run: put its work back in flight (one sweeper wins the check)."""
         if self._bump(run, now) is None:
             return
         done = self.worker.refill(run, now)
