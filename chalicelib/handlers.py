@@ -16,8 +16,9 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.bootstrap import get_container
-from chalicelib.domain.runs import StartHint
-from chalicelib.services.worker import PreparedStart
+from chalicelib.domain.outcomes import SliceOutcome, StartOutcome
+from chalicelib.ports import SliceMessage, StartMessage
+from chalicelib.services.start import PreparedStart
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,9 @@ def _body(record: SQSRecord) -> dict[str, Any]:
     return body
 
 
-def _slice_record(record: SQSRecord) -> str:
-    b = _body(record)
-    return get_container().worker.handle_slice(
-        str(b["job_id"]), str(b["slot"]), str(b["ex_id"]), str(b["slice_id"])
-    )
+def _slice_record(record: SQSRecord) -> SliceOutcome:
+    msg = SliceMessage.from_body(_body(record))
+    return get_container().worker.handle_slice(msg.job_id, msg.slot, msg.ex_id, msg.slice_id)
 
 
 def _batch(event: dict[str, Any], handler: Any, context: Any) -> dict[str, Any]:
@@ -71,15 +70,14 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     worker = get_container().worker
     records = [SQSRecord(r) for r in event["Records"]]
 
-    def prepare(record: SQSRecord) -> PreparedStart | str:
-        b = _body(record)
-        hint = StartHint.from_body(b)
-        return worker.prepare_start(str(b["job_id"]), str(b["slot"]), record.message_id, hint)
+    def prepare(record: SQSRecord) -> PreparedStart | StartOutcome:
+        msg = StartMessage.from_body(_body(record))
+        return worker.prepare_start(msg.job_id, msg.slot, record.message_id, msg.hint)
 
     with ThreadPoolExecutor(max(1, len(records)), thread_name_prefix="claim") as pool:
         claims = [(r.message_id, pool.submit(prepare, r)) for r in records]
     outcomes, failed = _settle(claims, "before its run")
-    prepared = [(mid, out) for mid, out in outcomes if not isinstance(out, str)]
+    prepared = [(mid, out) for mid, out in outcomes if isinstance(out, PreparedStart)]
     if prepared:
         with ThreadPoolExecutor(len(prepared), thread_name_prefix="start") as pool:
             runs = [(mid, pool.submit(worker.run_prepared, p)) for mid, p in prepared]

@@ -10,17 +10,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib.domain.assets import Asset
 from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.runs import Run
+from chalicelib.domain.runs import Run, RunTransition, StartHint
 from chalicelib.domain.slices import Slice
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
-
-if TYPE_CHECKING:
-    from chalicelib.ops.registry import OpSpec
 
 
 class Clock(ABC):
@@ -73,15 +70,6 @@ class TickFailure:
     count: int
     at: float
     reason: str
-
-
-@dataclass(frozen=True)
-class RunUpdate:
-    """The changes of one conditional run write: SET, ADD and REMOVE."""
-
-    set: dict[str, Any]
-    add: dict[str, int] | None = None
-    remove: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -245,25 +233,13 @@ class RunStore(ABC):
         missed slot), however many ledger records are newer."""
 
     @abstractmethod
-    def update_run(
-        self,
-        run: Run,
-        update: RunUpdate,
-        *,
-        statuses: Iterable[ExStatus],
-        lease_token: str | None = None,
-        lease_expired_before: float | None = None,
-        check_at: float | None = None,
-        remaining_zero: bool = False,
-        cursor_below_total: bool = False,
-        unread: bool = False,
-    ) -> Run | None:
-        """Apply `update` if the run's status is one of `statuses` and every given condition
-        holds: lease_token equals; lease missing or expired before the time; check_at equals;
-        remaining == 0; queued_cursor < slices_total; with `unread` (the caller has only the
-        run's key and ex_id, from a start hint) its ex_id equals and it is neither buffered
-        nor presliced. A terminal transition of a run holding an active slot frees that slot
-        in the same transaction. Returns the new run, or None."""
+    def apply_run(self, run: Run, transition: RunTransition) -> Run | None:
+        """Persist one transition of `run` (see the `Run` methods that make them), in one
+        conditional write: only if the stored status is one of `transition.sources` (the
+        guard's states that the execution table allows) and every condition of its guard
+        holds on the stored record. A terminal transition of a run holding one of its
+        job's active slots frees that slot in the same transaction. Returns the run as
+        written, or None if the condition did not hold."""
 
     @abstractmethod
     def run_window(
@@ -486,28 +462,66 @@ class Store(
         """Create every table (and index) that is missing, and wait until active."""
 
 
-StartItem = tuple[str, str, int] | tuple[str, str, int, Mapping[str, Any]]
+@dataclass(frozen=True)
+class StartMessage:
+    """'Start this run now': its key, how long the queue holds the message back, and for a
+    one-slice run the hint that lets the start worker claim it without reading it."""
+
+    job_id: str
+    slot: str
+    delay: int = 0
+    hint: StartHint | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The message body: the run's key, and the hint's fields if it has one."""
+        body: dict[str, Any] = {"job_id": self.job_id, "slot": self.slot}
+        if self.hint is not None:
+            body.update(self.hint.to_body())
+        return body
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> StartMessage:
+        """The message a body came from (its delay is spent: 0)."""
+        return cls(str(body["job_id"]), str(body["slot"]), hint=StartHint.from_body(body))
 
 
-def start_body(item: StartItem) -> dict[str, Any]:
-    """A start message's body: the run's key, and the hint's fields if it has one."""
-    body: dict[str, Any] = {"job_id": item[0], "slot": item[1]}
-    if len(item) == 4:
-        body.update(item[3])
-    return body
+@dataclass(frozen=True)
+class SliceMessage:
+    """'Run this slice now': the run's key, the execution and slice, and the delay."""
+
+    job_id: str
+    slot: str
+    ex_id: str
+    slice_id: str
+    delay: int = 0
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "slot": self.slot,
+            "ex_id": self.ex_id,
+            "slice_id": self.slice_id,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> SliceMessage:
+        """The message a body came from (its delay is spent: 0)."""
+        return cls(
+            str(body["job_id"]), str(body["slot"]), str(body["ex_id"]), str(body["slice_id"])
+        )
 
 
 class Queue(ABC):
     """Nudges: 'look at this run / slice now'. Losing or doubling one is always safe."""
 
     @abstractmethod
-    def send_starts(self, items: Sequence[StartItem]) -> None:
-        """Start messages for (job_id, slot, delay_seconds[, hint]); a hint's fields
-        (see `domain.runs.start_hint`) go into the message body."""
+    def send_starts(self, messages: Sequence[StartMessage]) -> None:
+        """Send start messages, each delivered no sooner than its delay (at most 900 s);
+        raises if some could not be sent (the sweep re-sends what a lost one left)."""
 
     @abstractmethod
-    def send_slices(self, items: Sequence[tuple[str, str, str, str, int]]) -> None:
-        """Slice messages for (job_id, slot, ex_id, slice_id, delay_seconds)."""
+    def send_slices(self, messages: Sequence[SliceMessage]) -> None:
+        """Send slice messages, each delivered no sooner than its delay, as send_starts."""
 
 
 class BlobStore(ABC):
@@ -558,16 +572,3 @@ class AssetStore(ABC):
     @abstractmethod
     def delete_asset(self, asset: Asset) -> bool:
         """Remove the asset and its name/version claim together; False if it was gone."""
-
-
-class OpSource(ABC):
-    """Operations that a job's assets provide, ready to run (workers)."""
-
-    @abstractmethod
-    def ops_for(self, assets: Sequence[str]) -> dict[str, OpSpec]:
-        """The ops of these asset references (ids, names, name:version), loaded."""
-
-    @abstractmethod
-    def pin(self, assets: Sequence[str]) -> list[str]:
-        """The ids these references name now (a name: its newest upload), so that every
-        slice of a run loads the same bundles whatever is uploaded meanwhile."""

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.ports import Alert, Notifier, Queue, StartItem, start_body
+from chalicelib.ports import Alert, Notifier, Queue, SliceMessage, StartMessage
 
 
 @dataclass
@@ -23,13 +23,13 @@ class MemoryQueue(Queue):
     messages: list[Message] = field(default_factory=list)
     sent: list[Message] = field(default_factory=list)
 
-    def send_starts(self, items: Sequence[StartItem]) -> None:
-        for item in items:
-            self._put(Message("start", start_body(item), item[2]))
+    def send_starts(self, messages: Sequence[StartMessage]) -> None:
+        for msg in messages:
+            self._put(Message("start", msg.body(), msg.delay))
 
-    def send_slices(self, items: Sequence[tuple[str, str, str, str, int]]) -> None:
-        for j, s, e, i, d in items:
-            self._put(Message("slice", {"job_id": j, "slot": s, "ex_id": e, "slice_id": i}, d))
+    def send_slices(self, messages: Sequence[SliceMessage]) -> None:
+        for msg in messages:
+            self._put(Message("slice", msg.body(), msg.delay))
 
     def _put(self, msg: Message) -> None:
         self.messages.append(msg)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.domain.slices import MAX_SQS_DELAY
-from chalicelib.ports import Queue, StartItem, start_body
+from chalicelib.ports import Queue, SliceMessage, StartMessage
 
 
 class QueueUnavailable(Exception):
@@ -48,14 +48,11 @@ class SqsQueue(Queue):
             if entries:
                 raise QueueUnavailable(f"{len(entries)} {kind} messages not sent")
 
-    def send_starts(self, items: Sequence[StartItem]) -> None:
-        self._send("start", [(start_body(item), item[2]) for item in items])
+    def send_starts(self, messages: Sequence[StartMessage]) -> None:
+        self._send("start", [(m.body(), m.delay) for m in messages])
 
-    def send_slices(self, items: Sequence[tuple[str, str, str, str, int]]) -> None:
-        self._send(
-            "slice",
-            [({"job_id": j, "slot": s, "ex_id": e, "slice_id": i}, d) for j, s, e, i, d in items],
-        )
+    def send_slices(self, messages: Sequence[SliceMessage]) -> None:
+        self._send("slice", [(m.body(), m.delay) for m in messages])
 
 
 def ensure_queues(client: Any, start: str, slices: str, dlq: str, max_receive: int) -> None:

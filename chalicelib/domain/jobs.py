@@ -115,5 +115,10 @@ class Job:
         return JobDefinition.model_validate(self.definition)
 
     @property
+    def schedule_anchor(self) -> float:
+        """The time its schedule counts from: its last (re)start, else its creation."""
+        return self.anchor if self.anchor is not None else self.created
+
+    @property
     def name(self) -> str:
         return str(self.definition.get("name", ""))

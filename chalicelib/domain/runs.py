@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from chalicelib.domain.jobs import JobDefinition
+from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.timefmt import slot_key
-from chalicelib.domain.transitions import ExStatus
+from chalicelib.domain.transitions import ACTIVE_EX, TERMINAL_EX, ExStatus, ex_sources
+
+START_LEAD_S = 2  # start messages arrive this early; the start worker waits out the rest
+
+
+# a run's config may predate a field: it then has the job definition's default
+_JOB_DEFAULTS: dict[str, int] = {
+    name: int(JobDefinition.model_fields[name].default)
+    for name in ("max_retries", "timeout_seconds", "lease_seconds")
+}
 
 
 class MissReason(StrEnum):
@@ -35,6 +47,82 @@ def scheduled_slot(ts: float) -> str:
 def manual_slot(ts: float, token: str | None = None) -> str:
     """An on-demand run's slot: its request time plus a suffix, sorting with scheduled ones."""
     return f"{slot_key(ts)}#m-{token or uuid.uuid4().hex[:12]}"
+
+
+_P, _I, _R = ExStatus.pending, ExStatus.initializing, ExStatus.running
+_PAUSED, _STOPPING = ExStatus.paused, ExStatus.stopping
+
+
+@dataclass(frozen=True)
+class Guard:
+    """When a run write applies: the run's status is one of `sources` (bounded by the
+    execution table, see `RunTransition.sources`) and every given condition holds."""
+
+    sources: frozenset[ExStatus]
+    lease_token: str | None = None  # the lease is held by this token
+    lease_expired_before: float | None = None  # no lease, or one that expired before this
+    check_at: float | None = None  # check_at still equals this (one sweeper wins)
+    remaining_zero: bool = False  # no slice remains
+    cursor_below_total: bool = False  # a slice is left to hand out
+    unread: bool = False  # known only from a start hint: same ex_id, not buffered/presliced
+
+
+@dataclass(frozen=True)
+class RunTransition:
+    """One conditional write of a run, as the aggregate decides it: the status it moves to
+    (None: the status stays), the fields it sets (None removes one), the counters it adds
+    to, and its guard. A store applies it whole or not at all."""
+
+    guard: Guard
+    target: ExStatus | None = None
+    sets: Mapping[str, Any] = field(default_factory=dict)
+    adds: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.target is not None and self.target in TERMINAL_EX
+
+    @property
+    def sources(self) -> frozenset[ExStatus]:
+        """The guard's states that the execution table lets move to the target."""
+        if self.target is None:
+            return self.guard.sources
+        return ex_sources(self.target, self.guard.sources)
+
+    def admits(self, stored: Run, known: Run) -> bool:
+        """Whether the write applies to the `stored` record (the condition a store checks);
+        `known` is the run the transition was made from."""
+        g = self.guard
+        lease = stored.lease_expires_at
+        return stored.status in self.sources and all(
+            (
+                g.lease_token is None or stored.lease_token == g.lease_token,
+                g.lease_expired_before is None or lease is None or lease < g.lease_expired_before,
+                g.check_at is None or stored.check_at == g.check_at,
+                not g.remaining_zero or stored.remaining == 0,
+                not g.cursor_below_total or stored.queued_cursor < stored.slices_total,
+                not g.unread
+                or (stored.ex_id == known.ex_id and not (stored.buffered or stored.presliced)),
+            )
+        )
+
+    def applied_to(self, run: Run) -> Run:
+        """`run` as the write leaves it: an ended run has no lease, no check and no slot,
+        and waits to be counted in the cluster's totals."""
+        changes: dict[str, Any] = dict(self.sets)
+        for name, amount in self.adds.items():
+            changes[name] = (getattr(run, name) or 0) + amount
+        if self.target is not None:
+            changes["status"] = self.target
+        if self.terminal:
+            changes.update(
+                check_at=None,
+                lease_token=None,
+                lease_expires_at=None,
+                holds_slot=False,
+                tally_pending=True,
+            )
+        return replace(run, **changes)
 
 
 @dataclass
@@ -79,19 +167,24 @@ class Run:
 
     @property
     def max_retries(self) -> int:
-        return int(self.config.get("max_retries", 3))
+        return int(self.config.get("max_retries", _JOB_DEFAULTS["max_retries"]))
 
     @property
     def timeout_seconds(self) -> int:
-        return int(self.config.get("timeout_seconds", 900))
+        return int(self.config.get("timeout_seconds", _JOB_DEFAULTS["timeout_seconds"]))
 
     @property
     def lease_seconds(self) -> int:
-        return int(self.config.get("lease_seconds", 60))
+        return int(self.config.get("lease_seconds", _JOB_DEFAULTS["lease_seconds"]))
 
     @property
     def operations(self) -> list[dict[str, Any]]:
         return list(self.config.get("operations", []))
+
+    @property
+    def assets(self) -> list[str]:
+        """The job's asset references (as the claim pinned them: ids)."""
+        return list(self.config.get("assets") or [])
 
     @property
     def start_at(self) -> float:
@@ -101,6 +194,194 @@ class Run:
     @property
     def final_status(self) -> ExStatus:
         return ExStatus.failed if self.failed else ExStatus.completed
+
+    @property
+    def may_retry(self) -> bool:
+        """A one-slice run whose last attempt failed may be run again."""
+        return self.attempts <= self.max_retries
+
+    def _noted(self, error: str) -> list[dict[str, Any]]:
+        return [*self.errors, {"slice_id": None, "error": error}]
+
+    # ---- transitions: each returns the write; the store applies it, or not ---------------
+    def claim_inline(
+        self,
+        token: str,
+        begin: float,
+        now: float,
+        *,
+        config: dict[str, Any] | None = None,
+        unread: bool = False,
+    ) -> RunTransition:
+        """A one-slice run claimed to run on its own record: running, inline, its lease
+        covering the wait until `begin`. Only from pending if the caller has not read the
+        run (`unread`: it knows the run from a start hint)."""
+        lease = begin + self.lease_seconds
+        sets: dict[str, Any] = {
+            "inline": True,
+            "slices_total": 1,
+            "remaining": 1,
+            "queued_cursor": 1,
+            "lease_token": token,
+            "lease_expires_at": lease,
+            "check_at": lease + 1,
+            "started_at": self.started_at or begin,
+            "updated": now,
+        }
+        if config is not None:
+            sets["config"] = config
+        sources = frozenset({_P} if unread else {_P, _I, _R})
+        guard = Guard(sources, lease_expired_before=now, unread=unread)
+        return RunTransition(guard, _R, sets, {"attempts": 1})
+
+    def claim_initializing(
+        self, token: str, lease: float, now: float, config: dict[str, Any] | None = None
+    ) -> RunTransition:
+        """A sliced run claimed, until `lease`, to write its slices and set them going."""
+        sets: dict[str, Any] = {
+            "lease_token": token,
+            "lease_expires_at": lease,
+            "check_at": lease + 1,
+            "updated": now,
+        }
+        if config is not None:
+            sets["config"] = config
+        return RunTransition(Guard(frozenset({_P, _I}), lease_expired_before=now), _I, sets)
+
+    def take_over(self, token: str, now: float) -> RunTransition:
+        """The holder of the run's lease renames it `token` (its claim's answer was lost)."""
+        guard = Guard(frozenset({self.status}), lease_token=self.lease_token)
+        return RunTransition(guard, None, {"lease_token": token, "updated": now})
+
+    def set_going(self, token: str, total: int, begin: float) -> RunTransition:
+        """initializing -> running at the run's second, its first `workers` slices handed
+        out (the new run's queued_cursor says how many)."""
+        sets = {
+            "slices_total": total,
+            "remaining": total,
+            "queued_cursor": min(max(1, self.workers), total),
+            "lease_token": None,
+            "lease_expires_at": None,
+            "check_at": begin + self.lease_seconds,
+            "started_at": self.started_at or begin,
+            "updated": begin,
+        }
+        return RunTransition(Guard(frozenset({_I}), lease_token=token), _R, sets)
+
+    def complete_unsliced(self, begin: float, now: float) -> RunTransition:
+        """A pending run whose reader gave no slice: completed at once."""
+        sets = {"started_at": begin, "finished_at": begin, "updated": now}
+        return RunTransition(Guard(frozenset({_P})), ExStatus.completed, sets)
+
+    def complete_inline(self, token: str, result: Any, begin: float, end: float) -> RunTransition:
+        """A one-slice run's slice succeeded: the run is completed with its result."""
+        sets = {
+            "processed": 1,
+            "remaining": 0,
+            "result": result,
+            "started_at": begin if self.attempts == 1 else self.started_at or begin,
+            "finished_at": end,
+            "updated": end,
+        }
+        return RunTransition(
+            Guard(frozenset({_R, _PAUSED}), lease_token=token), ExStatus.completed, sets
+        )
+
+    def retry_inline(self, token: str, now: float, delay: int, error: str) -> RunTransition:
+        """A one-slice run's slice failed and may be retried: its lease is let go, and the
+        sweep looks at it again once its retry (`delay` away) should have run."""
+        sets = {
+            "lease_token": None,
+            "lease_expires_at": None,
+            "check_at": now + delay + self.lease_seconds,
+            "errors": self._slice_error(error, attempt=True),
+            "updated": now,
+        }
+        return RunTransition(Guard(frozenset({_R, _PAUSED}), lease_token=token), None, sets)
+
+    def _slice_error(self, error: str, *, attempt: bool) -> list[dict[str, Any]]:
+        """A one-slice run's error, kept as its one slice's."""
+        if attempt:
+            return [{"slice_id": slice_id_for(0), "attempt": self.attempts, "error": error}]
+        return [{"slice_id": slice_id_for(0), "error": error}]
+
+    def _failed(
+        self, guard: Guard, now: float, errors: list[dict[str, Any]], *, own_slice: bool
+    ) -> RunTransition:
+        """Every failure of a run: failed, with why; a one-slice run (`own_slice`) also
+        counts its slice as failed."""
+        sets: dict[str, Any] = {
+            "has_errors": True,
+            "finished_at": now,
+            "updated": now,
+            "errors": errors,
+        }
+        if own_slice:
+            sets.update(failed=1, remaining=0)
+        return RunTransition(guard, ExStatus.failed, sets)
+
+    def fail_inline(self, token: str, now: float, error: str) -> RunTransition:
+        """A one-slice run's slice failed its last attempt (the worker holding it says)."""
+        guard = Guard(frozenset({_R, _PAUSED}), lease_token=token)
+        return self._failed(guard, now, self._slice_error(error, attempt=True), own_slice=True)
+
+    def give_up_inline(self, now: float, error: str) -> RunTransition:
+        """A one-slice run whose worker kept being lost (the sweep says, once)."""
+        guard = Guard(frozenset({_R}), lease_expired_before=now, check_at=self.check_at)
+        return self._failed(guard, now, self._slice_error(error, attempt=False), own_slice=True)
+
+    def fail_unsliced(self, now: float, error: str) -> RunTransition:
+        """A run that could not be sliced (its reader failed): failed before it ran."""
+        return self._failed(Guard(frozenset({_P, _I})), now, self._noted(error), own_slice=False)
+
+    def time_out(self, now: float, note: str) -> RunTransition:
+        """A run that made no progress for too long (the sweep says, once)."""
+        guard = Guard(frozenset({self.status}), check_at=self.check_at)
+        return self._failed(guard, now, self._noted(note), own_slice=False)
+
+    def hand_out_next(self, now: float) -> RunTransition:
+        """One more slice of a running run handed out, if one is left."""
+        guard = Guard(frozenset({_R}), cursor_below_total=True)
+        return RunTransition(guard, None, {"updated": now}, {"queued_cursor": 1})
+
+    def finalize(self, now: float) -> RunTransition:
+        """running -> completed / failed once no slice remains; one caller wins."""
+        sets = {"finished_at": now, "updated": now, "has_errors": self.failed > 0}
+        return RunTransition(Guard(frozenset({_R}), remaining_zero=True), self.final_status, sets)
+
+    def stop_pending(self, now: float, reason: str) -> RunTransition:
+        """A run that has not started stops at once."""
+        sets = {"finished_at": now, "updated": now, "errors": self._noted(f"stopped: {reason}")}
+        return RunTransition(Guard(frozenset({_P})), ExStatus.stopped, sets)
+
+    def ask_stop(self, now: float, reason: str) -> RunTransition:
+        """A started run stops taking slices; it ends once none is in flight."""
+        sets = {"check_at": now, "updated": now, "errors": self._noted(f"stopped: {reason}")}
+        return RunTransition(Guard(frozenset({_P, _I, _R, _PAUSED})), _STOPPING, sets)
+
+    def stop(self, now: float, token: str | None = None) -> RunTransition:
+        """stopping -> stopped (by the holder of its lease, if `token`)."""
+        guard = Guard(frozenset({_STOPPING}), lease_token=token)
+        return RunTransition(guard, ExStatus.stopped, {"finished_at": now, "updated": now})
+
+    def bump(self, now: float) -> RunTransition:
+        """This tick's claim of the run's repair: one sweeper wins its check_at."""
+        guard = Guard(frozenset({self.status}), check_at=self.check_at)
+        return RunTransition(guard, None, {"check_at": now + self.lease_seconds})
+
+    def pause(self, now: float) -> RunTransition:
+        """running -> paused: no slice is handed out until it resumes."""
+        return RunTransition(Guard(frozenset({_R})), _PAUSED, {"updated": now})
+
+    def resume(self, now: float) -> RunTransition:
+        """paused -> running."""
+        sets = {"updated": now, "check_at": now + self.lease_seconds}
+        return RunTransition(Guard(frozenset({_PAUSED})), _R, sets)
+
+    def set_workers(self, workers: int, now: float) -> RunTransition:
+        """How many slices may be in flight at once, while the run has not ended."""
+        guard = Guard(frozenset(ACTIVE_EX))
+        return RunTransition(guard, None, {"workers": workers, "updated": now})
 
 
 @dataclass(frozen=True)
@@ -116,7 +397,7 @@ class StartHint:
         return {"ex_id": self.ex_id, "start_at": self.start_at, "lease": self.lease_seconds}
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> StartHint | None:
+    def from_body(cls, body: Mapping[str, Any]) -> StartHint | None:
         try:
             return cls(str(body["ex_id"]), float(body["start_at"]), int(body["lease"]))
         except (KeyError, TypeError, ValueError):

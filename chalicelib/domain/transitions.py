@@ -6,7 +6,7 @@ performs a transition, so a racing writer cannot apply an arrow that is not in t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -178,6 +178,14 @@ SUPERVISOR_MACHINE = _m(
 MACHINES: Mapping[str, Machine] = {
     m.name: m for m in (JOB_MACHINE, EX_MACHINE, SLICE_MACHINE, SUPERVISOR_MACHINE)
 }
+
+
+def ex_sources(target: ExStatus, among: Iterable[ExStatus]) -> frozenset[ExStatus]:
+    """The states of `among` from which a run may be written with status `target`: the
+    execution table's arrows into it, plus staying in it when it is not terminal (a
+    re-claim, a renewed lease). A finished record is never rewritten."""
+    legal = EX_MACHINE.sources_for(target) | ({target} - TERMINAL_EX)
+    return frozenset(ExStatus(s) for s in among if s in legal)
 
 
 def apply(machine: Machine, current: str, target: str) -> str:

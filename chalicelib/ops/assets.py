@@ -27,8 +27,8 @@ from chalicelib.domain.assets import (
     read_members,
     sha_of,
 )
-from chalicelib.ops.registry import AnyParams, OpSpec, SliceContext
-from chalicelib.ports import BlobStore, OpSource
+from chalicelib.ops.registry import AnyParams, OpSource, OpSpec, SliceContext
+from chalicelib.ports import BlobStore
 
 COMPLETE = ".complete"
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import hashlib
 import shlex
 import time
-from collections.abc import Callable, Iterator, Mapping
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chalicelib.domain.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from chalicelib.ports import BlobStore
+from chalicelib.ports import BlobStore
 
 MAX_SLICES = 100_000
 
@@ -83,10 +83,36 @@ Processor = Callable[[Any, Any, SliceContext], Any]
 
 @dataclass(frozen=True)
 class OpSpec:
+    """An op: its name, its params model, and what it does as a reader or a processor."""
+
     name: str
     params: type[Params]
     reader: Reader | None = None
     processor: Processor | None = None
+
+
+class OpSource(ABC):
+    """Operations that a job's assets provide, ready to run (workers). A port, kept beside
+    the OpSpec it returns so that `chalicelib.ports` needs nothing from the ops."""
+
+    @abstractmethod
+    def ops_for(self, assets: Sequence[str]) -> dict[str, OpSpec]:
+        """The ops of these asset references (ids, names, name:version), loaded."""
+
+    @abstractmethod
+    def pin(self, assets: Sequence[str]) -> list[str]:
+        """The ids these references name now (a name: its newest upload), so that every
+        slice of a run loads the same bundles whatever is uploaded meanwhile."""
+
+
+def error_text(exc: BaseException) -> str:
+    """An op's exception as one line of text (its type and message), as runs record it."""
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def asset_ops(source: OpSource | None, assets: Sequence[str]) -> dict[str, OpSpec]:
+    """The ops of these asset references (none without assets or a source to load them)."""
+    return source.ops_for(assets) if source is not None and assets else {}
 
 
 class OpFailed(Exception):

@@ -14,12 +14,11 @@ from chalicelib.domain.runs import Run, Trigger, manual_slot
 from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import LEDGER_EX, TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ops.registry import slice_requests
-from chalicelib.ports import Clock, RunUpdate, Sort, Store
+from chalicelib.ports import Clock, Sort, StartMessage, Store
 from chalicelib.services.jobs import current_run
 from chalicelib.services.worker import WorkerService
 
 MAX_BLOCKING_SECONDS = 25.0  # under API Gateway's 29 s
-STOPPABLE = [ExStatus.pending, ExStatus.initializing, ExStatus.running, ExStatus.paused]
 
 
 def run_error_slices(run: Run) -> list[Slice]:
@@ -89,11 +88,7 @@ class ExecutionService:
         if run.status == ExStatus.paused:
             return {"status": "paused"}
         now = self.clock.now()
-        paused = self.store.update_run(
-            run,
-            RunUpdate(set={"status": ExStatus.paused, "updated": now}),
-            statuses=[ExStatus.running],
-        )
+        paused = self.worker.apply(run, run.pause(now))
         if paused is None:
             raise self._conflict(run, "pause")
         return {"status": "paused"}
@@ -103,22 +98,12 @@ class ExecutionService:
         if run.status == ExStatus.running:
             return {"status": "running"}
         now = self.clock.now()
-        resumed = self.store.update_run(
-            run,
-            RunUpdate(
-                set={
-                    "status": ExStatus.running,
-                    "updated": now,
-                    "check_at": now + run.lease_seconds,
-                }
-            ),
-            statuses=[ExStatus.paused],
-        )
+        resumed = self.worker.apply(run, run.resume(now))
         if resumed is None:
             raise self._conflict(run, "resume")
         if resumed.inline:
             if resumed.lease_expires_at is None or resumed.lease_expires_at < now:
-                self.worker.queue.send_starts([(run.job_id, run.slot, 0)])
+                self.worker.queue.send_starts([StartMessage(run.job_id, run.slot)])
         elif resumed.slices_total:
             self.worker.refill(resumed, now)
         return {"status": "running"}
@@ -147,11 +132,7 @@ class ExecutionService:
         if run.status in TERMINAL_EX:
             raise self._conflict(run, "change the workers of")
         now = self.clock.now()
-        changed = self.store.update_run(
-            run,
-            RunUpdate(set={"workers": workers, "updated": now}),
-            statuses=[s for s in ExStatus if s not in TERMINAL_EX],
-        )
+        changed = self.worker.apply(run, run.set_workers(workers, now))
         if changed is None:
             raise self._conflict(run, "change the workers of")
         if workers > run.workers and changed.status == ExStatus.running and changed.slices_total:
@@ -200,7 +181,7 @@ class ExecutionService:
         )
         if not self.store.reset_run(run, fresh, slices, spec.active_limit):
             raise self._conflict(run, "rerun")
-        self.worker.queue.send_starts([(run.job_id, run.slot, 0)])
+        self.worker.queue.send_starts([StartMessage(run.job_id, run.slot)])
         return {"status": "pending", "ex_id": fresh.ex_id, "replaces": run.ex_id}
 
     def recover(self, run: Run, cleanup_type: str | None, config: dict[str, Any]) -> Run:
@@ -267,7 +248,7 @@ class ExecutionService:
         )
         if not self.store.create_run(fresh, limit=spec.active_limit):
             raise Conflict(f"job {run.job_id} is at its limit of active runs", job_id=run.job_id)
-        self.worker.queue.send_starts([(run.job_id, fresh.slot, 0)])
+        self.worker.queue.send_starts([StartMessage(run.job_id, fresh.slot)])
         return fresh
 
     def slices(self, run: Run, state: str | None) -> list[Slice]:

@@ -23,7 +23,7 @@ from chalicelib.ops.registry import validate_operations
 from chalicelib.ports import Clock, Queue, Sort, Store
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
-from chalicelib.services.worker import start_item
+from chalicelib.services.start import start_message
 
 
 def current_run(store: Store, job_id: str) -> Run:
@@ -220,7 +220,7 @@ class JobService:
                 job_id=job_id,
                 active_slots=sorted(fresh.active_slots),
             )
-        self.queue.send_starts([start_item(run, 0)])
+        self.queue.send_starts([start_message(run, 0)])
         return run
 
     def _create(self, run: Run, limit: int | None) -> bool:

@@ -14,36 +14,35 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.policies import jitter, miss_reason, split_missed
-from chalicelib.domain.runs import MissReason, Run, Trigger, scheduled_slot
-from chalicelib.domain.slices import slice_id_for
+from chalicelib.domain.runs import START_LEAD_S, MissReason, Run, Trigger, scheduled_slot
 from chalicelib.domain.transitions import ExStatus, SupervisorState
 from chalicelib.ports import (
     Alert,
     Clock,
     Notifier,
     Queue,
-    RunUpdate,
+    StartMessage,
     Store,
     SupervisorRecord,
     TickFailure,
 )
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
-from chalicelib.services.worker import WorkerService, start_item
+from chalicelib.services.start import start_message
+from chalicelib.services.worker import WorkerService
 
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_JOB_PER_TICK = 100
 CREATE_ATTEMPTS = 5
-START_LEAD = 2
 MAX_LEDGER_PER_TICK = 240
 LEDGER_CHUNK = 24
 
 
 def start_delay(slot: float, now: float) -> int:
-    """Whole-second SQS delay that lands a start message START_LEAD seconds before its
+    """Whole-second SQS delay that lands a start message START_LEAD_S seconds before its
     slot: delivery (a poll, a Lambda trigger) takes time, and the start worker claims the
     run ahead and waits out the rest to the sub-second."""
-    return max(0, math.floor(slot - now) - START_LEAD)
+    return max(0, math.floor(slot - now) - START_LEAD_S)
 
 
 class StartSender:
@@ -79,7 +78,7 @@ class StartSender:
     def _send(self, batch: list[Run]) -> None:
         now = self.now()
         try:
-            self.queue.send_starts([start_item(r, start_delay(r.start_at, now)) for r in batch])
+            self.queue.send_starts([start_message(r, start_delay(r.start_at, now)) for r in batch])
         except Exception:  # the sweep re-sends starts of runs that did not begin
             with self._lock:
                 self.errors += 1
@@ -153,6 +152,7 @@ class SupervisorService:
         self._unnoted: TickFailure | None = None
 
     def state(self) -> SupervisorRecord:
+        """The supervisor's record, created (running, or halted if so configured) if none."""
         found = self.store.get_supervisor()
         if found is not None:
             return found
@@ -251,14 +251,16 @@ class SupervisorService:
     def _fire(
         self, job: Job, now: float, horizon: float, stats: TickStats, sup: SupervisorRecord
     ) -> list[Run]:
+        """Create the job's runs due by `horizon` (its missed slots first go to the
+        ledger); returns those to start."""
         spec = job.spec
         schedule, slot = spec.schedule, job.next_fire_at
         if schedule is None or slot is None:
             return []
-        anchor = job.anchor if job.anchor is not None else job.created
+        anchor = job.schedule_anchor
         cutoff = now - spec.misfire_grace_seconds
         if slot < cutoff:
-            slot = self._misfire(job, slot, cutoff, anchor, now, stats, sup)
+            slot = self._misfire(job, slot, cutoff, now, stats, sup)
             if slot is None:
                 return []  # the ledger goes on next tick, or the job has ended
         starts: list[Run] = []
@@ -279,7 +281,6 @@ class SupervisorService:
         job: Job,
         first: float,
         cutoff: float,
-        anchor: float,
         now: float,
         stats: TickStats,
         sup: SupervisorRecord,
@@ -294,7 +295,7 @@ class SupervisorService:
         slot: float | None = first
         while slot is not None and slot < cutoff and len(missed) < MAX_LEDGER_PER_TICK:
             missed.append(slot)
-            slot = next_slot(spec.schedule, slot, anchor)
+            slot = next_slot(spec.schedule, slot, job.schedule_anchor)
         complete = slot is None or slot >= cutoff
         next_due = slot is not None and slot <= now
         to_ledger, to_run = split_missed(missed, spec.catchup, spec.max_catchup, complete, next_due)
@@ -433,12 +434,7 @@ class SupervisorService:
 
     def _bump(self, run: Run, now: float) -> Run | None:
         """Claim this run's repair for this tick: only one supervisor wins the check_at."""
-        return self.store.update_run(
-            run,
-            RunUpdate(set={"check_at": now + run.lease_seconds}),
-            statuses=[run.status],
-            check_at=run.check_at,
-        )
+        return self.worker.apply(run, run.bump(now))
 
     def alert(self, reason: str, run: Run, now: float, **detail: Any) -> Alert:
         """Keep an alert and publish it (seed 000: a hanging job should generate an alert)."""
@@ -462,18 +458,19 @@ class SupervisorService:
         if run.status in (ExStatus.paused, ExStatus.stopping) or idle <= run.timeout_seconds:
             return False
         note = f"no progress for {idle:.0f} s (timeout_seconds {run.timeout_seconds})"
-        failed = self.worker.fail(run, note, now, statuses=[run.status], check_at=run.check_at)
+        failed = self.worker.apply(run, run.time_out(now, note))
         if failed is not None:
             stats.alerts += 1
             self.alert("timed out", run, now, idle_seconds=round(idle))
         return True
 
     def _repair(self, run: Run, now: float, stats: TickStats) -> None:
+        """A run whose check is due: fail it if it timed out, else nudge what stalled."""
         if self._timed_out(run, now, stats):
             return
         if run.status in (ExStatus.pending, ExStatus.initializing):
             if self._bump(run, now):
-                self.queue.send_starts([(run.job_id, run.slot, 0)])
+                self.queue.send_starts([StartMessage(run.job_id, run.slot)])
                 stats.resent += 1
             return
         if run.status == ExStatus.stopping:
@@ -489,28 +486,13 @@ class SupervisorService:
             self._repair_sliced(run, now, stats)
 
     def _repair_inline(self, run: Run, now: float, stats: TickStats) -> None:
+        """A one-slice run: run it again if its worker was lost, or give up on it."""
         if run.lease_expires_at is not None and run.lease_expires_at >= now:
             self._bump(run, now)
             return
         if run.attempts > run.max_retries:
             error = f"lease expired {run.attempts} times (worker lost)"
-            failed = self.worker.end(
-                run,
-                RunUpdate(
-                    set={
-                        "status": ExStatus.failed,
-                        "failed": 1,
-                        "remaining": 0,
-                        "has_errors": True,
-                        "finished_at": now,
-                        "updated": now,
-                        "errors": [{"slice_id": slice_id_for(0), "error": error}],
-                    }
-                ),
-                statuses=[ExStatus.running],
-                lease_expired_before=now,
-                check_at=run.check_at,
-            )
+            failed = self.worker.apply(run, run.give_up_inline(now, error))
             if failed:
                 stats.slices_failed += 1
                 stats.finalized += 1
@@ -518,10 +500,11 @@ class SupervisorService:
                 self.alert("hanging: the worker was lost", run, now, attempts=run.attempts)
             return
         if self._bump(run, now):
-            self.queue.send_starts([(run.job_id, run.slot, 0)])
+            self.queue.send_starts([StartMessage(run.job_id, run.slot)])
             stats.resent += 1
 
     def _repair_sliced(self, run: Run, now: float, stats: TickStats) -> None:
+        """A sliced run: put its work back in flight (one sweeper wins the check)."""
         if self._bump(run, now) is None:
             return
         done = self.worker.refill(run, now)

@@ -7,8 +7,10 @@ import pytest
 from chalicelib.adapters.dynamodb.counting import counting
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
+from chalicelib.domain.runs import Guard, RunTransition
 from chalicelib.domain.transitions import ExStatus
-from chalicelib.ports import FakeClock, RunUpdate
+from chalicelib.ports import FakeClock
+from chalicelib.services.start import PreparedStart
 from tests.conftest import T0, drain
 
 NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
@@ -120,13 +122,14 @@ def test_finishing_transaction_returns_the_run_it_wrote(container: Container, cl
     job, _ = container.jobs.submit({**NOOP, "overlap": "skip"}, start=False)
     run = container.jobs.start_run(job.job_id, args="a b")
     prepared = container.worker.prepare_start(run.job_id, run.slot)
-    assert not isinstance(prepared, str) and prepared.run.holds_slot
+    assert isinstance(prepared, PreparedStart) and prepared.run.holds_slot
     clock.t += 2
-    ended = container.worker.end(
+    ended = container.worker.apply(
         prepared.run,
-        RunUpdate(
-            set={
-                "status": ExStatus.completed,
+        RunTransition(
+            Guard(frozenset({ExStatus.running}), lease_token=prepared.token),
+            ExStatus.completed,
+            sets={
                 "processed": 1,
                 "remaining": 0,
                 "result": {"n": 1},
@@ -134,10 +137,8 @@ def test_finishing_transaction_returns_the_run_it_wrote(container: Container, cl
                 "updated": clock.t,
                 "reason": None,
             },
-            add={"attempts": 1},
+            adds={"attempts": 1},
         ),
-        statuses=[ExStatus.running],
-        lease_token=prepared.token,
     )
     stored = container.store.get_run(run.job_id, run.slot)
     assert ended is not None and stored is not None

@@ -181,7 +181,7 @@ def test_inline_worker_dying_is_rerun_then_failed_after_max_retries(
     def die(*a: object, **k: object) -> None:
         raise KeyboardInterrupt  # the Lambda is killed mid-slice
 
-    monkeypatch.setattr("chalicelib.services.worker.process", die)
+    monkeypatch.setattr("chalicelib.services.start.process", die)
     with pytest.raises(KeyboardInterrupt):
         drain(container, queue)
     clock.advance(12)

@@ -102,7 +102,7 @@ def test_a_one_slice_run_that_keeps_losing_its_worker_is_alerted(
     def die(*a: object, **k: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("chalicelib.services.worker.process", die)
+    monkeypatch.setattr("chalicelib.services.start.process", die)
     with pytest.raises(KeyboardInterrupt):
         deliver(container, queue.take()[0])
     clock.advance(12)

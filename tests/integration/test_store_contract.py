@@ -9,10 +9,10 @@ import pytest
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import Job, due_shard
-from chalicelib.domain.runs import Run, scheduled_slot
+from chalicelib.domain.runs import Guard, Run, RunTransition, scheduled_slot
 from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import ExStatus, JobState, SliceState, SupervisorState
-from chalicelib.ports import RunUpdate, SupervisorRecord
+from chalicelib.ports import SupervisorRecord
 
 T = 1_800_000_000.0
 DEF = {
@@ -106,81 +106,39 @@ def test_on_demand_run_is_put_if_absent_and_found_by_ex_id(store: DynamoStore):
     assert store.get_run_by_ex("nope") is None
 
 
-def test_run_updates_are_conditional(store: DynamoStore):
+def test_run_transitions_are_conditional(store: DynamoStore):
     job = _job()
     run = _run(job)
     store.create_run(run)
-    claimed = store.update_run(
+    running = frozenset({ExStatus.running})
+
+    def apply(guard: Guard, sets: dict[str, object], target: ExStatus | None = None) -> Run | None:
+        return store.apply_run(run, RunTransition(guard, target, sets))
+
+    claimed = store.apply_run(
         run,
-        RunUpdate(
-            set={"status": ExStatus.running, "lease_token": "a", "lease_expires_at": T + 30},
-            add={"attempts": 1},
+        RunTransition(
+            Guard(frozenset({ExStatus.pending}), lease_expired_before=T),
+            ExStatus.running,
+            {"lease_token": "a", "lease_expires_at": T + 30},
+            {"attempts": 1},
         ),
-        statuses=[ExStatus.pending],
-        lease_expired_before=T,
     )
     assert claimed is not None and claimed.attempts == 1
     # a second claimer loses: the lease is alive
-    assert (
-        store.update_run(
-            run,
-            RunUpdate(set={"lease_token": "b"}),
-            statuses=[ExStatus.running],
-            lease_expired_before=T + 10,
-        )
-        is None
-    )
+    assert apply(Guard(running, lease_expired_before=T + 10), {"lease_token": "b"}) is None
     # ... until it expires
-    assert store.update_run(
-        run,
-        RunUpdate(set={"lease_token": "b"}),
-        statuses=[ExStatus.running],
-        lease_expired_before=T + 31,
-    )
-    assert (
-        store.update_run(
-            run, RunUpdate(set={"result": 1}), statuses=[ExStatus.running], lease_token="a"
-        )
-        is None
-    )
-    assert store.update_run(
-        run,
-        RunUpdate(set={"slices_total": 2, "queued_cursor": 1}),
-        statuses=[ExStatus.running],
-        lease_token="b",
-    )
-    nxt = store.update_run(
-        run,
-        RunUpdate(set={}, add={"queued_cursor": 1}),
-        statuses=[ExStatus.running],
-        cursor_below_total=True,
-    )
-    assert nxt is not None and nxt.queued_cursor == 2
-    assert (
-        store.update_run(
-            run,
-            RunUpdate(set={}, add={"queued_cursor": 1}),
-            statuses=[ExStatus.running],
-            cursor_below_total=True,
-        )
-        is None
-    )
-    assert (
-        store.update_run(
-            run,
-            RunUpdate(set={"status": ExStatus.completed}),
-            statuses=[ExStatus.running],
-            remaining_zero=True,
-            check_at=T + 1,
-        )
-        is None
-    )
-    done = store.update_run(
-        run,
-        RunUpdate(set={"status": ExStatus.completed}),
-        statuses=[ExStatus.running],
-        remaining_zero=True,
-    )
+    assert apply(Guard(running, lease_expired_before=T + 31), {"lease_token": "b"})
+    assert apply(Guard(running, lease_token="a"), {"result": 1}) is None
+    assert apply(Guard(running, lease_token="b"), {"slices_total": 2, "queued_cursor": 1})
+    nxt = claimed.hand_out_next(T)
+    assert store.apply_run(run, nxt) is not None
+    got = store.get_run(run.job_id, run.slot)
+    assert got is not None and got.queued_cursor == 2
+    assert store.apply_run(run, nxt) is None
+    finish = Guard(running, remaining_zero=True, check_at=T + 1)
+    assert apply(finish, {}, ExStatus.completed) is None
+    done = apply(Guard(running, remaining_zero=True), {}, ExStatus.completed)
     assert done is not None and done.status == ExStatus.completed and done.check_at is None
 
 
@@ -189,10 +147,8 @@ def test_illegal_transitions_are_never_written(store: DynamoStore):
     run = _run(job, status=ExStatus.completed)
     store.create_run(run)
     for target in (ExStatus.running, ExStatus.pending, ExStatus.failed):
-        assert (
-            store.update_run(run, RunUpdate(set={"status": target}), statuses=list(ExStatus))
-            is None
-        )
+        anywhere = Guard(frozenset(ExStatus))
+        assert store.apply_run(run, RunTransition(anywhere, target)) is None
     got = store.get_run(job.job_id, run.slot)
     assert got is not None and got.status == ExStatus.completed
 

@@ -8,10 +8,10 @@ import uuid
 from chalicelib.adapters.dynamodb.counting import counting
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.runs import Run, manual_slot
+from chalicelib.domain.runs import Guard, Run, RunTransition, manual_slot
 from chalicelib.domain.slices import Slice
 from chalicelib.domain.transitions import ExStatus, SliceState
-from chalicelib.ports import RunUpdate, Sort
+from chalicelib.ports import Sort
 
 T = 1_800_000_000.0
 
@@ -72,11 +72,8 @@ def test_run_window_follows_status_changes_and_deletion(store: DynamoStore):
     runs = [_run(job.job_id, T + i // 3, ExStatus.pending) for i in range(9)]
     for run in runs:
         assert store.create_run(run)
-    done = store.update_run(
-        runs[0],
-        RunUpdate(set={"status": ExStatus.running, "updated": T + 50}),
-        statuses=[ExStatus.pending],
-    )
+    pending = Guard(frozenset({ExStatus.pending}))
+    done = store.apply_run(runs[0], RunTransition(pending, ExStatus.running, {"updated": T + 50}))
     assert done is not None
     every = [ExStatus.pending, ExStatus.running]
     listed = store.run_window(every, False, Sort("updated", False), 0, 20)
@@ -87,10 +84,8 @@ def test_run_window_follows_status_changes_and_deletion(store: DynamoStore):
     assert [r.ex_id for r in running] == [runs[0].ex_id]
     assert len(store.run_window([ExStatus.pending], False, Sort(), 0, 20)) == 8
     # only terminal runs are marked deleted
-    finished = store.update_run(
-        runs[1],
-        RunUpdate(set={"status": ExStatus.stopped, "updated": T + 60}),
-        statuses=[ExStatus.pending],
+    finished = store.apply_run(
+        runs[1], RunTransition(pending, ExStatus.stopped, {"updated": T + 60})
     )
     assert finished is not None
     assert store.mark_runs_deleted(job.job_id) == 1

@@ -9,9 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.bootstrap import Container
-from chalicelib.domain.runs import Run
+from chalicelib.domain.runs import Guard, Run, RunTransition
 from chalicelib.domain.transitions import EX_MACHINE, TERMINAL_EX, ExStatus
-from chalicelib.ports import RunUpdate
 
 STATUSES = sorted(ExStatus, key=str)
 
@@ -42,7 +41,8 @@ def test_stored_status_follows_the_table(
     current = ExStatus.pending
     for target, claimed_sources in attempts:
         # a caller may claim any set of sources; the store still only applies table arrows
-        out = store.update_run(run, RunUpdate(set={"status": target}), statuses=claimed_sources)
+        guard = Guard(frozenset(claimed_sources))
+        out = store.apply_run(run, RunTransition(guard, target))
         stored = store.get_run(run.job_id, run.slot)
         assert stored is not None
         if out is None:

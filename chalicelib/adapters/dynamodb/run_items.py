@@ -3,7 +3,6 @@ Run a terminal transaction leaves (which returns no item)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from chalicelib.adapters.dynamodb.base import StoreBase
@@ -103,34 +102,3 @@ def to_run(m: RunModel) -> Run:
         workers_lost=int(m.workers_lost or 0),
         tally_pending=m.tally_shard is not None,
     )
-
-
-_RUN_FIELDS = {f.name: f for f in dataclasses.fields(Run)}
-
-
-def _field_default(f: dataclasses.Field[Any]) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None if f.default is dataclasses.MISSING else f.default
-
-
-def _applied(run: Run, sets: dict[str, Any], adds: dict[str, Any], removes: list[str]) -> Run:
-    """The run as a terminal transaction left it: `run` (the caller's copy, whose
-    conditions the write checked) with the write's sets, adds and removes applied."""
-    changes: dict[str, Any] = {}
-    for name in (*removes, *(k for k, v in sets.items() if v is None)):
-        f = _RUN_FIELDS.get(name)
-        if f is not None:
-            changes[name] = _field_default(f)
-    for name, value in sets.items():
-        if value is not None and name in _RUN_FIELDS:
-            changes[name] = value
-    for name, amount in adds.items():
-        if name in _RUN_FIELDS:
-            changes[name] = (getattr(run, name) or 0) + amount
-    if "status" in changes:
-        changes["status"] = ExStatus(changes["status"])
-    if "tally_shard" in sets:  # the record's mark; the run shows it as tally_pending
-        changes["tally_pending"] = sets["tally_shard"] is not None
-    changes["holds_slot"] = False
-    return dataclasses.replace(run, **changes)

@@ -1,5 +1,5 @@
 """Run records: creating a run (with its job's schedule or slot in the same transaction),
-ledger records, the job's slot set, reading a run, and changing it (update_run)."""
+ledger records, the job's slot set, reading a run, and changing it (apply_run)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,10 @@ from chalicelib.adapters.dynamodb._tx import (
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.jobs import has_room, schedule_actions
 from chalicelib.adapters.dynamodb.models import RunModel
-from chalicelib.adapters.dynamodb.run_items import _applied, _one_slice_error, run_item, to_run
+from chalicelib.adapters.dynamodb.run_items import _one_slice_error, run_item, to_run
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.runs import Run
-from chalicelib.domain.transitions import EX_MACHINE, TERMINAL_EX, ExStatus, JobState
-from chalicelib.ports import RunUpdate
+from chalicelib.domain.runs import Run, RunTransition
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, JobState
 
 
 class RunRecords(StoreBase):
@@ -138,68 +137,23 @@ class RunRecords(StoreBase):
             return None
         return self.get_run(found[0].job_id, found[0].slot) or found[0]
 
-    def update_run(
-        self,
-        run: Run,
-        update: RunUpdate,
-        *,
-        statuses: Iterable[ExStatus],
-        lease_token: str | None = None,
-        lease_expired_before: float | None = None,
-        check_at: float | None = None,
-        remaining_zero: bool = False,
-        cursor_below_total: bool = False,
-        unread: bool = False,
-    ) -> Run | None:
+    def apply_run(self, run: Run, transition: RunTransition) -> Run | None:
         R = self.m.run
-        sources = [str(s) for s in statuses]
-        new_status = update.set.get("status")
-        if new_status is not None:
-            allowed = set(EX_MACHINE.sources_for(str(new_status)))
-            if ExStatus(new_status) not in TERMINAL_EX:  # a finished record is never rewritten
-                allowed.add(str(new_status))
-            sources = [s for s in sources if s in allowed]
-            if not sources:
-                return None
-        cond = R.status.is_in(*sources)
-        if lease_token is not None:
-            cond &= R.lease_token == lease_token
-        if lease_expired_before is not None:
-            cond &= R.lease_expires_at.does_not_exist() | (
-                R.lease_expires_at < lease_expired_before
-            )
-        if check_at is not None:
-            cond &= R.check_at == check_at
-        if remaining_zero:
-            cond &= R.remaining == 0
-        if cursor_below_total:
-            cond &= R.queued_cursor < R.slices_total
-        if unread:
-            cond &= (R.ex_id == run.ex_id) & (R.buffered != True) & (R.presliced != True)  # noqa: E712
-        sets = dict(update.set)
-        removes = list(update.remove)
-        terminal = new_status is not None and ExStatus(new_status) in TERMINAL_EX
-        if terminal:
-            removes += ["check_at", "sweep_shard", "lease_token", "lease_expires_at"]
-            sets = {k: v for k, v in sets.items() if k not in removes}
-            sets["tally_shard"] = self._tally_shard(run.ex_id)
-        elif "check_at" in sets and sets["check_at"] is not None:
-            sets["sweep_shard"] = self._sweep_shard(run.ex_id)
-        if new_status is not None:  # the listing index follows the status
-            sets["ex_part"] = self._ex_part(run.ex_id, str(new_status), run.deleted)
-        if sets.get("has_errors") is True and _one_slice_error(run, sets):
-            sets["err_shard"] = self._err_shard(run.ex_id)
+        cond = self._run_guard(run, transition)
+        if cond is None:
+            return None
+        sets, removes = self._run_sets(run, transition)
         actions: list[Any] = []
         for k, v in sets.items():
             attr = getattr(R, k)
             actions.append(attr.remove() if v is None else attr.set(v))
-        for k, n in (update.add or {}).items():
+        for k, n in transition.adds.items():
             actions.append(getattr(R, k).add(n))
-        actions += [getattr(R, k).remove() for k in dict.fromkeys(removes)]
-        if terminal and run.holds_slot:
+        actions += [getattr(R, k).remove() for k in removes]
+        if transition.terminal and run.holds_slot:
             if not self._finish_holding(run, actions, cond):
                 return None
-            return _applied(run, sets, update.add or {}, removes)
+            return transition.applied_to(run)  # a transaction returns no item
         item = R(run.job_id, run.slot)
         try:
             item.update(actions=actions, condition=cond)
@@ -208,6 +162,49 @@ class RunRecords(StoreBase):
                 return None
             raise _unavailable(err) from err
         return self._run(item)
+
+    def _run_guard(self, run: Run, transition: RunTransition) -> Any:
+        """The write's condition: a source status the table allows, and the guard's
+        conditions. None when no source is allowed (nothing to try)."""
+        R, g = self.m.run, transition.guard
+        sources = sorted(str(s) for s in transition.sources)
+        if not sources:
+            return None
+        cond = R.status.is_in(*sources)
+        if g.lease_token is not None:
+            cond &= R.lease_token == g.lease_token
+        if g.lease_expired_before is not None:
+            expired = R.lease_expires_at < g.lease_expired_before
+            cond &= R.lease_expires_at.does_not_exist() | expired
+        if g.check_at is not None:
+            cond &= R.check_at == g.check_at
+        if g.remaining_zero:
+            cond &= R.remaining == 0
+        if g.cursor_below_total:
+            cond &= R.queued_cursor < R.slices_total
+        if g.unread:
+            cond &= (R.ex_id == run.ex_id) & (R.buffered != True) & (R.presliced != True)  # noqa: E712
+        return cond
+
+    def _run_sets(self, run: Run, transition: RunTransition) -> tuple[dict[str, Any], list[str]]:
+        """The fields the write sets (with the indexes' keys that follow them) and those it
+        removes: a terminal write takes the run off the sweep and marks it for the tally."""
+        target = transition.target
+        sets: dict[str, Any] = dict(transition.sets)
+        if target is not None:
+            sets = {"status": target, **sets}
+        removes: list[str] = []
+        if transition.terminal:
+            removes = ["check_at", "sweep_shard", "lease_token", "lease_expires_at"]
+            sets = {k: v for k, v in sets.items() if k not in removes}
+            sets["tally_shard"] = self._tally_shard(run.ex_id)
+        elif sets.get("check_at") is not None:
+            sets["sweep_shard"] = self._sweep_shard(run.ex_id)
+        if target is not None:  # the listing index follows the status
+            sets["ex_part"] = self._ex_part(run.ex_id, str(target), run.deleted)
+        if sets.get("has_errors") is True and _one_slice_error(run, sets):
+            sets["err_shard"] = self._err_shard(run.ex_id)
+        return sets, removes
 
     def _finish_holding(self, run: Run, actions: list[Any], cond: Any) -> bool:
         """A terminal transition of a run that holds one of its job's active slots: the run

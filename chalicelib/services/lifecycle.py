@@ -1,0 +1,80 @@
+"""A run's lifecycle: the one place that applies the run aggregate's transitions, and the
+stops, which are transitions plus a look at what is still in flight."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from chalicelib.domain.runs import Run, RunTransition
+from chalicelib.domain.slices import slice_id_for
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
+from chalicelib.ports import Clock, Queue, SliceMessage, StartMessage, Store
+
+BUFFERING = ("buffer_one", "cancel_other")
+
+
+class RunLifecycle:
+    """Applies transitions of runs (`Run.claim_inline`, `Run.finalize`, `Run.stop` ...)
+    through the store, with what must follow them: a run that ends while holding its job's
+    active slot frees it in the same write, and the job's buffered run, if any, is nudged
+    to take it."""
+
+    def __init__(self, store: Store, queue: Queue, clock: Clock) -> None:
+        self.store, self.queue, self.clock = store, queue, clock
+
+    def apply(self, run: Run, transition: RunTransition) -> Run | None:
+        """Persist `transition` of `run` (one conditional write); the run as written, or
+        None if its guard did not hold."""
+        done = self.store.apply_run(run, transition)
+        if done is None or not (transition.terminal and run.holds_slot):
+            return done
+        if run.config.get("overlap") in BUFFERING:
+            self.nudge_buffered(run.job_id)
+        return done
+
+    def nudge_buffered(self, job_id: str) -> None:
+        """Send a start to the job's buffered run, if it has one (a slot may be free)."""
+        job = self.store.get_job(job_id)
+        if job is not None and job.buffered_slot is not None:
+            self.queue.send_starts([StartMessage(job_id, job.buffered_slot)])
+
+    def send_slices(self, run: Run, orders: Sequence[int], delay: int = 0) -> None:
+        """Slice messages for these slices (by order) of the run."""
+        self.queue.send_slices(
+            [SliceMessage(run.job_id, run.slot, run.ex_id, slice_id_for(i), delay) for i in orders]
+        )
+
+    # ---- stops ----------------------------------------------------------------------------
+    def stop_runs(self, job_id: str, slots: Iterable[str], now: float, reason: str) -> int:
+        """Ask these runs to stop: a pending one stops at once; a started one moves to
+        stopping and ends when no slice of it is in flight. Returns how many were asked."""
+        asked = 0
+        for slot in slots:
+            run = self.store.get_run(job_id, slot)
+            if run is None or run.status in TERMINAL_EX or run.status == ExStatus.stopping:
+                continue
+            stopped = run.status == ExStatus.pending and self.apply(
+                run, run.stop_pending(now, reason)
+            )  # else (or if it started meanwhile) it is asked to stop
+            if stopped or self.apply(run, run.ask_stop(now, reason)):
+                asked += 1
+        return asked
+
+    def stop_if_idle(self, run: Run, now: float) -> bool:
+        """stopping -> stopped once nothing of the run is in flight (no live lease)."""
+        if run.inline or run.slices_total == 0:
+            if run.lease_expires_at is not None and run.lease_expires_at >= now:
+                return False
+        else:
+            for sl in self.store.list_slices(run.ex_id):
+                live = sl.lease_expires_at is not None and sl.lease_expires_at >= now
+                if sl.state == SliceState.started and live:
+                    return False
+        return self.apply(run, run.stop(now)) is not None
+
+    def stop_held(self, run: Run, token: str, now: float) -> bool:
+        """An inline run asked to stop while its slice ran: the worker holding it stops it."""
+        current = self.store.get_run(run.job_id, run.slot)
+        if current is None or current.status != ExStatus.stopping:
+            return False
+        return self.apply(current, current.stop(now, token)) is not None

@@ -1,0 +1,185 @@
+"""The slice path: a slice message claims its slice, runs the processors, records the
+outcome once, and hands out the next slice; the last one finalizes the run. The sweep's
+refill puts a sliced run's work back in flight."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.domain.outcomes import SliceOutcome
+from chalicelib.domain.runs import Run
+from chalicelib.domain.slices import Slice, retry_delay
+from chalicelib.domain.transitions import ExStatus, SliceState
+from chalicelib.ops.registry import (
+    OpSource,
+    SliceContext,
+    asset_ops,
+    error_text,
+    process,
+)
+from chalicelib.ports import BlobStore
+from chalicelib.services.lifecycle import RunLifecycle
+
+
+@dataclass
+class Refill:
+    """What a refill did: slices re-sent, slices given up (lease lost too often), and
+    whether it finalized the run."""
+
+    resent: int = 0
+    failed: int = 0
+    finalized: int = 0
+
+
+@dataclass
+class _Triage:
+    """A sliced run's slices as a refill sees them."""
+
+    resend: list[int] = field(default_factory=list)  # handed out, their message gone
+    lost: list[Slice] = field(default_factory=list)  # lost their lease too often
+    in_flight: int = 0  # running, or waiting out a retry's backoff
+
+
+class SlicePath(RunLifecycle):
+    """What the slice queue's handler does with one message."""
+
+    ops: OpSource | None
+    files: BlobStore | None
+
+    def handle_slice(self, job_id: str, slot: str, ex_id: str, slice_id: str) -> SliceOutcome:
+        """Claim one slice, run the processors, record the outcome exactly once."""
+        run = self.store.get_run(job_id, slot)
+        if run is None or run.ex_id != ex_id or run.status != ExStatus.running:
+            return SliceOutcome.dropped
+        now = self.clock.now()
+        token = uuid.uuid4().hex
+        sl = self.store.claim_slice(ex_id, slice_id, token, now, now + run.lease_seconds)
+        if sl is None:
+            return SliceOutcome.duplicate
+        ctx = SliceContext(ex_id, job_id, sl.order, sl.attempts, run.args, self.files)
+        try:
+            result = process(run.operations, sl.request, ctx, asset_ops(self.ops, run.assets))
+        except Exception as exc:
+            return self._slice_failed(run, sl, token, error_text(exc))
+        end = self.clock.now()
+        if not self._finish_held(sl, run, token, end, result=result):
+            return SliceOutcome.lost_lease
+        self.after_slice(run, end)
+        return SliceOutcome.completed
+
+    def _finish_held(
+        self,
+        sl: Slice,
+        run: Run,
+        token: str,
+        now: float,
+        result: Any = None,
+        error: str | None = None,
+    ) -> bool:
+        """The slice this worker holds completed (or, with an `error`, failed for good),
+        counted on its run; False if its lease was lost meanwhile."""
+        completed = error is None
+        return self.store.finish_slice(
+            sl,
+            run,
+            token=token,
+            expected_lease=None,
+            completed=completed,
+            result=result,
+            error=error,
+            now=now,
+        )
+
+    def _slice_failed(self, run: Run, sl: Slice, token: str, error: str) -> SliceOutcome:
+        """A slice's attempt failed: released to be retried after a backoff, or, after its
+        last attempt, recorded in error."""
+        end = self.clock.now()
+        if sl.attempts <= run.max_retries:
+            delay = retry_delay(sl.attempts)
+            if self.store.release_slice(sl, token, end + delay, error, end):
+                self.send_slices(run, [sl.order], delay)
+            return SliceOutcome.retry
+        if not self._finish_held(sl, run, token, end, error=error):
+            return SliceOutcome.lost_lease
+        self.after_slice(run, end)
+        return SliceOutcome.failed
+
+    def after_slice(self, run: Run, now: float) -> None:
+        """Hand out the next slice, or, when none remain, let exactly one writer finalize."""
+        if self._hand_out(run, now, 1):
+            return
+        current = self.store.get_run(run.job_id, run.slot)
+        if current is not None and current.status == ExStatus.running and current.remaining == 0:
+            self.finalize(current, now)
+
+    def _hand_out(self, run: Run, now: float, wanted: int) -> int:
+        """Hand out up to `wanted` more slices (each a conditional cursor step); how many."""
+        sent = 0
+        for _ in range(max(0, wanted)):
+            nxt = self.apply(run, run.hand_out_next(now))
+            if nxt is None:
+                break
+            run = nxt
+            self.send_slices(run, [run.queued_cursor - 1])
+            sent += 1
+        return sent
+
+    def finalize(self, run: Run, now: float) -> bool:
+        """running -> completed / failed, only when no slice remains; one caller wins."""
+        return self.apply(run, run.finalize(now)) is not None
+
+    def refill(self, run: Run, now: float, resend_handed_out: bool = True) -> Refill:
+        """Put a sliced run's work back in flight: re-send slices handed out but not running
+        (a lost or dropped message, an expired lease), give up on slices that lost their
+        lease more than max_retries times, hand out more up to `workers`, and finalize the
+        run if nothing remains. Safe to repeat: every step is a conditional write.
+        `resend_handed_out=False` trusts that handed-out slices' messages are still queued
+        (a change of workers), and only hands out more."""
+        out = Refill()
+        seen = self._triage(run, now, resend_handed_out)
+        for sl in seen.lost:
+            error = f"lease expired {sl.attempts} times (worker lost)"
+            if self.store.finish_slice(
+                sl,
+                run,
+                token=None,
+                expected_lease=sl.lease_expires_at,
+                completed=False,
+                result=None,
+                error=error,
+                now=now,
+            ):
+                out.failed += 1
+        current = self.store.get_run(run.job_id, run.slot)
+        if current is None or current.status != ExStatus.running:
+            return out
+        if seen.resend:
+            self.send_slices(current, seen.resend)
+            out.resent += len(seen.resend)
+        if current.remaining == 0:
+            out.finalized += int(self.finalize(current, now))
+            return out
+        wanted = current.workers - seen.in_flight - len(seen.resend)
+        out.resent += self._hand_out(current, now, wanted)
+        return out
+
+    def _triage(self, run: Run, now: float, resend_handed_out: bool) -> _Triage:
+        seen = _Triage()
+        for sl in self.store.list_slices(run.ex_id):
+            handed_out = sl.order < run.queued_cursor
+            if sl.state == SliceState.started:
+                if sl.lease_expires_at is not None and sl.lease_expires_at >= now:
+                    seen.in_flight += 1
+                elif sl.attempts > run.max_retries:
+                    seen.lost.append(sl)
+                else:  # its lease expired: its message is gone
+                    seen.resend.append(sl.order)
+            elif sl.state == SliceState.pending and handed_out:
+                due = sl.not_before is None or sl.not_before <= now
+                if due and resend_handed_out:
+                    seen.resend.append(sl.order)
+                else:
+                    seen.in_flight += 1  # a retry waiting out its backoff
+        return seen

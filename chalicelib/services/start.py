@@ -1,0 +1,297 @@
+"""The start path: a start message claims its run ahead of the run's second (slicing it,
+writing its slices), then, at that second, runs a one-slice run on its own record or sets
+a sliced run going with its first slices."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from chalicelib.domain.jobs import JobDefinition
+from chalicelib.domain.outcomes import StartOutcome
+from chalicelib.domain.runs import START_LEAD_S, Run, StartHint
+from chalicelib.domain.slices import MAX_SQS_DELAY, Slice, retry_delay, slice_id_for
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
+from chalicelib.ops.registry import (
+    OpSource,
+    SliceContext,
+    always_one_slice,
+    asset_ops,
+    error_text,
+    process,
+    slice_requests,
+)
+from chalicelib.ports import BlobStore, StartMessage
+from chalicelib.services.lifecycle import RunLifecycle
+
+EARLY_WAIT_LIMIT = START_LEAD_S + 1.5
+
+
+@dataclass(frozen=True)
+class PreparedStart:
+    """A run claimed ahead of its second, ready to run at it."""
+
+    run: Run
+    token: str
+    requests: list[dict[str, Any]]
+
+
+def start_message(run: Run, delay: int) -> StartMessage:
+    """A new run's start message; a one-slice run's carries the hint that lets the start
+    worker claim it without reading it first."""
+    hinted = (
+        run.status == ExStatus.pending
+        and not (run.buffered or run.presliced or run.assets)
+        and always_one_slice(run.operations)
+    )
+    hint = StartHint(run.ex_id, run.start_at, run.lease_seconds) if hinted else None
+    return StartMessage(run.job_id, run.slot, delay, hint)
+
+
+def _token(claim_id: str | None) -> str:
+    """A lease token; a delivery's own claims carry its id before the colon."""
+    fresh = uuid.uuid4().hex
+    return fresh if claim_id is None else f"{claim_id}:{fresh}"
+
+
+def _claimed_by(run: Run, claim_id: str) -> bool:
+    """The run is held, before its work began, by a claim of the delivery `claim_id`."""
+    held = run.status == ExStatus.initializing or (run.status == ExStatus.running and run.inline)
+    return held and run.lease_token is not None and run.lease_token.startswith(f"{claim_id}:")
+
+
+def _claimable(run: Run, now: float) -> bool:
+    """Pending, or held by a claim whose lease expired before its work began."""
+    if run.status == ExStatus.pending:
+        return True
+    expired = run.lease_expires_at is None or run.lease_expires_at < now
+    return expired and (
+        run.status == ExStatus.initializing or (run.status == ExStatus.running and run.inline)
+    )
+
+
+class StartPath(RunLifecycle):
+    """What the start queue's handler does with one message."""
+
+    ops: OpSource | None
+    files: BlobStore | None
+    sleep: Callable[[float], None]
+
+    def handle_start(
+        self,
+        job_id: str,
+        slot: str,
+        claim_id: str | None = None,
+        hint: StartHint | None = None,
+    ) -> StartOutcome:
+        """Start a pending run: claim it, wait for its second, run it. A duplicate or stale
+        message does nothing."""
+        prepared = self.prepare_start(job_id, slot, claim_id, hint)
+        if isinstance(prepared, PreparedStart):
+            return self.run_prepared(prepared)
+        return prepared
+
+    def prepare_start(
+        self,
+        job_id: str,
+        slot: str,
+        claim_id: str | None = None,
+        hint: StartHint | None = None,
+    ) -> PreparedStart | StartOutcome:
+        """Everything that can happen before the run's second: checks, slicing, the claim
+        (with a lease that covers the wait) and, for a sliced run, writing its slices. An
+        outcome says why there is nothing to run.
+
+        `claim_id` names the delivery (the SQS message id, the same on redelivery): the
+        claim's lease token starts with it, so a redelivery whose claim was applied but
+        unanswered recognises the claim as its own and goes on at once.
+
+        With a `hint` (a one-slice run's start message) the claim is tried first without
+        reading the run; if its conditions do not hold, the run is read and judged as below."""
+        if hint is not None:
+            fast = self._claim_unread(job_id, slot, hint, claim_id)
+            if fast is not None:
+                return fast
+        run = self.store.get_run(job_id, slot)
+        if run is None or run.status in TERMINAL_EX:
+            return StartOutcome.dropped
+        now = self.clock.now()
+        if claim_id is not None and _claimed_by(run, claim_id):
+            return self._resume_own_claim(run, claim_id, now)
+        ready = self._due(run, now)
+        if not isinstance(ready, Run):
+            return ready
+        if ready.presliced:
+            return self._claim_presliced(ready, now, claim_id)
+        return self._slice_and_claim(ready, now, claim_id)
+
+    def _due(self, run: Run, now: float) -> Run | StartOutcome:
+        """The run, if it is due and free to claim (a buffered one first takes its job's
+        slot); else what became of the message."""
+        if run.status == ExStatus.stopping:
+            return StartOutcome.stopped if self.stop_if_idle(run, now) else StartOutcome.stopping
+        if run.buffered:
+            limit = JobDefinition.model_validate(run.config).active_limit or 1
+            if not self.store.acquire_buffered(run, limit):
+                return StartOutcome.buffered
+            acquired = self.store.get_run(run.job_id, run.slot)
+            if acquired is None or acquired.status != ExStatus.pending:
+                return StartOutcome.dropped
+            run = acquired
+        early = run.start_at - now
+        if early > EARLY_WAIT_LIMIT:
+            delay = min(MAX_SQS_DELAY, int(early - START_LEAD_S))
+            self.queue.send_starts([StartMessage(run.job_id, run.slot, delay)])
+            return StartOutcome.early
+        return run if _claimable(run, now) else StartOutcome.busy
+
+    def _slice_and_claim(
+        self, run: Run, now: float, claim_id: str | None
+    ) -> PreparedStart | StartOutcome:
+        """Slice the run and claim it: a one-slice run as running inline, a sliced one as
+        initializing (its slices written); a run with no slice completes at once."""
+        try:
+            pinned = self._pinned(run)
+            if pinned is not None:
+                run = replace(run, config=pinned)
+            requests = slice_requests(run.operations, run.args, asset_ops(self.ops, run.assets))
+        except Exception as exc:  # a reader that cannot slice fails the run, once
+            self.apply(run, run.fail_unsliced(now, error_text(exc)))
+            return StartOutcome.failed
+        begin = max(now, run.start_at)
+        if not requests:
+            done = self.apply(run, run.complete_unsliced(begin, now))
+            return StartOutcome.completed if done else StartOutcome.busy
+        token = _token(claim_id)
+        if len(requests) == 1:
+            claimed = self.apply(run, run.claim_inline(token, begin, now, config=pinned))
+        else:
+            lease = begin + run.lease_seconds
+            claimed = self.apply(run, run.claim_initializing(token, lease, now, pinned))
+            if claimed is not None:
+                self._put_slices(run, requests, now)
+        return StartOutcome.busy if claimed is None else PreparedStart(claimed, token, requests)
+
+    def _pinned(self, run: Run) -> dict[str, Any] | None:
+        """The run's config with its asset references as the ids they name now (kept on
+        the run, as Teraslice's execution shows them); None if nothing changes."""
+        if self.ops is None or not run.assets:
+            return None
+        ids = self.ops.pin(run.assets)
+        return None if ids == run.assets else {**run.config, "assets": ids}
+
+    def _claim_unread(
+        self, job_id: str, slot: str, hint: StartHint, claim_id: str | None
+    ) -> PreparedStart | None:
+        """Claim a pending one-slice run from its start hint alone (one write, no read);
+        None when the claim's conditions fail or the run is not due soon: the caller reads it."""
+        now = self.clock.now()
+        if hint.start_at - now > EARLY_WAIT_LIMIT:
+            return None
+        known = Run(
+            job_id,
+            slot,
+            hint.ex_id,
+            scheduled_start=hint.start_at,
+            config={"lease_seconds": hint.lease_seconds},
+        )
+        token = _token(claim_id)
+        begin = max(now, hint.start_at)
+        claimed = self.apply(known, known.claim_inline(token, begin, now, unread=True))
+        if claimed is None:
+            return None
+        ops = asset_ops(self.ops, claimed.assets)
+        return PreparedStart(claimed, token, slice_requests(claimed.operations, claimed.args, ops))
+
+    def _put_slices(self, run: Run, requests: list[dict[str, Any]], now: float) -> None:
+        self.store.put_slices(
+            [
+                Slice(run.ex_id, slice_id_for(i), i, request, created=now, updated=now)
+                for i, request in enumerate(requests)
+            ]
+        )
+
+    def _resume_own_claim(
+        self, run: Run, claim_id: str, now: float
+    ) -> PreparedStart | StartOutcome:
+        """This delivery's claim was applied but its answer lost: take the lease over under
+        a fresh token (so an earlier holder, were it still alive, loses it) and go on from
+        where the claim left off; slices already written are kept."""
+        token = _token(claim_id)
+        taken = self.apply(run, run.take_over(token, now))
+        if taken is None:
+            return StartOutcome.busy
+        if taken.presliced:
+            return PreparedStart(taken, token, [])
+        requests = slice_requests(taken.operations, taken.args)  # it sliced at the claim
+        if taken.status == ExStatus.initializing:
+            self._put_slices(taken, requests, now)
+        return PreparedStart(taken, token, requests)
+
+    def _claim_presliced(
+        self, run: Run, now: float, claim_id: str | None = None
+    ) -> PreparedStart | StartOutcome:
+        """A recovery: its slices were written when it was created; claim it to set going."""
+        token = _token(claim_id)
+        lease = max(now, run.start_at) + run.lease_seconds
+        try:
+            pinned = self._pinned(run)
+        except Exception as exc:
+            self.apply(run, run.fail_unsliced(now, error_text(exc)))
+            return StartOutcome.failed
+        claimed = self.apply(run, run.claim_initializing(token, lease, now, pinned))
+        return StartOutcome.busy if claimed is None else PreparedStart(claimed, token, [])
+
+    # ---- at the run's second ----------------------------------------------------------------
+    def run_prepared(self, p: PreparedStart) -> StartOutcome:
+        """At the run's second (waiting for it if need be): run a one-slice run to its end,
+        or set a sliced run going with its first `workers` slices."""
+        wait = p.run.start_at - self.clock.now()
+        if wait > 0:
+            self.sleep(wait)
+        begin = self.clock.now()
+        if p.run.presliced:
+            return self._set_going(p.run, p.token, p.run.slices_total, begin)
+        if len(p.requests) == 1:
+            return self._run_inline(p.run, p.token, p.requests[0], begin)
+        return self._set_going(p.run, p.token, len(p.requests), begin)
+
+    def _set_going(self, claimed: Run, token: str, total: int, begin: float) -> StartOutcome:
+        """initializing -> running at the run's second, with its first slices handed out."""
+        running = self.apply(claimed, claimed.set_going(token, total, begin))
+        if running is None:
+            return StartOutcome.lost_lease
+        self.send_slices(running, range(running.queued_cursor))
+        return StartOutcome.running
+
+    def _run_inline(
+        self, claimed: Run, token: str, request: dict[str, Any], begin: float
+    ) -> StartOutcome:
+        """A one-slice run: the run record is its own slice (claimed, processed, finished)."""
+        ctx = SliceContext(
+            claimed.ex_id, claimed.job_id, 0, claimed.attempts, claimed.args, self.files
+        )
+        try:
+            result = process(claimed.operations, request, ctx, asset_ops(self.ops, claimed.assets))
+        except Exception as exc:
+            return self._inline_failed(claimed, token, error_text(exc))
+        end = self.clock.now()
+        if self.apply(claimed, claimed.complete_inline(token, result, begin, end)):
+            return StartOutcome.completed
+        if self.stop_held(claimed, token, end):
+            return StartOutcome.stopped
+        return StartOutcome.lost_lease
+
+    def _inline_failed(self, run: Run, token: str, error: str) -> StartOutcome:
+        """A one-slice run's attempt failed: let go to be retried after a backoff, or, after
+        its last attempt, failed."""
+        now = self.clock.now()
+        if run.may_retry:
+            delay = retry_delay(run.attempts)
+            if self.apply(run, run.retry_inline(token, now, delay, error)):
+                self.queue.send_starts([StartMessage(run.job_id, run.slot, delay)])
+            return StartOutcome.retry
+        self.apply(run, run.fail_inline(token, now, error))
+        return StartOutcome.failed
