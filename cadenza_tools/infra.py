@@ -1,12 +1,12 @@
 """The AWS resources Chalice does not create, generated from the PynamoDB models.
 
-``python -m chalicelib.infra > infra/resources.json`` prints a CloudFormation fragment for
+``python -m cadenza_tools.infra > infra/resources.json`` prints a CloudFormation fragment for
 ``chalice package --stage STAGE --merge-template infra/resources.json``: the DynamoDB
 tables (keys, attribute definitions and GSIs read off ``build_models``), the start and slice
 queues with their dead-letter queue, the results bucket, the alerts topic, and patches to
 the function resources Chalice generates (``ReportBatchItemFailures`` on both SQS event
 sources, which Chalice never sets; ``DependsOn`` so the event source mappings are created
-after the queues). ``python -m chalicelib.infra --write`` also writes the IAM policy files
+after the queues). ``python -m cadenza_tools.infra --write`` also writes the IAM policy files
 ``.chalice/policy-<stage>.json`` that ``autogen_policy: false`` makes Chalice attach.
 
 Names follow the stage. Chalice's merge template is one file for every stage, so the
@@ -481,7 +481,7 @@ def build_template(config: Mapping[str, Any]) -> dict[str, Any]:
         check_environment(config, stage)
     return {
         "Metadata": {
-            "cadenza:generated-by": "python -m chalicelib.infra > infra/resources.json",
+            "cadenza:generated-by": "python -m cadenza_tools.infra > infra/resources.json",
             "cadenza:sources": "chalicelib/adapters/dynamodb/models.py, .chalice/config.json",
         },
         "Parameters": {
@@ -590,7 +590,7 @@ def generated_files(project_dir: Path = PROJECT_DIR) -> dict[Path, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m chalicelib.infra",
+        prog="python -m cadenza_tools.infra",
         description="Print the merge template for `chalice package --merge-template` "
         "(default), a stage's IAM policy, or write/check every generated file.",
     )
@@ -617,7 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if args.check and stale:
-        sys.stderr.write("stale, regenerate with `python -m chalicelib.infra --write`: ")
+        sys.stderr.write("stale, regenerate with `python -m cadenza_tools.infra --write`: ")
         sys.stderr.write(", ".join(stale) + "\n")
         return 1
     for name in stale:

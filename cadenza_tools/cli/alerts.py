@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from chalicelib.cli.context import command, state
-from chalicelib.cli.output import Column, emit, table
+from cadenza_tools.cli.context import command, state
+from cadenza_tools.cli.output import Column, emit, table
 
 app = typer.Typer(help="Alerts raised by the supervisor.", no_args_is_help=True)
 ALERT_COLUMNS: list[Column] = [

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from chalicelib.cli.client import CliError
-from chalicelib.cli.context import command, state
-from chalicelib.cli.options import From, Size, Sort
-from chalicelib.cli.output import Column, document, emit, table
+from cadenza_tools.cli.client import CliError
+from cadenza_tools.cli.context import command, state
+from cadenza_tools.cli.options import From, Size, Sort
+from cadenza_tools.cli.output import Column, document, emit, table
 
 app = typer.Typer(help="Assets: upload, list, delete.", no_args_is_help=True)
 ASSET_COLUMNS: list[Column] = [

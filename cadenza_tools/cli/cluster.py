@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from chalicelib.cli.columns import CONTROLLER_COLUMNS
-from chalicelib.cli.context import command, state
-from chalicelib.cli.output import document, emit, table
+from cadenza_tools.cli.columns import CONTROLLER_COLUMNS
+from cadenza_tools.cli.context import command, state
+from cadenza_tools.cli.output import document, emit, table
 
 app = typer.Typer(help="The cluster: state, stats, controllers.", no_args_is_help=True)
 OPENMETRICS = "application/openmetrics-text"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.cli.output import Column
+from cadenza_tools.cli.output import Column
 
 
 def _progress(ex: Mapping[str, Any]) -> str:

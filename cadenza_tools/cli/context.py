@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import typer
 
-from chalicelib.cli.client import Client, CliError
-from chalicelib.cli.output import report
+from cadenza_tools.cli.client import Client, CliError
+from cadenza_tools.cli.output import report
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from chalicelib.local.stack import (
+from cadenza_tools.local.stack import (
     DEFAULT_HOST,
     DEFAULT_LOOKAHEAD,
     DEFAULT_PORT,

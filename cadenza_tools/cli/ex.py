@@ -7,24 +7,12 @@ from typing import Annotated
 
 import typer
 
-from chalicelib.cli.columns import CONTROLLER_COLUMNS, EX_COLUMNS, SLICE_COLUMNS
-from chalicelib.cli.context import command, state
-from chalicelib.cli.options import (
-    Add,
-    Blocking,
-    Cleanup,
-    Follow,
-    From,
-    Interval,
-    Remove,
-    Size,
-    Sort,
-    StopTimeout,
-    Total,
-)
-from chalicelib.cli.output import document, emit, table
-from chalicelib.cli.watch import answer_then_follow
-from chalicelib.cli.watch import watch as follow_ex
+from cadenza_tools.cli.columns import EX_COLUMNS, SLICE_COLUMNS
+from cadenza_tools.cli.context import command, state
+from cadenza_tools.cli.control import EX, add_control_commands
+from cadenza_tools.cli.options import From, Interval, Size, Sort
+from cadenza_tools.cli.output import document, emit, table
+from cadenza_tools.cli.watch import watch as follow_ex
 
 app = typer.Typer(help="Executions: list, follow, stop, recover, repair.", no_args_is_help=True)
 ExId = Annotated[str, typer.Argument(help="The execution's id (ex_id).")]
@@ -75,53 +63,7 @@ def watch(ctx: typer.Context, ex_id: ExId, interval: Interval = 1.0) -> None:
     follow_ex(state(ctx), ex_id, interval)
 
 
-@command(app, "stop")
-def stop(
-    ctx: typer.Context, ex_id: ExId, timeout: StopTimeout = None, blocking: Blocking = True
-) -> None:
-    """Stop an execution (POST /v1/ex/{ex_id}/_stop)."""
-    cli = state(ctx)
-    params = {"timeout": timeout, "blocking": blocking}
-    emit(cli.json_output, cli.client.post(f"/v1/ex/{ex_id}/_stop", params), document)
-
-
-@command(app, "pause")
-def pause(ctx: typer.Context, ex_id: ExId) -> None:
-    """Pause an execution: no slice is handed out (POST /v1/ex/{ex_id}/_pause)."""
-    cli = state(ctx)
-    emit(cli.json_output, cli.client.post(f"/v1/ex/{ex_id}/_pause"), document)
-
-
-@command(app, "resume")
-def resume(ctx: typer.Context, ex_id: ExId) -> None:
-    """Resume a paused execution (POST /v1/ex/{ex_id}/_resume)."""
-    cli = state(ctx)
-    emit(cli.json_output, cli.client.post(f"/v1/ex/{ex_id}/_resume"), document)
-
-
-@command(app, "recover")
-def recover(
-    ctx: typer.Context,
-    ex_id: ExId,
-    cleanup_type: Cleanup = None,
-    follow: Follow = False,
-    interval: Interval = 1.0,
-) -> None:
-    """Recover an ended execution with its own configuration (POST /v1/ex/{ex_id}/_recover)."""
-    cli = state(ctx)
-    params = {"cleanup_type": cleanup_type.value if cleanup_type else None}
-    answer = cli.client.post(f"/v1/ex/{ex_id}/_recover", params)
-    answer_then_follow(cli, answer, follow, interval)
-
-
-@command(app, "workers")
-def workers(
-    ctx: typer.Context, ex_id: ExId, add: Add = None, remove: Remove = None, total: Total = None
-) -> None:
-    """Change an execution's workers (POST /v1/ex/{ex_id}/_workers)."""
-    cli = state(ctx)
-    params = {"add": add, "remove": remove, "total": total}
-    emit(cli.json_output, cli.client.post(f"/v1/ex/{ex_id}/_workers", params), document)
+add_control_commands(app, EX)
 
 
 @command(app, "errors")
@@ -157,14 +99,6 @@ def slices(
     params = {"state": slice_state.value if slice_state else None, "from": start, "size": size}
     rows = cli.client.get(f"/v1/ex/{ex_id}/slices", {**params, "sort": sort})
     emit(cli.json_output, rows, lambda r: table(r, SLICE_COLUMNS, "slices"))
-
-
-@command(app, "controller")
-def controller(ctx: typer.Context, ex_id: ExId) -> None:
-    """The execution's live controller (GET /v1/ex/{ex_id}/controller)."""
-    cli = state(ctx)
-    rows = cli.client.get(f"/v1/ex/{ex_id}/controller")
-    emit(cli.json_output, rows, lambda r: table(r, CONTROLLER_COLUMNS, "controllers"))
 
 
 @command(app, "resolve")

@@ -8,24 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from chalicelib.cli.client import CliError
-from chalicelib.cli.columns import CONTROLLER_COLUMNS, JOB_COLUMNS, SLICE_COLUMNS
-from chalicelib.cli.context import command, state
-from chalicelib.cli.options import (
-    Add,
-    Blocking,
-    Cleanup,
-    Follow,
-    From,
-    Interval,
-    Remove,
-    Size,
-    Sort,
-    StopTimeout,
-    Total,
-)
-from chalicelib.cli.output import document, emit, table
-from chalicelib.cli.watch import answer_then_follow
+from cadenza_tools.cli.client import CliError
+from cadenza_tools.cli.columns import JOB_COLUMNS, SLICE_COLUMNS
+from cadenza_tools.cli.context import command, state
+from cadenza_tools.cli.control import JOBS, add_control_commands
+from cadenza_tools.cli.options import Follow, From, Interval, Size, Sort
+from cadenza_tools.cli.output import document, emit, table
+from cadenza_tools.cli.watch import answer_then_follow
 
 app = typer.Typer(help="Jobs: submit, list, start, stop, schedule, delete.", no_args_is_help=True)
 JobId = Annotated[str, typer.Argument(help="The job's id.")]
@@ -125,39 +114,6 @@ def start(
     answer_then_follow(cli, answer, follow, interval)
 
 
-@command(app, "stop")
-def stop(
-    ctx: typer.Context, job_id: JobId, timeout: StopTimeout = None, blocking: Blocking = True
-) -> None:
-    """Stop the job's current execution (POST /v1/jobs/{id}/_stop)."""
-    params = {"timeout": timeout, "blocking": blocking}
-    _job(ctx, state(ctx).client.post(f"/v1/jobs/{job_id}/_stop", params))
-
-
-@command(app, "recover")
-def recover(
-    ctx: typer.Context,
-    job_id: JobId,
-    cleanup_type: Cleanup = None,
-    follow: Follow = False,
-    interval: Interval = 1.0,
-) -> None:
-    """Recover the job's last execution with the job's current definition (_recover)."""
-    cli = state(ctx)
-    params = {"cleanup_type": cleanup_type.value if cleanup_type else None}
-    answer = cli.client.post(f"/v1/jobs/{job_id}/_recover", params)
-    answer_then_follow(cli, answer, follow, interval)
-
-
-@command(app, "workers")
-def workers(
-    ctx: typer.Context, job_id: JobId, add: Add = None, remove: Remove = None, total: Total = None
-) -> None:
-    """Change the current execution's workers (POST /v1/jobs/{id}/_workers)."""
-    params = {"add": add, "remove": remove, "total": total}
-    _job(ctx, state(ctx).client.post(f"/v1/jobs/{job_id}/_workers", params))
-
-
 def _action(name: str, route: str, doc: str) -> None:
     def run(ctx: typer.Context, job_id: JobId) -> None:
         _job(ctx, state(ctx).client.post(f"/v1/jobs/{job_id}/{route}"))
@@ -167,8 +123,6 @@ def _action(name: str, route: str, doc: str) -> None:
     command(app, name)(run)
 
 
-_action("pause", "_pause", "Pause the job's current execution (_pause).")
-_action("resume", "_resume", "Resume the job's paused execution (_resume).")
 _action("active", "_active", "Mark the job active (_active).")
 _action("inactive", "_inactive", "Mark the job inactive (_inactive).")
 _action("schedule", "_schedule", "Schedule the job: its schedule fires (_schedule).")
@@ -186,12 +140,7 @@ def errors(
     emit(cli.json_output, rows, lambda r: table(r, SLICE_COLUMNS, "errors"))
 
 
-@command(app, "controller")
-def controller(ctx: typer.Context, job_id: JobId) -> None:
-    """The job's live execution controller (GET /v1/jobs/{id}/controller)."""
-    cli = state(ctx)
-    rows = cli.client.get(f"/v1/jobs/{job_id}/controller")
-    emit(cli.json_output, rows, lambda r: table(r, CONTROLLER_COLUMNS, "controllers"))
+add_control_commands(app, JOBS)
 
 
 @command(app, "ex")

@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from chalicelib.cli import alerts, assets, cluster, ex, jobs, runs, supervisor
-from chalicelib.cli.client import DEFAULT_TIMEOUT, DEFAULT_URL, Client
-from chalicelib.cli.context import Cli
-from chalicelib.cli.dev import dev
+from cadenza_tools.cli import alerts, assets, cluster, ex, jobs, runs, supervisor
+from cadenza_tools.cli.client import DEFAULT_TIMEOUT, DEFAULT_URL, Client
+from cadenza_tools.cli.context import Cli
+from cadenza_tools.cli.dev import dev
 
 app = typer.Typer(
     name="cadenza",

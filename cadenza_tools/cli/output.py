@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from chalicelib.cli.client import CliError
+from cadenza_tools.cli.client import CliError
 
 Column = tuple[str, str | Callable[[Mapping[str, Any]], Any]]
 PIPED_WIDTH = 1000  # piped output: rows on one line each, ids never folded

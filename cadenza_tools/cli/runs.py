@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from chalicelib.cli.client import CliError
-from chalicelib.cli.context import command, state
-from chalicelib.cli.output import Column, console, document, emit, table
+from cadenza_tools.cli.client import CliError
+from cadenza_tools.cli.context import command, state
+from cadenza_tools.cli.output import Column, console, document, emit, table
 
 app = typer.Typer(help="Runs of scheduled jobs: run now, list, download.", no_args_is_help=True)
 JobId = Annotated[str, typer.Argument(help="The scheduled job's id.")]

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from chalicelib.cli.context import command, state
-from chalicelib.cli.output import document, emit
+from cadenza_tools.cli.context import command, state
+from cadenza_tools.cli.output import document, emit
 
 app = typer.Typer(help="The supervisor: state, halt, restart.", no_args_is_help=True)
 

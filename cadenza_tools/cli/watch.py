@@ -15,9 +15,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from chalicelib.cli.client import EXIT_FAILED, Client
-from chalicelib.cli.context import Cli
-from chalicelib.cli.output import console, document, emit, print_json
+from cadenza_tools.cli.client import EXIT_FAILED, Client
+from cadenza_tools.cli.context import Cli
+from cadenza_tools.cli.output import console, document, emit, print_json
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 
 SUCCESS = str(ExStatus.completed)

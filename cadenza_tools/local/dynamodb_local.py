@@ -6,8 +6,8 @@ fetched (``npm pack``), never its npm dependencies.
 
 Usage::
 
-    python -m chalicelib.local.dynamodb_local install
-    python -m chalicelib.local.dynamodb_local run --port 8000 [--in-memory | --data-dir DIR]
+    python -m cadenza_tools.local.dynamodb_local install
+    python -m cadenza_tools.local.dynamodb_local run --port 8000 [--in-memory | --data-dir DIR]
 """
 
 from __future__ import annotations
@@ -355,7 +355,7 @@ class DynamoDBLocal:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``install`` or ``run`` DynamoDB Local."""
-    parser = argparse.ArgumentParser(prog="python -m chalicelib.local.dynamodb_local")
+    parser = argparse.ArgumentParser(prog="python -m cadenza_tools.local.dynamodb_local")
     parser.add_argument(
         "--home", type=Path, default=None, help="default: $CADENZA_HOME or .cadenza"
     )

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.local.sqs_poller import Handler, LambdaContext
+from cadenza_tools.local.sqs_poller import Handler, LambdaContext
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Self
 
 from moto.server import ThreadedMotoServer
 
-from chalicelib.local import moto_sqs
+from cadenza_tools.local import moto_sqs
 
 
 class MotoServerError(RuntimeError):
@@ -38,7 +38,7 @@ class MotoServer:
     """A moto server on ``host:port`` (``port=0``: a free one), usable as a context manager.
 
     ``quiet`` silences werkzeug's per-request log lines (only if the ``werkzeug``
-    logger has no level set yet). ``fast_sqs`` installs :mod:`chalicelib.local.moto_sqs`
+    logger has no level set yet). ``fast_sqs`` installs :mod:`cadenza_tools.local.moto_sqs`
     (linear-cost SQS queues, same semantics) in this process before serving.
     """
 

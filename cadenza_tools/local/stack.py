@@ -32,11 +32,11 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Literal, Self
 
-from chalicelib.local.api_server import ApiServer
-from chalicelib.local.dynamodb_local import DynamoDBLocal, default_home
-from chalicelib.local.firer import ScheduleFirer
-from chalicelib.local.moto_server import MotoServer
-from chalicelib.local.sqs_poller import Handler, SqsPoller
+from cadenza_tools.local.api_server import ApiServer
+from cadenza_tools.local.dynamodb_local import DynamoDBLocal, default_home
+from cadenza_tools.local.firer import ScheduleFirer
+from cadenza_tools.local.moto_server import MotoServer
+from cadenza_tools.local.sqs_poller import Handler, SqsPoller
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Fast tests of the local-stack runtime pieces (chalicelib.local)."""
+"""Fast tests of the local-stack runtime pieces (cadenza_tools.local)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ import requests
 from chalice.app import Chalice
 from moto import mock_aws
 
-from chalicelib.local import dynamodb_local
-from chalicelib.local.api_server import ApiServer
-from chalicelib.local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError
-from chalicelib.local.firer import ScheduleFirer
-from chalicelib.local.moto_server import MotoServer, MotoServerError
-from chalicelib.local.sqs_poller import SqsPoller
+from cadenza_tools.local import dynamodb_local
+from cadenza_tools.local.api_server import ApiServer
+from cadenza_tools.local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError
+from cadenza_tools.local.firer import ScheduleFirer
+from cadenza_tools.local.moto_server import MotoServer, MotoServerError
+from cadenza_tools.local.sqs_poller import SqsPoller
 
 REGION = "us-east-1"
 VISIBILITY_S = 1

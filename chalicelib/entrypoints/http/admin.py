@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from chalice.app import Blueprint, Response
+from chalice.app import Request, Response
 
-from chalicelib.api.errors import api_errors, json_response
 from chalicelib.bootstrap import get_container
+from chalicelib.entrypoints.http.errors import json_response
+from chalicelib.entrypoints.http.routing import Routes, query
 from chalicelib.services.admin import AdminService
 
-admin = Blueprint(__name__)
+routes = Routes()
 ANY_BODY = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
 
 
@@ -17,21 +18,16 @@ def _service() -> AdminService:
     return AdminService(c.store, c.clock, c.settings)
 
 
-@admin.route("/api/supervisor/state", methods=["GET"])
-@api_errors
-def supervisor_state() -> Response:
+@routes("/api/supervisor/state")
+def supervisor_state(request: Request) -> Response:
     return json_response(_service().state().to_dict())
 
 
-@admin.route("/api/supervisor/halt", methods=["POST"], content_types=ANY_BODY)
-@api_errors
-def supervisor_halt() -> Response:
-    params = admin.current_request.query_params
-    reason = params.get("reason") if params else None
-    return json_response(_service().halt(reason).to_dict())
+@routes("/api/supervisor/halt", ("POST",), ANY_BODY)
+def supervisor_halt(request: Request) -> Response:
+    return json_response(_service().halt(query(request).get("reason")).to_dict())
 
 
-@admin.route("/api/supervisor/restart", methods=["POST"], content_types=ANY_BODY)
-@api_errors
-def supervisor_restart() -> Response:
+@routes("/api/supervisor/restart", ("POST",), ANY_BODY)
+def supervisor_restart(request: Request) -> Response:
     return json_response(_service().restart().to_dict())

@@ -13,16 +13,16 @@ before the answer, and every error is in the response.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from chalice.app import Blueprint, Response
+from chalice.app import Request, Response
 
-from chalicelib.api.errors import api_errors, json_response, query_bool, query_int
 from chalicelib.bootstrap import get_container
 from chalicelib.domain.assets import Asset
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.timefmt import iso
+from chalicelib.entrypoints.http.errors import json_response, query_bool, query_int
+from chalicelib.entrypoints.http.routing import Routes, query
 from chalicelib.services.assets import AssetService
 
 ZIP_TYPES = ["application/octet-stream", "application/zip", "application/x-zip-compressed"]
@@ -43,52 +43,48 @@ def asset_view(a: Asset) -> dict[str, Any]:
     return {"_created": iso(a.created), "name": a.name, "version": a.version, "id": a.asset_id}
 
 
-def make_blueprint(import_name: str) -> Blueprint:
-    bp = Blueprint(import_name)
+routes = Routes()
 
-    def params() -> Mapping[str, str]:
-        return bp.current_request.query_params or {}
 
-    def service() -> AssetService:
-        return get_container().assets
+def _service() -> AssetService:
+    return get_container().assets
 
-    @bp.route("/assets", methods=["POST"], content_types=ZIP_TYPES + TEXT_TYPES)
-    @api_errors
-    def upload_asset() -> Response:
-        query_bool(params(), "blocking", False)
-        declared = bp.current_request.headers.get("content-type", "")
-        if declared.split(";")[0].strip().lower() not in ZIP_TYPES:
-            reason = f"got {declared!r}; send the zip as application/octet-stream"
-            raise UnsupportedMediaType(
-                f"Content-Type: {reason}", [{"field": "Content-Type", "reason": reason}]
-            )
-        raw = bp.current_request.raw_body
-        data = raw.encode() if isinstance(raw, str) else bytes(raw or b"")
-        asset, created = service().upload(data)
-        return json_response({"_id": asset.asset_id}, 201 if created else 200)
 
-    @bp.route("/assets", methods=["GET"])
-    @api_errors
-    def list_assets() -> Response:
-        start = query_int(params(), "from") or 0
-        size = query_int(params(), "size")
-        size = DEFAULT_SIZE if size is None else size
-        items = service().listing(start, size, params().get("sort"))
-        return json_response([asset_view(a) for a in items])
+@routes("/assets", ("POST",), ZIP_TYPES + TEXT_TYPES)
+def upload_asset(request: Request) -> Response:
+    query_bool(query(request), "blocking", False)
+    declared = request.headers.get("content-type", "")
+    if declared.split(";")[0].strip().lower() not in ZIP_TYPES:
+        reason = f"got {declared!r}; send the zip as application/octet-stream"
+        raise UnsupportedMediaType(
+            f"Content-Type: {reason}", [{"field": "Content-Type", "reason": reason}]
+        )
+    raw = request.raw_body
+    data = raw.encode() if isinstance(raw, str) else bytes(raw or b"")
+    asset, created = _service().upload(data)
+    return json_response({"_id": asset.asset_id}, 201 if created else 200)
 
-    @bp.route("/assets/{asset}", methods=["GET"])
-    @api_errors
-    def assets_named(asset: str) -> Response:
-        return json_response([asset_view(a) for a in service().named(asset)])
 
-    @bp.route("/assets/{asset}/{version}", methods=["GET"])
-    @api_errors
-    def asset_version(asset: str, version: str) -> Response:
-        return json_response([asset_view(a) for a in service().named(asset, version)])
+@routes("/assets")
+def list_assets(request: Request) -> Response:
+    params = query(request)
+    start = query_int(params, "from") or 0
+    size = query_int(params, "size")
+    size = DEFAULT_SIZE if size is None else size
+    items = _service().listing(start, size, params.get("sort"))
+    return json_response([asset_view(a) for a in items])
 
-    @bp.route("/assets/{asset}", methods=["DELETE"])
-    @api_errors
-    def delete_asset(asset: str) -> Response:
-        return json_response({"_id": service().delete(asset).asset_id})
 
-    return bp
+@routes("/assets/{asset}")
+def assets_named(request: Request, asset: str) -> Response:
+    return json_response([asset_view(a) for a in _service().named(asset)])
+
+
+@routes("/assets/{asset}/{version}")
+def asset_version(request: Request, asset: str, version: str) -> Response:
+    return json_response([asset_view(a) for a in _service().named(asset, version)])
+
+
+@routes("/assets/{asset}", ("DELETE",))
+def delete_asset(request: Request, asset: str) -> Response:
+    return json_response({"_id": _service().delete(asset).asset_id})

@@ -1,21 +1,31 @@
-"""Seed 001's cluster/state and cluster/stats: JSON views, and the stats as OpenMetrics (or
-Prometheus text) produced by prometheus_client."""
+"""Seed 001's cluster routes: the system's info at the root, cluster/state and cluster/stats
+(JSON views, and the stats as OpenMetrics or Prometheus text produced by prometheus_client),
+the live executions' controllers and the alerts."""
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
 from collections.abc import Iterator
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from chalice.app import Response
+from chalice.app import Request, Response
 from prometheus_client import exposition
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from chalicelib.api.errors import json_response
+from chalicelib.bootstrap import get_container
 from chalicelib.config import Settings
+from chalicelib.domain.runs import Run
 from chalicelib.domain.timefmt import iso
-from chalicelib.domain.transitions import SupervisorState
+from chalicelib.domain.transitions import TERMINAL_EX, SupervisorState
+from chalicelib.entrypoints.http.errors import json_response, query_int
+from chalicelib.entrypoints.http.routing import Routes, query
+from chalicelib.entrypoints.http.views import controller_view
 from chalicelib.services.cluster import ClusterState, ClusterStats, Held
 
 NO_SCHEDULE = "NO_SCHEDULE"  # the supervisor's schedule has never fired
@@ -167,3 +177,70 @@ def stats_response(stats: ClusterStats, settings: Settings, accept: str | None) 
     return Response(
         body=body.decode("utf-8"), status_code=200, headers={"Content-Type": content_type}
     )
+
+
+routes = Routes()
+
+
+def _version() -> str:
+    try:
+        return version("cadenza")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@routes("/")
+def system_info(request: Request) -> Response:
+    settings = get_container().settings
+    return json_response(
+        {
+            "name": "cadenza",
+            "cadenza_version": _version(),
+            "clustering_type": "serverless",
+            "platform": sys.platform,
+            "arch": platform.machine(),
+            "python_version": platform.python_version(),
+            "stage": settings.stage,
+            "backend": os.environ.get("CADENZA_BACKEND", "aws"),
+        }
+    )
+
+
+def _live(runs: list[Run]) -> Response:
+    return json_response([controller_view(r) for r in runs if r.status not in TERMINAL_EX])
+
+
+@routes("/cluster/controllers")
+def cluster_controllers(request: Request) -> Response:
+    return _live(get_container().cluster.controllers())
+
+
+@routes("/cluster/state")
+def cluster_state(request: Request) -> Response:
+    c = get_container()
+    return json_response(state_view(c.cluster.state(), c.settings))
+
+
+@routes("/cluster/stats")
+def cluster_stats(request: Request) -> Response:
+    c = get_container()
+    return stats_response(c.cluster.stats(), c.settings, request.headers.get("accept"))
+
+
+@routes("/jobs/{job_id}/controller")
+def job_controller(request: Request, job_id: str) -> Response:
+    return _live([get_container().executions.current_of(job_id)])
+
+
+@routes("/ex/{ex_id}/controller")
+def ex_controller(request: Request, ex_id: str) -> Response:
+    return _live([get_container().executions.by_ex(ex_id)])
+
+
+@routes("/alerts")
+def alerts(request: Request) -> Response:
+    """Hanging runs and slices the supervisor gave up on, newest first."""
+    size = query_int(query(request), "size")
+    size = 100 if size is None else max(1, min(size, 1000))
+    found = get_container().cluster.alerts(size)
+    return json_response([{**asdict(a), "created": iso(a.created)} for a in found])

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.api.errors import query_int
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.transitions import ExStatus
+from chalicelib.entrypoints.http.errors import query_int
 from chalicelib.ports import MAX_WINDOW, Sort
 
 SORT_FIELDS = {"_created": "created", "_updated": "updated"}

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the HTTP API, as served at GET /v1/openapi.json.
+"""The OpenAPI 3.1 document of the HTTP API, and its route: GET /v1/openapi.json.
 
 `openapi.json` beside this module holds the paths and the response shapes. The request
 schemas a user submits (JobDefinition, Schedule, each operation's parameters) are generated
@@ -14,9 +14,12 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
+from chalice.app import Request, Response
 from pydantic.json_schema import models_json_schema
 
 from chalicelib.domain.jobs import JobDefinition
+from chalicelib.entrypoints.http.errors import JSON
+from chalicelib.entrypoints.http.routing import Routes
 from chalicelib.ops.registry import REGISTRY
 
 V1 = "/v1"
@@ -129,10 +132,20 @@ def build_document(raw: dict[str, Any]) -> dict[str, Any]:
 @cache
 def document() -> dict[str, Any]:
     """The document, built once per process."""
-    raw = json.loads(files("chalicelib.api").joinpath("openapi.json").read_text("utf-8"))
+    raw = json.loads(
+        files("chalicelib.entrypoints.http").joinpath("openapi.json").read_text("utf-8")
+    )
     return build_document(raw)
 
 
 @cache
 def document_json() -> str:
     return json.dumps(document())
+
+
+routes = Routes()
+
+
+@routes("/openapi.json")
+def openapi(request: Request) -> Response:
+    return Response(body=document_json(), status_code=200, headers=JSON)

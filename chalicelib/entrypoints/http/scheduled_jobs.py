@@ -27,17 +27,18 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from chalice.app import Blueprint, Response
+from chalice.app import Request, Response
 
-from chalicelib.api.errors import api_errors, parse_json_body
-from chalicelib.api.scheduled_views import (
+from chalicelib.bootstrap import get_container
+from chalicelib.domain.history import invalid, parse_max_results
+from chalicelib.entrypoints.http.errors import parse_json_body
+from chalicelib.entrypoints.http.routing import BODY_TYPES, Routes, query
+from chalicelib.entrypoints.http.scheduled_views import (
     job_stats_view,
     run_detail,
     scheduled_job,
     user_stats_view,
 )
-from chalicelib.bootstrap import get_container
-from chalicelib.domain.history import invalid, parse_max_results
 from chalicelib.ops.csv_result import CSV_TYPE
 from chalicelib.services.history import HistoryService
 from chalicelib.services.results import ResultFileService
@@ -46,13 +47,6 @@ BASE = "/scheduled-jobs"
 NEXT = "next"
 MAX_ARGS_CHARS = 8192
 RUN_FIELDS = frozenset({"args"})
-# accept the body whatever its declared type (curl -d sends a form) and parse it as JSON
-BODY_TYPES = [
-    "application/json",
-    "application/x-www-form-urlencoded",
-    "text/plain",
-    "application/octet-stream",
-]
 
 
 def _response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -86,104 +80,99 @@ def parse_run_request(raw: str | bytes | None) -> str | None:
     return args
 
 
-def make_blueprint(import_name: str) -> Blueprint:
-    bp = Blueprint(import_name)
+routes = Routes()
 
-    def params() -> Mapping[str, str]:
-        return bp.current_request.query_params or {}
 
-    def param(name: str) -> str | None:
-        return params().get(name)
+def _history() -> HistoryService:
+    c = get_container()
+    return HistoryService(c.store, c.clock)
 
-    def history() -> HistoryService:
-        c = get_container()
-        return HistoryService(c.store, c.clock)
 
-    def paged(items: list[dict[str, Any]], nxt: str | None) -> Response:
-        if nxt is None:
-            return _response(items)
-        query = {k: v for k, v in params().items() if k != NEXT}
-        query[NEXT] = nxt
-        return _response(
-            items, headers={"X-Next": nxt, "Link": f'<?{urlencode(query)}>; rel="next"'}
-        )
+def _paged(request: Request, items: list[dict[str, Any]], nxt: str | None) -> Response:
+    if nxt is None:
+        return _response(items)
+    params = {k: v for k, v in query(request).items() if k != NEXT}
+    params[NEXT] = nxt
+    return _response(items, headers={"X-Next": nxt, "Link": f'<?{urlencode(params)}>; rel="next"'})
 
-    @bp.route(BASE, methods=["GET"])
-    @api_errors
-    def list_jobs() -> Response:
-        limit = parse_max_results(param("maxResults"))
-        jobs, nxt = history().jobs(param("owner"), param("state"), limit, param(NEXT))
-        return paged([scheduled_job(j) for j in jobs], nxt)
 
-    @bp.route(f"{BASE}/stats", methods=["GET"])
-    @api_errors
-    def all_job_stats() -> Response:
-        limit = parse_max_results(param("maxResults"))
-        stats = history().user_stats(
-            param("user"),
-            state=param("state"),
-            from_date=param("fromDate"),
-            to_date=param("toDate"),
-            limit=limit,
-            cursor=param(NEXT),
-        )
-        headers = {"X-Next": stats.next} if stats.next else None
-        return _response(user_stats_view(stats), headers=headers)
+@routes(BASE)
+def list_jobs(request: Request) -> Response:
+    q = query(request)
+    limit = parse_max_results(q.get("maxResults"))
+    jobs, nxt = _history().jobs(q.get("owner"), q.get("state"), limit, q.get(NEXT))
+    return _paged(request, [scheduled_job(j) for j in jobs], nxt)
 
-    @bp.route(BASE + "/{job_id}", methods=["GET"])
-    @api_errors
-    def get_job(job_id: str) -> Response:
-        return _response(scheduled_job(history().job(job_id)))
 
-    @bp.route(BASE + "/{job_id}/stats", methods=["GET"])
-    @api_errors
-    def job_stats(job_id: str) -> Response:
-        stats = history().job_stats(
-            job_id, from_date=param("fromDate"), to_date=param("toDate"), state=param("state")
-        )
-        return _response(job_stats_view(stats))
+@routes(f"{BASE}/stats")
+def all_job_stats(request: Request) -> Response:
+    q = query(request)
+    limit = parse_max_results(q.get("maxResults"))
+    stats = _history().user_stats(
+        q.get("user"),
+        state=q.get("state"),
+        from_date=q.get("fromDate"),
+        to_date=q.get("toDate"),
+        limit=limit,
+        cursor=q.get(NEXT),
+    )
+    headers = {"X-Next": stats.next} if stats.next else None
+    return _response(user_stats_view(stats), headers=headers)
 
-    @bp.route(BASE + "/{job_id}/runs", methods=["POST"], content_types=BODY_TYPES)
-    @api_errors
-    def run_now(job_id: str) -> Response:
-        args = parse_run_request(bp.current_request.raw_body)
-        run = get_container().jobs.start_run(job_id, args=args)
-        location = f"{BASE}/{job_id}/runs/{run.ex_id}"
-        return _response(run_detail(run), 202, {"Location": location})
 
-    @bp.route(BASE + "/{job_id}/runs", methods=["GET"])
-    @api_errors
-    def list_runs(job_id: str) -> Response:
-        limit = parse_max_results(param("maxResults"))
-        runs, nxt = history().runs(
-            job_id,
-            from_date=param("fromDate"),
-            to_date=param("toDate"),
-            status=param("status"),
-            limit=limit,
-            cursor=param(NEXT),
-        )
-        return paged([run_detail(r) for r in runs], nxt)
+@routes(BASE + "/{job_id}")
+def get_job(request: Request, job_id: str) -> Response:
+    return _response(scheduled_job(_history().job(job_id)))
 
-    @bp.route(BASE + "/{job_id}/runs/{run_id}", methods=["GET"])
-    @api_errors
-    def get_run(job_id: str, run_id: str) -> Response:
-        return _response(run_detail(history().run(job_id, run_id)))
 
-    @bp.route(BASE + "/{job_id}/runs/{run_id}/result-file", methods=["GET"])
-    @api_errors
-    def result_file(job_id: str, run_id: str) -> Response:
-        found = ResultFileService(history(), get_container().files).result_file(job_id, run_id)
-        if not found.csv:
-            disposition = f'attachment; filename="{run_id}.json"'
-            return _response(found.content, headers={"Content-Disposition": disposition})
-        return Response(
-            body=found.content,
-            status_code=200,
-            headers={
-                "Content-Type": CSV_TYPE,
-                "Content-Disposition": f'attachment; filename="{run_id}.csv"',
-            },
-        )
+@routes(BASE + "/{job_id}/stats")
+def job_stats(request: Request, job_id: str) -> Response:
+    q = query(request)
+    stats = _history().job_stats(
+        job_id, from_date=q.get("fromDate"), to_date=q.get("toDate"), state=q.get("state")
+    )
+    return _response(job_stats_view(stats))
 
-    return bp
+
+@routes(BASE + "/{job_id}/runs", ("POST",), BODY_TYPES)
+def run_now(request: Request, job_id: str) -> Response:
+    args = parse_run_request(request.raw_body)
+    run = get_container().jobs.start_run(job_id, args=args)
+    location = f"{BASE}/{job_id}/runs/{run.ex_id}"
+    return _response(run_detail(run), 202, {"Location": location})
+
+
+@routes(BASE + "/{job_id}/runs")
+def list_runs(request: Request, job_id: str) -> Response:
+    q = query(request)
+    limit = parse_max_results(q.get("maxResults"))
+    runs, nxt = _history().runs(
+        job_id,
+        from_date=q.get("fromDate"),
+        to_date=q.get("toDate"),
+        status=q.get("status"),
+        limit=limit,
+        cursor=q.get(NEXT),
+    )
+    return _paged(request, [run_detail(r) for r in runs], nxt)
+
+
+@routes(BASE + "/{job_id}/runs/{run_id}")
+def get_run(request: Request, job_id: str, run_id: str) -> Response:
+    return _response(run_detail(_history().run(job_id, run_id)))
+
+
+@routes(BASE + "/{job_id}/runs/{run_id}/result-file")
+def result_file(request: Request, job_id: str, run_id: str) -> Response:
+    found = ResultFileService(_history(), get_container().files).result_file(job_id, run_id)
+    if not found.csv:
+        disposition = f'attachment; filename="{run_id}.json"'
+        return _response(found.content, headers={"Content-Disposition": disposition})
+    return Response(
+        body=found.content,
+        status_code=200,
+        headers={
+            "Content-Type": CSV_TYPE,
+            "Content-Disposition": f'attachment; filename="{run_id}.csv"',
+        },
+    )

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.api.views import job_view
 from chalicelib.domain.history import RunCounts, Window, group_of
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.timefmt import iso
+from chalicelib.entrypoints.http.views import job_view
 from chalicelib.services.history import JobStats, UserStats
 
 
