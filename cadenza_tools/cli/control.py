@@ -32,16 +32,16 @@ class Target:
     """What a group's commands act on."""
 
     group: str  # the API's path segment: jobs or ex
-    metavar: str  # the argument's name in help and errors
+    metavar: str  # the argument's name in usage and errors
     help: str  # the argument's help
     what: str  # the execution acted on, in the commands' help
     recovered_with: str  # whose configuration a recovered execution runs
 
 
 JOBS = Target(
-    "jobs", "JOB_ID", "The job's id.", "the job's current execution", "the job's current definition"
+    "jobs", "job_id", "The job's id.", "the job's current execution", "the job's current definition"
 )
-EX = Target("ex", "EX_ID", "The execution's id (ex_id).", "an execution", "its own configuration")
+EX = Target("ex", "ex_id", "The execution's id (ex_id).", "an execution", "its own configuration")
 
 
 def _post(ctx: typer.Context, path: str, params: Params | None = None) -> None:
@@ -53,7 +53,7 @@ def add_control_commands(app: typer.Typer, target: Target) -> None:
     """stop, pause, resume, recover, workers and controller, on `app`, for `target`."""
     TargetId = Annotated[str, typer.Argument(metavar=target.metavar, help=target.help)]
     base = f"/v1/{target.group}"
-    key = "{" + target.metavar.lower() + "}"
+    key = "{" + target.metavar + "}"
 
     @command(app, "stop", help=f"Stop {target.what} (POST {base}/{key}/_stop).")
     def stop(

@@ -19,6 +19,7 @@ from cadenza_tools.local.stack import (
     DEFAULT_TICK_INTERVAL,
     DEFAULT_WORKERS,
     LocalStack,
+    StackOptions,
 )
 
 _QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "pynamodb", "werkzeug", "s3transfer")
@@ -99,7 +100,7 @@ def dev(
             raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    stack = LocalStack(
+    options = StackOptions(
         backend=backend.value,
         endpoint_url=endpoint_url,
         dynamodb_endpoint=dynamodb_endpoint,
@@ -115,6 +116,7 @@ def dev(
         moto_port=moto_port,
         dynamodb_port=dynamodb_port,
     )
+    stack = LocalStack(options)
     code = 0
     try:
         try:

@@ -53,20 +53,17 @@ class ApiServer:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        stage: str = "dev",
-        lambda_timeout: int = 60,
-        lambda_memory_size: int = 128,
         config: Config | None = None,
     ) -> None:
         self.app = app
         self.host = host
         self._requested_port = port
         self.config = config or Config.create(
-            chalice_stage=stage,
+            chalice_stage="dev",
             app_name=app.app_name,
             chalice_app=app,
-            lambda_timeout=lambda_timeout,
-            lambda_memory_size=lambda_memory_size,
+            lambda_timeout=60,
+            lambda_memory_size=128,
         )
         self._server: LocalDevServer | None = None
         self._thread: threading.Thread | None = None

@@ -192,6 +192,10 @@ class DynamoDBLocal:
     """
 
     host = "127.0.0.1"
+    # seconds to wait for it to answer, and for it to exit; its extra command-line options
+    startup_timeout = 60.0
+    stop_timeout = 10.0
+    extra_args: tuple[str, ...] = ("-disableTelemetry",)
 
     def __init__(
         self,
@@ -200,16 +204,10 @@ class DynamoDBLocal:
         *,
         home: Path | None = None,
         auto_install: bool = True,
-        startup_timeout: float = 60.0,
-        stop_timeout: float = 10.0,
-        extra_args: tuple[str, ...] = ("-disableTelemetry",),
     ) -> None:
         self.home = home if home is not None else default_home()
         self.data_dir = data_dir
         self.auto_install = auto_install
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
-        self.extra_args = extra_args
         self.log_path = self.home / LOG_DIR_NAME / "dynamodb-local.log"
         self._requested_port = port
         self._port: int | None = None

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +38,16 @@ def scheduled_event(
     }
 
 
+@dataclass(frozen=True)
+class FirerOptions:
+    """Where the rule and the function live; whether to fire at once; the function's timeout."""
+
+    region: str = "us-east-1"
+    account: str = "123456789012"
+    fire_immediately: bool = False
+    function_timeout_s: float = 60.0
+
+
 class ScheduleFirer(threading.Thread):
     """Call ``handler(event, context)`` every ``interval`` seconds, like EventBridge.
 
@@ -50,22 +61,20 @@ class ScheduleFirer(threading.Thread):
         interval: float,
         name: str = "schedule",
         *,
-        region: str = "us-east-1",
-        account: str = "123456789012",
-        fire_immediately: bool = False,
-        function_timeout_s: float = 60.0,
+        options: FirerOptions | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
         super().__init__(name=f"firer:{name}", daemon=True)
+        o = options or FirerOptions()
         self.handler = handler
         self.interval = interval
         self.function_name = name
-        self.region = region
-        self.account = account
-        self.rule_arn = f"arn:aws:events:{region}:{account}:rule/{name}"
-        self.fire_immediately = fire_immediately
-        self.function_timeout_s = function_timeout_s
+        self.region = o.region
+        self.account = o.account
+        self.rule_arn = f"arn:aws:events:{o.region}:{o.account}:rule/{name}"
+        self.fire_immediately = o.fire_immediately
+        self.function_timeout_s = o.function_timeout_s
         self.fired = 0
         self.errors = 0
         self._stop_event = threading.Event()

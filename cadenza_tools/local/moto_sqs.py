@@ -59,30 +59,28 @@ def _counts(queue: sqs_models.Queue) -> tuple[int, int, int]:
     return ready, delayed, hidden
 
 
+def _named_attributes(queue: sqs_models.Queue) -> list[str]:
+    """moto's attributes of this queue: the base ones, the FIFO and KMS ones when they apply."""
+    names = [a for a in queue.BASE_ATTRIBUTES if a not in _APPROXIMATE]
+    if queue.fifo_queue:
+        names += queue.FIFO_ATTRIBUTES
+    if getattr(queue, "kms_master_key_id", None):
+        names += queue.KMS_ATTRIBUTES
+    return names
+
+
 def _attributes(self: sqs_models.Queue) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {a: getattr(self, _CAMEL_TO_ATTR[a]) for a in _named_attributes(self)}
     ready, delayed, hidden = _counts(self)
-    for attribute in self.BASE_ATTRIBUTES:
-        if attribute not in _APPROXIMATE:
-            result[attribute] = getattr(self, _CAMEL_TO_ATTR[attribute])
     result["ApproximateNumberOfMessages"] = ready
     result["ApproximateNumberOfMessagesDelayed"] = delayed
     result["ApproximateNumberOfMessagesNotVisible"] = hidden
-    if self.fifo_queue:
-        for attribute in self.FIFO_ATTRIBUTES:
-            result[attribute] = getattr(self, _CAMEL_TO_ATTR[attribute])
-    if getattr(self, "kms_master_key_id", None):
-        for attribute in self.KMS_ATTRIBUTES:
-            result[attribute] = getattr(self, _CAMEL_TO_ATTR[attribute])
     if self.policy:
         result["Policy"] = self.policy
     redrive_policy = getattr(self, "redrive_policy", None)
     if redrive_policy:
         result["RedrivePolicy"] = json.dumps(redrive_policy)
-    for key, value in result.items():
-        if isinstance(value, bool):
-            result[key] = str(value).lower()
-    return result
+    return {k: str(v).lower() if isinstance(v, bool) else v for k, v in result.items()}
 
 
 def _ready_messages(self: sqs_models.Queue) -> list[sqs_models.Message]:

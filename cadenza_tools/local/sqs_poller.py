@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -117,6 +118,22 @@ def failed_message_ids(response: Any, batch_ids: Sequence[str]) -> set[str] | No
     return failed
 
 
+@dataclass(frozen=True)
+class PollerOptions:
+    """The event source mapping's settings (batch size, long-poll wait, batching window,
+    ReportBatchItemFailures) and the function's timeout."""
+
+    batch_size: int = 10
+    wait_seconds: int = 1
+    report_batch_item_failures: bool = True
+    function_timeout_s: float = 60.0
+    batching_window_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= 10:
+            raise ValueError("batch_size must be between 1 and 10")
+
+
 class SqsPoller(threading.Thread):
     """Poll one SQS queue and invoke ``handler(event, context)`` per batch, like Lambda."""
 
@@ -125,25 +142,20 @@ class SqsPoller(threading.Thread):
         sqs: SQSClient,
         queue_url: str,
         handler: Handler,
-        batch_size: int = 10,
-        wait_seconds: int = 1,
         name: str | None = None,
         *,
-        report_batch_item_failures: bool = True,
-        function_timeout_s: float = 60.0,
-        batching_window_s: float = 0.0,
+        options: PollerOptions | None = None,
     ) -> None:
-        if not 1 <= batch_size <= 10:
-            raise ValueError("batch_size must be between 1 and 10")
         super().__init__(name=name or f"sqs-poller:{queue_url.rsplit('/', 1)[-1]}", daemon=True)
+        o = options or PollerOptions()
         self.sqs = sqs
         self.queue_url = queue_url
         self.handler = handler
-        self.batch_size = batch_size
-        self.wait_seconds = wait_seconds
-        self.report_batch_item_failures = report_batch_item_failures
-        self.function_timeout_s = function_timeout_s
-        self.batching_window_s = batching_window_s
+        self.batch_size = o.batch_size
+        self.wait_seconds = o.wait_seconds
+        self.report_batch_item_failures = o.report_batch_item_failures
+        self.function_timeout_s = o.function_timeout_s
+        self.batching_window_s = o.batching_window_s
         self.invocations = 0
         self.handler_errors = 0
         self.messages_deleted = 0

@@ -34,9 +34,9 @@ from typing import Any, Literal, Self
 
 from cadenza_tools.local.api_server import ApiServer
 from cadenza_tools.local.dynamodb_local import DynamoDBLocal, default_home
-from cadenza_tools.local.firer import ScheduleFirer
+from cadenza_tools.local.firer import FirerOptions, ScheduleFirer
 from cadenza_tools.local.moto_server import MotoServer
-from cadenza_tools.local.sqs_poller import Handler, SqsPoller
+from cadenza_tools.local.sqs_poller import Handler, PollerOptions, SqsPoller
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +164,9 @@ class StackInfo:
         }
 
 
-class LocalStack:
-    """Cadenza on this machine, in this process; a context manager.
+@dataclass(frozen=True)
+class StackOptions:
+    """How a :class:`LocalStack` runs.
 
     ``endpoint_url`` set (or ``localstack=True``): no emulator is started, SQS/S3 and
     DynamoDB are reached there (DynamoDB at ``dynamodb_endpoint`` if given). Only
@@ -175,52 +176,41 @@ class LocalStack:
     Port 0 means a free port.
     """
 
-    def __init__(
-        self,
-        *,
-        backend: Backend = "ddblocal",
-        endpoint_url: str | None = None,
-        dynamodb_endpoint: str | None = None,
-        localstack: bool = False,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
-        tick_interval: float = DEFAULT_TICK_INTERVAL,
-        lookahead: float = DEFAULT_LOOKAHEAD,
-        data_dir: Path | None = None,
-        prefix: str | None = None,
-        start_halted: bool = False,
-        workers: int = DEFAULT_WORKERS,
-        moto_port: int = 0,
-        dynamodb_port: int = 0,
-        batch_size: int = 10,
-        poll_wait_seconds: int = 1,
-        quiet: bool = False,
-    ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-        if tick_interval <= 0:
+    backend: Backend = "ddblocal"
+    endpoint_url: str | None = None
+    dynamodb_endpoint: str | None = None
+    localstack: bool = False
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    tick_interval: float = DEFAULT_TICK_INTERVAL
+    lookahead: float = DEFAULT_LOOKAHEAD
+    data_dir: Path | None = None
+    prefix: str | None = None
+    start_halted: bool = False
+    workers: int = DEFAULT_WORKERS
+    moto_port: int = 0
+    dynamodb_port: int = 0
+    batch_size: int = 10
+    poll_wait_seconds: int = 1
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.tick_interval <= 0:
             raise ValueError("tick_interval must be positive")
-        if lookahead < 0:
+        if self.lookahead < 0:
             raise ValueError("lookahead must not be negative")
-        if workers < 1:
+        if self.workers < 1:
             raise ValueError("workers must be at least 1")
-        self.backend: Backend = backend
-        self.endpoint_url = endpoint_url
-        self.dynamodb_endpoint = dynamodb_endpoint
-        self.localstack = localstack
-        self.host = host
-        self.port = port
-        self.tick_interval = tick_interval
-        self.lookahead = lookahead
-        self.data_dir = (data_dir or default_data_dir()).expanduser().resolve()
-        self.prefix = prefix
-        self.start_halted = start_halted
-        self.workers = workers
-        self.moto_port = moto_port
-        self.dynamodb_port = dynamodb_port
-        self.batch_size = batch_size
-        self.poll_wait_seconds = poll_wait_seconds
-        self.quiet = quiet
+
+
+class LocalStack:
+    """Cadenza on this machine, in this process, as its options say; a context manager."""
+
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self.data_dir = (self.options.data_dir or default_data_dir()).expanduser().resolve()
 
         self.moto: MotoServer | None = None
         self.dynamodb: DynamoDBLocal | None = None
@@ -235,30 +225,33 @@ class LocalStack:
     @property
     def external(self) -> bool:
         """True when no emulator is started for SQS/S3 (endpoints given or LocalStack)."""
-        return self.endpoint_url is not None or self.localstack
+        return self.options.endpoint_url is not None or self.options.localstack
 
     @property
     def backend_label(self) -> str:
         """``CADENZA_BACKEND``: the backend, or ``localstack`` / ``external``."""
-        if self.localstack:
+        if self.options.localstack:
             return "localstack"
-        if self.endpoint_url is not None:
+        if self.options.endpoint_url is not None:
             return "external"
-        return self.backend
+        return self.options.backend
 
     def _start_emulators(self) -> tuple[str, str]:
         """Start what must be started; return the SQS/S3 and DynamoDB endpoints."""
-        if self.localstack:
+        if self.options.localstack:
             sqs, ddb = localstack_endpoints()
-            return self.endpoint_url or sqs, self.dynamodb_endpoint or ddb
-        if self.endpoint_url is not None:
-            return self.endpoint_url, self.dynamodb_endpoint or self.endpoint_url
-        self.moto = MotoServer(EMULATOR_HOST, self.moto_port).start()
-        if self.dynamodb_endpoint is not None:
-            return self.moto.endpoint, self.dynamodb_endpoint
-        if self.backend == "moto":
+            return self.options.endpoint_url or sqs, self.options.dynamodb_endpoint or ddb
+        if self.options.endpoint_url is not None:
+            return (
+                self.options.endpoint_url,
+                self.options.dynamodb_endpoint or self.options.endpoint_url,
+            )
+        self.moto = MotoServer(EMULATOR_HOST, self.options.moto_port).start()
+        if self.options.dynamodb_endpoint is not None:
+            return self.moto.endpoint, self.options.dynamodb_endpoint
+        if self.options.backend == "moto":
             return self.moto.endpoint, self.moto.endpoint
-        self.dynamodb = DynamoDBLocal(self.dynamodb_port, self.data_dir).start()
+        self.dynamodb = DynamoDBLocal(self.options.dynamodb_port, self.data_dir).start()
         return self.moto.endpoint, self.dynamodb.endpoint
 
     # ---- environment ------------------------------------------------------------------
@@ -293,10 +286,10 @@ class LocalStack:
         self._setenv("AWS_ENDPOINT_URL_DYNAMODB", ddb_endpoint)
         self._setenv("CADENZA_DYNAMODB_ENDPOINT", ddb_endpoint)
         self._setenv("CADENZA_BACKEND", self.backend_label)
-        self._setenv("CADENZA_LOOKAHEAD_SECONDS", repr(float(self.lookahead)))
-        self._setenv("CADENZA_START_HALTED", "true" if self.start_halted else "false")
-        if self.prefix:
-            self._setenv("CADENZA_PREFIX", self.prefix)
+        self._setenv("CADENZA_LOOKAHEAD_SECONDS", repr(float(self.options.lookahead)))
+        self._setenv("CADENZA_START_HALTED", "true" if self.options.start_halted else "false")
+        if self.options.prefix:
+            self._setenv("CADENZA_PREFIX", self.options.prefix)
 
     # ---- life cycle -------------------------------------------------------------------
     def start(self) -> Self:
@@ -309,7 +302,7 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
-        if not self.quiet:
+        if not self.options.quiet:
             print(self.banner(), flush=True)
         return self
 
@@ -345,27 +338,25 @@ class LocalStack:
             handler = _logged_batch(getattr(app_module, handler_name), handler_name)
             source = sources.get(handler_name)  # the event source mapping app.py declares
             window = float(getattr(source, "maximum_batching_window_in_seconds", 0) or 0)
-            for i in range(1, self.workers + 1):
-                poller = SqsPoller(
-                    sqs,
-                    url,
-                    handler,
-                    batch_size=self.batch_size,
-                    wait_seconds=self.poll_wait_seconds,
-                    name=f"{handler_name}-{i}",
+            for i in range(1, self.options.workers + 1):
+                options = PollerOptions(
+                    batch_size=self.options.batch_size,
+                    wait_seconds=self.options.poll_wait_seconds,
                     batching_window_s=window,
                 )
+                poller = SqsPoller(sqs, url, handler, f"{handler_name}-{i}", options=options)
                 self.pollers.append(poller)
                 poller.start()
         self.firer = ScheduleFirer(
             _logged_tick(app_module.supervisor),
-            self.tick_interval,
+            self.options.tick_interval,
             name="supervisor",
-            region=settings.region,
-            fire_immediately=True,
+            options=FirerOptions(region=settings.region, fire_immediately=True),
         )
         self.firer.start()
-        self.api = ApiServer(app_module.app, self.host, self.port).start()  # last: ready
+        self.api = ApiServer(
+            app_module.app, self.options.host, self.options.port
+        ).start()  # last: ready
 
         emulators = []
         if self.moto is not None:
@@ -382,9 +373,9 @@ class LocalStack:
             region=settings.region,
             start_queue_url=start_url,
             slice_queue_url=slice_url,
-            tick_interval=self.tick_interval,
+            tick_interval=self.options.tick_interval,
             lookahead=settings.lookahead_seconds,
-            workers=self.workers,
+            workers=self.options.workers,
             emulators=emulators,
         )
         log.debug("local stack up: %s", json.dumps(self.info.as_dict()))
@@ -450,7 +441,7 @@ class LocalStack:
         lines += [
             f"  prefix      {info.prefix} (region {info.region})",
             f"  supervisor  every {info.tick_interval:g}s, look-ahead {info.lookahead:g}s"
-            + (", starts halted" if self.start_halted else ""),
+            + (", starts halted" if self.options.start_halted else ""),
             f"  workers     {info.workers} poller(s) per queue",
             "Press Ctrl-C to stop.",
             f"{BANNER_TAG} {json.dumps(info.as_dict(), separators=(',', ':'))}",
