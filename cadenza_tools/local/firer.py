@@ -66,27 +66,25 @@ class ScheduleFirer(threading.Thread):
         if interval <= 0:
             raise ValueError("interval must be positive")
         super().__init__(name=f"firer:{name}", daemon=True)
-        o = options or FirerOptions()
+        self.options = o = options or FirerOptions()
         self.handler = handler
         self.interval = interval
         self.function_name = name
-        self.region = o.region
-        self.account = o.account
         self.rule_arn = f"arn:aws:events:{o.region}:{o.account}:rule/{name}"
-        self.fire_immediately = o.fire_immediately
-        self.function_timeout_s = o.function_timeout_s
         self.fired = 0
         self.errors = 0
         self._stop_event = threading.Event()
 
     def fire_once(self) -> Any:
         """Invoke the handler once, synchronously; return its result (None on error)."""
-        event = scheduled_event(self.rule_arn, region=self.region, account=self.account)
+        event = scheduled_event(
+            self.rule_arn, region=self.options.region, account=self.options.account
+        )
         context = LambdaContext(
             self.function_name,
-            timeout_s=self.function_timeout_s,
-            region=self.region,
-            account_id=self.account,
+            timeout_s=self.options.function_timeout_s,
+            region=self.options.region,
+            account_id=self.options.account,
         )
         self.fired += 1
         try:
@@ -98,7 +96,7 @@ class ScheduleFirer(threading.Thread):
 
     def run(self) -> None:
         """Fire until :meth:`stop` is called."""
-        next_at = time.monotonic() + (0 if self.fire_immediately else self.interval)
+        next_at = time.monotonic() + (0 if self.options.fire_immediately else self.interval)
         while not self._stop_event.wait(max(0.0, next_at - time.monotonic())):
             self.fire_once()
             next_at += self.interval

@@ -147,15 +147,10 @@ class SqsPoller(threading.Thread):
         options: PollerOptions | None = None,
     ) -> None:
         super().__init__(name=name or f"sqs-poller:{queue_url.rsplit('/', 1)[-1]}", daemon=True)
-        o = options or PollerOptions()
+        self.options = options or PollerOptions()
         self.sqs = sqs
         self.queue_url = queue_url
         self.handler = handler
-        self.batch_size = o.batch_size
-        self.wait_seconds = o.wait_seconds
-        self.report_batch_item_failures = o.report_batch_item_failures
-        self.function_timeout_s = o.function_timeout_s
-        self.batching_window_s = o.batching_window_s
         self.invocations = 0
         self.handler_errors = 0
         self.messages_deleted = 0
@@ -176,7 +171,7 @@ class SqsPoller(threading.Thread):
         """Poll until :meth:`stop` is called; errors are logged, never fatal."""
         while not self._stop_event.is_set():
             try:
-                if self.poll_once() == 0 and self.wait_seconds == 0:
+                if self.poll_once() == 0 and self.options.wait_seconds == 0:
                     self._stop_event.wait(_IDLE_SLEEP_S)
             except Exception:
                 log.exception("%s: polling %s failed", self.name, self.queue_url)
@@ -192,11 +187,11 @@ class SqsPoller(threading.Thread):
         """Lambda's MaximumBatchingWindowInSeconds: gather more records until the batch is
         full or the window (counted from the first record) has passed."""
         more: list[Any] = []
-        deadline = time.monotonic() + self.batching_window_s
-        while have + len(more) < self.batch_size and time.monotonic() < deadline:
+        deadline = time.monotonic() + self.options.batching_window_s
+        while have + len(more) < self.options.batch_size and time.monotonic() < deadline:
             got = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
-                MaxNumberOfMessages=self.batch_size - have - len(more),
+                MaxNumberOfMessages=self.options.batch_size - have - len(more),
                 WaitTimeSeconds=0,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
@@ -210,8 +205,8 @@ class SqsPoller(threading.Thread):
         """Receive and process one batch synchronously; return how many messages it had."""
         received = self.sqs.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=self.wait_seconds,
+            MaxNumberOfMessages=self.options.batch_size,
+            WaitTimeSeconds=self.options.wait_seconds,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
@@ -225,7 +220,7 @@ class SqsPoller(threading.Thread):
         arn_parts = queue_arn.split(":")
         context = LambdaContext(
             self.name,
-            timeout_s=self.function_timeout_s,
+            timeout_s=self.options.function_timeout_s,
             region=arn_parts[3],
             account_id=arn_parts[4],
         )
@@ -241,7 +236,9 @@ class SqsPoller(threading.Thread):
             )
             return len(messages)
         ids = [record["messageId"] for record in records]
-        failed = failed_message_ids(response, ids) if self.report_batch_item_failures else set()
+        failed = (
+            failed_message_ids(response, ids) if self.options.report_batch_item_failures else set()
+        )
         if failed is None:
             self.handler_errors += 1
             log.error("%s: invalid batchItemFailures %r; whole batch fails", self.name, response)
