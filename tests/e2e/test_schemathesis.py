@@ -27,8 +27,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from chalicelib.api.openapi import V1, document
-from chalicelib.local.dynamodb_local import free_port
+from cadenza_tools.local.dynamodb_local import free_port
+from chalicelib.entrypoints.http.openapi import V1, document
 from tests.e2e.test_local_stack import StackProcess, needs_java, wait_for
 
 pytestmark = [pytest.mark.e2e, needs_java]

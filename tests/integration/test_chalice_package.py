@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import infra
+from cadenza_tools import infra
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = infra.load_chalice_config(ROOT)
@@ -184,12 +184,24 @@ def test_deployment_package(packaged: dict[str, Path]) -> None:
         tops = {n.split("/", 1)[0] for n in z.namelist()}
         names = set(z.namelist())
     assert {"app.py", "chalice", "chalicelib"} <= tops
-    assert {"chalice/app.py", "chalice/__init__.py", "chalicelib/handlers.py"} <= names
-    assert "chalicelib/api/openapi.json" in names  # data files under chalicelib ship too
+    assert {"chalice/app.py", "chalice/__init__.py", "chalicelib/entrypoints/handlers.py"} <= names
+    assert (
+        "chalicelib/entrypoints/http/openapi.json" in names
+    )  # data files under chalicelib ship too
     for needed in ("pynamodb", "pydantic", "pydantic_core", "cronsim", "tzdata"):
         assert needed in tops, needed
     assert "aws_lambda_powertools" in tops
-    for not_shipped in ("moto", "typer", "rich", "requests", "localstack_client", "flask"):
+    assert not any(n.startswith(("chalicelib/cli/", "chalicelib/local/")) for n in names)
+    assert "chalicelib/infra.py" not in names
+    for not_shipped in (
+        "cadenza_tools",  # the CLI, the local stack, the infra generator
+        "moto",
+        "typer",
+        "rich",
+        "requests",
+        "localstack_client",
+        "flask",
+    ):
         assert not_shipped not in tops, not_shipped
     # the compiled part, a Linux wheel for Lambda's Python
     cores = [n for n in names if n.startswith("pydantic_core/_pydantic_core") and ".so" in n]

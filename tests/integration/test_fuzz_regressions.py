@@ -6,12 +6,12 @@ import pytest
 import requests
 
 from app import app
+from cadenza_tools.local.api_server import ApiServer
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue
 from chalicelib.bootstrap import build_container
 from chalicelib.config import Settings
 from chalicelib.domain.transitions import SupervisorState
-from chalicelib.local.api_server import ApiServer
 from chalicelib.ports import FakeClock
 from chalicelib.services.admin import AdminService
 from tests.conftest import T0

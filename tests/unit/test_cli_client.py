@@ -15,7 +15,7 @@ import requests
 import responses
 from typer.testing import CliRunner
 
-from chalicelib.cli.client import (
+from cadenza_tools.cli.client import (
     EXIT_CONFLICT,
     EXIT_CONNECTION,
     EXIT_FAILED,
@@ -28,7 +28,7 @@ from chalicelib.cli.client import (
     NotFoundError,
     ServerError,
 )
-from chalicelib.cli.main import app
+from cadenza_tools.cli.main import app
 
 URL = "http://cadenza.test"
 runner = CliRunner()
@@ -189,7 +189,7 @@ def test_tables_show_each_row() -> None:
 
 
 def test_watch_exits_non_zero_when_the_execution_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("chalicelib.cli.watch.time.sleep", lambda _s: None)
+    monkeypatch.setattr("cadenza_tools.cli.watch.time.sleep", lambda _s: None)
 
     def ex(status: str, processed: int, failed: int) -> dict[str, object]:
         stats = {"processed": processed, "failed": failed, "slices_total": 4}

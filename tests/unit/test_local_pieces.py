@@ -1,4 +1,4 @@
-"""Fast tests of the local-stack runtime pieces (chalicelib.local)."""
+"""Fast tests of the local-stack runtime pieces (cadenza_tools.local)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ import requests
 from chalice.app import Chalice
 from moto import mock_aws
 
-from chalicelib.local import dynamodb_local
-from chalicelib.local.api_server import ApiServer
-from chalicelib.local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError
-from chalicelib.local.firer import ScheduleFirer
-from chalicelib.local.moto_server import MotoServer, MotoServerError
-from chalicelib.local.sqs_poller import SqsPoller
+from cadenza_tools.local import dynamodb_local
+from cadenza_tools.local.api_server import ApiServer
+from cadenza_tools.local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError
+from cadenza_tools.local.firer import ScheduleFirer
+from cadenza_tools.local.moto_server import MotoServer, MotoServerError
+from cadenza_tools.local.sqs_poller import PollerOptions, SqsPoller
+
+NO_WAIT = PollerOptions(wait_seconds=0)
 
 REGION = "us-east-1"
 VISIBILITY_S = 1
@@ -105,7 +107,7 @@ def test_poller_builds_the_lambda_sqs_event(sqs: Any, queues: tuple[str, str]) -
         },
     )
     handler = Recorder()
-    poller = SqsPoller(sqs, queue_url, handler, wait_seconds=0, name="worker")
+    poller = SqsPoller(sqs, queue_url, handler, "worker", options=NO_WAIT)
 
     assert poller.poll_once() == 1
 
@@ -148,7 +150,7 @@ def test_poller_redelivers_only_the_reported_failure(sqs: Any, queues: tuple[str
     for body in ("a", "b", "c"):
         sqs.send_message(QueueUrl=queue_url, MessageBody=body)
     handler = Recorder(fail={"b"})
-    poller = SqsPoller(sqs, queue_url, handler, wait_seconds=0)
+    poller = SqsPoller(sqs, queue_url, handler, options=NO_WAIT)
 
     assert poller.poll_once() == 3
     assert poller.messages_deleted == 2
@@ -170,7 +172,7 @@ def test_poller_poison_message_ends_in_the_dlq(sqs: Any, queues: tuple[str, str]
     sqs.send_message(QueueUrl=queue_url, MessageBody="poison")
     sqs.send_message(QueueUrl=queue_url, MessageBody="fine")
     handler = Recorder(fail={"poison"})
-    poller = SqsPoller(sqs, queue_url, handler, wait_seconds=0)
+    poller = SqsPoller(sqs, queue_url, handler, options=NO_WAIT)
 
     assert poller.poll_once() == 2
     for _ in range(2):
@@ -190,7 +192,7 @@ def test_poller_deletes_nothing_when_the_handler_raises(sqs: Any, queues: tuple[
     sqs.send_message(QueueUrl=queue_url, MessageBody="x")
     sqs.send_message(QueueUrl=queue_url, MessageBody="y")
     handler = Recorder(raise_error=True)
-    poller = SqsPoller(sqs, queue_url, handler, wait_seconds=0)
+    poller = SqsPoller(sqs, queue_url, handler, options=NO_WAIT)
 
     assert poller.poll_once() == 2
     assert poller.handler_errors == 1
@@ -225,7 +227,7 @@ def test_poller_thread_survives_handler_errors(sqs: Any, queues: tuple[str, str]
             if record["body"] == "bad":
                 raise ValueError("bad message")
 
-    poller = SqsPoller(sqs, queue_url, handler, batch_size=1, wait_seconds=0)
+    poller = SqsPoller(sqs, queue_url, handler, options=PollerOptions(batch_size=1, wait_seconds=0))
     poller.start()
     try:
         sqs.send_message(QueueUrl=queue_url, MessageBody="bad")
@@ -240,7 +242,7 @@ def test_poller_thread_survives_handler_errors(sqs: Any, queues: tuple[str, str]
 
 def test_poller_rejects_a_batch_size_sqs_cannot_serve(sqs: Any) -> None:
     with pytest.raises(ValueError):
-        SqsPoller(sqs, "http://q", lambda e, c: None, batch_size=11)
+        SqsPoller(sqs, "http://q", lambda e, c: None, options=PollerOptions(batch_size=11))
 
 
 # --- schedule firer -----------------------------------------------------------------------

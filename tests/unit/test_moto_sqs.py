@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.sqs.models import sqs_backends
 
-from chalicelib.local import moto_sqs
+from cadenza_tools.local import moto_sqs
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from app import app
-from chalicelib.api.openapi import V1, document
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.jobs import JobDefinition
+from chalicelib.entrypoints.http.openapi import V1, document
 from chalicelib.ops.registry import REGISTRY, validate_operations
 
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -46,7 +46,7 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 def test_every_route_is_documented() -> None:
     missing = sorted(_routes() - set(_documented()))
-    assert missing == [], f"routes missing from chalicelib/api/openapi.json: {missing}"
+    assert missing == [], f"routes missing from chalicelib/entrypoints/http/openapi.json: {missing}"
 
 
 def test_every_documented_operation_is_a_route() -> None:

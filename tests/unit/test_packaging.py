@@ -37,6 +37,8 @@ OPTIONAL_IMPORTS = {
     # botocore.httpsession: `try: from certifi import where`, else botocore's own CA bundle.
     "certifi",
 }
+TOOLS = "cadenza_tools"
+TOOL_MODULES = ("cli", "local", "infra")
 NOT_SHIPPED = {"moto", "typer", "rich", "requests", "localstack-client", "chalice", "boto3"}
 
 
@@ -56,11 +58,13 @@ def _pyproject_dependencies() -> dict[str, Requirement]:
 
 
 def test_requirements_match_pyproject_dependencies() -> None:
+    """The runtime dependencies are exactly what ships: the tools' go to an extra."""
     deps = _pyproject_dependencies()
     reqs = _requirements_txt()
     assert reqs, "requirements.txt is empty"
     names = [canonicalize_name(r.name) for r in reqs]
     assert len(names) == len(set(names)), f"duplicates in requirements.txt: {names}"
+    assert set(names) == set(deps), f"pyproject dependencies != requirements.txt: {sorted(deps)}"
     for req in reqs:
         name = canonicalize_name(req.name)
         assert name in deps, f"{req} is in requirements.txt but not in pyproject dependencies"
@@ -73,6 +77,20 @@ def test_requirements_match_pyproject_dependencies() -> None:
 def test_requirements_leave_out_what_lambda_does_not_need() -> None:
     names = {canonicalize_name(r.name) for r in _requirements_txt()}
     assert not names & {canonicalize_name(n) for n in NOT_SHIPPED | LAMBDA_PROVIDED}
+
+
+def test_tools_live_outside_the_shipped_package() -> None:
+    """`chalice package` ships app.py and chalicelib/ whole: the CLI, the local stack and the
+    infra generator live in cadenza_tools/, which neither imports nor contains."""
+    shipped = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
+    for path in shipped:
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        tools = {i for i in _imports(path, module) if _top(i) == TOOLS}
+        assert not tools, f"{path.relative_to(ROOT)} imports {sorted(tools)}"
+    for name in TOOL_MODULES:
+        assert _module_file(f"chalicelib.{name}") is None, f"chalicelib.{name} would ship"
+        assert _module_file(f"{TOOLS}.{name}") is not None, name
+    assert not any(_top(n) == TOOLS for n in _loaded_modules()), "import app loads the tools"
 
 
 # ---- what `import app` loads --------------------------------------------------------------
@@ -243,7 +261,7 @@ def test_first_party_imports_need_only_requirements() -> None:
     pydantic pins)."""
     shipped = _closure(_requirements_txt())
     graph = _first_party_imports()
-    assert "app" in graph and "chalicelib.handlers" in graph
+    assert "app" in graph and "chalicelib.entrypoints.handlers" in graph
     problems = []
     for module, imports in sorted(graph.items()):
         for name in sorted(imports):

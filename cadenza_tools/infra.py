@@ -1,0 +1,629 @@
+"""The AWS resources Chalice does not create, generated from the PynamoDB models.
+
+``python -m cadenza_tools.infra > infra/resources.json`` prints a CloudFormation fragment for
+``chalice package --stage STAGE --merge-template infra/resources.json``: the DynamoDB
+tables (keys, attribute definitions and GSIs read off ``build_models``), the start and slice
+queues with their dead-letter queue, the results bucket, the alerts topic, and patches to
+the function resources Chalice generates (``ReportBatchItemFailures`` on both SQS event
+sources, which Chalice never sets; ``DependsOn`` so the event source mappings are created
+after the queues). ``python -m cadenza_tools.infra --write`` also writes the IAM policy files
+``.chalice/policy-<stage>.json`` that ``autogen_policy: false`` makes Chalice attach.
+
+Names follow the stage. Chalice's merge template is one file for every stage, so the
+template takes a ``Stage`` parameter (no default: deploying without it fails at once) and
+picks every name from a ``StageNames`` mapping. The mapping is built here from
+``.chalice/config.json``: each stage's environment variables go through
+``Settings.from_env`` and ``build_models`` exactly as they do in the Lambda functions, so the
+tables and queues in the template are the ones the functions of that stage talk to.
+
+This module is a build tool: ``app.py`` never imports it, it is not needed at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from chalice.config import Config
+from chalice.constants import DEFAULT_LAMBDA_MEMORY_SIZE, DEFAULT_LAMBDA_TIMEOUT
+from chalice.utils import to_cfn_resource_name
+from pynamodb.attributes import Attribute
+from pynamodb.indexes import GlobalSecondaryIndex, Index, LocalSecondaryIndex
+
+from chalicelib.adapters.dynamodb.models import PAY_PER_REQUEST, Models, build_models
+from chalicelib.config import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+TEMPLATE_PATH = Path("infra") / "resources.json"
+STAGE_PARAMETER = "Stage"
+NAMES_MAPPING = "StageNames"
+
+# The Chalice functions (app.py) and the CloudFormation names `chalice package` gives them
+# and their SQS event sources (chalice.utils.to_cfn_resource_name; the API handler is
+# renamed "APIHandler" by chalice.package.SAMTemplateGenerator._generate_restapi).
+API_HANDLER = "api_handler"
+SUPERVISOR = "supervisor"
+START_WORKER = "start_worker"
+SLICE_WORKER = "slice_worker"
+FUNCTIONS = (API_HANDLER, SUPERVISOR, START_WORKER, SLICE_WORKER)
+# worker function -> the logical name of the queue it consumes
+WORKER_QUEUES = {START_WORKER: "StartQueue", SLICE_WORKER: "SliceQueue"}
+# AWS: "set the source queue's visibility timeout to at least six times the timeout that
+# you configure on your function".
+VISIBILITY_TIMEOUT_FACTOR = 6
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+# The environment variables Settings.from_env reads for names -> the StageNames key (and,
+# but for the prefix, the logical resource) holding that name. The template sets them, and
+# CADENZA_STAGE, from the Stage parameter and the resources.
+ENVIRONMENT_NAMES = {
+    "CADENZA_PREFIX": "Prefix",
+    "CADENZA_JOBS_TABLE": "JobTable",
+    "CADENZA_RUNS_TABLE": "RunTable",
+    "CADENZA_SLICES_TABLE": "SliceTable",
+    "CADENZA_SUPERVISOR_TABLE": "SupervisorTable",
+    "CADENZA_START_QUEUE": "StartQueue",
+    "CADENZA_SLICE_QUEUE": "SliceQueue",
+    "CADENZA_DLQ": "DeadLetterQueue",
+    "CADENZA_BUCKET": "ResultsBucket",
+    "CADENZA_ALERTS_TABLE": "AlertTable",
+    "CADENZA_ALERTS_TOPIC": "AlertsTopic",
+    "CADENZA_ASSETS_TABLE": "AssetTable",
+}
+ALERTS_SUFFIX = "alerts"
+
+
+def cfn_name(name: str) -> str:
+    """The CloudFormation name `chalice package` gives a resource (function, event source)."""
+    if name == API_HANDLER:
+        return "APIHandler"
+    return str(to_cfn_resource_name(name))
+
+
+def sqs_event_source_name(function: str) -> str:
+    """The SAM event name Chalice gives a function's ``@app.on_sqs_message`` source."""
+    return cfn_name(f"{function}-sqs-event-source")
+
+
+# ---- the Chalice configuration ---------------------------------------------------------------
+
+
+def load_chalice_config(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    return config
+
+
+def stages(config: Mapping[str, Any]) -> list[str]:
+    return list(config.get("stages", {}))
+
+
+def _chalice_config(config: Mapping[str, Any], stage: str, function: str) -> Any:
+    return Config(
+        chalice_stage=stage,
+        function_name=function,
+        config_from_disk=dict(config),
+        default_params={
+            "lambda_timeout": DEFAULT_LAMBDA_TIMEOUT,
+            "lambda_memory_size": DEFAULT_LAMBDA_MEMORY_SIZE,
+        },
+    )
+
+
+def function_environment(config: Mapping[str, Any], stage: str, function: str) -> dict[str, str]:
+    """The environment Chalice gives ``function`` in ``stage`` (global, stage, function)."""
+    env: dict[str, str] = _chalice_config(config, stage, function).environment_variables
+    return env
+
+
+def log_retention(config: Mapping[str, Any], stage: str, function: str) -> int | None:
+    days = _chalice_config(config, stage, function).log_retention_in_days
+    return None if days is None else int(days)
+
+
+def function_timeout(config: Mapping[str, Any], stage: str, function: str) -> int:
+    return int(_chalice_config(config, stage, function).lambda_timeout)
+
+
+def stage_settings(config: Mapping[str, Any], stage: str) -> Settings:
+    """The Settings every function of ``stage`` reads; they must agree on every name."""
+    found = {f: Settings.from_env(function_environment(config, stage, f)) for f in FUNCTIONS}
+    first = found[FUNCTIONS[0]]
+    for function, settings in found.items():
+        if settings != first:
+            raise ValueError(f"stage {stage}: {function} is configured with other names")
+    return first
+
+
+def alerts_topic_name(settings: Settings) -> str:
+    return f"{settings.prefix}-{ALERTS_SUFFIX}"
+
+
+# ---- tables, from the models ---------------------------------------------------------------
+
+
+def table_logical_name(field_name: str) -> str:
+    """``Models.job`` -> ``JobTable``, ``Models.supervisor`` -> ``SupervisorTable``."""
+    return cfn_name(field_name) + "Table"
+
+
+def model_fields() -> list[str]:
+    """The fields of ``Models`` that hold model classes (not the connection)."""
+    return [f.name for f in fields(Models) if f.name != "connection"]
+
+
+def _members(cls: type, kind: type) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, kind):
+                found[name] = value
+    return found
+
+
+def _key_attributes(attributes: Iterable[Any]) -> list[Any]:
+    keys = [a for a in attributes if a.is_hash_key or a.is_range_key]
+    hashes = [a for a in keys if a.is_hash_key]
+    if len(hashes) != 1 or len(keys) > 2:
+        raise ValueError(f"expected one hash key and at most one range key, got {keys}")
+    return sorted(keys, key=lambda a: 0 if a.is_hash_key else 1)
+
+
+def _key_schema(keys: Sequence[Any]) -> list[dict[str, str]]:
+    return [
+        {"AttributeName": a.attr_name, "KeyType": "HASH" if a.is_hash_key else "RANGE"}
+        for a in keys
+    ]
+
+
+def _projection(index_cls: Any) -> dict[str, Any]:
+    projection = index_cls.Meta.projection
+    out: dict[str, Any] = {"ProjectionType": projection.projection_type}
+    if projection.non_key_attributes:
+        out["NonKeyAttributes"] = sorted(projection.non_key_attributes)
+    return out
+
+
+def table_properties(model: Any) -> dict[str, Any]:
+    """CloudFormation ``AWS::DynamoDB::Table`` properties (all but ``TableName``) for a
+    PynamoDB model class: keys, attribute definitions, indexes and their projections."""
+    billing = getattr(model.Meta, "billing_mode", None)
+    if billing != PAY_PER_REQUEST:
+        raise ValueError(f"{model.__name__}: billing_mode {billing!r}, expected {PAY_PER_REQUEST}")
+    keys = _key_attributes(model.get_attributes().values())
+    definitions = {a.attr_name: a.attr_type for a in keys}
+    gsis: list[dict[str, Any]] = []
+    lsis: list[dict[str, Any]] = []
+    indexes = _members(model, Index)
+    for index in sorted(indexes.values(), key=lambda i: str(type(i).Meta.index_name)):
+        index_cls = type(index)
+        index_keys = _key_attributes(_members(index_cls, Attribute).values())
+        for a in index_keys:
+            if definitions.setdefault(a.attr_name, a.attr_type) != a.attr_type:
+                raise ValueError(f"{model.__name__}.{a.attr_name}: two types")
+        spec = {
+            "IndexName": index_cls.Meta.index_name,
+            "KeySchema": _key_schema(index_keys),
+            "Projection": _projection(index_cls),
+        }
+        if isinstance(index, GlobalSecondaryIndex):
+            gsis.append(spec)
+        elif isinstance(index, LocalSecondaryIndex):
+            lsis.append(spec)
+        else:  # pragma: no cover - pynamodb has no other kind
+            raise TypeError(f"unknown index kind {type(index)!r}")
+    props: dict[str, Any] = {
+        "BillingMode": PAY_PER_REQUEST,
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": definitions[name]}
+            for name in sorted(definitions)
+        ],
+        "KeySchema": _key_schema(keys),
+    }
+    if gsis:
+        props["GlobalSecondaryIndexes"] = gsis
+    if lsis:
+        props["LocalSecondaryIndexes"] = lsis
+    stream = getattr(model.Meta, "stream_view_type", None)
+    if stream:
+        props["StreamSpecification"] = {"StreamViewType": stream}
+    props["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
+    return props
+
+
+def index_names(model: Any) -> list[str]:
+    return sorted(str(type(i).Meta.index_name) for i in _members(model, Index).values())
+
+
+# ---- the template ---------------------------------------------------------------------------
+
+
+def _name(key: str) -> dict[str, Any]:
+    return {"Fn::FindInMap": [NAMES_MAPPING, {"Ref": STAGE_PARAMETER}, key]}
+
+
+def stage_names(config: Mapping[str, Any], stage: str) -> dict[str, str]:
+    """One stage's row of the ``StageNames`` mapping: every physical name (and the numbers
+    that follow the stage's function timeouts)."""
+    settings = stage_settings(config, stage)
+    models = build_models(settings)
+    row = {table_logical_name(f): str(getattr(models, f).Meta.table_name) for f in model_fields()}
+    row.update(
+        Prefix=settings.prefix,
+        StartQueue=settings.start_queue,
+        SliceQueue=settings.slice_queue,
+        DeadLetterQueue=settings.dead_letter_queue,
+        ResultsBucket=settings.bucket,
+        AlertsTopic=alerts_topic_name(settings),
+        MaxReceiveCount=str(settings.max_receive_count),
+    )
+    for function, queue in WORKER_QUEUES.items():
+        timeout = function_timeout(config, stage, function)
+        row[f"{queue}VisibilityTimeout"] = str(VISIBILITY_TIMEOUT_FACTOR * timeout)
+    return row
+
+
+def _tables(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The tables, from the first stage's models; every stage must build the same shapes."""
+    shapes: dict[str, dict[str, Any]] | None = None
+    for stage in stages(config):
+        models = build_models(stage_settings(config, stage))
+        found = {f: table_properties(getattr(models, f)) for f in model_fields()}
+        if shapes is None:
+            shapes = found
+        elif found != shapes:
+            raise ValueError(f"stage {stage} builds different table shapes")
+    resources: dict[str, Any] = {}
+    for field_name, props in (shapes or {}).items():
+        logical = table_logical_name(field_name)
+        resources[logical] = {
+            "Type": "AWS::DynamoDB::Table",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {"TableName": _name(logical), **props, "Tags": _tags()},
+        }
+    return resources
+
+
+def _tags() -> list[dict[str, Any]]:
+    return [{"Key": "cadenza:stage", "Value": {"Ref": STAGE_PARAMETER}}]
+
+
+def _queues() -> dict[str, Any]:
+    resources: dict[str, Any] = {
+        "DeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": _name("DeadLetterQueue"),
+                "MessageRetentionPeriod": DLQ_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+                "Tags": _tags(),
+            },
+        }
+    }
+    for queue in WORKER_QUEUES.values():
+        resources[queue] = {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": _name(queue),
+                "VisibilityTimeout": _name(f"{queue}VisibilityTimeout"),
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": _name("MaxReceiveCount"),
+                },
+                "SqsManagedSseEnabled": True,
+                "Tags": _tags(),
+            },
+        }
+    return resources
+
+
+def _bucket_and_alerts() -> dict[str, Any]:
+    return {
+        "ResultsBucket": {
+            "Type": "AWS::S3::Bucket",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "BucketName": _name("ResultsBucket"),
+                "BucketEncryption": {
+                    "ServerSideEncryptionConfiguration": [
+                        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                    ]
+                },
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "IgnorePublicAcls": True,
+                    "RestrictPublicBuckets": True,
+                },
+                "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                "Tags": _tags(),
+            },
+        },
+        "AlertsTopic": {
+            "Type": "AWS::SNS::Topic",
+            "Properties": {"TopicName": _name("AlertsTopic"), "Tags": _tags()},
+        },
+        "DeadLetterAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": "Cadenza messages reached the dead-letter queue",
+                "Namespace": "AWS/SQS",
+                "MetricName": "ApproximateNumberOfMessagesVisible",
+                "Dimensions": [
+                    {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}
+                ],
+                "Statistic": "Maximum",
+                "Period": 300,
+                "EvaluationPeriods": 1,
+                "Threshold": 0,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+                "AlarmActions": [{"Ref": "AlertsTopic"}],
+            },
+        },
+        "SupervisorErrorsAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": "The Cadenza supervisor failed in two 5-minute periods running",
+                "Namespace": "AWS/Lambda",
+                "MetricName": "Errors",
+                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": cfn_name(SUPERVISOR)}}],
+                "Statistic": "Sum",
+                "Period": 300,
+                "EvaluationPeriods": 2,
+                "Threshold": 0,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+                "AlarmActions": [{"Ref": "AlertsTopic"}],
+            },
+        },
+    }
+
+
+def environment_refs() -> dict[str, Any]:
+    """The functions' name variables, as references to the Stage parameter and resources."""
+    refs: dict[str, Any] = {"CADENZA_STAGE": {"Ref": STAGE_PARAMETER}}
+    for var, key in ENVIRONMENT_NAMES.items():
+        if key == "Prefix":
+            refs[var] = _name(key)
+        elif key.endswith("Queue"):
+            refs[var] = {"Fn::GetAtt": [key, "QueueName"]}  # Ref would be the URL
+        elif key.endswith("Topic"):
+            refs[var] = {"Fn::GetAtt": [key, "TopicName"]}  # Ref would be the ARN
+        else:
+            refs[var] = {"Ref": key}  # tables and buckets: Ref is the name
+    return refs
+
+
+def _function_patches() -> dict[str, Any]:
+    """Deep-merged into the functions Chalice generates (chalice.package.TemplateDeepMerger:
+    dicts merge key by key, anything else in this file wins).
+
+    * every name a function reads from its environment becomes a reference to the resource
+      in this template (the same name as .chalice/config.json says for that stage; see
+      ``check_environment``), so a stack's functions always use that stack's resources, even
+      if ``Stage`` was given wrong, and CloudFormation creates the resources first;
+    * the SQS event sources read the queue ARN from the queue resource (Chalice writes the
+      ARN as text, which gives CloudFormation no ordering) and report partial batch failures
+      (the handlers return ``batchItemFailures``; Chalice never sets the response type, and
+      without it Lambda deletes a whole batch when the handler returns normally).
+    """
+    patches: dict[str, Any] = {
+        cfn_name(f): {"Properties": {"Environment": {"Variables": environment_refs()}}}
+        for f in FUNCTIONS
+    }
+    for function, queue in WORKER_QUEUES.items():
+        patches[cfn_name(function)]["Properties"]["Events"] = {
+            sqs_event_source_name(function): {
+                "Properties": {
+                    "Queue": {"Fn::Sub": f"${{{queue}.Arn}}"},
+                    "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                }
+            }
+        }
+    return patches
+
+
+def _api_log_group_patch(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Chalice bug (aws/chalice#2079): with ``log_retention_in_days`` the API handler's log
+    group is named ``/aws/lambda/${ApiHandler}``, but the function is renamed ``APIHandler``
+    in the SAM template, so CloudFormation rejects the reference. The merge fixes the name;
+    it can only do so if every stage has a retention (one merge file serves every stage)."""
+    retention = {s: log_retention(config, s, API_HANDLER) for s in stages(config)}
+    if all(days is None for days in retention.values()):
+        return {}
+    if any(days is None for days in retention.values()):
+        raise ValueError(f"log_retention_in_days must be set for every stage or none: {retention}")
+    return {
+        cfn_name(f"{API_HANDLER}-log-group"): {
+            "Properties": {"LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{cfn_name(API_HANDLER)}}}"}}
+        }
+    }
+
+
+def check_environment(config: Mapping[str, Any], stage: str) -> None:
+    """Each environment variable the template sets from a resource must name, in
+    .chalice/config.json, the resource the template creates for that stage."""
+    row = stage_names(config, stage)
+    for function in FUNCTIONS:
+        env = function_environment(config, stage, function)
+        if env.get("CADENZA_STAGE", stage) != stage:
+            raise ValueError(f"stage {stage}: {function} has CADENZA_STAGE={env['CADENZA_STAGE']}")
+        for var, key in ENVIRONMENT_NAMES.items():
+            if var in env and env[var] != row[key]:
+                raise ValueError(
+                    f"stage {stage}: {function} has {var}={env[var]!r}, "
+                    f"the template creates {row[key]!r}"
+                )
+
+
+def _outputs(table_resources: Iterable[str]) -> dict[str, Any]:
+    outputs: dict[str, Any] = {f"{t}Name": {"Value": {"Ref": t}} for t in table_resources}
+    for queue in ("DeadLetterQueue", *WORKER_QUEUES.values()):
+        outputs[f"{queue}Url"] = {"Value": {"Ref": queue}}
+    outputs["ResultsBucketName"] = {"Value": {"Ref": "ResultsBucket"}}
+    outputs["AlertsTopicArn"] = {"Value": {"Ref": "AlertsTopic"}}
+    return outputs
+
+
+def build_template(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge template for ``chalice package --merge-template``, for every stage."""
+    all_stages = stages(config)
+    if not all_stages:
+        raise ValueError(".chalice/config.json has no stages")
+    tables = _tables(config)
+    for stage in all_stages:
+        check_environment(config, stage)
+    return {
+        "Metadata": {
+            "cadenza:generated-by": "python -m cadenza_tools.infra > infra/resources.json",
+            "cadenza:sources": "chalicelib/adapters/dynamodb/models.py, .chalice/config.json",
+        },
+        "Parameters": {
+            STAGE_PARAMETER: {
+                "Type": "String",
+                "AllowedValues": all_stages,
+                "Description": "The chalice stage this template was packaged for "
+                "(chalice package --stage); selects the resource names.",
+            }
+        },
+        "Mappings": {NAMES_MAPPING: {s: stage_names(config, s) for s in all_stages}},
+        "Resources": {
+            **tables,
+            **_queues(),
+            **_bucket_and_alerts(),
+            **_function_patches(),
+            **_api_log_group_patch(config),
+        },
+        "Outputs": _outputs(tables),
+    }
+
+
+# ---- the IAM policy ------------------------------------------------------------------------
+
+# What the functions do (chalicelib/adapters/dynamodb/store.py, chalicelib/adapters/sqs.py):
+# get/put/update items (TransactWriteItems is authorised per item as PutItem/UpdateItem),
+# query tables and GSIs; get queue URLs and send nudges; receive/delete is the Lambda
+# event source mapping, which runs with the function's role. S3 and SNS are the results
+# bucket and the alerts topic.
+DYNAMODB_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",  # the rerun repair deletes a run's slices
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",  # the cluster counters' shards, read together
+)
+INDEX_ACTIONS = ("dynamodb:Query",)
+SQS_SEND_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
+SQS_CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+# objects: asset bundles (put on upload, get by workers, deleted with the asset) and the
+# csv_result parts; listing: a run's parts make its result file
+S3_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+S3_BUCKET_ACTIONS = ("s3:ListBucket",)
+# CreateTopic on an existing topic returns its ARN: how the notifier finds the stage's topic
+SNS_ACTIONS = ("sns:Publish", "sns:CreateTopic")
+LOGS_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
+
+
+def iam_policy(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """The policy document for ``.chalice/policy-<stage>.json`` (every function's role)."""
+    settings = stage_settings(config, stage)
+    models = build_models(settings)
+    tables = [getattr(models, f) for f in model_fields()]
+    table_arns = [f"arn:aws:dynamodb:*:*:table/{m.Meta.table_name}" for m in tables]
+    index_arns = [
+        f"arn:aws:dynamodb:*:*:table/{m.Meta.table_name}/index/{name}"
+        for m in tables
+        for name in index_names(m)
+    ]
+    queue_arns = [f"arn:aws:sqs:*:*:{q}" for q in (settings.start_queue, settings.slice_queue)]
+    statements: list[dict[str, Any]] = [
+        {"Sid": "Logs", "Action": list(LOGS_ACTIONS), "Resource": "arn:aws:logs:*:*:*"},
+        {"Sid": "Tables", "Action": list(DYNAMODB_ACTIONS), "Resource": table_arns},
+        {"Sid": "Indexes", "Action": list(INDEX_ACTIONS), "Resource": index_arns},
+        {"Sid": "SendNudges", "Action": list(SQS_SEND_ACTIONS), "Resource": queue_arns},
+        {"Sid": "ConsumeNudges", "Action": list(SQS_CONSUME_ACTIONS), "Resource": queue_arns},
+        {
+            "Sid": "Results",
+            "Action": list(S3_ACTIONS),
+            "Resource": f"arn:aws:s3:::{settings.bucket}/*",
+        },
+        {
+            "Sid": "ListResults",
+            "Action": list(S3_BUCKET_ACTIONS),
+            "Resource": f"arn:aws:s3:::{settings.bucket}",
+        },
+        {
+            "Sid": "Alerts",
+            "Action": list(SNS_ACTIONS),
+            "Resource": f"arn:aws:sns:*:*:{alerts_topic_name(settings)}",
+        },
+    ]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": s.pop("Sid"), "Effect": "Allow", **s} for s in statements],
+    }
+
+
+def policy_path(stage: str) -> Path:
+    return Path(".chalice") / f"policy-{stage}.json"
+
+
+def dumps(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, indent=2) + "\n"
+
+
+def generated_files(project_dir: Path = PROJECT_DIR) -> dict[Path, str]:
+    """Every generated file (relative path -> text): the merge template and the policies."""
+    config = load_chalice_config(project_dir)
+    files = {TEMPLATE_PATH: dumps(build_template(config))}
+    for stage in stages(config):
+        files[policy_path(stage)] = dumps(iam_policy(config, stage))
+    return files
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cadenza_tools.infra",
+        description="Print the merge template for `chalice package --merge-template` "
+        "(default), a stage's IAM policy, or write/check every generated file.",
+    )
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--policy", metavar="STAGE", help="print the IAM policy of STAGE")
+    group.add_argument("--write", action="store_true", help="write every generated file")
+    group.add_argument("--check", action="store_true", help="fail if a generated file is stale")
+    args = parser.parse_args(argv)
+    project_dir: Path = args.project_dir
+    if args.policy:
+        sys.stdout.write(dumps(iam_policy(load_chalice_config(project_dir), args.policy)))
+        return 0
+    if not (args.write or args.check):
+        sys.stdout.write(dumps(build_template(load_chalice_config(project_dir))))
+        return 0
+    stale = []
+    for rel, text in generated_files(project_dir).items():
+        path = project_dir / rel
+        if path.exists() and path.read_text() == text:
+            continue
+        stale.append(str(rel))
+        if args.write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if args.check and stale:
+        sys.stderr.write("stale, regenerate with `python -m cadenza_tools.infra --write`: ")
+        sys.stderr.write(", ".join(stale) + "\n")
+        return 1
+    for name in stale:
+        sys.stderr.write(f"wrote {name}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
