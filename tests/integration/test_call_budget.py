@@ -33,7 +33,7 @@ def test_single_slice_scheduled_run_costs_three_writes(
     transactions: int,
     updates: int,
     reads: int,
-):
+) -> None:
     n = 5
     for _ in range(n):
         container.jobs.submit(
@@ -53,7 +53,9 @@ def test_single_slice_scheduled_run_costs_three_writes(
     assert c.calls["GetItem"] - tick_only.calls["GetItem"] == reads * n
 
 
-def test_on_demand_single_slice_run_costs_three_writes(container: Container, queue: MemoryQueue):
+def test_on_demand_single_slice_run_costs_three_writes(
+    container: Container, queue: MemoryQueue
+) -> None:
     job, _ = container.jobs.submit(NOOP, start=False)
     with counting() as c:
         container.jobs.start_run(job.job_id)
@@ -63,7 +65,7 @@ def test_on_demand_single_slice_run_costs_three_writes(container: Container, que
     assert c.reads == 1  # the job (validation); the start is claimed from its hint
 
 
-def test_a_sliced_run_is_read_before_its_claim(container: Container, queue: MemoryQueue):
+def test_a_sliced_run_is_read_before_its_claim(container: Container, queue: MemoryQueue) -> None:
     sliced = {"name": "s", "operations": [{"_op": "range", "end": 2}, {"_op": "noop"}]}
     job, _ = container.jobs.submit(sliced, start=False)
     with counting() as c:
@@ -78,7 +80,7 @@ def test_a_sliced_run_is_read_before_its_claim(container: Container, queue: Memo
 
 def test_a_hinted_start_that_cannot_claim_unread_falls_back_to_reading(
     container: Container, queue: MemoryQueue
-):
+) -> None:
     from tests.conftest import deliver
 
     job, _ = container.jobs.submit(NOOP, start=False)
@@ -101,7 +103,7 @@ def test_a_hinted_start_that_cannot_claim_unread_falls_back_to_reading(
     assert done is not None and done.status == ExStatus.completed and done.attempts == 1
 
 
-def test_tick_reads_only_due_jobs(container: Container):
+def test_tick_reads_only_due_jobs(container: Container) -> None:
     for i in range(30):
         schedule = {"rate": "rate(1 minute)"} if i < 3 else {"rate": "rate(1 day)"}
         container.jobs.submit({**NOOP, "schedule": schedule}, start=True)
@@ -114,7 +116,9 @@ def test_tick_reads_only_due_jobs(container: Container):
     assert c.items_read == 3 + 1  # the due jobs and the supervisor record
 
 
-def test_finishing_transaction_returns_the_run_it_wrote(container: Container, clock: FakeClock):
+def test_finishing_transaction_returns_the_run_it_wrote(
+    container: Container, clock: FakeClock
+) -> None:
     """The finish of a slot-holding run is built from the claimed run, not re-read: it must
     equal what a read of the record gives."""
     job, _ = container.jobs.submit({**NOOP, "overlap": "skip"}, start=False)

@@ -69,7 +69,7 @@ def _pair(backend: Settings) -> tuple[Container, Container, MemoryQueue, FakeClo
     return a, b, queue, clock
 
 
-def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings):
+def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings) -> None:
     a, b, _, _ = _pair(ddb)
     jobs = [
         a.jobs.submit(
@@ -98,7 +98,7 @@ def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings):
     assert sent == ROUNDS * JOBS_PER_ROUND  # one start message per new run, not two
 
 
-def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings):
+def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings) -> None:
     a, b, queue, _ = _pair(ddb)
     for _ in range(5):
         job, run = a.jobs.submit(
@@ -124,7 +124,7 @@ def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings)
         )
 
 
-def test_racing_start_handlers_start_a_run_once(ddb: Settings):
+def test_racing_start_handlers_start_a_run_once(ddb: Settings) -> None:
     a, b, queue, _ = _pair(ddb)
     for body in (
         {"name": "inline", "operations": [{"_op": "noop"}, {"_op": "noop"}]},
@@ -143,7 +143,7 @@ def test_racing_start_handlers_start_a_run_once(ddb: Settings):
 
 
 @pytest.mark.parametrize("finisher", ["worker", "sweep"])
-def test_last_slices_finishing_together_finalize_once(ddb: Settings, finisher: str):
+def test_last_slices_finishing_together_finalize_once(ddb: Settings, finisher: str) -> None:
     a, b, queue, clock = _pair(ddb)
     job, run = a.jobs.submit(
         {"name": "f", "workers": 2, "operations": [{"_op": "range", "end": 2}]}, start=True
@@ -162,7 +162,7 @@ def test_last_slices_finishing_together_finalize_once(ddb: Settings, finisher: s
     assert (done.status, done.processed, done.remaining) == (ExStatus.completed, 2, 0)
 
 
-def test_on_demand_runs_and_two_supervisors_never_leave_two_in_progress(ddb: Settings):
+def test_on_demand_runs_and_two_supervisors_never_leave_two_in_progress(ddb: Settings) -> None:
     """OpenSpecimen's rule (overlap 'skip'): at most one IN_PROGRESS run per job, held by a
     conditional write on the job's active slots, whoever creates the runs and however they
     race."""

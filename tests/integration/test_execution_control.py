@@ -42,7 +42,7 @@ def _ex(client: Client, ex_id: str) -> dict:
 
 def test_pause_hands_out_nothing_and_resume_finishes(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     _, ex_id = _start(client)
     deliver(container, queue.take()[0])  # start: slices 0 and 1 handed out
     first, second = queue.take()
@@ -61,7 +61,7 @@ def test_pause_hands_out_nothing_and_resume_finishes(
     assert ex["_status"] == "completed" and ex["_slicer_stats"]["processed"] == 6
 
 
-def test_pause_and_resume_refuse_other_states(client: Client, queue: MemoryQueue):
+def test_pause_and_resume_refuse_other_states(client: Client, queue: MemoryQueue) -> None:
     _, ex_id = _start(client)  # pending
     r = client.http.post(f"/v1/ex/{ex_id}/_pause")
     assert r.status_code == 409 and r.json_body["current_state"] == "pending"
@@ -69,7 +69,7 @@ def test_pause_and_resume_refuse_other_states(client: Client, queue: MemoryQueue
     assert r.status_code == 409 and r.json_body["current_state"] == "pending"
 
 
-def test_stop_a_pending_execution_at_once(client: Client, container: Container):
+def test_stop_a_pending_execution_at_once(client: Client, container: Container) -> None:
     job_id, ex_id = _start(client)
     r = client.http.post(f"/v1/jobs/{job_id}/_stop")
     assert (r.status_code, r.json_body) == (200, {"status": "stopped"})
@@ -81,7 +81,7 @@ def test_stop_a_pending_execution_at_once(client: Client, container: Container):
 
 def test_stop_waits_for_a_slice_in_flight(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _, ex_id = _start(client)
     deliver(container, queue.take()[0])
     a, b = queue.take()
@@ -104,7 +104,7 @@ def test_stop_waits_for_a_slice_in_flight(
 
 def test_workers_changes_parallelism_while_running(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     _, ex_id = _start(client, {**SLICED, "workers": 1})
     deliver(container, queue.take()[0])
     assert len(queue.messages) == 1
@@ -127,26 +127,26 @@ def test_workers_changes_parallelism_while_running(
         ("remove=x", "remove"),
     ],
 )
-def test_workers_bad_input(client: Client, queue: MemoryQueue, query: str, field: str):
+def test_workers_bad_input(client: Client, queue: MemoryQueue, query: str, field: str) -> None:
     _, ex_id = _start(client)
     r = client.http.post(f"/v1/ex/{ex_id}/_workers?{query}")
     assert r.status_code == 400 and field in [e["field"] for e in r.json_body["errors"]]
 
 
-def test_stop_timeout_must_be_a_number(client: Client, queue: MemoryQueue):
+def test_stop_timeout_must_be_a_number(client: Client, queue: MemoryQueue) -> None:
     _, ex_id = _start(client)
     r = client.http.post(f"/v1/ex/{ex_id}/_stop?timeout=soon")
     assert r.status_code == 400 and r.json_body["errors"][0]["field"] == "timeout"
 
 
-def test_control_of_unknown_targets_is_404(client: Client):
+def test_control_of_unknown_targets_is_404(client: Client) -> None:
     for path in ("/v1/ex/nope/_stop", "/v1/jobs/nope/_pause", "/ex/nope/_workers?add=1"):
         assert client.http.post(path).status_code == 404
 
 
 def test_terminal_executions_report_their_status(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     _, ex_id = _start(client)
     drain(container, queue)
     assert client.http.post(f"/v1/ex/{ex_id}/_stop").json_body == {"status": "completed"}

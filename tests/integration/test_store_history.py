@@ -66,7 +66,9 @@ def _all(store: DynamoStore, job_id: str, limit: int, **kw: object) -> list[list
 
 @pytest.mark.parametrize("newest_first", [True, False])
 @pytest.mark.parametrize("limit", [1, 2, 3, 5, 11])
-def test_runs_page_in_creation_order_with_ties(store: DynamoStore, limit: int, newest_first: bool):
+def test_runs_page_in_creation_order_with_ties(
+    store: DynamoStore, limit: int, newest_first: bool
+) -> None:
     job = _job("o", T)
     store.create_job(job)
     made = _runs(store, job, 11)
@@ -82,7 +84,7 @@ def test_runs_page_in_creation_order_with_ties(store: DynamoStore, limit: int, n
     assert flat == [r.ex_id for r in whole]  # the same order, paged or not
 
 
-def test_windows_and_status_filters(store: DynamoStore):
+def test_windows_and_status_filters(store: DynamoStore) -> None:
     job = _job("o", T)
     store.create_job(job)
     made = _runs(store, job, 12)  # created T .. T+3, three each
@@ -106,7 +108,7 @@ def test_windows_and_status_filters(store: DynamoStore):
     assert store.count_runs_by_status(job.job_id, hi, lo) == {}
 
 
-def test_a_token_is_checked_before_it_reaches_dynamodb(store: DynamoStore):
+def test_a_token_is_checked_before_it_reaches_dynamodb(store: DynamoStore) -> None:
     job, other = _job("o", T), _job("o", T)
     store.create_job(job)
     store.create_job(other)
@@ -127,7 +129,7 @@ def test_a_token_is_checked_before_it_reaches_dynamodb(store: DynamoStore):
     assert len(rest) == 4 and end is None
 
 
-def test_job_listings_by_creation_owner_and_state(store: DynamoStore):
+def test_job_listings_by_creation_owner_and_state(store: DynamoStore) -> None:
     jobs = [
         _job("ann", T + 1),
         _job("bob", T + 2, JobState.SCHEDULED, next_fire_at=T + 60),

@@ -24,7 +24,7 @@ from chalicelib.domain.transitions import ACTIVE_EX, TERMINAL_EX, ExStatus, JobS
 DAY = 1_645_401_600.0  # 2022-02-21T00:00:00Z
 
 
-def test_every_execution_status_has_exactly_one_openspecimen_status():
+def test_every_execution_status_has_exactly_one_openspecimen_status() -> None:
     seen = [s for statuses in GROUP_STATUSES.values() for s in statuses]
     assert sorted(seen) == sorted(ExStatus) and len(seen) == len(set(seen))
     assert GROUP_STATUSES[RunGroup.IN_PROGRESS] == ACTIVE_EX
@@ -53,7 +53,7 @@ def test_every_execution_status_has_exactly_one_openspecimen_status():
         ("", None),
     ],
 )
-def test_openspecimen_dates(raw: str | None, expected: float | None):
+def test_openspecimen_dates(raw: str | None, expected: float | None) -> None:
     assert parse_date("fromDate", raw) == expected
 
 
@@ -61,7 +61,7 @@ def test_openspecimen_dates(raw: str | None, expected: float | None):
     "raw",
     ["2022-02-21", "20220230", "20220221T240000", "20220221T0615", "202202211", "20220221Z", "x"],
 )
-def test_other_dates_are_refused_naming_the_field_and_the_forms(raw: str):
+def test_other_dates_are_refused_naming_the_field_and_the_forms(raw: str) -> None:
     with pytest.raises(InvalidInput) as err:
         parse_date("toDate", raw)
     assert err.value.details["errors"] == [
@@ -70,7 +70,7 @@ def test_other_dates_are_refused_naming_the_field_and_the_forms(raw: str):
     assert "YYYYMMDD" in err.value.message and "YYYYMMDDTHHMMSS" in err.value.message
 
 
-def test_window_defaults_and_order():
+def test_window_defaults_and_order() -> None:
     assert Window.parse(None, None, now=DAY) == Window(None, DAY)
     assert Window.parse("20220221", "20220221", now=0) == Window(DAY, DAY)
     with pytest.raises(InvalidInput) as err:
@@ -80,7 +80,7 @@ def test_window_defaults_and_order():
         Window.parse("20220222", None, now=DAY)  # toDate is now, before fromDate
 
 
-def test_status_state_and_page_size_values():
+def test_status_state_and_page_size_values() -> None:
     assert parse_group("failed") == RunGroup.FAILED and parse_group(None) is None
     assert parse_state("suspended") == JobState.SUSPENDED and parse_state("") is None
     assert parse_max_results(None) == 100 and parse_max_results("1000") == 1000
@@ -92,7 +92,7 @@ def test_status_state_and_page_size_values():
             parse_max_results(bad)
 
 
-def test_counts_by_group():
+def test_counts_by_group() -> None:
     counts = RunCounts({ExStatus.running: 2, ExStatus.stopped: 1, ExStatus.missed: 3})
     counts.add(RunCounts({ExStatus.running: 1, ExStatus.completed: 4}))
     assert counts.total == 11
@@ -109,7 +109,7 @@ KEY = {"job_id": {"S": "j1"}, "slot": {"S": "2027-01-15T08:00:00Z"}, "created": 
 NAMES = frozenset(KEY)
 
 
-def test_tokens_round_trip_and_are_url_safe():
+def test_tokens_round_trip_and_are_url_safe() -> None:
     token = encode_cursor(KEY)
     assert token is not None and set(token) <= set(
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -133,7 +133,9 @@ def test_tokens_round_trip_and_are_url_safe():
         ("A" * 3000, {}),
     ],
 )
-def test_foreign_or_forged_tokens_are_refused_naming_next(token: str, kw: dict[str, object]):
+def test_foreign_or_forged_tokens_are_refused_naming_next(
+    token: str, kw: dict[str, object]
+) -> None:
     with pytest.raises(InvalidInput) as err:
         decode_cursor(token, names=NAMES, fixed={"job_id": "j1"}, **kw)  # type: ignore[arg-type]
     assert [e["field"] for e in err.value.details["errors"]] == ["next"]

@@ -21,12 +21,12 @@ def ctx(order: int = 0, attempt: int = 1, ex_id: str = "ex") -> SliceContext:
     return SliceContext(ex_id=ex_id, job_id="job", order=order, attempt=attempt, args=None)
 
 
-def test_noop_reader_makes_one_slice():
+def test_noop_reader_makes_one_slice() -> None:
     assert slice_requests([{"_op": "noop"}], None) == [{}]
 
 
 @given(st.integers(0, 500), st.integers(0, 500), st.integers(1, 50))
-def test_range_slices_cover_the_range_exactly_once(start: int, length: int, size: int):
+def test_range_slices_cover_the_range_exactly_once(start: int, length: int, size: int) -> None:
     end = start + length
     slices = slice_requests([{"_op": "range", "start": start, "end": end, "size": size}], None)
     covered = [i for s in slices for i in range(s["start"], s["end"])]
@@ -34,7 +34,7 @@ def test_range_slices_cover_the_range_exactly_once(start: int, length: int, size
     assert all(0 < s["end"] - s["start"] <= size for s in slices)
 
 
-def test_processors_chain_and_fail_deterministically():
+def test_processors_chain_and_fail_deterministically() -> None:
     ops = [{"_op": "noop"}, {"_op": "noop"}, {"_op": "fail", "slices": [2]}]
     assert process(ops, {"x": 1}, ctx(order=1)) == {"x": 1}
     with pytest.raises(OpFailed):
@@ -45,7 +45,7 @@ def test_processors_chain_and_fail_deterministically():
     assert process(once, {}, ctx(attempt=2)) == {}
 
 
-def test_fail_fraction_is_deterministic_and_close_to_the_fraction():
+def test_fail_fraction_is_deterministic_and_close_to_the_fraction() -> None:
     ops = [{"_op": "noop"}, {"_op": "fail", "fraction": 0.25}]
 
     def fails(order: int) -> bool:
@@ -72,13 +72,13 @@ def test_fail_fraction_is_deterministic_and_close_to_the_fraction():
         ([{"_op": "noop", "typo": 1}], "operations[0].typo"),
     ],
 )
-def test_bad_operations_name_the_field(ops: list[dict], field: str):
+def test_bad_operations_name_the_field(ops: list[dict], field: str) -> None:
     with pytest.raises(InvalidInput) as exc:
         validate_operations(ops)
     assert field in [e["field"] for e in exc.value.details["errors"]]  # type: ignore[union-attr]
 
 
-def test_definition_defaults_and_round_trip():
+def test_definition_defaults_and_round_trip() -> None:
     spec = parse_definition({"name": "n", "operations": [{"_op": "noop"}]})
     d = spec.to_dict()
     assert (d["workers"], d["max_retries"], d["lease_seconds"], d["lifecycle"]) == (
@@ -92,13 +92,13 @@ def test_definition_defaults_and_round_trip():
 
 
 @pytest.mark.parametrize("payload", [None, [], "job", 3])
-def test_non_object_bodies_are_refused(payload: object):
+def test_non_object_bodies_are_refused(payload: object) -> None:
     with pytest.raises(InvalidInput) as exc:
         parse_definition(payload)
     assert exc.value.details["errors"][0]["field"] == "body"  # type: ignore[index]
 
 
-def test_blank_name_is_refused():
+def test_blank_name_is_refused() -> None:
     with pytest.raises(InvalidInput) as exc:
         parse_definition({"name": "   ", "operations": [{"_op": "noop"}]})
     assert exc.value.details["errors"][0]["field"] == "name"  # type: ignore[index]
