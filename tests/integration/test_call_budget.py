@@ -74,7 +74,8 @@ def test_a_sliced_run_is_read_before_its_claim(container: Container, queue: Memo
         assert "ex_id" not in start.body  # no hint: how many slices needs the reader
         queue.messages.append(start)
         drain(container, queue)
-    assert container.store.get_run(job.job_id, run.slot).status == ExStatus.completed
+    done = container.store.get_run(job.job_id, run.slot)
+    assert done is not None and done.status == ExStatus.completed
     assert c.calls["GetItem"] >= 2  # the job (validation), the run at start, ...
 
 
@@ -148,4 +149,5 @@ def test_finishing_transaction_returns_the_run_it_wrote(
     assert ended == stored
     assert ended.status == ExStatus.completed and ended.attempts == 2 and not ended.holds_slot
     assert ended.lease_token is None and ended.check_at is None and ended.result == {"n": 1}
-    assert container.store.get_job(job.job_id).active_slots == set()  # type: ignore[union-attr]
+    job_now = container.store.get_job(job.job_id)
+    assert job_now is not None and job_now.active_slots == set()

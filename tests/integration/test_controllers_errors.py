@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -45,7 +46,7 @@ def client(container: Container) -> Iterator[Client]:
         yield c
 
 
-def _start(client: Client, body: dict) -> tuple[str, str]:
+def _start(client: Client, body: dict[str, Any]) -> tuple[str, str]:
     r = client.http.post(
         "/v1/jobs?start=true", body=json.dumps(body), headers={"Content-Type": "application/json"}
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from chalicelib.adapters.memory import MemoryQueue
@@ -10,6 +12,7 @@ from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.transitions import ExStatus, JobState, SliceState
 from chalicelib.ports import FakeClock
 from tests.conftest import T0, deliver, drain
+from tests.typed import field_errors
 
 
 def _job(**kw: object) -> dict[str, object]:
@@ -272,10 +275,12 @@ def test_one_time_job_expires_after_its_slot(container: Container, queue: Memory
         ),
     ],
 )
-def test_invalid_definitions_name_the_field(container: Container, body: dict, field: str) -> None:
+def test_invalid_definitions_name_the_field(
+    container: Container, body: dict[str, Any], field: str
+) -> None:
     with pytest.raises(InvalidInput) as exc:
         container.jobs.submit(body, start=True)
-    fields = [e["field"] for e in exc.value.details["errors"]]  # type: ignore[union-attr]
+    fields = [e["field"] for e in field_errors(exc.value)]
     assert field in fields, fields
 
 
@@ -285,6 +290,7 @@ def test_a_job_that_no_longer_validates_does_not_stop_the_tick(
     good, _ = container.jobs.submit(_job(schedule={"rate": "rate(1 minute)"}), start=True)
     bad, _ = container.jobs.submit(_job(schedule={"rate": "rate(1 minute)"}), start=True)
     store = container.store
+    # container.store is typed as the Store port; its models are DynamoStore's own
     item = store.m.job.get(bad.job_id)  # type: ignore[attr-defined]
     item.definition = {**item.definition, "workers": -5}  # e.g. a rule tightened later
     item.save()

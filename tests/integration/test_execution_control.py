@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -29,15 +30,16 @@ def client(container: Container) -> Iterator[Client]:
         yield c
 
 
-def _start(client: Client, body: dict = SLICED) -> tuple[str, str]:
+def _start(client: Client, body: dict[str, Any] = SLICED) -> tuple[str, str]:
     r = client.http.post(
         "/v1/jobs?start=true", body=json.dumps(body), headers={"Content-Type": "application/json"}
     )
     return r.json_body["job_id"], r.json_body["ex_id"]
 
 
-def _ex(client: Client, ex_id: str) -> dict:
-    return client.http.get(f"/v1/ex/{ex_id}").json_body
+def _ex(client: Client, ex_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = client.http.get(f"/v1/ex/{ex_id}").json_body
+    return body
 
 
 def test_pause_hands_out_nothing_and_resume_finishes(
@@ -150,4 +152,5 @@ def test_terminal_executions_report_their_status(
     _, ex_id = _start(client)
     drain(container, queue)
     assert client.http.post(f"/v1/ex/{ex_id}/_stop").json_body == {"status": "completed"}
-    assert ExStatus.completed == container.store.get_run_by_ex(ex_id).status  # type: ignore[union-attr]
+    run = container.store.get_run_by_ex(ex_id)
+    assert run is not None and run.status == ExStatus.completed

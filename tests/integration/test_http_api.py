@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -23,7 +24,7 @@ def client(container: Container) -> Iterator[Client]:
         yield c
 
 
-def _post(client: Client, path: str, body: object) -> tuple[int, dict]:
+def _post(client: Client, path: str, body: object) -> tuple[int, dict[str, Any]]:
     r = client.http.post(path, body=json.dumps(body), headers={"Content-Type": "application/json"})
     return r.status_code, r.json_body
 
@@ -150,6 +151,7 @@ def test_sqs_handlers_report_partial_batch_failures(
 
 def test_supervisor_handler_ticks(client: Client, container: Container) -> None:
     _post(client, "/v1/jobs?start=true", {**JOB, "schedule": {"rate": "rate(1 minute)"}})
+    # container.clock is typed as the Clock port; the fixture's is a FakeClock
     container.clock.advance(58)  # type: ignore[attr-defined]
     out = client.lambda_.invoke(
         "supervisor",

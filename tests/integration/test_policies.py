@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -236,7 +237,7 @@ def client(container: Container) -> Iterator[Client]:
         yield c
 
 
-def _post(client: Client, path: str, body: object | None = None) -> tuple[int, dict]:
+def _post(client: Client, path: str, body: object | None = None) -> tuple[int, dict[str, Any]]:
     r = client.http.post(
         path,
         body=json.dumps(body) if body is not None else "",

@@ -42,6 +42,7 @@ def _failed_run(client: Client, container: Container, queue: MemoryQueue) -> tup
 
 def _fix_job(container: Container, job_id: str) -> None:
     """What a PUT of the job would do (the full API is another issue): drop the failure."""
+    # container.store is typed as the Store port; its models are DynamoStore's own
     item = container.store.m.job.get(job_id)  # type: ignore[attr-defined]
     item.definition = {
         **item.definition,

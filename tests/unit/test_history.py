@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import pytest
 
 from chalicelib.adapters.dynamodb.paging import decode_cursor, encode_cursor
@@ -20,6 +22,7 @@ from chalicelib.domain.history import (
     parse_state,
 )
 from chalicelib.domain.transitions import ACTIVE_EX, TERMINAL_EX, ExStatus, JobState
+from tests.typed import field_errors
 
 DAY = 1_645_401_600.0  # 2022-02-21T00:00:00Z
 
@@ -75,7 +78,7 @@ def test_window_defaults_and_order() -> None:
     assert Window.parse("20220221", "20220221", now=0) == Window(DAY, DAY)
     with pytest.raises(InvalidInput) as err:
         Window.parse("20220222", "20220221", now=DAY)
-    assert [e["field"] for e in err.value.details["errors"]] == ["fromDate", "toDate"]
+    assert [e["field"] for e in field_errors(err.value)] == ["fromDate", "toDate"]
     with pytest.raises(InvalidInput):
         Window.parse("20220222", None, now=DAY)  # toDate is now, before fromDate
 
@@ -133,9 +136,13 @@ def test_tokens_round_trip_and_are_url_safe() -> None:
         ("A" * 3000, {}),
     ],
 )
-def test_foreign_or_forged_tokens_are_refused_naming_next(
-    token: str, kw: dict[str, object]
-) -> None:
+class _Bounds(TypedDict, total=False):
+    number: str
+    lo: float
+    hi: float
+
+
+def test_foreign_or_forged_tokens_are_refused_naming_next(token: str, kw: _Bounds) -> None:
     with pytest.raises(InvalidInput) as err:
-        decode_cursor(token, names=NAMES, fixed={"job_id": "j1"}, **kw)  # type: ignore[arg-type]
-    assert [e["field"] for e in err.value.details["errors"]] == ["next"]
+        decode_cursor(token, names=NAMES, fixed={"job_id": "j1"}, **kw)
+    assert [e["field"] for e in field_errors(err.value)] == ["next"]

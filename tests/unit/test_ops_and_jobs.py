@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +17,7 @@ from chalicelib.ops.registry import (
     validate_operations,
 )
 from chalicelib.services.jobs import parse_definition
+from tests.typed import field_errors
 
 
 def ctx(order: int = 0, attempt: int = 1, ex_id: str = "ex") -> SliceContext:
@@ -35,18 +38,18 @@ def test_range_slices_cover_the_range_exactly_once(start: int, length: int, size
 
 
 def test_processors_chain_and_fail_deterministically() -> None:
-    ops = [{"_op": "noop"}, {"_op": "noop"}, {"_op": "fail", "slices": [2]}]
+    ops: list[dict[str, Any]] = [{"_op": "noop"}, {"_op": "noop"}, {"_op": "fail", "slices": [2]}]
     assert process(ops, {"x": 1}, ctx(order=1)) == {"x": 1}
     with pytest.raises(OpFailed):
         process(ops, {}, ctx(order=2))
-    once = [{"_op": "noop"}, {"_op": "fail", "slices": [0], "times": 1}]
+    once: list[dict[str, Any]] = [{"_op": "noop"}, {"_op": "fail", "slices": [0], "times": 1}]
     with pytest.raises(OpFailed):
         process(once, {}, ctx(attempt=1))
     assert process(once, {}, ctx(attempt=2)) == {}
 
 
 def test_fail_fraction_is_deterministic_and_close_to_the_fraction() -> None:
-    ops = [{"_op": "noop"}, {"_op": "fail", "fraction": 0.25}]
+    ops: list[dict[str, Any]] = [{"_op": "noop"}, {"_op": "fail", "fraction": 0.25}]
 
     def fails(order: int) -> bool:
         try:
@@ -72,10 +75,10 @@ def test_fail_fraction_is_deterministic_and_close_to_the_fraction() -> None:
         ([{"_op": "noop", "typo": 1}], "operations[0].typo"),
     ],
 )
-def test_bad_operations_name_the_field(ops: list[dict], field: str) -> None:
+def test_bad_operations_name_the_field(ops: list[dict[str, Any]], field: str) -> None:
     with pytest.raises(InvalidInput) as exc:
         validate_operations(ops)
-    assert field in [e["field"] for e in exc.value.details["errors"]]  # type: ignore[union-attr]
+    assert field in [e["field"] for e in field_errors(exc.value)]
 
 
 def test_definition_defaults_and_round_trip() -> None:
@@ -95,10 +98,10 @@ def test_definition_defaults_and_round_trip() -> None:
 def test_non_object_bodies_are_refused(payload: object) -> None:
     with pytest.raises(InvalidInput) as exc:
         parse_definition(payload)
-    assert exc.value.details["errors"][0]["field"] == "body"  # type: ignore[index]
+    assert field_errors(exc.value)[0]["field"] == "body"
 
 
 def test_blank_name_is_refused() -> None:
     with pytest.raises(InvalidInput) as exc:
         parse_definition({"name": "   ", "operations": [{"_op": "noop"}]})
-    assert exc.value.details["errors"][0]["field"] == "name"  # type: ignore[index]
+    assert field_errors(exc.value)[0]["field"] == "name"
