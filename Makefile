@@ -17,7 +17,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy chalicelib app.py
+	$(BIN)/mypy
 
 pytest: $(STAMP) dynamodb-local
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

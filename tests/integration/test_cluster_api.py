@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import pytest
 from chalice.test import Client
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -68,8 +70,9 @@ def _stats(client: Client, prefix: str = "/v1") -> dict[str, Any]:
     assert r.headers["Content-Type"].startswith("application/json")
     body: dict[str, Any] = r.json_body
     assert set(body) == {"controllers", "slicer"}
-    assert set(body["controllers"]) == COUNTERS and body["slicer"] == body["controllers"]
-    return body["controllers"]
+    controllers: dict[str, Any] = body["controllers"]
+    assert set(controllers) == COUNTERS and body["slicer"] == controllers
+    return controllers
 
 
 # ---- state ---------------------------------------------------------------------------------
@@ -259,7 +262,7 @@ def test_a_slice_given_up_on_counts_a_disconnected_worker(
 # ---- OpenMetrics / Prometheus text ----------------------------------------------------------
 
 
-def _samples(families: Any) -> dict[str, tuple[str, float, dict[str, str]]]:
+def _samples(families: Iterable[Metric]) -> dict[str, tuple[str, float, dict[str, str]]]:
     return {f.name: (f.type, f.samples[0].value, f.samples[0].labels) for f in families}
 
 
@@ -344,7 +347,7 @@ def test_racing_folds_and_finishers_count_each_run_once(ddb_local: str) -> None:
     pairs = queue.take()
     assert len(pairs) == 2 * runs
     for i in range(0, len(pairs), 2):  # the last two slices of each run finish together
-        _race(lambda m=pairs[i]: deliver(a, m), lambda m=pairs[i + 1]: deliver(b, m))
+        _race(partial(deliver, a, pairs[i]), partial(deliver, b, pairs[i + 1]))
         if i % 6 == 0:  # and folds race each other and the finishers
             _race(lambda: a.cluster.stats(), lambda: b.cluster.stats())
     folded = _race(
