@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 
 from chalicelib.adapters.dynamodb.counting import counting
@@ -14,26 +16,29 @@ from tests.conftest import T0, drain
 NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
 
 
+class Budget(NamedTuple):
+    """DynamoDB calls per run, beyond those of a tick that creates nothing."""
+
+    transactions: int
+    updates: int
+    reads: int
+
+
 @pytest.mark.parametrize(
-    "overlap, transactions, updates, reads",
+    "overlap, budget",
     [
         # allow: create (transaction), claim, finish; the start message's hint lets the
         # worker claim the run without reading it (the claim's update returns the run)
-        ("allow", 1, 2, 0),
+        ("allow", Budget(transactions=1, updates=2, reads=0)),
         # skip: the run also takes / frees the job's active slot, in the same transactions;
         # the finishing transaction returns no item, and the run it wrote is built, not read
-        ("skip", 2, 1, 0),
+        ("skip", Budget(transactions=2, updates=1, reads=0)),
     ],
 )
 def test_single_slice_scheduled_run_costs_three_writes(
-    container: Container,
-    queue: MemoryQueue,
-    clock: FakeClock,
-    overlap: str,
-    transactions: int,
-    updates: int,
-    reads: int,
+    container: Container, queue: MemoryQueue, clock: FakeClock, overlap: str, budget: Budget
 ) -> None:
+    transactions, updates, reads = budget
     n = 5
     for _ in range(n):
         container.jobs.submit(
