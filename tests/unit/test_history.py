@@ -122,6 +122,12 @@ def test_tokens_round_trip_and_are_url_safe() -> None:
     assert encode_cursor(None) is None and decode_cursor(None, names=NAMES, fixed={}) is None
 
 
+class _Bounds(TypedDict, total=False):
+    number: str
+    lo: float
+    hi: float
+
+
 @pytest.mark.parametrize(
     "token, kw",
     [
@@ -136,12 +142,6 @@ def test_tokens_round_trip_and_are_url_safe() -> None:
         ("A" * 3000, {}),
     ],
 )
-class _Bounds(TypedDict, total=False):
-    number: str
-    lo: float
-    hi: float
-
-
 def test_foreign_or_forged_tokens_are_refused_naming_next(token: str, kw: _Bounds) -> None:
     with pytest.raises(InvalidInput) as err:
         decode_cursor(token, names=NAMES, fixed={"job_id": "j1"}, **kw)
