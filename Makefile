@@ -15,9 +15,10 @@ test: lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 
 typecheck: $(STAMP)
-	$(BIN)/mypy chalicelib cadenza_tools app.py
+	$(BIN)/mypy
 
 pytest: $(STAMP) dynamodb-local
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -484,7 +484,7 @@ def run_round(args: argparse.Namespace, n: int, workdir: Path) -> None:
         )
 
         runs = read_runs(settings, ids, args.poll_threads)
-        report(n, runs, pending, slot_ts, raw, floor, target)
+        report(n, runs, pending, slot_ts, Floor(raw, floor, target))
         for line in stack.log_lines(r"supervisor tick: .*(runs_created|resent)=")[:8]:
             stamp, _, stats = line.partition(" INFO")
             try:
@@ -503,15 +503,20 @@ def run_round(args: argparse.Namespace, n: int, workdir: Path) -> None:
         stack.stop()
 
 
+@dataclass(frozen=True)
+class Floor:
+    """The raw conditional put rate (/s), the last start it allows (s after the slot), and
+    the target for that start (1.2 x floor + 1 s)."""
+
+    raw: float
+    floor: float
+    target: float
+
+
 def report(
-    n: int,
-    runs: dict[str, list[Run]],
-    pending: set[str],
-    slot_ts: float,
-    raw: float,
-    floor: float,
-    target: float,
+    n: int, runs: dict[str, list[Run]], pending: set[str], slot_ts: float, limits: Floor
 ) -> None:
+    raw, floor, target = limits.raw, limits.floor, limits.target
     all_runs = [r for rs in runs.values() for r in rs]
     lost = [j for j, rs in runs.items() if not rs]
     dup = [j for j, rs in runs.items() if len(rs) > 1]

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from cadenza_tools.cli.main import app
 from cadenza_tools.local.dynamodb_local import free_port

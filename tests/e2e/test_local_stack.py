@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import pytest
 import requests
@@ -63,7 +63,7 @@ class StackProcess:
         self.http.trust_env = False  # no proxy for 127.0.0.1
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> StackProcess:
+    def start(self) -> Self:
         env = {
             k: v
             for k, v in os.environ.items()

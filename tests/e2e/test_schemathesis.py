@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.schemas import BaseSchema
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -86,7 +88,7 @@ def _light_op(op: Any) -> Any:
 
 # records the stack fixture creates, so generated requests also reach past the 404s
 KNOWN: dict[str, list[str]] = {"job_id": [], "ex_id": []}
-SEED_JOBS = [
+SEED_JOBS: list[dict[str, Any]] = [
     {"name": "fuzz-ok", "operations": [{"_op": "range", "end": 3}, {"_op": "noop"}]},
     {
         "name": "fuzz-failing",
@@ -109,7 +111,7 @@ def _seed(stack: StackProcess) -> None:
         return True if status in ("completed", "failed") else None
 
     for ex_id in KNOWN["ex_id"]:
-        wait_for(lambda ex_id=ex_id: ended(ex_id), 60, f"seed execution {ex_id} to end")
+        wait_for(partial(ended, ex_id), 60, f"seed execution {ex_id} to end")
 
 
 def before_generate_path_parameters(context: Any, strategy: Any) -> Any:
@@ -128,7 +130,7 @@ def before_generate_path_parameters(context: Any, strategy: Any) -> Any:
     return st.one_of(strategy, strategy.flatmap(known))
 
 
-def _schema(*, aliases: bool) -> Any:
+def _schema(*, aliases: bool) -> BaseSchema:
     """The document's operations: the canonical ones (every phase, coverage included), or
     the root aliases of /v1 routes (the same handlers: a few fuzzed cases each)."""
     doc = document()

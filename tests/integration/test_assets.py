@@ -124,7 +124,7 @@ def table_items(c: Container) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("folder", ["", "asset/"])
-def test_upload_stores_the_zip_under_its_sha1(client: Client, env: Container, folder: str):
+def test_upload_stores_the_zip_under_its_sha1(client: Client, env: Container, folder: str) -> None:
     data = ops_bundle(folder=folder)
     r = upload(client, data)
     assert r.status_code == 201, r.body
@@ -149,7 +149,7 @@ def test_upload_stores_the_zip_under_its_sha1(client: Client, env: Container, fo
     }
 
 
-def test_uploading_the_same_zip_twice_is_idempotent(client: Client, env: Container):
+def test_uploading_the_same_zip_twice_is_idempotent(client: Client, env: Container) -> None:
     data = ops_bundle()
     first = upload(client, data)
     again = upload(client, data, path="/assets?blocking=true")
@@ -273,7 +273,7 @@ REFUSED: dict[str, tuple[bytes, int, str, str]] = {
 
 
 @pytest.mark.parametrize("case", list(REFUSED))
-def test_refused_uploads_leave_nothing_behind(client: Client, env: Container, case: str):
+def test_refused_uploads_leave_nothing_behind(client: Client, env: Container, case: str) -> None:
     body, status, field, words = REFUSED[case]
     r = upload(client, body)
     assert r.status_code == status, r.body
@@ -286,7 +286,9 @@ def test_refused_uploads_leave_nothing_behind(client: Client, env: Container, ca
     assert client.http.get("/v1/assets").json_body == []
 
 
-def test_the_same_name_and_version_with_other_content_is_409(client: Client, env: Container):
+def test_the_same_name_and_version_with_other_content_is_409(
+    client: Client, env: Container
+) -> None:
     first = upload(client, ops_bundle())
     other = ops_bundle(folder="asset/")  # same asset.json, other bytes
     r = upload(client, other)
@@ -298,7 +300,7 @@ def test_the_same_name_and_version_with_other_content_is_409(client: Client, env
 
 
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
-def test_a_zip_sent_as_text_is_415(client: Client, env: Container, content_type: str):
+def test_a_zip_sent_as_text_is_415(client: Client, env: Container, content_type: str) -> None:
     r = client.http.post("/v1/assets", body=ops_bundle(), headers={"Content-Type": content_type})
     assert r.status_code == 415
     assert r.json_body["errors"][0]["field"] == "Content-Type"
@@ -306,7 +308,7 @@ def test_a_zip_sent_as_text_is_415(client: Client, env: Container, content_type:
     assert bucket_keys(env) == [] and table_items(env) == []
 
 
-def test_blocking_must_be_a_boolean(client: Client, env: Container):
+def test_blocking_must_be_a_boolean(client: Client, env: Container) -> None:
     r = client.http.post("/v1/assets?blocking=maybe", body=ops_bundle(), headers=ZIP)
     assert r.status_code == 400 and r.json_body["errors"][0]["field"] == "blocking"
     assert bucket_keys(env) == []
@@ -324,7 +326,7 @@ def three(client: Client, clock: FakeClock) -> list[str]:
     return ids
 
 
-def test_listing_sorts_pages_and_keeps_the_seed_shape(client: Client, three: list[str]):
+def test_listing_sorts_pages_and_keeps_the_seed_shape(client: Client, three: list[str]) -> None:
     newest = client.http.get("/v1/assets").json_body
     assert [a["id"] for a in newest] == three[::-1]
     assert all(set(a) == {"_created", "name", "version", "id"} for a in newest)
@@ -342,12 +344,14 @@ def test_listing_sorts_pages_and_keeps_the_seed_shape(client: Client, three: lis
     ("query", "field"),
     [("sort=name:asc", "sort"), ("from=-1", "from"), ("size=ten", "size"), ("size=10001", "size")],
 )
-def test_bad_listing_options_are_400(client: Client, env: Container, query: str, field: str):
+def test_bad_listing_options_are_400(
+    client: Client, env: Container, query: str, field: str
+) -> None:
     r = client.http.get(f"/v1/assets?{query}")
     assert r.status_code == 400 and r.json_body["errors"][0]["field"] == field
 
 
-def test_get_by_name_and_version(client: Client, three: list[str]):
+def test_get_by_name_and_version(client: Client, three: list[str]) -> None:
     by_name = client.http.get("/v1/assets/mathops").json_body
     assert [a["id"] for a in by_name] == three[::-1]
     [one] = client.http.get("/v1/assets/mathops/1.1.0").json_body
@@ -360,7 +364,9 @@ def test_get_by_name_and_version(client: Client, three: list[str]):
 # ---- delete ---------------------------------------------------------------------------------
 
 
-def test_delete_removes_the_record_and_the_zip(client: Client, env: Container, three: list[str]):
+def test_delete_removes_the_record_and_the_zip(
+    client: Client, env: Container, three: list[str]
+) -> None:
     r = client.http.delete(f"/v1/assets/{three[1]}")
     assert r.status_code == 200 and r.json_body == {"_id": three[1]}
     assert [a["id"] for a in client.http.get("/v1/assets").json_body] == [three[2], three[0]]
@@ -402,7 +408,7 @@ def _asset_job(assets: list[str], **kw: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("ref", ["mathops", "mathops:1.0.0", "id"])
 def test_a_job_runs_ops_from_an_uploaded_asset(
     client: Client, env: Container, queue: MemoryQueue, tmp_path: Path, ref: str
-):
+) -> None:
     asset_id = upload(client, ops_bundle()).json_body["_id"]
     r = _submit(client, _asset_job([asset_id if ref == "id" else ref]))
     assert r.status_code == 202, r.body
@@ -420,7 +426,7 @@ def test_a_job_runs_ops_from_an_uploaded_asset(
 
 def test_the_newest_upload_of_a_name_is_used(
     client: Client, env: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     upload(client, ops_bundle("1.0.0"))
     clock.advance(10)
     newer = make_zip(
@@ -447,7 +453,7 @@ def test_the_newest_upload_of_a_name_is_used(
 
 def test_a_run_keeps_the_asset_versions_it_started_with(
     client: Client, env: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     first = upload(client, ops_bundle("1.0.0")).json_body["_id"]
     r = _submit(client, _asset_job(["mathops"]))
     [start] = queue.take()
@@ -495,7 +501,7 @@ def test_a_run_keeps_the_asset_versions_it_started_with(
 )
 def test_job_submission_checks_asset_ops(
     client: Client, env: Container, body: dict[str, Any], field: str, words: str
-):
+) -> None:
     upload(client, ops_bundle())
     r = _submit(client, body, start=False)
     assert r.status_code == 400, r.body
@@ -505,7 +511,7 @@ def test_job_submission_checks_asset_ops(
 
 def test_a_deleted_asset_fails_later_runs_with_the_reason(
     client: Client, env: Container, queue: MemoryQueue
-):
+) -> None:
     asset_id = upload(client, ops_bundle()).json_body["_id"]
     job_id = _submit(client, _asset_job(["mathops"]), start=False).json_body["job_id"]
     assert client.http.delete(f"/v1/assets/{asset_id}").status_code == 200
@@ -519,7 +525,7 @@ def test_a_deleted_asset_fails_later_runs_with_the_reason(
 
 def test_a_bundle_altered_in_the_bucket_is_not_loaded(
     client: Client, env: Container, queue: MemoryQueue
-):
+) -> None:
     asset_id = upload(client, ops_bundle()).json_body["_id"]
     env.files.put(f"assets/{asset_id}.zip", ops_bundle("6.6.6"), "application/zip")
     r = _submit(client, _asset_job([asset_id]))

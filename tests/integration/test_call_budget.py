@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 
 from chalicelib.adapters.dynamodb.counting import counting
@@ -16,26 +18,29 @@ from tests.conftest import T0, drain
 NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
 
 
+class Budget(NamedTuple):
+    """DynamoDB calls per run, beyond those of a tick that creates nothing."""
+
+    transactions: int
+    updates: int
+    reads: int
+
+
 @pytest.mark.parametrize(
-    "overlap, transactions, updates, reads",
+    "overlap, budget",
     [
         # allow: create (transaction), claim, finish; the start message's hint lets the
         # worker claim the run without reading it (the claim's update returns the run)
-        ("allow", 1, 2, 0),
+        ("allow", Budget(transactions=1, updates=2, reads=0)),
         # skip: the run also takes / frees the job's active slot, in the same transactions;
         # the finishing transaction returns no item, and the run it wrote is built, not read
-        ("skip", 2, 1, 0),
+        ("skip", Budget(transactions=2, updates=1, reads=0)),
     ],
 )
 def test_single_slice_scheduled_run_costs_three_writes(
-    container: Container,
-    queue: MemoryQueue,
-    clock: FakeClock,
-    overlap: str,
-    transactions: int,
-    updates: int,
-    reads: int,
-):
+    container: Container, queue: MemoryQueue, clock: FakeClock, overlap: str, budget: Budget
+) -> None:
+    transactions, updates, reads = budget
     n = 5
     for _ in range(n):
         container.jobs.submit(
@@ -55,7 +60,9 @@ def test_single_slice_scheduled_run_costs_three_writes(
     assert c.calls["GetItem"] - tick_only.calls["GetItem"] == reads * n
 
 
-def test_on_demand_single_slice_run_costs_three_writes(container: Container, queue: MemoryQueue):
+def test_on_demand_single_slice_run_costs_three_writes(
+    container: Container, queue: MemoryQueue
+) -> None:
     job, _ = container.jobs.submit(NOOP, start=False)
     with counting() as c:
         container.jobs.start_run(job.job_id)
@@ -65,7 +72,7 @@ def test_on_demand_single_slice_run_costs_three_writes(container: Container, que
     assert c.reads == 1  # the job (validation); the start is claimed from its hint
 
 
-def test_a_sliced_run_is_read_before_its_claim(container: Container, queue: MemoryQueue):
+def test_a_sliced_run_is_read_before_its_claim(container: Container, queue: MemoryQueue) -> None:
     sliced = {"name": "s", "operations": [{"_op": "range", "end": 2}, {"_op": "noop"}]}
     job, _ = container.jobs.submit(sliced, start=False)
     with counting() as c:
@@ -74,13 +81,14 @@ def test_a_sliced_run_is_read_before_its_claim(container: Container, queue: Memo
         assert "ex_id" not in start.body  # no hint: how many slices needs the reader
         queue.messages.append(start)
         drain(container, queue)
-    assert container.store.get_run(job.job_id, run.slot).status == ExStatus.completed
+    done = container.store.get_run(job.job_id, run.slot)
+    assert done is not None and done.status == ExStatus.completed
     assert c.calls["GetItem"] >= 2  # the job (validation), the run at start, ...
 
 
 def test_a_hinted_start_that_cannot_claim_unread_falls_back_to_reading(
     container: Container, queue: MemoryQueue
-):
+) -> None:
     from tests.conftest import deliver
 
     job, _ = container.jobs.submit(NOOP, start=False)
@@ -103,7 +111,7 @@ def test_a_hinted_start_that_cannot_claim_unread_falls_back_to_reading(
     assert done is not None and done.status == ExStatus.completed and done.attempts == 1
 
 
-def test_tick_reads_only_due_jobs(container: Container):
+def test_tick_reads_only_due_jobs(container: Container) -> None:
     for i in range(30):
         schedule = {"rate": "rate(1 minute)"} if i < 3 else {"rate": "rate(1 day)"}
         container.jobs.submit({**NOOP, "schedule": schedule}, start=True)
@@ -116,7 +124,9 @@ def test_tick_reads_only_due_jobs(container: Container):
     assert c.items_read == 3 + 1  # the due jobs and the supervisor record
 
 
-def test_finishing_transaction_returns_the_run_it_wrote(container: Container, clock: FakeClock):
+def test_finishing_transaction_returns_the_run_it_wrote(
+    container: Container, clock: FakeClock
+) -> None:
     """The finish of a slot-holding run is built from the claimed run, not re-read: it must
     equal what a read of the record gives."""
     job, _ = container.jobs.submit({**NOOP, "overlap": "skip"}, start=False)
@@ -145,4 +155,5 @@ def test_finishing_transaction_returns_the_run_it_wrote(container: Container, cl
     assert ended == stored
     assert ended.status == ExStatus.completed and ended.attempts == 2 and not ended.holds_slot
     assert ended.lease_token is None and ended.check_at is None and ended.result == {"n": 1}
-    assert container.store.get_job(job.job_id).active_slots == set()  # type: ignore[union-attr]
+    job_now = container.store.get_job(job.job_id)
+    assert job_now is not None and job_now.active_slots == set()

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import pytest
 from chalice.test import Client
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -68,8 +70,9 @@ def _stats(client: Client, prefix: str = "/v1") -> dict[str, Any]:
     assert r.headers["Content-Type"].startswith("application/json")
     body: dict[str, Any] = r.json_body
     assert set(body) == {"controllers", "slicer"}
-    assert set(body["controllers"]) == COUNTERS and body["slicer"] == body["controllers"]
-    return body["controllers"]
+    controllers: dict[str, Any] = body["controllers"]
+    assert set(controllers) == COUNTERS and body["slicer"] == controllers
+    return controllers
 
 
 # ---- state ---------------------------------------------------------------------------------
@@ -77,7 +80,7 @@ def _stats(client: Client, prefix: str = "/v1") -> dict[str, Any]:
 
 def test_state_shows_the_supervisor_and_the_work_each_worker_function_holds(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     state = client.http.get("/v1/cluster/state").json_body
     assert set(state) == {"supervisor", "start_worker", "slice_worker"}
     for node_id, node in state.items():
@@ -133,7 +136,9 @@ def test_state_shows_the_supervisor_and_the_work_each_worker_function_holds(
 # ---- stats ---------------------------------------------------------------------------------
 
 
-def _run_three_jobs(client: Client, container: Container, queue: MemoryQueue, clock: FakeClock):
+def _run_three_jobs(
+    client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     a = _start(client, {**SLICED, "workers": 2})
     deliver(container, queue.take()[0])  # a starts at T0 with two slices in flight
     clock.advance(5)
@@ -146,7 +151,7 @@ def _run_three_jobs(client: Client, container: Container, queue: MemoryQueue, cl
 
 def test_stats_count_every_ended_run_exactly(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     assert _stats(client) == dict.fromkeys(COUNTERS, 0)
     _run_three_jobs(client, container, queue, clock)
     expected = {
@@ -170,7 +175,7 @@ def test_stats_count_every_ended_run_exactly(
 
 def test_runs_left_unfolded_by_a_bounded_fold_are_still_counted(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _run_three_jobs(client, container, queue, clock)
     store = container.store
     assert isinstance(store, DynamoStore)
@@ -182,7 +187,7 @@ def test_runs_left_unfolded_by_a_bounded_fold_are_still_counted(
 
 def test_stats_include_live_runs_progress_and_queued_slices(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _start(client, {**SLICED, "workers": 2})
     deliver(container, queue.take()[0])
     first, second = queue.take()
@@ -203,7 +208,7 @@ def test_stats_include_live_runs_progress_and_queued_slices(
 
 def test_redelivered_slice_and_retried_finalize_do_not_double_count(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     body = _start(client, {**SLICED, "workers": 3})
     deliver(container, queue.take()[0])
     messages = queue.take()
@@ -223,7 +228,7 @@ def test_redelivered_slice_and_retried_finalize_do_not_double_count(
 
 def test_a_rerun_keeps_the_replaced_runs_figures(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     body = _start(client, FAILING)
     drain(container, queue)
     # not folded yet: the rerun replaces the record that carries its figures
@@ -236,7 +241,7 @@ def test_a_rerun_keeps_the_replaced_runs_figures(
 
 def test_a_slice_given_up_on_counts_a_disconnected_worker(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     body = _start(client, {**SLICED, "max_retries": 0, "workers": 3})
     deliver(container, queue.take()[0])
     lost, *rest = queue.take()
@@ -257,13 +262,13 @@ def test_a_slice_given_up_on_counts_a_disconnected_worker(
 # ---- OpenMetrics / Prometheus text ----------------------------------------------------------
 
 
-def _samples(families: Any) -> dict[str, tuple[str, float, dict[str, str]]]:
+def _samples(families: Iterable[Metric]) -> dict[str, tuple[str, float, dict[str, str]]]:
     return {f.name: (f.type, f.samples[0].value, f.samples[0].labels) for f in families}
 
 
 def test_openmetrics_exposition_holds_the_counters(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _run_three_jobs(client, container, queue, clock)
     r = client.http.get("/cluster/stats", headers={"Accept": "application/openmetrics-text;"})
     assert r.status_code == 200 and r.headers["Content-Type"] == OPENMETRICS_TYPE
@@ -284,7 +289,7 @@ def test_openmetrics_exposition_holds_the_counters(
 
 def test_prometheus_text_on_request_and_json_otherwise(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _run_three_jobs(client, container, queue, clock)
     r = client.http.get("/v1/cluster/stats", headers={"Accept": "text/plain;version=0.0.4"})
     assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -322,7 +327,7 @@ def _race(*fns: Callable[[], Any]) -> list[Any]:
 
 
 @pytest.mark.ddblocal
-def test_racing_folds_and_finishers_count_each_run_once(ddb_local: str):
+def test_racing_folds_and_finishers_count_each_run_once(ddb_local: str) -> None:
     settings: Settings = replace(
         conftest.test_settings(), dynamodb_endpoint=ddb_local, stats_shards=2
     )
@@ -342,7 +347,7 @@ def test_racing_folds_and_finishers_count_each_run_once(ddb_local: str):
     pairs = queue.take()
     assert len(pairs) == 2 * runs
     for i in range(0, len(pairs), 2):  # the last two slices of each run finish together
-        _race(lambda m=pairs[i]: deliver(a, m), lambda m=pairs[i + 1]: deliver(b, m))
+        _race(partial(deliver, a, pairs[i]), partial(deliver, b, pairs[i + 1]))
         if i % 6 == 0:  # and folds race each other and the finishers
             _race(lambda: a.cluster.stats(), lambda: b.cluster.stats())
     folded = _race(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -69,7 +70,7 @@ def _pair(backend: Settings) -> tuple[Container, Container, MemoryQueue, FakeClo
     return a, b, queue, clock
 
 
-def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings):
+def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings) -> None:
     a, b, _, _ = _pair(ddb)
     jobs = [
         a.jobs.submit(
@@ -86,9 +87,7 @@ def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings):
     sent = 0
     for r in range(ROUNDS):
         now = T0 + 10 * (r + 1)
-        sa, sb = _race(
-            lambda now=now: a.supervisor.tick(now), lambda now=now: b.supervisor.tick(now)
-        )
+        sa, sb = _race(partial(a.supervisor.tick, now), partial(b.supervisor.tick, now))
         assert sa.runs_created + sb.runs_created == JOBS_PER_ROUND, (r, sa, sb)
         sent += sa.starts_sent + sb.starts_sent
     for job in jobs:
@@ -98,7 +97,7 @@ def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings):
     assert sent == ROUNDS * JOBS_PER_ROUND  # one start message per new run, not two
 
 
-def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings):
+def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings) -> None:
     a, b, queue, _ = _pair(ddb)
     for _ in range(5):
         job, run = a.jobs.submit(
@@ -113,7 +112,7 @@ def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings)
         deliver(a, queue.take()[0])
         msgs = queue.take()
         for m in msgs:
-            outcomes = _race(lambda m=m: deliver(a, m), lambda m=m: deliver(b, m))
+            outcomes = _race(partial(deliver, a, m), partial(deliver, b, m))
             assert sorted(outcomes).count("completed") == 1, outcomes
         done = a.store.get_run(job.job_id, run.slot)
         assert done is not None
@@ -124,7 +123,7 @@ def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings)
         )
 
 
-def test_racing_start_handlers_start_a_run_once(ddb: Settings):
+def test_racing_start_handlers_start_a_run_once(ddb: Settings) -> None:
     a, b, queue, _ = _pair(ddb)
     for body in (
         {"name": "inline", "operations": [{"_op": "noop"}, {"_op": "noop"}]},
@@ -133,7 +132,7 @@ def test_racing_start_handlers_start_a_run_once(ddb: Settings):
         job, run = a.jobs.submit(body, start=True)
         assert run is not None
         start = queue.take()[0]
-        outcomes = _race(lambda s=start: deliver(a, s), lambda s=start: deliver(b, s))
+        outcomes = _race(partial(deliver, a, start), partial(deliver, b, start))
         assert sorted(outcomes)[0] == "busy" or outcomes.count("completed") == 1, outcomes
         drain(a, queue)
         done = a.store.get_run(job.job_id, run.slot)
@@ -143,7 +142,7 @@ def test_racing_start_handlers_start_a_run_once(ddb: Settings):
 
 
 @pytest.mark.parametrize("finisher", ["worker", "sweep"])
-def test_last_slices_finishing_together_finalize_once(ddb: Settings, finisher: str):
+def test_last_slices_finishing_together_finalize_once(ddb: Settings, finisher: str) -> None:
     a, b, queue, clock = _pair(ddb)
     job, run = a.jobs.submit(
         {"name": "f", "workers": 2, "operations": [{"_op": "range", "end": 2}]}, start=True
@@ -162,7 +161,7 @@ def test_last_slices_finishing_together_finalize_once(ddb: Settings, finisher: s
     assert (done.status, done.processed, done.remaining) == (ExStatus.completed, 2, 0)
 
 
-def test_on_demand_runs_and_two_supervisors_never_leave_two_in_progress(ddb: Settings):
+def test_on_demand_runs_and_two_supervisors_never_leave_two_in_progress(ddb: Settings) -> None:
     """OpenSpecimen's rule (overlap 'skip'): at most one IN_PROGRESS run per job, held by a
     conditional write on the job's active slots, whoever creates the runs and however they
     race."""
@@ -186,8 +185,8 @@ def test_on_demand_runs_and_two_supervisors_never_leave_two_in_progress(ddb: Set
         now = T0 + 10 * (r + 1)
         clock.t = now
         _race(
-            lambda now=now: a.supervisor.tick(now),
-            lambda now=now: b.supervisor.tick(now),
+            partial(a.supervisor.tick, now),
+            partial(b.supervisor.tick, now),
             lambda: on_demand(a),
             lambda: on_demand(b),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -45,14 +46,16 @@ def client(container: Container) -> Iterator[Client]:
         yield c
 
 
-def _start(client: Client, body: dict) -> tuple[str, str]:
+def _start(client: Client, body: dict[str, Any]) -> tuple[str, str]:
     r = client.http.post(
         "/v1/jobs?start=true", body=json.dumps(body), headers={"Content-Type": "application/json"}
     )
     return r.json_body["job_id"], r.json_body["ex_id"]
 
 
-def test_controllers_show_live_executions(client: Client, container: Container, queue: MemoryQueue):
+def test_controllers_show_live_executions(
+    client: Client, container: Container, queue: MemoryQueue
+) -> None:
     job_id, ex_id = _start(client, FAILING)
     deliver(container, queue.take()[0])
     for path in (
@@ -69,7 +72,9 @@ def test_controllers_show_live_executions(client: Client, container: Container, 
     assert client.http.get(f"/v1/ex/{ex_id}/controller").json_body == []
 
 
-def test_slices_by_state_and_errors(client: Client, container: Container, queue: MemoryQueue):
+def test_slices_by_state_and_errors(
+    client: Client, container: Container, queue: MemoryQueue
+) -> None:
     job_id, ex_id = _start(client, FAILING)
     drain(container, queue)
     slices = client.http.get(f"/v1/ex/{ex_id}/slices").json_body
@@ -100,7 +105,9 @@ def test_slices_by_state_and_errors(client: Client, container: Container, queue:
     assert client.http.get(f"/v1/ex/{ex_id}/errors?size=x").status_code == 400
 
 
-def test_a_one_slice_runs_error_is_listed(client: Client, container: Container, queue: MemoryQueue):
+def test_a_one_slice_runs_error_is_listed(
+    client: Client, container: Container, queue: MemoryQueue
+) -> None:
     body = {
         "name": "one",
         "max_retries": 0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from chalicelib.adapters.memory import MemoryQueue
@@ -10,6 +12,7 @@ from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.transitions import ExStatus, JobState, SliceState
 from chalicelib.ports import FakeClock
 from tests.conftest import T0, deliver, drain
+from tests.typed import field_errors
 
 
 def _job(**kw: object) -> dict[str, object]:
@@ -18,7 +21,9 @@ def _job(**kw: object) -> dict[str, object]:
     return body
 
 
-def test_on_demand_single_slice_run_completes_inline(container: Container, queue: MemoryQueue):
+def test_on_demand_single_slice_run_completes_inline(
+    container: Container, queue: MemoryQueue
+) -> None:
     job, run = container.jobs.submit(_job(), start=True)
     assert run is not None and run.status == ExStatus.pending
     assert drain(container, queue) == 1
@@ -31,7 +36,7 @@ def test_on_demand_single_slice_run_completes_inline(container: Container, queue
 
 def test_scheduled_job_fires_once_per_slot(
     container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job, run = container.jobs.submit(_job(schedule={"rate": "rate(1 minute)"}), start=True)
     assert run is None and job.state == JobState.SCHEDULED
     assert job.next_fire_at == T0 + 60
@@ -48,7 +53,7 @@ def test_scheduled_job_fires_once_per_slot(
     assert stored is not None and stored.next_fire_at == T0 + 120
 
 
-def test_multi_slice_run_counts_every_slice_once(container: Container, queue: MemoryQueue):
+def test_multi_slice_run_counts_every_slice_once(container: Container, queue: MemoryQueue) -> None:
     body = _job(
         operations=[{"_op": "range", "start": 0, "end": 95, "size": 10}, {"_op": "noop"}], workers=3
     )
@@ -68,7 +73,7 @@ def test_multi_slice_run_counts_every_slice_once(container: Container, queue: Me
     assert all(s.state == SliceState.completed for s in slices)
 
 
-def test_at_most_workers_slices_in_flight(container: Container, queue: MemoryQueue):
+def test_at_most_workers_slices_in_flight(container: Container, queue: MemoryQueue) -> None:
     body = _job(operations=[{"_op": "range", "end": 20}, {"_op": "noop"}], workers=4)
     job, run = container.jobs.submit(body, start=True)
     assert run is not None
@@ -84,7 +89,7 @@ def test_at_most_workers_slices_in_flight(container: Container, queue: MemoryQue
     assert done is not None and done.status == ExStatus.completed and done.processed == 20
 
 
-def test_failing_slice_retries_then_fails_the_run(container: Container, queue: MemoryQueue):
+def test_failing_slice_retries_then_fails_the_run(container: Container, queue: MemoryQueue) -> None:
     body = _job(
         operations=[{"_op": "range", "end": 5}, {"_op": "fail", "slices": [2]}],
         max_retries=2,
@@ -108,7 +113,7 @@ def test_failing_slice_retries_then_fails_the_run(container: Container, queue: M
     assert delays == [0, 1, 2]  # first send, then backoff 1 s, 2 s
 
 
-def test_transient_failure_is_retried_to_success(container: Container, queue: MemoryQueue):
+def test_transient_failure_is_retried_to_success(container: Container, queue: MemoryQueue) -> None:
     body = _job(operations=[{"_op": "noop"}, {"_op": "fail", "slices": [0], "times": 1}])
     job, run = container.jobs.submit(body, start=True)
     assert run is not None
@@ -118,7 +123,9 @@ def test_transient_failure_is_retried_to_success(container: Container, queue: Me
     assert (done.status, done.attempts, done.processed) == (ExStatus.completed, 2, 1)
 
 
-def test_redelivered_slice_message_is_processed_once(container: Container, queue: MemoryQueue):
+def test_redelivered_slice_message_is_processed_once(
+    container: Container, queue: MemoryQueue
+) -> None:
     body = _job(operations=[{"_op": "range", "end": 3}, {"_op": "noop"}], workers=3)
     job, run = container.jobs.submit(body, start=True)
     assert run is not None
@@ -130,7 +137,9 @@ def test_redelivered_slice_message_is_processed_once(container: Container, queue
     assert done is not None and (done.processed, done.status) == (3, ExStatus.completed)
 
 
-def test_duplicate_slice_message_while_running_is_a_no_op(container: Container, queue: MemoryQueue):
+def test_duplicate_slice_message_while_running_is_a_no_op(
+    container: Container, queue: MemoryQueue
+) -> None:
     body = _job(operations=[{"_op": "range", "end": 3}, {"_op": "noop"}], workers=1)
     job, run = container.jobs.submit(body, start=True)
     assert run is not None
@@ -145,7 +154,7 @@ def test_duplicate_slice_message_while_running_is_a_no_op(container: Container, 
 
 def test_worker_dying_after_claim_is_finished_once_by_the_sweep(
     container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     body = _job(
         operations=[{"_op": "range", "end": 2}, {"_op": "noop"}], workers=2, lease_seconds=30
     )
@@ -174,7 +183,7 @@ def test_worker_dying_after_claim_is_finished_once_by_the_sweep(
 
 def test_inline_worker_dying_is_rerun_then_failed_after_max_retries(
     container: Container, queue: MemoryQueue, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     job, run = container.jobs.submit(_job(max_retries=1, lease_seconds=10), start=True)
     assert run is not None
 
@@ -198,7 +207,7 @@ def test_inline_worker_dying_is_rerun_then_failed_after_max_retries(
 
 def test_lost_start_message_is_resent_by_the_sweep(
     container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job, run = container.jobs.submit(_job(lease_seconds=20), start=True)
     assert run is not None
     queue.take()  # the start message is lost
@@ -210,7 +219,7 @@ def test_lost_start_message_is_resent_by_the_sweep(
     assert done is not None and done.status == ExStatus.completed
 
 
-def test_halted_supervisor_creates_nothing(container: Container, queue: MemoryQueue):
+def test_halted_supervisor_creates_nothing(container: Container, queue: MemoryQueue) -> None:
     from chalicelib.domain.transitions import SupervisorState
 
     job, _ = container.jobs.submit(_job(schedule={"rate": "rate(1 minute)"}), start=True)
@@ -222,7 +231,7 @@ def test_halted_supervisor_creates_nothing(container: Container, queue: MemoryQu
     assert rec is not None and rec.last_tick_at == T0 + 60
 
 
-def test_missed_slots_catch_up_to_the_latest_only(container: Container, queue: MemoryQueue):
+def test_missed_slots_catch_up_to_the_latest_only(container: Container, queue: MemoryQueue) -> None:
     job, _ = container.jobs.submit(_job(schedule={"rate": "rate(1 minute)"}), start=True)
     stats = container.supervisor.tick(T0 + 3600 + 1)  # an hour of ticks missed
     assert (stats.runs_created, stats.slots_missed, stats.slots_skipped) == (1, 59, 0)
@@ -233,7 +242,7 @@ def test_missed_slots_catch_up_to_the_latest_only(container: Container, queue: M
     }
 
 
-def test_one_time_job_expires_after_its_slot(container: Container, queue: MemoryQueue):
+def test_one_time_job_expires_after_its_slot(container: Container, queue: MemoryQueue) -> None:
     job, _ = container.jobs.submit(_job(schedule={"at": "2027-01-15T08:00:30Z"}), start=True)
     assert container.supervisor.tick(T0 + 30).runs_created == 1
     stored = container.store.get_job(job.job_id)
@@ -266,19 +275,22 @@ def test_one_time_job_expires_after_its_slot(container: Container, queue: Memory
         ),
     ],
 )
-def test_invalid_definitions_name_the_field(container: Container, body: dict, field: str):
+def test_invalid_definitions_name_the_field(
+    container: Container, body: dict[str, Any], field: str
+) -> None:
     with pytest.raises(InvalidInput) as exc:
         container.jobs.submit(body, start=True)
-    fields = [e["field"] for e in exc.value.details["errors"]]  # type: ignore[union-attr]
+    fields = [e["field"] for e in field_errors(exc.value)]
     assert field in fields, fields
 
 
 def test_a_job_that_no_longer_validates_does_not_stop_the_tick(
     container: Container, queue: MemoryQueue
-):
+) -> None:
     good, _ = container.jobs.submit(_job(schedule={"rate": "rate(1 minute)"}), start=True)
     bad, _ = container.jobs.submit(_job(schedule={"rate": "rate(1 minute)"}), start=True)
     store = container.store
+    # container.store is typed as the Store port; its models are DynamoStore's own
     item = store.m.job.get(bad.job_id)  # type: ignore[attr-defined]
     item.definition = {**item.definition, "workers": -5}  # e.g. a rule tightened later
     item.save()

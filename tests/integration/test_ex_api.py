@@ -100,7 +100,7 @@ def _field_error(client: Client, path: str) -> list[str]:
 # ---- GET /v1/ex ----------------------------------------------------------------------------
 def test_list_ex_has_seed_shape_newest_update_first_without_a_scan(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _, first = _start(client)
     clock.advance(1)
     _, second = _start(client)
@@ -120,7 +120,7 @@ def test_list_ex_has_seed_shape_newest_update_first_without_a_scan(
 
 def test_list_ex_status_option(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _, done = _start(client)
     drain(container, queue)
     clock.advance(1)
@@ -137,7 +137,7 @@ def test_list_ex_status_option(
     assert _field_error(client, "/v1/ex?status=running,nope") == ["status"]
 
 
-def test_list_ex_sort_from_size_with_ties(client: Client, clock: FakeClock):
+def test_list_ex_sort_from_size_with_ties(client: Client, clock: FakeClock) -> None:
     # five executions of five jobs, all created (and updated) at the same instant
     tied = sorted(_start(client)[1] for _ in range(5))
     clock.advance(1)
@@ -156,7 +156,7 @@ def test_list_ex_sort_from_size_with_ties(client: Client, clock: FakeClock):
 
 def test_ledger_records_are_listed_only_when_asked_for(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     scheduled = {**JOB, "overlap": "skip", "schedule": {"rate": "rate(1 minute)"}}
     job_id = _post(client, "/v1/jobs?start=true", scheduled)[1]["job_id"]
     container.supervisor.tick(T0 + 60)  # 08:01 is created; it has not run yet
@@ -170,7 +170,7 @@ def test_ledger_records_are_listed_only_when_asked_for(
 
 def test_list_ex_deleted_option(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     gone_job, gone = _start(client)
     clock.advance(1)
     _, kept = _start(client)
@@ -187,7 +187,7 @@ def test_list_ex_deleted_option(
 # ---- GET /v1/ex/errors ---------------------------------------------------------------------
 def test_all_errors_have_the_per_execution_shape(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _, sliced = _start(client, SLICED_FAILING)
     drain(container, queue)
     clock.advance(5)
@@ -211,7 +211,7 @@ def test_all_errors_have_the_per_execution_shape(
 
 def test_all_errors_sort_from_size(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _, one = _start(client, ONE_SLICE_FAILING)
     drain(container, queue)
     clock.advance(5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -29,20 +30,21 @@ def client(container: Container) -> Iterator[Client]:
         yield c
 
 
-def _start(client: Client, body: dict = SLICED) -> tuple[str, str]:
+def _start(client: Client, body: dict[str, Any] = SLICED) -> tuple[str, str]:
     r = client.http.post(
         "/v1/jobs?start=true", body=json.dumps(body), headers={"Content-Type": "application/json"}
     )
     return r.json_body["job_id"], r.json_body["ex_id"]
 
 
-def _ex(client: Client, ex_id: str) -> dict:
-    return client.http.get(f"/v1/ex/{ex_id}").json_body
+def _ex(client: Client, ex_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = client.http.get(f"/v1/ex/{ex_id}").json_body
+    return body
 
 
 def test_pause_hands_out_nothing_and_resume_finishes(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     _, ex_id = _start(client)
     deliver(container, queue.take()[0])  # start: slices 0 and 1 handed out
     first, second = queue.take()
@@ -61,7 +63,7 @@ def test_pause_hands_out_nothing_and_resume_finishes(
     assert ex["_status"] == "completed" and ex["_slicer_stats"]["processed"] == 6
 
 
-def test_pause_and_resume_refuse_other_states(client: Client, queue: MemoryQueue):
+def test_pause_and_resume_refuse_other_states(client: Client, queue: MemoryQueue) -> None:
     _, ex_id = _start(client)  # pending
     r = client.http.post(f"/v1/ex/{ex_id}/_pause")
     assert r.status_code == 409 and r.json_body["current_state"] == "pending"
@@ -69,7 +71,7 @@ def test_pause_and_resume_refuse_other_states(client: Client, queue: MemoryQueue
     assert r.status_code == 409 and r.json_body["current_state"] == "pending"
 
 
-def test_stop_a_pending_execution_at_once(client: Client, container: Container):
+def test_stop_a_pending_execution_at_once(client: Client, container: Container) -> None:
     job_id, ex_id = _start(client)
     r = client.http.post(f"/v1/jobs/{job_id}/_stop")
     assert (r.status_code, r.json_body) == (200, {"status": "stopped"})
@@ -81,7 +83,7 @@ def test_stop_a_pending_execution_at_once(client: Client, container: Container):
 
 def test_stop_waits_for_a_slice_in_flight(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _, ex_id = _start(client)
     deliver(container, queue.take()[0])
     a, b = queue.take()
@@ -104,7 +106,7 @@ def test_stop_waits_for_a_slice_in_flight(
 
 def test_workers_changes_parallelism_while_running(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     _, ex_id = _start(client, {**SLICED, "workers": 1})
     deliver(container, queue.take()[0])
     assert len(queue.messages) == 1
@@ -127,27 +129,28 @@ def test_workers_changes_parallelism_while_running(
         ("remove=x", "remove"),
     ],
 )
-def test_workers_bad_input(client: Client, queue: MemoryQueue, query: str, field: str):
+def test_workers_bad_input(client: Client, queue: MemoryQueue, query: str, field: str) -> None:
     _, ex_id = _start(client)
     r = client.http.post(f"/v1/ex/{ex_id}/_workers?{query}")
     assert r.status_code == 400 and field in [e["field"] for e in r.json_body["errors"]]
 
 
-def test_stop_timeout_must_be_a_number(client: Client, queue: MemoryQueue):
+def test_stop_timeout_must_be_a_number(client: Client, queue: MemoryQueue) -> None:
     _, ex_id = _start(client)
     r = client.http.post(f"/v1/ex/{ex_id}/_stop?timeout=soon")
     assert r.status_code == 400 and r.json_body["errors"][0]["field"] == "timeout"
 
 
-def test_control_of_unknown_targets_is_404(client: Client):
+def test_control_of_unknown_targets_is_404(client: Client) -> None:
     for path in ("/v1/ex/nope/_stop", "/v1/jobs/nope/_pause", "/ex/nope/_workers?add=1"):
         assert client.http.post(path).status_code == 404
 
 
 def test_terminal_executions_report_their_status(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     _, ex_id = _start(client)
     drain(container, queue)
     assert client.http.post(f"/v1/ex/{ex_id}/_stop").json_body == {"status": "completed"}
-    assert ExStatus.completed == container.store.get_run_by_ex(ex_id).status  # type: ignore[union-attr]
+    run = container.store.get_run_by_ex(ex_id)
+    assert run is not None and run.status == ExStatus.completed

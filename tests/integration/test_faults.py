@@ -325,7 +325,8 @@ def test_store_down_for_a_tick_then_catchup_latest(
     stats = c.supervisor.tick(clock.now())
     assert (stats.runs_created, stats.slots_missed, stats.errors) == (1, 2, 0)
     sup = c.store.get_supervisor()
-    assert sup is not None and sup.ticks == 2 and sup.last_stats["slots_missed"] == 2
+    assert sup is not None and sup.ticks == 2 and sup.last_stats is not None
+    assert sup.last_stats["slots_missed"] == 2
     # the next tick of the same (warm) supervisor notes the failed one
     assert (sup.failed_ticks, sup.last_failure_at) == (1, T0 + 57)
     assert sup.last_failure and "connect" in sup.last_failure.lower()

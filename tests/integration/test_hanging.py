@@ -40,7 +40,7 @@ def _submit(client: Client, **kw: object) -> tuple[str, str]:
 
 def test_a_slice_whose_worker_is_lost_raises_an_alert(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job_id, ex_id = _submit(client)
     deliver(container, queue.take()[0])
     lost, kept = queue.take()
@@ -64,7 +64,7 @@ def test_a_slice_whose_worker_is_lost_raises_an_alert(
 
 def test_a_run_without_progress_past_its_timeout_is_failed_and_alerted(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _, ex_id = _submit(client, timeout_seconds=100)
     for _ in range(3):  # the start keeps getting lost: re-sent while the timeout allows
         queue.take()
@@ -88,7 +88,7 @@ def test_a_one_slice_run_that_keeps_losing_its_worker_is_alerted(
     queue: MemoryQueue,
     clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
-):
+) -> None:
     body = {
         "name": "one",
         "operations": [{"_op": "noop"}, {"_op": "noop"}],

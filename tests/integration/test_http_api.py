@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -23,19 +24,19 @@ def client(container: Container) -> Iterator[Client]:
         yield c
 
 
-def _post(client: Client, path: str, body: object) -> tuple[int, dict]:
+def _post(client: Client, path: str, body: object) -> tuple[int, dict[str, Any]]:
     r = client.http.post(path, body=json.dumps(body), headers={"Content-Type": "application/json"})
     return r.status_code, r.json_body
 
 
-def test_system_info(client: Client):
+def test_system_info(client: Client) -> None:
     r = client.http.get("/v1")
     assert r.status_code == 200
     assert r.json_body["clustering_type"] == "serverless"
     assert r.json_body["name"] == "cadenza"
 
 
-def test_submit_without_start_only_stores(client: Client, queue: MemoryQueue):
+def test_submit_without_start_only_stores(client: Client, queue: MemoryQueue) -> None:
     status, body = _post(client, "/v1/jobs", JOB)
     assert status == 201 and set(body) == {"job_id"}
     assert queue.messages == []
@@ -48,7 +49,7 @@ def test_submit_without_start_only_stores(client: Client, queue: MemoryQueue):
 
 def test_start_true_runs_to_completion_with_teraslice_fields(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     status, body = _post(client, "/v1/jobs?start=true", JOB)
     assert status == 202 and set(body) == {"job_id", "ex_id"}
     ex = client.http.get(f"/v1/ex/{body['ex_id']}").json_body
@@ -76,7 +77,7 @@ def test_start_true_runs_to_completion_with_teraslice_fields(
 
 def test_start_route_creates_a_new_execution_each_time(
     client: Client, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _, body = _post(client, "/v1/jobs", {**JOB, "overlap": "allow"})
     first = client.http.post(f"/v1/jobs/{body['job_id']}/_start")
     clock.advance(1)
@@ -86,7 +87,7 @@ def test_start_route_creates_a_new_execution_each_time(
     assert len(queue.messages) == 2
 
 
-def test_scheduled_submit_reports_the_first_slot(client: Client):
+def test_scheduled_submit_reports_the_first_slot(client: Client) -> None:
     status, body = _post(
         client, "/v1/jobs?start=true", {**JOB, "schedule": {"cron": "*/5 * * * *"}}
     )
@@ -109,7 +110,7 @@ def test_scheduled_submit_reports_the_first_slot(client: Client):
 )
 def test_bad_input_is_a_400_naming_the_field(
     client: Client, container: Container, path: str, raw: str, field: str
-):
+) -> None:
     r = client.http.post(path, body=raw, headers={"Content-Type": "application/json"})
     assert r.status_code == 400, r.body
     assert r.json_body["error"] == "invalid_input"
@@ -117,7 +118,7 @@ def test_bad_input_is_a_400_naming_the_field(
     assert r.json_body["message"]
 
 
-def test_unknown_ids_are_404(client: Client):
+def test_unknown_ids_are_404(client: Client) -> None:
     for path in ("/v1/jobs/nope", "/v1/jobs/nope/ex", "/v1/ex/nope"):
         r = client.http.get(path)
         assert r.status_code == 404 and r.json_body["error"] == "not_found"
@@ -126,7 +127,7 @@ def test_unknown_ids_are_404(client: Client):
 
 def test_sqs_handlers_report_partial_batch_failures(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     _, body = _post(client, "/v1/jobs?start=true", JOB)
     start = queue.take()[0].body
     event = client.events.generate_sqs_event(
@@ -148,8 +149,9 @@ def test_sqs_handlers_report_partial_batch_failures(
     assert ex["_status"] == "completed" and ex["_slicer_stats"]["processed"] == 3
 
 
-def test_supervisor_handler_ticks(client: Client, container: Container):
+def test_supervisor_handler_ticks(client: Client, container: Container) -> None:
     _post(client, "/v1/jobs?start=true", {**JOB, "schedule": {"rate": "rate(1 minute)"}})
+    # container.clock is typed as the Clock port; the fixture's is a FakeClock
     container.clock.advance(58)  # type: ignore[attr-defined]
     out = client.lambda_.invoke(
         "supervisor",
@@ -163,7 +165,7 @@ def test_supervisor_handler_ticks(client: Client, container: Container):
     assert out["runs_created"] == 1 and out["jobs_read"] == 1
 
 
-def test_a_body_posted_as_a_form_is_read_as_json(client: Client):
+def test_a_body_posted_as_a_form_is_read_as_json(client: Client) -> None:
     """Teraslice's docs post jobs with `curl -d @job.json` (a form content type)."""
     r = client.http.post(
         "/v1/jobs",
@@ -173,7 +175,7 @@ def test_a_body_posted_as_a_form_is_read_as_json(client: Client):
     assert r.status_code == 201 and "job_id" in r.json_body
 
 
-def test_start_refuses_a_second_active_run_by_default(client: Client, queue: MemoryQueue):
+def test_start_refuses_a_second_active_run_by_default(client: Client, queue: MemoryQueue) -> None:
     """OpenSpecimen: at most one IN_PROGRESS run per job (overlap 'skip', the default)."""
     _, body = _post(client, "/v1/jobs", JOB)
     first = client.http.post(f"/v1/jobs/{body['job_id']}/_start")

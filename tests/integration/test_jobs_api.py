@@ -72,7 +72,7 @@ def _field_error(client: Client, path: str) -> list[str]:
 # ---- GET /v1/jobs ------------------------------------------------------------------------
 def test_list_jobs_has_seed_shape_newest_update_first_from_indexes(
     client: Client, clock: FakeClock
-):
+) -> None:
     ids = []
     for i in range(3):
         ids.append(_submit(client, {**JOB, "name": f"j{i}"}))
@@ -90,7 +90,7 @@ def test_list_jobs_has_seed_shape_newest_update_first_from_indexes(
     assert _ids(_get(client, "/jobs")) == _ids(docs)  # also without /v1
 
 
-def test_list_jobs_sort_options(client: Client, clock: FakeClock):
+def test_list_jobs_sort_options(client: Client, clock: FakeClock) -> None:
     ids = []
     for _ in range(3):
         ids.append(_submit(client))
@@ -105,7 +105,9 @@ def test_list_jobs_sort_options(client: Client, clock: FakeClock):
         assert _field_error(client, f"/v1/jobs?sort={bad}") == ["sort"]
 
 
-def test_list_jobs_from_and_size_page_in_a_stable_order_with_ties(client: Client, clock: FakeClock):
+def test_list_jobs_from_and_size_page_in_a_stable_order_with_ties(
+    client: Client, clock: FakeClock
+) -> None:
     # seven jobs created (and updated) at the same instant: ties are ordered by job_id
     ids = [_submit(client) for _ in range(7)]
     everything = _get(client, "/v1/jobs?size=100")
@@ -119,7 +121,7 @@ def test_list_jobs_from_and_size_page_in_a_stable_order_with_ties(client: Client
     assert len(_get(client, "/v1/jobs")) == 7  # size defaults to 100
 
 
-def test_list_jobs_window_is_bounded_like_elasticsearch(client: Client):
+def test_list_jobs_window_is_bounded_like_elasticsearch(client: Client) -> None:
     _submit(client)
     assert _get(client, "/v1/jobs?from=9999&size=1") == []
     assert _field_error(client, "/v1/jobs?from=9999&size=2") == ["from", "size"]
@@ -128,7 +130,7 @@ def test_list_jobs_window_is_bounded_like_elasticsearch(client: Client):
     assert _field_error(client, "/v1/jobs?size=ten") == ["size"]
 
 
-def test_list_jobs_active_option(client: Client, clock: FakeClock):
+def test_list_jobs_active_option(client: Client, clock: FakeClock) -> None:
     a = _submit(client)
     clock.advance(1)
     b = _submit(client)
@@ -140,7 +142,7 @@ def test_list_jobs_active_option(client: Client, clock: FakeClock):
     assert _field_error(client, "/v1/jobs?active=maybe") == ["active"]
 
 
-def test_list_jobs_deleted_option(client: Client, clock: FakeClock):
+def test_list_jobs_deleted_option(client: Client, clock: FakeClock) -> None:
     kept = _submit(client)
     clock.advance(1)
     gone = _submit(client)
@@ -156,7 +158,7 @@ def test_list_jobs_deleted_option(client: Client, clock: FakeClock):
 
 def test_list_jobs_ex_option_attaches_the_current_execution(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     never_ran = _submit(client)
     clock.advance(1)
     ran = _submit(client, start=True)
@@ -170,7 +172,7 @@ def test_list_jobs_ex_option_attaches_the_current_execution(
 
 
 # ---- GET /v1/jobs/{id}?ex= -----------------------------------------------------------------
-def test_get_job_with_ex_fields(client: Client, container: Container, queue: MemoryQueue):
+def test_get_job_with_ex_fields(client: Client, container: Container, queue: MemoryQueue) -> None:
     job_id = _submit(client, {**JOB, "workers": 2})
     plain = _get(client, f"/v1/jobs/{job_id}")
     assert set(plain) >= SEED_JOB_FIELDS and "ex" not in plain
@@ -191,7 +193,7 @@ def test_get_job_with_ex_fields(client: Client, container: Container, queue: Mem
 
 
 # ---- PUT /v1/jobs/{id} --------------------------------------------------------------------
-def test_put_updates_the_job_and_returns_its_document(client: Client, clock: FakeClock):
+def test_put_updates_the_job_and_returns_its_document(client: Client, clock: FakeClock) -> None:
     job_id = _submit(client)
     created = _get(client, f"/v1/jobs/{job_id}")
     clock.advance(5)
@@ -218,7 +220,7 @@ def test_put_updates_the_job_and_returns_its_document(client: Client, clock: Fak
         [1, 2],
     ],
 )
-def test_put_validates_like_a_create_and_writes_nothing(client: Client, payload: object):
+def test_put_validates_like_a_create_and_writes_nothing(client: Client, payload: object) -> None:
     job_id = _submit(client)
     before = _get(client, f"/v1/jobs/{job_id}")
     create_status, create_body = _send(client, "post", "/v1/jobs", payload)
@@ -229,7 +231,7 @@ def test_put_validates_like_a_create_and_writes_nothing(client: Client, payload:
     assert _get(client, f"/v1/jobs/{job_id}") == before
 
 
-def test_put_bad_json_is_a_400_and_unknown_job_a_404(client: Client):
+def test_put_bad_json_is_a_400_and_unknown_job_a_404(client: Client) -> None:
     job_id = _submit(client)
     r = client.http.put(f"/v1/jobs/{job_id}", body="{", headers={"Content-Type": "text/plain"})
     assert r.status_code == 400 and r.json_body["errors"][0]["field"] == "body"
@@ -239,7 +241,7 @@ def test_put_bad_json_is_a_400_and_unknown_job_a_404(client: Client):
 
 def test_put_schedule_change_recomputes_next_fire_at(
     client: Client, container: Container, clock: FakeClock
-):
+) -> None:
     job_id = _submit(client, {**JOB, "schedule": HOURLY}, start=True)
     assert _get(client, f"/v1/jobs/{job_id}")["next_fire_at"] == "2027-01-15T09:00:00.000Z"
     clock.t = T0 + 30
@@ -258,7 +260,7 @@ def test_put_schedule_change_recomputes_next_fire_at(
     assert status == 400 and body["errors"][0]["field"] == "schedule"
 
 
-def test_put_is_conditioned_on_the_jobs_version(container: Container):
+def test_put_is_conditioned_on_the_jobs_version(container: Container) -> None:
     job, _ = container.jobs.submit(JOB, start=False)
     assert container.store.set_job_active(job, False, T0 + 1)
     stale = job  # still at the version read before the change above
@@ -269,7 +271,7 @@ def test_put_is_conditioned_on_the_jobs_version(container: Container):
     assert current.definition["name"] == "j" and not current.deleted and not current.active
 
 
-def test_delete_is_refused_while_the_job_holds_an_active_run(container: Container):
+def test_delete_is_refused_while_the_job_holds_an_active_run(container: Container) -> None:
     job, run = container.jobs.submit(JOB, start=True)
     assert run is not None
     held = container.jobs.document(job.job_id)
@@ -281,7 +283,7 @@ def test_delete_is_refused_while_the_job_holds_an_active_run(container: Containe
 # ---- DELETE /v1/jobs/{id} ------------------------------------------------------------------
 def test_delete_refused_while_the_current_execution_runs(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     job_id = _submit(client, start=True)
     status, body = _send(client, "delete", f"/v1/jobs/{job_id}")
     assert status == 409 and body["current_state"] == "pending" and body["ex_id"]
@@ -295,7 +297,7 @@ def test_delete_refused_while_the_current_execution_runs(
 
 def test_deleted_job_cannot_be_started_updated_recovered_or_toggled(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job_id = _submit(client, {**JOB, "max_retries": 0}, start=True)
     drain(container, queue)
     ex_id = _get(client, f"/v1/jobs/{job_id}/ex")["ex_id"]
@@ -321,7 +323,7 @@ def test_deleted_job_cannot_be_started_updated_recovered_or_toggled(
 
 def test_deleted_scheduled_job_leaves_the_due_index(
     client: Client, container: Container, clock: FakeClock
-):
+) -> None:
     job_id = _submit(client, {**JOB, "schedule": {"rate": "rate(1 minute)"}}, start=True)
     assert _send(client, "delete", f"/v1/jobs/{job_id}")[0] == 200
     assert container.supervisor.tick(T0 + 60).runs_created == 0
@@ -331,7 +333,7 @@ def test_deleted_scheduled_job_leaves_the_due_index(
 
 
 # ---- _active / _inactive ---------------------------------------------------------------------
-def test_active_and_inactive_return_the_job_document(client: Client, clock: FakeClock):
+def test_active_and_inactive_return_the_job_document(client: Client, clock: FakeClock) -> None:
     job_id = _submit(client)
     clock.advance(2)
     status, doc = _send(client, "post", f"/v1/jobs/{job_id}/_inactive")
@@ -344,7 +346,7 @@ def test_active_and_inactive_return_the_job_document(client: Client, clock: Fake
     assert _send(client, "post", "/v1/jobs/no-such-job/_active")[0] == 404
 
 
-def test_inactive_job_keeps_firing_on_its_schedule(client: Client, container: Container):
+def test_inactive_job_keeps_firing_on_its_schedule(client: Client, container: Container) -> None:
     job_id = _submit(client, {**JOB, "schedule": {"rate": "rate(1 minute)"}}, start=True)
     _send(client, "post", f"/v1/jobs/{job_id}/_inactive")
     assert container.supervisor.tick(T0 + 60).runs_created == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -46,7 +47,7 @@ def _job(c: Container, job: Job) -> Job:
 
 def test_skip_records_the_overlapping_slot_and_runs_the_next(
     container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job = _submit(container)
     container.supervisor.tick(T0 + 60)
     first = queue.take()  # run 08:01 is created but has not run yet
@@ -66,7 +67,7 @@ def test_skip_records_the_overlapping_slot_and_runs_the_next(
 
 def test_buffer_one_starts_the_buffered_slot_when_the_active_run_ends(
     container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job = _submit(container, overlap="buffer_one")
     container.supervisor.tick(T0 + 60)
     first = queue.take()
@@ -90,7 +91,7 @@ def test_buffer_one_starts_the_buffered_slot_when_the_active_run_ends(
 
 def test_cancel_other_stops_the_active_run_then_starts_the_new_one(
     container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     ops = [{"_op": "range", "end": 3}, {"_op": "noop"}]
     job = _submit(container, overlap="cancel_other", operations=ops, workers=1)
     container.supervisor.tick(T0 + 60)
@@ -114,7 +115,7 @@ def test_cancel_other_stops_the_active_run_then_starts_the_new_one(
 
 def test_a_pending_run_is_cancelled_at_once(
     container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job = _submit(container, overlap="cancel_other")
     container.supervisor.tick(T0 + 60)
     queue.take()
@@ -129,7 +130,7 @@ def test_a_pending_run_is_cancelled_at_once(
     }
 
 
-def test_allow_with_max_active_runs(container: Container, queue: MemoryQueue):
+def test_allow_with_max_active_runs(container: Container, queue: MemoryQueue) -> None:
     job = _submit(container, overlap="allow", max_active_runs=2)
     for minute in (1, 2, 3):
         container.supervisor.tick(T0 + 60 * minute)
@@ -137,7 +138,7 @@ def test_allow_with_max_active_runs(container: Container, queue: MemoryQueue):
     assert len(_job(container, job).active_slots) == 2
 
 
-def test_allow_without_limit_overlaps_freely(container: Container, queue: MemoryQueue):
+def test_allow_without_limit_overlaps_freely(container: Container, queue: MemoryQueue) -> None:
     job = _submit(container, overlap="allow")
     for minute in (1, 2, 3):
         container.supervisor.tick(T0 + 60 * minute)
@@ -145,7 +146,7 @@ def test_allow_without_limit_overlaps_freely(container: Container, queue: Memory
     assert _job(container, job).active_slots == set()  # nothing to count without a limit
 
 
-def test_max_active_runs_above_one_needs_overlap_allow(container: Container):
+def test_max_active_runs_above_one_needs_overlap_allow(container: Container) -> None:
     from chalicelib.domain.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as exc:
@@ -167,7 +168,7 @@ def test_max_active_runs_above_one_needs_overlap_allow(container: Container):
 )
 def test_catchup_policies(
     container: Container, catchup: str, now: int, runs: list[str], missed: int
-):
+) -> None:
     job = _submit(
         container, overlap="allow", catchup=catchup, max_catchup=3, misfire_grace_seconds=10
     )
@@ -182,7 +183,7 @@ def test_catchup_policies(
 
 def test_a_suspended_job_fires_nothing_and_its_missed_slots_say_so(
     container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job = _submit(container)
     clock.t = T0 + 10
     assert container.jobs.suspend(job.job_id).state == JobState.SUSPENDED
@@ -197,7 +198,7 @@ def test_a_suspended_job_fires_nothing_and_its_missed_slots_say_so(
     assert seen["08:05:00"] == ("pending", None)
 
 
-def test_slots_missed_while_the_supervisor_was_halted_say_so(container: Container):
+def test_slots_missed_while_the_supervisor_was_halted_say_so(container: Container) -> None:
     job = _submit(container, catchup="none")
     container.supervisor.state()
     container.store.set_supervisor_state(SupervisorState.HALTED, "maintenance", T0 + 30)
@@ -210,7 +211,7 @@ def test_slots_missed_while_the_supervisor_was_halted_say_so(container: Containe
     assert seen["08:05:00"] == ("pending", None)
 
 
-def test_jitter_delays_the_start_stably(container: Container, queue: MemoryQueue):
+def test_jitter_delays_the_start_stably(container: Container, queue: MemoryQueue) -> None:
     job = _submit(container, jitter_seconds=40)
     container.supervisor.tick(T0 + 55)
     run = _runs(container, job)["08:01:00"]
@@ -219,7 +220,7 @@ def test_jitter_delays_the_start_stably(container: Container, queue: MemoryQueue
     assert [m.delay for m in queue.messages] == [max(0, 60 + j - 55 - 2)]  # two seconds early
 
 
-def test_a_job_expires_past_end_at(container: Container, queue: MemoryQueue):
+def test_a_job_expires_past_end_at(container: Container, queue: MemoryQueue) -> None:
     schedule = {**MINUTELY, "end_at": "2027-01-15T08:02:30Z"}
     job = _submit(container, schedule=schedule, overlap="allow")
     container.supervisor.tick(T0 + 60)
@@ -236,7 +237,7 @@ def client(container: Container) -> Iterator[Client]:
         yield c
 
 
-def _post(client: Client, path: str, body: object | None = None) -> tuple[int, dict]:
+def _post(client: Client, path: str, body: object | None = None) -> tuple[int, dict[str, Any]]:
     r = client.http.post(
         path,
         body=json.dumps(body) if body is not None else "",
@@ -245,7 +246,7 @@ def _post(client: Client, path: str, body: object | None = None) -> tuple[int, d
     return r.status_code, r.json_body
 
 
-def test_lens_schedule_states_over_http(client: Client):
+def test_lens_schedule_states_over_http(client: Client) -> None:
     status, body = _post(
         client, "/v1/jobs", {"name": "l", "operations": NOOP, "schedule": {"cron": "*/5 * * * *"}}
     )
@@ -268,14 +269,14 @@ def test_lens_schedule_states_over_http(client: Client):
     assert status == 409 and body["current_state"] == "EXPIRED"
 
 
-def test_scheduling_a_job_without_schedule_is_a_conflict(client: Client):
+def test_scheduling_a_job_without_schedule_is_a_conflict(client: Client) -> None:
     _, body = _post(client, "/v1/jobs", {"name": "n", "operations": NOOP})
     status, err = _post(client, f"/v1/jobs/{body['job_id']}/_schedule")
     assert status == 409 and err["current_state"] == "NEW"
     assert _post(client, "/v1/jobs/nope/_suspend")[0] == 404
 
 
-def test_a_jobs_execution_is_never_a_ledger_record(client: Client, container: Container):
+def test_a_jobs_execution_is_never_a_ledger_record(client: Client, container: Container) -> None:
     """GET /v1/jobs/{id}/ex is the newest run that ran, not a newer skipped slot."""
     job = _submit(container)
     container.supervisor.tick(T0 + 60)

@@ -42,6 +42,7 @@ def _failed_run(client: Client, container: Container, queue: MemoryQueue) -> tup
 
 def _fix_job(container: Container, job_id: str) -> None:
     """What a PUT of the job would do (the full API is another issue): drop the failure."""
+    # container.store is typed as the Store port; its models are DynamoStore's own
     item = container.store.m.job.get(job_id)  # type: ignore[attr-defined]
     item.definition = {
         **item.definition,
@@ -53,7 +54,7 @@ def _fix_job(container: Container, job_id: str) -> None:
 @pytest.mark.parametrize("cleanup", ["errors", "all", ""])
 def test_job_recover_reprocesses_the_failed_slices_with_the_jobs_config(
     client: Client, container: Container, queue: MemoryQueue, cleanup: str
-):
+) -> None:
     job_id, ex_id = _failed_run(client, container, queue)
     _fix_job(container, job_id)
     q = f"?cleanup_type={cleanup}" if cleanup else ""
@@ -71,7 +72,7 @@ def test_job_recover_reprocesses_the_failed_slices_with_the_jobs_config(
 
 def test_ex_recover_keeps_the_executions_own_config(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     job_id, ex_id = _failed_run(client, container, queue)
     _fix_job(container, job_id)  # not applied: seed 001 copies the execution's config
     r = client.http.post(f"/v1/ex/{ex_id}/_recover?cleanup_type=errors")
@@ -82,7 +83,7 @@ def test_ex_recover_keeps_the_executions_own_config(
 
 def test_recover_pending_finds_nothing_when_every_slice_ended(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     _, ex_id = _failed_run(client, container, queue)
     r = client.http.post(f"/v1/ex/{ex_id}/_recover?cleanup_type=pending")
     assert r.status_code == 409
@@ -90,7 +91,7 @@ def test_recover_pending_finds_nothing_when_every_slice_ended(
 
 def test_recover_picks_up_slices_left_by_a_stop(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     body = {**FLAKY, "workers": 1, "operations": [{"_op": "range", "end": 4}, {"_op": "noop"}]}
     r = client.http.post(
         "/v1/jobs?start=true", body=json.dumps(body), headers={"Content-Type": "application/json"}
@@ -108,7 +109,7 @@ def test_recover_picks_up_slices_left_by_a_stop(
 
 def test_recover_refuses_running_executions_and_bad_cleanup(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     r = client.http.post(
         "/v1/jobs?start=true", body=json.dumps(FLAKY), headers={"Content-Type": "application/json"}
     )

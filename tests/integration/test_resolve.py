@@ -51,7 +51,7 @@ def _hanging(container: Container, queue: MemoryQueue, clock: FakeClock) -> tupl
 
 def test_complete_marks_the_hanging_run_done_and_the_job_moves_on(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job_id, ex_id = _hanging(container, queue, clock)
     r = client.http.post(f"/v1/ex/{ex_id}/_resolve?action=complete")
     assert (r.status_code, r.json_body["status"]) == (200, "completed")
@@ -67,7 +67,7 @@ def test_complete_marks_the_hanging_run_done_and_the_job_moves_on(
 
 def test_rerun_runs_the_same_scheduled_start_again(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job_id, ex_id = _hanging(container, queue, clock)
     r = client.http.post(f"/v1/ex/{ex_id}/_resolve?action=rerun")
     assert r.status_code == 200 and r.json_body["replaces"] == ex_id
@@ -87,7 +87,7 @@ def test_rerun_runs_the_same_scheduled_start_again(
 
 def test_resolve_refuses_bad_actions_and_finished_runs(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     _, ex_id = _hanging(container, queue, clock)
     r = client.http.post(f"/v1/ex/{ex_id}/_resolve?action=fix")
     assert r.status_code == 400 and r.json_body["errors"][0]["field"] == "action"

@@ -61,7 +61,9 @@ def _file(client: Client, job_id: str, run_id: str) -> Any:
     return client.http.get(f"/scheduled-jobs/{job_id}/runs/{run_id}/result-file")
 
 
-def test_a_sliced_run_downloads_as_one_csv(client: Client, env: Container, queue: MemoryQueue):
+def test_a_sliced_run_downloads_as_one_csv(
+    client: Client, env: Container, queue: MemoryQueue
+) -> None:
     job_id = _job(env, [{"_op": "range", "end": 5, "size": 2}, {"_op": "csv_result"}], workers=2)
     run_id = _run(client, job_id)
     assert _file(client, job_id, run_id).status_code == 409  # still in progress
@@ -79,7 +81,7 @@ def test_a_sliced_run_downloads_as_one_csv(client: Client, env: Container, queue
 
 def test_an_inline_run_writes_nested_values_as_json(
     client: Client, env: Container, queue: MemoryQueue
-):
+) -> None:
     job_id = _job(env, [{"_op": "noop"}, {"_op": "echo"}, {"_op": "csv_result"}])
     run_id = _run(client, job_id, args="a 'b c'")
     drain(env, queue)
@@ -89,7 +91,9 @@ def test_an_inline_run_writes_nested_values_as_json(
     assert rows == [["request", "args"], ["{}", '["a","b c"]']]
 
 
-def test_columns_choose_and_order_the_header(client: Client, env: Container, queue: MemoryQueue):
+def test_columns_choose_and_order_the_header(
+    client: Client, env: Container, queue: MemoryQueue
+) -> None:
     job_id = _job(
         env, [{"_op": "range", "end": 2}, {"_op": "csv_result", "columns": ["end", "missing"]}]
     )
@@ -100,7 +104,7 @@ def test_columns_choose_and_order_the_header(client: Client, env: Container, que
 
 def test_a_run_that_wrote_nothing_is_404_with_the_reason(
     client: Client, env: Container, queue: MemoryQueue
-):
+) -> None:
     job_id = _job(
         env,
         [{"_op": "noop"}, {"_op": "fail", "slices": [0]}, {"_op": "csv_result"}],
@@ -114,7 +118,7 @@ def test_a_run_that_wrote_nothing_is_404_with_the_reason(
     assert "wrote no result file (failed)" in r.json_body["message"]
 
 
-def test_unknown_jobs_and_runs_are_404(client: Client, env: Container, queue: MemoryQueue):
+def test_unknown_jobs_and_runs_are_404(client: Client, env: Container, queue: MemoryQueue) -> None:
     job_id = _job(env, [{"_op": "noop"}, {"_op": "csv_result"}])
     run_id = _run(client, job_id)
     drain(env, queue)
@@ -127,7 +131,7 @@ def test_unknown_jobs_and_runs_are_404(client: Client, env: Container, queue: Me
 
 def test_runs_without_csv_result_keep_their_json_result(
     client: Client, env: Container, queue: MemoryQueue
-):
+) -> None:
     job_id = _job(env, [{"_op": "range", "end": 2}, {"_op": "noop"}])
     run_id = _run(client, job_id)
     drain(env, queue)
@@ -147,10 +151,10 @@ def test_runs_without_csv_result_keep_their_json_result(
         (None, None, None, []),
     ],
 )
-def test_rows_of_data(data: Any, columns: Any, header: Any, rows: Any):
+def test_rows_of_data(data: Any, columns: Any, header: Any, rows: Any) -> None:
     assert rows_of(data, columns) == (header, rows)
 
 
-def test_combine_keeps_one_header_and_skips_empty_parts():
+def test_combine_keeps_one_header_and_skips_empty_parts() -> None:
     parts = [to_csv(["a"], [["1"]]), b"", to_csv(["a"], [["2"], ["x\ny"]])]
     assert combine(parts) == b'a\r\n1\r\n2\r\n"x\ny"\r\n'

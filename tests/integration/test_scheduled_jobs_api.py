@@ -72,7 +72,7 @@ def _assert_400(r: Any, field: str) -> None:
 # ---- running on demand ------------------------------------------------------------------
 def test_on_demand_run_passes_its_args_to_the_processor(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     job_id = _job(container, name="echoer")
     r = _run_now(client, job_id, {"args": "a 'b c' d"})
     assert r.status_code == 202, r.body
@@ -106,7 +106,7 @@ def test_on_demand_run_passes_its_args_to_the_processor(
 
 def test_a_sliced_run_hands_its_args_to_every_slice(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     job_id = _job(container, operations=[{"_op": "range", "end": 2}, {"_op": "echo"}])
     run = _run_now(client, job_id, {"args": "x y"}).json_body
     r = client.http.get(f"/scheduled-jobs/{job_id}/runs/{run['id']}/result-file")
@@ -120,7 +120,9 @@ def test_a_sliced_run_hands_its_args_to_every_slice(
 
 
 @pytest.mark.parametrize("raw", ["", "{}", '{"args": null}'])
-def test_args_are_optional(client: Client, container: Container, queue: MemoryQueue, raw: str):
+def test_args_are_optional(
+    client: Client, container: Container, queue: MemoryQueue, raw: str
+) -> None:
     job_id = _job(container)
     r = _run_now(client, job_id, raw=raw)
     assert r.status_code == 202, r.body
@@ -133,7 +135,7 @@ def test_args_are_optional(client: Client, container: Container, queue: MemoryQu
 
 def test_a_second_run_while_one_is_active_is_409_and_unknown_jobs_404(
     client: Client, container: Container, queue: MemoryQueue
-):
+) -> None:
     job_id = _job(container)
     assert _run_now(client, job_id, {"args": "1"}).status_code == 202
     r = _run_now(client, job_id, {"args": "2"})
@@ -163,7 +165,7 @@ def test_a_second_run_while_one_is_active_is_409_and_unknown_jobs_404(
 )
 def test_bad_run_requests_are_400_naming_the_field_and_start_nothing(
     client: Client, container: Container, queue: MemoryQueue, raw: str, field: str
-):
+) -> None:
     job_id = _job(container)
     _assert_400(_run_now(client, job_id, raw=raw), field)
     assert _runs(client, job_id) == [] and queue.messages == []
@@ -200,7 +202,7 @@ def mixed(container: Container, queue: MemoryQueue, clock: FakeClock) -> dict[st
 
 def test_runs_are_listed_newest_first_with_ledger_records(
     client: Client, container: Container, queue: MemoryQueue, mixed: dict[str, str]
-):
+) -> None:
     runs = _runs(client, mixed["job"])
     assert _ids(runs) == [mixed["in_progress"], mixed["skipped"], mixed["completed"]]
     created = [r["createdAt"] for r in runs]
@@ -225,7 +227,7 @@ def test_runs_are_listed_newest_first_with_ledger_records(
     assert r.status_code == 404  # a skipped slot produced nothing
 
 
-def test_a_failed_run_is_failed_with_its_error(client: Client, mixed: dict[str, str]):
+def test_a_failed_run_is_failed_with_its_error(client: Client, mixed: dict[str, str]) -> None:
     [run] = _runs(client, mixed["failing"])
     assert run["id"] == mixed["failed"]
     assert (run["status"], run["executionStatus"], run["rtArgs"]) == ("FAILED", "failed", "x")
@@ -244,14 +246,14 @@ STATUS_FILTERS = {
 }
 
 
-def test_each_status_filter(client: Client, mixed: dict[str, str]):
+def test_each_status_filter(client: Client, mixed: dict[str, str]) -> None:
     for status, expected in STATUS_FILTERS.items():
         got = _runs(client, mixed["job"], f"status={status}")
         assert _ids(got) == [mixed[k] for k in expected], status
         assert {r["status"] for r in got} <= {status.upper()} or not status
 
 
-def test_failed_filter_selects_failed_runs_only(client: Client, mixed: dict[str, str]):
+def test_failed_filter_selects_failed_runs_only(client: Client, mixed: dict[str, str]) -> None:
     assert _ids(_runs(client, mixed["failing"], "status=FAILED")) == [mixed["failed"]]
     for status in ("IN_PROGRESS", "SUCCEEDED", "SKIPPED", "MISSED"):
         assert _runs(client, mixed["failing"], f"status={status}") == []
@@ -259,7 +261,7 @@ def test_failed_filter_selects_failed_runs_only(client: Client, mixed: dict[str,
 
 def test_stopped_runs_are_failed_and_missed_slots_are_listed(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     """A suspended job's slots are MISSED on resumption; a stopped run is FAILED."""
     job_id = _job(container, start=True, schedule=RATE, catchup="none")
     container.jobs.suspend(job_id)
@@ -309,14 +311,14 @@ DATE_QUERIES = {
 }
 
 
-def test_both_date_forms(client: Client, dated: dict[str, str]):
+def test_both_date_forms(client: Client, dated: dict[str, str]) -> None:
     for query, expected in DATE_QUERIES.items():
         assert _ids(_runs(client, dated["job"], query)) == [dated[k] for k in expected], query
 
 
 def test_dates_default_to_all_time_until_now(
     client: Client, clock: FakeClock, dated: dict[str, str]
-):
+) -> None:
     clock.t = _at("2027-01-16T06:15:00")  # toDate defaults to now: r3 is "in the future"
     assert _ids(_runs(client, dated["job"])) == [dated["r2"], dated["r1"]]
     clock.t = _at("2027-01-16T06:14:59")
@@ -348,14 +350,14 @@ def test_dates_default_to_all_time_until_now(
 )
 def test_bad_queries_are_400_naming_the_field(
     client: Client, container: Container, query: str, field: str
-):
+) -> None:
     job_id = _job(container)
     r = client.http.get(f"/scheduled-jobs/{job_id}/runs?{query}")
     assert r.status_code == 400, r.body
     assert field in [e["field"] for e in r.json_body["errors"]], r.json_body
 
 
-def test_400s_say_what_is_accepted(client: Client, container: Container):
+def test_400s_say_what_is_accepted(client: Client, container: Container) -> None:
     job_id = _job(container)
     date = client.http.get(f"/scheduled-jobs/{job_id}/runs?toDate=2027").json_body
     assert "YYYYMMDD" in date["message"] and "YYYYMMDDTHHMMSS" in date["message"]
@@ -386,7 +388,7 @@ def _pages(client: Client, path: str, query: str = "") -> list[list[dict[str, An
 
 def test_paging_runs_is_stable_with_no_duplicates(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job_id = _job(container, overlap="allow")
     made = []
     for i in range(7):
@@ -408,7 +410,7 @@ def test_paging_runs_is_stable_with_no_duplicates(
 
 def test_paging_a_filtered_window(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job_id = _job(container, overlap="allow")
     for _ in range(5):
         clock.advance(10)
@@ -427,7 +429,7 @@ def test_paging_a_filtered_window(
 
 def test_a_token_only_continues_its_own_listing(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
-):
+) -> None:
     job_id = _job(container, overlap="allow")
     other = _job(container)
     for _ in range(3):
@@ -447,7 +449,7 @@ def test_a_token_only_continues_its_own_listing(
 
 
 # ---- stats ------------------------------------------------------------------------------
-def test_stats_of_one_job(client: Client, mixed: dict[str, str]):
+def test_stats_of_one_job(client: Client, mixed: dict[str, str]) -> None:
     r = client.http.get(f"/scheduled-jobs/{mixed['job']}/stats")
     assert r.status_code == 200, r.body
     stats = r.json_body
@@ -476,7 +478,7 @@ def test_stats_of_one_job(client: Client, mixed: dict[str, str]):
     assert other_state.json_body["total"] == 0 and other_state.json_body["state"] == "SUSPENDED"
 
 
-def test_stats_of_a_users_jobs(client: Client, container: Container, mixed: dict[str, str]):
+def test_stats_of_a_users_jobs(client: Client, container: Container, mixed: dict[str, str]) -> None:
     bobs = _job(container, owner="bob", overlap="allow")
     container.jobs.start_run(bobs)
     r = client.http.get("/scheduled-jobs/stats?user=alice")
@@ -526,7 +528,7 @@ def test_stats_of_a_users_jobs(client: Client, container: Container, mixed: dict
 )
 def test_bad_stats_queries_are_400_naming_the_field(
     client: Client, container: Container, query: str, field: str
-):
+) -> None:
     job_id = _job(container)
     _assert_400(client.http.get(f"/scheduled-jobs/stats?user=x&{query}"), field)
     if field not in ("next", "maxResults"):  # one job's stats are not paged
@@ -536,7 +538,7 @@ def test_bad_stats_queries_are_400_naming_the_field(
 # ---- jobs -------------------------------------------------------------------------------
 def test_jobs_are_listed_newest_first_paged_and_by_owner(
     client: Client, container: Container, clock: FakeClock
-):
+) -> None:
     made = []
     for i in range(5):
         clock.advance(1)
@@ -569,7 +571,7 @@ def test_jobs_are_listed_newest_first_paged_and_by_owner(
 
 
 # ---- the store: indexes, never a scan ---------------------------------------------------
-def test_listings_query_indexes_and_never_scan(container: Container, clock: FakeClock):
+def test_listings_query_indexes_and_never_scan(container: Container, clock: FakeClock) -> None:
     store = container.store
     ids = []
     for i in range(4):

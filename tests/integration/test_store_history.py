@@ -4,6 +4,8 @@ paged by tokens, with no run repeated or lost at a page boundary, and never a Sc
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -13,6 +15,7 @@ from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run, manual_slot
 from chalicelib.domain.transitions import ExStatus, JobState
+from tests.typed import field_errors
 
 T = 1_800_000_000.0
 STATUSES = [ExStatus.completed, ExStatus.failed, ExStatus.skipped, ExStatus.running]
@@ -51,11 +54,19 @@ def _runs(store: DynamoStore, job: Job, n: int) -> list[Run]:
     return runs
 
 
-def _all(store: DynamoStore, job_id: str, limit: int, **kw: object) -> list[list[Run]]:
-    pages, cursor = [], None
+class _Query(TypedDict, total=False):
+    lo: float
+    hi: float
+    statuses: Iterable[ExStatus]
+    newest_first: bool
+
+
+def _all(store: DynamoStore, job_id: str, limit: int, **kw: Unpack[_Query]) -> list[list[Run]]:
+    pages: list[list[Run]] = []
+    cursor: str | None = None
     for _ in range(100):
         page, cursor = store.runs_created_between(
-            job_id, kw.get("lo"), kw.get("hi"), kw.get("statuses"),  # type: ignore[arg-type]
+            job_id, kw.get("lo"), kw.get("hi"), kw.get("statuses"),
             limit=limit, cursor=cursor, newest_first=bool(kw.get("newest_first", True)),
         )  # fmt: skip
         pages.append(page)
@@ -66,7 +77,9 @@ def _all(store: DynamoStore, job_id: str, limit: int, **kw: object) -> list[list
 
 @pytest.mark.parametrize("newest_first", [True, False])
 @pytest.mark.parametrize("limit", [1, 2, 3, 5, 11])
-def test_runs_page_in_creation_order_with_ties(store: DynamoStore, limit: int, newest_first: bool):
+def test_runs_page_in_creation_order_with_ties(
+    store: DynamoStore, limit: int, newest_first: bool
+) -> None:
     job = _job("o", T)
     store.create_job(job)
     made = _runs(store, job, 11)
@@ -82,7 +95,7 @@ def test_runs_page_in_creation_order_with_ties(store: DynamoStore, limit: int, n
     assert flat == [r.ex_id for r in whole]  # the same order, paged or not
 
 
-def test_windows_and_status_filters(store: DynamoStore):
+def test_windows_and_status_filters(store: DynamoStore) -> None:
     job = _job("o", T)
     store.create_job(job)
     made = _runs(store, job, 12)  # created T .. T+3, three each
@@ -106,7 +119,7 @@ def test_windows_and_status_filters(store: DynamoStore):
     assert store.count_runs_by_status(job.job_id, hi, lo) == {}
 
 
-def test_a_token_is_checked_before_it_reaches_dynamodb(store: DynamoStore):
+def test_a_token_is_checked_before_it_reaches_dynamodb(store: DynamoStore) -> None:
     job, other = _job("o", T), _job("o", T)
     store.create_job(job)
     store.create_job(other)
@@ -122,12 +135,12 @@ def test_a_token_is_checked_before_it_reaches_dynamodb(store: DynamoStore):
     ):
         with pytest.raises(InvalidInput) as err:
             call()
-        assert err.value.details["errors"][0]["field"] == "next"
+        assert field_errors(err.value)[0]["field"] == "next"
     rest, end = store.runs_created_between(job.job_id, T, T + 1, None, cursor=token)
     assert len(rest) == 4 and end is None
 
 
-def test_job_listings_by_creation_owner_and_state(store: DynamoStore):
+def test_job_listings_by_creation_owner_and_state(store: DynamoStore) -> None:
     jobs = [
         _job("ann", T + 1),
         _job("bob", T + 2, JobState.SCHEDULED, next_fire_at=T + 60),

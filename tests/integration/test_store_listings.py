@@ -25,7 +25,7 @@ def _job(created: float, updated: float) -> Job:
     )
 
 
-def test_job_window_orders_merges_and_filters(store: DynamoStore):
+def test_job_window_orders_merges_and_filters(store: DynamoStore) -> None:
     # 12 jobs over every shard, four to an instant; updates in the reverse order
     jobs = [_job(T + i // 4, T + 100 - i // 4) for i in range(12)]
     for job in jobs:
@@ -66,7 +66,7 @@ def _run(job_id: str, created: float, status: ExStatus) -> Run:
     )
 
 
-def test_run_window_follows_status_changes_and_deletion(store: DynamoStore):
+def test_run_window_follows_status_changes_and_deletion(store: DynamoStore) -> None:
     job = _job(T, T)
     store.create_job(job)
     runs = [_run(job.job_id, T + i // 3, ExStatus.pending) for i in range(9)]
@@ -95,7 +95,7 @@ def test_run_window_follows_status_changes_and_deletion(store: DynamoStore):
     assert store.run_window([ExStatus.stopped], False, Sort(), 0, 20) == []
 
 
-def test_error_window_holds_slices_and_one_slice_runs_in_error(store: DynamoStore):
+def test_error_window_holds_slices_and_one_slice_runs_in_error(store: DynamoStore) -> None:
     job = _job(T, T)
     store.create_job(job)
     one = _run(job.job_id, T + 1, ExStatus.failed)
@@ -141,7 +141,7 @@ def test_error_window_holds_slices_and_one_slice_runs_in_error(store: DynamoStor
     assert [x.ex_id for x in store.error_window(Sort(), 1, 1)] == [one.ex_id]
 
 
-def test_latest_run_that_ran_looks_past_any_number_of_ledger_records(store: DynamoStore):
+def test_latest_run_that_ran_looks_past_any_number_of_ledger_records(store: DynamoStore) -> None:
     job = _job(T, T)
     store.create_job(job)
     assert store.latest_run_that_ran(job.job_id) is None

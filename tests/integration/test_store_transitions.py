@@ -27,7 +27,7 @@ STATUSES = sorted(ExStatus, key=str)
 )
 def test_stored_status_follows_the_table(
     container: Container, attempts: list[tuple[ExStatus, list[ExStatus]]]
-):
+) -> None:
     store = container.store
     run = Run(
         job_id=str(uuid.uuid4()),

@@ -28,14 +28,14 @@ def client(container: Container) -> Iterator[Client]:
         yield c
 
 
-def test_state_is_503_until_the_schedule_has_fired(client: Client, container: Container):
+def test_state_is_503_until_the_schedule_has_fired(client: Client, container: Container) -> None:
     r = client.http.get("/api/supervisor/state")
     assert r.status_code == 503 and r.json_body["error"] == "no_schedule"
     container.supervisor.tick(T0)
     assert client.http.get("/api/supervisor/state").json_body["state"] == "FINISHED"
 
 
-def test_running_halt_restart(client: Client, container: Container, queue: MemoryQueue):
+def test_running_halt_restart(client: Client, container: Container, queue: MemoryQueue) -> None:
     body = {"name": "s", "operations": NOOP, "schedule": {"rate": "rate(1 minute)"}}
     r = client.http.post(
         "/v1/jobs?start=true", body=json.dumps(body), headers={"Content-Type": "application/json"}
@@ -56,7 +56,7 @@ def test_running_halt_restart(client: Client, container: Container, queue: Memor
     assert container.supervisor.tick(T0 + 61).runs_created == 1
 
 
-def test_start_halted_setting(container: Container):
+def test_start_halted_setting(container: Container) -> None:
     from dataclasses import replace
 
     from chalicelib.bootstrap import build_container
@@ -74,7 +74,7 @@ def test_start_halted_setting(container: Container):
 
 def test_tick_stats_keep_duration_and_creation_offsets(
     client: Client, container: Container, clock: FakeClock
-):
+) -> None:
     headers = {"Content-Type": "application/json"}
     for schedule in ({"rate": "rate(1 minute)"}, {"at": iso(T0 + 55)}):
         body = {"name": "s", "operations": NOOP, "schedule": schedule}

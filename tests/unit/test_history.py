@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import pytest
 
 from chalicelib.adapters.dynamodb.paging import decode_cursor, encode_cursor
@@ -20,11 +22,12 @@ from chalicelib.domain.history import (
     parse_state,
 )
 from chalicelib.domain.transitions import ACTIVE_EX, TERMINAL_EX, ExStatus, JobState
+from tests.typed import field_errors
 
 DAY = 1_645_401_600.0  # 2022-02-21T00:00:00Z
 
 
-def test_every_execution_status_has_exactly_one_openspecimen_status():
+def test_every_execution_status_has_exactly_one_openspecimen_status() -> None:
     seen = [s for statuses in GROUP_STATUSES.values() for s in statuses]
     assert sorted(seen) == sorted(ExStatus) and len(seen) == len(set(seen))
     assert GROUP_STATUSES[RunGroup.IN_PROGRESS] == ACTIVE_EX
@@ -53,7 +56,7 @@ def test_every_execution_status_has_exactly_one_openspecimen_status():
         ("", None),
     ],
 )
-def test_openspecimen_dates(raw: str | None, expected: float | None):
+def test_openspecimen_dates(raw: str | None, expected: float | None) -> None:
     assert parse_date("fromDate", raw) == expected
 
 
@@ -61,7 +64,7 @@ def test_openspecimen_dates(raw: str | None, expected: float | None):
     "raw",
     ["2022-02-21", "20220230", "20220221T240000", "20220221T0615", "202202211", "20220221Z", "x"],
 )
-def test_other_dates_are_refused_naming_the_field_and_the_forms(raw: str):
+def test_other_dates_are_refused_naming_the_field_and_the_forms(raw: str) -> None:
     with pytest.raises(InvalidInput) as err:
         parse_date("toDate", raw)
     assert err.value.details["errors"] == [
@@ -70,17 +73,17 @@ def test_other_dates_are_refused_naming_the_field_and_the_forms(raw: str):
     assert "YYYYMMDD" in err.value.message and "YYYYMMDDTHHMMSS" in err.value.message
 
 
-def test_window_defaults_and_order():
+def test_window_defaults_and_order() -> None:
     assert Window.parse(None, None, now=DAY) == Window(None, DAY)
     assert Window.parse("20220221", "20220221", now=0) == Window(DAY, DAY)
     with pytest.raises(InvalidInput) as err:
         Window.parse("20220222", "20220221", now=DAY)
-    assert [e["field"] for e in err.value.details["errors"]] == ["fromDate", "toDate"]
+    assert [e["field"] for e in field_errors(err.value)] == ["fromDate", "toDate"]
     with pytest.raises(InvalidInput):
         Window.parse("20220222", None, now=DAY)  # toDate is now, before fromDate
 
 
-def test_status_state_and_page_size_values():
+def test_status_state_and_page_size_values() -> None:
     assert parse_group("failed") == RunGroup.FAILED and parse_group(None) is None
     assert parse_state("suspended") == JobState.SUSPENDED and parse_state("") is None
     assert parse_max_results(None) == 100 and parse_max_results("1000") == 1000
@@ -92,7 +95,7 @@ def test_status_state_and_page_size_values():
             parse_max_results(bad)
 
 
-def test_counts_by_group():
+def test_counts_by_group() -> None:
     counts = RunCounts({ExStatus.running: 2, ExStatus.stopped: 1, ExStatus.missed: 3})
     counts.add(RunCounts({ExStatus.running: 1, ExStatus.completed: 4}))
     assert counts.total == 11
@@ -109,7 +112,7 @@ KEY = {"job_id": {"S": "j1"}, "slot": {"S": "2027-01-15T08:00:00Z"}, "created": 
 NAMES = frozenset(KEY)
 
 
-def test_tokens_round_trip_and_are_url_safe():
+def test_tokens_round_trip_and_are_url_safe() -> None:
     token = encode_cursor(KEY)
     assert token is not None and set(token) <= set(
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -117,6 +120,12 @@ def test_tokens_round_trip_and_are_url_safe():
     assert decode_cursor(token, names=NAMES, fixed={"job_id": "j1"}) == KEY
     assert decode_cursor(token, names=NAMES, fixed={}, number="created", lo=100.5, hi=100.5)
     assert encode_cursor(None) is None and decode_cursor(None, names=NAMES, fixed={}) is None
+
+
+class _Bounds(TypedDict, total=False):
+    number: str
+    lo: float
+    hi: float
 
 
 @pytest.mark.parametrize(
@@ -133,7 +142,7 @@ def test_tokens_round_trip_and_are_url_safe():
         ("A" * 3000, {}),
     ],
 )
-def test_foreign_or_forged_tokens_are_refused_naming_next(token: str, kw: dict[str, object]):
+def test_foreign_or_forged_tokens_are_refused_naming_next(token: str, kw: _Bounds) -> None:
     with pytest.raises(InvalidInput) as err:
-        decode_cursor(token, names=NAMES, fixed={"job_id": "j1"}, **kw)  # type: ignore[arg-type]
-    assert [e["field"] for e in err.value.details["errors"]] == ["next"]
+        decode_cursor(token, names=NAMES, fixed={"job_id": "j1"}, **kw)
+    assert [e["field"] for e in field_errors(err.value)] == ["next"]

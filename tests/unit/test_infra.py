@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def _table_resources() -> dict[str, Any]:
     return {k: v for k, v in RESOURCES.items() if v.get("Type") == "AWS::DynamoDB::Table"}
 
 
-def _as_set(items: list[dict[str, Any]]) -> set[tuple[tuple[str, Any], ...]]:
+def _as_set(items: Iterable[Mapping[str, object]]) -> set[tuple[tuple[str, object], ...]]:
     return {tuple(sorted(i.items())) for i in items}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,18 +17,19 @@ from chalicelib.ops.registry import (
     validate_operations,
 )
 from chalicelib.services.jobs import parse_definition
+from tests.typed import field_errors
 
 
 def ctx(order: int = 0, attempt: int = 1, ex_id: str = "ex") -> SliceContext:
     return SliceContext(ex_id=ex_id, job_id="job", order=order, attempt=attempt, args=None)
 
 
-def test_noop_reader_makes_one_slice():
+def test_noop_reader_makes_one_slice() -> None:
     assert slice_requests([{"_op": "noop"}], None) == [{}]
 
 
 @given(st.integers(0, 500), st.integers(0, 500), st.integers(1, 50))
-def test_range_slices_cover_the_range_exactly_once(start: int, length: int, size: int):
+def test_range_slices_cover_the_range_exactly_once(start: int, length: int, size: int) -> None:
     end = start + length
     slices = slice_requests([{"_op": "range", "start": start, "end": end, "size": size}], None)
     covered = [i for s in slices for i in range(s["start"], s["end"])]
@@ -34,19 +37,19 @@ def test_range_slices_cover_the_range_exactly_once(start: int, length: int, size
     assert all(0 < s["end"] - s["start"] <= size for s in slices)
 
 
-def test_processors_chain_and_fail_deterministically():
-    ops = [{"_op": "noop"}, {"_op": "noop"}, {"_op": "fail", "slices": [2]}]
+def test_processors_chain_and_fail_deterministically() -> None:
+    ops: list[dict[str, Any]] = [{"_op": "noop"}, {"_op": "noop"}, {"_op": "fail", "slices": [2]}]
     assert process(ops, {"x": 1}, ctx(order=1)) == {"x": 1}
     with pytest.raises(OpFailed):
         process(ops, {}, ctx(order=2))
-    once = [{"_op": "noop"}, {"_op": "fail", "slices": [0], "times": 1}]
+    once: list[dict[str, Any]] = [{"_op": "noop"}, {"_op": "fail", "slices": [0], "times": 1}]
     with pytest.raises(OpFailed):
         process(once, {}, ctx(attempt=1))
     assert process(once, {}, ctx(attempt=2)) == {}
 
 
-def test_fail_fraction_is_deterministic_and_close_to_the_fraction():
-    ops = [{"_op": "noop"}, {"_op": "fail", "fraction": 0.25}]
+def test_fail_fraction_is_deterministic_and_close_to_the_fraction() -> None:
+    ops: list[dict[str, Any]] = [{"_op": "noop"}, {"_op": "fail", "fraction": 0.25}]
 
     def fails(order: int) -> bool:
         try:
@@ -72,13 +75,13 @@ def test_fail_fraction_is_deterministic_and_close_to_the_fraction():
         ([{"_op": "noop", "typo": 1}], "operations[0].typo"),
     ],
 )
-def test_bad_operations_name_the_field(ops: list[dict], field: str):
+def test_bad_operations_name_the_field(ops: list[dict[str, Any]], field: str) -> None:
     with pytest.raises(InvalidInput) as exc:
         validate_operations(ops)
-    assert field in [e["field"] for e in exc.value.details["errors"]]  # type: ignore[union-attr]
+    assert field in [e["field"] for e in field_errors(exc.value)]
 
 
-def test_definition_defaults_and_round_trip():
+def test_definition_defaults_and_round_trip() -> None:
     spec = parse_definition({"name": "n", "operations": [{"_op": "noop"}]})
     d = spec.to_dict()
     assert (d["workers"], d["max_retries"], d["lease_seconds"], d["lifecycle"]) == (
@@ -92,13 +95,13 @@ def test_definition_defaults_and_round_trip():
 
 
 @pytest.mark.parametrize("payload", [None, [], "job", 3])
-def test_non_object_bodies_are_refused(payload: object):
+def test_non_object_bodies_are_refused(payload: object) -> None:
     with pytest.raises(InvalidInput) as exc:
         parse_definition(payload)
-    assert exc.value.details["errors"][0]["field"] == "body"  # type: ignore[index]
+    assert field_errors(exc.value)[0]["field"] == "body"
 
 
-def test_blank_name_is_refused():
+def test_blank_name_is_refused() -> None:
     with pytest.raises(InvalidInput) as exc:
         parse_definition({"name": "   ", "operations": [{"_op": "noop"}]})
-    assert exc.value.details["errors"][0]["field"] == "name"  # type: ignore[index]
+    assert field_errors(exc.value)[0]["field"] == "name"
