@@ -58,6 +58,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "fakes: the `container` fixture runs on the in-memory fakes, not on moto"
     )
+    config.addinivalue_line(
+        "markers", "moto: keeps a test of a `fakes` module on moto (it measures DynamoDB)"
+    )
+
+
+def on_fakes(node: pytest.Item) -> bool:
+    """Whether a test's container is the memory one: marked `fakes`, not `moto`."""
+    return node.get_closest_marker("fakes") is not None and node.get_closest_marker("moto") is None
 
 
 @pytest.fixture
@@ -93,7 +101,7 @@ def container(
     request: pytest.FixtureRequest, clock: FakeClock, queue: MemoryQueue
 ) -> Iterator[Container]:
     """A container on moto; in a module (or test) marked `fakes`, the memory container."""
-    if request.node.get_closest_marker("fakes") is not None:
+    if on_fakes(request.node):
         yield request.getfixturevalue("memory_container")
         return
     request.getfixturevalue("aws")

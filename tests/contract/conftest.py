@@ -41,3 +41,8 @@ def store(store_kind: tuple[str, Settings]) -> Store:
     s = DynamoStore(settings)
     s.ensure_tables()
     return s
+
+
+@pytest.fixture
+def settings(store_kind: tuple[str, Settings]) -> Settings:
+    return store_kind[1]

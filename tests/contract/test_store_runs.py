@@ -1,0 +1,211 @@
+"""The RunStore contract: one run per slot, slots held and freed, conditional updates."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from chalicelib.config import Settings
+from chalicelib.domain.runs import Run
+from chalicelib.domain.transitions import ExStatus, JobState
+from chalicelib.ports import RunUpdate, Store
+from tests.contract.records import T, make_job, make_run, running, stored_job, stored_run
+
+CLAIM = RunUpdate(set={"status": ExStatus.running, "lease_token": "x", "lease_expires_at": T + 30})
+
+
+def test_a_run_limit_holds_slots_and_a_full_job_writes_nothing(store: Store) -> None:
+    job = make_job()
+    store.create_job(job)
+    first = make_run(job, T)
+    assert store.create_scheduled_run(first, job, T + 60, expire=False, limit=1)
+    assert first.holds_slot
+    job = stored_job(store, job.job_id)
+    assert job.active_slots == {first.slot}
+    second = make_run(job, T + 60)
+    assert not store.create_scheduled_run(second, job, T + 120, expire=False, limit=1)
+    assert store.get_run(job.job_id, second.slot) is None
+    assert stored_job(store, job.job_id).version == job.version  # the job did not advance
+    assert not store.create_run(make_run(job, T + 61), limit=1)
+
+
+def test_one_buffered_run_per_job_then_acquired_when_a_slot_frees(store: Store) -> None:
+    job = make_job()
+    store.create_job(job)
+    active = make_run(job, T)
+    assert store.create_scheduled_run(active, job, T + 60, expire=False, limit=1)
+    job = stored_job(store, job.job_id)
+    buffered = make_run(job, T + 60)
+    assert store.create_scheduled_run(buffered, job, T + 120, expire=False, buffer=True)
+    assert buffered.buffered and not buffered.holds_slot
+    job = stored_job(store, job.job_id)
+    assert job.buffered_slot == buffered.slot
+    assert not store.create_scheduled_run(make_run(job, T + 120), job, T + 180, False, buffer=True)
+    assert not store.acquire_buffered(buffered, limit=1)  # no free slot yet
+    done = store.update_run(
+        active, RunUpdate(set={"status": ExStatus.stopped}), statuses=[ExStatus.pending]
+    )
+    assert done is not None and not done.holds_slot
+    assert store.acquire_buffered(buffered, limit=1)
+    assert not store.acquire_buffered(buffered, limit=1)  # once
+    job = stored_job(store, job.job_id)
+    assert job.active_slots == {buffered.slot} and job.buffered_slot is None
+    got = stored_run(store, job.job_id, buffered.slot)
+    assert got.holds_slot and not got.buffered
+
+
+def test_ledger_records_and_the_advance_are_written_together(store: Store) -> None:
+    job = make_job()
+    store.create_job(job)
+    records = [make_run(job, T + 60 * i, status=ExStatus.missed) for i in range(3)]
+    assert store.record_missed(records, job, T + 180, expire=False)
+    assert not store.record_missed(records, job, T + 180, expire=False)  # stale version
+    job = stored_job(store, job.job_id)
+    assert (job.version, job.next_fire_at) == (1, T + 180)
+    again = [make_run(job, T), make_run(job, T + 240, status=ExStatus.missed)]
+    assert not store.record_missed(again, job, T + 300, expire=False)  # one exists: none
+    assert store.get_run(job.job_id, again[1].slot) is None
+    assert stored_job(store, job.job_id).version == 1
+    with pytest.raises(ValueError):
+        store.record_missed([], job, None, expire=True)
+    assert store.record_missed([again[1]], job, None, expire=True)
+    assert stored_job(store, job.job_id).state == JobState.EXPIRED
+
+
+def test_two_claims_one_wins(store: Store) -> None:
+    job = make_job()
+    run = make_run(job)
+    store.create_run(run)
+
+    def claim(token: str) -> Run | None:
+        update = RunUpdate(
+            set={"status": ExStatus.running, "lease_token": token}, add={"attempts": 1}
+        )
+        return store.update_run(run, update, statuses=[ExStatus.pending], lease_expired_before=T)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(claim, [f"w{i}" for i in range(8)]))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    got = stored_run(store, job.job_id, run.slot)
+    assert got.attempts == 1 and got.lease_token == winners[0].lease_token
+
+
+def test_a_terminal_transition_frees_the_slot_it_holds_once(store: Store) -> None:
+    job = make_job()
+    store.create_job(job)
+    run = make_run(job)
+    assert store.create_run(run, limit=2)
+    claimed = store.update_run(run, CLAIM, statuses=[ExStatus.pending])
+    assert claimed is not None and claimed.holds_slot
+    done = store.update_run(
+        claimed,
+        RunUpdate(set={"status": ExStatus.completed, "finished_at": T + 5}),
+        statuses=[ExStatus.running],
+        lease_token="x",
+    )
+    assert done is not None and done.status == ExStatus.completed
+    assert (done.holds_slot, done.lease_token, done.check_at) == (False, None, None)
+    assert stored_job(store, job.job_id).active_slots == set()
+    stored = stored_run(store, job.job_id, run.slot)
+    assert not stored.holds_slot and stored.tally_pending
+    again = RunUpdate(set={"status": ExStatus.failed})
+    assert store.update_run(claimed, again, statuses=[ExStatus.running]) is None
+
+
+def test_a_stale_view_loses_every_guard(store: Store) -> None:
+    job = make_job()
+    run = running(job, slices=2, lease_token="a", lease_expires_at=T + 30, queued_cursor=2)
+    store.create_run(run)
+    touch = RunUpdate(set={"updated": T + 1})
+    live = [ExStatus.running]
+    assert store.update_run(run, touch, statuses=live, lease_token="b") is None
+    assert store.update_run(run, touch, statuses=live, lease_expired_before=T + 30) is None
+    assert store.update_run(run, touch, statuses=live, check_at=T + 99) is None
+    assert store.update_run(run, touch, statuses=live, remaining_zero=True) is None
+    assert store.update_run(run, touch, statuses=live, cursor_below_total=True) is None
+    assert store.update_run(run, touch, statuses=[ExStatus.pending]) is None
+    other = make_run(job, slot_ts=T)
+    other.ex_id = "another-execution"
+    assert store.update_run(other, touch, statuses=live, unread=True) is None
+    assert stored_run(store, job.job_id, run.slot).updated == T
+    ok = store.update_run(run, touch, statuses=live, lease_token="a", check_at=T + 30, unread=True)
+    assert ok is not None and ok.updated == T + 1
+
+
+def test_unread_claims_skip_buffered_and_presliced_runs(store: Store) -> None:
+    job = make_job()
+    buffered, presliced = make_run(job, T, buffered=True), make_run(job, T + 60, presliced=True)
+    for r in (buffered, presliced):
+        store.create_run(r)
+        assert store.update_run(r, CLAIM, statuses=[ExStatus.pending], unread=True) is None
+        assert store.update_run(r, CLAIM, statuses=[ExStatus.pending]) is not None
+
+
+def test_statuses_outside_the_table_are_dropped_from_the_condition(store: Store) -> None:
+    job = make_job()
+    run = make_run(job, status=ExStatus.stopping)
+    store.create_run(run)
+    # stopping -> running is not an arrow: even naming stopping as a source, nothing changes
+    update = RunUpdate(set={"status": ExStatus.running})
+    assert store.update_run(run, update, statuses=[ExStatus.stopping]) is None
+    assert store.update_run(run, update, statuses=[]) is None
+    stopped = store.update_run(
+        run, RunUpdate(set={"status": ExStatus.stopped}), statuses=[ExStatus.stopping]
+    )
+    assert stopped is not None and stopped.status == ExStatus.stopped
+
+
+def test_sets_removes_and_adds(store: Store) -> None:
+    job = make_job()
+    run = running(job, slices=3, reason="r", result={"a": 1})
+    store.create_run(run)
+    got = store.update_run(
+        run,
+        RunUpdate(set={"reason": None, "workers": 4}, add={"processed": 2}, remove=["result"]),
+        statuses=[ExStatus.running],
+    )
+    assert got is not None
+    assert (got.reason, got.result, got.workers, got.processed) == (None, None, 4, 2)
+    assert stored_run(store, job.job_id, run.slot) == got
+
+
+def test_runs_by_ex_id_and_in_slot_order(store: Store) -> None:
+    job = make_job()
+    runs = [make_run(job, T + 60 * i) for i in (2, 0, 1)]
+    for r in runs:
+        store.create_run(r)
+    assert [r.slot for r in store.list_runs(job.job_id)] == sorted(
+        (r.slot for r in runs), reverse=True
+    )
+    assert [r.slot for r in store.list_runs(job.job_id, limit=2, newest_first=False)] == sorted(
+        r.slot for r in runs
+    )[:2]
+    found = store.get_run_by_ex(runs[1].ex_id)
+    assert found is not None and found.slot == runs[1].slot
+
+
+def test_latest_run_that_ran_skips_any_number_of_ledger_records(store: Store) -> None:
+    job = make_job()
+    assert store.latest_run_that_ran(job.job_id) is None
+    ran = make_run(job, T, status=ExStatus.completed)
+    store.create_run(ran)
+    for i in range(1, 60):
+        store.create_run(make_run(job, T + 60 * i, status=ExStatus.skipped))
+    got = store.latest_run_that_ran(job.job_id)
+    assert got is not None and got.slot == ran.slot
+
+
+def test_live_runs_and_stalled_runs_follow_check_at(store: Store, settings: Settings) -> None:
+    job = make_job()
+    early, late = make_run(job, T), make_run(job, T + 600)
+    done = make_run(job, T + 60, status=ExStatus.completed)
+    for r in (early, late, done):
+        store.create_run(r)
+    assert {r.ex_id for r in store.live_runs()} == {early.ex_id, late.ex_id}
+    assert len(store.live_runs(limit=1)) == 1
+    stalled = [r for s in range(settings.lease_shards) for r in store.stalled_runs(s, T + 31)]
+    assert [r.ex_id for r in stalled] == [early.ex_id]
+    store.update_run(early, RunUpdate(set={"check_at": T + 900}), statuses=[ExStatus.pending])
+    assert all(store.stalled_runs(s, T + 31) == [] for s in range(settings.lease_shards))
