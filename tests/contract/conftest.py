@@ -46,3 +46,12 @@ def store(store_kind: tuple[str, Settings]) -> Store:
 @pytest.fixture
 def settings(store_kind: tuple[str, Settings]) -> Settings:
     return store_kind[1]
+
+
+@pytest.fixture
+def racing_store(store: Store, store_kind: tuple[str, Settings]) -> Store:
+    """The store, for a test that races threads on it: moto's conditional writes are not
+    atomic across threads, so those run on memory and DynamoDB Local only."""
+    if store_kind[0] == "moto":
+        pytest.skip("moto's conditional writes are not atomic across threads")
+    return store

@@ -73,16 +73,18 @@ def test_ledger_records_and_the_advance_are_written_together(store: Store) -> No
     assert stored_job(store, job.job_id).state == JobState.EXPIRED
 
 
-def test_two_claims_one_wins(store: Store) -> None:
+def test_two_claims_one_wins(racing_store: Store) -> None:
     job = make_job()
     run = make_run(job)
-    store.create_run(run)
+    racing_store.create_run(run)
 
     def claim(token: str) -> Run | None:
         update = RunUpdate(
             set={"status": ExStatus.running, "lease_token": token}, add={"attempts": 1}
         )
-        return store.update_run(run, update, statuses=[ExStatus.pending], lease_expired_before=T)
+        return racing_store.update_run(
+            run, update, statuses=[ExStatus.pending], lease_expired_before=T
+        )
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(claim, [f"w{i}" for i in range(8)]))

@@ -42,14 +42,16 @@ def test_put_slices_is_idempotent_in_batches(store: Store) -> None:
     assert store.list_slices("other") == [] and store.get_slice(ex, "999999") is None
 
 
-def test_two_slice_claims_one_wins(store: Store) -> None:
-    store.put_slices(make_slices("ex-2", 1))
+def test_two_slice_claims_one_wins(racing_store: Store) -> None:
+    racing_store.put_slices(make_slices("ex-2", 1))
     sid = slice_id_for(0)
     with ThreadPoolExecutor(8) as pool:
-        got = list(pool.map(lambda t: store.claim_slice("ex-2", sid, t, T, T + 30), "abcdefgh"))
+        got = list(
+            pool.map(lambda t: racing_store.claim_slice("ex-2", sid, t, T, T + 30), "abcdefgh")
+        )
     winners = [s for s in got if s is not None]
     assert len(winners) == 1 and winners[0].attempts == 1
-    assert store.claim_slice("ex-2", "missing", "z", T, T + 30) is None
+    assert racing_store.claim_slice("ex-2", "missing", "z", T, T + 30) is None
 
 
 def test_a_finished_slice_is_never_claimed_or_finished_again(store: Store) -> None:
