@@ -90,7 +90,7 @@ def test_two_claims_one_wins(racing_store: Store) -> None:
         results = list(pool.map(claim, [f"w{i}" for i in range(8)]))
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
-    got = stored_run(store, job.job_id, run.slot)
+    got = stored_run(racing_store, job.job_id, run.slot)
     assert got.attempts == 1 and got.lease_token == winners[0].lease_token
 
 

@@ -58,7 +58,7 @@ def test_ended_runs_are_counted_whether_folded_or_not(store: Store) -> None:
 
 
 def test_concurrent_folds_count_each_run_once(racing_store: Store) -> None:
-    _ended(store, 6)
+    _ended(racing_store, 6)
     with ThreadPoolExecutor(3) as pool:
         folded = sum(pool.map(lambda _: racing_store.fold_tallies(T), range(3)))
     assert folded == 6
