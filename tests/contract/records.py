@@ -73,3 +73,14 @@ def stored_run(store: Store, job_id: str, slot: str) -> Run:
     run = store.get_run(job_id, slot)
     assert run is not None
     return run
+
+
+def claimed_slice(store: Store, token: str = "a") -> tuple[Job, Run, Slice]:
+    """A started one-slice run whose slice `token` has claimed (a lease to T + 30)."""
+    job = make_job()
+    run = running(job, slices=1)
+    store.create_run(run)
+    store.put_slices(make_slices(run.ex_id, 1))
+    sl = store.claim_slice(run.ex_id, slice_id_for(0), token, T, T + 30)
+    assert sl is not None
+    return job, run, sl

@@ -13,7 +13,7 @@ from chalicelib.domain.jobs import Job
 from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import ExStatus, JobState
 from chalicelib.ports import RunUpdate, Sort, Store
-from tests.contract.records import T, make_job, make_run, make_slices, running
+from tests.contract.records import T, claimed_slice, make_job, make_run
 
 
 def _jobs(store: Store, n: int, owner: str = "alice") -> list[Job]:
@@ -95,12 +95,7 @@ def test_run_window_by_status_and_deletion(store: Store) -> None:
 
 
 def test_error_window_merges_failed_slices_and_one_slice_runs(store: Store) -> None:
-    job = make_job()
-    sliced = running(job, slices=1)
-    store.create_run(sliced)
-    store.put_slices(make_slices(sliced.ex_id, 1))
-    sl = store.claim_slice(sliced.ex_id, slice_id_for(0), "a", T, T + 30)
-    assert sl is not None
+    job, sliced, sl = claimed_slice(store)
     store.finish_slice(
         sl, sliced, token="a", expected_lease=None, completed=False, result=None,
         error="bad", now=T + 1,

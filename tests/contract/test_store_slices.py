@@ -8,7 +8,7 @@ from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ports import RunUpdate, Store
-from tests.contract.records import T, make_job, make_slices, running, stored_run
+from tests.contract.records import T, claimed_slice, make_slices, stored_run
 
 
 def _finish(
@@ -55,12 +55,7 @@ def test_two_slice_claims_one_wins(racing_store: Store) -> None:
 
 
 def test_a_finished_slice_is_never_claimed_or_finished_again(store: Store) -> None:
-    job = make_job()
-    run = running(job, slices=1)
-    store.create_run(run)
-    store.put_slices(make_slices(run.ex_id, 1))
-    sl = store.claim_slice(run.ex_id, slice_id_for(0), "a", T, T + 30)
-    assert sl is not None
+    job, run, sl = claimed_slice(store)
     assert _finish(store, sl, run, "a", completed=False, error="x" * 5000)
     assert store.claim_slice(run.ex_id, sl.slice_id, "b", T + 100, T + 130) is None
     assert not _finish(store, sl, run, "a")
@@ -72,12 +67,7 @@ def test_a_finished_slice_is_never_claimed_or_finished_again(store: Store) -> No
 
 
 def test_finishing_a_slice_of_an_ended_run_writes_nothing(store: Store) -> None:
-    job = make_job()
-    run = running(job, slices=1)
-    store.create_run(run)
-    store.put_slices(make_slices(run.ex_id, 1))
-    sl = store.claim_slice(run.ex_id, slice_id_for(0), "a", T, T + 30)
-    assert sl is not None
+    _, run, sl = claimed_slice(store)
     stopped = RunUpdate(set={"status": ExStatus.stopped})
     assert store.update_run(run, stopped, statuses=[ExStatus.running])
     assert not _finish(store, sl, run, "a")
@@ -86,12 +76,7 @@ def test_finishing_a_slice_of_an_ended_run_writes_nothing(store: Store) -> None:
 
 
 def test_the_sweep_finishes_a_slice_by_its_lease_and_counts_a_lost_worker(store: Store) -> None:
-    job = make_job()
-    run = running(job, slices=1)
-    store.create_run(run)
-    store.put_slices(make_slices(run.ex_id, 1))
-    sl = store.claim_slice(run.ex_id, slice_id_for(0), "a", T, T + 30)
-    assert sl is not None
+    job, run, sl = claimed_slice(store)
     assert not _finish(store, sl, run, None, expected_lease=T + 29, completed=False)
     assert _finish(store, sl, run, None, expected_lease=T + 30, completed=False, error="lost")
     after = stored_run(store, job.job_id, run.slot)

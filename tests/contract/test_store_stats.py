@@ -25,8 +25,9 @@ from tests.contract.records import (
 )
 
 
-def _ended(store: Store, n: int) -> list[Run]:
-    job = make_job()
+def _ended(store: Store, n: int, job: Job | None = None) -> list[Run]:
+    """`n` runs of one job, started at T, ended at T + 10 (2 processed, 1 failed)."""
+    job = job or make_job()
     out = []
     for i in range(n):
         run = running(job, started_at=T, processed=2, failed=1)
@@ -94,7 +95,7 @@ def test_resolve_completes_the_run_its_open_slices_and_frees_its_slot(store: Sto
 def test_reset_replaces_the_execution_and_keeps_its_figures(store: Store) -> None:
     job = make_job()
     store.create_job(job)
-    (ended,) = _ended_of(store, job)
+    (ended,) = _ended(store, 1, job)
     store.put_slices(make_slices(ended.ex_id, 2))
     fresh = make_run(job)
     fresh.slot = ended.slot
@@ -108,15 +109,3 @@ def test_reset_replaces_the_execution_and_keeps_its_figures(store: Store) -> Non
     assert store.cluster_totals() == EACH  # counted as it was replaced
     assert not store.reset_run(ended, make_run(job), [], limit=1)  # once
     assert store.get_slice(ended.ex_id, slice_id_for(0)) is None
-
-
-def _ended_of(store: Store, job: Job) -> list[Run]:
-    run = running(job, started_at=T, processed=2, failed=1)
-    store.create_run(run)
-    done = store.update_run(
-        run,
-        RunUpdate(set={"status": ExStatus.completed, "finished_at": T + 10}),
-        statuses=[ExStatus.running],
-    )
-    assert done is not None
-    return [done]

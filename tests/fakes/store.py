@@ -22,8 +22,11 @@ from typing import Any, TypeVar
 from typing_extensions import override
 
 from chalicelib.adapters.dynamodb.paging import decode_cursor, encode_cursor
+from chalicelib.adapters.dynamodb.store import _field_default as field_default
+from chalicelib.adapters.dynamodb.store import _one_slice_error as one_slice_error
+from chalicelib.adapters.dynamodb.store import _totals_of as totals_of
 from chalicelib.config import Settings
-from chalicelib.domain.cluster import ClusterTotals, run_totals
+from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import Job, due_shard
 from chalicelib.domain.runs import Run
@@ -61,32 +64,7 @@ def _json(value: Any) -> Any:
 
 
 def _field_default(name: str) -> Any:
-    f = _RUN_FIELDS[name]
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None if f.default is dataclasses.MISSING else f.default
-
-
-def one_slice_error(run: Run, sets: dict[str, Any] | None = None) -> bool:
-    """A run whose error is kept on the run itself (a one-slice run): it is listed among
-    the errors (as DynamoStore's `_one_slice_error`)."""
-    changed = sets or {}
-    if not changed.get("has_errors", run.has_errors):
-        return False
-    return bool(changed.get("inline", run.inline)) or not changed.get(
-        "slices_total", run.slices_total
-    )
-
-
-def totals_of(run: Run) -> ClusterTotals:
-    return run_totals(
-        processed=run.processed,
-        failed=run.failed,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        workers=run.workers,
-        workers_lost=run.workers_lost,
-    )
+    return field_default(_RUN_FIELDS[name])
 
 
 @dataclass(frozen=True)
