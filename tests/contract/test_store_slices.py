@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypedDict, Unpack
 
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice, slice_id_for
@@ -11,24 +12,21 @@ from chalicelib.ports import RunUpdate, Store
 from tests.contract.records import T, claimed_slice, make_slices, stored_run
 
 
-def _finish(
-    store: Store,
-    sl: Slice,
-    run: Run,
-    token: str | None,
-    *,
-    completed: bool = True,
-    expected_lease: float | None = None,
-    error: str | None = None,
-) -> bool:
+class Finish(TypedDict, total=False):
+    completed: bool
+    expected_lease: float
+    error: str
+
+
+def _finish(store: Store, sl: Slice, run: Run, token: str | None, **kw: Unpack[Finish]) -> bool:
     return store.finish_slice(
         sl,
         run,
         token=token,
-        expected_lease=expected_lease,
-        completed=completed,
+        expected_lease=kw.get("expected_lease"),
+        completed=kw.get("completed", True),
         result=None,
-        error=error,
+        error=kw.get("error"),
         now=T + 5,
     )
 
