@@ -8,19 +8,9 @@ from typing import Any
 
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import Job, due_shard
-from chalicelib.domain.transitions import (
-    JOB_MACHINE,
-    TERMINAL_EX,
-    JobState,
-)
-from chalicelib.ports import (
-    JobStore,
-)
-from tests.fakes.tables import (
-    JOB_FIELDS,
-    Tables,
-    as_json,
-)
+from chalicelib.domain.transitions import JOB_MACHINE, TERMINAL_EX, JobState
+from chalicelib.ports import JobStore
+from tests.fakes.tables import JOB_FIELDS, Tables, as_json
 
 
 class JobsMixin(Tables, JobStore):

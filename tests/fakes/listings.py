@@ -13,16 +13,8 @@ from chalicelib.adapters.dynamodb.paging import decode_cursor, encode_cursor
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
-from chalicelib.domain.transitions import (
-    ExStatus,
-    JobState,
-    SliceState,
-)
-from chalicelib.ports import (
-    JobStore,
-    RunStore,
-    Sort,
-)
+from chalicelib.domain.transitions import ExStatus, JobState, SliceState
+from chalicelib.ports import JobStore, RunStore, Sort
 from tests.fakes.tables import (
     LIST_CURSOR,
     LIST_KEY,

@@ -12,25 +12,9 @@ from typing_extensions import override
 from chalicelib.adapters.dynamodb.store import _one_slice_error as one_slice_error
 from chalicelib.domain.jobs import Job, due_shard
 from chalicelib.domain.runs import Run
-from chalicelib.domain.transitions import (
-    EX_MACHINE,
-    LEDGER_EX,
-    TERMINAL_EX,
-    ExStatus,
-    JobState,
-)
-from chalicelib.ports import (
-    LiveRunStore,
-    RunStore,
-    RunUpdate,
-)
-from tests.fakes.tables import (
-    RUN_FIELDS,
-    TX_BATCH,
-    Tables,
-    as_json,
-    run_field_default,
-)
+from chalicelib.domain.transitions import EX_MACHINE, LEDGER_EX, TERMINAL_EX, ExStatus, JobState
+from chalicelib.ports import LiveRunStore, RunStore, RunUpdate
+from tests.fakes.tables import RUN_FIELDS, TX_BATCH, Tables, as_json, run_field_default
 
 
 @dataclass(frozen=True)

@@ -12,22 +12,9 @@ from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import due_shard
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
-from chalicelib.domain.transitions import (
-    ExStatus,
-    SliceState,
-)
-from chalicelib.ports import (
-    RepairStore,
-    SliceStore,
-)
-from tests.fakes.tables import (
-    ERROR_CHARS,
-    LIVE_EX,
-    MAX_TX_ITEMS,
-    RESOLVED,
-    Tables,
-    as_json,
-)
+from chalicelib.domain.transitions import ExStatus, SliceState
+from chalicelib.ports import RepairStore, SliceStore
+from tests.fakes.tables import ERROR_CHARS, LIVE_EX, MAX_TX_ITEMS, RESOLVED, Tables, as_json
 
 
 class SlicesMixin(Tables, SliceStore, RepairStore):

@@ -10,10 +10,7 @@ from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import due_shard
 from chalicelib.domain.runs import Run
-from chalicelib.domain.transitions import (
-    SUPERVISOR_MACHINE,
-    SupervisorState,
-)
+from chalicelib.domain.transitions import SUPERVISOR_MACHINE, SupervisorState
 from chalicelib.ports import (
     Alert,
     AlertStore,
@@ -22,10 +19,7 @@ from chalicelib.ports import (
     SupervisorStore,
     TickFailure,
 )
-from tests.fakes.tables import (
-    Tables,
-    as_json,
-)
+from tests.fakes.tables import Tables, as_json
 
 
 class SupervisorMixin(Tables, SupervisorStore, AlertStore, StatsStore):

@@ -18,16 +18,8 @@ from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
-from chalicelib.domain.transitions import (
-    EX_MACHINE,
-    TERMINAL_EX,
-    JobState,
-)
-from chalicelib.ports import (
-    Alert,
-    Sort,
-    SupervisorRecord,
-)
+from chalicelib.domain.transitions import EX_MACHINE, TERMINAL_EX, JobState
+from chalicelib.ports import Alert, Sort, SupervisorRecord
 
 T = TypeVar("T")
 TX_BATCH = 25
