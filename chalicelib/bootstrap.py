@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import boto3
 from botocore.config import Config
@@ -54,26 +54,28 @@ def aws_client(service: str, settings: Settings) -> Any:
     )
 
 
-def build_container(
-    settings: Settings | None = None,
-    *,
-    store: Store | None = None,
-    queue: Queue | None = None,
-    clock: Clock | None = None,
-    notifier: Notifier | None = None,
-    asset_store: AssetStore | None = None,
-    files: BlobStore | None = None,
-) -> Container:
+class Parts(TypedDict, total=False):
+    """Parts a caller provides instead of the AWS ones (tests, local stacks)."""
+
+    store: Store
+    queue: Queue
+    clock: Clock
+    notifier: Notifier
+    asset_store: AssetStore
+    files: BlobStore
+
+
+def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) -> Container:
+    """The services wired to `parts`, and to the AWS adapters for the parts not given."""
     s = settings or get_settings()
-    store = store or DynamoStore(s)
-    queue = queue or SqsQueue(aws_client("sqs", s), s.start_queue, s.slice_queue)
-    clock = clock or SystemClock()
-    notifier = notifier or SnsNotifier(aws_client("sns", s), s.alerts_topic)
-    files = files or S3BlobStore(aws_client("s3", s), s.bucket)
+    store = parts.get("store") or DynamoStore(s)
+    queue = parts.get("queue") or SqsQueue(aws_client("sqs", s), s.start_queue, s.slice_queue)
+    clock = parts.get("clock") or SystemClock()
+    notifier = parts.get("notifier") or SnsNotifier(aws_client("sns", s), s.alerts_topic)
+    files = parts.get("files") or S3BlobStore(aws_client("s3", s), s.bucket)
     limits = asset_limits(s)
-    assets = AssetService(
-        asset_store or DynamoAssetStore(s), files, clock, limits, frozenset(REGISTRY)
-    )
+    asset_store = parts.get("asset_store") or DynamoAssetStore(s)
+    assets = AssetService(asset_store, files, clock, limits, frozenset(REGISTRY))
     ops = AssetOpLoader(assets.resolve, files, s.asset_cache_dir, limits)
     worker = WorkerService(store, queue, clock, ops=ops, files=files)
     return Container(

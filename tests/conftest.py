@@ -1,4 +1,5 @@
-"""Shared fixtures: a moto-backed store, a fake clock, an in-memory queue, a container."""
+"""Shared fixtures: a fake clock, an in-memory queue, and a container on moto or, for
+modules marked `fakes`, on the in-memory fakes of every port (no moto at all)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from chalicelib.bootstrap import Container, build_container, set_container  # no
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.domain.runs import StartHint  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402
+from tests.fakes import MemoryAssetStore, MemoryBlobStore, MemoryStore  # noqa: E402
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a whole minute
 
@@ -52,21 +54,62 @@ def clock() -> FakeClock:
     return FakeClock(T0)
 
 
-@pytest.fixture
-def queue() -> MemoryQueue:
-    return MemoryQueue()
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "fakes: the `container` fixture runs on the in-memory fakes, not on moto"
+    )
+    config.addinivalue_line(
+        "markers", "moto: keeps a test of a `fakes` module on moto (it measures DynamoDB)"
+    )
+
+
+def on_fakes(node: pytest.Item) -> bool:
+    """Whether a test's container is the memory one: marked `fakes`, not `moto`."""
+    return node.get_closest_marker("fakes") is not None and node.get_closest_marker("moto") is None
 
 
 @pytest.fixture
-def container(aws: None, clock: FakeClock, queue: MemoryQueue) -> Iterator[Container]:
-    settings = test_settings()
-    store = DynamoStore(settings)
-    store.ensure_tables()
-    c = build_container(settings, store=store, queue=queue, clock=clock, notifier=MemoryNotifier())
+def queue(clock: FakeClock) -> MemoryQueue:
+    return MemoryQueue(clock=clock)
+
+
+def _installed(c: Container, clock: FakeClock) -> Iterator[Container]:
     c.worker.sleep = clock.advance  # waiting for a slot's second moves fake time instead
     set_container(c)
     yield c
     set_container(None)
+
+
+@pytest.fixture
+def memory_container(clock: FakeClock, queue: MemoryQueue) -> Iterator[Container]:
+    """A container on the fakes of every port: no moto, no DynamoDB."""
+    settings = test_settings()
+    c = build_container(
+        settings,
+        store=MemoryStore(settings),
+        queue=queue,
+        clock=clock,
+        notifier=MemoryNotifier(),
+        asset_store=MemoryAssetStore(),
+        files=MemoryBlobStore(),
+    )
+    yield from _installed(c, clock)
+
+
+@pytest.fixture
+def container(
+    request: pytest.FixtureRequest, clock: FakeClock, queue: MemoryQueue
+) -> Iterator[Container]:
+    """A container on moto; in a module (or test) marked `fakes`, the memory container."""
+    if on_fakes(request.node):
+        yield request.getfixturevalue("memory_container")
+        return
+    request.getfixturevalue("aws")
+    settings = test_settings()
+    store = DynamoStore(settings)
+    store.ensure_tables()
+    c = build_container(settings, store=store, queue=queue, clock=clock, notifier=MemoryNotifier())
+    yield from _installed(c, clock)
 
 
 def deliver(c: Container, msg: Message) -> str:

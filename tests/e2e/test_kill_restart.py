@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.local.dynamodb_local import free_port
+from cadenza_tools.local.dynamodb_local import free_port
 from tests.e2e.test_local_stack import StackProcess, needs_java, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

@@ -29,6 +29,8 @@ from chalicelib.services.admin import AdminService
 from tests import conftest
 from tests.conftest import T0, deliver, drain
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 SLICED = {"name": "sliced", "operations": [{"_op": "range", "end": 3}, {"_op": "noop"}]}
 FAILING = {
     "name": "failing",
@@ -149,6 +151,7 @@ def _run_three_jobs(
     return a, b, c
 
 
+@pytest.mark.moto  # measures DynamoDB
 def test_stats_count_every_ended_run_exactly(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
@@ -173,6 +176,7 @@ def test_stats_count_every_ended_run_exactly(
     assert store.fold_tallies(clock.now()) == 0
 
 
+@pytest.mark.moto  # measures DynamoDB
 def test_runs_left_unfolded_by_a_bounded_fold_are_still_counted(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:

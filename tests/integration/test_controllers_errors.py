@@ -14,6 +14,8 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from tests.conftest import deliver, drain
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 FAILING = {
     "name": "e",
     "workers": 2,

@@ -14,6 +14,8 @@ from chalicelib.ports import FakeClock
 from tests.conftest import T0, deliver, drain
 from tests.typed import field_errors
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 
 def _job(**kw: object) -> dict[str, object]:
     body: dict[str, object] = {"name": "t", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
@@ -284,6 +286,7 @@ def test_invalid_definitions_name_the_field(
     assert field in fields, fields
 
 
+@pytest.mark.moto  # measures DynamoDB
 def test_a_job_that_no_longer_validates_does_not_stop_the_tick(
     container: Container, queue: MemoryQueue
 ) -> None:

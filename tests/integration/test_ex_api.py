@@ -17,6 +17,8 @@ from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
 from tests.conftest import T0, drain
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 JOB = {"name": "x", "overlap": "allow", "operations": [{"_op": "range", "end": 2}, {"_op": "noop"}]}
 SLICED_FAILING = {
     "name": "sliced",
@@ -98,6 +100,7 @@ def _field_error(client: Client, path: str) -> list[str]:
 
 
 # ---- GET /v1/ex ----------------------------------------------------------------------------
+@pytest.mark.moto  # measures DynamoDB
 def test_list_ex_has_seed_shape_newest_update_first_without_a_scan(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
@@ -185,6 +188,7 @@ def test_list_ex_deleted_option(
 
 
 # ---- GET /v1/ex/errors ---------------------------------------------------------------------
+@pytest.mark.moto  # measures DynamoDB
 def test_all_errors_have_the_per_execution_shape(
     client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:

@@ -16,6 +16,8 @@ from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
 from tests.conftest import deliver, drain
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 SLICED = {
     "name": "c",
     "workers": 2,

@@ -16,6 +16,8 @@ from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
 from tests.conftest import deliver
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 
 @pytest.fixture
 def client(container: Container) -> Iterator[Client]:

@@ -15,6 +15,8 @@ from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
 from tests.conftest import drain
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 JOB = {"name": "http", "operations": [{"_op": "range", "end": 3}, {"_op": "noop"}], "workers": 2}
 
 

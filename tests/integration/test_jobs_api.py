@@ -17,6 +17,8 @@ from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
 from tests.conftest import T0, drain
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 JOB = {"name": "j", "operations": [{"_op": "range", "end": 2}, {"_op": "noop"}]}
 SEED_JOB_FIELDS = {
     "name",
@@ -70,6 +72,7 @@ def _field_error(client: Client, path: str) -> list[str]:
 
 
 # ---- GET /v1/jobs ------------------------------------------------------------------------
+@pytest.mark.moto  # measures DynamoDB
 def test_list_jobs_has_seed_shape_newest_update_first_from_indexes(
     client: Client, clock: FakeClock
 ) -> None:
@@ -220,6 +223,7 @@ def test_put_updates_the_job_and_returns_its_document(client: Client, clock: Fak
         [1, 2],
     ],
 )
+@pytest.mark.moto  # measures DynamoDB
 def test_put_validates_like_a_create_and_writes_nothing(client: Client, payload: object) -> None:
     job_id = _submit(client)
     before = _get(client, f"/v1/jobs/{job_id}")

@@ -20,6 +20,8 @@ from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
 from chalicelib.ports import FakeClock
 from tests.conftest import T0, deliver, drain
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 NOOP = [{"_op": "noop"}, {"_op": "noop"}]
 MINUTELY = {"rate": "rate(1 minute)"}
 

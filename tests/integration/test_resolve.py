@@ -14,6 +14,8 @@ from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ports import FakeClock
 from tests.conftest import T0, deliver, drain
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 RANGE = [{"_op": "range", "end": 4}, {"_op": "noop"}]
 
 

@@ -20,6 +20,8 @@ from chalicelib.domain.transitions import ExStatus, JobState
 from chalicelib.ports import FakeClock
 from tests.conftest import T0, drain
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 ECHO = [{"_op": "noop"}, {"_op": "echo"}]
 FAIL = [{"_op": "noop"}, {"_op": "fail", "slices": [0]}]
 RATE = {"rate": "rate(1 minute)"}
@@ -571,6 +573,7 @@ def test_jobs_are_listed_newest_first_paged_and_by_owner(
 
 
 # ---- the store: indexes, never a scan ---------------------------------------------------
+@pytest.mark.moto  # measures DynamoDB
 def test_listings_query_indexes_and_never_scan(container: Container, clock: FakeClock) -> None:
     store = container.store
     ids = []

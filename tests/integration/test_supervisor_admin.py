@@ -15,6 +15,8 @@ from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
 from tests.conftest import T0
 
+pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
+
 NOOP = [{"_op": "noop"}, {"_op": "noop"}]
 
 

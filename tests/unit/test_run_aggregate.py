@@ -58,7 +58,7 @@ NOT_IN_TABLE = pytest.mark.xfail(
         for n in sorted(_every(_run()))
     ],
 )
-def test_every_transition_moves_along_the_table(name: str):
+def test_every_transition_moves_along_the_table(name: str) -> None:
     transition = _every(_run(status=ExStatus.running))[name]
     assert transition.sources, "a transition that can never apply"
     for source in transition.sources:
@@ -71,7 +71,7 @@ def test_every_transition_moves_along_the_table(name: str):
     assert "status" not in transition.sets  # the status is the target, never a field
 
 
-def test_failing_is_written_once_whoever_fails_the_run():
+def test_failing_is_written_once_whoever_fails_the_run() -> None:
     run = _run(status=ExStatus.running, inline=True, attempts=4, lease_token="t", check_at=T)
     fails = [
         run.fail_inline("t", T, "boom"),
@@ -85,7 +85,7 @@ def test_failing_is_written_once_whoever_fails_the_run():
     assert [t.sets.get("failed") for t in fails] == [1, 1, None, None]  # a one-slice run's
 
 
-def test_guard_conditions_are_checked_on_the_stored_record():
+def test_guard_conditions_are_checked_on_the_stored_record() -> None:
     run = _run(status=ExStatus.running, lease_token="a", lease_expires_at=T + 10)
     claim = run.claim_inline("b", T, T)
     assert not claim.admits(run, run)  # its lease is alive
@@ -102,7 +102,7 @@ def test_guard_conditions_are_checked_on_the_stored_record():
     assert not unread.admits(_run(status=ExStatus.initializing), _run())
 
 
-def test_an_ended_run_lets_go_of_its_lease_check_and_slot():
+def test_an_ended_run_lets_go_of_its_lease_check_and_slot() -> None:
     run = _run(
         status=ExStatus.running,
         remaining=0,

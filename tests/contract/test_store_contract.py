@@ -51,7 +51,7 @@ def _run(job: Job, slot_ts: float = T, **kw: object) -> Run:
     return run
 
 
-def test_jobs_round_trip_and_duplicate_ids_conflict(store: DynamoStore):
+def test_jobs_round_trip_and_duplicate_ids_conflict(store: DynamoStore) -> None:
     job = _job()
     store.create_job(job)
     got = store.get_job(job.job_id)
@@ -61,7 +61,7 @@ def test_jobs_round_trip_and_duplicate_ids_conflict(store: DynamoStore):
     assert store.get_job("missing") is None
 
 
-def test_due_index_is_sparse_and_bounded_by_horizon(store: DynamoStore):
+def test_due_index_is_sparse_and_bounded_by_horizon(store: DynamoStore) -> None:
     shards = store.settings.due_shards
     due, later, new = _job(next_fire_at=T), _job(next_fire_at=T + 600), _job(JobState.NEW, None)
     for j in (due, later, new):
@@ -73,7 +73,7 @@ def test_due_index_is_sparse_and_bounded_by_horizon(store: DynamoStore):
     assert everything == {due.job_id, later.job_id}
 
 
-def test_scheduled_run_creation_is_once_per_slot_and_atomic(store: DynamoStore):
+def test_scheduled_run_creation_is_once_per_slot_and_atomic(store: DynamoStore) -> None:
     job = _job()
     store.create_job(job)
     assert store.create_scheduled_run(_run(job), job, T + 60, expire=False)
@@ -87,7 +87,7 @@ def test_scheduled_run_creation_is_once_per_slot_and_atomic(store: DynamoStore):
     assert got is not None and (got.version, got.next_fire_at) == (1, T + 60)
 
 
-def test_expiring_a_job_takes_it_off_the_due_index(store: DynamoStore):
+def test_expiring_a_job_takes_it_off_the_due_index(store: DynamoStore) -> None:
     job = _job()
     store.create_job(job)
     assert store.create_scheduled_run(_run(job), job, None, expire=True)
@@ -96,7 +96,7 @@ def test_expiring_a_job_takes_it_off_the_due_index(store: DynamoStore):
     assert all(store.due_jobs(s, T + 10_000) == [] for s in range(store.settings.due_shards))
 
 
-def test_on_demand_run_is_put_if_absent_and_found_by_ex_id(store: DynamoStore):
+def test_on_demand_run_is_put_if_absent_and_found_by_ex_id(store: DynamoStore) -> None:
     job = _job()
     run = _run(job)
     assert store.create_run(run)
@@ -106,7 +106,7 @@ def test_on_demand_run_is_put_if_absent_and_found_by_ex_id(store: DynamoStore):
     assert store.get_run_by_ex("nope") is None
 
 
-def test_run_transitions_are_conditional(store: DynamoStore):
+def test_run_transitions_are_conditional(store: DynamoStore) -> None:
     job = _job()
     run = _run(job)
     store.create_run(run)
@@ -142,7 +142,7 @@ def test_run_transitions_are_conditional(store: DynamoStore):
     assert done is not None and done.status == ExStatus.completed and done.check_at is None
 
 
-def test_illegal_transitions_are_never_written(store: DynamoStore):
+def test_illegal_transitions_are_never_written(store: DynamoStore) -> None:
     job = _job()
     run = _run(job, status=ExStatus.completed)
     store.create_run(run)
@@ -153,7 +153,7 @@ def test_illegal_transitions_are_never_written(store: DynamoStore):
     assert got is not None and got.status == ExStatus.completed
 
 
-def test_stalled_runs_index_holds_only_live_runs_past_check_at(store: DynamoStore):
+def test_stalled_runs_index_holds_only_live_runs_past_check_at(store: DynamoStore) -> None:
     job = _job()
     live, later, done = _run(job, T), _run(job, T + 60), _run(job, T + 120)
     done.status = ExStatus.completed
@@ -169,7 +169,7 @@ def _slices(ex_id: str, n: int) -> list[Slice]:
     return [Slice(ex_id, slice_id_for(i), i, {"i": i}, created=T, updated=T) for i in range(n)]
 
 
-def test_put_slices_never_overwrites_existing(store: DynamoStore):
+def test_put_slices_never_overwrites_existing(store: DynamoStore) -> None:
     ex = str(uuid.uuid4())
     assert store.put_slices(_slices(ex, 30)) == 30
     assert store.claim_slice(ex, slice_id_for(3), "w", T, T + 30)
@@ -179,7 +179,7 @@ def test_put_slices_never_overwrites_existing(store: DynamoStore):
     assert [s.order for s in store.list_slices(ex)] == list(range(31))
 
 
-def test_slice_claims_leases_and_single_counting(store: DynamoStore):
+def test_slice_claims_leases_and_single_counting(store: DynamoStore) -> None:
     job = _job()
     run = _run(job, status=ExStatus.running, slices_total=1, remaining=1)
     store.create_run(run)
@@ -220,7 +220,7 @@ def test_slice_claims_leases_and_single_counting(store: DynamoStore):
     assert sl is not None and sl.state == SliceState.completed and sl.result == {"ok": 1}
 
 
-def test_release_and_sweep_failure_of_a_slice(store: DynamoStore):
+def test_release_and_sweep_failure_of_a_slice(store: DynamoStore) -> None:
     job = _job()
     run = _run(job, status=ExStatus.running, slices_total=2, remaining=2)
     store.create_run(run)
@@ -247,7 +247,7 @@ def test_release_and_sweep_failure_of_a_slice(store: DynamoStore):
     assert s0 is not None and s0.state == SliceState.pending and s0.error == "boom"
 
 
-def test_supervisor_record(store: DynamoStore):
+def test_supervisor_record(store: DynamoStore) -> None:
     assert store.get_supervisor() is None
     rec = store.init_supervisor(SupervisorRecord(updated=T))
     assert rec.state == SupervisorState.RUNNING

@@ -1,0 +1,211 @@
+"""The RunStore contract: one run per slot, slots held and freed, conditional transitions."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from chalicelib.config import Settings
+from chalicelib.domain.runs import Guard, Run, RunTransition
+from chalicelib.domain.transitions import ExStatus, JobState
+from chalicelib.ports import Store
+from tests.contract.records import T, make_job, make_run, running, stored_job, stored_run, write
+
+CLAIM_SETS = {"lease_token": "x", "lease_expires_at": T + 30}
+CLAIM = write([ExStatus.pending], ExStatus.running, CLAIM_SETS)
+UNREAD_CLAIM = write([ExStatus.pending], ExStatus.running, CLAIM_SETS, unread=True)
+
+
+def test_a_run_limit_holds_slots_and_a_full_job_writes_nothing(store: Store) -> None:
+    job = make_job()
+    store.create_job(job)
+    first = make_run(job, T)
+    assert store.create_scheduled_run(first, job, T + 60, expire=False, limit=1)
+    assert first.holds_slot
+    job = stored_job(store, job.job_id)
+    assert job.active_slots == {first.slot}
+    second = make_run(job, T + 60)
+    assert not store.create_scheduled_run(second, job, T + 120, expire=False, limit=1)
+    assert store.get_run(job.job_id, second.slot) is None
+    assert stored_job(store, job.job_id).version == job.version  # the job did not advance
+    assert not store.create_run(make_run(job, T + 61), limit=1)
+
+
+def test_one_buffered_run_per_job_then_acquired_when_a_slot_frees(store: Store) -> None:
+    job = make_job()
+    store.create_job(job)
+    active = make_run(job, T)
+    assert store.create_scheduled_run(active, job, T + 60, expire=False, limit=1)
+    job = stored_job(store, job.job_id)
+    buffered = make_run(job, T + 60)
+    assert store.create_scheduled_run(buffered, job, T + 120, expire=False, buffer=True)
+    assert buffered.buffered and not buffered.holds_slot
+    job = stored_job(store, job.job_id)
+    assert job.buffered_slot == buffered.slot
+    assert not store.create_scheduled_run(make_run(job, T + 120), job, T + 180, False, buffer=True)
+    assert not store.acquire_buffered(buffered, limit=1)  # no free slot yet
+    done = store.apply_run(active, write([ExStatus.pending], ExStatus.stopped))
+    assert done is not None and not done.holds_slot
+    assert store.acquire_buffered(buffered, limit=1)
+    assert not store.acquire_buffered(buffered, limit=1)  # once
+    job = stored_job(store, job.job_id)
+    assert job.active_slots == {buffered.slot} and job.buffered_slot is None
+    got = stored_run(store, job.job_id, buffered.slot)
+    assert got.holds_slot and not got.buffered
+
+
+def test_ledger_records_and_the_advance_are_written_together(store: Store) -> None:
+    job = make_job()
+    store.create_job(job)
+    records = [make_run(job, T + 60 * i, status=ExStatus.missed) for i in range(3)]
+    assert store.record_missed(records, job, T + 180, expire=False)
+    assert not store.record_missed(records, job, T + 180, expire=False)  # stale version
+    job = stored_job(store, job.job_id)
+    assert (job.version, job.next_fire_at) == (1, T + 180)
+    again = [make_run(job, T), make_run(job, T + 240, status=ExStatus.missed)]
+    assert not store.record_missed(again, job, T + 300, expire=False)  # one exists: none
+    assert store.get_run(job.job_id, again[1].slot) is None
+    assert stored_job(store, job.job_id).version == 1
+    with pytest.raises(ValueError):
+        store.record_missed([], job, None, expire=True)
+    assert store.record_missed([again[1]], job, None, expire=True)
+    assert stored_job(store, job.job_id).state == JobState.EXPIRED
+
+
+def test_two_claims_one_wins(racing_store: Store) -> None:
+    job = make_job()
+    run = make_run(job)
+    racing_store.create_run(run)
+
+    def claim(token: str) -> Run | None:
+        claim = RunTransition(
+            Guard(frozenset({ExStatus.pending}), lease_expired_before=T),
+            ExStatus.running,
+            {"lease_token": token},
+            {"attempts": 1},
+        )
+        return racing_store.apply_run(run, claim)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(claim, [f"w{i}" for i in range(8)]))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    got = stored_run(racing_store, job.job_id, run.slot)
+    assert got.attempts == 1 and got.lease_token == winners[0].lease_token
+
+
+def test_a_terminal_transition_frees_the_slot_it_holds_once(store: Store) -> None:
+    job = make_job()
+    store.create_job(job)
+    run = make_run(job)
+    assert store.create_run(run, limit=2)
+    claimed = store.apply_run(run, CLAIM)
+    assert claimed is not None and claimed.holds_slot
+    done = store.apply_run(
+        claimed,
+        write([ExStatus.running], ExStatus.completed, {"finished_at": T + 5}, lease_token="x"),
+    )
+    assert done is not None and done.status == ExStatus.completed
+    assert (done.holds_slot, done.lease_token, done.check_at) == (False, None, None)
+    assert stored_job(store, job.job_id).active_slots == set()
+    stored = stored_run(store, job.job_id, run.slot)
+    assert not stored.holds_slot and stored.tally_pending
+    assert store.apply_run(claimed, write([ExStatus.running], ExStatus.failed)) is None
+
+
+def test_a_stale_view_loses_every_guard(store: Store) -> None:
+    job = make_job()
+    run = running(job, slices=2, lease_token="a", lease_expires_at=T + 30, queued_cursor=2)
+    store.create_run(run)
+    touch = {"updated": T + 1}
+    live = [ExStatus.running]
+    assert store.apply_run(run, write(live, None, touch, lease_token="b")) is None
+    assert store.apply_run(run, write(live, None, touch, lease_expired_before=T + 30)) is None
+    assert store.apply_run(run, write(live, None, touch, check_at=T + 99)) is None
+    assert store.apply_run(run, write(live, None, touch, remaining_zero=True)) is None
+    assert store.apply_run(run, write(live, None, touch, cursor_below_total=True)) is None
+    assert store.apply_run(run, write([ExStatus.pending], None, touch)) is None
+    other = make_run(job, slot_ts=T)
+    other.ex_id = "another-execution"
+    assert store.apply_run(other, write(live, None, touch, unread=True)) is None
+    assert stored_run(store, job.job_id, run.slot).updated == T
+    guards: dict[str, Any] = {"lease_token": "a", "check_at": T + 30, "unread": True}
+    ok = store.apply_run(run, write(live, None, touch, **guards))
+    assert ok is not None and ok.updated == T + 1
+
+
+def test_unread_claims_skip_buffered_and_presliced_runs(store: Store) -> None:
+    job = make_job()
+    buffered, presliced = make_run(job, T, buffered=True), make_run(job, T + 60, presliced=True)
+    for r in (buffered, presliced):
+        store.create_run(r)
+        assert store.apply_run(r, UNREAD_CLAIM) is None
+        assert store.apply_run(r, CLAIM) is not None
+
+
+def test_statuses_outside_the_table_are_dropped_from_the_condition(store: Store) -> None:
+    job = make_job()
+    run = make_run(job, status=ExStatus.stopping)
+    store.create_run(run)
+    # stopping -> running is not an arrow: even naming stopping as a source, nothing changes
+    assert store.apply_run(run, write([ExStatus.stopping], ExStatus.running)) is None
+    assert store.apply_run(run, write([], ExStatus.running)) is None
+    stopped = store.apply_run(run, write([ExStatus.stopping], ExStatus.stopped))
+    assert stopped is not None and stopped.status == ExStatus.stopped
+
+
+def test_sets_removes_and_adds(store: Store) -> None:
+    job = make_job()
+    run = running(job, slices=3, reason="r", result={"a": 1})
+    store.create_run(run)
+    change = RunTransition(
+        Guard(frozenset({ExStatus.running})),
+        sets={"reason": None, "workers": 4, "result": None},
+        adds={"processed": 2},
+    )
+    got = store.apply_run(run, change)
+    assert got is not None
+    assert (got.reason, got.result, got.workers, got.processed) == (None, None, 4, 2)
+    assert stored_run(store, job.job_id, run.slot) == got
+
+
+def test_runs_by_ex_id_and_in_slot_order(store: Store) -> None:
+    job = make_job()
+    runs = [make_run(job, T + 60 * i) for i in (2, 0, 1)]
+    for r in runs:
+        store.create_run(r)
+    assert [r.slot for r in store.list_runs(job.job_id)] == sorted(
+        (r.slot for r in runs), reverse=True
+    )
+    assert [r.slot for r in store.list_runs(job.job_id, limit=2, newest_first=False)] == sorted(
+        r.slot for r in runs
+    )[:2]
+    found = store.get_run_by_ex(runs[1].ex_id)
+    assert found is not None and found.slot == runs[1].slot
+
+
+def test_latest_run_that_ran_skips_any_number_of_ledger_records(store: Store) -> None:
+    job = make_job()
+    assert store.latest_run_that_ran(job.job_id) is None
+    ran = make_run(job, T, status=ExStatus.completed)
+    store.create_run(ran)
+    for i in range(1, 60):
+        store.create_run(make_run(job, T + 60 * i, status=ExStatus.skipped))
+    got = store.latest_run_that_ran(job.job_id)
+    assert got is not None and got.slot == ran.slot
+
+
+def test_live_runs_and_stalled_runs_follow_check_at(store: Store, settings: Settings) -> None:
+    job = make_job()
+    early, late = make_run(job, T), make_run(job, T + 600)
+    done = make_run(job, T + 60, status=ExStatus.completed)
+    for r in (early, late, done):
+        store.create_run(r)
+    assert {r.ex_id for r in store.live_runs()} == {early.ex_id, late.ex_id}
+    assert len(store.live_runs(limit=1)) == 1
+    stalled = [r for s in range(settings.lease_shards) for r in store.stalled_runs(s, T + 31)]
+    assert [r.ex_id for r in stalled] == [early.ex_id]
+    store.apply_run(early, write([ExStatus.pending], None, {"check_at": T + 900}))
+    assert all(store.stalled_runs(s, T + 31) == [] for s in range(settings.lease_shards))

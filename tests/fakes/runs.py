@@ -1,0 +1,191 @@
+"""Runs: one per slot, slots held and freed, and the one conditional run write."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+from chalicelib.adapters.dynamodb.run_items import _one_slice_error as one_slice_error
+from chalicelib.domain.jobs import Job, due_shard
+from chalicelib.domain.runs import Run, RunTransition
+from chalicelib.domain.transitions import LEDGER_EX, ExStatus, JobState
+from chalicelib.ports import LiveRunStore, RunStore
+from tests.fakes.tables import RUN_FIELDS, TX_BATCH, Tables, as_json, run_field_default
+
+
+class RunsMixin(Tables, RunStore, LiveRunStore):
+    """Runs: one per slot, slots held and freed, and the one conditional run write."""
+
+    def _scheduled_job(self, job: Job) -> Job | None:
+        """The stored job, if it is still SCHEDULED at job.version (the tick's condition)."""
+        stored = self.jobs.get(job.job_id)
+        if stored is None or stored.version != job.version or stored.state != JobState.SCHEDULED:
+            return None
+        return stored
+
+    def _advance(self, stored: Job, next_fire_at: float | None, expire: bool, now: float) -> None:
+        state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
+        self._schedule(stored, state, next_fire_at, now)
+
+    def create_scheduled_run(
+        self,
+        run: Run,
+        job: Job,
+        next_fire_at: float | None,
+        expire: bool,
+        limit: int | None = None,
+        buffer: bool = False,
+    ) -> bool:
+        if buffer:
+            run.buffered, run.holds_slot = True, False
+        elif limit is not None:
+            run.holds_slot = True
+        with self._lock:
+            stored = self._scheduled_job(job)
+            if stored is None or (run.job_id, run.slot) in self.runs:
+                return False
+            if buffer and stored.buffered_slot is not None:
+                return False
+            if not buffer and limit is not None and not self._has_room(stored, limit):
+                return False
+            self._put_run(run)
+            self._advance(stored, next_fire_at, expire, run.created)
+            if buffer:
+                stored.buffered_slot = run.slot
+            elif limit is not None:
+                stored.active_slots.add(run.slot)
+            return True
+
+    def record_missed(
+        self, records: Sequence[Run], job: Job, next_fire_at: float | None, expire: bool
+    ) -> bool:
+        if not 0 < len(records) < TX_BATCH:
+            raise ValueError(f"between 1 and {TX_BATCH - 1} ledger records per write")
+        with self._lock:
+            stored = self._scheduled_job(job)
+            if stored is None or any((r.job_id, r.slot) in self.runs for r in records):
+                return False
+            for record in records:
+                self._put_run(record)
+            self._advance(stored, next_fire_at, expire, records[0].created)
+            return True
+
+    def create_run(self, run: Run, limit: int | None = None) -> bool:
+        if limit is not None:
+            run.holds_slot = True
+        with self._lock:
+            if (run.job_id, run.slot) in self.runs:
+                return False
+            stored = self.jobs.get(run.job_id)
+            if limit is not None:
+                if stored is None or not self._has_room(stored, limit):
+                    return False
+                stored.active_slots.add(run.slot)
+            self._put_run(run)
+            return True
+
+    def acquire_buffered(self, run: Run, limit: int) -> bool:
+        with self._lock:
+            job = self.jobs.get(run.job_id)
+            stored = self.runs.get((run.job_id, run.slot))
+            if job is None or job.buffered_slot != run.slot or not self._has_room(job, limit):
+                return False
+            if stored is None or stored.status != ExStatus.pending or not stored.buffered:
+                return False
+            job.active_slots.add(run.slot)
+            job.buffered_slot = None
+            stored.buffered, stored.holds_slot = False, True
+            return True
+
+    def get_run(self, job_id: str, slot: str) -> Run | None:
+        return self._read(lambda: self.runs.get((job_id, slot)))
+
+    def get_run_by_ex(self, ex_id: str) -> Run | None:
+        return self._read(lambda: next((r for r in self.runs.values() if r.ex_id == ex_id), None))
+
+    def _runs_of(self, job_id: str) -> list[Run]:
+        return sorted((r for r in self.runs.values() if r.job_id == job_id), key=lambda r: r.slot)
+
+    def list_runs(self, job_id: str, limit: int = 100, newest_first: bool = True) -> list[Run]:
+        def runs() -> list[Run]:
+            found = self._runs_of(job_id)
+            return (found[::-1] if newest_first else found)[:limit]
+
+        return self._read(runs)
+
+    def latest_run_that_ran(self, job_id: str) -> Run | None:
+        def latest() -> Run | None:
+            ran = [r for r in self._runs_of(job_id) if r.status not in LEDGER_EX]
+            return ran[-1] if ran else None
+
+        return self._read(latest)
+
+    def apply_run(self, run: Run, transition: RunTransition) -> Run | None:
+        """Apply the transition to the stored run if its guard admits it; a terminal write
+        of a run that holds a slot (the caller's view) also needs the stored run to hold
+        it, and frees it, as the DynamoDB store's transaction does."""
+        if not transition.sources:
+            return None
+        frees = transition.terminal and run.holds_slot
+        with self._lock:
+            stored = self.runs.get((run.job_id, run.slot))
+            if stored is None or not transition.admits(stored, run):
+                return None
+            job = self.jobs.get(run.job_id)
+            if frees and (not stored.holds_slot or job is None):
+                return None
+            self._apply(stored, transition)
+            sets = dict(transition.sets)
+            if sets.get("has_errors") is True and one_slice_error(run, sets):
+                self._run_errors.add((run.job_id, run.slot))
+            if frees and job is not None:
+                stored.holds_slot = False
+                job.active_slots.discard(run.slot)
+            return copy.deepcopy(stored)
+
+    @staticmethod
+    def _apply(stored: Run, transition: RunTransition) -> None:
+        removes = ["check_at", "lease_token", "lease_expires_at"] if transition.terminal else []
+        for name, value in transition.sets.items():
+            if name not in RUN_FIELDS:
+                raise ValueError(f"not a run field: {name}")
+            if name not in removes:
+                setattr(stored, name, run_field_default(name) if value is None else value)
+        for name, amount in transition.adds.items():
+            setattr(stored, name, (getattr(stored, name) or 0) + amount)
+        for name in removes:
+            setattr(stored, name, run_field_default(name))
+        if transition.target is not None:
+            stored.status = transition.target
+        stored.status = ExStatus(stored.status)
+        stored.result, stored.errors = as_json(stored.result), as_json(stored.errors) or []
+        if transition.terminal:
+            stored.tally_pending = True
+
+    def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:
+        def stalled() -> list[Run]:
+            found = [
+                r
+                for r in self._on_sweep_index(shard)
+                if r.check_at is not None and r.check_at <= now
+            ]
+            return found[:limit]
+
+        return self._read(stalled)
+
+    def _on_sweep_index(self, shard: int) -> list[Run]:
+        found = [
+            r
+            for r in self.runs.values()
+            if r.check_at is not None and due_shard(r.ex_id, self.settings.lease_shards) == shard
+        ]
+        return sorted(found, key=lambda r: (r.check_at, r.ex_id))
+
+    def live_runs(self, limit: int = 1000) -> list[Run]:
+        def live() -> list[Run]:
+            out: list[Run] = []
+            for shard in range(self.settings.lease_shards):
+                out += self._on_sweep_index(shard)[:limit]
+            return out[:limit]
+
+        return self._read(live)
