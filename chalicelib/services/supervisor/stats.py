@@ -1,0 +1,49 @@
+"""What one supervisor tick did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class TickStats:
+    """What one tick did; counted, so comparable across machines."""
+
+    halted: bool = False
+    shards_queried: int = 0
+    jobs_read: int = 0
+    runs_created: int = 0
+    runs_buffered: int = 0
+    runs_cancelled: int = 0
+    slot_conflicts: int = 0
+    slots_skipped: int = 0
+    slots_missed: int = 0
+    starts_sent: int = 0
+    stalled_read: int = 0
+    resent: int = 0
+    slices_failed: int = 0
+    finalized: int = 0
+    alerts: int = 0
+    errors: int = 0
+    # Seconds: the tick's wall time, and when its runs were created against their slots
+    # (below zero: ahead of the slot, as look-ahead intends; above: late already).
+    duration_s: float = 0.0
+    created_from_slot_min_s: float | None = None
+    created_from_slot_max_s: float | None = None
+
+    def merge(self, other: TickStats) -> None:
+        """Add another tick's counts and widen the creation range (the halted flag and
+        the duration are not counts)."""
+        for f in fields(self):
+            if f.type == "int":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for offset in (other.created_from_slot_min_s, other.created_from_slot_max_s):
+            if offset is not None:
+                self.created_at(offset)
+
+    def created_at(self, from_slot: float) -> None:
+        """Count a run's creation `from_slot` seconds after (or, below zero, before) its slot."""
+        from_slot = round(from_slot, 3)
+        low, high = self.created_from_slot_min_s, self.created_from_slot_max_s
+        self.created_from_slot_min_s = from_slot if low is None else min(low, from_slot)
+        self.created_from_slot_max_s = from_slot if high is None else max(high, from_slot)
