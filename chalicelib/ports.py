@@ -16,7 +16,7 @@ from chalicelib.domain.assets import Asset
 from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run, RunTransition, StartHint
-from chalicelib.domain.slices import Slice
+from chalicelib.domain.slices import Slice, SliceEnding
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
 
 
@@ -80,6 +80,20 @@ class Sort:
     ascending: bool = False
 
 
+@dataclass(frozen=True)
+class Page:
+    """Which page of a history listing (jobs, a job's runs): up to `limit` items from the
+    token `cursor` a previous page returned (None: the first page), newest first unless
+    told otherwise."""
+
+    limit: int = 100
+    cursor: str | None = None
+    newest_first: bool = True
+
+
+FIRST_PAGE = Page()
+
+
 MAX_WINDOW = 10_000  # from + size, like Elasticsearch's result window
 
 
@@ -124,23 +138,14 @@ class JobStore(ABC):
 
     @abstractmethod
     def list_jobs(
-        self,
-        limit: int = 100,
-        cursor: str | None = None,
-        newest_first: bool = True,
-        state: JobState | None = None,
+        self, page: Page = FIRST_PAGE, state: JobState | None = None
     ) -> tuple[list[Job], str | None]:
         """Every job by creation time (the list index), optionally only those in `state`
-        (a filter on the index query); up to `limit` of them and the next page's token."""
+        (a filter on the index query); one `page` of them and the next page's token."""
 
     @abstractmethod
     def jobs_by_owner(
-        self,
-        owner: str,
-        limit: int = 100,
-        cursor: str | None = None,
-        newest_first: bool = True,
-        state: JobState | None = None,
+        self, owner: str, page: Page = FIRST_PAGE, state: JobState | None = None
     ) -> tuple[list[Job], str | None]:
         """One owner's jobs by creation time (the owner index), as `list_jobs`."""
 
@@ -269,17 +274,15 @@ class RunStore(ABC):
         lo: float | None,
         hi: float | None,
         statuses: Iterable[ExStatus] | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-        newest_first: bool = True,
+        page: Page = FIRST_PAGE,
     ) -> tuple[list[Run], str | None]:
         """A job's runs (ledger records included) created from `lo` to `hi`, both
-        inclusive (None: unbounded on that side), newest first unless told otherwise, only
+        inclusive (None: unbounded on that side), newest first unless `page` tells otherwise, only
         those whose status is in `statuses` when given (a filter: it narrows what is
         returned, not what is read). Runs created at the same instant (a tick's ledger
         records) keep the index's order from page to page: a token holds the whole key of
         the run it follows, so none is repeated or lost at a page boundary. Returns up to
-        `limit` runs and the token of the next page (None when no run follows). A token is
+        `page.limit` runs and the token of the next page (None when no run follows). A token is
         valid only for the same job and a window that contains its position; else
         InvalidInput naming `next`."""
 
@@ -323,21 +326,12 @@ class SliceStore(ABC):
         """started (held by `token`) -> pending, to be retried not before `not_before`."""
 
     @abstractmethod
-    def finish_slice(
-        self,
-        sl: Slice,
-        run: Run,
-        *,
-        token: str | None,
-        expected_lease: float | None,
-        completed: bool,
-        result: Any,
-        error: str | None,
-        now: float,
-    ) -> bool:
-        """In one transaction: started -> completed / error (held by `token`, or with the
-        lease `expected_lease` when the sweep gives up on it) and count it on the run
-        (processed or failed + 1, remaining - 1, progress lease renewed)."""
+    def finish_slice(self, sl: Slice, run: Run, ending: SliceEnding) -> bool:
+        """In one transaction: started -> completed / error as `ending` says (held by its
+        `token`, or with the lease `expected_lease` when the sweep gives up on it) and count
+        it on the run (processed or failed + 1, remaining - 1, progress lease renewed;
+        workers_lost + 1 when the sweep gave up). False if the slice was not so held or the
+        run has ended."""
 
 
 class SupervisorStore(ABC):

@@ -37,3 +37,38 @@ class Slice:
     error: str | None = None
     created: float = 0.0
     updated: float = 0.0
+
+    def complete(self, token: str, now: float, result: Any) -> SliceEnding:
+        """The worker holding the slice by `token` finished it, with `result`."""
+        return SliceEnding(True, now, result=result, token=token)
+
+    def fail(self, token: str, now: float, error: str) -> SliceEnding:
+        """The worker holding the slice by `token` ends it in error: its last attempt
+        failed."""
+        return SliceEnding(False, now, error=error, token=token)
+
+    def abandon(self, now: float, error: str) -> SliceEnding:
+        """The sweep ends it in error: its worker was lost too often. No worker holds it, so
+        the ending names the lease the sweep saw expire."""
+        return SliceEnding(False, now, error=error, expected_lease=self.lease_expires_at)
+
+
+@dataclass(frozen=True)
+class SliceEnding:
+    """How a started slice ends (SliceStore.finish_slice persists it): completed with its
+    `result`, or in error with `error`, at `now`. The worker that holds the slice names its
+    lease `token`; the sweep, giving up on a lost worker's slice, has no token and names
+    the lease it saw instead (`expected_lease`). Made by `Slice.complete / fail /
+    abandon`."""
+
+    completed: bool
+    now: float
+    result: Any = None
+    error: str | None = None
+    token: str | None = None
+    expected_lease: float | None = None
+
+    @property
+    def worker_lost(self) -> bool:
+        """The sweep's ending: the slice's worker never came back."""
+        return self.token is None

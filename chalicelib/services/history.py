@@ -35,7 +35,7 @@ from chalicelib.domain.history import (
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import LEDGER_EX, TERMINAL_EX, JobState
-from chalicelib.ports import Clock, Store
+from chalicelib.ports import Clock, Page, Store
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,8 @@ class HistoryService:
         list index), only those in schedule state `state` when given."""
         wanted = parse_state(state)
         if owner:
-            return self.store.jobs_by_owner(owner, limit, cursor, state=wanted)
-        return self.store.list_jobs(limit, cursor, state=wanted)
+            return self.store.jobs_by_owner(owner, Page(limit, cursor), wanted)
+        return self.store.list_jobs(Page(limit, cursor), wanted)
 
     # ---- runs ------------------------------------------------------------------------------
     def window(self, from_date: str | None, to_date: str | None) -> Window:
@@ -107,7 +107,7 @@ class HistoryService:
         self.job(job_id)
         statuses = None if group is None else GROUP_STATUSES[group]
         return self.store.runs_created_between(
-            job_id, window.lo, window.hi, statuses, limit=limit, cursor=cursor
+            job_id, window.lo, window.hi, statuses, Page(limit, cursor)
         )
 
     def run(self, job_id: str, run_id: str) -> Run:
@@ -170,9 +170,9 @@ class HistoryService:
         window = self.window(from_date, to_date)
         wanted = parse_state(state)
         if user:
-            jobs, nxt = self.store.jobs_by_owner(user, limit, cursor, state=wanted)
+            jobs, nxt = self.store.jobs_by_owner(user, Page(limit, cursor), wanted)
         else:
-            jobs, nxt = self.store.list_jobs(limit, cursor, state=wanted)
+            jobs, nxt = self.store.list_jobs(Page(limit, cursor), wanted)
         stats = [self._stats(job, window, wanted) for job in jobs]
         return UserStats(user or None, wanted, window, stats, nxt)
 

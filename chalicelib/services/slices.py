@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from chalicelib.domain.outcomes import SliceOutcome
 from chalicelib.domain.runs import Run
@@ -64,33 +63,10 @@ class SlicePath(RunLifecycle):
         except Exception as exc:
             return self._slice_failed(run, sl, token, error_text(exc))
         end = self.clock.now()
-        if not self._finish_held(sl, run, token, end, result=result):
+        if not self.store.finish_slice(sl, run, sl.complete(token, end, result)):
             return SliceOutcome.lost_lease
         self.after_slice(run, end)
         return SliceOutcome.completed
-
-    def _finish_held(
-        self,
-        sl: Slice,
-        run: Run,
-        token: str,
-        now: float,
-        result: Any = None,
-        error: str | None = None,
-    ) -> bool:
-        """The slice this worker holds completed (or, with an `error`, failed for good),
-        counted on its run; False if its lease was lost meanwhile."""
-        completed = error is None
-        return self.store.finish_slice(
-            sl,
-            run,
-            token=token,
-            expected_lease=None,
-            completed=completed,
-            result=result,
-            error=error,
-            now=now,
-        )
 
     def _slice_failed(self, run: Run, sl: Slice, token: str, error: str) -> SliceOutcome:
         """A slice's attempt failed: released to be retried after a backoff, or, after its
@@ -101,7 +77,7 @@ class SlicePath(RunLifecycle):
             if self.store.release_slice(sl, token, end + delay, error, end):
                 self.send_slices(run, [sl.order], delay)
             return SliceOutcome.retry
-        if not self._finish_held(sl, run, token, end, error=error):
+        if not self.store.finish_slice(sl, run, sl.fail(token, end, error)):
             return SliceOutcome.lost_lease
         self.after_slice(run, end)
         return SliceOutcome.failed
@@ -141,16 +117,7 @@ class SlicePath(RunLifecycle):
         seen = self._triage(run, now, resend_handed_out)
         for sl in seen.lost:
             error = f"lease expired {sl.attempts} times (worker lost)"
-            if self.store.finish_slice(
-                sl,
-                run,
-                token=None,
-                expected_lease=sl.lease_expires_at,
-                completed=False,
-                result=None,
-                error=error,
-                now=now,
-            ):
+            if self.store.finish_slice(sl, run, sl.abandon(now, error)):
                 out.failed += 1
         current = self.store.get_run(run.job_id, run.slot)
         if current is None or current.status != ExStatus.running:

@@ -191,29 +191,9 @@ def test_slice_claims_leases_and_single_counting(store: DynamoStore) -> None:
     assert store.claim_slice(ex, sid, "b", T + 10, T + 40) is None
     second = store.claim_slice(ex, sid, "b", T + 31, T + 61)
     assert second is not None and second.attempts == 2
-    assert not store.finish_slice(
-        first, run, token="a", expected_lease=None, completed=True, result=1, error=None, now=T + 32
-    )
-    assert store.finish_slice(
-        second,
-        run,
-        token="b",
-        expected_lease=None,
-        completed=True,
-        result={"ok": 1},
-        error=None,
-        now=T + 33,
-    )
-    assert not store.finish_slice(
-        second,
-        run,
-        token="b",
-        expected_lease=None,
-        completed=True,
-        result=2,
-        error=None,
-        now=T + 34,
-    )
+    assert not store.finish_slice(first, run, first.complete("a", T + 32, 1))
+    assert store.finish_slice(second, run, second.complete("b", T + 33, {"ok": 1}))
+    assert not store.finish_slice(second, run, second.complete("b", T + 34, 2))
     got = store.get_run(job.job_id, run.slot)
     assert got is not None and (got.processed, got.remaining) == (1, 0)
     sl = store.get_slice(ex, sid)
@@ -231,16 +211,7 @@ def test_release_and_sweep_failure_of_a_slice(store: DynamoStore) -> None:
     assert store.release_slice(a, "a", T + 5, "boom", T)
     b = store.claim_slice(run.ex_id, slice_id_for(1), "b", T, T + 30)
     assert b is not None
-    assert store.finish_slice(
-        b,
-        run,
-        token=None,
-        expected_lease=T + 30,
-        completed=False,
-        result=None,
-        error="lease lost",
-        now=T + 40,
-    )
+    assert store.finish_slice(b, run, b.abandon(T + 40, "lease lost"))
     got = store.get_run(job.job_id, run.slot)
     assert got is not None and (got.failed, got.remaining, got.has_errors) == (1, 1, True)
     s0 = store.get_slice(run.ex_id, slice_id_for(0))

@@ -12,7 +12,7 @@ from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import ExStatus, JobState
-from chalicelib.ports import Sort, Store
+from chalicelib.ports import Page, Sort, Store
 from tests.contract.records import T, claimed_slice, make_job, make_run, write
 
 
@@ -34,15 +34,15 @@ def test_list_jobs_pages_newest_first_with_tokens(store: Store) -> None:
     seen: list[str] = []
     cursor = None
     for _ in range(3):
-        page, cursor = store.list_jobs(limit=2, cursor=cursor)
+        page, cursor = store.list_jobs(Page(2, cursor))
         seen += [j.job_id for j in page]
         if cursor is None:
             break
     assert seen == [j.job_id for j in reversed(jobs)] and cursor is None
-    oldest, _ = store.list_jobs(limit=1, newest_first=False)
+    oldest, _ = store.list_jobs(Page(1, newest_first=False))
     assert oldest[0].job_id == jobs[0].job_id
-    assert store.list_jobs(limit=5)[1] is None  # no token to an empty page
-    _bad_token(lambda: store.list_jobs(cursor="garbage"))
+    assert store.list_jobs(Page(5))[1] is None  # no token to an empty page
+    _bad_token(lambda: store.list_jobs(Page(cursor="garbage")))
 
 
 def test_listings_leave_out_deleted_jobs_and_filter_by_state_and_owner(store: Store) -> None:
@@ -56,10 +56,10 @@ def test_listings_leave_out_deleted_jobs_and_filter_by_state_and_owner(store: St
     assert [j.job_id for j in alice] == [suspended.job_id, mine[2].job_id, mine[1].job_id]
     only, _ = store.jobs_by_owner("alice", state=JobState.SUSPENDED)
     assert [j.job_id for j in only] == [suspended.job_id]
-    _, token = store.jobs_by_owner("alice", limit=1)
+    _, token = store.jobs_by_owner("alice", Page(1))
     assert token is not None
-    _bad_token(lambda: store.jobs_by_owner("bob", cursor=token))  # another listing's token
-    _bad_token(lambda: store.list_jobs(cursor=token))
+    _bad_token(lambda: store.jobs_by_owner("bob", Page(cursor=token)))  # another listing's token
+    _bad_token(lambda: store.list_jobs(Page(cursor=token)))
 
 
 def test_job_window_sorts_by_field_then_id_and_splits_deleted(store: Store) -> None:
@@ -96,10 +96,7 @@ def test_run_window_by_status_and_deletion(store: Store) -> None:
 
 def test_error_window_merges_failed_slices_and_one_slice_runs(store: Store) -> None:
     job, sliced, sl = claimed_slice(store)
-    store.finish_slice(
-        sl, sliced, token="a", expected_lease=None, completed=False, result=None,
-        error="bad", now=T + 1,
-    )  # fmt: skip
+    store.finish_slice(sl, sliced, sl.fail("a", T + 1, "bad"))
     inline = make_run(job, T + 60, status=ExStatus.running, inline=True, updated=T + 2)
     store.create_run(inline)
     failed = store.apply_run(
@@ -120,16 +117,16 @@ def test_history_pages_by_creation_with_ties_kept_and_tokens_checked(store: Stor
         store.create_run(r)
     seen, cursor = [], None
     while True:
-        page, cursor = store.runs_created_between(job.job_id, None, None, limit=2, cursor=cursor)
+        page, cursor = store.runs_created_between(job.job_id, None, None, page=Page(2, cursor))
         seen += [r.slot for r in page]
         if cursor is None:
             break
     assert sorted(seen) == sorted(r.slot for r in runs) and len(seen) == 5
-    _, token = store.runs_created_between(job.job_id, T, T, limit=1)
+    _, token = store.runs_created_between(job.job_id, T, T, page=Page(1))
     assert token is not None
-    _bad_token(lambda: store.runs_created_between("other", None, None, cursor=token))
-    _bad_token(lambda: store.runs_created_between(job.job_id, T + 1, None, cursor=token))
-    assert store.runs_created_between(job.job_id, T + 1, T, cursor=None) == ([], None)
+    _bad_token(lambda: store.runs_created_between("other", None, None, page=Page(cursor=token)))
+    _bad_token(lambda: store.runs_created_between(job.job_id, T + 1, None, page=Page(cursor=token)))
+    assert store.runs_created_between(job.job_id, T + 1, T) == ([], None)
     assert store.runs_created_between(job.job_id, None, None, statuses=[]) == ([], None)
 
 
@@ -139,13 +136,12 @@ def test_history_filters_statuses_and_counts(store: Store) -> None:
     for i, status in enumerate(statuses):
         store.create_run(make_run(job, T + 60 * i, status=status))
     done, token = store.runs_created_between(
-        job.job_id, T, None, statuses=[ExStatus.completed], limit=1, newest_first=False
+        job.job_id, T, None, statuses=[ExStatus.completed], page=Page(1, newest_first=False)
     )
     assert [r.created for r in done] == [T] and token is not None
     rest, token = store.runs_created_between(
-        job.job_id, T, None, statuses=[ExStatus.completed], limit=1, cursor=token,
-        newest_first=False,
-    )  # fmt: skip
+        job.job_id, T, None, statuses=[ExStatus.completed], page=Page(1, token, newest_first=False)
+    )
     assert [r.created for r in rest] == [T + 120] and token is None
     counts = store.count_runs_by_status(job.job_id, None, T + 120)
     assert counts == {ExStatus.completed: 2, ExStatus.skipped: 1}

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypedDict, Unpack
 
 from chalicelib.domain.runs import Run
-from chalicelib.domain.slices import Slice, slice_id_for
+from chalicelib.domain.slices import Slice, SliceEnding, slice_id_for
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ports import Store
 from tests.contract.records import T, claimed_slice, make_slices, stored_run, write
@@ -19,16 +19,14 @@ class Finish(TypedDict, total=False):
 
 
 def _finish(store: Store, sl: Slice, run: Run, token: str | None, **kw: Unpack[Finish]) -> bool:
-    return store.finish_slice(
-        sl,
-        run,
+    ending = SliceEnding(
+        kw.get("completed", True),
+        T + 5,
+        error=kw.get("error"),
         token=token,
         expected_lease=kw.get("expected_lease"),
-        completed=kw.get("completed", True),
-        result=None,
-        error=kw.get("error"),
-        now=T + 5,
     )
+    return store.finish_slice(sl, run, ending)
 
 
 def test_put_slices_is_idempotent_in_batches(store: Store) -> None:

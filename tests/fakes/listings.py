@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from typing import Any
-
-from typing_extensions import override
 
 from chalicelib.adapters.dynamodb.paging import decode_cursor, encode_cursor
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
 from chalicelib.domain.transitions import ExStatus, JobState, SliceState
-from chalicelib.ports import JobStore, RunStore, Sort
+from chalicelib.ports import FIRST_PAGE, JobStore, Page, RunStore, Sort
 from tests.fakes.tables import (
     LIST_CURSOR,
     LIST_KEY,
@@ -39,11 +36,11 @@ class ListingsMixin(Tables, JobStore, RunStore):
         ]
 
     def _job_page(
-        self, jobs: list[Job], after: Any, limit: int, newest_first: bool
+        self, jobs: list[Job], after: tuple[float, str] | None, page: Page
     ) -> tuple[list[Job], Job | None]:
-        if limit < 1:
+        if page.limit < 1:
             return [], None
-        return page_of(jobs, lambda j: (j.created, j.job_id), after, limit, newest_first)
+        return page_of(jobs, lambda j: (j.created, j.job_id), after, page.limit, page.newest_first)
 
     @staticmethod
     def _after(key: dict[str, dict[str, str]] | None) -> tuple[float, str] | None:
@@ -52,35 +49,22 @@ class ListingsMixin(Tables, JobStore, RunStore):
         return float(key["created"]["N"]), key["job_id"]["S"]
 
     def list_jobs(
-        self,
-        limit: int = 100,
-        cursor: str | None = None,
-        newest_first: bool = True,
-        state: JobState | None = None,
+        self, page: Page = FIRST_PAGE, state: JobState | None = None
     ) -> tuple[list[Job], str | None]:
-        start = decode_cursor(cursor, names=LIST_CURSOR, fixed={"list_key": LIST_KEY})
+        start = decode_cursor(page.cursor, names=LIST_CURSOR, fixed={"list_key": LIST_KEY})
         with self._lock:
-            page, last = self._job_page(
-                self._listed_jobs(None, state), self._after(start), limit, newest_first
-            )
+            found, last = self._job_page(self._listed_jobs(None, state), self._after(start), page)
             token = None if last is None else self._job_token(last, "list_key", LIST_KEY)
-            return copy.deepcopy(page), token
+            return copy.deepcopy(found), token
 
     def jobs_by_owner(
-        self,
-        owner: str,
-        limit: int = 100,
-        cursor: str | None = None,
-        newest_first: bool = True,
-        state: JobState | None = None,
+        self, owner: str, page: Page = FIRST_PAGE, state: JobState | None = None
     ) -> tuple[list[Job], str | None]:
-        start = decode_cursor(cursor, names=OWNER_CURSOR, fixed={"owner": owner})
+        start = decode_cursor(page.cursor, names=OWNER_CURSOR, fixed={"owner": owner})
         with self._lock:
-            page, last = self._job_page(
-                self._listed_jobs(owner, state), self._after(start), limit, newest_first
-            )
+            found, last = self._job_page(self._listed_jobs(owner, state), self._after(start), page)
             token = None if last is None else self._job_token(last, "owner", owner)
-            return copy.deepcopy(page), token
+            return copy.deepcopy(found), token
 
     @staticmethod
     def _job_token(job: Job, part: str, value: str) -> str | None:
@@ -129,22 +113,19 @@ class ListingsMixin(Tables, JobStore, RunStore):
     def _created_in(run: Run, lo: float | None, hi: float | None) -> bool:
         return (lo is None or run.created >= lo) and (hi is None or run.created <= hi)
 
-    @override  # the port's signature
     def runs_created_between(
         self,
         job_id: str,
         lo: float | None,
         hi: float | None,
         statuses: Iterable[ExStatus] | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-        newest_first: bool = True,
+        page: Page = FIRST_PAGE,
     ) -> tuple[list[Run], str | None]:
         wanted = None if statuses is None else {str(s) for s in statuses}
         start = decode_cursor(
-            cursor, names=RUN_CURSOR, fixed={"job_id": job_id}, number="created", lo=lo, hi=hi
+            page.cursor, names=RUN_CURSOR, fixed={"job_id": job_id}, number="created", lo=lo, hi=hi
         )
-        if limit < 1 or wanted == set() or (lo is not None and hi is not None and lo > hi):
+        if page.limit < 1 or wanted == set() or (lo is not None and hi is not None and lo > hi):
             return [], None
         after = None if start is None else (float(start["created"]["N"]), start["slot"]["S"])
         with self._lock:
@@ -155,8 +136,10 @@ class ListingsMixin(Tables, JobStore, RunStore):
                 and self._created_in(r, lo, hi)
                 and (wanted is None or str(r.status) in wanted)
             ]
-            page, last = page_of(found, lambda r: (r.created, r.slot), after, limit, newest_first)
-            return copy.deepcopy(page), None if last is None else self._run_token(last)
+            runs, last = page_of(
+                found, lambda r: (r.created, r.slot), after, page.limit, page.newest_first
+            )
+            return copy.deepcopy(runs), None if last is None else self._run_token(last)
 
     @staticmethod
     def _run_token(run: Run) -> str | None:

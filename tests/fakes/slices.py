@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
-
-from typing_extensions import override
 
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import due_shard
 from chalicelib.domain.runs import Run
-from chalicelib.domain.slices import Slice
+from chalicelib.domain.slices import Slice, SliceEnding
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ports import RepairStore, SliceStore
 from tests.fakes.tables import ERROR_CHARS, LIVE_EX, MAX_TX_ITEMS, RESOLVED, Tables, as_json
@@ -69,56 +66,44 @@ class SlicesMixin(Tables, SliceStore, RepairStore):
             stored.lease_token = stored.lease_expires_at = None
             return True
 
-    @override  # the port's signature
-    def finish_slice(
-        self,
-        sl: Slice,
-        run: Run,
-        *,
-        token: str | None,
-        expected_lease: float | None,
-        completed: bool,
-        result: Any,
-        error: str | None,
-        now: float,
-    ) -> bool:
+    def finish_slice(self, sl: Slice, run: Run, ending: SliceEnding) -> bool:
         with self._lock:
             stored = self.slices.get((sl.ex_id, sl.slice_id))
             held = stored is not None and (
-                stored.lease_token == token
-                if token is not None
-                else stored.lease_expires_at == expected_lease
+                stored.lease_expires_at == ending.expected_lease
+                if ending.worker_lost
+                else stored.lease_token == ending.token
             )
             owner = self.runs.get((run.job_id, run.slot))
             if stored is None or stored.state != SliceState.started or not held:
                 return False
             if owner is None or owner.status not in LIVE_EX:
                 return False
-            self._finish(stored, completed, result, error, now)
-            self._count_slice(owner, run, completed, token is None, now)
+            self._finish(stored, ending)
+            self._count_slice(owner, run, ending)
             return True
 
     @staticmethod
-    def _finish(sl: Slice, completed: bool, result: Any, error: str | None, now: float) -> None:
-        sl.state = SliceState.completed if completed else SliceState.error
-        sl.updated, sl.lease_token, sl.lease_expires_at = now, None, None
-        if completed:
+    def _finish(sl: Slice, ending: SliceEnding) -> None:
+        sl.state = SliceState.completed if ending.completed else SliceState.error
+        sl.updated, sl.lease_token, sl.lease_expires_at = ending.now, None, None
+        if ending.completed:
             sl.error = None
-            if result is not None:
-                sl.result = as_json(result)
+            if ending.result is not None:
+                sl.result = as_json(ending.result)
         else:
-            sl.error = (error or "error")[:ERROR_CHARS]
+            sl.error = (ending.error or "error")[:ERROR_CHARS]
 
     @staticmethod
-    def _count_slice(owner: Run, run: Run, completed: bool, lost: bool, now: float) -> None:
-        if completed:
+    def _count_slice(owner: Run, run: Run, ending: SliceEnding) -> None:
+        if ending.completed:
             owner.processed += 1
         else:
             owner.failed += 1
             owner.has_errors = True
         owner.remaining -= 1
-        owner.updated, owner.check_at = now, now + run.lease_seconds
-        if lost:
+        owner.updated, owner.check_at = ending.now, ending.now + run.lease_seconds
+        if ending.worker_lost:
             owner.workers_lost += 1
 
     def resolve_complete(self, run: Run, open_slices: Sequence[Slice], now: float) -> bool:

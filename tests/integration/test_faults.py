@@ -40,7 +40,7 @@ from chalicelib.adapters.memory import MemoryQueue, Message
 from chalicelib.bootstrap import Container
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, JobState, SliceState
-from chalicelib.ports import FakeClock
+from chalicelib.ports import FakeClock, Page
 from tests.conftest import T0, deliver
 
 URL = "https://dynamodb.us-east-1.amazonaws.com"
@@ -217,7 +217,7 @@ def settle(
 
 def _due_jobs(c: Container, now: float) -> list[str]:
     """Scheduled jobs with a slot due: a tick that failed left them for the next one."""
-    jobs, _ = c.store.list_jobs(limit=100)
+    jobs, _ = c.store.list_jobs(Page(100))
     return [
         j.job_id
         for j in jobs
@@ -226,7 +226,7 @@ def _due_jobs(c: Container, now: float) -> list[str]:
 
 
 def _open_runs(c: Container) -> list[tuple[str, str]]:
-    jobs, _ = c.store.list_jobs(limit=100)
+    jobs, _ = c.store.list_jobs(Page(100))
     return [
         (r.slot, str(r.status))
         for job in jobs

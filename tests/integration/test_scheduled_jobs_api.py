@@ -17,7 +17,7 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.transitions import ExStatus, JobState
-from chalicelib.ports import FakeClock
+from chalicelib.ports import FakeClock, Page
 from tests.conftest import T0, drain
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
@@ -584,12 +584,12 @@ def test_listings_query_indexes_and_never_scan(container: Container, clock: Fake
         clock.advance(1)
         container.jobs.start_run(ids[0])
     with counting() as c:
-        jobs, nxt = store.list_jobs(limit=3)
-        rest, end = store.list_jobs(limit=3, cursor=nxt)
+        jobs, nxt = store.list_jobs(Page(3))
+        rest, end = store.list_jobs(Page(3, nxt))
         anns, _ = store.jobs_by_owner("ann")
         scheduled, _ = store.list_jobs(state=JobState.SCHEDULED)
-        runs, _ = store.runs_created_between(ids[0], None, clock.now(), None, limit=2)
-        pending, _ = store.runs_created_between(ids[0], T0, None, {ExStatus.pending}, limit=10)
+        runs, _ = store.runs_created_between(ids[0], None, clock.now(), None, Page(2))
+        pending, _ = store.runs_created_between(ids[0], T0, None, {ExStatus.pending}, Page(10))
         counts = store.count_runs_by_status(ids[0], None, None)
     assert c.calls["Scan"] == 0
     assert c.calls["Query"] == 7 and c.reads == 7
@@ -598,7 +598,7 @@ def test_listings_query_indexes_and_never_scan(container: Container, clock: Fake
     assert scheduled == []
     assert len(runs) == 2 and len(pending) == 3
     assert counts == {ExStatus.pending: 3}
-    assert store.runs_created_between(ids[0], None, None, set(), limit=5) == ([], None)
+    assert store.runs_created_between(ids[0], None, None, set(), Page(5)) == ([], None)
     assert store.runs_created_between(ids[0], 2.0, 1.0, None) == ([], None)
     with pytest.raises(InvalidInput):
-        store.runs_created_between(ids[1], None, None, None, cursor="e30")  # "{}"
+        store.runs_created_between(ids[1], None, None, None, Page(cursor="e30"))  # "{}"

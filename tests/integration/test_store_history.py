@@ -15,6 +15,7 @@ from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run, manual_slot
 from chalicelib.domain.transitions import ExStatus, JobState
+from chalicelib.ports import Page
 from tests.typed import field_errors
 
 T = 1_800_000_000.0
@@ -66,9 +67,12 @@ def _all(store: DynamoStore, job_id: str, limit: int, **kw: Unpack[_Query]) -> l
     cursor: str | None = None
     for _ in range(100):
         page, cursor = store.runs_created_between(
-            job_id, kw.get("lo"), kw.get("hi"), kw.get("statuses"),
-            limit=limit, cursor=cursor, newest_first=bool(kw.get("newest_first", True)),
-        )  # fmt: skip
+            job_id,
+            kw.get("lo"),
+            kw.get("hi"),
+            kw.get("statuses"),
+            Page(limit, cursor, newest_first=bool(kw.get("newest_first", True))),
+        )
         pages.append(page)
         if cursor is None:
             return pages
@@ -90,7 +94,7 @@ def test_runs_page_in_creation_order_with_ties(
     created = [r.created for p in pages for r in p]
     assert created == sorted(created, reverse=newest_first)
     whole, _ = store.runs_created_between(
-        job.job_id, None, None, None, limit=100, newest_first=newest_first
+        job.job_id, None, None, None, Page(100, newest_first=newest_first)
     )
     assert flat == [r.ex_id for r in whole]  # the same order, paged or not
 
@@ -124,19 +128,19 @@ def test_a_token_is_checked_before_it_reaches_dynamodb(store: DynamoStore) -> No
     store.create_job(job)
     store.create_job(other)
     _runs(store, job, 6)
-    _, token = store.runs_created_between(job.job_id, None, None, None, limit=2)
+    _, token = store.runs_created_between(job.job_id, None, None, None, Page(2))
     assert token is not None  # it points at a run created at T + 1 (newest first)
     for call in (
-        lambda: store.runs_created_between(other.job_id, None, None, None, cursor=token),
-        lambda: store.runs_created_between(job.job_id, T + 1.5, None, None, cursor=token),
-        lambda: store.runs_created_between(job.job_id, None, T + 0.5, None, cursor=token),
-        lambda: store.list_jobs(cursor=token),
-        lambda: store.jobs_by_owner("o", cursor=token),
+        lambda: store.runs_created_between(other.job_id, None, None, None, Page(cursor=token)),
+        lambda: store.runs_created_between(job.job_id, T + 1.5, None, None, Page(cursor=token)),
+        lambda: store.runs_created_between(job.job_id, None, T + 0.5, None, Page(cursor=token)),
+        lambda: store.list_jobs(Page(cursor=token)),
+        lambda: store.jobs_by_owner("o", Page(cursor=token)),
     ):
         with pytest.raises(InvalidInput) as err:
             call()
         assert field_errors(err.value)[0]["field"] == "next"
-    rest, end = store.runs_created_between(job.job_id, T, T + 1, None, cursor=token)
+    rest, end = store.runs_created_between(job.job_id, T, T + 1, None, Page(cursor=token))
     assert len(rest) == 4 and end is None
 
 
@@ -152,9 +156,9 @@ def test_job_listings_by_creation_owner_and_state(store: DynamoStore) -> None:
         store.create_job(job)
     live = [j.job_id for j in jobs if not j.deleted]
     with counting() as c:
-        first, token = store.list_jobs(limit=2)
-        second, end = store.list_jobs(limit=2, cursor=token)
-        oldest, _ = store.list_jobs(limit=1, newest_first=False)
+        first, token = store.list_jobs(Page(2))
+        second, end = store.list_jobs(Page(2, token))
+        oldest, _ = store.list_jobs(Page(1, newest_first=False))
         anns, none_left = store.jobs_by_owner("ann")
         suspended, _ = store.list_jobs(state=JobState.SUSPENDED)
         bobs_scheduled, _ = store.jobs_by_owner("bob", state=JobState.SCHEDULED)

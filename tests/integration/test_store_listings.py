@@ -121,16 +121,7 @@ def test_error_window_holds_slices_and_one_slice_runs_in_error(store: DynamoStor
         for i in range(2)
     ]
     store.put_slices(slices)
-    assert store.finish_slice(
-        slices[1],
-        sliced,
-        token="tok",
-        expected_lease=None,
-        completed=False,
-        result=None,
-        error="bad",
-        now=T + 2,
-    )
+    assert store.finish_slice(slices[1], sliced, slices[1].fail("tok", T + 2, "bad"))
     found = store.error_window(Sort("updated", True), 0, 10)
     assert [(type(x).__name__, x.ex_id) for x in found] == [
         ("Run", one.ex_id),

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 
 from pynamodb.expressions.condition import Condition
 from pynamodb.indexes import Index
-from typing_extensions import override
 
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.jobs import to_job
@@ -20,7 +19,7 @@ from chalicelib.adapters.dynamodb.run_items import to_run
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import EX_MACHINE, LEDGER_EX, ExStatus, JobState
-from chalicelib.ports import RunStore
+from chalicelib.ports import FIRST_PAGE, Page, RunStore
 
 
 class HistoryReads(StoreBase, RunStore):
@@ -70,21 +69,19 @@ class HistoryReads(StoreBase, RunStore):
             return R.created <= hi
         return None
 
-    @override
     def runs_created_between(
         self,
         job_id: str,
         lo: float | None,
         hi: float | None,
         statuses: Iterable[ExStatus] | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-        newest_first: bool = True,
+        page: Page = FIRST_PAGE,
     ) -> tuple[list[Run], str | None]:
         R = self.m.run
         wanted = None if statuses is None else sorted({str(s) for s in statuses})
+        limit = page.limit
         start = decode_cursor(
-            cursor,
+            page.cursor,
             names=self._RUN_CURSOR_KEYS,
             fixed={"job_id": job_id},
             number="created",
@@ -94,12 +91,12 @@ class HistoryReads(StoreBase, RunStore):
         if limit < 1 or wanted == [] or (lo is not None and hi is not None and lo > hi):
             return [], None
 
-        def page() -> tuple[list[Run], str | None]:
+        def query() -> tuple[list[Run], str | None]:
             it = R.created_index.query(
                 job_id,
                 self._created_condition(lo, hi),
                 filter_condition=R.status.is_in(*wanted) if wanted else None,
-                scan_index_forward=not newest_first,
+                scan_index_forward=not page.newest_first,
                 consistent_read=True,
                 page_size=limit + 1,
                 last_evaluated_key=start,
@@ -107,7 +104,7 @@ class HistoryReads(StoreBase, RunStore):
             items, resume = take_page(it, limit)
             return [to_run(m) for m in items], encode_cursor(resume)
 
-        return self._get(page)
+        return self._get(query)
 
     def count_runs_by_status(
         self, job_id: str, lo: float | None, hi: float | None
@@ -141,48 +138,36 @@ class HistoryReads(StoreBase, RunStore):
         self,
         index: Index[JobModel],
         hash_key: str,
-        limit: int,
         start: Key | None,
-        newest_first: bool,
+        page: Page,
         state: JobState | None,
     ) -> tuple[list[Job], str | None]:
-        if limit < 1:
+        if page.limit < 1:
             return [], None
 
-        def page() -> tuple[list[Job], str | None]:
+        def query() -> tuple[list[Job], str | None]:
             it = index.query(
                 hash_key,
                 filter_condition=self._job_filter(state),
-                scan_index_forward=not newest_first,
-                page_size=limit + 1,
+                scan_index_forward=not page.newest_first,
+                page_size=page.limit + 1,
                 last_evaluated_key=start,
             )
-            items, resume = take_page(it, limit)
+            items, resume = take_page(it, page.limit)
             return [to_job(m) for m in items], encode_cursor(resume)
 
-        return self._get(page)
+        return self._get(query)
 
     def list_jobs(
-        self,
-        limit: int = 100,
-        cursor: str | None = None,
-        newest_first: bool = True,
-        state: JobState | None = None,
+        self, page: Page = FIRST_PAGE, state: JobState | None = None
     ) -> tuple[list[Job], str | None]:
         start = decode_cursor(
-            cursor, names=self._LIST_CURSOR_KEYS, fixed={"list_key": self.LIST_KEY}
+            page.cursor, names=self._LIST_CURSOR_KEYS, fixed={"list_key": self.LIST_KEY}
         )
-        return self._job_page(
-            self.m.job.list_index, self.LIST_KEY, limit, start, newest_first, state
-        )
+        return self._job_page(self.m.job.list_index, self.LIST_KEY, start, page, state)
 
     def jobs_by_owner(
-        self,
-        owner: str,
-        limit: int = 100,
-        cursor: str | None = None,
-        newest_first: bool = True,
-        state: JobState | None = None,
+        self, owner: str, page: Page = FIRST_PAGE, state: JobState | None = None
     ) -> tuple[list[Job], str | None]:
-        start = decode_cursor(cursor, names=self._OWNER_CURSOR_KEYS, fixed={"owner": owner})
-        return self._job_page(self.m.job.owner_index, owner, limit, start, newest_first, state)
+        start = decode_cursor(page.cursor, names=self._OWNER_CURSOR_KEYS, fixed={"owner": owner})
+        return self._job_page(self.m.job.owner_index, owner, start, page, state)

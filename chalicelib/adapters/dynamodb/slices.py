@@ -4,13 +4,11 @@ finishing it together with its run's counters."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from pynamodb.exceptions import PutError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
-from typing_extensions import override
 
 from chalicelib.adapters.dynamodb._tx import (
     TX_BATCH,
@@ -21,7 +19,7 @@ from chalicelib.adapters.dynamodb._tx import (
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.models import SliceModel
 from chalicelib.domain.runs import Run
-from chalicelib.domain.slices import Slice
+from chalicelib.domain.slices import Slice, SliceEnding
 from chalicelib.domain.transitions import EX_MACHINE, TERMINAL_EX, SliceState
 from chalicelib.ports import SliceStore
 
@@ -143,45 +141,38 @@ class SliceRecords(StoreBase, SliceStore):
         )
         return item is not None
 
-    @override
-    def finish_slice(
-        self,
-        sl: Slice,
-        run: Run,
-        *,
-        token: str | None,
-        expected_lease: float | None,
-        completed: bool,
-        result: Any,
-        error: str | None,
-        now: float,
-    ) -> bool:
+    def finish_slice(self, sl: Slice, run: Run, ending: SliceEnding) -> bool:
         S, R = self.m.slice, self.m.run
-        held = S.lease_token == token if token is not None else S.lease_expires_at == expected_lease
+        completed = ending.completed
+        held = (
+            S.lease_expires_at == ending.expected_lease
+            if ending.worker_lost
+            else S.lease_token == ending.token
+        )
         slice_actions: list[Action] = [
             S.state.set(str(SliceState.completed if completed else SliceState.error)),
-            S.updated.set(now),
+            S.updated.set(ending.now),
             S.lease_token.remove(),
             S.lease_expires_at.remove(),
         ]
         if completed:
             slice_actions.append(S.error.remove())
-            if result is not None:
-                slice_actions.append(S.result.set(result))
+            if ending.result is not None:
+                slice_actions.append(S.result.set(ending.result))
         else:
-            slice_actions.append(S.error.set((error or "error")[:4000]))
+            slice_actions.append(S.error.set((ending.error or "error")[:4000]))
             slice_actions.append(S.err_shard.set(self._err_shard(f"{sl.ex_id}/{sl.slice_id}")))
         counter = R.processed if completed else R.failed
         run_actions: list[Action] = [
             counter.add(1),
             R.remaining.add(-1),
-            R.updated.set(now),
-            R.check_at.set(now + run.lease_seconds),
+            R.updated.set(ending.now),
+            R.check_at.set(ending.now + run.lease_seconds),
             R.sweep_shard.set(self._sweep_shard(run.ex_id)),
         ]
         if not completed:
             run_actions.append(R.has_errors.set(True))
-        if token is None:  # the sweep gives up on it: its worker never came back
+        if ending.worker_lost:
             run_actions.append(R.workers_lost.add(1))
 
         def build(tx: TransactWrite) -> None:
