@@ -19,9 +19,12 @@ from chalicelib.domain.assets import AssetLimits
 from chalicelib.ops.assets import AssetOpLoader
 from chalicelib.ops.registry import REGISTRY
 from chalicelib.ports import AssetStore, BlobStore, Clock, Notifier, Queue, Store, SystemClock
+from chalicelib.services.admin import AdminService
 from chalicelib.services.assets import AssetService
 from chalicelib.services.cluster import ClusterService
 from chalicelib.services.executions import ExecutionService
+from chalicelib.services.history import HistoryService
+from chalicelib.services.job_errors import JobErrorService
 from chalicelib.services.jobs import JobService
 from chalicelib.services.supervisor import SupervisorService
 from chalicelib.services.worker import WorkerService
@@ -43,6 +46,9 @@ class Container:
     assets: AssetService
     files: BlobStore
     cluster: ClusterService
+    admin: AdminService
+    history: HistoryService
+    job_errors: JobErrorService
 
 
 def aws_client(service: str, settings: Settings) -> Any:
@@ -78,19 +84,24 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     assets = AssetService(asset_store, files, clock, limits, frozenset(REGISTRY))
     ops = AssetOpLoader(assets.resolve, files, s.asset_cache_dir, limits)
     worker = WorkerService(store, queue, clock, ops=ops, files=files)
+    jobs = JobService(store, queue, clock, s, asset_ops=assets.declared_ops)
+    executions = ExecutionService(store, clock, worker)
     return Container(
         settings=s,
         store=store,
         queue=queue,
         clock=clock,
-        jobs=JobService(store, queue, clock, s, asset_ops=assets.declared_ops),
+        jobs=jobs,
         worker=worker,
         supervisor=SupervisorService(store, queue, clock, s, worker, notifier),
-        executions=ExecutionService(store, clock, worker),
+        executions=executions,
         notifier=notifier,
         assets=assets,
         files=files,
         cluster=ClusterService(store, clock, s),
+        admin=AdminService(store, clock, s),
+        history=HistoryService(store, clock),
+        job_errors=JobErrorService(store, jobs, executions),
     )
 
 

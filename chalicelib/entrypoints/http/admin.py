@@ -14,8 +14,7 @@ ANY_BODY = ["application/json", "application/x-www-form-urlencoded", "text/plain
 
 
 def _service() -> AdminService:
-    c = get_container()
-    return AdminService(c.store, c.clock, c.settings)
+    return get_container().admin
 
 
 @routes("/api/supervisor/state")

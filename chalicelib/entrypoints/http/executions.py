@@ -14,7 +14,6 @@ from chalicelib.entrypoints.http.listing import parse_statuses, parse_window
 from chalicelib.entrypoints.http.routing import BODY_TYPES, Routes, View, query
 from chalicelib.entrypoints.http.views import ex_view, slice_view
 from chalicelib.services.executions import ExecutionService
-from chalicelib.services.job_errors import JobErrorService
 
 routes = Routes()
 # what a control route acts on: an execution by its id, or a job's current one
@@ -72,8 +71,7 @@ def ex_errors(request: Request, ex_id: str) -> Response:
 
 @routes("/jobs/{job_id}/errors")
 def job_errors(request: Request, job_id: str) -> Response:
-    c = get_container()
-    errors = JobErrorService(c.store, c.jobs, c.executions).of_job(job_id)
+    errors = get_container().job_errors.of_job(job_id)
     return _paged(request, [slice_view(s, job_id) for s in errors])
 
 

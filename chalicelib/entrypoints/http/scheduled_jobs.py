@@ -84,8 +84,7 @@ routes = Routes()
 
 
 def _history() -> HistoryService:
-    c = get_container()
-    return HistoryService(c.store, c.clock)
+    return get_container().history
 
 
 def _paged(request: Request, items: list[dict[str, Any]], nxt: str | None) -> Response:
