@@ -8,51 +8,16 @@ import pytest
 
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.domain.errors import Conflict
-from chalicelib.domain.jobs import Job, due_shard
+from chalicelib.domain.jobs import due_shard
 from chalicelib.domain.runs import Guard, Run, RunTransition, scheduled_slot
-from chalicelib.domain.slices import Slice, slice_id_for
+from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import ExStatus, JobState, SliceState, SupervisorState
 from chalicelib.ports import SupervisorRecord
-
-T = 1_800_000_000.0
-DEF = {
-    "name": "c",
-    "operations": [{"_op": "noop"}],
-    "schedule": {"rate": "rate(1 minute)"},
-    "lease_seconds": 30,
-    "max_retries": 2,
-}
-
-
-def _job(state: JobState = JobState.SCHEDULED, next_fire_at: float | None = T) -> Job:
-    return Job(
-        job_id=str(uuid.uuid4()),
-        definition=DEF,
-        state=state,
-        next_fire_at=next_fire_at,
-        created=T,
-        updated=T,
-    )
-
-
-def _run(job: Job, slot_ts: float = T, **kw: object) -> Run:
-    run = Run(
-        job_id=job.job_id,
-        slot=scheduled_slot(slot_ts),
-        ex_id=str(uuid.uuid4()),
-        scheduled_start=slot_ts,
-        config=DEF,
-        created=T,
-        updated=T,
-        check_at=slot_ts + 30,
-    )
-    for k, v in kw.items():
-        setattr(run, k, v)
-    return run
+from tests.contract.records import DEF, T, make_job, make_run, make_slices
 
 
 def test_jobs_round_trip_and_duplicate_ids_conflict(store: DynamoStore) -> None:
-    job = _job()
+    job = make_job()
     store.create_job(job)
     got = store.get_job(job.job_id)
     assert got is not None and got.definition == DEF and got.state == JobState.SCHEDULED
@@ -63,7 +28,11 @@ def test_jobs_round_trip_and_duplicate_ids_conflict(store: DynamoStore) -> None:
 
 def test_due_index_is_sparse_and_bounded_by_horizon(store: DynamoStore) -> None:
     shards = store.settings.due_shards
-    due, later, new = _job(next_fire_at=T), _job(next_fire_at=T + 600), _job(JobState.NEW, None)
+    due, later, new = (
+        make_job(next_fire_at=T),
+        make_job(next_fire_at=T + 600),
+        make_job(JobState.NEW, None),
+    )
     for j in (due, later, new):
         store.create_job(j)
     found = [j.job_id for s in range(shards) for j in store.due_jobs(s, T + 5)]
@@ -74,41 +43,41 @@ def test_due_index_is_sparse_and_bounded_by_horizon(store: DynamoStore) -> None:
 
 
 def test_scheduled_run_creation_is_once_per_slot_and_atomic(store: DynamoStore) -> None:
-    job = _job()
+    job = make_job()
     store.create_job(job)
-    assert store.create_scheduled_run(_run(job), job, T + 60, expire=False)
-    stale = _job()
+    assert store.create_scheduled_run(make_run(job), job, T + 60, expire=False)
+    stale = make_job()
     stale.job_id = job.job_id  # same version 0: the other supervisor's view
-    assert not store.create_scheduled_run(_run(stale), stale, T + 60, expire=False)
+    assert not store.create_scheduled_run(make_run(stale), stale, T + 60, expire=False)
     # a new slot with a stale version writes nothing either
-    assert not store.create_scheduled_run(_run(stale, T + 60), stale, T + 120, expire=False)
+    assert not store.create_scheduled_run(make_run(stale, T + 60), stale, T + 120, expire=False)
     assert [r.slot for r in store.list_runs(job.job_id)] == [scheduled_slot(T)]
     got = store.get_job(job.job_id)
     assert got is not None and (got.version, got.next_fire_at) == (1, T + 60)
 
 
 def test_expiring_a_job_takes_it_off_the_due_index(store: DynamoStore) -> None:
-    job = _job()
+    job = make_job()
     store.create_job(job)
-    assert store.create_scheduled_run(_run(job), job, None, expire=True)
+    assert store.create_scheduled_run(make_run(job), job, None, expire=True)
     got = store.get_job(job.job_id)
     assert got is not None and got.state == JobState.EXPIRED and got.next_fire_at is None
     assert all(store.due_jobs(s, T + 10_000) == [] for s in range(store.settings.due_shards))
 
 
 def test_on_demand_run_is_put_if_absent_and_found_by_ex_id(store: DynamoStore) -> None:
-    job = _job()
-    run = _run(job)
+    job = make_job()
+    run = make_run(job)
     assert store.create_run(run)
-    assert not store.create_run(_run(job))
+    assert not store.create_run(make_run(job))
     got = store.get_run_by_ex(run.ex_id)
     assert got is not None and got.slot == run.slot
     assert store.get_run_by_ex("nope") is None
 
 
 def test_run_transitions_are_conditional(store: DynamoStore) -> None:
-    job = _job()
-    run = _run(job)
+    job = make_job()
+    run = make_run(job)
     store.create_run(run)
     running = frozenset({ExStatus.running})
 
@@ -143,8 +112,8 @@ def test_run_transitions_are_conditional(store: DynamoStore) -> None:
 
 
 def test_illegal_transitions_are_never_written(store: DynamoStore) -> None:
-    job = _job()
-    run = _run(job, status=ExStatus.completed)
+    job = make_job()
+    run = make_run(job, status=ExStatus.completed)
     store.create_run(run)
     for target in (ExStatus.running, ExStatus.pending, ExStatus.failed):
         anywhere = Guard(frozenset(ExStatus))
@@ -154,8 +123,8 @@ def test_illegal_transitions_are_never_written(store: DynamoStore) -> None:
 
 
 def test_stalled_runs_index_holds_only_live_runs_past_check_at(store: DynamoStore) -> None:
-    job = _job()
-    live, later, done = _run(job, T), _run(job, T + 60), _run(job, T + 120)
+    job = make_job()
+    live, later, done = make_run(job, T), make_run(job, T + 60), make_run(job, T + 120)
     done.status = ExStatus.completed
     for r in (live, later, done):
         store.create_run(r)
@@ -165,26 +134,22 @@ def test_stalled_runs_index_holds_only_live_runs_past_check_at(store: DynamoStor
     assert found == [live.ex_id]
 
 
-def _slices(ex_id: str, n: int) -> list[Slice]:
-    return [Slice(ex_id, slice_id_for(i), i, {"i": i}, created=T, updated=T) for i in range(n)]
-
-
 def test_put_slices_never_overwrites_existing(store: DynamoStore) -> None:
     ex = str(uuid.uuid4())
-    assert store.put_slices(_slices(ex, 30)) == 30
+    assert store.put_slices(make_slices(ex, 30)) == 30
     assert store.claim_slice(ex, slice_id_for(3), "w", T, T + 30)
-    assert store.put_slices(_slices(ex, 31)) == 1
+    assert store.put_slices(make_slices(ex, 31)) == 1
     got = store.get_slice(ex, slice_id_for(3))
     assert got is not None and got.state == SliceState.started
     assert [s.order for s in store.list_slices(ex)] == list(range(31))
 
 
 def test_slice_claims_leases_and_single_counting(store: DynamoStore) -> None:
-    job = _job()
-    run = _run(job, status=ExStatus.running, slices_total=1, remaining=1)
+    job = make_job()
+    run = make_run(job, status=ExStatus.running, slices_total=1, remaining=1)
     store.create_run(run)
     ex = run.ex_id
-    store.put_slices(_slices(ex, 1))
+    store.put_slices(make_slices(ex, 1))
     sid = slice_id_for(0)
     first = store.claim_slice(ex, sid, "a", T, T + 30)
     assert first is not None and first.attempts == 1
@@ -201,10 +166,10 @@ def test_slice_claims_leases_and_single_counting(store: DynamoStore) -> None:
 
 
 def test_release_and_sweep_failure_of_a_slice(store: DynamoStore) -> None:
-    job = _job()
-    run = _run(job, status=ExStatus.running, slices_total=2, remaining=2)
+    job = make_job()
+    run = make_run(job, status=ExStatus.running, slices_total=2, remaining=2)
     store.create_run(run)
-    store.put_slices(_slices(run.ex_id, 2))
+    store.put_slices(make_slices(run.ex_id, 2))
     a = store.claim_slice(run.ex_id, slice_id_for(0), "a", T, T + 30)
     assert a is not None
     assert not store.release_slice(a, "other", T + 5, "boom", T)
