@@ -39,6 +39,8 @@ from pynamodb.connection.base import Connection
 from chalicelib.adapters.memory import MemoryQueue, Message
 from chalicelib.bootstrap import Container
 from chalicelib.domain.errors import StoreUnavailable
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, JobState, SliceState
 from chalicelib.ports import FakeClock, Page
 from tests.conftest import T0, deliver
@@ -361,6 +363,23 @@ def test_failed_tick_noted_at_once_when_the_record_can_be_written(
     assert sup is not None and (sup.ticks, sup.failed_ticks) == (2, 2)
 
 
+def _submitted(c: Container, queue: MemoryQueue, sliced: bool) -> tuple[Job, Run, Message]:
+    """A job submitted with start=true (five slices if `sliced`), and its start message."""
+    body = _job(operations=SLICED, workers=2) if sliced else _job()
+    job, run = c.jobs.submit(body, start=True)
+    assert run is not None
+    [msg] = queue.take()
+    return job, run, msg
+
+
+def _start_event(client: Client, msg: Message) -> dict[str, Any]:
+    """The SQS event that hands `msg` to the start worker."""
+    event: dict[str, Any] = client.events.generate_sqs_event(
+        message_bodies=[json.dumps(msg.body)], queue_name="cadenza-dev-start"
+    )
+    return event
+
+
 # 3. a start worker's claim write, through the Chalice SQS handler ---------------------------
 @WHEN
 @pytest.mark.parametrize("sliced", [False, True], ids=["inline", "sliced"])
@@ -370,14 +389,9 @@ def test_start_claim_fails_message_reported_and_redelivered(
     from app import app
 
     c = container
-    body = _job(operations=SLICED, workers=2) if sliced else _job()
-    job, run = c.jobs.submit(body, start=True)
-    assert run is not None
-    [msg] = queue.take()
+    job, _, msg = _submitted(c, queue, sliced)
     with Client(app) as client:
-        event = client.events.generate_sqs_event(
-            message_bodies=[json.dumps(msg.body)], queue_name="cadenza-dev-start"
-        )
+        event = _start_event(client, msg)
         mid = event["Records"][0]["messageId"]
         with inject() as faults:
             faults.fail("UpdateItem", 1, after=after, error=connect_timeout)
@@ -402,14 +416,9 @@ def test_start_claim_applied_but_unanswered_redelivery_goes_on_at_once(
     from app import app
 
     c = container
-    body = _job(operations=SLICED, workers=2) if sliced else _job()
-    job, run = c.jobs.submit(body, start=True)
-    assert run is not None
-    [msg] = queue.take()
+    job, run, msg = _submitted(c, queue, sliced)
     with Client(app) as client:
-        event = client.events.generate_sqs_event(
-            message_bodies=[json.dumps(msg.body)], queue_name="cadenza-dev-start"
-        )
+        event = _start_event(client, msg)
         mid = event["Records"][0]["messageId"]
         with inject() as faults:
             faults.fail("UpdateItem", 1, after=True, error=connect_timeout)
@@ -419,9 +428,7 @@ def test_start_claim_applied_but_unanswered_redelivery_goes_on_at_once(
         assert held is not None and held.lease_token is not None
         assert held.lease_token.startswith(f"{mid}:") and held.lease_expires_at is not None
         assert held.lease_expires_at > clock.now()  # before: "busy" until this expired
-        other = client.events.generate_sqs_event(
-            message_bodies=[json.dumps(msg.body)], queue_name="cadenza-dev-start"
-        )
+        other = _start_event(client, msg)
         other["Records"][0]["messageId"] = f"other-{mid}"  # a second message for the slot
         assert client.lambda_.invoke("start_worker", other).payload == {"batchItemFailures": []}
         assert c.store.get_run(run.job_id, run.slot) == held  # another message: still busy
