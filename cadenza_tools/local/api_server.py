@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from types import TracebackType
 from typing import Any, Self
 
 from chalice.app import Chalice
 from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer
+
+from cadenza_tools.local.service import LocalService
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def make_local_app(app: Chalice) -> Chalice:
     return app
 
 
-class ApiServer:
+class ApiServer(LocalService):
     """A Chalice app on ``http://host:port`` (``port=0``: a free one), as a context manager."""
 
     def __init__(
@@ -113,14 +114,3 @@ class ApiServer:
         server.server.server_close()
         if thread is not None:
             thread.join(10)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -24,11 +24,12 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 import boto3
 from botocore.config import Config
+
+from cadenza_tools.local.service import ListeningService
 
 NPM_PACKAGE = "amplify-dynamodb-simulator"
 JAR_NAME = "DynamoDBLocal.jar"
@@ -182,7 +183,7 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-class DynamoDBLocal:
+class DynamoDBLocal(ListeningService):
     """A DynamoDB Local subprocess (``-sharedDb``), usable as a context manager.
 
     ``data_dir=None`` runs it ``-inMemory``; otherwise tables persist in
@@ -192,6 +193,8 @@ class DynamoDBLocal:
     """
 
     host = "127.0.0.1"
+    not_started = DynamoDBLocalError
+    label = "DynamoDB Local"
     # seconds to wait for it to answer, and for it to exit; its extra command-line options
     startup_timeout = 60.0
     stop_timeout = 10.0
@@ -210,21 +213,9 @@ class DynamoDBLocal:
         self.auto_install = auto_install
         self.log_path = self.home / LOG_DIR_NAME / "dynamodb-local.log"
         self._requested_port = port
-        self._port: int | None = None
+        self._port = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
-
-    @property
-    def port(self) -> int:
-        """The port it listens on (only once started)."""
-        if self._port is None:
-            raise DynamoDBLocalError("DynamoDB Local is not started")
-        return self._port
-
-    @property
-    def endpoint(self) -> str:
-        """``http://127.0.0.1:PORT``, for ``endpoint_url`` / PynamoDB ``host``."""
-        return f"http://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -338,17 +329,6 @@ class DynamoDBLocal:
             self._log.close()
             self._log = None
         self._port = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

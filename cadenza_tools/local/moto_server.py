@@ -11,12 +11,12 @@ import errno
 import logging
 import socket
 import urllib.request
-from types import TracebackType
 from typing import Self
 
 from moto.server import ThreadedMotoServer
 
 from cadenza_tools.local import moto_sqs
+from cadenza_tools.local.service import ListeningService
 
 
 class MotoServerError(RuntimeError):
@@ -34,13 +34,16 @@ def _check_port_free(host: str, port: int) -> None:
             raise
 
 
-class MotoServer:
+class MotoServer(ListeningService):
     """A moto server on ``host:port`` (``port=0``: a free one), usable as a context manager.
 
     ``quiet`` silences werkzeug's per-request log lines (only if the ``werkzeug``
     logger has no level set yet). ``fast_sqs`` installs :mod:`cadenza_tools.local.moto_sqs`
     (linear-cost SQS queues, same semantics) in this process before serving.
     """
+
+    not_started = MotoServerError
+    label = "moto server"
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True, fast_sqs: bool = True
@@ -50,19 +53,7 @@ class MotoServer:
         self._quiet = quiet
         self._fast_sqs = fast_sqs
         self._server: ThreadedMotoServer | None = None
-        self._port: int | None = None
-
-    @property
-    def port(self) -> int:
-        """The port it listens on (only once started)."""
-        if self._port is None:
-            raise MotoServerError("moto server is not started")
-        return self._port
-
-    @property
-    def endpoint(self) -> str:
-        """``http://HOST:PORT``, for boto3's ``endpoint_url``."""
-        return f"http://{self.host}:{self.port}"
+        self._port = None
 
     @property
     def running(self) -> bool:
@@ -101,14 +92,3 @@ class MotoServer:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(request, timeout=10) as response:
             response.read()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -29,13 +29,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any, Literal, Self
 
 from cadenza_tools.local.api_server import ApiServer
 from cadenza_tools.local.dynamodb_local import DynamoDBLocal, default_home
 from cadenza_tools.local.firer import FirerOptions, ScheduleFirer
 from cadenza_tools.local.moto_server import MotoServer
+from cadenza_tools.local.service import LocalService
 from cadenza_tools.local.sqs_poller import Handler, PollerOptions, SqsPoller
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ class StackOptions:
             raise ValueError("workers must be at least 1")
 
 
-class LocalStack:
+class LocalStack(LocalService):
     """Cadenza on this machine, in this process, as its options say; a context manager."""
 
     def __init__(self, options: StackOptions | None = None) -> None:
@@ -447,17 +448,6 @@ class LocalStack:
             f"{BANNER_TAG} {json.dumps(info.as_dict(), separators=(',', ':'))}",
         ]
         return "\n".join(lines)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def parse_banner(text: str) -> dict[str, Any] | None:
