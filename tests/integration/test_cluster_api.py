@@ -4,8 +4,7 @@ the counters' race on DynamoDB Local (moto cannot referee a conditional race).""
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -28,6 +27,7 @@ from chalicelib.ports import FakeClock
 from chalicelib.services.admin import AdminService
 from tests import conftest
 from tests.conftest import T0, deliver, drain
+from tests.helpers import race as _race
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 
@@ -306,28 +306,6 @@ def test_prometheus_text_on_request_and_json_otherwise(
 
 
 # ---- the counters' race (DynamoDB Local) ----------------------------------------------------
-
-
-def _race(*fns: Callable[[], Any]) -> list[Any]:
-    barrier = threading.Barrier(len(fns))
-    results: list[Any] = [None] * len(fns)
-    errors: list[BaseException] = []
-
-    def run(i: int, fn: Callable[[], Any]) -> None:
-        barrier.wait()
-        try:
-            results[i] = fn()
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(fns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    if errors:
-        raise errors[0]
-    return results
 
 
 @pytest.mark.ddblocal

@@ -6,10 +6,7 @@ cannot referee a race, while DynamoDB Local, like DynamoDB, does."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 import pytest
 
@@ -20,32 +17,10 @@ from chalicelib.config import Settings
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ports import FakeClock
 from tests.conftest import T0, deliver, drain
+from tests.helpers import race as _race
 
 ROUNDS = 15
 JOBS_PER_ROUND = 4
-
-
-def _race(*fns: Callable[[], Any]) -> list[Any]:
-    """Run the functions in threads released at the same instant; return their results."""
-    barrier = threading.Barrier(len(fns))
-    results: list[Any] = [None] * len(fns)
-    errors: list[BaseException] = []
-
-    def run(i: int, fn: Callable[[], Any]) -> None:
-        barrier.wait()
-        try:
-            results[i] = fn()
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(fns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    if errors:
-        raise errors[0]
-    return results
 
 
 @pytest.fixture

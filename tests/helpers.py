@@ -1,0 +1,47 @@
+"""Helpers the test modules share: racing threads, and reading the HTTP API's answers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from chalice.test import Client
+
+
+def race(*fns: Callable[[], Any]) -> list[Any]:
+    """Run the functions in threads released at the same instant; return their results."""
+    barrier = threading.Barrier(len(fns))
+    results: list[Any] = [None] * len(fns)
+    errors: list[BaseException] = []
+
+    def run(i: int, fn: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            results[i] = fn()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def get_ok(client: Client, path: str) -> Any:
+    """The JSON body of a GET that must answer 200."""
+    r = client.http.get(path)
+    assert r.status_code == 200, r.json_body
+    return r.json_body
+
+
+def field_error(client: Client, path: str) -> list[str]:
+    """The fields a GET that must answer 400 names in its `errors`."""
+    r = client.http.get(path)
+    assert r.status_code == 400, r.json_body
+    assert set(r.json_body) >= {"error", "message", "errors"}
+    return [e["field"] for e in r.json_body["errors"]]
