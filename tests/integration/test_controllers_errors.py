@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from tests.conftest import deliver, drain
@@ -40,12 +38,6 @@ CONTROLLER_FIELDS = {
     "subslice_by_key",
     "started",
 }
-
-
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
 
 
 def _start(client: Client, body: dict[str, Any]) -> tuple[str, str]:

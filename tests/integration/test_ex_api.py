@@ -4,18 +4,18 @@ deleted; GET /v1/ex/errors with from, size, sort; through chalice.test.Client on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.adapters.dynamodb.counting import counting
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
 from tests.conftest import T0, drain
+from tests.helpers import field_error as _field_error
+from tests.helpers import get_ok as _get
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 
@@ -61,12 +61,6 @@ SEED_ERROR_FIELDS = {
 }
 
 
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
-
-
 def _post(client: Client, path: str, body: object = None) -> tuple[int, Any]:
     r = client.http.post(
         path,
@@ -82,21 +76,8 @@ def _start(client: Client, body: dict[str, Any] = JOB) -> tuple[str, str]:
     return out["job_id"], out["ex_id"]
 
 
-def _get(client: Client, path: str) -> Any:
-    r = client.http.get(path)
-    assert r.status_code == 200, r.json_body
-    return r.json_body
-
-
 def _exs(client: Client, query: str = "") -> list[str]:
     return [d["ex_id"] for d in _get(client, f"/v1/ex{query}")]
-
-
-def _field_error(client: Client, path: str) -> list[str]:
-    r = client.http.get(path)
-    assert r.status_code == 400, r.json_body
-    assert set(r.json_body) >= {"error", "message", "errors"}
-    return [e["field"] for e in r.json_body["errors"]]
 
 
 # ---- GET /v1/ex ----------------------------------------------------------------------------

@@ -4,18 +4,18 @@ PUT, DELETE, _active / _inactive; through chalice.test.Client on moto."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.adapters.dynamodb.counting import counting
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
 from tests.conftest import T0, drain
+from tests.helpers import field_error as _field_error
+from tests.helpers import get_ok as _get
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 
@@ -34,12 +34,6 @@ SEED_JOB_FIELDS = {
 HOURLY = {"rate": "rate(1 hour)"}
 
 
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
-
-
 def _send(client: Client, method: str, path: str, body: object = None) -> tuple[int, Any]:
     kwargs: dict[str, Any] = {"headers": {"Content-Type": "application/json"}}
     if body is not None:
@@ -56,19 +50,6 @@ def _submit(client: Client, body: dict[str, Any] | None = None, start: bool = Fa
 
 def _ids(docs: list[dict[str, Any]]) -> list[str]:
     return [d["job_id"] for d in docs]
-
-
-def _get(client: Client, path: str) -> Any:
-    r = client.http.get(path)
-    assert r.status_code == 200, r.json_body
-    return r.json_body
-
-
-def _field_error(client: Client, path: str) -> list[str]:
-    r = client.http.get(path)
-    assert r.status_code == 400, r.json_body
-    assert set(r.json_body) >= {"error", "message", "errors"}
-    return [e["field"] for e in r.json_body["errors"]]
 
 
 # ---- GET /v1/jobs ------------------------------------------------------------------------
