@@ -19,6 +19,7 @@ for _k, _v in {
     os.environ[_k] = _v
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
+import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
@@ -105,9 +106,17 @@ def container(
         yield request.getfixturevalue("memory_container")
         return
     request.getfixturevalue("aws")
-    settings = test_settings()
+    yield from moto_container(test_settings(), clock, queue)
+
+
+def moto_container(
+    settings: Settings, clock: FakeClock, queue: MemoryQueue, *, bucket: bool = False
+) -> Iterator[Container]:
+    """A container on moto's tables (and, with `bucket`, its S3 bucket), installed for the app."""
     store = DynamoStore(settings)
     store.ensure_tables()
+    if bucket:
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=settings.bucket)
     c = build_container(settings, store=store, queue=queue, clock=clock, notifier=MemoryNotifier())
     yield from _installed(c, clock)
 

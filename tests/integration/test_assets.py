@@ -17,12 +17,11 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib.adapters.dynamodb.store import DynamoStore
-from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue
-from chalicelib.bootstrap import Container, build_container, set_container
+from chalicelib.adapters.memory import MemoryQueue
+from chalicelib.bootstrap import Container
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
-from tests.conftest import deliver, drain
+from tests.conftest import deliver, drain, moto_container
 from tests.conftest import test_settings as make_settings
 
 ZIP = {"Content-Type": "application/octet-stream"}
@@ -89,14 +88,7 @@ def env(aws: None, clock: FakeClock, queue: MemoryQueue, tmp_path: Path) -> Iter
         asset_max_uncompressed=2_000_000,
         asset_max_entries=50,
     )
-    store = DynamoStore(settings)
-    store.ensure_tables()
-    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=settings.bucket)
-    c = build_container(settings, store=store, queue=queue, clock=clock, notifier=MemoryNotifier())
-    c.worker.sleep = clock.advance
-    set_container(c)
-    yield c
-    set_container(None)
+    yield from moto_container(settings, clock, queue, bucket=True)
 
 
 @pytest.fixture

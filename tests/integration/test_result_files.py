@@ -9,31 +9,22 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib.adapters.dynamodb.store import DynamoStore
-from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue
-from chalicelib.bootstrap import Container, build_container, set_container
+from chalicelib.adapters.memory import MemoryQueue
+from chalicelib.bootstrap import Container
 from chalicelib.ops.csv_result import combine, rows_of, to_csv
 from chalicelib.ports import FakeClock
-from tests.conftest import drain
+from tests.conftest import drain, moto_container
 from tests.conftest import test_settings as make_settings
 
 
 @pytest.fixture
 def env(aws: None, clock: FakeClock, queue: MemoryQueue) -> Iterator[Container]:
     settings = make_settings()
-    store = DynamoStore(settings)
-    store.ensure_tables()
-    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=settings.bucket)
-    c = build_container(settings, store=store, queue=queue, clock=clock, notifier=MemoryNotifier())
-    c.worker.sleep = clock.advance
-    set_container(c)
-    yield c
-    set_container(None)
+    yield from moto_container(settings, clock, queue, bucket=True)
 
 
 @pytest.fixture
