@@ -12,18 +12,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-for _k, _v in {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}.items():
-    os.environ.setdefault(_k, _v)
+from tests.benchmarks import bench_credentials
+
+bench_credentials()
 
 from cadenza_tools.local.dynamodb_local import DynamoDBLocal  # noqa: E402
 from chalicelib.adapters.dynamodb.counting import counting  # noqa: E402

@@ -65,12 +65,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-for _k, _v in {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}.items():
-    os.environ.setdefault(_k, _v)
+from tests.benchmarks import bench_credentials
+
+bench_credentials()
 
 import requests  # noqa: E402
 
