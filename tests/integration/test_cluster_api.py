@@ -4,7 +4,7 @@ the counters' race on DynamoDB Local (moto cannot referee a conditional race).""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -17,7 +17,6 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
 
-from app import app
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container, build_container
@@ -49,12 +48,6 @@ COUNTERS = {
     "workers_reconnected",
 }
 OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
 
 
 def _start(client: Client, job: dict[str, Any]) -> dict[str, Any]:

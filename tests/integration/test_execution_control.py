@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.transitions import ExStatus
@@ -24,12 +22,6 @@ SLICED = {
     "lease_seconds": 30,
     "operations": [{"_op": "range", "end": 6}, {"_op": "noop"}],
 }
-
-
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
 
 
 def _start(client: Client, body: dict[str, Any] = SLICED) -> tuple[str, str]:

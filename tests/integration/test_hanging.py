@@ -4,12 +4,10 @@ marked, with an alert kept (GET /v1/alerts) and published (SNS)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.transitions import ExStatus
@@ -17,12 +15,6 @@ from chalicelib.ports import FakeClock
 from tests.conftest import deliver
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
-
-
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
 
 
 def _submit(client: Client, **kw: object) -> tuple[str, str]:

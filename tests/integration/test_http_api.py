@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
@@ -18,12 +16,6 @@ from tests.conftest import drain
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 
 JOB = {"name": "http", "operations": [{"_op": "range", "end": 3}, {"_op": "noop"}], "workers": 2}
-
-
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
 
 
 def _post(client: Client, path: str, body: object) -> tuple[int, dict[str, Any]]:

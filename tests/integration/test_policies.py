@@ -4,13 +4,11 @@ ledger and its reasons, jitter, windows, and the Lens schedule states over HTTP.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.jobs import Job
@@ -231,12 +229,6 @@ def test_a_job_expires_past_end_at(container: Container, queue: MemoryQueue) -> 
     stored = _job(container, job)
     assert stored.state == JobState.EXPIRED and stored.next_fire_at is None
     assert sorted(_runs(container, job)) == ["08:01:00", "08:02:00"]
-
-
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
 
 
 def _post(client: Client, path: str, body: object | None = None) -> tuple[int, dict[str, Any]]:

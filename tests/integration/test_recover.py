@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
@@ -22,12 +20,6 @@ FLAKY = {
     "overlap": "allow",
     "operations": [{"_op": "range", "end": 5}, {"_op": "fail", "slices": [1, 3], "times": 1}],
 }
-
-
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
 
 
 def _failed_run(client: Client, container: Container, queue: MemoryQueue) -> tuple[str, str]:

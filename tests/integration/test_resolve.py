@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.transitions import ExStatus, SliceState
@@ -17,12 +14,6 @@ from tests.conftest import T0, deliver, drain
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 
 RANGE = [{"_op": "range", "end": 4}, {"_op": "noop"}]
-
-
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
 
 
 def _hanging(container: Container, queue: MemoryQueue, clock: FakeClock) -> tuple[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -11,7 +10,6 @@ from urllib.parse import parse_qsl
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.adapters.dynamodb.counting import counting
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
@@ -25,12 +23,6 @@ pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 ECHO = [{"_op": "noop"}, {"_op": "echo"}]
 FAIL = [{"_op": "noop"}, {"_op": "fail", "slices": [0]}]
 RATE = {"rate": "rate(1 minute)"}
-
-
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
 
 
 def _job(container: Container, start: bool = False, **kw: Any) -> str:

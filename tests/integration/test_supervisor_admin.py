@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
@@ -22,12 +20,6 @@ NOOP = [{"_op": "noop"}, {"_op": "noop"}]
 
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@pytest.fixture
-def client(container: Container) -> Iterator[Client]:
-    with Client(app) as c:
-        yield c
 
 
 def test_state_is_503_until_the_schedule_has_fired(client: Client, container: Container) -> None:
