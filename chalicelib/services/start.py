@@ -56,10 +56,16 @@ def _token(claim_id: str | None) -> str:
     return fresh if claim_id is None else f"{claim_id}:{fresh}"
 
 
+def _claimed(run: Run) -> bool:
+    """The run is held by a start claim: a sliced run initializing, or a one-slice run
+    running on its own record."""
+    return run.status == ExStatus.initializing or (run.status == ExStatus.running and run.inline)
+
+
 def _claimed_by(run: Run, claim_id: str) -> bool:
     """The run is held, before its work began, by a claim of the delivery `claim_id`."""
-    held = run.status == ExStatus.initializing or (run.status == ExStatus.running and run.inline)
-    return held and run.lease_token is not None and run.lease_token.startswith(f"{claim_id}:")
+    token = run.lease_token
+    return _claimed(run) and token is not None and token.startswith(f"{claim_id}:")
 
 
 def _claimable(run: Run, now: float) -> bool:
@@ -67,9 +73,7 @@ def _claimable(run: Run, now: float) -> bool:
     if run.status == ExStatus.pending:
         return True
     expired = run.lease_expires_at is None or run.lease_expires_at < now
-    return expired and (
-        run.status == ExStatus.initializing or (run.status == ExStatus.running and run.inline)
-    )
+    return expired and _claimed(run)
 
 
 class StartPath(RunLifecycle):

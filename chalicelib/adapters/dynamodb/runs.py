@@ -7,7 +7,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamodb._tx import (
@@ -155,13 +155,7 @@ class RunRecords(StoreBase):
                 return None
             return transition.applied_to(run)  # a transaction returns no item
         item = R(run.job_id, run.slot)
-        try:
-            item.update(actions=actions, condition=cond)
-        except UpdateError as err:
-            if _is_conditional(err):
-                return None
-            raise _unavailable(err) from err
-        return self._run(item)
+        return self._run(item) if _conditional_update(item, actions, cond) else None
 
     def _run_guard(self, run: Run, transition: RunTransition) -> Any:
         """The write's condition: a source status the table allows, and the guard's
