@@ -23,12 +23,12 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
-from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue, Message  # noqa: E402
+from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue  # noqa: E402
 from chalicelib.bootstrap import Container, build_container, set_container  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
-from chalicelib.domain.runs import StartHint  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402
 from tests.fakes import MemoryAssetStore, MemoryBlobStore, MemoryStore  # noqa: E402
+from tests.helpers import deliver  # noqa: E402
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a whole minute
 
@@ -119,14 +119,6 @@ def moto_container(
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=settings.bucket)
     c = build_container(settings, store=store, queue=queue, clock=clock, notifier=MemoryNotifier())
     yield from _installed(c, clock)
-
-
-def deliver(c: Container, msg: Message) -> str:
-    """Hand one queued message to the worker, as the SQS trigger would."""
-    b = msg.body
-    if msg.kind == "start":
-        return c.worker.handle_start(b["job_id"], b["slot"], hint=StartHint.from_body(b))
-    return c.worker.handle_slice(b["job_id"], b["slot"], b["ex_id"], b["slice_id"])
 
 
 def drain(c: Container, queue: MemoryQueue) -> int:

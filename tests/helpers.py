@@ -1,4 +1,5 @@
-"""Helpers the test modules share: racing threads, and reading the HTTP API's answers."""
+"""Helpers the test modules share: racing threads, delivering queued messages, and reading
+the HTTP API's answers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from chalice.test import Client
+
+from chalicelib.adapters.memory import Message
+from chalicelib.bootstrap import Container
+from chalicelib.ports import SliceMessage, StartMessage
 
 
 def race(*fns: Callable[[], Any]) -> list[Any]:
@@ -45,3 +50,12 @@ def field_error(client: Client, path: str) -> list[str]:
     assert r.status_code == 400, r.json_body
     assert set(r.json_body) >= {"error", "message", "errors"}
     return [e["field"] for e in r.json_body["errors"]]
+
+
+def deliver(c: Container, msg: Message) -> str:
+    """Hand one queued message to the worker, as the SQS trigger would."""
+    if msg.kind == "start":
+        start = StartMessage.from_body(msg.body)
+        return c.worker.handle_start(start.job_id, start.slot, hint=start.hint)
+    sl = SliceMessage.from_body(msg.body)
+    return c.worker.handle_slice(sl.job_id, sl.slot, sl.ex_id, sl.slice_id)

@@ -24,13 +24,13 @@ bench_credentials()
 from cadenza_tools.local.dynamodb_local import DynamoDBLocal  # noqa: E402
 from chalicelib.adapters.dynamodb.counting import counting  # noqa: E402
 from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
-from chalicelib.adapters.memory import MemoryQueue, Message  # noqa: E402
+from chalicelib.adapters.memory import MemoryQueue  # noqa: E402
 from chalicelib.bootstrap import Container, build_container  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.domain.jobs import Job, JobDefinition  # noqa: E402
-from chalicelib.domain.runs import StartHint  # noqa: E402
 from chalicelib.domain.transitions import JobState  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402
+from tests.helpers import deliver  # noqa: E402
 
 T0 = 1_800_000_000.0
 NOOP = {"name": "bench", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
@@ -49,13 +49,6 @@ def fresh(endpoint: str) -> tuple[Container, MemoryQueue, FakeClock]:
     c.worker.sleep = lambda s: None
     c.supervisor.tick(T0 - 3600)  # the supervisor record exists before measuring
     return c, queue, clock
-
-
-def deliver(c: Container, m: Message) -> str:
-    b = m.body
-    if m.kind == "start":
-        return c.worker.handle_start(b["job_id"], b["slot"], hint=StartHint.from_body(b))
-    return c.worker.handle_slice(b["job_id"], b["slot"], b["ex_id"], b["slice_id"])
 
 
 def store_jobs(c: Container, due: int, total: int) -> None:

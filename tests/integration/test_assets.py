@@ -21,8 +21,9 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
-from tests.conftest import deliver, drain, moto_container
+from tests.conftest import drain, moto_container
 from tests.conftest import test_settings as make_settings
+from tests.helpers import deliver
 
 ZIP = {"Content-Type": "application/octet-stream"}
 MANIFEST = {"name": "mathops", "version": "1.0.0"}

@@ -89,7 +89,7 @@ def test_a_sliced_run_is_read_before_its_claim(container: Container, queue: Memo
 def test_a_hinted_start_that_cannot_claim_unread_falls_back_to_reading(
     container: Container, queue: MemoryQueue
 ) -> None:
-    from tests.conftest import deliver
+    from tests.helpers import deliver
 
     job, _ = container.jobs.submit(NOOP, start=False)
     run = container.jobs.start_run(job.job_id)

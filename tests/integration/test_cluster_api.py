@@ -25,7 +25,8 @@ from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
 from chalicelib.services.admin import AdminService
 from tests import conftest
-from tests.conftest import T0, deliver, drain
+from tests.conftest import T0, drain
+from tests.helpers import deliver
 from tests.helpers import race as _race
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)

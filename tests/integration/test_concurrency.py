@@ -16,7 +16,8 @@ from chalicelib.bootstrap import Container, build_container
 from chalicelib.config import Settings
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ports import FakeClock
-from tests.conftest import T0, deliver, drain
+from tests.conftest import T0, drain
+from tests.helpers import deliver
 from tests.helpers import race as _race
 
 ROUNDS = 15

@@ -10,7 +10,8 @@ from chalice.test import Client
 
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
-from tests.conftest import deliver, drain
+from tests.conftest import drain
+from tests.helpers import deliver
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 

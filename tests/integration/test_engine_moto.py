@@ -11,7 +11,8 @@ from chalicelib.bootstrap import Container
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.transitions import ExStatus, JobState, SliceState
 from chalicelib.ports import FakeClock
-from tests.conftest import T0, deliver, drain
+from tests.conftest import T0, drain
+from tests.helpers import deliver
 from tests.typed import field_errors
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)

@@ -43,7 +43,8 @@ from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, JobState, SliceState
 from chalicelib.ports import FakeClock, Page
-from tests.conftest import T0, deliver
+from tests.conftest import T0
+from tests.helpers import deliver
 
 URL = "https://dynamodb.us-east-1.amazonaws.com"
 

@@ -12,7 +12,7 @@ from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
-from tests.conftest import deliver
+from tests.helpers import deliver
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 

@@ -16,7 +16,8 @@ from chalicelib.domain.policies import jitter
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
 from chalicelib.ports import FakeClock
-from tests.conftest import T0, deliver, drain
+from tests.conftest import T0, drain
+from tests.helpers import deliver
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 

@@ -10,7 +10,8 @@ from chalice.test import Client
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
-from tests.conftest import deliver, drain
+from tests.conftest import drain
+from tests.helpers import deliver
 
 # slices 1 and 3 fail once (then succeed when retried), no retries: the run fails with 2 errors
 FLAKY = {

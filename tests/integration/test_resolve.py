@@ -9,7 +9,8 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ports import FakeClock
-from tests.conftest import T0, deliver, drain
+from tests.conftest import T0, drain
+from tests.helpers import deliver
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 
