@@ -212,7 +212,13 @@ def test_execution_controls(stack: StackProcess, tmp_path: Path) -> None:
         0.1,
     )
     assert cli_json(stack, "ex", "pause", ex_id) == {"status": "paused"}
-    controllers = cli_json(stack, "ex", "controller", ex_id)
+
+    # A slice already handed out finishes after the pause; compare once it has.
+    def quiet() -> Any:
+        found = cli_json(stack, "ex", "controller", ex_id)
+        return found if found and found[0]["workers_active"] == 0 else None
+
+    controllers = wait_for(quiet, 20, "the paused execution to go quiet", 0.1)
     assert [c["ex_id"] for c in controllers] == [ex_id]
     assert cli_json(stack, "jobs", "controller", job_id) == controllers
     assert ex_id in cli(stack, "cluster", "controllers").stdout
