@@ -189,27 +189,14 @@ class RunStore(ABC):
     """Runs (executions): created once per slot, changed only by conditional writes."""
 
     @abstractmethod
-    def create_scheduled_run(
-        self,
-        run: Run,
-        job: Job,
-        next_fire_at: float | None,
-        expire: bool,
-        limit: int | None = None,
-        buffer: bool = False,
-    ) -> bool:
-        """In one transaction: put `run` if its (job_id, slot) is new, and advance the job's
-        next_fire_at (or take it off the due index and expire it) if the job's version is
-        still `job.version`. With `limit`, the run also takes one of the job's active slots,
-        only if fewer than `limit` are taken; with `buffer`, it becomes the job's one
-        buffered run, only if there is none. False, with nothing written, on any failure."""
-
-    @abstractmethod
-    def record_missed(
+    def create_slots(
         self, records: Sequence[Run], job: Job, next_fire_at: float | None, expire: bool
     ) -> bool:
-        """Ledger records (skipped / missed slots, at most 24) put if new, together with the
-        job's advance past them, conditioned on its version. False if nothing was written."""
+        """In one transaction: put each of `records` (a tick's runs and ledger records, at
+        most 24) if its (job_id, slot) is new, and advance the job's next_fire_at (or take
+        it off the due index and expire it) if the job's version is still `job.version` and
+        it is still SCHEDULED. False, with nothing written, on any failure. A created run
+        holds none of its job's active slots: it takes one at its second (`apply_run`)."""
 
     @abstractmethod
     def create_run(self, run: Run, limit: int | None = None) -> bool:
@@ -217,8 +204,17 @@ class RunStore(ABC):
         the job's active slots. False if it could not."""
 
     @abstractmethod
+    def wait_for_slot(self, run: Run, check_at: float) -> bool:
+        """A pending run that found its job at its limit at its second waits for a slot:
+        a catch-up run (`run.catchup`) among the job's waiting runs, any other as the job's
+        one buffered run, only if none is buffered yet. The sweep looks at it again at
+        `check_at`. False if it could not wait (nothing written)."""
+
+    @abstractmethod
     def acquire_buffered(self, run: Run, limit: int) -> bool:
-        """Turn the job's buffered run into an active one, if a slot is free."""
+        """Turn the job's buffered run, or one of its waiting catch-up runs (only when no
+        run is buffered: an on-time slot goes first), into an active one, if a slot is
+        free."""
 
     @abstractmethod
     def get_run(self, job_id: str, slot: str) -> Run | None:
@@ -243,8 +239,10 @@ class RunStore(ABC):
         conditional write: only if the stored status is one of `transition.sources` (the
         guard's states that the execution table allows) and every condition of its guard
         holds on the stored record. A terminal transition of a run holding one of its
-        job's active slots frees that slot in the same transaction. Returns the run as
-        written, or None if the condition did not hold."""
+        job's active slots frees that slot in the same transaction; one that takes a slot
+        (`transition.acquire`: the job's limit) takes it in the same transaction, only if
+        the job holds fewer than that many. Returns the run as written, or None if a
+        condition did not hold."""
 
     @abstractmethod
     def run_window(

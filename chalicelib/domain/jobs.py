@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -71,9 +72,7 @@ class JobDefinition(BaseModel):
     @property
     def active_limit(self) -> int | None:
         """How many runs of this job may be active at once (None: no limit)."""
-        if self.overlap == "allow":
-            return self.max_active_runs
-        return 1
+        return active_limit_of({"overlap": self.overlap, "max_active_runs": self.max_active_runs})
 
     def to_dict(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude={"operations", "schedule"})
@@ -82,6 +81,15 @@ class JobDefinition(BaseModel):
             self.schedule.model_dump(mode="json", exclude_none=True) if self.schedule else None
         )
         return out
+
+
+def active_limit_of(definition: Mapping[str, Any]) -> int | None:
+    """How many runs of a job (its stored definition, or a run's copy of it) may be active
+    at once; None: no limit. Read without validating the whole definition."""
+    if definition.get("overlap", "skip") == "allow":
+        limit = definition.get("max_active_runs")
+        return None if limit is None else int(limit)
+    return 1
 
 
 def due_shard(job_id: str, shards: int) -> int:
@@ -104,6 +112,7 @@ class Job:
     version: int = 0
     active_slots: set[str] = field(default_factory=set)
     buffered_slot: str | None = None
+    waiting_slots: set[str] = field(default_factory=set)  # catch-up runs waiting their turn
     suspended_at: float | None = None
     resumed_at: float | None = None
     created: float = 0.0

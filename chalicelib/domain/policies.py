@@ -6,28 +6,36 @@ import hashlib
 from collections.abc import Sequence
 from typing import Literal
 
+from chalicelib.domain.jobs import JobDefinition
 from chalicelib.domain.runs import MissReason
 
 Catchup = Literal["none", "latest", "all"]
+LATE_AFTER_S = 5  # a slot a tick finds this far past its time was missed (a tick's slack)
 
 
-def split_missed(
-    missed: Sequence[float],
-    catchup: Catchup,
-    max_catchup: int,
+def catch_up(
+    late: Sequence[float],
+    on_time: Sequence[float],
+    now: float,
+    spec: JobDefinition,
     complete: bool,
-    next_due: bool,
 ) -> tuple[list[float], list[float]]:
-    """Which missed slots (in order) go to the ledger and which still run.
+    """Which late slots (more than LATE_AFTER_S past, in order) go to the ledger as missed
+    and which still run, late, one after another.
 
-    `complete`: `missed` holds every missed slot (else more follow, and none runs yet).
-    `next_due`: the slot after them is already due, on time: for `latest` it is the latest,
-    so every missed one yields to it. `all` runs the last `max_catchup` missed slots."""
+    A slot more than `misfire_grace_seconds` late never runs (as APScheduler's
+    misfire_grace_time, Kubernetes' startingDeadlineSeconds). Of the others, `none` runs
+    none, `latest` the latest (none if an on-time slot is already due: it is the latest),
+    `all` the last `max_catchup`.
+    `complete`: `late` holds every late slot (else more follow, and none runs yet)."""
     if not complete:
-        return list(missed), []
-    keep = {"none": 0, "latest": 0 if next_due else 1, "all": max_catchup}[catchup]
-    cut = max(0, len(missed) - keep)
-    return list(missed[:cut]), list(missed[cut:])
+        return list(late), []
+    within = [s for s in late if s >= now - spec.misfire_grace_seconds]
+    next_due = bool(on_time) and on_time[0] <= now
+    keep = {"none": 0, "latest": 0 if next_due else 1, "all": spec.max_catchup}[spec.catchup]
+    run = within[len(within) - keep :] if keep else []
+    chosen = set(run)
+    return [s for s in late if s not in chosen], run
 
 
 def _within(slot: float, start: float | None, end: float | None) -> bool:

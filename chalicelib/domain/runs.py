@@ -14,6 +14,7 @@ from chalicelib.domain.timefmt import slot_key
 from chalicelib.domain.transitions import ACTIVE_EX, TERMINAL_EX, ExStatus, ex_sources
 
 START_LEAD_S = 2  # start messages arrive this early; the start worker waits out the rest
+RESEND_AFTER_S = 2  # a run created ahead not started this long after its second: re-sent
 
 
 # a run's config may predate a field: it then has the job definition's default
@@ -77,6 +78,13 @@ class RunTransition:
     target: ExStatus | None = None
     sets: Mapping[str, Any] = field(default_factory=dict)
     adds: Mapping[str, int] = field(default_factory=dict)
+    acquire: int | None = None  # the write also takes one of its job's `acquire` active slots
+
+    def taking_slot(self, limit: int) -> RunTransition:
+        """The same write, made only if the run's job holds fewer than `limit` active runs,
+        and taking one of its active slots with it (the overlap decision, at the run's
+        second)."""
+        return replace(self, acquire=limit, sets={**self.sets, "holds_slot": True})
 
     @property
     def terminal(self) -> bool:
@@ -164,6 +172,7 @@ class Run:
     deleted: bool = False
     workers_lost: int = 0  # slices given up because their worker's lease kept expiring
     tally_pending: bool = False  # ended, not yet added to the cluster counters
+    catchup: bool = False  # a missed slot run late: it waits its turn rather than overlap
 
     @property
     def max_retries(self) -> int:
@@ -348,6 +357,12 @@ class Run:
         """running -> completed / failed once no slice remains; one caller wins."""
         sets = {"finished_at": now, "updated": now, "has_errors": self.failed > 0}
         return RunTransition(Guard(frozenset({_R}), remaining_zero=True), self.final_status, sets)
+
+    def skip(self, now: float, reason: MissReason) -> RunTransition:
+        """A run that has not started finds its job at its limit of active runs at its
+        second: it does not run, and the ledger says why."""
+        sets = {"reason": str(reason), "finished_at": now, "updated": now}
+        return RunTransition(Guard(frozenset({_P})), ExStatus.skipped, sets)
 
     def stop_pending(self, now: float, reason: str) -> RunTransition:
         """A run that has not started stops at once."""

@@ -118,6 +118,7 @@ EX_MACHINE = _m(
             _E.rejected,
             _E.failed,
             _E.terminated,
+            _E.skipped,
         },
         _E.scheduling: {_E.initializing, _E.stopping, _E.stopped, _E.failed, _E.terminated},
         _E.initializing: {
@@ -148,8 +149,8 @@ EX_MACHINE = _m(
         _E.rejected: set(),
         _E.failed: set(),
         _E.terminated: set(),
-        _E.skipped: set(),  # written as such, never reached by a transition
-        _E.missed: set(),
+        _E.skipped: set(),  # a ledger record, or a run its job's limit kept from starting
+        _E.missed: set(),  # a ledger record: written as such
     },
 )
 

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalicelib.bootstrap import get_container
 from chalicelib.domain.outcomes import SliceOutcome, StartOutcome
 from chalicelib.ports import SliceMessage, StartMessage
-from chalicelib.services.start import PreparedStart
+from chalicelib.services.entry import PreparedStart
 
 log = logging.getLogger(__name__)
 

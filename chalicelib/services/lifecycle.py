@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.runs import Run, RunTransition
 from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ports import Clock, Queue, SliceMessage, StartMessage, Store
 
 BUFFERING = ("buffer_one", "cancel_other")
+
+
+def may_have_waiters(run: Run) -> bool:
+    """Whether a run of this job may wait for the slot `run` frees: its job buffers, or
+    runs missed slots one after another (default jobs do neither: no read to look)."""
+    return (
+        run.config.get("overlap") in BUFFERING or run.config.get("catchup") == "all" or run.catchup
+    )
 
 
 class RunLifecycle:
@@ -28,15 +37,22 @@ class RunLifecycle:
         done = self.store.apply_run(run, transition)
         if done is None or not (transition.terminal and run.holds_slot):
             return done
-        if run.config.get("overlap") in BUFFERING:
+        if may_have_waiters(run):
             self.nudge_buffered(run.job_id)
         return done
 
     def nudge_buffered(self, job_id: str) -> None:
-        """Send a start to the job's buffered run, if it has one (a slot may be free)."""
+        """If the job has a free slot, send a start to the run next in line for it: its
+        buffered run, else its earliest waiting catch-up run."""
         job = self.store.get_job(job_id)
-        if job is not None and job.buffered_slot is not None:
-            self.queue.send_starts([StartMessage(job_id, job.buffered_slot)])
+        if job is None:
+            return
+        limit = active_limit_of(job.definition)
+        if limit is not None and len(job.active_slots) >= limit:
+            return
+        nxt = job.buffered_slot or min(job.waiting_slots, default=None)
+        if nxt is not None:
+            self.queue.send_starts([StartMessage(job_id, nxt)])
 
     def send_slices(self, run: Run, orders: Sequence[int], delay: int = 0) -> None:
         """Slice messages for these slices (by order) of the run."""

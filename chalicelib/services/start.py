@@ -1,18 +1,19 @@
 """The start path: a start message claims its run ahead of the run's second (slicing it,
 writing its slices), then, at that second, runs a one-slice run on its own record or sets
-a sliced run going with its first slices."""
+a sliced run going with its first slices. A run that must take one of its job's active
+slots is read and sliced ahead, and claimed with the slot at its second (`entry`)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from chalicelib.domain.jobs import JobDefinition
+from chalicelib.domain.jobs import JobDefinition, active_limit_of
 from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.domain.runs import START_LEAD_S, Run, StartHint
-from chalicelib.domain.slices import MAX_SQS_DELAY, Slice, retry_delay, slice_id_for
+from chalicelib.domain.slices import MAX_SQS_DELAY, retry_delay
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.ops.registry import (
     OpSource,
@@ -24,18 +25,9 @@ from chalicelib.ops.registry import (
     slice_requests,
 )
 from chalicelib.ports import BlobStore, StartMessage
-from chalicelib.services.lifecycle import RunLifecycle
+from chalicelib.services.entry import PreparedStart, SlotEntry
 
 EARLY_WAIT_LIMIT = START_LEAD_S + 1.5
-
-
-@dataclass(frozen=True)
-class PreparedStart:
-    """A run claimed ahead of its second, ready to run at it."""
-
-    run: Run
-    token: str
-    requests: list[dict[str, Any]]
 
 
 def start_message(run: Run, delay: int) -> StartMessage:
@@ -44,10 +36,17 @@ def start_message(run: Run, delay: int) -> StartMessage:
     hinted = (
         run.status == ExStatus.pending
         and not (run.buffered or run.presliced or run.assets)
+        and not _enters_at_its_second(run)
         and always_one_slice(run.operations)
     )
     hint = StartHint(run.ex_id, run.start_at, run.lease_seconds) if hinted else None
     return StartMessage(run.job_id, run.slot, delay, hint)
+
+
+def _enters_at_its_second(run: Run) -> bool:
+    """A run that holds none of its job's active slots, of a job that limits them: it
+    takes one when its second comes, with its claim."""
+    return not run.holds_slot and active_limit_of(run.config) is not None
 
 
 def _token(claim_id: str | None) -> str:
@@ -76,7 +75,7 @@ def _claimable(run: Run, now: float) -> bool:
     return expired and _claimed(run)
 
 
-class StartPath(RunLifecycle):
+class StartPath(SlotEntry):
     """What the start queue's handler does with one message."""
 
     ops: OpSource | None
@@ -127,6 +126,8 @@ class StartPath(RunLifecycle):
         ready = self._due(run, now)
         if not isinstance(ready, Run):
             return ready
+        if _enters_at_its_second(ready):
+            return self._prepare_entry(ready, now, claim_id)
         if ready.presliced:
             return self._claim_presliced(ready, now, claim_id)
         return self._slice_and_claim(ready, now, claim_id)
@@ -175,8 +176,29 @@ class StartPath(RunLifecycle):
             lease = begin + run.lease_seconds
             claimed = self.apply(run, run.claim_initializing(token, lease, now, pinned))
             if claimed is not None:
-                self._put_slices(run, requests, now)
+                self.put_slices(run, requests, now)
         return StartOutcome.busy if claimed is None else PreparedStart(claimed, token, requests)
+
+    def _prepare_entry(
+        self, run: Run, now: float, claim_id: str | None
+    ) -> PreparedStart | StartOutcome:
+        """A run that takes its job's slot at its second: pinned and sliced now, claimed
+        then (`SlotEntry.enter`). Nothing is written before its second."""
+        limit = active_limit_of(run.config)
+        assert limit is not None
+        try:
+            pinned = self._pinned(run)
+            if pinned is not None:
+                run = replace(run, config=pinned)
+            ops = asset_ops(self.ops, run.assets)
+            requests = [] if run.presliced else slice_requests(run.operations, run.args, ops)
+        except Exception as exc:  # a reader that cannot slice fails the run, once
+            self.apply(run, run.fail_unsliced(now, error_text(exc)))
+            return StartOutcome.failed
+        if not requests and not run.presliced:
+            done = self.apply(run, run.complete_unsliced(max(now, run.start_at), now))
+            return StartOutcome.completed if done else StartOutcome.busy
+        return PreparedStart(run, _token(claim_id), requests, enter=limit, pinned=pinned)
 
     def _pinned(self, run: Run) -> dict[str, Any] | None:
         """The run's config with its asset references as the ids they name now (kept on
@@ -209,14 +231,6 @@ class StartPath(RunLifecycle):
         ops = asset_ops(self.ops, claimed.assets)
         return PreparedStart(claimed, token, slice_requests(claimed.operations, claimed.args, ops))
 
-    def _put_slices(self, run: Run, requests: list[dict[str, Any]], now: float) -> None:
-        self.store.put_slices(
-            [
-                Slice(run.ex_id, slice_id_for(i), i, request, created=now, updated=now)
-                for i, request in enumerate(requests)
-            ]
-        )
-
     def _resume_own_claim(
         self, run: Run, claim_id: str, now: float
     ) -> PreparedStart | StartOutcome:
@@ -231,7 +245,7 @@ class StartPath(RunLifecycle):
             return PreparedStart(taken, token, [])
         requests = slice_requests(taken.operations, taken.args)  # it sliced at the claim
         if taken.status == ExStatus.initializing:
-            self._put_slices(taken, requests, now)
+            self.put_slices(taken, requests, now)
         return PreparedStart(taken, token, requests)
 
     def _claim_presliced(
@@ -255,6 +269,11 @@ class StartPath(RunLifecycle):
         wait = p.run.start_at - self.clock.now()
         if wait > 0:
             self.sleep(wait)
+        if p.enter is not None:
+            entered = self.enter(p)
+            if not isinstance(entered, PreparedStart):
+                return entered
+            p = entered
         begin = self.clock.now()
         if p.run.presliced:
             return self._set_going(p.run, p.token, p.run.slices_total, begin)

@@ -27,40 +27,11 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
         state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
         self._schedule(stored, state, next_fire_at, now)
 
-    def create_scheduled_run(
-        self,
-        run: Run,
-        job: Job,
-        next_fire_at: float | None,
-        expire: bool,
-        limit: int | None = None,
-        buffer: bool = False,
-    ) -> bool:
-        if buffer:
-            run.buffered, run.holds_slot = True, False
-        elif limit is not None:
-            run.holds_slot = True
-        with self._lock:
-            stored = self._scheduled_job(job)
-            if stored is None or (run.job_id, run.slot) in self.runs:
-                return False
-            if buffer and stored.buffered_slot is not None:
-                return False
-            if not buffer and limit is not None and not self._has_room(stored, limit):
-                return False
-            self._put_run(run)
-            self._advance(stored, next_fire_at, expire, run.created)
-            if buffer:
-                stored.buffered_slot = run.slot
-            elif limit is not None:
-                stored.active_slots.add(run.slot)
-            return True
-
-    def record_missed(
+    def create_slots(
         self, records: Sequence[Run], job: Job, next_fire_at: float | None, expire: bool
     ) -> bool:
         if not 0 < len(records) < TX_BATCH:
-            raise ValueError(f"between 1 and {TX_BATCH - 1} ledger records per write")
+            raise ValueError(f"between 1 and {TX_BATCH - 1} records per write")
         with self._lock:
             stored = self._scheduled_job(job)
             if stored is None or any((r.job_id, r.slot) in self.runs for r in records):
@@ -84,16 +55,42 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
             self._put_run(run)
             return True
 
+    def wait_for_slot(self, run: Run, check_at: float) -> bool:
+        with self._lock:
+            job = self.jobs.get(run.job_id)
+            stored = self.runs.get((run.job_id, run.slot))
+            if job is None or stored is None:
+                return False
+            if stored.status != ExStatus.pending or stored.holds_slot:
+                return False
+            if run.catchup:
+                job.waiting_slots.add(run.slot)
+            elif job.buffered_slot is None:
+                job.buffered_slot = run.slot
+            else:
+                return False
+            stored.buffered, stored.check_at = True, check_at
+            return True
+
     def acquire_buffered(self, run: Run, limit: int) -> bool:
         with self._lock:
             job = self.jobs.get(run.job_id)
             stored = self.runs.get((run.job_id, run.slot))
-            if job is None or job.buffered_slot != run.slot or not self._has_room(job, limit):
+            if job is None or not self._has_room(job, limit):
+                return False
+            if run.catchup:
+                turn = run.slot in job.waiting_slots and job.buffered_slot is None
+            else:
+                turn = job.buffered_slot == run.slot
+            if not turn:
                 return False
             if stored is None or stored.status != ExStatus.pending or not stored.buffered:
                 return False
             job.active_slots.add(run.slot)
-            job.buffered_slot = None
+            if run.catchup:
+                job.waiting_slots.discard(run.slot)
+            else:
+                job.buffered_slot = None
             stored.buffered, stored.holds_slot = False, True
             return True
 
@@ -123,7 +120,8 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
     def apply_run(self, run: Run, transition: RunTransition) -> Run | None:
         """Apply the transition to the stored run if its guard admits it; a terminal write
         of a run that holds a slot (the caller's view) also needs the stored run to hold
-        it, and frees it, as the DynamoDB store's transaction does."""
+        it, and frees it, and one that takes a slot needs a free one, as the DynamoDB
+        store's transactions do."""
         if not transition.sources:
             return None
         frees = transition.terminal and run.holds_slot
@@ -134,6 +132,12 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
             job = self.jobs.get(run.job_id)
             if frees and (not stored.holds_slot or job is None):
                 return None
+            if transition.acquire is not None and (
+                job is None or not self._has_room(job, transition.acquire)
+            ):
+                return None
+            if transition.acquire is not None and job is not None:
+                job.active_slots.add(run.slot)
             self._apply(stored, transition)
             sets = dict(transition.sets)
             if sets.get("has_errors") is True and one_slice_error(run, sets):

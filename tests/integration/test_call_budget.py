@@ -12,7 +12,7 @@ from chalicelib.bootstrap import Container
 from chalicelib.domain.runs import Guard, RunTransition
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
-from chalicelib.services.start import PreparedStart
+from chalicelib.services.entry import PreparedStart
 from tests.conftest import T0, drain
 
 NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pynamodb.exceptions import PutError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamodb._tx import (
@@ -31,43 +32,14 @@ class RunRecords(StoreBase):
     def _run_model(self, run: Run) -> RunModel:
         return run_item(self, run)
 
-    def create_scheduled_run(
-        self,
-        run: Run,
-        job: Job,
-        next_fire_at: float | None,
-        expire: bool,
-        limit: int | None = None,
-        buffer: bool = False,
-    ) -> bool:
-        R, J = self.m.run, self.m.job
-        state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
-        actions = schedule_actions(self, job, state, next_fire_at, run.created)
-        cond = (J.version == job.version) & (J.state == str(JobState.SCHEDULED))
-        if buffer:
-            run.buffered, run.holds_slot = True, False
-            actions.append(J.buffered_slot.set(run.slot))
-            cond &= J.buffered_slot.does_not_exist()
-        elif limit is not None:
-            run.holds_slot = True
-            actions.append(J.active_slots.add({run.slot}))
-            cond &= has_room(J, limit)
-
-        def build(tx: TransactWrite) -> None:
-            tx.save(self._run_model(run), condition=R.slot.does_not_exist())
-            tx.update(J(job.job_id), actions=actions, condition=cond)
-
-        return self._transact(build)
-
-    def record_missed(
+    def create_slots(
         self, records: Sequence[Run], job: Job, next_fire_at: float | None, expire: bool
     ) -> bool:
         R, J = self.m.run, self.m.job
         if not 0 < len(records) < TX_BATCH:
-            raise ValueError(f"between 1 and {TX_BATCH - 1} ledger records per write")
+            raise ValueError(f"between 1 and {TX_BATCH - 1} records per write")
         state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
-        now = records[0].created
-        actions = schedule_actions(self, job, state, next_fire_at, now)
+        actions = schedule_actions(self, job, state, next_fire_at, records[0].created)
 
         def build(tx: TransactWrite) -> None:
             for record in records:
@@ -102,15 +74,42 @@ class RunRecords(StoreBase):
 
         return self._transact(build)
 
-    def acquire_buffered(self, run: Run, limit: int) -> bool:
+    def wait_for_slot(self, run: Run, check_at: float) -> bool:
         R, J = self.m.run, self.m.job
+        job_actions: list[Action]
+        if run.catchup:
+            job_actions, job_cond = [J.waiting_slots.add({run.slot})], J.job_id.exists()
+        else:
+            job_actions = [J.buffered_slot.set(run.slot)]
+            job_cond = J.job_id.exists() & J.buffered_slot.does_not_exist()
+        run_actions: list[Action] = [
+            R.buffered.set(True),
+            R.check_at.set(check_at),
+            R.sweep_shard.set(self._sweep_shard(run.ex_id)),
+        ]
 
         def build(tx: TransactWrite) -> None:
+            tx.update(J(run.job_id), actions=job_actions, condition=job_cond)
             tx.update(
-                J(run.job_id),
-                actions=[J.active_slots.add({run.slot}), J.buffered_slot.remove()],
-                condition=(J.buffered_slot == run.slot) & has_room(J, limit),
+                R(run.job_id, run.slot),
+                actions=run_actions,
+                condition=(R.status == str(ExStatus.pending)) & (R.holds_slot != True),  # noqa: E712
             )
+
+        return self._transact(build)
+
+    def acquire_buffered(self, run: Run, limit: int) -> bool:
+        R, J = self.m.run, self.m.job
+        actions: list[Action]
+        if run.catchup:
+            actions = [J.active_slots.add({run.slot}), J.waiting_slots.delete({run.slot})]
+            turn = J.waiting_slots.contains(run.slot) & J.buffered_slot.does_not_exist()
+        else:
+            actions = [J.active_slots.add({run.slot}), J.buffered_slot.remove()]
+            turn = J.buffered_slot == run.slot
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(J(run.job_id), actions=actions, condition=turn & has_room(J, limit))
             tx.update(
                 R(run.job_id, run.slot),
                 actions=[R.buffered.set(False), R.holds_slot.set(True)],
@@ -154,6 +153,10 @@ class RunRecords(StoreBase):
             if not self._finish_holding(run, actions, cond):
                 return None
             return transition.applied_to(run)  # a transaction returns no item
+        if transition.acquire is not None:
+            if not self._take_slot(run, actions, cond, transition.acquire):
+                return None
+            return transition.applied_to(run)
         item = R(run.job_id, run.slot)
         return self._run(item) if _conditional_update(item, actions, cond) else None
 
@@ -217,6 +220,21 @@ class RunRecords(StoreBase):
                 J(run.job_id),
                 actions=[J.active_slots.delete({run.slot})],
                 condition=J.job_id.exists(),
+            )
+
+        return bool(self._transact(build))
+
+    def _take_slot(self, run: Run, actions: list[Any], cond: Any, limit: int) -> bool:
+        """A write that takes one of the job's active slots, only if fewer than `limit`
+        are taken: the run and the job's slot set change together."""
+        R, J = self.m.run, self.m.job
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(R(run.job_id, run.slot), actions=actions, condition=cond)
+            tx.update(
+                J(run.job_id),
+                actions=[J.active_slots.add({run.slot})],
+                condition=J.job_id.exists() & has_room(J, limit),
             )
 
         return bool(self._transact(build))

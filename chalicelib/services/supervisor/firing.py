@@ -1,5 +1,6 @@
-"""Firing due jobs: each slot's run created once (under the overlap policy), missed slots
-recorded in the ledger, and the runs' start messages sent to land on their second."""
+"""Firing due jobs: each slot's run created once, in batches, missed slots recorded in the
+ledger or kept to catch up, and the runs' start messages sent to land on their second.
+Overlap is not decided here: a run takes its job's active slot at its own second."""
 
 from __future__ import annotations
 
@@ -12,12 +13,18 @@ from concurrent.futures import ThreadPoolExecutor
 from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.policies import jitter, miss_reason, split_missed
-from chalicelib.domain.runs import START_LEAD_S, MissReason, Run, Trigger, scheduled_slot
+from chalicelib.domain.policies import LATE_AFTER_S, catch_up, jitter, miss_reason
+from chalicelib.domain.runs import (
+    RESEND_AFTER_S,
+    START_LEAD_S,
+    MissReason,
+    Run,
+    Trigger,
+    scheduled_slot,
+)
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import Clock, Queue, Store, SupervisorRecord
 from chalicelib.services.scheduling import next_slot
-from chalicelib.services.slots import free_ended_slots
 from chalicelib.services.start import start_message
 from chalicelib.services.supervisor.stats import TickStats
 from chalicelib.services.worker import WorkerService
@@ -26,7 +33,7 @@ log = logging.getLogger(__name__)
 MAX_SLOTS_PER_JOB_PER_TICK = 100
 CREATE_ATTEMPTS = 5
 MAX_LEDGER_PER_TICK = 240
-LEDGER_CHUNK = 24
+CREATE_CHUNK = 24  # records per transaction, with the job's advance: DynamoDB allows 100
 
 
 def start_delay(slot: float, now: float) -> int:
@@ -137,78 +144,90 @@ class Firer:
     def _fire(
         self, job: Job, now: float, horizon: float, stats: TickStats, sup: SupervisorRecord
     ) -> list[Run]:
-        """Create the job's runs due by `horizon` (its missed slots first go to the
-        ledger); returns those to start."""
+        """Write the job's slots due by `horizon`, in slot order and in batches: missed
+        ones to the ledger, those the catch-up policy keeps as catch-up runs, the others
+        as runs for their second. Returns the runs to start."""
         spec = job.spec
-        schedule, slot = spec.schedule, job.next_fire_at
-        if schedule is None or slot is None:
+        if spec.schedule is None or job.next_fire_at is None:
             return []
-        anchor = job.schedule_anchor
-        cutoff = now - spec.misfire_grace_seconds
-        if slot < cutoff:
-            slot = self._misfire(job, slot, cutoff, now, stats, sup)
-            if slot is None:
-                return []  # the ledger goes on next tick, or the job has ended
+        late, on_time, after, complete = self._slots(job, job.next_fire_at, now, horizon)
+        missed, catchup = catch_up(late, on_time, now, spec, complete)
+        kept = set(catchup)
+        records = [self._ledger_run(job, s, self._miss_reason(job, s, sup), now) for s in missed]
+        records += [self._run(job, s, now, catchup=s in kept) for s in [*catchup, *on_time]]
+        records.sort(key=lambda r: r.scheduled_start)
         starts: list[Run] = []
-        for _ in range(MAX_SLOTS_PER_JOB_PER_TICK):
-            if slot is None or slot > horizon:
+        for i in range(0, len(records), CREATE_CHUNK):
+            chunk = records[i : i + CREATE_CHUNK]
+            rest = records[i + CREATE_CHUNK :]
+            nxt = rest[0].scheduled_start if rest else after
+            if not self._create(job, chunk, nxt, expire=nxt is None and complete):
+                stats.slot_conflicts += 1
                 break
-            nxt = next_slot(schedule, slot, anchor)
-            created = self._fire_slot(job, slot, nxt, now, stats)
-            if created is None:
-                break
-            if created.status == ExStatus.pending and not created.buffered:
-                starts.append(created)
-            slot = nxt
+            self._advanced(job, nxt)
+            for record in chunk:
+                if record.status == ExStatus.missed:
+                    stats.slots_missed += 1
+                    continue
+                stats.runs_created += 1
+                stats.catchup_runs += record.catchup
+                stats.created_at(self.clock.now() - record.scheduled_start)
+                starts.append(record)
         return starts
 
-    def _misfire(
-        self,
-        job: Job,
-        first: float,
-        cutoff: float,
-        now: float,
-        stats: TickStats,
-        sup: SupervisorRecord,
-    ) -> float | None:
-        """Slots older than the grace: keep the latest (or the last `max_catchup`, or none)
-        to run, and record every other one in the ledger as missed, with why. Returns the
-        first slot left to run (job.next_fire_at then equals it), or None when the ledger
-        goes on next tick or no slot is left."""
+    def _slots(
+        self, job: Job, first: float, now: float, horizon: float
+    ) -> tuple[list[float], list[float], float | None, bool]:
+        """The job's slots from `first`: those more than LATE_AFTER_S past (at most
+        MAX_LEDGER_PER_TICK), then, if that is all of them (`complete`), those due by the
+        horizon (at most MAX_SLOTS_PER_JOB_PER_TICK); and the slot after them."""
         spec = job.spec
         assert spec.schedule is not None
-        missed: list[float] = []
+        late: list[float] = []
+        on_time: list[float] = []
         slot: float | None = first
-        while slot is not None and slot < cutoff and len(missed) < MAX_LEDGER_PER_TICK:
-            missed.append(slot)
+        while slot is not None and slot < now - LATE_AFTER_S and len(late) < MAX_LEDGER_PER_TICK:
+            late.append(slot)
             slot = next_slot(spec.schedule, slot, job.schedule_anchor)
-        complete = slot is None or slot >= cutoff
-        next_due = slot is not None and slot <= now
-        to_ledger, to_run = split_missed(missed, spec.catchup, spec.max_catchup, complete, next_due)
-        for i in range(0, len(to_ledger), LEDGER_CHUNK):
-            chunk = to_ledger[i : i + LEDGER_CHUNK]
-            rest = to_ledger[i + LEDGER_CHUNK :] + to_run
-            after = rest[0] if rest else slot
-            records = [
-                self._ledger_run(job, s, ExStatus.missed, self._miss_reason(job, s, sup), now)
-                for s in chunk
-            ]
-            if not self.store.record_missed(records, job, after, expire=after is None):
-                stats.slot_conflicts += 1
-                return None
-            self._advanced(job, after)
-            stats.slots_missed += len(chunk)
-        if not complete:
-            return None
-        return to_run[0] if to_run else slot
+        complete = slot is None or slot >= now - LATE_AFTER_S
+        while (
+            complete
+            and slot is not None
+            and slot <= horizon
+            and len(on_time) < MAX_SLOTS_PER_JOB_PER_TICK
+        ):
+            on_time.append(slot)
+            slot = next_slot(spec.schedule, slot, job.schedule_anchor)
+        return late, on_time, slot, complete
+
+    def _create(self, job: Job, chunk: list[Run], nxt: float | None, expire: bool) -> bool:
+        """Write one batch with the job's advance; a batch whose answer was lost but that
+        landed counts as written. False when another supervisor wrote these slots."""
+        probe = next((r for r in chunk if r.status == ExStatus.pending), chunk[0])
+        for _ in range(CREATE_ATTEMPTS):
+            if self.store.create_slots(chunk, job, nxt, expire):
+                return True
+            fresh = self.store.get_job(job.job_id)
+            existing = self.store.get_run(probe.job_id, probe.slot)
+            if fresh is None or existing is not None:
+                # written by us (the answer was lost) or by another supervisor
+                return (
+                    fresh is not None
+                    and existing is not None
+                    and existing.ex_id == probe.ex_id
+                    and fresh.next_fire_at == nxt
+                )
+            if fresh.version != job.version or fresh.next_fire_at != job.next_fire_at:
+                return False
+            # both colliding transactions were cancelled: try again
+        return False
 
     @staticmethod
     def _miss_reason(job: Job, slot: float, sup: SupervisorRecord) -> MissReason:
         return miss_reason(slot, job.suspended_at, job.resumed_at, sup.halted_at, sup.restarted_at)
 
-    def _ledger_run(
-        self, job: Job, slot: float, status: ExStatus, reason: MissReason, now: float
-    ) -> Run:
+    @staticmethod
+    def _ledger_run(job: Job, slot: float, reason: MissReason, now: float) -> Run:
         key = scheduled_slot(slot)
         return Run(
             job_id=job.job_id,
@@ -217,20 +236,18 @@ class Firer:
             scheduled_start=slot,
             config=job.definition,
             trigger=Trigger.schedule,
-            status=status,
+            status=ExStatus.missed,
             reason=str(reason),
             created=now,
             updated=now,
             finished_at=now,
         )
 
-    def _fire_slot(
-        self, job: Job, slot: float, nxt: float | None, now: float, stats: TickStats
-    ) -> Run | None:
-        """Create this slot's run under the job's overlap policy (or its ledger record).
-        Returns what was written, or None when another supervisor owns the slot."""
+    @staticmethod
+    def _run(job: Job, slot: float, now: float, catchup: bool) -> Run:
+        """A slot's run: it holds nothing until its second (the overlap is decided then);
+        the sweep re-sends its start if it has not begun RESEND_AFTER_S after it."""
         spec = job.spec
-        limit = spec.active_limit
         run = Run(
             job_id=job.job_id,
             slot=scheduled_slot(slot),
@@ -242,63 +259,10 @@ class Firer:
             updated=now,
             workers=spec.workers,
             start_after=slot + jitter(job.job_id, slot, spec.jitter_seconds),
+            catchup=catchup,
         )
-        run.check_at = max(run.start_at, now) + spec.lease_seconds
-        for _ in range(CREATE_ATTEMPTS):
-            if self.store.create_scheduled_run(run, job, nxt, nxt is None, limit=limit):
-                self._advanced(job, nxt)
-                stats.runs_created += 1
-                stats.created_at(self.clock.now() - slot)
-                return run
-            fresh = self.store.get_job(job.job_id)
-            existing = self.store.get_run(run.job_id, run.slot)
-            if existing is not None and existing.ex_id == run.ex_id:
-                # our write landed but its answer was lost (a timeout): the run is ours
-                self._advanced(job, nxt)
-                stats.runs_created += 1
-                stats.created_at(self.clock.now() - slot)
-                return existing
-            if (
-                fresh is None
-                or fresh.version != job.version
-                or fresh.next_fire_at != job.next_fire_at
-                or existing is not None
-            ):
-                stats.slot_conflicts += 1
-                return None
-            job.active_slots, job.buffered_slot = fresh.active_slots, fresh.buffered_slot
-            if limit is None or len(fresh.active_slots) < limit:
-                continue  # both colliding transactions were cancelled: try again
-            if free_ended_slots(self.store, fresh):
-                continue
-            return self._overlap(job, run, nxt, now, stats)
-        stats.slot_conflicts += 1
-        return None
-
-    def _overlap(
-        self, job: Job, run: Run, nxt: float | None, now: float, stats: TickStats
-    ) -> Run | None:
-        """The job is at its limit of active runs: buffer this slot, stop the active run
-        and buffer it, or record it as skipped, as the job's overlap policy says."""
-        spec = job.spec
-        if spec.overlap in ("buffer_one", "cancel_other"):
-            run.check_at = now + spec.lease_seconds
-            if self.store.create_scheduled_run(run, job, nxt, nxt is None, buffer=True):
-                self._advanced(job, nxt)
-                stats.runs_buffered += 1
-                if spec.overlap == "cancel_other":
-                    stats.runs_cancelled += self.worker.stop_runs(
-                        job.job_id, job.active_slots, now, "cancelled by a newer slot"
-                    )
-                return run
-        reason = MissReason.overlap if spec.overlap != "allow" else MissReason.max_active_runs
-        record = self._ledger_run(job, run.scheduled_start, ExStatus.skipped, reason, now)
-        if not self.store.record_missed([record], job, nxt, expire=nxt is None):
-            stats.slot_conflicts += 1
-            return None
-        self._advanced(job, nxt)
-        stats.slots_skipped += 1
-        return record
+        run.check_at = max(run.start_at, now) + RESEND_AFTER_S
+        return run
 
     @staticmethod
     def _advanced(job: Job, nxt: float | None) -> None:

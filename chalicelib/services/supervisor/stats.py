@@ -13,10 +13,8 @@ class TickStats:
     shards_queried: int = 0
     jobs_read: int = 0
     runs_created: int = 0
-    runs_buffered: int = 0
-    runs_cancelled: int = 0
+    catchup_runs: int = 0  # of runs_created: missed slots kept by the catch-up policy
     slot_conflicts: int = 0
-    slots_skipped: int = 0
     slots_missed: int = 0
     starts_sent: int = 0
     stalled_read: int = 0

@@ -1,0 +1,114 @@
+"""A run's entry at its second: the overlap decision. A scheduled run created ahead holds
+nothing; when its second comes, one transaction claims it and takes one of its job's
+active slots, only if one is free. If none is, the job's overlap policy decides, then:
+skipped, buffered, or the active runs cancelled; a catch-up run waits its turn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.outcomes import StartOutcome
+from chalicelib.domain.runs import MissReason, Run
+from chalicelib.domain.slices import Slice, slice_id_for
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
+from chalicelib.services.lifecycle import RunLifecycle
+from chalicelib.services.slots import free_ended_slots
+
+ENTRY_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class PreparedStart:
+    """A run made ready ahead of its second: claimed already, or (`enter`: its job's limit
+    of active runs) to be claimed at its second together with one of its job's slots."""
+
+    run: Run
+    token: str
+    requests: list[dict[str, Any]]
+    enter: int | None = None
+    pinned: dict[str, Any] | None = field(default=None)  # its config with assets pinned
+
+
+class SlotEntry(RunLifecycle):
+    """Claims a prepared run at its second with one of its job's active slots, or applies
+    the job's overlap policy when none is free."""
+
+    def enter(self, p: PreparedStart, attempt: int = 1) -> PreparedStart | StartOutcome:
+        """At the run's second: claim it (a one-slice run as running, a sliced one as
+        initializing, its slices then written) and take a slot, in one transaction."""
+        assert p.enter is not None
+        now = self.clock.now()
+        run = p.run
+        if run.presliced or len(p.requests) > 1:
+            lease = now + run.lease_seconds
+            transition = run.claim_initializing(p.token, lease, now, p.pinned)
+        else:
+            transition = run.claim_inline(p.token, now, now, config=p.pinned)
+        claimed = self.apply(run, transition.taking_slot(p.enter))
+        if claimed is None:
+            return self._refused(p, now, attempt)
+        if claimed.status == ExStatus.initializing and not claimed.presliced:
+            self.put_slices(claimed, p.requests, now)
+        return PreparedStart(claimed, p.token, p.requests)
+
+    def put_slices(self, run: Run, requests: list[dict[str, Any]], now: float) -> None:
+        """Write a sliced run's slices, in order."""
+        self.store.put_slices(
+            [
+                Slice(run.ex_id, slice_id_for(i), i, request, created=now, updated=now)
+                for i, request in enumerate(requests)
+            ]
+        )
+
+    def _refused(self, p: PreparedStart, now: float, attempt: int) -> PreparedStart | StartOutcome:
+        """The entry did not apply: the run is no longer pending (another claim, a stop),
+        or its job was at its limit. A slot freed meanwhile (or held by a run that ended)
+        is tried again."""
+        assert p.enter is not None
+        run = self.store.get_run(p.run.job_id, p.run.slot)
+        if run is None or run.status in TERMINAL_EX:
+            return StartOutcome.dropped
+        if run.status != ExStatus.pending or run.holds_slot or run.buffered:
+            return StartOutcome.busy
+        job = self.store.get_job(run.job_id)
+        if job is None:
+            return StartOutcome.dropped
+        if attempt < ENTRY_ATTEMPTS and (
+            len(job.active_slots - {run.slot}) < p.enter or free_ended_slots(self.store, job)
+        ):
+            fresh = PreparedStart(run, p.token, p.requests, p.enter, p.pinned)
+            return self.enter(fresh, attempt + 1)
+        return self._overlap(run, job, now)
+
+    def _overlap(self, run: Run, job: Job, now: float) -> StartOutcome:
+        """The job is at its limit at this run's second. A catch-up run waits its turn; so
+        does an on-time run whose job is busy only with catch-up runs (it goes first).
+        Otherwise the policy: buffer_one waits, cancel_other stops the active runs and
+        waits, skip (and allow at max_active_runs) records the slot skipped."""
+        policy = str(run.config.get("overlap", "skip"))
+        waits = run.catchup or policy in ("buffer_one", "cancel_other")
+        if (waits or self._busy_with_catchup(job)) and self._wait(run, now):
+            if policy == "cancel_other" and not run.catchup:
+                self.stop_runs(job.job_id, job.active_slots, now, "cancelled by a newer slot")
+            return StartOutcome.buffered
+        if run.catchup:
+            return StartOutcome.busy  # it could not join the waiting runs: a race; resent
+        reason = MissReason.max_active_runs if policy == "allow" else MissReason.overlap
+        skipped = self.apply(run, run.skip(now, reason))
+        return StartOutcome.skipped if skipped is not None else StartOutcome.busy
+
+    def _busy_with_catchup(self, job: Job) -> bool:
+        """Every active run of the job is a catch-up run (an on-time slot never loses to a
+        stale one)."""
+        holders = [self.store.get_run(job.job_id, slot) for slot in job.active_slots]
+        return bool(holders) and all(h is not None and h.catchup for h in holders)
+
+    def _wait(self, run: Run, now: float) -> bool:
+        """Make the run wait for a slot; if one came free meanwhile, nudge at once (the run
+        that freed it may have looked before this one waited)."""
+        if not self.store.wait_for_slot(run, now + run.lease_seconds):
+            return False
+        self.nudge_buffered(run.job_id)
+        return True
