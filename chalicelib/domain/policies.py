@@ -33,7 +33,7 @@ def catch_up(
     within = [s for s in late if s >= now - spec.misfire_grace_seconds]
     next_due = bool(on_time) and on_time[0] <= now
     keep = {"none": 0, "latest": 0 if next_due else 1, "all": spec.max_catchup}[spec.catchup]
-    run = within[len(within) - keep :] if keep else []
+    run = within[max(0, len(within) - keep) :] if keep else []
     chosen = set(run)
     return [s for s in late if s not in chosen], run
 

@@ -18,59 +18,101 @@ CLAIM = write([ExStatus.pending], ExStatus.running, CLAIM_SETS)
 UNREAD_CLAIM = write([ExStatus.pending], ExStatus.running, CLAIM_SETS, unread=True)
 
 
-def test_a_run_limit_holds_slots_and_a_full_job_writes_nothing(store: Store) -> None:
+def test_a_created_run_holds_nothing_and_takes_a_slot_with_its_claim(store: Store) -> None:
     job = make_job()
     store.create_job(job)
-    first = make_run(job, T)
-    assert store.create_scheduled_run(first, job, T + 60, expire=False, limit=1)
-    assert first.holds_slot
+    first, second = make_run(job, T), make_run(job, T + 60)
+    assert store.create_slots([first, second], job, T + 120, expire=False)
     job = stored_job(store, job.job_id)
-    assert job.active_slots == {first.slot}
-    second = make_run(job, T + 60)
-    assert not store.create_scheduled_run(second, job, T + 120, expire=False, limit=1)
-    assert store.get_run(job.job_id, second.slot) is None
-    assert stored_job(store, job.job_id).version == job.version  # the job did not advance
-    assert not store.create_run(make_run(job, T + 61), limit=1)
+    assert job.active_slots == set() and (job.version, job.next_fire_at) == (1, T + 120)
+    entered = store.apply_run(first, CLAIM.taking_slot(1))
+    assert entered is not None and entered.holds_slot and entered.status == ExStatus.running
+    assert stored_job(store, job.job_id).active_slots == {first.slot}
+    assert store.apply_run(second, CLAIM.taking_slot(1)) is None  # the job is full
+    refused = stored_run(store, job.job_id, second.slot)
+    assert refused.status == ExStatus.pending and not refused.holds_slot
+    assert store.apply_run(second, CLAIM.taking_slot(2)) is not None  # a limit of two
+    assert stored_job(store, job.job_id).active_slots == {first.slot, second.slot}
+    assert not store.create_run(make_run(job, T + 61), limit=2)
+
+
+def test_a_claim_that_fails_takes_no_slot(store: Store) -> None:
+    job = make_job()
+    store.create_job(job)
+    run = make_run(job, T)
+    assert store.create_slots([run], job, T + 60, expire=False)
+    assert store.apply_run(run, write([ExStatus.pending], ExStatus.stopped)) is not None
+    assert store.apply_run(run, CLAIM.taking_slot(1)) is None
+    assert stored_job(store, job.job_id).active_slots == set()
 
 
 def test_one_buffered_run_per_job_then_acquired_when_a_slot_frees(store: Store) -> None:
     job = make_job()
     store.create_job(job)
-    active = make_run(job, T)
-    assert store.create_scheduled_run(active, job, T + 60, expire=False, limit=1)
-    job = stored_job(store, job.job_id)
-    buffered = make_run(job, T + 60)
-    assert store.create_scheduled_run(buffered, job, T + 120, expire=False, buffer=True)
-    assert buffered.buffered and not buffered.holds_slot
-    job = stored_job(store, job.job_id)
-    assert job.buffered_slot == buffered.slot
-    assert not store.create_scheduled_run(make_run(job, T + 120), job, T + 180, False, buffer=True)
-    assert not store.acquire_buffered(buffered, limit=1)  # no free slot yet
-    done = store.apply_run(active, write([ExStatus.pending], ExStatus.stopped))
+    active, buffered, third = make_run(job, T), make_run(job, T + 60), make_run(job, T + 120)
+    assert store.create_slots([active, buffered, third], job, T + 180, expire=False)
+    active = stored_run(store, job.job_id, active.slot)
+    entered = store.apply_run(active, CLAIM.taking_slot(1))
+    assert entered is not None
+    assert store.wait_for_slot(buffered, T + 100)
+    got = stored_run(store, job.job_id, buffered.slot)
+    assert got.buffered and not got.holds_slot and got.check_at == T + 100
+    assert stored_job(store, job.job_id).buffered_slot == buffered.slot
+    assert not store.wait_for_slot(third, T + 100)  # one buffered run at most
+    assert not store.acquire_buffered(got, limit=1)  # no free slot yet
+    done = store.apply_run(entered, write([ExStatus.running], ExStatus.stopped))
     assert done is not None and not done.holds_slot
-    assert store.acquire_buffered(buffered, limit=1)
-    assert not store.acquire_buffered(buffered, limit=1)  # once
+    assert store.acquire_buffered(got, limit=1)
+    assert not store.acquire_buffered(got, limit=1)  # once
     job = stored_job(store, job.job_id)
     assert job.active_slots == {buffered.slot} and job.buffered_slot is None
     got = stored_run(store, job.job_id, buffered.slot)
     assert got.holds_slot and not got.buffered
 
 
-def test_ledger_records_and_the_advance_are_written_together(store: Store) -> None:
+def test_catch_up_runs_wait_in_a_set_behind_the_buffered_run(store: Store) -> None:
     job = make_job()
     store.create_job(job)
-    records = [make_run(job, T + 60 * i, status=ExStatus.missed) for i in range(3)]
-    assert store.record_missed(records, job, T + 180, expire=False)
-    assert not store.record_missed(records, job, T + 180, expire=False)  # stale version
+    holder, late1, late2 = make_run(job, T), make_run(job, T + 60), make_run(job, T + 120)
+    late1.catchup = late2.catchup = True
+    on_time = make_run(job, T + 180)
+    assert store.create_slots([holder, late1, late2, on_time], job, T + 240, expire=False)
+    entered = store.apply_run(holder, CLAIM.taking_slot(1))
+    assert entered is not None
+    assert store.wait_for_slot(late1, T + 100) and store.wait_for_slot(late2, T + 100)
+    assert store.wait_for_slot(on_time, T + 100)
+    job = stored_job(store, job.job_id)
+    assert job.waiting_slots == {late1.slot, late2.slot} and job.buffered_slot == on_time.slot
+    assert store.apply_run(entered, write([ExStatus.running], ExStatus.completed)) is not None
+    waiting = stored_run(store, job.job_id, late1.slot)
+    assert not store.acquire_buffered(waiting, limit=1)  # the buffered on-time run goes first
+    assert store.acquire_buffered(stored_run(store, job.job_id, on_time.slot), limit=1)
+    job = stored_job(store, job.job_id)
+    assert job.active_slots == {on_time.slot} and job.buffered_slot is None
+    store.release_slots(job.job_id, [on_time.slot])
+    assert store.acquire_buffered(waiting, limit=1)
+    job = stored_job(store, job.job_id)
+    assert job.active_slots == {late1.slot} and job.waiting_slots == {late2.slot}
+
+
+def test_slots_and_the_advance_are_written_together(store: Store) -> None:
+    job = make_job()
+    store.create_job(job)
+    records = [make_run(job, T + 60 * i, status=ExStatus.missed) for i in range(2)]
+    records.append(make_run(job, T + 120))
+    assert store.create_slots(records, job, T + 180, expire=False)
+    assert not store.create_slots(records, job, T + 180, expire=False)  # stale version
     job = stored_job(store, job.job_id)
     assert (job.version, job.next_fire_at) == (1, T + 180)
     again = [make_run(job, T), make_run(job, T + 240, status=ExStatus.missed)]
-    assert not store.record_missed(again, job, T + 300, expire=False)  # one exists: none
+    assert not store.create_slots(again, job, T + 300, expire=False)  # one exists: none
     assert store.get_run(job.job_id, again[1].slot) is None
     assert stored_job(store, job.job_id).version == 1
     with pytest.raises(ValueError):
-        store.record_missed([], job, None, expire=True)
-    assert store.record_missed([again[1]], job, None, expire=True)
+        store.create_slots([], job, None, expire=True)
+    with pytest.raises(ValueError):
+        store.create_slots([make_run(job, T + 600 + i) for i in range(25)], job, None, True)
+    assert store.create_slots([again[1]], job, None, expire=True)
     assert stored_job(store, job.job_id).state == JobState.EXPIRED
 
 

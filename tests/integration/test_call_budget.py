@@ -32,9 +32,10 @@ class Budget(NamedTuple):
         # allow: create (transaction), claim, finish; the start message's hint lets the
         # worker claim the run without reading it (the claim's update returns the run)
         ("allow", Budget(transactions=1, updates=2, reads=0)),
-        # skip: the run also takes / frees the job's active slot, in the same transactions;
-        # the finishing transaction returns no item, and the run it wrote is built, not read
-        ("skip", Budget(transactions=2, updates=1, reads=0)),
+        # skip: the run is read ahead of its second (no hint: it takes its job's active
+        # slot at its second, in the claim's transaction, which returns no item); the
+        # finishing transaction frees the slot, and the run it wrote is built, not read
+        ("skip", Budget(transactions=3, updates=0, reads=1)),
     ],
 )
 def test_single_slice_scheduled_run_costs_three_writes(

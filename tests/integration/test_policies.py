@@ -46,41 +46,72 @@ def _job(c: Container, job: Job) -> Job:
     return got
 
 
-def test_skip_records_the_overlapping_slot_and_runs_the_next(
+SLOW = [{"_op": "range", "end": 2}, {"_op": "noop"}]  # runs while its slices wait
+
+
+def _start_due(c: Container, queue: MemoryQueue, clock: FakeClock, t: float) -> list[str]:
+    """At time `t`, deliver the start messages due by then (slice messages stay queued, so
+    a sliced run that started keeps running)."""
+    clock.t = t
+    outcomes: list[str] = []
+    for msg in [m for m in queue.messages if m.kind == "start" and m.visible_at <= t]:
+        queue.messages.remove(msg)
+        outcomes.append(deliver(c, msg))
+    return outcomes
+
+
+def _finish(c: Container, queue: MemoryQueue) -> None:
+    """Deliver every slice message queued (the running runs end) and what follows."""
+    drain(c, queue)
+
+
+def test_a_run_created_ahead_holds_no_slot_and_every_short_slot_runs(
     container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
-    job = _submit(container)
-    container.supervisor.tick(T0 + 60)
-    first = queue.take()  # run 08:01 is created but has not run yet
-    stats = container.supervisor.tick(T0 + 120)
-    assert (stats.runs_created, stats.slots_skipped, stats.starts_sent) == (0, 1, 0)
-    clock.t = T0 + 121
-    assert [deliver(container, m) for m in first] == ["completed"]
-    assert _job(container, job).active_slots == set()
-    assert container.supervisor.tick(T0 + 180).runs_created == 1
+    job = _submit(container, schedule={"rate": "rate(1 minute)"})
+    container.supervisor.tick(T0)
+    for minute in (1, 2, 3):  # look-ahead: runs are created a tick ahead of their slot
+        stats = container.supervisor.tick(T0 + 60 * minute - 4)
+        assert stats.runs_created == 1 and _job(container, job).active_slots == set()
+        assert _start_due(container, queue, clock, T0 + 60 * minute) == ["completed"]
+    assert {s for s, _ in _statuses(container, job).values()} == {"completed"}
+
+
+def test_skip_is_decided_at_the_slots_second_against_what_really_runs(
+    container: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    job = _submit(container, operations=SLOW, workers=1)
+    container.supervisor.tick(T0 + 56)  # 08:01 created
+    assert _start_due(container, queue, clock, T0 + 60) == ["running"]
+    container.supervisor.tick(T0 + 116)  # 08:02 created; 08:01 still running
+    assert _job(container, job).active_slots == {"2027-01-15T08:01:00Z"}
+    assert _start_due(container, queue, clock, T0 + 120) == ["skipped"]
+    _finish(container, queue)  # 08:01 ends
+    container.supervisor.tick(T0 + 176)
+    assert _start_due(container, queue, clock, T0 + 180) == ["running"]
+    _finish(container, queue)
     assert _statuses(container, job) == {
         "08:01:00": ("completed", None),
         "08:02:00": ("skipped", "overlap"),
-        "08:03:00": ("pending", None),
+        "08:03:00": ("completed", None),
     }
-    assert _job(container, job).active_slots == {"2027-01-15T08:03:00Z"}
+    skipped = _runs(container, job)["08:02:00"]
+    assert skipped.finished_at == T0 + 120 and not skipped.holds_slot
+    assert _job(container, job).active_slots == set()
 
 
 def test_buffer_one_starts_the_buffered_slot_when_the_active_run_ends(
     container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
-    job = _submit(container, overlap="buffer_one")
-    container.supervisor.tick(T0 + 60)
-    first = queue.take()
-    stats = container.supervisor.tick(T0 + 120)
-    assert (stats.runs_buffered, stats.starts_sent) == (1, 0)
-    assert container.supervisor.tick(T0 + 180).slots_skipped == 1  # one buffered at most
+    job = _submit(container, overlap="buffer_one", operations=SLOW, workers=1)
+    container.supervisor.tick(T0 + 56)
+    assert _start_due(container, queue, clock, T0 + 60) == ["running"]
+    container.supervisor.tick(T0 + 116)
+    assert _start_due(container, queue, clock, T0 + 120) == ["buffered"]
+    container.supervisor.tick(T0 + 176)
+    assert _start_due(container, queue, clock, T0 + 180) == ["skipped"]  # one buffered at most
     assert _job(container, job).buffered_slot == "2027-01-15T08:02:00Z"
-    clock.t = T0 + 181
-    queue.take()  # the sweep's re-sends of the overdue starts (harmless duplicates)
-    assert [deliver(container, m) for m in first] == ["completed"]
-    assert [m.body["slot"] for m in queue.messages] == ["2027-01-15T08:02:00Z"]  # the nudge
-    drain(container, queue)
+    _finish(container, queue)  # 08:01 ends, nudges 08:02, which runs to its end
     assert _statuses(container, job) == {
         "08:01:00": ("completed", None),
         "08:02:00": ("completed", None),
@@ -95,17 +126,16 @@ def test_cancel_other_stops_the_active_run_then_starts_the_new_one(
 ) -> None:
     ops = [{"_op": "range", "end": 3}, {"_op": "noop"}]
     job = _submit(container, overlap="cancel_other", operations=ops, workers=1)
-    container.supervisor.tick(T0 + 60)
-    clock.t = T0 + 60
-    deliver(container, queue.take()[0])  # run 08:01 starts: 3 slices, one at a time
-    assert deliver(container, queue.take()[0]) == "completed"  # slice 0 done, slice 1 queued
-    clock.t = T0 + 120
-    stats = container.supervisor.tick(T0 + 120)
-    # no slice was in flight (slice 1 was handed out, not claimed): the same tick's sweep
-    # stops the run, which frees the slot and nudges the buffered one
-    assert (stats.runs_buffered, stats.runs_cancelled) == (1, 1)
-    outcomes = sorted(deliver(container, m) for m in queue.take())
-    assert outcomes == ["dropped", "running"]  # the old slice is refused, the new run starts
+    container.supervisor.tick(T0 + 56)
+    assert _start_due(container, queue, clock, T0 + 60) == ["running"]
+    [slice0] = [m for m in queue.messages if m.kind == "slice"]
+    queue.messages.remove(slice0)
+    assert deliver(container, slice0) == "completed"  # slice 0 done, slice 1 handed out
+    container.supervisor.tick(T0 + 116)
+    assert _start_due(container, queue, clock, T0 + 120) == ["buffered"]
+    assert container.supervisor.tick(T0 + 121).finalized == 0
+    # no slice was in flight (slice 1 was handed out, not claimed): the sweep stops the
+    # run, which frees the slot and nudges the buffered one
     drain(container, queue)
     runs = _runs(container, job)
     old, new = runs["08:01:00"], runs["08:02:00"]
@@ -114,36 +144,39 @@ def test_cancel_other_stops_the_active_run_then_starts_the_new_one(
     assert (new.status, new.processed) == (ExStatus.completed, 3)
 
 
-def test_a_pending_run_is_cancelled_at_once(
+def test_cancel_other_never_cancels_a_run_that_has_not_started(
     container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
     job = _submit(container, overlap="cancel_other")
-    container.supervisor.tick(T0 + 60)
-    queue.take()
-    stats = container.supervisor.tick(T0 + 120)
-    assert stats.runs_cancelled == 1
-    assert [m.body["slot"] for m in queue.messages] == ["2027-01-15T08:02:00Z"]
-    clock.t = T0 + 120
+    container.supervisor.tick(T0 + 56)
+    container.supervisor.tick(T0 + 116)  # 08:01 and 08:02 both created, neither started
+    assert _job(container, job).active_slots == set()
     drain(container, queue)
     assert _statuses(container, job) == {
-        "08:01:00": ("stopped", None),
+        "08:01:00": ("completed", None),
         "08:02:00": ("completed", None),
     }
 
 
-def test_allow_with_max_active_runs(container: Container, queue: MemoryQueue) -> None:
-    job = _submit(container, overlap="allow", max_active_runs=2)
+def test_allow_with_max_active_runs(
+    container: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    job = _submit(container, overlap="allow", max_active_runs=2, operations=SLOW, workers=1)
     for minute in (1, 2, 3):
-        container.supervisor.tick(T0 + 60 * minute)
+        container.supervisor.tick(T0 + 60 * minute - 4)
+        _start_due(container, queue, clock, T0 + 60 * minute)
     assert _statuses(container, job)["08:03:00"] == ("skipped", "max_active_runs")
     assert len(_job(container, job).active_slots) == 2
 
 
-def test_allow_without_limit_overlaps_freely(container: Container, queue: MemoryQueue) -> None:
-    job = _submit(container, overlap="allow")
+def test_allow_without_limit_overlaps_freely(
+    container: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    job = _submit(container, overlap="allow", operations=SLOW, workers=1)
     for minute in (1, 2, 3):
-        container.supervisor.tick(T0 + 60 * minute)
-    assert {s for s, _ in _statuses(container, job).values()} == {"pending"}
+        container.supervisor.tick(T0 + 60 * minute - 4)
+        _start_due(container, queue, clock, T0 + 60 * minute)
+    assert {s for s, _ in _statuses(container, job).values()} == {"running"}
     assert _job(container, job).active_slots == set()  # nothing to count without a limit
 
 
@@ -156,30 +189,62 @@ def test_max_active_runs_above_one_needs_overlap_allow(container: Container) -> 
 
 
 @pytest.mark.parametrize(
-    "catchup, now, runs, missed",
+    "catchup, grace, now, runs, missed",
     [
-        # grace 10 s; at 08:10:30 the slots 08:01..08:10 are missed and 08:11 is not due yet
-        ("none", 630, [], 10),
-        ("latest", 630, ["08:10:00"], 9),
-        ("all", 630, ["08:08:00", "08:09:00", "08:10:00"], 7),  # max_catchup 3
-        # at 08:10:05, 08:10 is late but within the grace: it is the latest, it runs
-        ("latest", 605, ["08:10:00"], 9),
-        ("none", 605, ["08:10:00"], 9),
+        # grace 10 s; at 08:10:30 the slots 08:01..08:10 are missed, all past the grace
+        ("none", 10, 630, [], 10),
+        ("latest", 10, 630, [], 10),
+        ("all", 10, 630, [], 10),
+        # grace 120 s: 08:09 and 08:10 are missed within it (08:11 is not due yet)
+        ("none", 120, 630, [], 10),
+        ("latest", 120, 630, ["08:10:00"], 9),
+        ("all", 120, 630, ["08:09:00", "08:10:00"], 8),
+        # at 08:10:05, 08:10 is not missed (a tick's slack): it runs on time
+        ("latest", 10, 605, ["08:10:00"], 9),
+        ("none", 10, 605, ["08:10:00"], 9),
+        # at 08:10:05 with grace 120, 08:10 is due on time: `latest` keeps no missed one
+        ("latest", 120, 605, ["08:10:00"], 9),
+        ("all", 120, 605, ["08:09:00", "08:10:00"], 8),
     ],
 )
 def test_catchup_policies(
-    container: Container, catchup: str, now: int, runs: list[str], missed: int
+    container: Container, catchup: str, grace: int, now: int, runs: list[str], missed: int
 ) -> None:
     job = _submit(
-        container, overlap="allow", catchup=catchup, max_catchup=3, misfire_grace_seconds=10
+        container, overlap="allow", catchup=catchup, max_catchup=3, misfire_grace_seconds=grace
     )
     stats = container.supervisor.tick(T0 + now)
     seen = _statuses(container, job)
     assert sorted(k for k, (s, _) in seen.items() if s == "pending") == runs
     assert [v for v in seen.values() if v[0] == "missed"] == [("missed", "misfire")] * missed
     assert stats.slots_missed == missed
+    on_time = T0 + now - 5
+    late = {k for k, r in _runs(container, job).items() if r.catchup}
+    assert late == {k for k in runs if _runs(container, job)[k].scheduled_start < on_time}
+    assert stats.catchup_runs == len(late)
     nxt = _job(container, job).next_fire_at
     assert nxt == T0 + 660
+
+
+def test_catch_up_runs_run_one_after_another_and_the_on_time_slot_goes_first(
+    container: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    job = _submit(container, catchup="all", misfire_grace_seconds=300, operations=SLOW, workers=1)
+    clock.t = T0 + 236
+    container.supervisor.tick(T0 + 236)  # 08:01..08:03 missed; 08:04 due in 4 s
+    outcomes = _start_due(container, queue, clock, T0 + 236)
+    assert sorted(outcomes) == ["buffered", "buffered", "running"]  # one catch-up at a time
+    assert _start_due(container, queue, clock, T0 + 240) == ["buffered"]  # goes first
+    stored = _job(container, job)
+    assert stored.buffered_slot == "2027-01-15T08:04:00Z" and len(stored.waiting_slots) == 2
+    drain(container, queue)
+    runs = list(_runs(container, job).values())
+    assert [r.status for r in runs] == [ExStatus.completed] * 4
+    nudged = [m.body["slot"][11:19] for m in queue.sent[4:] if m.kind == "start"]
+    assert nudged == ["08:04:00", "08:02:00", "08:03:00"]  # the on-time slot, then in order
+    assert [r.processed for r in runs] == [2] * 4
+    stored = _job(container, job)
+    assert (stored.active_slots, stored.waiting_slots, stored.buffered_slot) == (set(), set(), None)
 
 
 def test_a_suspended_job_fires_nothing_and_its_missed_slots_say_so(
@@ -271,11 +336,15 @@ def test_scheduling_a_job_without_schedule_is_a_conflict(client: Client) -> None
     assert _post(client, "/v1/jobs/nope/_suspend")[0] == 404
 
 
-def test_a_jobs_execution_is_never_a_ledger_record(client: Client, container: Container) -> None:
+def test_a_jobs_execution_is_never_a_ledger_record(
+    client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
     """GET /v1/jobs/{id}/ex is the newest run that ran, not a newer skipped slot."""
-    job = _submit(container)
-    container.supervisor.tick(T0 + 60)
-    container.supervisor.tick(T0 + 120)  # 08:02 is skipped: 08:01 is still active
+    job = _submit(container, operations=SLOW, workers=1)
+    container.supervisor.tick(T0 + 56)
+    _start_due(container, queue, clock, T0 + 60)
+    container.supervisor.tick(T0 + 116)
+    assert _start_due(container, queue, clock, T0 + 120) == ["skipped"]  # 08:01 still runs
     assert _statuses(container, job)["08:02:00"] == ("skipped", "overlap")
     ex = client.http.get(f"/v1/jobs/{job.job_id}/ex").json_body
-    assert ex["slot"] == "2027-01-15T08:01:00Z" and ex["_status"] == "pending"
+    assert ex["slot"] == "2027-01-15T08:01:00Z" and ex["_status"] == "running"
