@@ -9,9 +9,9 @@ from typing import Any
 
 from chalice.test import Client
 
-from chalicelib.adapters.memory import Message
+from chalicelib.adapters.memory import Message, MemoryQueue
 from chalicelib.bootstrap import Container
-from chalicelib.ports import SliceMessage, StartMessage
+from chalicelib.ports import FakeClock, SliceMessage, StartMessage
 
 
 def race(*fns: Callable[[], Any]) -> list[Any]:
@@ -59,3 +59,14 @@ def deliver(c: Container, msg: Message) -> str:
         return c.worker.handle_start(start.job_id, start.slot, hint=start.hint)
     sl = SliceMessage.from_body(msg.body)
     return c.worker.handle_slice(sl.job_id, sl.slot, sl.ex_id, sl.slice_id)
+
+
+def start_due(c: Container, queue: MemoryQueue, clock: FakeClock, t: float) -> list[str]:
+    """At time `t`, deliver the start messages due by then (slice messages stay queued, so
+    a sliced run that started keeps running: a run that really runs, for overlap tests)."""
+    clock.t = t
+    outcomes: list[str] = []
+    for msg in [m for m in queue.messages if m.kind == "start" and m.visible_at <= t]:
+        queue.messages.remove(msg)
+        outcomes.append(deliver(c, msg))
+    return outcomes

@@ -16,6 +16,7 @@ from chalicelib.ports import FakeClock
 from tests.conftest import T0, drain
 from tests.helpers import field_error as _field_error
 from tests.helpers import get_ok as _get
+from tests.helpers import start_due
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 
@@ -139,12 +140,16 @@ def test_list_ex_sort_from_size_with_ties(client: Client, clock: FakeClock) -> N
 
 
 def test_ledger_records_are_listed_only_when_asked_for(
-    client: Client, container: Container, queue: MemoryQueue
+    client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
-    scheduled = {**JOB, "overlap": "skip", "schedule": {"rate": "rate(1 minute)"}}
+    scheduled = {**JOB, "overlap": "skip", "workers": 1, "schedule": {"rate": "rate(1 minute)"}}
     job_id = _post(client, "/v1/jobs?start=true", scheduled)[1]["job_id"]
-    container.supervisor.tick(T0 + 60)  # 08:01 is created; it has not run yet
-    assert container.supervisor.tick(T0 + 120).slots_skipped == 1  # 08:02 is skipped
+    clock.t = T0 + 56
+    container.supervisor.tick()
+    assert start_due(container, queue, clock, T0 + 60) == ["running"]  # its slices wait
+    clock.t = T0 + 116
+    container.supervisor.tick()
+    assert start_due(container, queue, clock, T0 + 120) == ["skipped"]  # 08:01 still runs
     skipped = _get(client, "/v1/ex?status=skipped")
     assert len(skipped) == 1 and skipped[0]["job_id"] == job_id
     assert skipped[0]["_status"] == "skipped" and skipped[0]["reason"] == "overlap"

@@ -17,7 +17,7 @@ from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
 from chalicelib.ports import FakeClock
 from tests.conftest import T0, drain
-from tests.helpers import deliver
+from tests.helpers import deliver, start_due
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 
@@ -49,17 +49,6 @@ def _job(c: Container, job: Job) -> Job:
 SLOW = [{"_op": "range", "end": 2}, {"_op": "noop"}]  # runs while its slices wait
 
 
-def _start_due(c: Container, queue: MemoryQueue, clock: FakeClock, t: float) -> list[str]:
-    """At time `t`, deliver the start messages due by then (slice messages stay queued, so
-    a sliced run that started keeps running)."""
-    clock.t = t
-    outcomes: list[str] = []
-    for msg in [m for m in queue.messages if m.kind == "start" and m.visible_at <= t]:
-        queue.messages.remove(msg)
-        outcomes.append(deliver(c, msg))
-    return outcomes
-
-
 def _finish(c: Container, queue: MemoryQueue) -> None:
     """Deliver every slice message queued (the running runs end) and what follows."""
     drain(c, queue)
@@ -73,7 +62,7 @@ def test_a_run_created_ahead_holds_no_slot_and_every_short_slot_runs(
     for minute in (1, 2, 3):  # look-ahead: runs are created a tick ahead of their slot
         stats = container.supervisor.tick(T0 + 60 * minute - 4)
         assert stats.runs_created == 1 and _job(container, job).active_slots == set()
-        assert _start_due(container, queue, clock, T0 + 60 * minute) == ["completed"]
+        assert start_due(container, queue, clock, T0 + 60 * minute) == ["completed"]
     assert {s for s, _ in _statuses(container, job).values()} == {"completed"}
 
 
@@ -82,13 +71,13 @@ def test_skip_is_decided_at_the_slots_second_against_what_really_runs(
 ) -> None:
     job = _submit(container, operations=SLOW, workers=1)
     container.supervisor.tick(T0 + 56)  # 08:01 created
-    assert _start_due(container, queue, clock, T0 + 60) == ["running"]
+    assert start_due(container, queue, clock, T0 + 60) == ["running"]
     container.supervisor.tick(T0 + 116)  # 08:02 created; 08:01 still running
     assert _job(container, job).active_slots == {"2027-01-15T08:01:00Z"}
-    assert _start_due(container, queue, clock, T0 + 120) == ["skipped"]
+    assert start_due(container, queue, clock, T0 + 120) == ["skipped"]
     _finish(container, queue)  # 08:01 ends
     container.supervisor.tick(T0 + 176)
-    assert _start_due(container, queue, clock, T0 + 180) == ["running"]
+    assert start_due(container, queue, clock, T0 + 180) == ["running"]
     _finish(container, queue)
     assert _statuses(container, job) == {
         "08:01:00": ("completed", None),
@@ -105,11 +94,11 @@ def test_buffer_one_starts_the_buffered_slot_when_the_active_run_ends(
 ) -> None:
     job = _submit(container, overlap="buffer_one", operations=SLOW, workers=1)
     container.supervisor.tick(T0 + 56)
-    assert _start_due(container, queue, clock, T0 + 60) == ["running"]
+    assert start_due(container, queue, clock, T0 + 60) == ["running"]
     container.supervisor.tick(T0 + 116)
-    assert _start_due(container, queue, clock, T0 + 120) == ["buffered"]
+    assert start_due(container, queue, clock, T0 + 120) == ["buffered"]
     container.supervisor.tick(T0 + 176)
-    assert _start_due(container, queue, clock, T0 + 180) == ["skipped"]  # one buffered at most
+    assert start_due(container, queue, clock, T0 + 180) == ["skipped"]  # one buffered at most
     assert _job(container, job).buffered_slot == "2027-01-15T08:02:00Z"
     _finish(container, queue)  # 08:01 ends, nudges 08:02, which runs to its end
     assert _statuses(container, job) == {
@@ -127,12 +116,12 @@ def test_cancel_other_stops_the_active_run_then_starts_the_new_one(
     ops = [{"_op": "range", "end": 3}, {"_op": "noop"}]
     job = _submit(container, overlap="cancel_other", operations=ops, workers=1)
     container.supervisor.tick(T0 + 56)
-    assert _start_due(container, queue, clock, T0 + 60) == ["running"]
+    assert start_due(container, queue, clock, T0 + 60) == ["running"]
     [slice0] = [m for m in queue.messages if m.kind == "slice"]
     queue.messages.remove(slice0)
     assert deliver(container, slice0) == "completed"  # slice 0 done, slice 1 handed out
     container.supervisor.tick(T0 + 116)
-    assert _start_due(container, queue, clock, T0 + 120) == ["buffered"]
+    assert start_due(container, queue, clock, T0 + 120) == ["buffered"]
     assert container.supervisor.tick(T0 + 121).finalized == 0
     # no slice was in flight (slice 1 was handed out, not claimed): the sweep stops the
     # run, which frees the slot and nudges the buffered one
@@ -164,7 +153,7 @@ def test_allow_with_max_active_runs(
     job = _submit(container, overlap="allow", max_active_runs=2, operations=SLOW, workers=1)
     for minute in (1, 2, 3):
         container.supervisor.tick(T0 + 60 * minute - 4)
-        _start_due(container, queue, clock, T0 + 60 * minute)
+        start_due(container, queue, clock, T0 + 60 * minute)
     assert _statuses(container, job)["08:03:00"] == ("skipped", "max_active_runs")
     assert len(_job(container, job).active_slots) == 2
 
@@ -175,7 +164,7 @@ def test_allow_without_limit_overlaps_freely(
     job = _submit(container, overlap="allow", operations=SLOW, workers=1)
     for minute in (1, 2, 3):
         container.supervisor.tick(T0 + 60 * minute - 4)
-        _start_due(container, queue, clock, T0 + 60 * minute)
+        start_due(container, queue, clock, T0 + 60 * minute)
     assert {s for s, _ in _statuses(container, job).values()} == {"running"}
     assert _job(container, job).active_slots == set()  # nothing to count without a limit
 
@@ -232,9 +221,9 @@ def test_catch_up_runs_run_one_after_another_and_the_on_time_slot_goes_first(
     job = _submit(container, catchup="all", misfire_grace_seconds=300, operations=SLOW, workers=1)
     clock.t = T0 + 236
     container.supervisor.tick(T0 + 236)  # 08:01..08:03 missed; 08:04 due in 4 s
-    outcomes = _start_due(container, queue, clock, T0 + 236)
+    outcomes = start_due(container, queue, clock, T0 + 236)
     assert sorted(outcomes) == ["buffered", "buffered", "running"]  # one catch-up at a time
-    assert _start_due(container, queue, clock, T0 + 240) == ["buffered"]  # goes first
+    assert start_due(container, queue, clock, T0 + 240) == ["buffered"]  # goes first
     stored = _job(container, job)
     assert stored.buffered_slot == "2027-01-15T08:04:00Z" and len(stored.waiting_slots) == 2
     drain(container, queue)
@@ -342,9 +331,9 @@ def test_a_jobs_execution_is_never_a_ledger_record(
     """GET /v1/jobs/{id}/ex is the newest run that ran, not a newer skipped slot."""
     job = _submit(container, operations=SLOW, workers=1)
     container.supervisor.tick(T0 + 56)
-    _start_due(container, queue, clock, T0 + 60)
+    start_due(container, queue, clock, T0 + 60)
     container.supervisor.tick(T0 + 116)
-    assert _start_due(container, queue, clock, T0 + 120) == ["skipped"]  # 08:01 still runs
+    assert start_due(container, queue, clock, T0 + 120) == ["skipped"]  # 08:01 still runs
     assert _statuses(container, job)["08:02:00"] == ("skipped", "overlap")
     ex = client.http.get(f"/v1/jobs/{job.job_id}/ex").json_body
     assert ex["slot"] == "2027-01-15T08:01:00Z" and ex["_status"] == "running"

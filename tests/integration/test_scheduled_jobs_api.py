@@ -16,7 +16,9 @@ from chalicelib.bootstrap import Container
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.transitions import ExStatus, JobState
 from chalicelib.ports import FakeClock, Page
+from chalicelib.services.entry import PreparedStart
 from tests.conftest import T0, drain
+from tests.helpers import start_due
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 
@@ -169,14 +171,23 @@ def test_bad_run_requests_are_400_naming_the_field_and_start_nothing(
 @pytest.fixture
 def mixed(container: Container, queue: MemoryQueue, clock: FakeClock) -> dict[str, str]:
     """A job scheduled every minute (overlap skip): the 08:01 run completes, the 08:02 slot
-    is skipped (08:01 still active when it came), an on-demand run at 08:02:10 is in
+    is skipped (08:01 still running at its second), an on-demand run at 08:02:10 is in
     progress; and a job whose runs fail."""
     job_id = _job(container, start=True, name="mixed", owner="alice", schedule=RATE)
-    clock.t = T0 + 60
+    clock.t = T0 + 56
     assert container.supervisor.tick().runs_created == 1
-    clock.t = T0 + 120
-    assert container.supervisor.tick().slots_skipped == 1  # 08:01 has not run yet
-    drain(container, queue)
+    [first] = queue.take()
+    clock.t = T0 + 58  # its start message arrives two seconds early
+    prepared = container.worker.prepare_start(job_id, first.body["slot"])
+    assert isinstance(prepared, PreparedStart)
+    clock.t = T0 + 60
+    running = container.worker.enter(prepared)  # 08:01 claimed at its second, not finished
+    assert isinstance(running, PreparedStart)
+    clock.t = T0 + 116
+    assert container.supervisor.tick().runs_created == 1
+    assert start_due(container, queue, clock, T0 + 120) == ["skipped"]
+    clock.t = T0 + 121
+    assert container.worker.run_prepared(running) == "completed"
     clock.t = T0 + 130
     failing = _job(container, name="failing", owner="alice", operations=FAIL, max_retries=0)
     failed = container.jobs.start_run(failing, args="x")
@@ -263,7 +274,9 @@ def test_stopped_runs_are_failed_and_missed_slots_are_listed(
     container.jobs.schedule(job_id)  # resumes with next_fire_at 08:01: four slots went by
     container.supervisor.tick()
     missed = _runs(client, job_id, "status=MISSED")
-    assert [r["scheduledStart"][11:19] for r in missed] == ["08:03:00", "08:02:00", "08:01:00"]
+    # catchup none: 08:04, within the grace, is missed too
+    slots = [r["scheduledStart"][11:19] for r in missed]
+    assert slots == ["08:04:00", "08:03:00", "08:02:00", "08:01:00"]
     assert {(r["executionStatus"], r["message"]) for r in missed} == {("missed", "suspended")}
     other = _job(container, overlap="allow")
     run = container.jobs.start_run(other)
@@ -459,12 +472,12 @@ def test_stats_of_one_job(client: Client, mixed: dict[str, str]) -> None:
     }
     assert stats["byExecutionStatus"] == {"completed": 1, "pending": 1, "skipped": 1}
     assert (stats["fromDate"], stats["toDate"]) == (None, "2027-01-15T08:02:10.000Z")
-    # a window: only the 08:02 ledger record and the 08:02:10 run
+    # a window: only the 08:02 slot (created at 08:01:56) and the 08:02:10 run
     windowed = client.http.get(
-        f"/scheduled-jobs/{mixed['job']}/stats?fromDate=20270115T080200&toDate=20270115T080210"
+        f"/scheduled-jobs/{mixed['job']}/stats?fromDate=20270115T080150&toDate=20270115T080210"
     ).json_body
     assert windowed["total"] == 2 and windowed["byStatus"]["SKIPPED"] == 1
-    assert windowed["fromDate"] == "2027-01-15T08:02:00.000Z"
+    assert windowed["fromDate"] == "2027-01-15T08:01:50.000Z"
     failing = client.http.get(f"/scheduled-jobs/{mixed['failing']}/stats").json_body
     assert failing["byStatus"]["FAILED"] == 1 and failing["byExecutionStatus"] == {"failed": 1}
     # a state the job is not in: nothing counted

@@ -5,30 +5,45 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.domain.policies import jitter, miss_reason, split_missed
+from chalicelib.domain.jobs import JobDefinition
+from chalicelib.domain.policies import catch_up, jitter, miss_reason
 from chalicelib.domain.runs import MissReason
 
 slots = st.lists(st.integers(0, 10_000), max_size=50, unique=True).map(sorted)
+NOW = 10_010
 
 
 @given(
     slots,
     st.sampled_from(["none", "latest", "all"]),
     st.integers(1, 20),
+    st.integers(0, 12_000),
     st.booleans(),
     st.booleans(),
 )
 def test_every_missed_slot_is_either_ledgered_or_run_once_in_order(
-    missed: list[float], catchup: str, max_catchup: int, complete: bool, next_due: bool
+    late: list[float], catchup: str, max_catchup: int, grace: int, complete: bool, due: bool
 ) -> None:
-    ledger, run = split_missed(missed, catchup, max_catchup, complete, next_due)  # type: ignore[arg-type]
-    assert ledger + run == missed  # nothing lost, nothing doubled, order kept
-    if not complete or catchup == "none" or (catchup == "latest" and next_due):
+    spec = JobDefinition.model_validate(
+        {
+            "name": "p",
+            "operations": [{"_op": "noop"}],
+            "catchup": catchup,
+            "max_catchup": max_catchup,
+            "misfire_grace_seconds": grace,
+        }
+    )
+    on_time = [NOW] if due else [NOW + 30]
+    ledger, run = catch_up(late, on_time, NOW, spec, complete)
+    assert sorted(ledger + run) == late and not set(ledger) & set(run)  # none lost or doubled
+    assert run == sorted(run) and all(s >= NOW - grace for s in run)  # never past the grace
+    within = [s for s in late if s >= NOW - grace]
+    if not complete or catchup == "none" or (catchup == "latest" and due):
         assert run == []
     elif catchup == "latest":
-        assert run == missed[-1:]
+        assert run == within[-1:]
     else:
-        assert run == missed[-max_catchup:] if missed else run == []
+        assert run == within[-max_catchup:]
 
 
 @given(st.integers(0, 10_000), st.integers(0, 10_000), st.integers(0, 10_000))
