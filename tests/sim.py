@@ -23,6 +23,10 @@ Usage::
         print(rec)                      # slot, status, reason, started_at, finished_at
     print(result.table(job_id))         # the same, in seconds from the start
 
+Or from the shell, the issue's experiment (one job, its slots and their statuses)::
+
+    .venv/bin/python -m tests.sim --lookahead 30 --interval 10 --until 75
+
 Times in a SimConfig and given to `run` are seconds from the simulation's start (`T0`,
 a whole minute); the records' times are epoch seconds (`result.rel` turns them back).
 """
@@ -33,8 +37,7 @@ import heapq
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -571,8 +574,37 @@ def _record(run: Run) -> RunRecord:
     )
 
 
-@contextmanager
-def simulation(config: SimConfig | None = None) -> Iterator[Simulation]:
-    """`with simulation(SimConfig(...)) as sim:` as `with Simulation(...) as sim:`."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """One job on the simulated engine; prints its slots and their statuses."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m tests.sim", description=main.__doc__)
+    ap.add_argument("--lookahead", type=float, default=5.0)
+    ap.add_argument("--tick", type=float, default=1.0)
+    ap.add_argument("--interval", type=int, default=10)
+    ap.add_argument("--work", type=float, default=0.0, help="seconds each run takes")
+    ap.add_argument("--until", type=float, default=75.0)
+    ap.add_argument("--job", default="{}", help="more of the job definition, as JSON")
+    ap.add_argument("--down", type=float, nargs=2, action="append", default=[], metavar="T")
+    ap.add_argument("--lose-starts-at", type=float, action="append", default=[], metavar="T")
+    args = ap.parse_args(argv)
+    config = SimConfig(
+        tick_s=args.tick,
+        lookahead_s=args.lookahead,
+        supervisor_down=[(a, b) for a, b in args.down],
+        lose_starts_at=args.lose_starts_at,
+    )
     with Simulation(config) as sim:
-        yield sim
+        job_id = sim.submit(every(args.interval, args.work, **json.loads(args.job)))
+        result = sim.run(args.until)
+    print(result.table(job_id))
+    counts: dict[str, int] = {}
+    for rec in result.records(job_id):
+        if rec.slot <= result.end:
+            counts[rec.status] = counts.get(rec.status, 0) + 1
+    print("slots due by the end:", counts, "errors:", len(result.errors))
+
+
+if __name__ == "__main__":
+    main()
