@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a whole minute
 WORK_OP = "work"
+WALL_TIMEOUT_S = 60.0  # an actor that runs this long without yielding is stuck
 
 
 # ---- virtual time -------------------------------------------------------------------------
@@ -170,7 +171,8 @@ class Scheduler:
             actor.wake_at = None
             self._back.clear()
             actor.go.set()
-            self._back.wait()
+            if not self._back.wait(WALL_TIMEOUT_S):
+                raise RuntimeError(f"{actor.name} neither slept nor ended (a real lock or wait?)")
             if self.failure is not None:
                 raise RuntimeError(f"simulation actor failed: {self.failure!r}") from self.failure
         self.clock.t = max(self.clock.t, t_end)
