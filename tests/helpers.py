@@ -9,7 +9,7 @@ from typing import Any
 
 from chalice.test import Client
 
-from chalicelib.adapters.memory import Message, MemoryQueue
+from chalicelib.adapters.memory import MemoryQueue, Message
 from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock, SliceMessage, StartMessage
 
