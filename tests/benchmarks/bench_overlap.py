@@ -189,7 +189,8 @@ def steady(args: argparse.Namespace, workdir: Path, lookahead: float) -> None:
         late = [x for x in map(lateness, due) if x is not None]
         print(f"  {lateness_summary(late)}")
         stats = session().get(f"{stack.url}/scheduled-jobs/{job['job_id']}/stats", timeout=10)
-        print(f"  job stats: {stats.text.strip()[:300]}")
+        by_status = stats.json().get("byStatus") if stats.status_code == 200 else stats.text
+        print(f"  job stats (GET /scheduled-jobs/{{id}}/stats), by status: {by_status}")
         print_supervisor(supervisor_state(stack.url))
         problems = [line for line in stack.tail(10_000).splitlines() if "Traceback" in line]
         if problems:
