@@ -314,7 +314,11 @@ def report_restart(per_job: dict[str, Runs], m: Moments) -> None:
         f"({hms(m.killed)} .. {hms(m.up)} UTC down)"
     )
     report_bin("slots before the kill", gather("before"))
-    report_bin("slots while down (missed)", gather("down"))
+    down = gather("down")
+    report_bin("slots while down (missed)", down)
+    ahead = [r for r in down if (ts(r.get("createdAt")) or 0.0) < m.killed]
+    report_bin("  of which created ahead before the kill (start message lost)", ahead)
+    report_bin("  of which recorded after the restart", [r for r in down if r not in ahead])
     per_job_down = Counter(which_ran(b["down"]) for b in binned.values() if b["down"])
     print(f"    per job, of its missed slots: {counts(per_job_down.elements())}")
     report_bin("slots after the restart", gather("after"))
