@@ -206,9 +206,9 @@ class RunStore(ABC):
     @abstractmethod
     def wait_for_slot(self, run: Run, check_at: float) -> bool:
         """A pending run that found its job at its limit at its second waits for a slot:
-        a catch-up run (`run.catchup`) among the job's waiting runs, any other as the job's
-        one buffered run, only if none is buffered yet. The sweep looks at it again at
-        `check_at`. False if it could not wait (nothing written)."""
+        a catch-up run (`run.catchup`, kept on the record) among the job's waiting runs, any
+        other as the job's one buffered run, only if none is buffered yet. The sweep looks
+        at it again at `check_at`. False if it could not wait (nothing written)."""
 
     @abstractmethod
     def acquire_buffered(self, run: Run, limit: int) -> bool:

@@ -13,6 +13,7 @@ class StartOutcome(StrEnum):
     dropped = "dropped"  # no such run, it has ended, or it is another execution now
     buffered = "buffered"  # it waits for its job's active slot
     skipped = "skipped"  # its job was at its limit of active runs at its second
+    missed = "missed"  # it came too late to start (the catch-up policy did not keep it)
     early = "early"  # not due yet: sent again to arrive nearer its second
     busy = "busy"  # held by another claim, or the claim lost a race
     stopping = "stopping"  # asked to stop, something of it still in flight

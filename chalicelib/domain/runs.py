@@ -364,6 +364,12 @@ class Run:
         sets = {"reason": str(reason), "finished_at": now, "updated": now}
         return RunTransition(Guard(frozenset({_P})), ExStatus.skipped, sets)
 
+    def miss(self, now: float, reason: MissReason) -> RunTransition:
+        """A run created ahead whose start came too late (its message lost with the stack,
+        workers down): a missed slot the catch-up policy does not keep."""
+        sets = {"reason": str(reason), "finished_at": now, "updated": now}
+        return RunTransition(Guard(frozenset({_P})), ExStatus.missed, sets)
+
     def stop_pending(self, now: float, reason: str) -> RunTransition:
         """A run that has not started stops at once."""
         sets = {"finished_at": now, "updated": now, "errors": self._noted(f"stopped: {reason}")}

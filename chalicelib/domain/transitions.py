@@ -118,7 +118,9 @@ EX_MACHINE = _m(
             _E.rejected,
             _E.failed,
             _E.terminated,
+            _E.completed,  # its reader gave no slice: nothing to run
             _E.skipped,
+            _E.missed,
         },
         _E.scheduling: {_E.initializing, _E.stopping, _E.stopped, _E.failed, _E.terminated},
         _E.initializing: {
@@ -150,7 +152,7 @@ EX_MACHINE = _m(
         _E.failed: set(),
         _E.terminated: set(),
         _E.skipped: set(),  # a ledger record, or a run its job's limit kept from starting
-        _E.missed: set(),  # a ledger record: written as such
+        _E.missed: set(),  # a ledger record, or a run whose start came too late
     },
 )
 

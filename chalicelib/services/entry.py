@@ -5,18 +5,26 @@ skipped, buffered, or the active runs cancelled; a catch-up run waits its turn."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib.domain.jobs import Job
+from chalicelib.domain.jobs import Job, JobDefinition
 from chalicelib.domain.outcomes import StartOutcome
-from chalicelib.domain.runs import MissReason, Run
+from chalicelib.domain.policies import LATE_AFTER_S
+from chalicelib.domain.runs import MissReason, Run, Trigger
 from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.services.lifecycle import RunLifecycle
+from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
 
 ENTRY_ATTEMPTS = 3
+
+
+def _late(run: Run, now: float) -> bool:
+    """A scheduled run (not already a catch-up one) starting more than LATE_AFTER_S after
+    its second: its slot was missed."""
+    return run.trigger == Trigger.schedule and not run.catchup and now - run.start_at > LATE_AFTER_S
 
 
 @dataclass(frozen=True)
@@ -38,20 +46,48 @@ class SlotEntry(RunLifecycle):
     def enter(self, p: PreparedStart, attempt: int = 1) -> PreparedStart | StartOutcome:
         """At the run's second: claim it (a one-slice run as running, a sliced one as
         initializing, its slices then written) and take a slot, in one transaction."""
-        assert p.enter is not None
+        limit = p.enter
+        assert limit is not None
         now = self.clock.now()
+        if attempt == 1 and _late(p.run, now):
+            kept = self._late_slot(p, now)
+            if not isinstance(kept, PreparedStart):
+                return kept
+            p = kept
         run = p.run
         if run.presliced or len(p.requests) > 1:
             lease = now + run.lease_seconds
             transition = run.claim_initializing(p.token, lease, now, p.pinned)
         else:
             transition = run.claim_inline(p.token, now, now, config=p.pinned)
-        claimed = self.apply(run, transition.taking_slot(p.enter))
+        claimed = self.apply(run, transition.taking_slot(limit))
         if claimed is None:
             return self._refused(p, now, attempt)
         if claimed.status == ExStatus.initializing and not claimed.presliced:
             self.put_slices(claimed, p.requests, now)
         return PreparedStart(claimed, p.token, p.requests)
+
+    def _late_slot(self, p: PreparedStart, now: float) -> PreparedStart | StartOutcome:
+        """A scheduled run whose second passed unseen (its start message lost with the
+        stack, its workers down): a missed slot, which follows the catch-up policy as the
+        tick's would. Past the grace, or not kept (`none`; `latest` with a later slot due):
+        missed. Kept by `all`: a catch-up run, which waits its turn."""
+        run = p.run
+        job = self.store.get_job(run.job_id)
+        if job is None:
+            return StartOutcome.dropped
+        spec = JobDefinition.model_validate(run.config)
+        after = None
+        if spec.schedule is not None:
+            after = next_slot(spec.schedule, run.scheduled_start, job.schedule_anchor)
+        later_due = after is not None and after <= now
+        within = now - run.start_at <= spec.misfire_grace_seconds
+        if within and spec.catchup == "all":
+            return replace(p, run=replace(run, catchup=True))
+        if within and spec.catchup == "latest" and not later_due:
+            return p
+        missed = self.apply(run, run.miss(now, MissReason.misfire))
+        return StartOutcome.missed if missed is not None else StartOutcome.busy
 
     def put_slices(self, run: Run, requests: list[dict[str, Any]], now: float) -> None:
         """Write a sliced run's slices, in order."""

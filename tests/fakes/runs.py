@@ -69,7 +69,7 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
                 job.buffered_slot = run.slot
             else:
                 return False
-            stored.buffered, stored.check_at = True, check_at
+            stored.buffered, stored.check_at, stored.catchup = True, check_at, run.catchup
             return True
 
     def acquire_buffered(self, run: Run, limit: int) -> bool:

@@ -337,3 +337,51 @@ def test_a_jobs_execution_is_never_a_ledger_record(
     assert _statuses(container, job)["08:02:00"] == ("skipped", "overlap")
     ex = client.http.get(f"/v1/jobs/{job.job_id}/ex").json_body
     assert ex["slot"] == "2027-01-15T08:01:00Z" and ex["_status"] == "running"
+
+
+@pytest.mark.parametrize("overlap", ["skip", "allow"])
+def test_a_run_whose_reader_gives_no_slice_completes(
+    container: Container, queue: MemoryQueue, clock: FakeClock, overlap: str
+) -> None:
+    empty = [{"_op": "range", "end": 0}, {"_op": "noop"}]
+    job = _submit(container, operations=empty, overlap=overlap)
+    on_demand = container.jobs.start_run(job.job_id)
+    drain(container, queue)
+    container.supervisor.tick(T0 + 56)
+    assert start_due(container, queue, clock, T0 + 60) == ["completed"]
+    runs = _runs(container, job)
+    assert runs["08:01:00"].status == ExStatus.completed
+    done = container.store.get_run(job.job_id, on_demand.slot)
+    assert done is not None and done.status == ExStatus.completed and done.slices_total == 0
+    assert _job(container, job).active_slots == set()
+
+
+@pytest.mark.parametrize(
+    "catchup, late, outcome",
+    [
+        ("latest", 30, "completed"),  # the latest missed slot: it runs, once
+        ("latest", 70, "missed"),  # 08:02 is due too: it is the latest
+        ("none", 30, "missed"),
+        ("all", 70, "completed"),
+        ("all", 90, "missed"),  # past the grace
+        ("latest", 4, "completed"),  # within a tick's slack: on time
+    ],
+)
+def test_a_run_whose_start_comes_late_follows_the_catch_up_policy(
+    container: Container,
+    queue: MemoryQueue,
+    clock: FakeClock,
+    catchup: str,
+    late: int,
+    outcome: str,
+) -> None:
+    job = _submit(container, catchup=catchup, misfire_grace_seconds=80)
+    container.supervisor.tick(T0 + 56)
+    queue.take()  # the start message is lost (the local stack's queue died with it)
+    [run] = _runs(container, job).values()
+    clock.t = T0 + 60 + late
+    assert container.worker.handle_start(job.job_id, run.slot) == outcome
+    got = _runs(container, job)["08:01:00"]
+    assert str(got.status) == outcome
+    if outcome == "missed":
+        assert got.reason == "misfire" and _job(container, job).active_slots == set()

@@ -84,6 +84,7 @@ class RunRecords(StoreBase):
             job_cond = J.job_id.exists() & J.buffered_slot.does_not_exist()
         run_actions: list[Action] = [
             R.buffered.set(True),
+            R.catchup.set(run.catchup),
             R.check_at.set(check_at),
             R.sweep_shard.set(self._sweep_shard(run.ex_id)),
         ]
