@@ -51,7 +51,7 @@ from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ops.registry import REGISTRY, OpSpec, Params, SliceContext
 from chalicelib.ports import Clock, Queue, SliceMessage, StartMessage
-from chalicelib.services.start import PreparedStart
+from chalicelib.services.entry import PreparedStart
 from chalicelib.services.supervisor import TickStats
 from tests.fakes import MemoryAssetStore, MemoryBlobStore, MemoryStore
 
