@@ -51,7 +51,7 @@ bench_credentials()
 
 from cadenza_tools.local.dynamodb_local import free_port  # noqa: E402
 from tests.benchmarks.bench_lateness import pct, session  # noqa: E402
-from tests.e2e.test_kill_restart import KillableStack, port_free  # noqa: E402
+from tests.e2e.test_kill_restart import KillableStack, StackSeries, port_free  # noqa: E402
 from tests.e2e.test_local_stack import wait_for  # noqa: E402
 
 OPS = [{"_op": "noop"}, {"_op": "noop"}]
@@ -351,15 +351,8 @@ def restart(args: argparse.Namespace, workdir: Path) -> None:
     api_port, moto_port, ddb_port = free_port(), free_port(), free_port()
     argv = stack_argv(workdir / prefix, prefix, args.restart_lookahead, args)
     argv += ["--moto-port", str(moto_port), "--dynamodb-port", str(ddb_port)]
-    made: list[KillableStack] = []
-
-    def make(name: str) -> KillableStack:
-        stack = KillableStack(name, argv, api_port, workdir / f"{prefix}-{name}.log")
-        made.append(stack)
-        return stack.start()
-
-    try:
-        before = make("before")
+    with StackSeries(argv, api_port, workdir, prefix=f"{prefix}-") as series:
+        before = series.start("before")
         ids = submit_jobs(before.url, args.jobs, args.submit_threads)
         submitted = time.time()
         time.sleep(max(0.0, submitted + args.kill_after - time.time()))
@@ -367,7 +360,7 @@ def restart(args: argparse.Namespace, workdir: Path) -> None:
         kill_and_wait(before, (api_port, moto_port, ddb_port))
         time.sleep(max(0.0, killed + args.down - time.time()))
         launched = time.time()
-        after = make("after")
+        after = series.start("after")
         up = time.time()
         ticks = watch_ticks(after.url, up + args.observe)
         m = Moments(submitted, killed, launched, up, time.time())
@@ -375,10 +368,6 @@ def restart(args: argparse.Namespace, workdir: Path) -> None:
             per_job = dict(zip(ids, pool.map(lambda j: list_runs(after.url, j), ids), strict=True))
         report_restart(per_job, m)
         report_ticks(after.log_path, ticks, m)
-    finally:
-        for stack in reversed(made):
-            if stack.proc is not None and stack.proc.poll() is None:
-                stack.stop()
 
 
 def steady_all(args: argparse.Namespace, workdir: Path) -> None:

@@ -107,21 +107,39 @@ class KillableStack(StackProcess):
         return data
 
 
+class StackSeries:
+    """Stacks run one after another on one command line and API port (a stack, killed,
+    then its restart); on exit, one still running is killed, the others stopped."""
+
+    def __init__(self, argv: list[str], api_port: int, logs: Path, prefix: str = "") -> None:
+        self.argv, self.api_port, self.logs, self.prefix = argv, api_port, logs, prefix
+        self.made: list[KillableStack] = []
+
+    def start(self, name: str) -> KillableStack:
+        log = self.logs / f"{self.prefix}{name}.log"
+        stack = KillableStack(name, self.argv, self.api_port, log)
+        self.made.append(stack)
+        return stack.start()
+
+    def __enter__(self) -> StackSeries:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for stack in reversed(self.made):
+            if stack.proc is not None and stack.proc.poll() is None:
+                stack.kill_hard()
+            else:
+                stack.stop()
+
+
 @needs_java
 def test_sigkilled_stack_finishes_its_runs_after_a_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     api_port, moto_port, ddb_port = free_port(), free_port(), free_port()
     args = ["--data-dir", str(data_dir), "--tick-interval", "1"]
     args += ["--moto-port", str(moto_port), "--dynamodb-port", str(ddb_port)]
-    stacks: list[KillableStack] = []
-
-    def make(name: str) -> KillableStack:
-        stack = KillableStack(name, args, api_port, tmp_path / f"{name}.log")
-        stacks.append(stack)
-        return stack.start()
-
-    try:
-        stack = make("before-kill")
+    with StackSeries(args, api_port, tmp_path) as series:
+        stack = series.start("before-kill")
         assert stack.banner()["backend"] == "ddblocal"
         status, job = stack.submit(KILL_JOB)
         assert status == 202, job
@@ -151,7 +169,7 @@ def test_sigkilled_stack_finishes_its_runs_after_a_restart(tmp_path: Path) -> No
             "the killed stack's ports to be free",
         )
 
-        again = make("after-kill")
+        again = series.start("after-kill")
 
         def terminal(job_id: str) -> Callable[[], dict[str, Any] | None]:
             def probe() -> dict[str, Any] | None:
@@ -190,9 +208,3 @@ def test_sigkilled_stack_finishes_its_runs_after_a_restart(tmp_path: Path) -> No
         assert (one_stats["processed"], one_stats["failed"]) == (1, 0), (done_one, info)
 
         assert again.stop() == 0, again.tail()
-    finally:
-        for stack in reversed(stacks):
-            if stack.proc is not None and stack.proc.poll() is None:
-                stack.kill_hard()
-            else:
-                stack.stop()

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from cadenza_tools.local.dynamodb_local import DynamoDBLocal, free_port
-from tests.e2e.test_kill_restart import KillableStack, port_free
+from tests.e2e.test_kill_restart import KillableStack, StackSeries, port_free
 from tests.e2e.test_local_stack import needs_java, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
@@ -213,62 +213,55 @@ def test_restart_runs_the_on_time_slot_and_catches_up_by_policy(tmp_path: Path) 
     api_port, moto_port = free_port(), free_port()
     args = ["--dynamodb-endpoint", ddb.endpoint, "--prefix", "catchup", "--moto-port"]
     args += [str(moto_port), "--tick-interval", "1", "--lookahead", str(LOOKAHEAD)]
-    made: list[KillableStack] = []
-
-    def make(name: str) -> KillableStack:
-        stack = KillableStack(name, args, api_port, tmp_path / f"{name}.log")
-        made.append(stack)
-        return stack.start()
-
     try:
-        launched = time.time()
-        before = make("before")
-        startup = time.time() - launched
-        first = float(math.ceil(time.time()) + 3)
-        ids = submit_jobs(before, first)
-        for job_id in ids.values():
-            wait_for(succeeded(before, job_id, first), first + 8 - time.time(), "first slot", 0.1)
-        killed = time.time()
-        assert killed < first + INTERVAL_S - LOOKAHEAD - 1, "too slow: a run was created ahead"
-        before.kill_hard()
-        wait_for(lambda: all(port_free(p) for p in (api_port, moto_port)) or None, 10, "ports")
+        with StackSeries(args, api_port, tmp_path) as series:
+            launched = time.time()
+            before = series.start("before")
+            startup = time.time() - launched
+            first = float(math.ceil(time.time()) + 3)
+            ids = submit_jobs(before, first)
+            for job_id in ids.values():
+                wait_for(
+                    succeeded(before, job_id, first), first + 8 - time.time(), "first slot", 0.1
+                )
+            killed = time.time()
+            assert killed < first + INTERVAL_S - LOOKAHEAD - 1, "too slow: a run was created ahead"
+            before.kill_hard()
+            wait_for(lambda: all(port_free(p) for p in (api_port, moto_port)) or None, 10, "ports")
 
-        up_at = first + 2 * INTERVAL_S + PHASE_AT_UP_S  # two slots missed, the third ahead
-        time.sleep(max(0.0, up_at - max(1.0, startup - RESTART_FASTER_S) - time.time()))
-        relaunched = time.time()
-        after = make("after")
-        up = time.time()
-        tick = wait_for(lambda: first_tick_at(after.log_path), 10, "the first tick's log line")
-        outages = {p: Outage.of(first, killed, tick) for p in POLICIES}
-        info = (
-            f"slots from {iso(first)} every {INTERVAL_S}s: killed {killed - first:+.2f}s, "
-            f"relaunched {relaunched - first:+.2f}s, API back {up - first:+.2f}s "
-            f"(first start took {startup:.2f}s), first tick {tick - first:+.2f}s "
-            "(times from the first slot)"
-        )
+            up_at = first + 2 * INTERVAL_S + PHASE_AT_UP_S  # two slots missed, the third ahead
+            time.sleep(max(0.0, up_at - max(1.0, startup - RESTART_FASTER_S) - time.time()))
+            relaunched = time.time()
+            after = series.start("after")
+            up = time.time()
+            tick = wait_for(lambda: first_tick_at(after.log_path), 10, "the first tick's log line")
+            outages = {p: Outage.of(first, killed, tick) for p in POLICIES}
+            info = (
+                f"slots from {iso(first)} every {INTERVAL_S}s: killed {killed - first:+.2f}s, "
+                f"relaunched {relaunched - first:+.2f}s, API back {up - first:+.2f}s "
+                f"(first start took {startup:.2f}s), first tick {tick - first:+.2f}s "
+                "(times from the first slot)"
+            )
 
-        def all_settled() -> dict[str, Runs] | None:
-            got = {p: runs_by_slot(after, ids[p]) for p in POLICIES}
-            return got if all(settled(got[p], outages[p]) for p in POLICIES) else None
+            def all_settled() -> dict[str, Runs] | None:
+                got = {p: runs_by_slot(after, ids[p]) for p in POLICIES}
+                return got if all(settled(got[p], outages[p]) for p in POLICIES) else None
 
-        deadline = max(o.on_time for o in outages.values()) + 10 - time.time()
-        try:
-            final = wait_for(all_settled, deadline, "the restart's slots to settle", 0.5)
-        except AssertionError as err:
-            got = {p: describe(runs_by_slot(after, ids[p])) for p in POLICIES}
-            raise AssertionError(f"{err}; {info}\n{got}\n{after.tail()}") from None
-        failures = []
-        for policy in POLICIES:
-            for check in (check_common, CHECKS[policy]):
-                try:
-                    check(final[policy], outages[policy])
-                except AssertionError as err:
-                    failures.append(f"catchup {policy}: {str(err).splitlines()[0]}")
-        tables = "\n".join(f"  catchup {p}:\n{describe(final[p])}" for p in POLICIES)
-        assert not failures, "\n".join([*failures, info, tables])
-        assert after.stop() == 0, after.tail()
+            deadline = max(o.on_time for o in outages.values()) + 10 - time.time()
+            try:
+                final = wait_for(all_settled, deadline, "the restart's slots to settle", 0.5)
+            except AssertionError as err:
+                got = {p: describe(runs_by_slot(after, ids[p])) for p in POLICIES}
+                raise AssertionError(f"{err}; {info}\n{got}\n{after.tail()}") from None
+            failures = []
+            for policy in POLICIES:
+                for check in (check_common, CHECKS[policy]):
+                    try:
+                        check(final[policy], outages[policy])
+                    except AssertionError as err:
+                        failures.append(f"catchup {policy}: {str(err).splitlines()[0]}")
+            tables = "\n".join(f"  catchup {p}:\n{describe(final[p])}" for p in POLICIES)
+            assert not failures, "\n".join([*failures, info, tables])
+            assert after.stop() == 0, after.tail()
     finally:
-        for stack in reversed(made):
-            if stack.proc is not None and stack.proc.poll() is None:
-                stack.kill_hard()
         ddb.stop()
