@@ -108,6 +108,7 @@ class SlotEntry(RunLifecycle):
             return StartOutcome.dropped
         if run.status != ExStatus.pending or run.holds_slot or run.buffered:
             return StartOutcome.busy
+        run = replace(run, catchup=run.catchup or p.run.catchup)  # kept by a late entry
         job = self.store.get_job(run.job_id)
         if job is None:
             return StartOutcome.dropped

@@ -385,3 +385,20 @@ def test_a_run_whose_start_comes_late_follows_the_catch_up_policy(
     assert str(got.status) == outcome
     if outcome == "missed":
         assert got.reason == "misfire" and _job(container, job).active_slots == set()
+
+
+def test_a_late_run_kept_by_catchup_all_waits_its_turn(
+    container: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    job = _submit(container, catchup="all", operations=SLOW, workers=1)
+    container.supervisor.tick(T0 + 56)
+    queue.take()  # 08:01's start message is lost
+    on_demand = container.jobs.start_run(job.job_id)  # holds the job's slot meanwhile
+    [run] = [r for r in _runs(container, job).values() if r.slot != on_demand.slot]
+    clock.t = T0 + 90
+    assert container.worker.handle_start(job.job_id, run.slot) == "buffered"
+    waiting = _runs(container, job)["08:01:00"]
+    assert waiting.catchup and waiting.buffered
+    assert _job(container, job).waiting_slots == {run.slot}
+    drain(container, queue)  # the on-demand run ends; 08:01 runs after it
+    assert _runs(container, job)["08:01:00"].status == ExStatus.completed
