@@ -185,18 +185,28 @@ class JobStore(ABC):
         listing); idempotent. Returns how many were marked now."""
 
 
+@dataclass(frozen=True)
+class SlotWrite:
+    """A tick's records for one job (at most 24, in slot order) and the advance of its
+    schedule past them: to `next_fire_at`, or, with `expire`, off the due index."""
+
+    records: Sequence[Run]
+    job: Job
+    next_fire_at: float | None
+    expire: bool
+
+
 class RunStore(ABC):
     """Runs (executions): created once per slot, changed only by conditional writes."""
 
     @abstractmethod
-    def create_slots(
-        self, records: Sequence[Run], job: Job, next_fire_at: float | None, expire: bool
-    ) -> bool:
-        """In one transaction: put each of `records` (a tick's runs and ledger records, at
-        most 24) if its (job_id, slot) is new, and advance the job's next_fire_at (or take
-        it off the due index and expire it) if the job's version is still `job.version` and
-        it is still SCHEDULED. False, with nothing written, on any failure. A created run
-        holds none of its job's active slots: it takes one at its second (`apply_run`)."""
+    def create_slots(self, writes: Sequence[SlotWrite]) -> bool:
+        """In one transaction, for each write: put each of its records (a tick's runs and
+        ledger records) if its (job_id, slot) is new, and advance its job's next_fire_at
+        (or take the job off the due index and expire it) if the job's version is still
+        `job.version` and it is still SCHEDULED. At most 100 items (records plus one per
+        job), one write per job. False, with nothing written, if any condition fails. A
+        created run holds none of its job's active slots: it takes one at its second."""
 
     @abstractmethod
     def create_run(self, run: Run, limit: int | None = None) -> bool:

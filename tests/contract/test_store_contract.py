@@ -12,7 +12,7 @@ from chalicelib.domain.jobs import due_shard
 from chalicelib.domain.runs import Guard, Run, RunTransition, scheduled_slot
 from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import ExStatus, JobState, SliceState, SupervisorState
-from chalicelib.ports import SupervisorRecord
+from chalicelib.ports import SlotWrite, SupervisorRecord
 from tests.contract.records import DEF, T, make_job, make_run, make_slices
 
 
@@ -45,12 +45,12 @@ def test_due_index_is_sparse_and_bounded_by_horizon(store: DynamoStore) -> None:
 def test_scheduled_run_creation_is_once_per_slot_and_atomic(store: DynamoStore) -> None:
     job = make_job()
     store.create_job(job)
-    assert store.create_slots([make_run(job)], job, T + 60, expire=False)
+    assert store.create_slots([SlotWrite([make_run(job)], job, T + 60, False)])
     stale = make_job()
     stale.job_id = job.job_id  # same version 0: the other supervisor's view
-    assert not store.create_slots([make_run(stale)], stale, T + 60, expire=False)
+    assert not store.create_slots([SlotWrite([make_run(stale)], stale, T + 60, False)])
     # a new slot with a stale version writes nothing either
-    assert not store.create_slots([make_run(stale, T + 60)], stale, T + 120, expire=False)
+    assert not store.create_slots([SlotWrite([make_run(stale, T + 60)], stale, T + 120, False)])
     assert [r.slot for r in store.list_runs(job.job_id)] == [scheduled_slot(T)]
     got = store.get_job(job.job_id)
     assert got is not None and (got.version, got.next_fire_at) == (1, T + 60)
@@ -59,7 +59,7 @@ def test_scheduled_run_creation_is_once_per_slot_and_atomic(store: DynamoStore) 
 def test_expiring_a_job_takes_it_off_the_due_index(store: DynamoStore) -> None:
     job = make_job()
     store.create_job(job)
-    assert store.create_slots([make_run(job)], job, None, expire=True)
+    assert store.create_slots([SlotWrite([make_run(job)], job, None, True)])
     got = store.get_job(job.job_id)
     assert got is not None and got.state == JobState.EXPIRED and got.next_fire_at is None
     assert all(store.due_jobs(s, T + 10_000) == [] for s in range(store.settings.due_shards))

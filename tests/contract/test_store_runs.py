@@ -10,7 +10,7 @@ import pytest
 from chalicelib.config import Settings
 from chalicelib.domain.runs import Guard, Run, RunTransition
 from chalicelib.domain.transitions import ExStatus, JobState
-from chalicelib.ports import Store
+from chalicelib.ports import SlotWrite, Store
 from tests.contract.records import T, make_job, make_run, running, stored_job, stored_run, write
 
 CLAIM_SETS = {"lease_token": "x", "lease_expires_at": T + 30}
@@ -22,7 +22,7 @@ def test_a_created_run_holds_nothing_and_takes_a_slot_with_its_claim(store: Stor
     job = make_job()
     store.create_job(job)
     first, second = make_run(job, T), make_run(job, T + 60)
-    assert store.create_slots([first, second], job, T + 120, expire=False)
+    assert store.create_slots([SlotWrite([first, second], job, T + 120, False)])
     job = stored_job(store, job.job_id)
     assert job.active_slots == set() and (job.version, job.next_fire_at) == (1, T + 120)
     entered = store.apply_run(first, CLAIM.taking_slot(1))
@@ -40,7 +40,7 @@ def test_a_claim_that_fails_takes_no_slot(store: Store) -> None:
     job = make_job()
     store.create_job(job)
     run = make_run(job, T)
-    assert store.create_slots([run], job, T + 60, expire=False)
+    assert store.create_slots([SlotWrite([run], job, T + 60, False)])
     assert store.apply_run(run, write([ExStatus.pending], ExStatus.stopped)) is not None
     assert store.apply_run(run, CLAIM.taking_slot(1)) is None
     assert stored_job(store, job.job_id).active_slots == set()
@@ -50,7 +50,7 @@ def test_one_buffered_run_per_job_then_acquired_when_a_slot_frees(store: Store) 
     job = make_job()
     store.create_job(job)
     active, buffered, third = make_run(job, T), make_run(job, T + 60), make_run(job, T + 120)
-    assert store.create_slots([active, buffered, third], job, T + 180, expire=False)
+    assert store.create_slots([SlotWrite([active, buffered, third], job, T + 180, False)])
     active = stored_run(store, job.job_id, active.slot)
     entered = store.apply_run(active, CLAIM.taking_slot(1))
     assert entered is not None
@@ -76,7 +76,7 @@ def test_catch_up_runs_wait_in_a_set_behind_the_buffered_run(store: Store) -> No
     holder, late1, late2 = make_run(job, T), make_run(job, T + 60), make_run(job, T + 120)
     late1.catchup = late2.catchup = True
     on_time = make_run(job, T + 180)
-    assert store.create_slots([holder, late1, late2, on_time], job, T + 240, expire=False)
+    assert store.create_slots([SlotWrite([holder, late1, late2, on_time], job, T + 240, False)])
     entered = store.apply_run(holder, CLAIM.taking_slot(1))
     assert entered is not None
     assert store.wait_for_slot(late1, T + 100) and store.wait_for_slot(late2, T + 100)
@@ -100,19 +100,23 @@ def test_slots_and_the_advance_are_written_together(store: Store) -> None:
     store.create_job(job)
     records = [make_run(job, T + 60 * i, status=ExStatus.missed) for i in range(2)]
     records.append(make_run(job, T + 120))
-    assert store.create_slots(records, job, T + 180, expire=False)
-    assert not store.create_slots(records, job, T + 180, expire=False)  # stale version
+    assert store.create_slots([SlotWrite(records, job, T + 180, False)])
+    assert not store.create_slots([SlotWrite(records, job, T + 180, False)])  # stale version
     job = stored_job(store, job.job_id)
     assert (job.version, job.next_fire_at) == (1, T + 180)
     again = [make_run(job, T), make_run(job, T + 240, status=ExStatus.missed)]
-    assert not store.create_slots(again, job, T + 300, expire=False)  # one exists: none
+    assert not store.create_slots([SlotWrite(again, job, T + 300, False)])  # one exists: none
     assert store.get_run(job.job_id, again[1].slot) is None
     assert stored_job(store, job.job_id).version == 1
     with pytest.raises(ValueError):
-        store.create_slots([], job, None, expire=True)
+        store.create_slots([SlotWrite([], job, None, True)])
     with pytest.raises(ValueError):
-        store.create_slots([make_run(job, T + 600 + i) for i in range(25)], job, None, True)
-    assert store.create_slots([again[1]], job, None, expire=True)
+        store.create_slots(
+            [SlotWrite([make_run(job, T + 600 + i) for i in range(100)], job, None, True)]
+        )
+    with pytest.raises(ValueError):
+        store.create_slots([SlotWrite([again[1]], job, None, True)] * 2)  # one write per job
+    assert store.create_slots([SlotWrite([again[1]], job, None, True)])
     assert stored_job(store, job.job_id).state == JobState.EXPIRED
 
 
@@ -251,3 +255,20 @@ def test_live_runs_and_stalled_runs_follow_check_at(store: Store, settings: Sett
     assert [r.ex_id for r in stalled] == [early.ex_id]
     store.apply_run(early, write([ExStatus.pending], None, {"check_at": T + 900}))
     assert all(store.stalled_runs(s, T + 31) == [] for s in range(settings.lease_shards))
+
+
+def test_several_jobs_slots_are_written_together_or_not_at_all(store: Store) -> None:
+    jobs = [make_job() for _ in range(3)]
+    for job in jobs:
+        store.create_job(job)
+    writes = [SlotWrite([make_run(j, T), make_run(j, T + 60)], j, T + 120, False) for j in jobs]
+    stale = make_job()
+    stale.job_id = jobs[0].job_id
+    stale.version = 7  # another supervisor's view
+    spoiled = [SlotWrite([make_run(stale, T)], stale, T + 60, False), *writes[1:]]
+    assert not store.create_slots(spoiled)
+    assert all(store.list_runs(j.job_id) == [] for j in jobs)  # nothing written
+    assert store.create_slots(writes)
+    for job in jobs:
+        assert len(store.list_runs(job.job_id)) == 2
+        assert stored_job(store, job.job_id).next_fire_at == T + 120

@@ -9,8 +9,8 @@ from chalicelib.adapters.dynamodb.run_items import _one_slice_error as one_slice
 from chalicelib.domain.jobs import Job, due_shard
 from chalicelib.domain.runs import Run, RunTransition
 from chalicelib.domain.transitions import LEDGER_EX, ExStatus, JobState
-from chalicelib.ports import LiveRunStore, RunStore
-from tests.fakes.tables import RUN_FIELDS, TX_BATCH, Tables, as_json, run_field_default
+from chalicelib.ports import LiveRunStore, RunStore, SlotWrite
+from tests.fakes.tables import MAX_TX_ITEMS, RUN_FIELDS, Tables, as_json, run_field_default
 
 
 class RunsMixin(Tables, RunStore, LiveRunStore):
@@ -27,18 +27,24 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
         state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
         self._schedule(stored, state, next_fire_at, now)
 
-    def create_slots(
-        self, records: Sequence[Run], job: Job, next_fire_at: float | None, expire: bool
-    ) -> bool:
-        if not 0 < len(records) < TX_BATCH:
-            raise ValueError(f"between 1 and {TX_BATCH - 1} records per write")
+    def create_slots(self, writes: Sequence[SlotWrite]) -> bool:
+        items = sum(len(w.records) + 1 for w in writes)
+        if not writes or any(not w.records for w in writes) or items > MAX_TX_ITEMS:
+            raise ValueError(f"between 1 and {MAX_TX_ITEMS} items, and records for each job")
+        if len({w.job.job_id for w in writes}) != len(writes):
+            raise ValueError("one write per job")
         with self._lock:
-            stored = self._scheduled_job(job)
-            if stored is None or any((r.job_id, r.slot) in self.runs for r in records):
+            stored = [self._scheduled_job(w.job) for w in writes]
+            records = [r for w in writes for r in w.records]
+            if any(j is None for j in stored) or any(
+                (r.job_id, r.slot) in self.runs for r in records
+            ):
                 return False
             for record in records:
                 self._put_run(record)
-            self._advance(stored, next_fire_at, expire, records[0].created)
+            for w, job in zip(writes, stored, strict=True):
+                assert job is not None
+                self._advance(job, w.next_fire_at, w.expire, w.records[0].created)
             return True
 
     def create_run(self, run: Run, limit: int | None = None) -> bool:

@@ -19,29 +19,32 @@ NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
 
 
 class Budget(NamedTuple):
-    """DynamoDB calls per run, beyond those of a tick that creates nothing."""
+    """DynamoDB calls and items per run, beyond those of a tick that creates nothing; the
+    creating tick writes every job's run in one transaction (up to 100 items)."""
 
     transactions: int
     updates: int
     reads: int
+    items: int
 
 
 @pytest.mark.parametrize(
     "overlap, budget",
     [
-        # allow: create (transaction), claim, finish; the start message's hint lets the
-        # worker claim the run without reading it (the claim's update returns the run)
-        ("allow", Budget(transactions=1, updates=2, reads=0)),
+        # allow: created (in the tick's one transaction: the run and its job's advance),
+        # claimed, finished; the start message's hint lets the worker claim the run without
+        # reading it (the claim's update returns the run)
+        ("allow", Budget(transactions=0, updates=2, reads=0, items=4)),
         # skip: the run is read ahead of its second (no hint: it takes its job's active
         # slot at its second, in the claim's transaction, which returns no item); the
         # finishing transaction frees the slot, and the run it wrote is built, not read
-        ("skip", Budget(transactions=3, updates=0, reads=1)),
+        ("skip", Budget(transactions=2, updates=0, reads=1, items=6)),
     ],
 )
-def test_single_slice_scheduled_run_costs_three_writes(
+def test_single_slice_scheduled_run_costs(
     container: Container, queue: MemoryQueue, clock: FakeClock, overlap: str, budget: Budget
 ) -> None:
-    transactions, updates, reads = budget
+    transactions, updates, reads, items = budget
     n = 5
     for _ in range(n):
         container.jobs.submit(
@@ -55,10 +58,10 @@ def test_single_slice_scheduled_run_costs_three_writes(
         stats = container.supervisor.tick(T0 + 60)
         drain(container, queue)
     assert stats.runs_created == n
-    assert c.writes - tick_only.writes == 3 * n  # create, start, finish
-    assert c.calls["TransactWriteItems"] == transactions * n
+    assert c.calls["TransactWriteItems"] == 1 + transactions * n  # 1: the tick's creation
     assert c.calls["UpdateItem"] - tick_only.calls["UpdateItem"] == updates * n
     assert c.calls["GetItem"] - tick_only.calls["GetItem"] == reads * n
+    assert c.items_written - tick_only.items_written == items * n
 
 
 def test_on_demand_single_slice_run_costs_three_writes(

@@ -1,4 +1,4 @@
-"""Counting DynamoDB calls and items read, for benchmarks and budget tests.
+"""Counting DynamoDB calls, items read and items written, for benchmarks and budget tests.
 
 It wraps PynamoDB's single dispatch point (every model and transaction call goes through
 `Connection.dispatch`), so what it counts is what reached DynamoDB, per operation."""
@@ -17,15 +17,30 @@ WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "Tr
 READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
 
 
+def _items_written(operation: str, request: dict[str, Any]) -> int:
+    """Items a write call asks for (what write units are billed on: a transaction's items
+    each cost two)."""
+    if operation == "TransactWriteItems":
+        return len(request.get("TransactItems", []))
+    if operation == "BatchWriteItem":
+        return sum(len(v) for v in request.get("RequestItems", {}).values())
+    return 1 if operation in WRITES else 0
+
+
 class CallCounter:
-    """Calls by operation name, and items read (returned or scanned) by reads."""
+    """Calls by operation name, items read (returned or scanned) by reads, and items
+    written by writes, answered or refused."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.items_read = 0
+        self.items_written = 0
         self._lock = threading.Lock()
 
-    def record(self, operation: str, response: dict[str, Any] | None) -> None:
+    def record(
+        self, operation: str, response: dict[str, Any] | None, request: dict[str, Any] | None = None
+    ) -> None:
+        written = _items_written(operation, request or {})
         items = 0
         if response:
             if operation == "GetItem":
@@ -37,6 +52,7 @@ class CallCounter:
         with self._lock:
             self.calls[operation] += 1
             self.items_read += items
+            self.items_written += written
 
     @property
     def writes(self) -> int:
@@ -49,7 +65,7 @@ class CallCounter:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
-            self.items_read = 0
+            self.items_read = self.items_written = 0
 
 
 @contextmanager
@@ -63,9 +79,9 @@ def counting() -> Iterator[CallCounter]:
         try:
             response = original(self, operation_name, operation_kwargs)
         except Exception:  # a refused conditional write is a call too
-            counter.record(operation_name, None)
+            counter.record(operation_name, None, operation_kwargs)
             raise
-        counter.record(operation_name, response)
+        counter.record(operation_name, response, operation_kwargs)
         return response
 
     Connection.dispatch = dispatch  # type: ignore[method-assign]

@@ -12,7 +12,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamodb._tx import (
-    TX_BATCH,
+    MAX_TX_ITEMS,
     _conditional_update,
     _is_conditional,
     _unavailable,
@@ -21,9 +21,9 @@ from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.jobs import has_room, schedule_actions
 from chalicelib.adapters.dynamodb.models import RunModel
 from chalicelib.adapters.dynamodb.run_items import _one_slice_error, run_item, to_run
-from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run, RunTransition
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, JobState
+from chalicelib.ports import SlotWrite
 
 
 class RunRecords(StoreBase):
@@ -32,23 +32,27 @@ class RunRecords(StoreBase):
     def _run_model(self, run: Run) -> RunModel:
         return run_item(self, run)
 
-    def create_slots(
-        self, records: Sequence[Run], job: Job, next_fire_at: float | None, expire: bool
-    ) -> bool:
+    def create_slots(self, writes: Sequence[SlotWrite]) -> bool:
         R, J = self.m.run, self.m.job
-        if not 0 < len(records) < TX_BATCH:
-            raise ValueError(f"between 1 and {TX_BATCH - 1} records per write")
-        state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
-        actions = schedule_actions(self, job, state, next_fire_at, records[0].created)
+        items = sum(len(w.records) + 1 for w in writes)
+        if not writes or any(not w.records for w in writes) or items > MAX_TX_ITEMS:
+            raise ValueError(f"between 1 and {MAX_TX_ITEMS} items, and records for each job")
+        if len({w.job.job_id for w in writes}) != len(writes):
+            raise ValueError("one write per job")
+        updates = []
+        for w in writes:
+            expire = w.expire or w.next_fire_at is None
+            state = JobState.EXPIRED if expire else JobState.SCHEDULED
+            actions = schedule_actions(self, w.job, state, w.next_fire_at, w.records[0].created)
+            current = (J.version == w.job.version) & (J.state == str(JobState.SCHEDULED))
+            updates.append((J(w.job.job_id), actions, current))
 
         def build(tx: TransactWrite) -> None:
-            for record in records:
-                tx.save(self._run_model(record), condition=R.slot.does_not_exist())
-            tx.update(
-                J(job.job_id),
-                actions=actions,
-                condition=(J.version == job.version) & (J.state == str(JobState.SCHEDULED)),
-            )
+            for w in writes:
+                for record in w.records:
+                    tx.save(self._run_model(record), condition=R.slot.does_not_exist())
+            for item, actions, condition in updates:
+                tx.update(item, actions=actions, condition=condition)
 
         return self._transact(build)
 

@@ -1,39 +1,29 @@
-"""Firing due jobs: each slot's run created once, in batches, missed slots recorded in the
-ledger or kept to catch up, and the runs' start messages sent to land on their second.
-Overlap is not decided here: a run takes its job's active slot at its own second."""
+"""Firing due jobs: each slot's run created once, in batches (several jobs per transaction
+where they fit), missed slots recorded in the ledger or kept to catch up (`planning`), and
+the runs' start messages sent to land on their second. Overlap is not decided here: a run
+takes its job's active slot at its own second."""
 
 from __future__ import annotations
 
 import logging
 import math
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.policies import LATE_AFTER_S, catch_up, jitter, miss_reason
-from chalicelib.domain.runs import (
-    RESEND_AFTER_S,
-    START_LEAD_S,
-    MissReason,
-    Run,
-    Trigger,
-    scheduled_slot,
-)
+from chalicelib.domain.runs import START_LEAD_S, Run
 from chalicelib.domain.transitions import ExStatus
-from chalicelib.ports import Clock, Queue, Store, SupervisorRecord
-from chalicelib.services.scheduling import next_slot
+from chalicelib.ports import Clock, Queue, SlotWrite, Store, SupervisorRecord
 from chalicelib.services.start import start_message
+from chalicelib.services.supervisor.planning import JobPlan, plan_job
 from chalicelib.services.supervisor.stats import TickStats
-from chalicelib.services.worker import WorkerService
 
 log = logging.getLogger(__name__)
-MAX_SLOTS_PER_JOB_PER_TICK = 100
 CREATE_ATTEMPTS = 5
-MAX_LEDGER_PER_TICK = 240
-CREATE_CHUNK = 24  # records per transaction, with the job's advance: DynamoDB allows 100
+MAX_TX_ITEMS = 100  # DynamoDB's limit of items in one transaction
 
 
 def start_delay(slot: float, now: float) -> int:
@@ -87,28 +77,28 @@ class StartSender:
 
 
 class Firer:
-    """Fires a tick's due jobs: creates every run due by the horizon and sends its start."""
+    """Fires a tick's due jobs: writes every slot due by the horizon (several jobs' first
+    chunks in one transaction where they fit) and sends the runs' starts."""
 
-    def __init__(
-        self, store: Store, queue: Queue, clock: Clock, settings: Settings, worker: WorkerService
-    ) -> None:
+    def __init__(self, store: Store, queue: Queue, clock: Clock, settings: Settings) -> None:
         self.store, self.queue, self.clock, self.settings = store, queue, clock, settings
-        self.worker = worker
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
     def fire_due(
         self, due: list[Job], now: float, horizon: float, sup: SupervisorRecord, stats: TickStats
     ) -> None:
-        """Fire every due job (on the fire pool when there are several), counting in `stats`."""
+        """Fire every due job (groups of jobs side by side on the fire pool), counting in
+        `stats`."""
         sender = StartSender(self.queue, self.clock, now)
-        if len(due) <= 1 or self.settings.fire_concurrency <= 1:
-            results = [self._fire_safely(job, now, horizon, sup, sender) for job in due]
+        plans = [p for job in due if (p := self._plan(job, now, horizon, sup, stats)) is not None]
+        groups = _groups(plans)
+        if len(groups) <= 1 or self.settings.fire_concurrency <= 1:
+            results = [self._write_group(g, sender) for g in groups]
         else:
-            pool = self._fire_pool()
-            results = list(pool.map(lambda j: self._fire_safely(j, now, horizon, sup, sender), due))
-        for job_stats in results:
-            stats.merge(job_stats)
+            results = list(self._fire_pool().map(lambda g: self._write_group(g, sender), groups))
+        for group_stats in results:
+            stats.merge(group_stats)
         sender.flush()
         stats.starts_sent += sender.sent
         stats.errors += sender.errors
@@ -122,90 +112,62 @@ class Firer:
                 )
             return self._pool
 
-    def _fire_safely(
-        self,
-        job: Job,
-        now: float,
-        horizon: float,
-        sup: SupervisorRecord,
-        sender: StartSender,
-    ) -> TickStats:
-        stats = TickStats()
+    @staticmethod
+    def _plan(
+        job: Job, now: float, horizon: float, sup: SupervisorRecord, stats: TickStats
+    ) -> JobPlan | None:
         try:
-            for run in self._fire(job, now, horizon, stats, sup):
-                sender.add(run)
-        except StoreUnavailable:
-            raise
+            plan = plan_job(job, now, horizon, sup)
         except Exception:  # one bad job must not stop the tick for every other one
             stats.errors += 1
             log.exception("job %s not fired this tick", job.job_id)
+            return None
+        return plan if plan.chunks else None
+
+    def _write_group(self, group: list[JobPlan], sender: StartSender) -> TickStats:
+        """The group's first chunks in one transaction; if it does not apply (a job changed,
+        another supervisor was first), each job on its own. Then the jobs' further chunks."""
+        stats = TickStats()
+        together = len(group) > 1 and self.store.create_slots([p.chunks[0] for p in group])
+        for plan in group:
+            if together:
+                self._written(plan.chunks[0], stats, sender)
+            self._write_job(plan, 1 if together else 0, stats, sender)
         return stats
 
-    def _fire(
-        self, job: Job, now: float, horizon: float, stats: TickStats, sup: SupervisorRecord
-    ) -> list[Run]:
-        """Write the job's slots due by `horizon`, in slot order and in batches: missed
-        ones to the ledger, those the catch-up policy keeps as catch-up runs, the others
-        as runs for their second. Returns the runs to start."""
-        spec = job.spec
-        if spec.schedule is None or job.next_fire_at is None:
-            return []
-        late, on_time, after, complete = self._slots(job, job.next_fire_at, now, horizon)
-        missed, catchup = catch_up(late, on_time, now, spec, complete)
-        kept = set(catchup)
-        records = [self._ledger_run(job, s, self._miss_reason(job, s, sup), now) for s in missed]
-        records += [self._run(job, s, now, catchup=s in kept) for s in [*catchup, *on_time]]
-        records.sort(key=lambda r: r.scheduled_start)
-        starts: list[Run] = []
-        for i in range(0, len(records), CREATE_CHUNK):
-            chunk = records[i : i + CREATE_CHUNK]
-            rest = records[i + CREATE_CHUNK :]
-            nxt = rest[0].scheduled_start if rest else after
-            if not self._create(job, chunk, nxt, expire=nxt is None and complete):
-                stats.slot_conflicts += 1
-                break
-            self._advanced(job, nxt)
-            for record in chunk:
-                if record.status == ExStatus.missed:
-                    stats.slots_missed += 1
-                    continue
-                stats.runs_created += 1
-                stats.catchup_runs += record.catchup
-                stats.created_at(self.clock.now() - record.scheduled_start)
-                starts.append(record)
-        return starts
+    def _write_job(self, plan: JobPlan, first: int, stats: TickStats, sender: StartSender) -> None:
+        try:
+            for write in plan.chunks[first:]:
+                write = replace(write, job=plan.job)  # the job as advanced so far
+                if not self._create(write):
+                    stats.slot_conflicts += 1
+                    return
+                self._written(write, stats, sender)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            stats.errors += 1
+            log.exception("job %s not fired this tick", plan.job.job_id)
 
-    def _slots(
-        self, job: Job, first: float, now: float, horizon: float
-    ) -> tuple[list[float], list[float], float | None, bool]:
-        """The job's slots from `first`: those more than LATE_AFTER_S past (at most
-        MAX_LEDGER_PER_TICK), then, if that is all of them (`complete`), those due by the
-        horizon (at most MAX_SLOTS_PER_JOB_PER_TICK); and the slot after them."""
-        spec = job.spec
-        assert spec.schedule is not None
-        late: list[float] = []
-        on_time: list[float] = []
-        slot: float | None = first
-        while slot is not None and slot < now - LATE_AFTER_S and len(late) < MAX_LEDGER_PER_TICK:
-            late.append(slot)
-            slot = next_slot(spec.schedule, slot, job.schedule_anchor)
-        complete = slot is None or slot >= now - LATE_AFTER_S
-        while (
-            complete
-            and slot is not None
-            and slot <= horizon
-            and len(on_time) < MAX_SLOTS_PER_JOB_PER_TICK
-        ):
-            on_time.append(slot)
-            slot = next_slot(spec.schedule, slot, job.schedule_anchor)
-        return late, on_time, slot, complete
+    def _written(self, write: SlotWrite, stats: TickStats, sender: StartSender) -> None:
+        write.job.version += 1
+        write.job.next_fire_at = write.next_fire_at
+        for record in write.records:
+            if record.status == ExStatus.missed:
+                stats.slots_missed += 1
+                continue
+            stats.runs_created += 1
+            stats.catchup_runs += record.catchup
+            stats.created_at(self.clock.now() - record.scheduled_start)
+            sender.add(record)
 
-    def _create(self, job: Job, chunk: list[Run], nxt: float | None, expire: bool) -> bool:
-        """Write one batch with the job's advance; a batch whose answer was lost but that
-        landed counts as written. False when another supervisor wrote these slots."""
-        probe = next((r for r in chunk if r.status == ExStatus.pending), chunk[0])
+    def _create(self, write: SlotWrite) -> bool:
+        """Write one job's chunk; a chunk whose answer was lost but that landed counts as
+        written. False when another supervisor wrote these slots."""
+        job, records = write.job, write.records
+        probe = next((r for r in records if r.status == ExStatus.pending), records[0])
         for _ in range(CREATE_ATTEMPTS):
-            if self.store.create_slots(chunk, job, nxt, expire):
+            if self.store.create_slots([write]):
                 return True
             fresh = self.store.get_job(job.job_id)
             existing = self.store.get_run(probe.job_id, probe.slot)
@@ -215,56 +177,22 @@ class Firer:
                     fresh is not None
                     and existing is not None
                     and existing.ex_id == probe.ex_id
-                    and fresh.next_fire_at == nxt
+                    and fresh.next_fire_at == write.next_fire_at
                 )
             if fresh.version != job.version or fresh.next_fire_at != job.next_fire_at:
                 return False
             # both colliding transactions were cancelled: try again
         return False
 
-    @staticmethod
-    def _miss_reason(job: Job, slot: float, sup: SupervisorRecord) -> MissReason:
-        return miss_reason(slot, job.suspended_at, job.resumed_at, sup.halted_at, sup.restarted_at)
 
-    @staticmethod
-    def _ledger_run(job: Job, slot: float, reason: MissReason, now: float) -> Run:
-        key = scheduled_slot(slot)
-        return Run(
-            job_id=job.job_id,
-            slot=key,
-            ex_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"cadenza:{job.job_id}:{key}")),
-            scheduled_start=slot,
-            config=job.definition,
-            trigger=Trigger.schedule,
-            status=ExStatus.missed,
-            reason=str(reason),
-            created=now,
-            updated=now,
-            finished_at=now,
-        )
-
-    @staticmethod
-    def _run(job: Job, slot: float, now: float, catchup: bool) -> Run:
-        """A slot's run: it holds nothing until its second (the overlap is decided then);
-        the sweep re-sends its start if it has not begun RESEND_AFTER_S after it."""
-        spec = job.spec
-        run = Run(
-            job_id=job.job_id,
-            slot=scheduled_slot(slot),
-            ex_id=str(uuid.uuid4()),
-            scheduled_start=slot,
-            config=job.definition,
-            trigger=Trigger.schedule,
-            created=now,
-            updated=now,
-            workers=spec.workers,
-            start_after=slot + jitter(job.job_id, slot, spec.jitter_seconds),
-            catchup=catchup,
-        )
-        run.check_at = max(run.start_at, now) + RESEND_AFTER_S
-        return run
-
-    @staticmethod
-    def _advanced(job: Job, nxt: float | None) -> None:
-        job.version += 1
-        job.next_fire_at = nxt
+def _groups(plans: list[JobPlan]) -> list[list[JobPlan]]:
+    """Jobs whose first chunks fit one transaction together (at most MAX_TX_ITEMS)."""
+    groups: list[list[JobPlan]] = []
+    items = 0
+    for plan in plans:
+        if not groups or items + plan.items > MAX_TX_ITEMS:
+            groups.append([])
+            items = 0
+        groups[-1].append(plan)
+        items += plan.items
+    return groups

@@ -36,7 +36,7 @@ class SupervisorService:
         self.worker = worker
         self.notifier = notifier
         self._unnoted: TickFailure | None = None
-        self._firer = Firer(store, queue, clock, settings, worker)
+        self._firer = Firer(store, queue, clock, settings)
         self._sweeper = Sweeper(store, queue, worker, notifier, settings.lease_shards)
 
     def state(self) -> SupervisorRecord:
