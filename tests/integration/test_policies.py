@@ -402,3 +402,40 @@ def test_a_late_run_kept_by_catchup_all_waits_its_turn(
     assert _job(container, job).waiting_slots == {run.slot}
     drain(container, queue)  # the on-demand run ends; 08:01 runs after it
     assert _runs(container, job)["08:01:00"].status == ExStatus.completed
+
+
+def test_jobs_slots_are_written_together_and_one_by_one_if_refused(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.domain.errors import StoreUnavailable
+    from chalicelib.ports import SlotWrite
+
+    jobs = [_submit(container, name=f"j{i}") for i in range(3)]
+    seen: list[int] = []
+    original = container.store.create_slots
+
+    def too_big_together(writes: list[SlotWrite]) -> bool:
+        seen.append(len(writes))
+        if len(writes) > 1:  # as DynamoDB refuses a transaction over 4 MB
+            raise StoreUnavailable("DynamoDB: ValidationException: Transaction size exceeded")
+        return original(writes)
+
+    monkeypatch.setattr(container.store, "create_slots", too_big_together)
+    stats = container.supervisor.tick(T0 + 60)
+    assert seen == [3, 1, 1, 1] and stats.runs_created == 3 and stats.errors == 0
+    assert all(len(_runs(container, j)) == 1 for j in jobs)
+
+
+def test_a_group_is_bounded_by_items_and_bytes() -> None:
+    from chalicelib.ports import SlotWrite
+    from chalicelib.services.supervisor.firing import MAX_TX_BYTES, _groups
+    from chalicelib.services.supervisor.planning import JobPlan
+
+    def plan(records: int, definition_bytes: int) -> JobPlan:
+        job = Job(job_id="j", definition={"pad": "x" * definition_bytes})
+        runs = [Run("j", str(i), str(i), float(i), {}) for i in range(records)]
+        return JobPlan(job, [SlotWrite(runs, job, None, True)])
+
+    assert [len(g) for g in _groups([plan(24, 10) for _ in range(9)])] == [4, 4, 1]  # 25 items
+    big = plan(1, MAX_TX_BYTES // 3)  # 2 items of about a third of the budget each
+    assert [len(g) for g in _groups([big, big, big])] == [1, 1, 1]

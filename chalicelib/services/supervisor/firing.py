@@ -23,7 +23,8 @@ from chalicelib.services.supervisor.stats import TickStats
 
 log = logging.getLogger(__name__)
 CREATE_ATTEMPTS = 5
-MAX_TX_ITEMS = 100  # DynamoDB's limit of items in one transaction
+MAX_TX_ITEMS = 100  # DynamoDB's limits of one transaction: items, and 4 MB
+MAX_TX_BYTES = 3_000_000
 
 
 def start_delay(slot: float, now: float) -> int:
@@ -128,12 +129,21 @@ class Firer:
         """The group's first chunks in one transaction; if it does not apply (a job changed,
         another supervisor was first), each job on its own. Then the jobs' further chunks."""
         stats = TickStats()
-        together = len(group) > 1 and self.store.create_slots([p.chunks[0] for p in group])
+        together = len(group) > 1 and self._together(group)
         for plan in group:
             if together:
                 self._written(plan.chunks[0], stats, sender)
             self._write_job(plan, 1 if together else 0, stats, sender)
         return stats
+
+    def _together(self, group: list[JobPlan]) -> bool:
+        """The group's first chunks in one transaction; any refusal (a condition, a
+        conflict, a size DynamoDB will not take) leaves each job to be written alone."""
+        try:
+            return self.store.create_slots([p.chunks[0] for p in group])
+        except Exception:
+            log.exception("%d jobs' slots not written together; one by one instead", len(group))
+            return False
 
     def _write_job(self, plan: JobPlan, first: int, stats: TickStats, sender: StartSender) -> None:
         try:
@@ -186,13 +196,15 @@ class Firer:
 
 
 def _groups(plans: list[JobPlan]) -> list[list[JobPlan]]:
-    """Jobs whose first chunks fit one transaction together (at most MAX_TX_ITEMS)."""
+    """Jobs whose first chunks fit one transaction together: at most MAX_TX_ITEMS items
+    and MAX_TX_BYTES (each record carries its job's definition)."""
     groups: list[list[JobPlan]] = []
-    items = 0
+    items = size = 0
     for plan in plans:
-        if not groups or items + plan.items > MAX_TX_ITEMS:
+        if not groups or items + plan.items > MAX_TX_ITEMS or size + plan.bytes > MAX_TX_BYTES:
             groups.append([])
-            items = 0
+            items = size = 0
         groups[-1].append(plan)
         items += plan.items
+        size += plan.bytes
     return groups

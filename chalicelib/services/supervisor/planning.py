@@ -4,6 +4,7 @@ each go with one advance of the job's schedule. Reads nothing; the firer writes 
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from chalicelib.services.scheduling import next_slot
 MAX_SLOTS_PER_JOB_PER_TICK = 100
 MAX_LEDGER_PER_TICK = 240
 CREATE_CHUNK = 24  # records per chunk: with the job's advance, one transaction of 25 items
+RECORD_OVERHEAD = 1_000  # a run record's bytes beside its copy of the job's definition
 
 
 @dataclass
@@ -30,6 +32,12 @@ class JobPlan:
     def items(self) -> int:
         """DynamoDB items of its first chunk: its records and the job's advance."""
         return len(self.chunks[0].records) + 1 if self.chunks else 0
+
+    @property
+    def bytes(self) -> int:
+        """About the size of its first chunk: each record carries the job's definition."""
+        definition = len(json.dumps(self.job.definition))
+        return self.items * (definition + RECORD_OVERHEAD)
 
 
 def plan_job(job: Job, now: float, horizon: float, sup: SupervisorRecord) -> JobPlan:
