@@ -85,8 +85,10 @@ def calls_per_run(endpoint: str, n: int = 20) -> None:
             assert deliver(c, m) == "completed"
     w = (k.writes - idle.writes) / n
     r_calls = (k.reads - idle.reads) / n
+    items = (k.items_written - idle.items_written) / n
     print(
-        f"scheduled run: {w:.2f} write calls, {r_calls:.2f} read calls per run "
+        f"scheduled run: {w:.2f} write calls, {r_calls:.2f} read calls per run, "
+        f"{items:.2f} items written "
         f"(tick overhead apart: {idle.writes} write, {idle.reads} read calls per tick)"
     )
     print(f"  by operation over {n} runs + 1 tick: {dict(sorted(k.calls.items()))}")
@@ -96,8 +98,8 @@ def calls_per_run(endpoint: str, n: int = 20) -> None:
         for m in queue.take():
             assert deliver(c, m) == "completed"
     print(
-        f"on-demand run: {k.writes} write calls, {k.reads} read calls "
-        f"({dict(sorted(k.calls.items()))})"
+        f"on-demand run: {k.writes} write calls, {k.reads} read calls, "
+        f"{k.items_written} items written ({dict(sorted(k.calls.items()))})"
     )
 
 
