@@ -68,7 +68,7 @@ def _unavailable(err: PynamoDBException) -> Exception:
     if _too_large(err):
         return TooLarge(
             "body",
-            "dynamodb_item_bytes",
+            "store_item_bytes",
             ITEM_LIMIT_BYTES,
             f"would not fit a stored item ({ITEM_LIMIT_BYTES} bytes)",
         )
