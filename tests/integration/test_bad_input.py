@@ -371,3 +371,16 @@ def test_limits_are_read_from_the_environment() -> None:
     }
     assert Settings.from_env(env).limits == Limits(1000, 5, 900, 7, 60, 100.0)
     assert replace(Limits(), max_workers=7).max_workers == 7
+
+
+def test_each_stage_keeps_an_op_within_its_workers_timeouts() -> None:
+    """The API refuses an op that would outlive the function running it: the limit the API
+    reads in each stage is below both workers' timeouts there (.chalice/config.json)."""
+    from cadenza_tools import infra
+    from chalicelib.config import Settings
+
+    config = infra.load_chalice_config()
+    for stage in infra.stages(config):
+        api = Settings.from_env(infra.function_environment(config, stage, "api_handler"))
+        for worker in ("start_worker", "slice_worker"):
+            assert api.limits.max_op_seconds < infra.function_timeout(config, stage, worker)
