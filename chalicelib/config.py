@@ -21,7 +21,9 @@ class Limits:
 
     max_body_bytes: int = 256 * 1024  # any request body
     max_json_depth: int = 32  # nesting of a JSON body, and of a stored job definition
-    max_job_bytes: int = 100 * 1024  # a job definition as stored (its runs keep a copy)
+    # a job definition as stored: each run keeps a copy, and a tick writes up to 100 runs in
+    # one transaction, which DynamoDB caps at 4 MB
+    max_job_bytes: int = 32 * 1024
     max_workers: int = 100  # workers of one execution (a job's `workers`, `_workers`)
     min_schedule_seconds: int = 1  # the shortest period between two slots of a schedule
     max_op_seconds: float = 50.0  # an op's declared run time (`sleep`): below the workers'
