@@ -85,7 +85,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     ops = AssetOpLoader(assets.resolve, files, s.asset_cache_dir, limits)
     worker = WorkerService(store, queue, clock, ops=ops, files=files)
     jobs = JobService(store, queue, clock, s, asset_ops=assets.declared_ops)
-    executions = ExecutionService(store, clock, worker)
+    executions = ExecutionService(store, clock, worker, max_workers=s.limits.max_workers)
     return Container(
         settings=s,
         store=store,

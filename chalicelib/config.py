@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -11,6 +12,34 @@ def _bool(value: str | None, default: bool = False) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The owner-independent limits of a stage (docs/operations.md#limits): each refusal
+    names its field, the limit and its value."""
+
+    max_body_bytes: int = 256 * 1024  # any request body
+    max_json_depth: int = 32  # nesting of a JSON body, and of a stored job definition
+    # a job definition as stored: each run keeps a copy, and a tick writes up to 100 runs in
+    # one transaction, which DynamoDB caps at 4 MB
+    max_job_bytes: int = 32 * 1024
+    max_workers: int = 100  # workers of one execution (a job's `workers`, `_workers`)
+    min_schedule_seconds: int = 1  # the shortest period between two slots of a schedule
+    max_op_seconds: float = 50.0  # an op's declared run time (`sleep`): below the workers'
+    # function timeouts (start_worker runs one-slice runs, slice_worker the others)
+
+    @classmethod
+    def from_env(cls, e: Mapping[str, str]) -> Limits:
+        d = cls()
+        return cls(
+            max_body_bytes=int(e.get("CADENZA_MAX_BODY_BYTES", d.max_body_bytes)),
+            max_json_depth=int(e.get("CADENZA_MAX_JSON_DEPTH", d.max_json_depth)),
+            max_job_bytes=int(e.get("CADENZA_MAX_JOB_BYTES", d.max_job_bytes)),
+            max_workers=int(e.get("CADENZA_MAX_WORKERS", d.max_workers)),
+            min_schedule_seconds=int(e.get("CADENZA_MIN_SCHEDULE_SECONDS", d.min_schedule_seconds)),
+            max_op_seconds=float(e.get("CADENZA_MAX_OP_SECONDS", d.max_op_seconds)),
+        )
 
 
 @dataclass(frozen=True)
@@ -47,6 +76,7 @@ class Settings:
     asset_max_ratio: float = 100.0
     asset_max_entries: int = 1000
     asset_cache_dir: str = "/tmp/cadenza-assets"
+    limits: Limits = field(default_factory=Limits)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -72,7 +102,7 @@ class Settings:
         )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
         stage = e.get("CADENZA_STAGE", "dev")
         base = cls(stage=stage).with_prefix(e.get("CADENZA_PREFIX", f"cadenza-{stage}"))
@@ -110,6 +140,7 @@ class Settings:
             asset_max_ratio=float(e.get("CADENZA_ASSET_MAX_RATIO", base.asset_max_ratio)),
             asset_max_entries=int(e.get("CADENZA_ASSET_MAX_ENTRIES", base.asset_max_entries)),
             asset_cache_dir=e.get("CADENZA_ASSET_CACHE_DIR", base.asset_cache_dir),
+            limits=Limits.from_env(e),
         )
 
 

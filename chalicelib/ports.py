@@ -101,8 +101,10 @@ class JobStore(ABC):
     """Jobs, by id, and the sparse due index the supervisor reads."""
 
     @abstractmethod
-    def create_job(self, job: Job) -> None:
-        """Store a new job; raises Conflict if its id exists."""
+    def create_job(self, job: Job, run: Run | None = None) -> None:
+        """Store a new job; raises Conflict if its id exists. With `run`, its first run too
+        (as given: if it holds a slot, `job.active_slots` has it), in one transaction: both
+        are written or neither."""
 
     @abstractmethod
     def get_job(self, job_id: str) -> Job | None:

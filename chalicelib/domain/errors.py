@@ -30,6 +30,31 @@ class InvalidInput(DomainError):
         super().__init__(message, errors=errors or [])
 
 
+class LimitExceeded(InvalidInput):
+    """A request over one of the stage's limits: names the field, the limit and its value."""
+
+    status_code = 400
+    code = "limit_exceeded"
+
+    def __init__(self, field: str, limit: str, maximum: float, reason: str) -> None:
+        super().__init__(f"{field}: {reason}", [{"field": field, "reason": reason}])
+        self.details.update(limit=limit, max=maximum)
+
+
+class TooLarge(LimitExceeded):
+    """A body, or what would be stored of it, over a size limit."""
+
+    status_code = 413
+    code = "too_large"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A body of a media type the route does not read."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 class NotFound(DomainError):
     status_code = 404
     code = "not_found"

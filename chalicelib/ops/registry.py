@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.errors import InvalidInput, LimitExceeded
 from chalicelib.ports import BlobStore
 
 MAX_SLICES = 100_000
@@ -83,12 +83,14 @@ Processor = Callable[[Any, Any, SliceContext], Any]
 
 @dataclass(frozen=True)
 class OpSpec:
-    """An op: its name, its params model, and what it does as a reader or a processor."""
+    """An op: its name, its params model, and what it does as a reader or a processor;
+    `run_seconds`: the parameter that says how long it runs, if one does."""
 
     name: str
     params: type[Params]
     reader: Reader | None = None
     processor: Processor | None = None
+    run_seconds: str | None = None
 
 
 class OpSource(ABC):
@@ -175,7 +177,7 @@ REGISTRY: dict[str, OpSpec] = {
     for s in (
         OpSpec("noop", NoParams, reader=_noop_reader, processor=_noop),
         OpSpec("range", RangeParams, reader=_range_reader),
-        OpSpec("sleep", SleepParams, processor=_sleep),
+        OpSpec("sleep", SleepParams, processor=_sleep, run_seconds="seconds"),
         OpSpec("fail", FailParams, processor=_fail),
         OpSpec("echo", NoParams, processor=_echo),
         OpSpec("csv_result", CsvParams, processor=_csv_result),
@@ -224,11 +226,13 @@ def _spec(
 
 
 def validate_operations(
-    operations: list[dict[str, Any]], declared: Mapping[str, frozenset[str]] | None = None
+    operations: list[dict[str, Any]],
+    declared: Mapping[str, frozenset[str]] | None = None,
+    max_op_seconds: float | None = None,
 ) -> None:
-    """Check that the first op is a reader and the rest are processors, with valid params.
-    `declared`: the ops the job's assets provide and their roles (their params are the
-    asset's business, checked when they run)."""
+    """Check that the first op is a reader and the rest are processors, with valid params,
+    none running longer than `max_op_seconds`. `declared`: the ops the job's assets provide
+    and their roles (their params are the asset's business, checked when they run)."""
     for i, op in enumerate(operations):
         role = "reader" if i == 0 else "processor"
         name = str(op.get("_op"))
@@ -236,7 +240,21 @@ def validate_operations(
             if role not in declared[name]:
                 raise _not_role(f"operations[{i}]", name, role)
             continue
-        _spec(i, op, role, {k: OpSpec(k, AnyParams) for k in declared or {}})
+        spec, params = _spec(i, op, role, {k: OpSpec(k, AnyParams) for k in declared or {}})
+        if spec.run_seconds is not None and max_op_seconds is not None:
+            _check_run_time(f"operations[{i}].{spec.run_seconds}", params, spec, max_op_seconds)
+
+
+def _check_run_time(field: str, params: Params, spec: OpSpec, limit: float) -> None:
+    seconds = float(getattr(params, spec.run_seconds or ""))
+    if seconds > limit:
+        raise LimitExceeded(
+            field,
+            "max_op_seconds",
+            limit,
+            f"{seconds:g} seconds; an op may run at most {limit:g} seconds, within its "
+            "worker function's timeout",
+        )
 
 
 def slice_requests(

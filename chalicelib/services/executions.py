@@ -10,6 +10,7 @@ from typing import Any
 
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.jobs import JobDefinition
+from chalicelib.domain.limits import too_many_workers
 from chalicelib.domain.runs import Run, Trigger, manual_slot
 from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import LEDGER_EX, TERMINAL_EX, ExStatus, SliceState
@@ -48,8 +49,10 @@ class ExecutionService:
         clock: Clock,
         worker: WorkerService,
         sleep: Callable[[float], None] = time.sleep,
+        max_workers: int = 1000,
     ) -> None:
         self.store, self.clock, self.worker, self.sleep = store, clock, worker, sleep
+        self.max_workers = max_workers
 
     def by_ex(self, ex_id: str) -> Run:
         run = self.store.get_run_by_ex(ex_id)
@@ -109,7 +112,8 @@ class ExecutionService:
         return {"status": "running"}
 
     def workers(self, run: Run, add: int | None, remove: int | None, total: int | None) -> str:
-        """Change how many slices of the execution may be in flight at once."""
+        """Change how many slices of the execution may be in flight at once: at least one,
+        at most the stage's `max_workers` (more is refused, never cut down)."""
         given = {
             k: v for k, v in (("add", add), ("remove", remove), ("total", total)) if v is not None
         }
@@ -128,7 +132,9 @@ class ExecutionService:
                 [{"field": field, "reason": "must be a positive whole number"}],
             )
         target = {"add": run.workers + value, "remove": run.workers - value, "total": value}
-        workers = max(1, min(1000, target[field]))
+        if target[field] > self.max_workers:
+            raise too_many_workers(field, target[field], self.max_workers)
+        workers = max(1, target[field])
         if run.status in TERMINAL_EX:
             raise self._conflict(run, "change the workers of")
         now = self.clock.now()

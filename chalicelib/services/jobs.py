@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib.config import Settings
+from chalicelib.config import Limits, Settings
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.jobs import Job, JobDefinition
+from chalicelib.domain.limits import (
+    check_depth,
+    check_schedule_period,
+    check_stored_size,
+    too_many_workers,
+)
 from chalicelib.domain.runs import Run, Trigger, manual_slot
+from chalicelib.domain.timefmt import from_epoch
 from chalicelib.domain.transitions import (
     JOB_MACHINE,
     TERMINAL_EX,
@@ -24,6 +32,8 @@ from chalicelib.ports import Clock, Queue, Sort, Store
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
 from chalicelib.services.start import start_message
+
+log = logging.getLogger(__name__)
 
 
 def current_run(store: Store, job_id: str) -> Run:
@@ -44,14 +54,19 @@ def _deleted(job: Job) -> Conflict:
 AssetOps = Callable[[Sequence[str]], Mapping[str, frozenset[str]]]
 
 
-def parse_definition(payload: Any, asset_ops: AssetOps | None = None) -> JobDefinition:
+def parse_definition(
+    payload: Any, asset_ops: AssetOps | None = None, limits: Limits | None = None
+) -> JobDefinition:
     """A validated job definition, or InvalidInput naming each wrong field and why.
-    `asset_ops` gives the ops (and their roles) that the job's `assets` provide."""
+    `asset_ops` gives the ops (and their roles) that the job's `assets` provide; `limits`,
+    the stage's limits on its depth, stored size, workers and ops' run time."""
     if not isinstance(payload, dict):
         raise InvalidInput(
             "body: a job must be a JSON object",
             [{"field": "body", "reason": "expected a JSON object"}],
         )
+    if limits is not None:
+        check_depth("body", payload, limits.max_json_depth)
     try:
         spec = JobDefinition.model_validate(payload)
     except ValidationError as err:
@@ -63,9 +78,19 @@ def parse_definition(payload: Any, asset_ops: AssetOps | None = None) -> JobDefi
             for e in err.errors()
         ]
         raise InvalidInput(f"{errors[0]['field']}: {errors[0]['reason']}", errors) from err
+    if limits is not None:
+        _within_limits(spec, limits)
     declared = asset_ops(spec.assets) if asset_ops is not None and spec.assets else None
-    validate_operations([op.to_dict() for op in spec.operations], declared)
+    max_op_seconds = None if limits is None else limits.max_op_seconds
+    validate_operations([op.to_dict() for op in spec.operations], declared, max_op_seconds)
     return spec
+
+
+def _within_limits(spec: JobDefinition, limits: Limits) -> None:
+    if spec.workers > limits.max_workers:
+        raise too_many_workers("workers", spec.workers, limits.max_workers)
+    # the job's record holds it, and so does each of its runs: both must fit an item
+    check_stored_size("body", spec.to_dict(), limits.max_job_bytes, "max_job_bytes")
 
 
 class JobService:
@@ -82,11 +107,20 @@ class JobService:
         self.store, self.queue, self.clock, self.settings = store, queue, clock, settings
         self.asset_ops = asset_ops
 
+    def _parse(self, payload: Any, now: float) -> JobDefinition:
+        """The definition, validated and within the stage's limits; nothing is written."""
+        limits = self.settings.limits
+        spec = parse_definition(payload, self.asset_ops, limits)
+        if spec.schedule is not None:
+            check_schedule_period(spec.schedule, from_epoch(now), limits.min_schedule_seconds)
+        return spec
+
     def submit(self, payload: Any, start: bool) -> tuple[Job, Run | None]:
         """Store a job. With `start`, a scheduled job is SCHEDULED from now on and an
-        unscheduled one gets an execution at once."""
-        spec = parse_definition(payload, self.asset_ops)
+        unscheduled one gets an execution at once: the job and that execution are written
+        in one transaction, so a job that could not start is not stored either."""
         now = self.clock.now()
+        spec = self._parse(payload, now)
         job = Job(job_id=str(uuid.uuid4()), definition=spec.to_dict(), created=now, updated=now)
         if start and spec.schedule is not None:
             first = next_slot(spec.schedule, now, now)
@@ -96,8 +130,14 @@ class JobService:
                     [{"field": "schedule", "reason": "no future slot"}],
                 )
             job.state, job.next_fire_at, job.anchor = JobState.SCHEDULED, first, now
-        self.store.create_job(job)
-        run = self.start_run(job.job_id) if start and spec.schedule is None else None
+        if not start or spec.schedule is not None:
+            self.store.create_job(job)
+            return job, None
+        run = self._new_run(job, now, None, Trigger.manual)
+        if spec.active_limit is not None:
+            run.holds_slot, job.active_slots = True, {run.slot}
+        self.store.create_job(job, run)
+        self._nudge(run)
         return job, run
 
     def document(self, job_id: str) -> Job:
@@ -125,10 +165,10 @@ class JobService:
         """Replace a job's definition, validated exactly like a submission. A changed
         schedule of a SCHEDULED or SUSPENDED job recomputes its next slot from now (no
         slot left: EXPIRED). Conditioned on the job's version: a racing change is a 409."""
-        spec = parse_definition(payload, self.asset_ops)
+        now = self.clock.now()
+        spec = self._parse(payload, now)
         job = self.get(job_id)
         definition = spec.to_dict()
-        now = self.clock.now()
         schedule: tuple[JobState, float | None, float | None] | None = None
         moved = definition.get("schedule") != job.definition.get("schedule")
         if moved and job.state in (JobState.SCHEDULED, JobState.SUSPENDED):
@@ -197,8 +237,24 @@ class JobService:
             raise Conflict(f"job {job_id} is inactive", job_id=job_id)
         now = self.clock.now()
         spec = job.spec
-        run = Run(
-            job_id=job_id,
+        run = self._new_run(job, now, args, trigger)
+        limit = spec.active_limit
+        if not self._create(run, limit):
+            fresh = self.get(job_id)
+            raise Conflict(
+                f"job {job_id} already has {len(fresh.active_slots)} active run(s) "
+                f"(overlap {spec.overlap!r}, limit {limit})",
+                job_id=job_id,
+                active_slots=sorted(fresh.active_slots),
+            )
+        self._nudge(run)
+        return run
+
+    def _new_run(self, job: Job, now: float, args: str | None, trigger: Trigger) -> Run:
+        """A pending run of the job now, in its own slot (not written)."""
+        spec = job.spec
+        return Run(
+            job_id=job.job_id,
             slot=manual_slot(now),
             ex_id=str(uuid.uuid4()),
             scheduled_start=now,
@@ -211,17 +267,14 @@ class JobService:
             workers=spec.workers,
             check_at=now + spec.lease_seconds,
         )
-        limit = spec.active_limit
-        if not self._create(run, limit):
-            fresh = self.get(job_id)
-            raise Conflict(
-                f"job {job_id} already has {len(fresh.active_slots)} active run(s) "
-                f"(overlap {spec.overlap!r}, limit {limit})",
-                job_id=job_id,
-                active_slots=sorted(fresh.active_slots),
-            )
-        self.queue.send_starts([start_message(run, 0)])
-        return run
+
+    def _nudge(self, run: Run) -> None:
+        """Send a new run's start message. The run is written: if the message is lost, the
+        sweep re-sends it at the run's check_at, so a failure here is logged, not raised."""
+        try:
+            self.queue.send_starts([start_message(run, 0)])
+        except Exception:  # any queue failure: the sweep covers it
+            log.warning("start message of run %s not sent; the sweep re-sends it", run.ex_id)
 
     def _create(self, run: Run, limit: int | None) -> bool:
         """Create the run within the job's active-run limit; once the limit is met, free

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chalicelib.config import Settings
+from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import due_shard
 from chalicelib.domain.transitions import ExStatus, JobState
 from chalicelib.ports import Store
@@ -117,3 +120,21 @@ def test_mark_runs_deleted_marks_terminal_runs_once(store: Store) -> None:
     assert store.mark_runs_deleted(job.job_id) == 0
     assert stored_run(store, job.job_id, done.slot).deleted
     assert not stored_run(store, job.job_id, live.slot).deleted
+
+
+def test_create_job_with_its_first_run_writes_both_or_neither(store: Store) -> None:
+    job = make_job(state=JobState.NEW, next_fire_at=None)
+    run = make_run(job, holds_slot=True)
+    job.active_slots = {run.slot}
+    store.create_job(job, run)
+    assert stored_job(store, job.job_id).active_slots == {run.slot}
+    assert stored_run(store, job.job_id, run.slot).holds_slot
+    with pytest.raises(Conflict):  # the job exists: nothing is written again
+        store.create_job(job, make_run(job, slot_ts=T + 1))
+    assert store.get_run(job.job_id, make_run(job, slot_ts=T + 1).slot) is None
+    clash = make_job(state=JobState.NEW, next_fire_at=None)
+    taken = make_run(clash)
+    store.create_run(taken)
+    with pytest.raises(Conflict):
+        store.create_job(clash, make_run(clash))  # its run's key exists: no job either
+    assert store.get_job(clash.job_id) is None

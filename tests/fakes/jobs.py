@@ -8,6 +8,7 @@ from typing import Any
 
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import Job, due_shard
+from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import JOB_MACHINE, TERMINAL_EX, JobState
 from chalicelib.ports import JobStore
 from tests.fakes.tables import JOB_FIELDS, Tables, as_json
@@ -16,11 +17,13 @@ from tests.fakes.tables import JOB_FIELDS, Tables, as_json
 class JobsMixin(Tables, JobStore):
     """Jobs by id, the due index, versioned job writes."""
 
-    def create_job(self, job: Job) -> None:
+    def create_job(self, job: Job, run: Run | None = None) -> None:
         with self._lock:
-            if job.job_id in self.jobs:
+            if job.job_id in self.jobs or (run is not None and (run.job_id, run.slot) in self.runs):
                 raise Conflict(f"job {job.job_id} exists", job_id=job.job_id)
             self.jobs[job.job_id] = self._job_in(job)
+            if run is not None:
+                self._put_run(run)
 
     def get_job(self, job_id: str) -> Job | None:
         return self._read(lambda: self.jobs.get(job_id))

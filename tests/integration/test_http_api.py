@@ -159,14 +159,15 @@ def test_supervisor_handler_ticks(client: Client, container: Container) -> None:
     assert out["runs_created"] == 1 and out["jobs_read"] == 1
 
 
-def test_a_body_posted_as_a_form_is_read_as_json(client: Client) -> None:
-    """Teraslice's docs post jobs with `curl -d @job.json` (a form content type)."""
+def test_a_body_posted_as_a_form_is_refused(client: Client) -> None:
+    """`curl -d @job.json` posts a form: a web page could post that across sites, so only
+    application/json is read (tests/integration/test_bad_input.py has the rest)."""
     r = client.http.post(
         "/v1/jobs",
         body=json.dumps(JOB),
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert r.status_code == 201 and "job_id" in r.json_body
+    assert r.status_code == 415 and r.json_body["errors"][0]["field"] == "Content-Type"
 
 
 def test_start_refuses_a_second_active_run_by_default(client: Client, queue: MemoryQueue) -> None:

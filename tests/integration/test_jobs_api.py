@@ -218,7 +218,9 @@ def test_put_validates_like_a_create_and_writes_nothing(client: Client, payload:
 
 def test_put_bad_json_is_a_400_and_unknown_job_a_404(client: Client) -> None:
     job_id = _submit(client)
-    r = client.http.put(f"/v1/jobs/{job_id}", body="{", headers={"Content-Type": "text/plain"})
+    r = client.http.put(
+        f"/v1/jobs/{job_id}", body="{", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.json_body["errors"][0]["field"] == "body"
     status, body = _send(client, "put", "/v1/jobs/no-such-job", JOB)
     assert status == 404 and body["error"] == "not_found"

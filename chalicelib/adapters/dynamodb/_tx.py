@@ -24,7 +24,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.domain.errors import StoreUnavailable
+from chalicelib.domain.errors import StoreUnavailable, TooLarge
 
 T = TypeVar("T")
 CONDITIONAL = "ConditionalCheckFailedException"
@@ -49,9 +49,37 @@ def _is_conditional(err: PynamoDBException) -> bool:
     return _code(err) == CONDITIONAL
 
 
-def _unavailable(err: PynamoDBException) -> StoreUnavailable:
+ITEM_LIMIT_BYTES = 400 * 1024  # DynamoDB's size limit of one item
+
+
+class StoreRejected(Exception):
+    """DynamoDB refused a request as malformed: a bug of ours (a 500), never retryable."""
+
+
+def _too_large(err: PynamoDBException) -> bool:
+    reasons = err.cancellation_reasons if isinstance(err, TransactWriteError) else None
+    messages = [str(err.cause or err), *(r.message or "" for r in reasons or [] if r)]
+    return any("item size" in m.lower() for m in messages)
+
+
+def _unavailable(err: PynamoDBException) -> Exception:
+    """What a failed request means: too large an item is the caller's (413), a request
+    DynamoDB refuses as malformed is ours (500), anything else is the store's (503)."""
+    if _too_large(err):
+        return TooLarge(
+            "body",
+            "store_item_bytes",
+            ITEM_LIMIT_BYTES,
+            f"would not fit a stored item ({ITEM_LIMIT_BYTES} bytes)",
+        )
     cause = _code(err) or type(err.cause or err).__name__
+    if cause == "ValidationException" or "ValidationError" in _cancel_codes_of(err):
+        return StoreRejected(f"DynamoDB: {cause}: {err}")
     return StoreUnavailable(f"DynamoDB: {cause}: {err}")
+
+
+def _cancel_codes_of(err: PynamoDBException) -> list[str]:
+    return _cancel_codes(err) if isinstance(err, TransactWriteError) else []
 
 
 def _conditional_update(item: Model, actions: list[Action], condition: Condition) -> bool:

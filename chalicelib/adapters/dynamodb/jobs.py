@@ -9,12 +9,15 @@ from typing import Any
 from pynamodb.exceptions import PutError
 from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamodb._tx import _conditional_update, _is_conditional, _unavailable
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.models import JobModel
+from chalicelib.adapters.dynamodb.run_items import run_item
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import Job, due_shard
+from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import JOB_MACHINE, JobState
 
 
@@ -97,9 +100,20 @@ class JobRecords(StoreBase):
             updated=job.updated,
         )
 
-    def create_job(self, job: Job) -> None:
+    def create_job(self, job: Job, run: Run | None = None) -> None:
+        J = self.m.job
+        if run is not None:
+            R = self.m.run
+
+            def build(tx: TransactWrite) -> None:
+                tx.save(self._job_model(job), condition=J.job_id.does_not_exist())
+                tx.save(run_item(self, run), condition=R.slot.does_not_exist())
+
+            if not self._transact(build):
+                raise Conflict(f"job {job.job_id} exists", job_id=job.job_id)
+            return
         try:
-            self._job_model(job).save(condition=self.m.job.job_id.does_not_exist())
+            self._job_model(job).save(condition=J.job_id.does_not_exist())
         except PutError as err:
             if _is_conditional(err):
                 raise Conflict(f"job {job.job_id} exists", job_id=job.job_id) from err

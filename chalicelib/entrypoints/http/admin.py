@@ -6,11 +6,10 @@ from chalice.app import Request, Response
 
 from chalicelib.bootstrap import get_container
 from chalicelib.entrypoints.http.errors import json_response
-from chalicelib.entrypoints.http.routing import Routes, query
+from chalicelib.entrypoints.http.routing import BODY_TYPES, Routes, query
 from chalicelib.services.admin import AdminService
 
 routes = Routes()
-ANY_BODY = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
 
 
 def _service() -> AdminService:
@@ -22,11 +21,11 @@ def supervisor_state(request: Request) -> Response:
     return json_response(_service().state().to_dict())
 
 
-@routes("/api/supervisor/halt", ("POST",), ANY_BODY)
+@routes("/api/supervisor/halt", ("POST",), BODY_TYPES)
 def supervisor_halt(request: Request) -> Response:
     return json_response(_service().halt(query(request).get("reason")).to_dict())
 
 
-@routes("/api/supervisor/restart", ("POST",), ANY_BODY)
+@routes("/api/supervisor/restart", ("POST",), BODY_TYPES)
 def supervisor_restart(request: Request) -> Response:
     return json_response(_service().restart().to_dict())

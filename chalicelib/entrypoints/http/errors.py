@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalice.app import Response
 
+from chalicelib.config import Limits
 from chalicelib.domain.errors import DomainError, InvalidInput
+from chalicelib.domain.limits import check_depth, too_deep
 
 log = logging.getLogger(__name__)
 JSON: dict[str, str | list[str]] = {"Content-Type": "application/json"}
@@ -20,33 +23,59 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(body=json.dumps(body), status_code=status, headers=JSON)
 
 
-def api_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn DomainErrors into 4xx/5xx JSON bodies; anything else into a logged 500."""
+def api_errors(
+    fn: Callable[..., Any], request_id: Callable[[], str] | None = None
+) -> Callable[..., Any]:
+    """Turn DomainErrors into 4xx/5xx JSON bodies; anything else into a logged 500. A 5xx
+    body says nothing internal: its code, a generic message and the request's id, which the
+    log line with the detail carries too."""
+
+    def rid() -> str:
+        return request_id() if request_id is not None else str(uuid.uuid4())
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except DomainError as err:
-            return json_response(err.to_dict(), err.status_code)
+            if err.status_code < 500:
+                return json_response(err.to_dict(), err.status_code)
+            request = rid()
+            log.error("%s in %s [request %s]: %s", err.code, fn.__name__, request, err.message)
+            return server_error(err.code, RETRY_LATER, err.status_code, request)
         except Exception:
-            log.exception("unhandled error in %s", fn.__name__)
-            return json_response({"error": "internal", "message": "internal error"}, 500)
+            request = rid()
+            log.exception("unhandled error in %s [request %s]", fn.__name__, request)
+            return server_error("internal", "internal error", 500, request)
 
     return wrapper
 
 
-def parse_json_body(raw: str | bytes | None) -> Any:
+RETRY_LATER = "the service is unavailable; try again later"
+
+
+def server_error(code: str, message: str, status: int, request_id: str) -> Response:
+    """A 5xx body: the request id to quote, nothing of the cause (that is in the log)."""
+    body = {"error": code, "message": f"{message} (request {request_id})", "request_id": request_id}
+    return json_response(body, status)
+
+
+def parse_json_body(raw: str | bytes | None, limits: Limits) -> Any:
+    """The body as JSON, within the stage's depth limit (its size was checked on arrival)."""
     if not raw:
         raise InvalidInput(
             "body: a JSON body is required", [{"field": "body", "reason": "empty body"}]
         )
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
+    except RecursionError:
+        raise too_deep("body", limits.max_json_depth) from None
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidInput(
             f"body: not valid JSON ({err})", [{"field": "body", "reason": f"not valid JSON: {err}"}]
         ) from err
+    check_depth("body", value, limits.max_json_depth)
+    return value
 
 
 def query_bool(params: Mapping[str, str] | None, name: str, default: bool) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 from chalice.app import Request, Response
 
 from chalicelib.bootstrap import get_container
+from chalicelib.config import Limits
 from chalicelib.domain.jobs import Job
 from chalicelib.entrypoints.http.errors import json_response, parse_json_body, query_bool
 from chalicelib.entrypoints.http.listing import parse_ex_fields, parse_window, pick
@@ -14,6 +15,10 @@ from chalicelib.entrypoints.http.routing import BODY_TYPES, Routes, query
 from chalicelib.entrypoints.http.views import ex_view, job_view
 
 routes = Routes()
+
+
+def _limits() -> Limits:
+    return get_container().settings.limits
 
 
 def _with_ex(job: Job, fields: list[str] | None) -> dict[str, Any]:
@@ -28,7 +33,7 @@ def _with_ex(job: Job, fields: list[str] | None) -> dict[str, Any]:
 @routes("/jobs", ("POST",), BODY_TYPES)
 def submit_job(request: Request) -> Response:
     start = query_bool(request.query_params, "start", False)
-    job, run = get_container().jobs.submit(parse_json_body(request.raw_body), start)
+    job, run = get_container().jobs.submit(parse_json_body(request.raw_body, _limits()), start)
     body: dict[str, Any] = {"job_id": job.job_id}
     if run is not None:
         body["ex_id"] = run.ex_id
@@ -58,7 +63,7 @@ def get_job(request: Request, job_id: str) -> Response:
 
 @routes("/jobs/{job_id}", ("PUT",), BODY_TYPES)
 def update_job(request: Request, job_id: str) -> Response:
-    job = get_container().jobs.update(job_id, parse_json_body(request.raw_body))
+    job = get_container().jobs.update(job_id, parse_json_body(request.raw_body, _limits()))
     return json_response(job_view(job))
 
 

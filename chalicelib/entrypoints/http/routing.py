@@ -4,21 +4,22 @@ options of its routes)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from chalice.app import Blueprint, Request, Response
 
+from chalicelib.bootstrap import get_container
+from chalicelib.domain.errors import TooLarge, UnsupportedMediaType
 from chalicelib.entrypoints.http.errors import api_errors
 
-# Teraslice's own examples post with `curl -d @job.json`, i.e. as a form: accept the body
-# whatever its declared type and parse it as JSON.
-BODY_TYPES = [
-    "application/json",
-    "application/x-www-form-urlencoded",
-    "text/plain",
-    "application/octet-stream",
-]
+# What a JSON route reads. Forms and text/plain are refused (415): a web page can post those
+# across sites without asking, a JSON body it cannot.
+BODY_TYPES = ["application/json"]
+# Chalice itself would answer other types 415 in its own shape: every type reaches the route,
+# which answers in the API's.
+ANY_TYPE = ["*/*"]
 
 View = Callable[..., Response]
 """A view takes the request, then the path's parameters by name."""
@@ -31,6 +32,8 @@ def query(request: Request) -> Mapping[str, str]:
 
 @dataclass(frozen=True)
 class Route:
+    """`content_types`: the media types of the bodies the route reads (None: it reads none)."""
+
     path: str
     methods: tuple[str, ...]
     content_types: tuple[str, ...] | None
@@ -59,17 +62,55 @@ class Routes:
 
     def mount(self, bp: Blueprint) -> None:
         for route in self.routes:
-            options = (
-                {} if route.content_types is None else {"content_types": [*route.content_types]}
+            bp.route(route.path, methods=[*route.methods], content_types=ANY_TYPE)(
+                _bound(bp, route)
             )
-            bp.route(route.path, methods=[*route.methods], **options)(_bound(bp, route.view))
 
 
-def _bound(bp: Blueprint, view: View) -> View:
+def media_type(request: Request) -> str | None:
+    """The request's declared media type, lowercased, without parameters (None: none)."""
+    header = request.headers.get("content-type")
+    return header.split(";")[0].strip().lower() if header else None
+
+
+def check_body(request: Request, accepted: tuple[str, ...]) -> None:
+    """415 unless the body is of an accepted type (no body may come without a type); for a
+    JSON route, 413 over the stage's body size limit."""
+    declared, body = media_type(request), request.raw_body
+    if (declared is None and body) or (declared is not None and declared not in accepted):
+        got = "no Content-Type" if declared is None else f"Content-Type {declared}"
+        reason = f"got {got}; send {' or '.join(accepted)}"
+        raise UnsupportedMediaType(
+            f"Content-Type: {reason}", [{"field": "Content-Type", "reason": reason}]
+        )
+    if tuple(accepted) == tuple(BODY_TYPES) and body:
+        limit = get_container().settings.limits.max_body_bytes
+        if len(body) > limit:
+            raise TooLarge(
+                "body", "max_body_bytes", limit, f"{len(body)} bytes; the limit is {limit} bytes"
+            )
+
+
+def request_id(bp: Blueprint) -> str:
+    """API Gateway's id of the request, else the Lambda invocation's, else a new one."""
+    try:
+        found = bp.current_request.context.get("requestId")
+        found = found or getattr(bp.lambda_context, "aws_request_id", None)
+    except Exception:  # outside a request: no request or context
+        found = None
+    return str(found) if found else str(uuid.uuid4())
+
+
+def _bound(bp: Blueprint, route: Route) -> View:
+    view = route.view
+
     def handler(**params: str) -> Response:
-        return view(bp.current_request, **params)
+        request = bp.current_request
+        if route.content_types is not None:
+            check_body(request, route.content_types)
+        return view(request, **params)
 
     handler.__name__ = view.__name__
     handler.__doc__ = view.__doc__
-    wrapped: View = api_errors(handler)
+    wrapped: View = api_errors(handler, lambda: request_id(bp))
     return wrapped

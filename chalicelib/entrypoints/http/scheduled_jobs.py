@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 from chalice.app import Request, Response
 
 from chalicelib.bootstrap import get_container
+from chalicelib.config import Limits
 from chalicelib.domain.history import invalid, parse_max_results
 from chalicelib.entrypoints.http.errors import parse_json_body
 from chalicelib.entrypoints.http.routing import BODY_TYPES, Routes, query
@@ -57,12 +58,12 @@ def _response(body: Any, status: int = 200, headers: Mapping[str, str] | None = 
     )
 
 
-def parse_run_request(raw: str | bytes | None) -> str | None:
+def parse_run_request(raw: str | bytes | None, limits: Limits) -> str | None:
     """The `args` of an on-demand run request. No body (or `{}`) means no arguments;
     otherwise a JSON object whose optional `args` is a string (null: none)."""
     if raw is None or not raw.strip():
         return None
-    body = parse_json_body(raw)
+    body = parse_json_body(raw, limits)
     if not isinstance(body, dict):
         raise invalid("body", 'expected a JSON object such as {"args": "a b c"}')
     unknown = sorted(set(body) - RUN_FIELDS)
@@ -135,7 +136,7 @@ def job_stats(request: Request, job_id: str) -> Response:
 
 @routes(BASE + "/{job_id}/runs", ("POST",), BODY_TYPES)
 def run_now(request: Request, job_id: str) -> Response:
-    args = parse_run_request(request.raw_body)
+    args = parse_run_request(request.raw_body, get_container().settings.limits)
     run = get_container().jobs.start_run(job_id, args=args)
     location = f"{BASE}/{job_id}/runs/{run.ex_id}"
     return _response(run_detail(run), 202, {"Location": location})
