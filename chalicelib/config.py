@@ -13,6 +13,10 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _list(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that differs between stages, stacks and tests."""
@@ -47,6 +51,9 @@ class Settings:
     asset_max_ratio: float = 100.0
     asset_max_entries: int = 1000
     asset_cache_dir: str = "/tmp/cadenza-assets"
+    # principals with the admin role: IAM ARNs, or patterns with `*` (CADENZA_ADMINS, comma
+    # separated)
+    admins: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -110,6 +117,7 @@ class Settings:
             asset_max_ratio=float(e.get("CADENZA_ASSET_MAX_RATIO", base.asset_max_ratio)),
             asset_max_entries=int(e.get("CADENZA_ASSET_MAX_ENTRIES", base.asset_max_entries)),
             asset_cache_dir=e.get("CADENZA_ASSET_CACHE_DIR", base.asset_cache_dir),
+            admins=_list(e.get("CADENZA_ADMINS")),
         )
 
 

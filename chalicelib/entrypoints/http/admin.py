@@ -1,4 +1,4 @@
-"""The supervisor admin API (seed 000): /api/supervisor/state, halt, restart."""
+"""The supervisor admin API (seed 000): /api/supervisor/state, halt, restart; admins only."""
 
 from __future__ import annotations
 
@@ -17,16 +17,16 @@ def _service() -> AdminService:
     return get_container().admin
 
 
-@routes("/api/supervisor/state")
+@routes("/api/supervisor/state", admin=True)
 def supervisor_state(request: Request) -> Response:
     return json_response(_service().state().to_dict())
 
 
-@routes("/api/supervisor/halt", ("POST",), ANY_BODY)
+@routes("/api/supervisor/halt", ("POST",), ANY_BODY, admin=True)
 def supervisor_halt(request: Request) -> Response:
     return json_response(_service().halt(query(request).get("reason")).to_dict())
 
 
-@routes("/api/supervisor/restart", ("POST",), ANY_BODY)
+@routes("/api/supervisor/restart", ("POST",), ANY_BODY, admin=True)
 def supervisor_restart(request: Request) -> Response:
     return json_response(_service().restart().to_dict())

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from chalice.app import Blueprint, Request, Response
+from chalice.app import Blueprint, IAMAuthorizer, Request, Response
 
 from chalicelib.entrypoints.http.errors import api_errors
+from chalicelib.entrypoints.http.identity import caller, require_admin
 
 # Teraslice's own examples post with `curl -d @job.json`, i.e. as a form: accept the body
 # whatever its declared type and parse it as JSON.
@@ -35,11 +36,18 @@ class Route:
     methods: tuple[str, ...]
     content_types: tuple[str, ...] | None
     view: View
+    admin: bool = False  # only principals with the admin role may call it
+
+
+# every route is authorized by API Gateway with AWS IAM (SigV4): the caller's IAM ARN is its
+# principal; the local stack's gateway checks signatures the same way
+AUTHORIZER = IAMAuthorizer()
 
 
 class Routes:
     """Collects `@routes(path, ...)` views; `mount` registers them all on a blueprint, each
-    wrapped in the error mapping and handed the current request."""
+    behind the IAM authorizer, wrapped in the error mapping and in the check of its caller
+    (authenticated; an admin for an `admin` route), and handed the current request."""
 
     def __init__(self) -> None:
         self.routes: list[Route] = []
@@ -49,10 +57,12 @@ class Routes:
         path: str,
         methods: tuple[str, ...] = ("GET",),
         content_types: list[str] | None = None,
+        *,
+        admin: bool = False,
     ) -> Callable[[View], View]:
         def register(view: View) -> View:
             types = None if content_types is None else tuple(content_types)
-            self.routes.append(Route(path, methods, types, view))
+            self.routes.append(Route(path, methods, types, view, admin))
             return view
 
         return register
@@ -62,14 +72,20 @@ class Routes:
             options = (
                 {} if route.content_types is None else {"content_types": [*route.content_types]}
             )
-            bp.route(route.path, methods=[*route.methods], **options)(_bound(bp, route.view))
+            bp.route(route.path, methods=[*route.methods], authorizer=AUTHORIZER, **options)(
+                _bound(bp, route)
+            )
 
 
-def _bound(bp: Blueprint, view: View) -> View:
+def _bound(bp: Blueprint, route: Route) -> View:
     def handler(**params: str) -> Response:
-        return view(bp.current_request, **params)
+        request = bp.current_request
+        who = caller(request)
+        if route.admin:
+            require_admin(who)
+        return route.view(request, **params)
 
-    handler.__name__ = view.__name__
-    handler.__doc__ = view.__doc__
+    handler.__name__ = route.view.__name__
+    handler.__doc__ = route.view.__doc__
     wrapped: View = api_errors(handler)
     return wrapped
