@@ -1,4 +1,5 @@
-"""The local stack's users: IAM-like access keys, kept in `<home>/credentials.json` (0600).
+"""The local stack's users: IAM-like access keys, kept in `<home>/credentials.json` (0600;
+`$CADENZA_CREDENTIALS` names another file).
 
 On AWS a caller is an IAM principal and signs with its own access key; locally each user
 gets an access key id and secret, and an ARN in the local account
@@ -20,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from botocore.credentials import Credentials
+
+from cadenza_tools.local.dynamodb_local import default_home
 
 ACCOUNT = "000000000000"
 FILE_NAME = "credentials.json"
@@ -62,8 +65,11 @@ class LocalUsers:
         self._stamp: tuple[int, int] | None = None
 
     @classmethod
-    def at(cls, home: Path) -> LocalUsers:
-        return cls(home / FILE_NAME)
+    def default(cls) -> LocalUsers:
+        """The file `cadenza dev` and the CLI share: `$CADENZA_CREDENTIALS`, else
+        `credentials.json` in `$CADENZA_HOME` (else `.cadenza`)."""
+        path = os.environ.get("CADENZA_CREDENTIALS")
+        return cls(Path(path) if path else default_home() / FILE_NAME)
 
     def _load(self) -> dict[str, LocalUser]:
         if self.path is None:
@@ -85,7 +91,7 @@ class LocalUsers:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump({"users": [asdict(u) for u in users.values()]}, out, indent=2)
