@@ -76,6 +76,18 @@ class SigV4(requests.auth.AuthBase):
         return r
 
 
+class AsLocalUser(requests.auth.AuthBase):
+    """Signs as a local user, read from `users` at each request: unsigned while it is not
+    there yet (a stack writes its admin's keys on its first start)."""
+
+    def __init__(self, users: LocalUsers, name: str = ADMIN_USER) -> None:
+        self.users, self.name = users, name
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        user = self.users.get(self.name)
+        return r if user is None else SigV4(user.credentials, LOCAL_REGION)(r)
+
+
 def auth_for(url: str, user: str | None) -> SigV4 | None:
     credentials = credentials_for(url, user)
     return None if credentials is None else SigV4(credentials, _region(url))

@@ -22,10 +22,10 @@ from typing import Any, Self, TypeVar
 import pytest
 import requests
 
-from cadenza_tools.cli.auth import LOCAL_REGION, SigV4
+from cadenza_tools.cli.auth import AsLocalUser
 from cadenza_tools.local.dynamodb_local import free_port
 from cadenza_tools.local.stack import LocalStack, StackOptions, parse_banner
-from cadenza_tools.local.users import ADMIN_USER, LocalUsers
+from cadenza_tools.local.users import LocalUsers
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.config import Settings
 
@@ -50,18 +50,6 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval:
         time.sleep(interval)
 
 
-class SignedAsAdmin(requests.auth.AuthBase):
-    """Signs each request with the stack's admin keys, read from its credentials file when
-    they are there (the stack writes them on its first start); unsigned before."""
-
-    def __init__(self, path: Path) -> None:
-        self.users = LocalUsers(path)
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        admin = self.users.get(ADMIN_USER)
-        return r if admin is None else SigV4(admin.credentials, LOCAL_REGION)(r)
-
-
 class StackProcess:
     """One `cadenza dev` subprocess and an HTTP session to its API, signed as the admin of
     its users (kept beside its log: `credentials`)."""
@@ -77,7 +65,7 @@ class StackProcess:
         self.credentials = log_path.parent / "credentials.json"
         self.http = requests.Session()
         self.http.trust_env = False  # no proxy for 127.0.0.1
-        self.http.auth = SignedAsAdmin(self.credentials)
+        self.http.auth = AsLocalUser(LocalUsers(self.credentials))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Self:
