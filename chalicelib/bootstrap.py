@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypedDict, Unpack
 
 import boto3
@@ -16,6 +16,7 @@ from chalicelib.adapters.sns import SnsNotifier
 from chalicelib.adapters.sqs import SqsQueue, ensure_queues
 from chalicelib.config import Settings, get_settings
 from chalicelib.domain.assets import AssetLimits
+from chalicelib.domain.identity import Principal
 from chalicelib.ops.assets import AssetOpLoader
 from chalicelib.ops.registry import REGISTRY
 from chalicelib.ports import AssetStore, BlobStore, Clock, Notifier, Queue, Store, SystemClock
@@ -49,6 +50,19 @@ class Container:
     admin: AdminService
     history: HistoryService
     job_errors: JobErrorService
+
+    def scoped(self, who: Principal) -> Container:
+        """The services that serve a caller, acting on behalf of `who` (see
+        `JobService.as_`); the engine's own (worker, supervisor) are unchanged."""
+        jobs, executions = self.jobs.as_(who), self.executions.as_(who)
+        return replace(
+            self,
+            jobs=jobs,
+            executions=executions,
+            history=self.history.as_(who),
+            job_errors=JobErrorService(self.store, jobs, executions),
+            cluster=self.cluster.as_(who),
+        )
 
 
 def aws_client(service: str, settings: Settings) -> Any:

@@ -14,6 +14,10 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _list(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
 @dataclass(frozen=True)
 class Limits:
     """The owner-independent limits of a stage (docs/operations.md#limits): each refusal
@@ -77,6 +81,9 @@ class Settings:
     asset_max_entries: int = 1000
     asset_cache_dir: str = "/tmp/cadenza-assets"
     limits: Limits = field(default_factory=Limits)
+    # principals with the admin role: IAM ARNs, or patterns with `*` (CADENZA_ADMINS, comma
+    # separated)
+    admins: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -141,6 +148,7 @@ class Settings:
             asset_max_entries=int(e.get("CADENZA_ASSET_MAX_ENTRIES", base.asset_max_entries)),
             asset_cache_dir=e.get("CADENZA_ASSET_CACHE_DIR", base.asset_cache_dir),
             limits=Limits.from_env(e),
+            admins=_list(e.get("CADENZA_ADMINS")),
         )
 
 

@@ -154,11 +154,18 @@ class JobStore(ABC):
     # ---- Teraslice's /v1/jobs: from / size / sort over sharded indexes ---------------------
     @abstractmethod
     def job_window(
-        self, deleted: bool, active: bool | None, sort: Sort, start: int, size: int
+        self,
+        deleted: bool,
+        active: bool | None,
+        sort: Sort,
+        start: int,
+        size: int,
+        owner: str | None = None,
     ) -> list[Job]:
         """Jobs `start` to `start + size` (start + size <= MAX_WINDOW) in `sort` order, ties
         by job_id: the deleted ones or the others; with `active`, only active jobs (True:
-        active or no flag) or only inactive ones (False). Index queries, never a Scan."""
+        active or no flag) or only inactive ones (False); with `owner`, only that owner's.
+        Index queries, never a Scan."""
 
     @abstractmethod
     def update_job(
@@ -258,16 +265,25 @@ class RunStore(ABC):
 
     @abstractmethod
     def run_window(
-        self, statuses: Iterable[ExStatus], deleted: bool, sort: Sort, start: int, size: int
+        self,
+        statuses: Iterable[ExStatus],
+        deleted: bool,
+        sort: Sort,
+        start: int,
+        size: int,
+        owner: str | None = None,
     ) -> list[Run]:
-        """Runs `start` to `start + size` with one of `statuses`, deleted or not, in `sort`
-        order, ties by ex_id (one index query per status and shard, never a Scan)."""
+        """Runs `start` to `start + size` with one of `statuses`, deleted or not (with
+        `owner`, only runs of that owner's jobs), in `sort` order, ties by ex_id (one index
+        query per status and shard, never a Scan)."""
 
     @abstractmethod
-    def error_window(self, sort: Sort, start: int, size: int) -> list[Slice | Run]:
-        """Every execution's errors, `start` to `start + size` in `sort` order: slices in
-        error and one-slice runs that failed (their error is kept on the run). Sparse
-        indexes, never a Scan."""
+    def error_window(
+        self, sort: Sort, start: int, size: int, owner: str | None = None
+    ) -> list[Slice | Run]:
+        """Every execution's errors (with `owner`, only those of that owner's jobs), `start`
+        to `start + size` in `sort` order: slices in error and one-slice runs that failed
+        (their error is kept on the run). Sparse indexes, never a Scan."""
 
     @abstractmethod
     def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:

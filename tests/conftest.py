@@ -27,6 +27,7 @@ from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue  # noqa: E402
 from chalicelib.bootstrap import Container, build_container, set_container  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402
+from tests.clients import ADMINS  # noqa: E402
 from tests.fakes import MemoryAssetStore, MemoryBlobStore, MemoryStore  # noqa: E402
 from tests.helpers import deliver  # noqa: E402
 
@@ -40,7 +41,11 @@ def test_settings(**overrides: object) -> Settings:
     # one firing thread: moto's backends are not thread-safe (a table copied during a
     # transaction while another thread writes raised "dictionary changed size during
     # iteration", twice in a few hundred runs); DynamoDB Local fixtures fire in parallel
-    defaults: dict[str, object] = {"lookahead_seconds": 5.0, "fire_concurrency": 1}
+    defaults: dict[str, object] = {
+        "lookahead_seconds": 5.0,
+        "fire_concurrency": 1,
+        "admins": ADMINS,
+    }
     return replace(s, **{**defaults, **overrides})  # type: ignore[arg-type]
 
 

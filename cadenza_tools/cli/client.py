@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from cadenza_tools.cli.auth import NoCredentials, auth_for
+
 DEFAULT_URL = "http://127.0.0.1:5678"
 DEFAULT_TIMEOUT = 30.0
 
@@ -87,6 +89,14 @@ def api_error(response: requests.Response) -> ApiError:
         body = None
     status = response.status_code
     kind: type[ApiError] = ApiError
+    signed = "Authorization" in response.request.headers
+    if status == 403 and not signed:
+        return ApiError(
+            403,
+            None,
+            "the request was not signed: no credentials found (local stack: start it with "
+            "`cadenza dev`, which creates them; AWS: configure AWS credentials)",
+        )
     if _no_such_route(status, body):
         return NotFoundError(
             404,
@@ -104,11 +114,11 @@ def api_error(response: requests.Response) -> ApiError:
 
 
 def _no_such_route(status: int, body: Any) -> bool:
-    """API Gateway and Chalice answer an unknown path with 403 'Missing Authentication Token'."""
-    return (
-        status == 403
-        and isinstance(body, dict)
-        and "Authentication Token" in str(body.get("message") or body.get("Message"))
+    """API Gateway answers a signed request to an unknown path with 403 'Missing
+    Authentication Token'; Chalice's local gateway with 'Authorization header requires...'."""
+    message = str(body.get("message") or body.get("Message")) if isinstance(body, dict) else ""
+    return status == 403 and (
+        "Authentication Token" in message or "Authorization header requires" in message
     )
 
 
@@ -129,10 +139,24 @@ def _query(params: Params | None) -> dict[str, str]:
 class Client:
     """A thin wrapper over one ``requests.Session`` bound to the API's base URL."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, base_url: str = DEFAULT_URL, timeout: float = DEFAULT_TIMEOUT, user: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.user = user
         self.session = requests.Session()
+        self._signing = False
+
+    def _sign(self) -> None:
+        """Sign from now on with the credentials for this URL (`cli.auth`), found once."""
+        if self._signing:
+            return
+        try:
+            self.session.auth = auth_for(self.base_url, self.user)
+        except NoCredentials as err:
+            raise CliError(str(err)) from err
+        self._signing = True
 
     def request(
         self,
@@ -146,6 +170,7 @@ class Client:
     ) -> requests.Response:
         """Send one request; an error status or a transport failure raises a CliError."""
         url = f"{self.base_url}{path}"
+        self._sign()
         try:
             response = self.session.request(
                 method,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cadenza_tools.cli import alerts, assets, cluster, ex, jobs, runs, supervisor
+from cadenza_tools.cli import alerts, assets, cluster, ex, jobs, runs, supervisor, users
 from cadenza_tools.cli.client import DEFAULT_TIMEOUT, DEFAULT_URL, Client
 from cadenza_tools.cli.context import Cli
 from cadenza_tools.cli.dev import dev
@@ -47,6 +47,14 @@ def _root(
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds to wait for each HTTP answer.")
     ] = DEFAULT_TIMEOUT,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CADENZA_USER",
+            help="Sign as this local stack user (default: admin on a local URL; on AWS, "
+            "the AWS credentials botocore finds).",
+        ),
+    ] = None,
     show_version: Annotated[
         bool,
         typer.Option(
@@ -55,7 +63,7 @@ def _root(
     ] = False,
 ) -> None:
     """Cadenza: a job scheduler on AWS serverless parts."""
-    ctx.obj = Cli(Client(url, timeout), json_output)
+    ctx.obj = Cli(Client(url, timeout, user), json_output)
 
 
 app.add_typer(jobs.app, name="jobs")
@@ -65,6 +73,7 @@ app.add_typer(assets.app, name="assets")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(supervisor.app, name="supervisor")
+app.add_typer(users.app, name="users")
 app.command("dev")(dev)
 
 

@@ -7,15 +7,19 @@ its ``print`` and its per-request lines on stderr (they go to the ``logging`` mo
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Self
 
 from chalice.app import Chalice
 from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer
 
+from cadenza_tools.local.gateway import SigV4Gateway
 from cadenza_tools.local.service import LocalService
+from cadenza_tools.local.users import LocalUsers
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,22 @@ class _LoggingRequestHandler(ChaliceRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
+class _SigV4RequestHandler(_LoggingRequestHandler):
+    """Requests go through `SigV4Gateway`: IAM authorization as API Gateway does it."""
+
+    def __init__(
+        self,
+        request: Any,
+        client_address: tuple[str, int],
+        server: HTTPServer,
+        app_object: Chalice,
+        config: Config,
+        users: LocalUsers,
+    ) -> None:
+        self.local_gateway = SigV4Gateway(app_object, config, users)
+        BaseHTTPRequestHandler.__init__(self, request, client_address, server)
+
+
 def make_local_app(app: Chalice) -> Chalice:
     """Make ``app.current_request`` thread-local, as ``chalice local`` does.
 
@@ -46,7 +66,9 @@ def make_local_app(app: Chalice) -> Chalice:
 
 
 class ApiServer(LocalService):
-    """A Chalice app on ``http://host:port`` (``port=0``: a free one), as a context manager."""
+    """A Chalice app on ``http://host:port`` (``port=0``: a free one), as a context manager.
+    With `users`, requests are authorized as API Gateway's IAM authorization does, against
+    their keys (`SigV4Gateway`)."""
 
     def __init__(
         self,
@@ -55,8 +77,10 @@ class ApiServer(LocalService):
         port: int = 0,
         *,
         config: Config | None = None,
+        users: LocalUsers | None = None,
     ) -> None:
         self.app = app
+        self.users = users
         self.host = host
         self._requested_port = port
         self.config = config or Config.create(
@@ -86,12 +110,17 @@ class ApiServer(LocalService):
         """Bind the socket and serve in a daemon thread."""
         if self._server is not None:
             return self
+        handler: Any = (
+            _LoggingRequestHandler
+            if self.users is None
+            else functools.partial(_SigV4RequestHandler, users=self.users)
+        )
         server = LocalDevServer(
             make_local_app(self.app),
             self.config,
             self.host,
             self._requested_port,
-            handler_cls=_LoggingRequestHandler,
+            handler_cls=handler,
         )
         self._server = server
         self._thread = threading.Thread(

@@ -38,6 +38,7 @@ from cadenza_tools.local.firer import FirerOptions, ScheduleFirer
 from cadenza_tools.local.moto_server import MotoServer
 from cadenza_tools.local.service import LocalService
 from cadenza_tools.local.sqs_poller import Handler, PollerOptions, SqsPoller
+from cadenza_tools.local.users import LocalUser, LocalUsers
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,11 @@ class StackInfo:
     lookahead: float
     workers: int
     emulators: list[str] = field(default_factory=list)
+    credentials: str = ""  # the users' keys (cadenza users ...)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "credentials": self.credentials,
             "api_url": self.api_url,
             "backend": self.backend,
             "endpoint_url": self.endpoint_url,
@@ -194,6 +197,7 @@ class StackOptions:
     batch_size: int = 10
     poll_wait_seconds: int = 1
     quiet: bool = False
+    credentials: Path | None = None  # the users' keys; default: LocalUsers.default()
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -219,6 +223,10 @@ class LocalStack(LocalService):
         self.firer: ScheduleFirer | None = None
         self.pollers: list[SqsPoller] = []
         self.info: StackInfo | None = None
+        path = self.options.credentials
+        self.users = LocalUsers(path) if path is not None else LocalUsers.default()
+        self.admin: LocalUser | None = None
+        self._admin_created = False
         self._saved_env: dict[str, str | None] = {}
         self._started = False
 
@@ -291,6 +299,9 @@ class LocalStack(LocalService):
         self._setenv("CADENZA_START_HALTED", "true" if self.options.start_halted else "false")
         if self.options.prefix:
             self._setenv("CADENZA_PREFIX", self.options.prefix)
+        # the stage's admins, as a deployed stage lists them: here, the local admin users
+        admins = [os.environ.get("CADENZA_ADMINS", ""), *self.users.admin_arns()]
+        self._setenv("CADENZA_ADMINS", ",".join(a for a in admins if a))
 
     # ---- life cycle -------------------------------------------------------------------
     def start(self) -> Self:
@@ -316,6 +327,7 @@ class LocalStack(LocalService):
         )
         from chalicelib.config import get_settings
 
+        self.admin, self._admin_created = self.users.ensure_admin()
         endpoint, ddb_endpoint = self._start_emulators()
         self._set_environment(endpoint, ddb_endpoint)
         get_settings.cache_clear()
@@ -356,7 +368,7 @@ class LocalStack(LocalService):
         )
         self.firer.start()
         self.api = ApiServer(
-            app_module.app, self.options.host, self.options.port
+            app_module.app, self.options.host, self.options.port, users=self.users
         ).start()  # last: ready
 
         emulators = []
@@ -378,6 +390,7 @@ class LocalStack(LocalService):
             lookahead=settings.lookahead_seconds,
             workers=self.options.workers,
             emulators=emulators,
+            credentials=str(self.users.path),
         )
         log.debug("local stack up: %s", json.dumps(self.info.as_dict()))
 
@@ -444,10 +457,24 @@ class LocalStack(LocalService):
             f"  supervisor  every {info.tick_interval:g}s, look-ahead {info.lookahead:g}s"
             + (", starts halted" if self.options.start_halted else ""),
             f"  workers     {info.workers} poller(s) per queue",
+            *self._auth_lines(info),
             "Press Ctrl-C to stop.",
             f"{BANNER_TAG} {json.dumps(info.as_dict(), separators=(',', ':'))}",
         ]
         return "\n".join(lines)
+
+    def _auth_lines(self, info: StackInfo) -> list[str]:
+        """Where the keys are, and how to sign with them (SigV4, as on AWS)."""
+        if self.admin is None:
+            return []
+        made = " (created now)" if self._admin_created else ""
+        return [
+            f"  users       {info.credentials}{made}: every request is signed (AWS SigV4)",
+            f"              admin's key {self.admin.access_key_id}; "
+            "`cadenza users show admin` prints its secret, `cadenza users add NAME` adds a user",
+            "  curl        curl --aws-sigv4 aws:amz:us-east-1:execute-api "
+            '--user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" ' + f"{info.api_url}/v1/jobs",
+        ]
 
 
 def parse_banner(text: str) -> dict[str, Any] | None:

@@ -86,3 +86,18 @@ class StoreUnavailable(DomainError):
 
     status_code = 503
     code = "store_unavailable"
+
+
+class Unauthenticated(DomainError):
+    """The request carries no authenticated principal."""
+
+    status_code = 401
+    code = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    """The principal is known but lacks the role the route requires. Never used for an
+    object another principal owns: that one is NotFound, so its existence is not told."""
+
+    status_code = 403
+    code = "forbidden"

@@ -34,7 +34,8 @@ class JobDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=256)
-    owner: str = Field(default="anonymous", min_length=1, max_length=128)
+    # set from the authenticated caller (an IAM ARN: up to 2048 characters), never the body
+    owner: str = Field(default="anonymous", min_length=1, max_length=2048)
     lifecycle: Literal["once", "persistent"] = "once"
     operations: list[Operation] = Field(min_length=1, max_length=50)
     workers: int = Field(default=1, ge=1, le=1000)

@@ -3,10 +3,12 @@ record, the live-runs index and the cluster counters: never a scan."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from chalicelib.config import Settings
 from chalicelib.domain.cluster import ClusterTotals, in_flight, run_totals
+from chalicelib.domain.identity import SYSTEM, Principal, owner_of
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.ports import Alert, Clock, Store
@@ -48,12 +50,24 @@ class ClusterService:
     def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
         self.store, self.clock, self.settings = store, clock, settings
         self.admin = AdminService(store, clock, settings)
+        self.who = SYSTEM
+
+    def as_(self, who: Principal) -> ClusterService:
+        """The same reads, showing only the runs `who` sees."""
+        scoped = copy.copy(self)
+        scoped.who = who
+        return scoped
 
     def _live(self) -> list[Run]:
-        return [r for r in self.store.live_runs() if r.status not in TERMINAL_EX]
+        return [
+            r
+            for r in self.store.live_runs()
+            if r.status not in TERMINAL_EX and self.who.sees(owner_of(r.config))
+        ]
 
     def controllers(self) -> list[Run]:
-        """Every execution not yet ended, off the live-runs index (seed 001's controllers)."""
+        """Every execution not yet ended that the caller sees, off the live-runs index
+        (seed 001's controllers)."""
         return self._live()
 
     def alerts(self, limit: int) -> list[Alert]:

@@ -3,12 +3,14 @@ execution or on a job's current one. Each is a conditional transition plus a nud
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
+from chalicelib.domain.identity import SYSTEM, Principal, owner_of
 from chalicelib.domain.jobs import JobDefinition
 from chalicelib.domain.limits import too_many_workers
 from chalicelib.domain.runs import Run, Trigger, manual_slot
@@ -53,16 +55,25 @@ class ExecutionService:
     ) -> None:
         self.store, self.clock, self.worker, self.sleep = store, clock, worker, sleep
         self.max_workers = max_workers
+        self.who = SYSTEM
+
+    def as_(self, who: Principal) -> ExecutionService:
+        """The same control on behalf of `who`: another principal's execution is NotFound
+        unless it is an admin; listings show only its own."""
+        scoped = copy.copy(self)
+        scoped.who = who
+        return scoped
 
     def by_ex(self, ex_id: str) -> Run:
         run = self.store.get_run_by_ex(ex_id)
-        if run is None:
+        if run is None or not self.who.sees(owner_of(run.config)):
             raise NotFound(f"execution {ex_id} not found", ex_id=ex_id)
         return run
 
     def current_of(self, job_id: str) -> Run:
         """A job's current execution: its newest run that is not a ledger record."""
-        if self.store.get_job(job_id) is None:
+        job = self.store.get_job(job_id)
+        if job is None or not self.who.sees(owner_of(job.definition)):
             raise NotFound(f"job {job_id} not found", job_id=job_id)
         return current_run(self.store, job_id)
 
@@ -286,14 +297,14 @@ class ExecutionService:
         `statuses`, every status but the ledger's (skipped / missed slots never ran: they
         are listed only when asked for by status)."""
         wanted = statuses or [s for s in ExStatus if s not in LEDGER_EX]
-        return self.store.run_window(wanted, deleted, sort, start, size)
+        return self.store.run_window(wanted, deleted, sort, start, size, owner=self.who.scope)
 
     def all_errors(self, sort: Sort, start: int, size: int) -> list[tuple[Slice, str]]:
         """GET /v1/ex/errors: every execution's errors in `sort` order, each with its
         job_id (a slice names only its execution)."""
         out: list[tuple[Slice, str]] = []
         jobs: dict[str, str] = {}
-        for item in self.store.error_window(sort, start, size):
+        for item in self.store.error_window(sort, start, size, owner=self.who.scope):
             if isinstance(item, Run):
                 out += [(sl, item.job_id) for sl in run_error_slices(item)[:1]]
                 continue

@@ -3,7 +3,8 @@
 `HistoryService` answers what the `/scheduled-jobs` routes ask, from the store's index
 queries only (never a scan):
 
-- the jobs, newest first, all of them or one owner's, optionally in one schedule state;
+- the jobs, newest first, all of them or one owner's, optionally in one schedule state
+  (only the caller's own unless it is an admin: another owner's listing is empty);
 - a job's runs created in a time window, newest first (OpenSpecimen lists a job's runs
   newest first), optionally of one status, a page at a time;
 - counts of runs by status for one job (Lens `getJobStats(job, state, start, end)`) and
@@ -21,6 +22,7 @@ listing without a status includes them. Anything else is InvalidInput naming the
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,7 @@ from chalicelib.domain.history import (
     parse_group,
     parse_state,
 )
+from chalicelib.domain.identity import SYSTEM, Principal, owner_of
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import LEDGER_EX, TERMINAL_EX, JobState
@@ -64,11 +67,27 @@ class HistoryService:
 
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store, self.clock = store, clock
+        self.who = SYSTEM
+
+    def as_(self, who: Principal) -> HistoryService:
+        """The same reads on behalf of `who`: only its own jobs and runs unless an admin."""
+        scoped = copy.copy(self)
+        scoped.who = who
+        return scoped
+
+    def _others(self, owner: str | None) -> bool:
+        """Whether a listing asks for jobs the caller may not see (another owner's)."""
+        return not self.who.is_admin and owner not in (None, "", self.who.id)
+
+    def _owner(self, owner: str | None) -> str | None:
+        """Whose jobs a listing reads: as asked for an admin (None: everyone's), else the
+        caller's own."""
+        return (owner or None) if self.who.is_admin else self.who.id
 
     # ---- jobs ------------------------------------------------------------------------------
     def job(self, job_id: str) -> Job:
         job = self.store.get_job(job_id)
-        if job is None or job.deleted:
+        if job is None or job.deleted or not self.who.sees(owner_of(job.definition)):
             raise NotFound(f"job {job_id} not found", job_id=job_id)
         return job
 
@@ -82,8 +101,11 @@ class HistoryService:
         """A page of jobs, newest first: one owner's (the owner index) or everyone's (the
         list index), only those in schedule state `state` when given."""
         wanted = parse_state(state)
-        if owner:
-            return self.store.jobs_by_owner(owner, Page(limit, cursor), wanted)
+        if self._others(owner):
+            return [], None
+        whose = self._owner(owner)
+        if whose:
+            return self.store.jobs_by_owner(whose, Page(limit, cursor), wanted)
         return self.store.list_jobs(Page(limit, cursor), wanted)
 
     # ---- runs ------------------------------------------------------------------------------
@@ -113,7 +135,7 @@ class HistoryService:
     def run(self, job_id: str, run_id: str) -> Run:
         """One run of a job by its id (the ex_id)."""
         run = self.store.get_run_by_ex(run_id)
-        if run is None or run.job_id != job_id:
+        if run is None or run.job_id != job_id or not self.who.sees(owner_of(run.config)):
             self.job(job_id)
             raise NotFound(f"run {run_id} of job {job_id} not found", job_id=job_id)
         return run
@@ -169,12 +191,15 @@ class HistoryService:
         status; a page of jobs at a time, so one request reads a bounded number of jobs."""
         window = self.window(from_date, to_date)
         wanted = parse_state(state)
-        if user:
-            jobs, nxt = self.store.jobs_by_owner(user, Page(limit, cursor), wanted)
+        if self._others(user):
+            return UserStats(user, wanted, window, [], None)
+        whose = self._owner(user)
+        if whose:
+            jobs, nxt = self.store.jobs_by_owner(whose, Page(limit, cursor), wanted)
         else:
             jobs, nxt = self.store.list_jobs(Page(limit, cursor), wanted)
         stats = [self._stats(job, window, wanted) for job in jobs]
-        return UserStats(user or None, wanted, window, stats, nxt)
+        return UserStats(whose, wanted, window, stats, nxt)
 
     def _stats(self, job: Job, window: Window, state: JobState | None) -> JobStats:
         if state is not None and job.state != state:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from chalicelib.config import Limits, Settings
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
+from chalicelib.domain.identity import SYSTEM, Principal, owner_of
 from chalicelib.domain.jobs import Job, JobDefinition
 from chalicelib.domain.limits import (
     check_depth,
@@ -52,6 +54,19 @@ def _deleted(job: Job) -> Conflict:
 
 
 AssetOps = Callable[[Sequence[str]], Mapping[str, frozenset[str]]]
+
+
+def with_owner(payload: Any, owner: str) -> Any:
+    """The submitted definition owned by `owner`. A body may repeat that owner (a job's
+    document sent back with changes) but never name another: InvalidInput, so an attempt
+    to hand a job to someone else fails loudly instead of being quietly dropped."""
+    if not isinstance(payload, dict):
+        return payload
+    given = payload.get("owner")
+    if given is not None and given != owner:
+        reason = "is the principal that submitted the job and cannot be changed; leave it out"
+        raise InvalidInput(f"owner: {reason}", [{"field": "owner", "reason": reason}])
+    return {**payload, "owner": owner}
 
 
 def parse_definition(
@@ -106,6 +121,14 @@ class JobService:
     ) -> None:
         self.store, self.queue, self.clock, self.settings = store, queue, clock, settings
         self.asset_ops = asset_ops
+        self.who = SYSTEM
+
+    def as_(self, who: Principal) -> JobService:
+        """The same use cases on behalf of `who`: it owns what it submits, and another
+        principal's job or run is NotFound unless it is an admin."""
+        scoped = copy.copy(self)
+        scoped.who = who
+        return scoped
 
     def _parse(self, payload: Any, now: float) -> JobDefinition:
         """The definition, validated and within the stage's limits; nothing is written."""
@@ -116,9 +139,12 @@ class JobService:
         return spec
 
     def submit(self, payload: Any, start: bool) -> tuple[Job, Run | None]:
-        """Store a job. With `start`, a scheduled job is SCHEDULED from now on and an
-        unscheduled one gets an execution at once: the job and that execution are written
-        in one transaction, so a job that could not start is not stored either."""
+        """Store a job owned by the caller (without one, the system: the body's owner).
+        With `start`, a scheduled job is SCHEDULED from now on and an unscheduled one gets
+        an execution at once: the job and that execution are written in one transaction,
+        so a job that could not start is not stored either."""
+        if self.who is not SYSTEM:
+            payload = with_owner(payload, self.who.id)
         now = self.clock.now()
         spec = self._parse(payload, now)
         job = Job(job_id=str(uuid.uuid4()), definition=spec.to_dict(), created=now, updated=now)
@@ -141,9 +167,10 @@ class JobService:
         return job, run
 
     def document(self, job_id: str) -> Job:
-        """The job, deleted or not (a deleted one shows `_deleted`); NotFound if none."""
+        """The job, deleted or not (a deleted one shows `_deleted`); NotFound if none or if
+        the caller does not see it."""
         job = self.store.get_job(job_id)
-        if job is None:
+        if job is None or not self.who.sees(owner_of(job.definition)):
             raise NotFound(f"job {job_id} not found", job_id=job_id)
         return job
 
@@ -158,16 +185,18 @@ class JobService:
         self, deleted: bool, active: bool | None, sort: Sort, start: int, size: int
     ) -> list[Job]:
         """Teraslice's GET /v1/jobs: a window of the deleted or live jobs in `sort` order,
-        optionally only the active (true or no flag) or inactive ones."""
-        return self.store.job_window(deleted, active, sort, start, size)
+        optionally only the active (true or no flag) or inactive ones; only the caller's
+        unless it is an admin."""
+        return self.store.job_window(deleted, active, sort, start, size, owner=self.who.scope)
 
     def update(self, job_id: str, payload: Any) -> Job:
         """Replace a job's definition, validated exactly like a submission. A changed
         schedule of a SCHEDULED or SUSPENDED job recomputes its next slot from now (no
-        slot left: EXPIRED). Conditioned on the job's version: a racing change is a 409."""
+        slot left: EXPIRED). Conditioned on the job's version: a racing change is a 409. The
+        owner stays the job's (see `with_owner`)."""
         now = self.clock.now()
-        spec = self._parse(payload, now)
         job = self.get(job_id)
+        spec = self._parse(with_owner(payload, owner_of(job.definition)), now)
         definition = spec.to_dict()
         schedule: tuple[JobState, float | None, float | None] | None = None
         moved = definition.get("schedule") != job.definition.get("schedule")
@@ -360,6 +389,6 @@ class JobService:
 
     def get_run_by_ex(self, ex_id: str) -> Run:
         run = self.store.get_run_by_ex(ex_id)
-        if run is None:
+        if run is None or not self.who.sees(owner_of(run.config)):
             raise NotFound(f"execution {ex_id} not found", ex_id=ex_id)
         return run

@@ -71,8 +71,10 @@ bench_credentials()
 
 import requests  # noqa: E402
 
+from cadenza_tools.cli.auth import AsLocalUser  # noqa: E402
 from cadenza_tools.local.dynamodb_local import free_port  # noqa: E402
 from cadenza_tools.local.stack import parse_banner  # noqa: E402
+from cadenza_tools.local.users import LocalUsers  # noqa: E402
 from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.domain.runs import Run  # noqa: E402
@@ -94,6 +96,7 @@ def items_written_at_start(overlap: str | None) -> int:
 READY_TIMEOUT_S = 120.0
 TERMINAL = {str(s) for s in TERMINAL_EX}
 _local = threading.local()
+CREDENTIALS = Path(tempfile.gettempdir()) / f"cadenza-bench-{os.getpid()}-credentials.json"
 
 
 def session() -> requests.Session:
@@ -101,6 +104,7 @@ def session() -> requests.Session:
     if s is None:
         s = requests.Session()
         s.trust_env = False  # no proxy for 127.0.0.1
+        s.auth = AsLocalUser(LocalUsers(CREDENTIALS))  # the stacks' admin
         _local.session = s
     return s
 
@@ -141,6 +145,7 @@ class Stack:
             if not k.startswith(("AWS_ENDPOINT_URL", "CADENZA_")) or k == "CADENZA_HOME"
         }
         env["PYTHONUNBUFFERED"] = "1"
+        env["CADENZA_CREDENTIALS"] = str(CREDENTIALS)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 self.cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log

@@ -109,6 +109,47 @@ def test_error_window_merges_failed_slices_and_one_slice_runs(store: Store) -> N
     assert len(store.error_window(Sort(), 1, 10)) == 1
 
 
+def test_windows_of_one_owner(store: Store) -> None:
+    """An owner's window: only the jobs, runs and errors of that owner's jobs (a run's owner
+    is in its copy of the definition; a slice's, in its run's)."""
+    alices, bobs = _jobs(store, 2), _jobs(store, 1, owner="bob")
+    bob = bobs[0]
+    assert [j.job_id for j in store.job_window(False, None, Sort(), 0, 10, owner="bob")] == [
+        bob.job_id
+    ]
+    assert len(store.job_window(False, True, Sort(), 0, 10, owner="alice")) == 2
+    assert store.job_window(False, None, Sort(), 0, 10, owner="carol") == []
+    mine = make_run(alices[0], T)
+    theirs = make_run(bob, T + 60, config=bob.definition)
+    for r in (mine, theirs):
+        store.create_run(r)
+    pending = [ExStatus.pending]
+    assert [r.ex_id for r in store.run_window(pending, False, Sort(), 0, 10, owner="bob")] == [
+        theirs.ex_id
+    ]
+    assert len(store.run_window(pending, False, Sort(), 0, 10)) == 2
+    _, sliced, sl = claimed_slice(store)  # alice's
+    store.finish_slice(sl, sliced, sl.fail("a", T + 1, "bad"))
+    inline = make_run(
+        bob, T + 120, status=ExStatus.running, inline=True, updated=T + 2, config=bob.definition
+    )
+    store.create_run(inline)
+    failed = store.apply_run(
+        inline,
+        write([ExStatus.running], ExStatus.failed, {"has_errors": True, "updated": T + 2}),
+    )
+    assert failed is not None
+
+    def errors(owner: str | None) -> list[str]:
+        found = store.error_window(Sort("updated", True), 0, 10, owner=owner)
+        return [getattr(x, "slice_id", x.ex_id) for x in found]
+
+    assert errors("alice") == [slice_id_for(0)]
+    assert errors("bob") == [inline.ex_id]
+    assert errors("carol") == []
+    assert errors(None) == [slice_id_for(0), inline.ex_id]
+
+
 def test_history_pages_by_creation_with_ties_kept_and_tokens_checked(store: Store) -> None:
     job = make_job()
     runs = [make_run(job, T + 60 * i) for i in range(5)]

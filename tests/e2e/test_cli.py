@@ -49,7 +49,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
 
 
 def cli(stack: StackProcess, *args: str, input: str | None = None) -> Result:
-    return runner.invoke(app, list(args), env={"CADENZA_URL": stack.url}, input=input)
+    env = {"CADENZA_URL": stack.url, "CADENZA_CREDENTIALS": str(stack.credentials)}
+    return runner.invoke(app, list(args), env=env, input=input)
 
 
 def cli_json(stack: StackProcess, *args: str, input: str | None = None) -> Any:
@@ -58,9 +59,12 @@ def cli_json(stack: StackProcess, *args: str, input: str | None = None) -> Any:
     return json.loads(result.stdout)
 
 
-def cadenza(*args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI as its own process, for its real exit code and streams."""
+def cadenza(*args: str, credentials: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as its own process, for its real exit code and streams (signing with the
+    users in `credentials`, when given)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADENZA_")}
+    if credentials is not None:
+        env["CADENZA_CREDENTIALS"] = str(credentials)
     return subprocess.run(
         [sys.executable, "-m", "cadenza_tools.cli.main", *args],
         cwd=REPO,
@@ -130,7 +134,7 @@ def test_a_bad_job_file_shows_the_api_field_error(stack: StackProcess, tmp_path:
 
 
 def test_unknown_ids_exit_not_found(stack: StackProcess) -> None:
-    job = cadenza("--url", stack.url, "jobs", "get", "no-such-job")
+    job = cadenza("--url", stack.url, "jobs", "get", "no-such-job", credentials=stack.credentials)
     assert job.returncode == 3, job.stderr
     assert "not_found" in job.stderr and job.stdout == ""
     ex = cli(stack, "ex", "watch", "no-such-ex")

@@ -22,8 +22,10 @@ from typing import Any, Self, TypeVar
 import pytest
 import requests
 
+from cadenza_tools.cli.auth import AsLocalUser
 from cadenza_tools.local.dynamodb_local import free_port
 from cadenza_tools.local.stack import LocalStack, StackOptions, parse_banner
+from cadenza_tools.local.users import LocalUsers
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.config import Settings
 
@@ -49,7 +51,8 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval:
 
 
 class StackProcess:
-    """One `cadenza dev` subprocess and an HTTP session to its API."""
+    """One `cadenza dev` subprocess and an HTTP session to its API, signed as the admin of
+    its users (kept beside its log: `credentials`)."""
 
     new_session = False  # True: in its own session, so its process group can be killed
 
@@ -59,8 +62,10 @@ class StackProcess:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
+        self.credentials = log_path.parent / "credentials.json"
         self.http = requests.Session()
         self.http.trust_env = False  # no proxy for 127.0.0.1
+        self.http.auth = AsLocalUser(LocalUsers(self.credentials))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Self:
@@ -70,6 +75,7 @@ class StackProcess:
             if not k.startswith(("AWS_ENDPOINT_URL", "CADENZA_")) or k == "CADENZA_HOME"
         }
         env["PYTHONUNBUFFERED"] = "1"
+        env["CADENZA_CREDENTIALS"] = str(self.credentials)
         cmd = [sys.executable, "-m", "cadenza_tools.cli.main", "dev", "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== {' '.join(cmd + self.args)}\n".encode())

@@ -50,9 +50,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     args = ["--data-dir", str(tmp / "data"), "--workers", "2", "--log-level", "WARNING"]
     process = StackProcess("fuzz", args, free_port(), tmp / "stack.log").start()
 
-    served = schemathesis.openapi.from_url(f"{process.url}/v1/openapi.json", timeout=10)
-    assert served.raw_schema == document(), "the API serves another document"
-    _seed(process)
+    try:
+        served = schemathesis.openapi.from_url(
+            f"{process.url}/v1/openapi.json", timeout=10, auth=process.http.auth
+        )
+        assert served.raw_schema == document(), "the API serves another document"
+        _seed(process)
+    except BaseException:
+        process.stop()  # a failed set-up leaves no stack (and no JVM) behind
+        raise
     yield process
     assert process.stop(timeout=60) == 0, process.tail()
 

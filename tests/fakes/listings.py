@@ -7,6 +7,7 @@ import copy
 from collections.abc import Iterable
 
 from chalicelib.adapters.dynamodb.paging import decode_cursor, encode_cursor
+from chalicelib.domain.identity import owner_of
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
@@ -73,38 +74,62 @@ class ListingsMixin(Tables, JobStore, RunStore):
         )
 
     def job_window(
-        self, deleted: bool, active: bool | None, sort: Sort, start: int, size: int
+        self,
+        deleted: bool,
+        active: bool | None,
+        sort: Sort,
+        start: int,
+        size: int,
+        owner: str | None = None,
     ) -> list[Job]:
         def window() -> list[Job]:
             found = [
                 j
                 for j in self.jobs.values()
-                if j.deleted == deleted and (active is None or j.active == active)
+                if j.deleted == deleted
+                and (active is None or j.active == active)
+                and owner in (None, owner_of(j.definition))
             ]
             return window_of(found, lambda j: (getattr(j, sort.field), j.job_id), sort, start, size)
 
         return self._read(window)
 
     def run_window(
-        self, statuses: Iterable[ExStatus], deleted: bool, sort: Sort, start: int, size: int
+        self,
+        statuses: Iterable[ExStatus],
+        deleted: bool,
+        sort: Sort,
+        start: int,
+        size: int,
+        owner: str | None = None,
     ) -> list[Run]:
         wanted = set(statuses)
 
         def window() -> list[Run]:
-            found = [r for r in self.runs.values() if r.status in wanted and r.deleted == deleted]
+            found = [
+                r
+                for r in self.runs.values()
+                if r.status in wanted
+                and r.deleted == deleted
+                and owner in (None, owner_of(r.config))
+            ]
             return window_of(found, lambda r: (getattr(r, sort.field), r.ex_id), sort, start, size)
 
         return self._read(window)
 
-    def error_window(self, sort: Sort, start: int, size: int) -> list[Slice | Run]:
+    def error_window(
+        self, sort: Sort, start: int, size: int, owner: str | None = None
+    ) -> list[Slice | Run]:
         def key(item: Slice | Run) -> tuple[float, str, str]:
             return (getattr(item, sort.field), item.ex_id, getattr(item, "slice_id", ""))
 
         def window() -> list[Slice | Run]:
+            owners = {r.ex_id: owner_of(r.config) for r in self.runs.values()}
             found: list[Slice | Run] = [
                 s for s in self.slices.values() if s.state == SliceState.error
             ]
             found += [self.runs[k] for k in self._run_errors if k in self.runs]
+            found = [i for i in found if owner in (None, owners.get(i.ex_id))]
             return window_of(found, key, sort, start, size)
 
         return self._read(window)

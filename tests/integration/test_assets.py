@@ -21,6 +21,7 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
+from tests.clients import ADMIN, SignedClient
 from tests.conftest import drain, moto_container
 from tests.conftest import test_settings as make_settings
 from tests.helpers import deliver
@@ -94,7 +95,7 @@ def env(aws: None, clock: FakeClock, queue: MemoryQueue, tmp_path: Path) -> Iter
 
 @pytest.fixture
 def client(env: Container) -> Iterator[Client]:
-    with Client(app) as c:
+    with SignedClient(app, ADMIN) as c:
         yield c
 
 

@@ -25,6 +25,7 @@ from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
 from chalicelib.services.admin import AdminService
 from tests import conftest
+from tests.clients import SignedClient
 from tests.conftest import T0, drain
 from tests.helpers import deliver
 from tests.helpers import race as _race
@@ -49,6 +50,12 @@ COUNTERS = {
     "workers_reconnected",
 }
 OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+@pytest.fixture
+def client(admin_client: SignedClient) -> SignedClient:
+    """The cluster's stats are the admin's (every owner's runs)."""
+    return admin_client
 
 
 def _start(client: Client, job: dict[str, Any]) -> dict[str, Any]:

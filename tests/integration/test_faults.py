@@ -43,6 +43,7 @@ from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, JobState, SliceState
 from chalicelib.ports import FakeClock, Page
+from tests.clients import ADMIN, OWNER, SignedClient
 from tests.conftest import T0
 from tests.helpers import deliver
 
@@ -355,7 +356,7 @@ def test_failed_tick_noted_at_once_when_the_record_can_be_written(
         with pytest.raises(StoreUnavailable):
             c.supervisor.tick(T0 + 31)  # a second failure adds to the count
     assert len(faults.fired) == 2
-    with Client(app) as client:
+    with SignedClient(app, ADMIN) as client:
         state = client.http.get("/api/supervisor/state").json_body
     assert state["failed_ticks"] == 2 and state["last_failure_at"] == T0 + 31
     assert state["ticks"] == 1
@@ -391,7 +392,7 @@ def test_start_claim_fails_message_reported_and_redelivered(
 
     c = container
     job, _, msg = _submitted(c, queue, sliced)
-    with Client(app) as client:
+    with SignedClient(app, OWNER) as client:
         event = _start_event(client, msg)
         mid = event["Records"][0]["messageId"]
         with inject() as faults:
@@ -418,7 +419,7 @@ def test_start_claim_applied_but_unanswered_redelivery_goes_on_at_once(
 
     c = container
     job, run, msg = _submitted(c, queue, sliced)
-    with Client(app) as client:
+    with SignedClient(app, OWNER) as client:
         event = _start_event(client, msg)
         mid = event["Records"][0]["messageId"]
         with inject() as faults:

@@ -12,6 +12,7 @@ from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
+from tests.clients import ADMIN, SignedClient
 from tests.helpers import deliver
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
@@ -33,7 +34,7 @@ def _submit(client: Client, **kw: object) -> tuple[str, str]:
 
 
 def test_a_slice_whose_worker_is_lost_raises_an_alert(
-    client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
+    client: SignedClient, container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
     job_id, ex_id = _submit(client)
     deliver(container, queue.take()[0])
@@ -47,7 +48,7 @@ def test_a_slice_whose_worker_is_lost_raises_an_alert(
     assert (stats.slices_failed, stats.alerts) == (1, 1)
     ex = client.http.get(f"/v1/ex/{ex_id}").json_body
     assert ex["_status"] == "failed" and ex["_slicer_stats"]["failed"] == 1
-    alerts = client.http.get("/v1/alerts").json_body
+    alerts = client.as_(ADMIN).http.get("/v1/alerts").json_body
     assert [(a["reason"], a["ex_id"], a["job_id"]) for a in alerts] == [
         ("hanging: slices lost their worker", ex_id, job_id)
     ]
@@ -57,7 +58,7 @@ def test_a_slice_whose_worker_is_lost_raises_an_alert(
 
 
 def test_a_run_without_progress_past_its_timeout_is_failed_and_alerted(
-    client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
+    client: SignedClient, container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
     _, ex_id = _submit(client, timeout_seconds=100)
     for _ in range(3):  # the start keeps getting lost: re-sent while the timeout allows
@@ -71,13 +72,13 @@ def test_a_run_without_progress_past_its_timeout_is_failed_and_alerted(
     run = container.store.get_run_by_ex(ex_id)
     assert run is not None and run.status == ExStatus.failed
     assert "timeout_seconds 100" in run.errors[-1]["error"]
-    assert client.http.get("/v1/alerts").json_body[0]["reason"] == "timed out"
+    assert client.as_(ADMIN).http.get("/v1/alerts").json_body[0]["reason"] == "timed out"
     job = container.store.get_job(run.job_id)
     assert job is not None and job.active_slots == set()  # the slot is freed
 
 
 def test_a_one_slice_run_that_keeps_losing_its_worker_is_alerted(
-    client: Client,
+    client: SignedClient,
     container: Container,
     queue: MemoryQueue,
     clock: FakeClock,
@@ -101,6 +102,6 @@ def test_a_one_slice_run_that_keeps_losing_its_worker_is_alerted(
         deliver(container, queue.take()[0])
     clock.advance(12)
     assert container.supervisor.tick(clock.now()).alerts == 1
-    assert client.http.get("/v1/alerts?size=1").json_body[0]["reason"] == (
+    assert client.as_(ADMIN).http.get("/v1/alerts?size=1").json_body[0]["reason"] == (
         "hanging: the worker was lost"
     )

@@ -13,6 +13,7 @@ from chalicelib.adapters.dynamodb.counting import counting
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
+from tests.clients import OTHER, OWNER, SignedClient
 from tests.conftest import T0, drain
 from tests.helpers import field_error as _field_error
 from tests.helpers import get_ok as _get
@@ -181,17 +182,36 @@ def test_put_updates_the_job_and_returns_its_document(client: Client, clock: Fak
     job_id = _submit(client)
     created = _get(client, f"/v1/jobs/{job_id}")
     clock.advance(5)
-    changed = {**JOB, "name": "renamed", "workers": 3, "owner": "ann"}
+    # the document sent back with changes, its owner included
+    changed = {**created, "name": "renamed", "workers": 3}
+    changed = {k: v for k, v in changed.items() if k in JOB or k in ("workers", "owner")}
     status, doc = _send(client, "put", f"/v1/jobs/{job_id}", changed)
     assert status == 200
     assert set(doc) >= SEED_JOB_FIELDS
-    assert (doc["name"], doc["workers"], doc["owner"]) == ("renamed", 3, "ann")
+    assert (doc["name"], doc["workers"], doc["owner"]) == ("renamed", 3, OWNER.arn)
     assert doc["_created"] == created["_created"]
     assert doc["_updated"] == "2027-01-15T08:00:05.000Z"
     assert _get(client, f"/v1/jobs/{job_id}") == doc
-    # the owner index follows the change (OpenSpecimen's listing by user)
-    runs = client.http.get("/scheduled-jobs?user=ann").json_body
+    runs = client.http.get(f"/scheduled-jobs?owner={OWNER.arn}").json_body
     assert [j["id"] for j in runs] == [job_id]
+
+
+@pytest.mark.parametrize("who", ["owner", "admin"])
+def test_a_job_cannot_be_given_to_another_owner(
+    client: SignedClient, admin_client: SignedClient, who: str
+) -> None:
+    """The owner is the submitter, set at create: a body naming another owner is a 400
+    naming `owner`, on create and on update (by the owner or an admin), and nothing
+    changes."""
+    caller = client if who == "owner" else admin_client
+    status, body = _send(caller, "post", "/v1/jobs", {**JOB, "owner": OTHER.arn})
+    assert (status, body["errors"][0]["field"]) == (400, "owner")
+    assert _get(admin_client, "/v1/jobs") == []
+    job_id = _submit(client)
+    status, body = _send(caller, "put", f"/v1/jobs/{job_id}", {**JOB, "owner": "mallory"})
+    assert (status, body["errors"][0]["field"]) == (400, "owner")
+    assert _get(client, f"/v1/jobs/{job_id}")["owner"] == OWNER.arn
+    assert _get(admin_client, f"/v1/jobs/{job_id}")["owner"] == OWNER.arn
 
 
 @pytest.mark.parametrize(

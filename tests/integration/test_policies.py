@@ -16,6 +16,7 @@ from chalicelib.domain.policies import jitter
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
 from chalicelib.ports import FakeClock
+from tests.clients import AS_OWNER
 from tests.conftest import T0, drain
 from tests.helpers import deliver, start_due
 
@@ -28,7 +29,7 @@ MINUTELY = {"rate": "rate(1 minute)"}
 def _submit(c: Container, **kw: object) -> Job:
     body: dict[str, object] = {"name": "p", "operations": NOOP, "schedule": MINUTELY}
     body.update(kw)
-    job, _ = c.jobs.submit(body, start=True)
+    job, _ = c.jobs.as_(AS_OWNER).submit(body, start=True)
     return job
 
 

@@ -9,6 +9,7 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ports import FakeClock
+from tests.clients import AS_OWNER
 from tests.conftest import T0, drain
 from tests.helpers import deliver
 
@@ -20,7 +21,7 @@ RANGE = [{"_op": "range", "end": 4}, {"_op": "noop"}]
 def _hanging(container: Container, queue: MemoryQueue, clock: FakeClock) -> tuple[str, str]:
     """A scheduled sliced run whose worker died holding slice 0 (seed 000: a lost DB
     connection at the end of a job)."""
-    job, _ = container.jobs.submit(
+    job, _ = container.jobs.as_(AS_OWNER).submit(
         {
             "name": "h",
             "operations": RANGE,

@@ -17,6 +17,7 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.ops.csv_result import combine, rows_of, to_csv
 from chalicelib.ports import FakeClock
+from tests.clients import ADMIN, SignedClient
 from tests.conftest import drain, moto_container
 from tests.conftest import test_settings as make_settings
 
@@ -29,7 +30,7 @@ def env(aws: None, clock: FakeClock, queue: MemoryQueue) -> Iterator[Container]:
 
 @pytest.fixture
 def client(env: Container) -> Iterator[Client]:
-    with Client(app) as c:
+    with SignedClient(app, ADMIN) as c:
         yield c
 
 

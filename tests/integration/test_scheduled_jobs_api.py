@@ -17,6 +17,7 @@ from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.transitions import ExStatus, JobState
 from chalicelib.ports import FakeClock, Page
 from chalicelib.services.entry import PreparedStart
+from tests.clients import SignedClient
 from tests.conftest import T0, drain
 from tests.helpers import start_due
 
@@ -25,6 +26,13 @@ pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 ECHO = [{"_op": "noop"}, {"_op": "echo"}]
 FAIL = [{"_op": "noop"}, {"_op": "fail", "slices": [0]}]
 RATE = {"rate": "rate(1 minute)"}
+
+
+@pytest.fixture
+def client(admin_client: SignedClient) -> SignedClient:
+    """These tests read the jobs of several owners (alice, bob), submitted through the
+    services: as an admin, who sees them all."""
+    return admin_client
 
 
 def _job(container: Container, start: bool = False, **kw: Any) -> str:

@@ -11,11 +11,18 @@ from chalice.test import Client
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.ports import FakeClock
+from tests.clients import SignedClient
 from tests.conftest import T0
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 
 NOOP = [{"_op": "noop"}, {"_op": "noop"}]
+
+
+@pytest.fixture
+def client(admin_client: SignedClient) -> SignedClient:
+    """The supervisor routes need the admin role."""
+    return admin_client
 
 
 def iso(t: float) -> str:

@@ -7,7 +7,6 @@ import re
 from typing import Any
 
 import pytest
-from chalice.test import Client
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
@@ -16,6 +15,7 @@ from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.jobs import JobDefinition
 from chalicelib.entrypoints.http.openapi import V1, document
 from chalicelib.ops.registry import REGISTRY, validate_operations
+from tests.clients import OWNER, SignedClient
 
 METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -134,7 +134,7 @@ def test_every_registered_op_is_in_the_schema() -> None:
 
 @pytest.mark.parametrize("path", ["/v1/openapi.json", "/openapi.json"])
 def test_the_api_serves_the_document(path: str) -> None:
-    with Client(app) as client:
+    with SignedClient(app, OWNER) as client:
         response = client.http.get(path)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"

@@ -3,12 +3,14 @@ jobs, runs and errors in a sort order, from the sharded listing indexes.
 
 Each reads one index per partition (a shard, for runs also a status) lazily, in the asked
 order, and merges them (paging.merged_window): a Query per partition and only as many
-items as the window needs, never a Scan."""
+items as the window needs, never a Scan. One owner's window filters jobs on the index query;
+runs and slices (whose owner is in their run's copy of the job definition) are filtered as
+they stream, before the window is cut."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from pynamodb.expressions.condition import Condition
@@ -20,6 +22,7 @@ from chalicelib.adapters.dynamodb.models import M, RunModel, SliceModel
 from chalicelib.adapters.dynamodb.paging import merged_window
 from chalicelib.adapters.dynamodb.run_items import to_run
 from chalicelib.adapters.dynamodb.slices import to_slice
+from chalicelib.domain.identity import owner_of
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
@@ -27,6 +30,14 @@ from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import Sort
 
 LIST_CONCURRENCY = 16  # partitions of a listing read at once
+
+
+def _only(streams: list[Iterator[M]], keep: Callable[[M], bool] | None) -> list[Iterator[M]]:
+    return streams if keep is None else [(m for m in s if keep(m)) for s in streams]
+
+
+def _run_owner(m: RunModel) -> str:
+    return owner_of(m.config or {})
 
 
 class ListingReads(StoreBase):
@@ -61,15 +72,21 @@ class ListingReads(StoreBase):
         ]
 
     def job_window(
-        self, deleted: bool, active: bool | None, sort: Sort, start: int, size: int
+        self,
+        deleted: bool,
+        active: bool | None,
+        sort: Sort,
+        start: int,
+        size: int,
+        owner: str | None = None,
     ) -> list[Job]:
         J = self.m.job
         index = J.jobs_created_index if sort.field == "created" else J.jobs_updated_index
-        filt = None
-        if active is True:
-            filt = J.active.does_not_exist() | (J.active == True)  # noqa: E712
-        elif active is False:
-            filt = J.active == False  # noqa: E712
+        filt: Condition | None = None if owner is None else J.owner == owner
+        if active is not None:
+            is_set: Condition = J.active == active
+            wanted = (J.active.does_not_exist() | is_set) if active else is_set
+            filt = wanted if filt is None else filt & wanted
         flag = "deleted" if deleted else "live"
         parts = [f"{flag}#{n}" for n in range(self.settings.list_shards)]
 
@@ -83,7 +100,13 @@ class ListingReads(StoreBase):
         return self._get(read)
 
     def run_window(
-        self, statuses: Iterable[ExStatus], deleted: bool, sort: Sort, start: int, size: int
+        self,
+        statuses: Iterable[ExStatus],
+        deleted: bool,
+        sort: Sort,
+        start: int,
+        size: int,
+        owner: str | None = None,
     ) -> list[Run]:
         R = self.m.run
         index = R.ex_created_index if sort.field == "created" else R.ex_updated_index
@@ -96,14 +119,38 @@ class ListingReads(StoreBase):
 
         def read() -> list[Run]:
             streams = self._streams(index, parts, sort.ascending, start + size)
+            keep = None if owner is None else (lambda m: _run_owner(m) == owner)
             found = merged_window(
-                streams, lambda m: (getattr(m, sort.field), m.ex_id), start, size, sort.ascending
+                _only(streams, keep),
+                lambda m: (getattr(m, sort.field), m.ex_id),
+                start,
+                size,
+                sort.ascending,
             )
             return [to_run(m) for m in found]
 
         return self._get(read)
 
-    def error_window(self, sort: Sort, start: int, size: int) -> list[Slice | Run]:
+    def _owned(self, owner: str | None) -> Callable[[SliceModel | RunModel], bool] | None:
+        """Whether an error (a failed slice, or a run) belongs to `owner`'s jobs: a slice's
+        owner is read off its run (the ex_id index), once per execution."""
+        if owner is None:
+            return None
+        owners: dict[str, str] = {}
+
+        def keep(m: SliceModel | RunModel) -> bool:
+            if isinstance(m, RunModel):
+                return _run_owner(m) == owner
+            if m.ex_id not in owners:
+                runs = list(self.m.run.ex_index.query(m.ex_id, limit=1))
+                owners[m.ex_id] = _run_owner(runs[0]) if runs else ""
+            return owners[m.ex_id] == owner
+
+        return keep
+
+    def error_window(
+        self, sort: Sort, start: int, size: int, owner: str | None = None
+    ) -> list[Slice | Run]:
         R, S = self.m.run, self.m.slice
         created = sort.field == "created"
         slice_index = S.errors_created_index if created else S.errors_updated_index
@@ -119,7 +166,9 @@ class ListingReads(StoreBase):
                 *self._streams(slice_index, shards, sort.ascending, window),
                 *self._streams(run_index, shards, sort.ascending, window),
             ]
-            found = merged_window(streams, key, start, size, sort.ascending)
+            found = merged_window(
+                _only(streams, self._owned(owner)), key, start, size, sort.ascending
+            )
             return [to_slice(m) if isinstance(m, SliceModel) else to_run(m) for m in found]
 
         return self._get(read)

@@ -1,4 +1,4 @@
-"""The supervisor admin API (seed 000): /api/supervisor/state, halt, restart."""
+"""The supervisor admin API (seed 000): /api/supervisor/state, halt, restart; admins only."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ def _service() -> AdminService:
     return get_container().admin
 
 
-@routes("/api/supervisor/state")
+@routes("/api/supervisor/state", admin=True)
 def supervisor_state(request: Request) -> Response:
     return json_response(_service().state().to_dict())
 
 
-@routes("/api/supervisor/halt", ("POST",), BODY_TYPES)
+@routes("/api/supervisor/halt", ("POST",), BODY_TYPES, admin=True)
 def supervisor_halt(request: Request) -> Response:
     return json_response(_service().halt(query(request).get("reason")).to_dict())
 
 
-@routes("/api/supervisor/restart", ("POST",), BODY_TYPES)
+@routes("/api/supervisor/restart", ("POST",), BODY_TYPES, admin=True)
 def supervisor_restart(request: Request) -> Response:
     return json_response(_service().restart().to_dict())

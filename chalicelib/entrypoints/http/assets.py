@@ -6,6 +6,8 @@
     GET    /assets/{name}/{version}   one name and version
     DELETE /assets/{id}               -> {"_id": id}
 
+Uploading and deleting need the admin role; any authenticated principal may list them.
+
 `blocking` is accepted on POST for Teraslice's clients and changes nothing: a Lambda has no
 "after the answer" to finish work in, so every upload is checked, stored and recorded
 before the answer, and every error is in the response.
@@ -41,7 +43,7 @@ def _service() -> AssetService:
     return get_container().assets
 
 
-@routes("/assets", ("POST",), ZIP_TYPES)
+@routes("/assets", ("POST",), ZIP_TYPES, admin=True)
 def upload_asset(request: Request) -> Response:
     query_bool(query(request), "blocking", False)
     raw = request.raw_body
@@ -70,6 +72,6 @@ def asset_version(request: Request, asset: str, version: str) -> Response:
     return json_response([asset_view(a) for a in _service().named(asset, version)])
 
 
-@routes("/assets/{asset}", ("DELETE",))
+@routes("/assets/{asset}", ("DELETE",), admin=True)
 def delete_asset(request: Request, asset: str) -> Response:
     return json_response({"_id": _service().delete(asset).asset_id})

@@ -24,6 +24,7 @@ from chalicelib.domain.runs import Run
 from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import TERMINAL_EX, SupervisorState
 from chalicelib.entrypoints.http.errors import json_response, query_int
+from chalicelib.entrypoints.http.identity import scoped
 from chalicelib.entrypoints.http.routing import Routes, query
 from chalicelib.entrypoints.http.views import controller_view
 from chalicelib.services.cluster import ClusterState, ClusterStats, Held
@@ -212,16 +213,16 @@ def _live(runs: list[Run]) -> Response:
 
 @routes("/cluster/controllers")
 def cluster_controllers(request: Request) -> Response:
-    return _live(get_container().cluster.controllers())
+    return _live(scoped(request).cluster.controllers())
 
 
 @routes("/cluster/state")
 def cluster_state(request: Request) -> Response:
-    c = get_container()
+    c = scoped(request)
     return json_response(state_view(c.cluster.state(), c.settings))
 
 
-@routes("/cluster/stats")
+@routes("/cluster/stats", admin=True)
 def cluster_stats(request: Request) -> Response:
     c = get_container()
     return stats_response(c.cluster.stats(), c.settings, request.headers.get("accept"))
@@ -229,15 +230,15 @@ def cluster_stats(request: Request) -> Response:
 
 @routes("/jobs/{job_id}/controller")
 def job_controller(request: Request, job_id: str) -> Response:
-    return _live([get_container().executions.current_of(job_id)])
+    return _live([scoped(request).executions.current_of(job_id)])
 
 
 @routes("/ex/{ex_id}/controller")
 def ex_controller(request: Request, ex_id: str) -> Response:
-    return _live([get_container().executions.by_ex(ex_id)])
+    return _live([scoped(request).executions.by_ex(ex_id)])
 
 
-@routes("/alerts")
+@routes("/alerts", admin=True)
 def alerts(request: Request) -> Response:
     """Hanging runs and slices the supervisor gave up on, newest first."""
     size = query_int(query(request), "size")

@@ -7,9 +7,9 @@ from typing import Any
 
 from chalice.app import Request, Response
 
-from chalicelib.bootstrap import get_container
 from chalicelib.domain.runs import Run
 from chalicelib.entrypoints.http.errors import json_response, query_bool, query_int, query_number
+from chalicelib.entrypoints.http.identity import scoped
 from chalicelib.entrypoints.http.listing import parse_statuses, parse_window
 from chalicelib.entrypoints.http.routing import BODY_TYPES, Routes, View, query
 from chalicelib.entrypoints.http.views import ex_view, slice_view
@@ -20,15 +20,16 @@ routes = Routes()
 TARGETS = (("jobs", "job_id"), ("ex", "ex_id"))
 
 
-def _executions() -> ExecutionService:
-    return get_container().executions
+def _executions(request: Request) -> ExecutionService:
+    """Execution control on behalf of the request's caller."""
+    return scoped(request).executions
 
 
 @routes("/ex")
 def list_ex(request: Request) -> Response:
     q = query(request)
     start, size, sort = parse_window(q)
-    runs = _executions().listing(
+    runs = _executions(request).listing(
         parse_statuses(q), query_bool(q, "deleted", False), sort, start, size
     )
     return json_response([ex_view(r) for r in runs])
@@ -37,13 +38,13 @@ def list_ex(request: Request) -> Response:
 @routes("/ex/errors")
 def all_ex_errors(request: Request) -> Response:
     start, size, sort = parse_window(query(request))
-    errors = _executions().all_errors(sort, start, size)
+    errors = _executions(request).all_errors(sort, start, size)
     return json_response([slice_view(sl, job_id) for sl, job_id in errors])
 
 
 @routes("/ex/{ex_id}")
 def get_ex(request: Request, ex_id: str) -> Response:
-    return json_response(ex_view(get_container().jobs.get_run_by_ex(ex_id)))
+    return json_response(ex_view(scoped(request).jobs.get_run_by_ex(ex_id)))
 
 
 def _paged(request: Request, items: list[dict[str, Any]]) -> Response:
@@ -56,7 +57,7 @@ def _paged(request: Request, items: list[dict[str, Any]]) -> Response:
 
 @routes("/ex/{ex_id}/slices")
 def ex_slices(request: Request, ex_id: str) -> Response:
-    ex = _executions()
+    ex = _executions(request)
     run = ex.by_ex(ex_id)
     slices = ex.slices(run, query(request).get("state"))
     return _paged(request, [slice_view(s, run.job_id) for s in slices])
@@ -64,20 +65,19 @@ def ex_slices(request: Request, ex_id: str) -> Response:
 
 @routes("/ex/{ex_id}/errors")
 def ex_errors(request: Request, ex_id: str) -> Response:
-    ex = _executions()
+    ex = _executions(request)
     run = ex.by_ex(ex_id)
     return _paged(request, [slice_view(s, run.job_id) for s in ex.errors([run])])
 
 
 @routes("/jobs/{job_id}/errors")
 def job_errors(request: Request, job_id: str) -> Response:
-    errors = get_container().job_errors.of_job(job_id)
+    errors = scoped(request).job_errors.of_job(job_id)
     return _paged(request, [slice_view(s, job_id) for s in errors])
 
 
 # ---- control: on an execution, or on a job's current one ----
-def _control(request: Request, run: Run, action: str) -> Response:
-    ex = _executions()
+def _control(request: Request, ex: ExecutionService, run: Run, action: str) -> Response:
     q = query(request)
     if action == "_stop":
         timeout = query_number(q, "timeout", None)
@@ -90,8 +90,7 @@ def _control(request: Request, run: Run, action: str) -> Response:
     return json_response(ex.workers(run, **counts))
 
 
-def _target(kind: str, key: str) -> Run:
-    ex = _executions()
+def _target(ex: ExecutionService, kind: str, key: str) -> Run:
     return ex.current_of(key) if kind == "jobs" else ex.by_ex(key)
 
 
@@ -99,7 +98,8 @@ def _control_view(kind: str, key: str, action: str) -> View:
     """POST /{kind}/{key}/{action}, e.g. /jobs/{job_id}/_stop, with its own view name."""
 
     def view(request: Request, **params: str) -> Response:
-        return _control(request, _target(kind, params[key]), action)
+        ex = _executions(request)
+        return _control(request, ex, _target(ex, kind, params[key]), action)
 
     view.__name__ = f"{kind}{action}"
     return view
@@ -114,7 +114,7 @@ for _kind, _key in TARGETS:
 
 @routes("/ex/{ex_id}/_recover", ("POST",), BODY_TYPES)
 def recover_ex(request: Request, ex_id: str) -> Response:
-    ex = _executions()
+    ex = _executions(request)
     run = ex.by_ex(ex_id)
     fresh = ex.recover(run, query(request).get("cleanup_type") or None, run.config)
     return json_response({"ex_id": fresh.ex_id, "job_id": fresh.job_id}, 202)
@@ -122,7 +122,7 @@ def recover_ex(request: Request, ex_id: str) -> Response:
 
 @routes("/jobs/{job_id}/_recover", ("POST",), BODY_TYPES)
 def recover_job(request: Request, job_id: str) -> Response:
-    c = get_container()
+    c = scoped(request)
     run = c.executions.current_of(job_id)
     config = c.jobs.get(job_id).definition
     fresh = c.executions.recover(run, query(request).get("cleanup_type") or None, config)
@@ -131,5 +131,5 @@ def recover_job(request: Request, job_id: str) -> Response:
 
 @routes("/ex/{ex_id}/_resolve", ("POST",), BODY_TYPES)
 def resolve_ex(request: Request, ex_id: str) -> Response:
-    ex = _executions()
+    ex = _executions(request)
     return json_response(ex.resolve(ex.by_ex(ex_id), query(request).get("action")))

@@ -8,11 +8,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from chalice.app import Blueprint, Request, Response
+from chalice.app import Blueprint, IAMAuthorizer, Request, Response
 
 from chalicelib.bootstrap import get_container
 from chalicelib.domain.errors import TooLarge, UnsupportedMediaType
 from chalicelib.entrypoints.http.errors import api_errors
+from chalicelib.entrypoints.http.identity import caller, require_admin
 
 # What a JSON route reads. Forms and text/plain are refused (415): a web page can post those
 # across sites without asking, a JSON body it cannot.
@@ -38,11 +39,18 @@ class Route:
     methods: tuple[str, ...]
     content_types: tuple[str, ...] | None
     view: View
+    admin: bool = False  # only principals with the admin role may call it
+
+
+# every route is authorized by API Gateway with AWS IAM (SigV4): the caller's IAM ARN is its
+# principal; the local stack's gateway checks signatures the same way
+AUTHORIZER = IAMAuthorizer()
 
 
 class Routes:
     """Collects `@routes(path, ...)` views; `mount` registers them all on a blueprint, each
-    wrapped in the error mapping and handed the current request."""
+    behind the IAM authorizer, wrapped in the error mapping and in the check of its caller
+    (authenticated; an admin for an `admin` route), and handed the current request."""
 
     def __init__(self) -> None:
         self.routes: list[Route] = []
@@ -52,19 +60,24 @@ class Routes:
         path: str,
         methods: tuple[str, ...] = ("GET",),
         content_types: list[str] | None = None,
+        *,
+        admin: bool = False,
     ) -> Callable[[View], View]:
         def register(view: View) -> View:
             types = None if content_types is None else tuple(content_types)
-            self.routes.append(Route(path, methods, types, view))
+            self.routes.append(Route(path, methods, types, view, admin))
             return view
 
         return register
 
     def mount(self, bp: Blueprint) -> None:
         for route in self.routes:
-            bp.route(route.path, methods=[*route.methods], content_types=ANY_TYPE)(
-                _bound(bp, route)
-            )
+            bp.route(
+                route.path,
+                methods=[*route.methods],
+                content_types=ANY_TYPE,
+                authorizer=AUTHORIZER,
+            )(_bound(bp, route))
 
 
 def media_type(request: Request) -> str | None:
@@ -106,6 +119,9 @@ def _bound(bp: Blueprint, route: Route) -> View:
 
     def handler(**params: str) -> Response:
         request = bp.current_request
+        who = caller(request)
+        if route.admin:
+            require_admin(who)
         if route.content_types is not None:
             check_body(request, route.content_types)
         return view(request, **params)

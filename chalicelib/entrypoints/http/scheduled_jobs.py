@@ -33,6 +33,7 @@ from chalicelib.bootstrap import get_container
 from chalicelib.config import Limits
 from chalicelib.domain.history import invalid, parse_max_results
 from chalicelib.entrypoints.http.errors import parse_json_body
+from chalicelib.entrypoints.http.identity import scoped
 from chalicelib.entrypoints.http.routing import BODY_TYPES, Routes, query
 from chalicelib.entrypoints.http.scheduled_views import (
     job_stats_view,
@@ -84,8 +85,9 @@ def parse_run_request(raw: str | bytes | None, limits: Limits) -> str | None:
 routes = Routes()
 
 
-def _history() -> HistoryService:
-    return get_container().history
+def _history(request: Request) -> HistoryService:
+    """The history on behalf of the request's caller."""
+    return scoped(request).history
 
 
 def _paged(request: Request, items: list[dict[str, Any]], nxt: str | None) -> Response:
@@ -100,7 +102,7 @@ def _paged(request: Request, items: list[dict[str, Any]], nxt: str | None) -> Re
 def list_jobs(request: Request) -> Response:
     q = query(request)
     limit = parse_max_results(q.get("maxResults"))
-    jobs, nxt = _history().jobs(q.get("owner"), q.get("state"), limit, q.get(NEXT))
+    jobs, nxt = _history(request).jobs(q.get("owner"), q.get("state"), limit, q.get(NEXT))
     return _paged(request, [scheduled_job(j) for j in jobs], nxt)
 
 
@@ -108,7 +110,7 @@ def list_jobs(request: Request) -> Response:
 def all_job_stats(request: Request) -> Response:
     q = query(request)
     limit = parse_max_results(q.get("maxResults"))
-    stats = _history().user_stats(
+    stats = _history(request).user_stats(
         q.get("user"),
         state=q.get("state"),
         from_date=q.get("fromDate"),
@@ -122,13 +124,13 @@ def all_job_stats(request: Request) -> Response:
 
 @routes(BASE + "/{job_id}")
 def get_job(request: Request, job_id: str) -> Response:
-    return _response(scheduled_job(_history().job(job_id)))
+    return _response(scheduled_job(_history(request).job(job_id)))
 
 
 @routes(BASE + "/{job_id}/stats")
 def job_stats(request: Request, job_id: str) -> Response:
     q = query(request)
-    stats = _history().job_stats(
+    stats = _history(request).job_stats(
         job_id, from_date=q.get("fromDate"), to_date=q.get("toDate"), state=q.get("state")
     )
     return _response(job_stats_view(stats))
@@ -137,7 +139,7 @@ def job_stats(request: Request, job_id: str) -> Response:
 @routes(BASE + "/{job_id}/runs", ("POST",), BODY_TYPES)
 def run_now(request: Request, job_id: str) -> Response:
     args = parse_run_request(request.raw_body, get_container().settings.limits)
-    run = get_container().jobs.start_run(job_id, args=args)
+    run = scoped(request).jobs.start_run(job_id, args=args)
     location = f"{BASE}/{job_id}/runs/{run.ex_id}"
     return _response(run_detail(run), 202, {"Location": location})
 
@@ -146,7 +148,7 @@ def run_now(request: Request, job_id: str) -> Response:
 def list_runs(request: Request, job_id: str) -> Response:
     q = query(request)
     limit = parse_max_results(q.get("maxResults"))
-    runs, nxt = _history().runs(
+    runs, nxt = _history(request).runs(
         job_id,
         from_date=q.get("fromDate"),
         to_date=q.get("toDate"),
@@ -159,12 +161,13 @@ def list_runs(request: Request, job_id: str) -> Response:
 
 @routes(BASE + "/{job_id}/runs/{run_id}")
 def get_run(request: Request, job_id: str, run_id: str) -> Response:
-    return _response(run_detail(_history().run(job_id, run_id)))
+    return _response(run_detail(_history(request).run(job_id, run_id)))
 
 
 @routes(BASE + "/{job_id}/runs/{run_id}/result-file")
 def result_file(request: Request, job_id: str, run_id: str) -> Response:
-    found = ResultFileService(_history(), get_container().files).result_file(job_id, run_id)
+    c = scoped(request)
+    found = ResultFileService(c.history, c.files).result_file(job_id, run_id)
     if not found.csv:
         disposition = f'attachment; filename="{run_id}.json"'
         return _response(found.content, headers={"Content-Disposition": disposition})
