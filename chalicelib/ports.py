@@ -215,7 +215,8 @@ class RunStore(ABC):
         (or take the job off the due index and expire it) if the job's version is still
         `job.version` and it is still SCHEDULED. At most 100 items (records plus one per
         job), one write per job. False, with nothing written, if any condition fails. A
-        created run holds none of its job's active slots: it takes one at its second."""
+        created run holds none of its job's active slots: it takes one at its second; a
+        buffered catch-up run joins its job's waiting runs in the same transaction."""
 
     @abstractmethod
     def create_run(self, run: Run, limit: int | None = None) -> bool:

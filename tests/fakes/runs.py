@@ -45,6 +45,7 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
             for w, job in zip(writes, stored, strict=True):
                 assert job is not None
                 self._advance(job, w.next_fire_at, w.expire, w.records[0].created)
+                job.waiting_slots |= {r.slot for r in w.records if r.buffered and r.catchup}
             return True
 
     def create_run(self, run: Run, limit: int | None = None) -> bool:

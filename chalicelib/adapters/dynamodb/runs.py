@@ -44,6 +44,9 @@ class RunRecords(StoreBase):
             expire = w.expire or w.next_fire_at is None
             state = JobState.EXPIRED if expire else JobState.SCHEDULED
             actions = schedule_actions(self, w.job, state, w.next_fire_at, w.records[0].created)
+            waiting = {r.slot for r in w.records if r.buffered and r.catchup}
+            if waiting:
+                actions.append(J.waiting_slots.add(waiting))
             current = (J.version == w.job.version) & (J.state == str(JobState.SCHEDULED))
             updates.append((J(w.job.job_id), actions, current))
 

@@ -169,7 +169,8 @@ class Firer:
             stats.runs_created += 1
             stats.catchup_runs += record.catchup
             stats.created_at(self.clock.now() - record.scheduled_start)
-            sender.add(record)
+            if not record.buffered:  # a waiting catch-up run is nudged in its turn
+                sender.add(record)
 
     def _create(self, write: SlotWrite) -> bool:
         """Write one job's chunk; a chunk whose answer was lost but that landed counts as

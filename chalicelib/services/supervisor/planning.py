@@ -52,6 +52,8 @@ def plan_job(job: Job, now: float, horizon: float, sup: SupervisorRecord) -> Job
     kept = set(catchup)
     records = [_ledger_run(job, s, _miss_reason(job, s, sup), now) for s in missed]
     records += [_run(job, spec, s, now, catchup=s in kept) for s in [*catchup, *on_time]]
+    for later in [r for r in records if r.catchup][1:]:  # they run one after another
+        later.buffered, later.check_at = True, now + spec.lease_seconds
     records.sort(key=lambda r: r.scheduled_start)
     for i in range(0, len(records), CREATE_CHUNK):
         chunk = records[i : i + CREATE_CHUNK]
