@@ -10,7 +10,7 @@ first tick, and the next slot is a few seconds ahead. The assertions follow the 
 tick's own time (from the stack log), so a slower restart changes the expectations
 rather than failing them:
 
-- each job's first slot after that tick runs on time (started within 1.5 s of its slot),
+- each job's first slot after that tick runs on time (started within 3 s of its slot),
   and a slot less than 5 s past at the tick (none when the phase lands as intended) runs;
 - ``latest``: only the latest missed slot runs, and not even it when a slot is due; the
   others are recorded missed;
@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 INTERVAL_S = 10
 LATE_AFTER_S = 5.0  # the supervisor's: a slot further past than this at a tick is missed
-ON_TIME_S = 1.5
+ON_TIME_S = 3.0  # the first tick of a restarted stack on a busy 2-core machine
 PHASE_AT_UP_S = 7.5  # when the restarted API should answer, after a slot
 RESTART_FASTER_S = 1.5  # a restart finds its tables: it is up this much sooner than a start
 LOOKAHEAD = 3

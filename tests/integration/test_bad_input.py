@@ -23,6 +23,7 @@ from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.entrypoints.http import ROOT_ONLY, VERSIONED
 from chalicelib.entrypoints.http.routing import BODY_TYPES
 from chalicelib.ports import FakeClock
+from tests.clients import ADMIN, SignedClient
 from tests.conftest import moto_container
 from tests.conftest import test_settings as settings_for
 
@@ -51,7 +52,7 @@ def env(aws: None, limits: Limits, clock: FakeClock, queue: MemoryQueue) -> Iter
 
 @pytest.fixture
 def client(env: Container) -> Iterator[Client]:
-    with Client(app) as c:
+    with SignedClient(app, ADMIN) as c:  # an admin: every route, its own jobs
         yield c
 
 
