@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 
 def bench_credentials() -> None:
@@ -15,3 +20,19 @@ def bench_credentials() -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         os.environ.setdefault(k, v)
+
+
+@contextmanager
+def workdir(prefix: str, data_root: str | None, keep: bool) -> Iterator[Path]:
+    """A directory for the stacks' logs and data (on `data_root`, e.g. /dev/shm), removed
+    at the end unless `keep`; its place and the machine's load are printed first."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=data_root))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPU(s), load {load}; logs and data under {path}")
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"\nkept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)

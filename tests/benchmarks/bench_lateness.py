@@ -65,7 +65,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import bench_credentials
+from tests.benchmarks import bench_credentials, workdir
 
 bench_credentials()
 
@@ -605,16 +605,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the stacks' logs and data")
     args = ap.parse_args()
     sizes = [int(s) for s in args.jobs.split(",") if s.strip()]
-    workdir = Path(tempfile.mkdtemp(prefix="cadenza-lateness-", dir=args.data_root))
-    print(f"machine: {os.cpu_count()} CPU(s); stacks' logs and data under {workdir}")
-    try:
+    with workdir("cadenza-lateness-", args.data_root, args.keep) as where:
         for n in sizes:
-            run_round(args, n, workdir)
-    finally:
-        if args.keep:
-            print(f"\nkept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            run_round(args, n, where)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -45,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import bench_credentials
+from tests.benchmarks import bench_credentials, workdir
 
 bench_credentials()
 
@@ -406,17 +403,9 @@ def main() -> None:
     unknown = [x for x in chosen if x not in EXPERIMENTS]
     if unknown:
         ap.error(f"unknown experiment(s): {', '.join(unknown)}")
-    workdir = Path(tempfile.mkdtemp(prefix="cadenza-overlap-", dir=args.data_root))
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"machine: {os.cpu_count()} CPU(s), load {load}; logs and data under {workdir}")
-    try:
+    with workdir("cadenza-overlap-", args.data_root, args.keep) as where:
         for name in chosen:
-            EXPERIMENTS[name](args, workdir)
-    finally:
-        if args.keep:
-            print(f"\nkept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            EXPERIMENTS[name](args, where)
 
 
 if __name__ == "__main__":
