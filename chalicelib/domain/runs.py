@@ -173,6 +173,7 @@ class Run:
     workers_lost: int = 0  # slices given up because their worker's lease kept expiring
     tally_pending: bool = False  # ended, not yet added to the cluster counters
     catchup: bool = False  # a missed slot run late: it waits its turn rather than overlap
+    behind_catchup: bool = False  # created with its job's catch-up runs: enters at its second
 
     @property
     def max_retries(self) -> int:

@@ -19,6 +19,19 @@ from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
 
 ENTRY_ATTEMPTS = 3
+SPACED_S = 5  # a start message arrives at most 3.5 s before its second (EARLY_WAIT_LIMIT)
+
+
+def spaced_out(run: Run) -> bool:
+    """The run's job has no two slots closer than SPACED_S (a cron's are a minute apart at
+    least; a one-off has one): no other slot of it falls between its start message and its
+    second."""
+    schedule = run.config.get("schedule") or {}
+    if schedule.get("cron") or schedule.get("at"):
+        return True
+    period = JobDefinition.model_validate(run.config).schedule
+    gap = None if period is None else period.period_seconds
+    return gap is None or gap >= SPACED_S
 
 
 def _late(run: Run, now: float) -> bool:
@@ -54,15 +67,34 @@ class SlotEntry(RunLifecycle):
             if not isinstance(kept, PreparedStart):
                 return kept
             p = kept
-        run = p.run
-        if run.presliced or len(p.requests) > 1:
-            lease = now + run.lease_seconds
-            transition = run.claim_initializing(p.token, lease, now, p.pinned)
-        else:
-            transition = run.claim_inline(p.token, now, now, config=p.pinned)
-        claimed = self.apply(run, transition.taking_slot(limit))
+        claimed = self._claim_with_slot(p, now, limit)
         if claimed is None:
             return self._refused(p, now, attempt)
+        return claimed
+
+    def enter_ahead(self, p: PreparedStart) -> PreparedStart | None:
+        """Before the run's second: claim it with its job's slot now, if the job has room
+        and no other slot of the job can come before this one's second (`spaced_out`): then
+        nothing can want the slot meanwhile but a stale run, which must not win it anyway.
+        None when it cannot: it is entered at its second."""
+        assert p.enter is not None
+        now = self.clock.now()
+        run = p.run
+        if now >= run.start_at or run.catchup or run.behind_catchup or not spaced_out(run):
+            return None  # due already (it may be late: `enter` judges that), or not spaced
+        return self._claim_with_slot(p, now, p.enter)
+
+    def _claim_with_slot(self, p: PreparedStart, now: float, limit: int) -> PreparedStart | None:
+        run = p.run
+        begin = max(now, run.start_at)
+        if run.presliced or len(p.requests) > 1:
+            lease = begin + run.lease_seconds
+            transition = run.claim_initializing(p.token, lease, now, p.pinned)
+        else:
+            transition = run.claim_inline(p.token, begin, now, config=p.pinned)
+        claimed = self.apply(run, transition.taking_slot(limit))
+        if claimed is None:
+            return None
         if claimed.status == ExStatus.initializing and not claimed.presliced:
             self.put_slices(claimed, p.requests, now)
         return PreparedStart(claimed, p.token, p.requests)

@@ -182,8 +182,9 @@ class StartPath(SlotEntry):
     def _prepare_entry(
         self, run: Run, now: float, claim_id: str | None
     ) -> PreparedStart | StartOutcome:
-        """A run that takes its job's slot at its second: pinned and sliced now, claimed
-        then (`SlotEntry.enter`). Nothing is written before its second."""
+        """A run that takes its job's slot with its claim: pinned and sliced now, claimed
+        now if nothing else can want the slot before its second (`SlotEntry.enter_ahead`),
+        else at its second (`SlotEntry.enter`)."""
         limit = active_limit_of(run.config)
         assert limit is not None
         try:
@@ -198,7 +199,8 @@ class StartPath(SlotEntry):
         if not requests and not run.presliced:
             done = self.apply(run, run.complete_unsliced(max(now, run.start_at), now))
             return StartOutcome.completed if done else StartOutcome.busy
-        return PreparedStart(run, _token(claim_id), requests, enter=limit, pinned=pinned)
+        prepared = PreparedStart(run, _token(claim_id), requests, enter=limit, pinned=pinned)
+        return self.enter_ahead(prepared) or prepared
 
     def _pinned(self, run: Run) -> dict[str, Any] | None:
         """The run's config with its asset references as the ids they name now (kept on

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 import time
 import uuid
 from collections import Counter
@@ -46,8 +47,12 @@ from tests.benchmarks import bench_credentials, workdir
 
 bench_credentials()
 
+import requests  # noqa: E402
+
+from cadenza_tools.cli.auth import AsLocalUser  # noqa: E402
 from cadenza_tools.local.dynamodb_local import free_port  # noqa: E402
-from tests.benchmarks.bench_lateness import pct, session  # noqa: E402
+from cadenza_tools.local.users import LocalUsers  # noqa: E402
+from tests.benchmarks.bench_lateness import pct  # noqa: E402
 from tests.e2e.test_kill_restart import KillableStack, StackSeries, port_free  # noqa: E402
 from tests.e2e.test_local_stack import wait_for  # noqa: E402
 
@@ -57,6 +62,21 @@ ON_TIME_S = 1.5  # a start this close to its slot counts as on time
 LEDGER = ("SKIPPED", "MISSED")
 
 Runs = list[dict[str, Any]]
+
+
+_local = threading.local()
+_users: list[LocalUsers] = []  # the stacks' users, beside their logs (set in main)
+
+
+def session() -> requests.Session:
+    """This thread's session, its requests signed as the stacks' admin."""
+    s: requests.Session | None = getattr(_local, "session", None)
+    if s is None:
+        s = requests.Session()
+        s.trust_env = False  # no proxy for 127.0.0.1
+        s.auth = AsLocalUser(_users[0])
+        _local.session = s
+    return s
 
 
 def ts(text: str | None) -> float | None:
@@ -404,6 +424,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown experiment(s): {', '.join(unknown)}")
     with workdir("cadenza-overlap-", args.data_root, args.keep) as where:
+        _users[:] = [LocalUsers(where / "credentials.json")]
         for name in chosen:
             EXPERIMENTS[name](args, where)
 

@@ -188,9 +188,8 @@ def mixed(container: Container, queue: MemoryQueue, clock: FakeClock) -> dict[st
     clock.t = T0 + 58  # its start message arrives two seconds early
     prepared = container.worker.prepare_start(job_id, first.body["slot"])
     assert isinstance(prepared, PreparedStart)
-    clock.t = T0 + 60
-    running = container.worker.enter(prepared)  # 08:01 claimed at its second, not finished
-    assert isinstance(running, PreparedStart)
+    assert prepared.enter is None  # claimed ahead with the job's slot: nothing else could run
+    running = prepared  # 08:01, claimed, not finished
     clock.t = T0 + 116
     assert container.supervisor.tick().runs_created == 1
     assert start_due(container, queue, clock, T0 + 120) == ["skipped"]

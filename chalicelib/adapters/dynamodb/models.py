@@ -127,6 +127,7 @@ class RunModel(Model):
     holds_slot = BooleanAttribute(default=False)
     buffered = BooleanAttribute(default=False)
     catchup = BooleanAttribute(default=False)
+    behind_catchup = BooleanAttribute(default=False)
     start_after = NumberAttribute(null=True)
     presliced = BooleanAttribute(default=False)
     recovered_from = UnicodeAttribute(null=True)

@@ -54,6 +54,8 @@ def plan_job(job: Job, now: float, horizon: float, sup: SupervisorRecord) -> Job
     records += [_run(job, spec, s, now, catchup=s in kept) for s in [*catchup, *on_time]]
     for later in [r for r in records if r.catchup][1:]:  # they run one after another
         later.buffered, later.check_at = True, now + spec.lease_seconds
+    for record in records if catchup else []:  # on-time runs do not take the slot ahead
+        record.behind_catchup = not record.catchup and record.status == ExStatus.pending
     records.sort(key=lambda r: r.scheduled_start)
     for i in range(0, len(records), CREATE_CHUNK):
         chunk = records[i : i + CREATE_CHUNK]
