@@ -12,6 +12,7 @@ from chalicelib.domain.jobs import Job, JobDefinition
 from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.domain.policies import LATE_AFTER_S
 from chalicelib.domain.runs import MissReason, Run, Trigger
+from chalicelib.domain.schedules import Schedule
 from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.services.lifecycle import RunLifecycle
@@ -26,11 +27,10 @@ def spaced_out(run: Run) -> bool:
     """The run's job has no two slots closer than SPACED_S (a cron's are a minute apart at
     least; a one-off has one): no other slot of it falls between its start message and its
     second."""
-    schedule = run.config.get("schedule") or {}
-    if schedule.get("cron") or schedule.get("at"):
+    schedule = run.config.get("schedule")
+    if not schedule or schedule.get("cron") or schedule.get("at"):
         return True
-    period = JobDefinition.model_validate(run.config).schedule
-    gap = None if period is None else period.period_seconds
+    gap = Schedule.model_validate(schedule).period_seconds  # on the start path: not the job
     return gap is None or gap >= SPACED_S
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from chalicelib.domain.jobs import JobDefinition, active_limit_of
+from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.domain.runs import START_LEAD_S, Run, StartHint
 from chalicelib.domain.slices import MAX_SQS_DELAY, retry_delay
@@ -138,7 +138,7 @@ class StartPath(SlotEntry):
         if run.status == ExStatus.stopping:
             return StartOutcome.stopped if self.stop_if_idle(run, now) else StartOutcome.stopping
         if run.buffered:
-            limit = JobDefinition.model_validate(run.config).active_limit or 1
+            limit = active_limit_of(run.config) or 1
             if not self.store.acquire_buffered(run, limit):
                 return StartOutcome.buffered
             acquired = self.store.get_run(run.job_id, run.slot)

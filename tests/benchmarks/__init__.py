@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import tempfile
@@ -36,3 +37,13 @@ def workdir(prefix: str, data_root: str | None, keep: bool) -> Iterator[Path]:
             print(f"\nkept {path}")
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def add_workdir_arguments(ap: argparse.ArgumentParser) -> None:
+    """`--data-root` and `--keep`, for `workdir`."""
+    ap.add_argument(
+        "--data-root",
+        help="where DynamoDB Local's files and the stacks' logs go (default: the system's "
+        "temporary directory; /dev/shm takes the disk's fsync out of the figures)",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the stacks' logs and data")

@@ -65,7 +65,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import bench_credentials, workdir
+from tests.benchmarks import add_workdir_arguments, bench_credentials, workdir
 
 bench_credentials()
 
@@ -99,14 +99,20 @@ _local = threading.local()
 CREDENTIALS = Path(tempfile.gettempdir()) / f"cadenza-bench-{os.getpid()}-credentials.json"
 
 
-def session() -> requests.Session:
-    s: requests.Session | None = getattr(_local, "session", None)
-    if s is None:
+def signed_session(credentials: Path) -> requests.Session:
+    """This thread's session, signing as the admin of the stacks whose users `credentials`
+    holds."""
+    sessions: dict[Path, requests.Session] = _local.__dict__.setdefault("sessions", {})
+    if credentials not in sessions:
         s = requests.Session()
         s.trust_env = False  # no proxy for 127.0.0.1
-        s.auth = AsLocalUser(LocalUsers(CREDENTIALS))  # the stacks' admin
-        _local.session = s
-    return s
+        s.auth = AsLocalUser(LocalUsers(credentials))
+        sessions[credentials] = s
+    return sessions[credentials]
+
+
+def session() -> requests.Session:
+    return signed_session(CREDENTIALS)
 
 
 def iso_z(ts: float) -> str:
@@ -597,12 +603,7 @@ def main() -> None:
     ap.add_argument("--poll-threads", type=int, default=4)
     ap.add_argument("--raw-seconds", type=float, default=3.0)
     ap.add_argument("--py-spy", metavar="DIR", help="profile the stack with py-spy into DIR")
-    ap.add_argument(
-        "--data-root",
-        help="where the stacks' DynamoDB Local files go (default: the system's temporary "
-        "directory; /dev/shm takes the disk's fsync out of the figures)",
-    )
-    ap.add_argument("--keep", action="store_true", help="keep the stacks' logs and data")
+    add_workdir_arguments(ap)
     args = ap.parse_args()
     sizes = [int(s) for s in args.jobs.split(",") if s.strip()]
     with workdir("cadenza-lateness-", args.data_root, args.keep) as where:

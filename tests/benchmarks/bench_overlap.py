@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 import uuid
 from collections import Counter
@@ -43,16 +42,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import bench_credentials, workdir
+from tests.benchmarks import add_workdir_arguments, bench_credentials, workdir
 
 bench_credentials()
 
 import requests  # noqa: E402
 
-from cadenza_tools.cli.auth import AsLocalUser  # noqa: E402
 from cadenza_tools.local.dynamodb_local import free_port  # noqa: E402
-from cadenza_tools.local.users import LocalUsers  # noqa: E402
-from tests.benchmarks.bench_lateness import pct  # noqa: E402
+from tests.benchmarks.bench_lateness import pct, signed_session  # noqa: E402
 from tests.e2e.test_kill_restart import KillableStack, StackSeries, port_free  # noqa: E402
 from tests.e2e.test_local_stack import wait_for  # noqa: E402
 
@@ -64,19 +61,12 @@ LEDGER = ("SKIPPED", "MISSED")
 Runs = list[dict[str, Any]]
 
 
-_local = threading.local()
-_users: list[LocalUsers] = []  # the stacks' users, beside their logs (set in main)
+_credentials: list[Path] = []  # the stacks' users, beside their logs (set in main)
 
 
 def session() -> requests.Session:
     """This thread's session, its requests signed as the stacks' admin."""
-    s: requests.Session | None = getattr(_local, "session", None)
-    if s is None:
-        s = requests.Session()
-        s.trust_env = False  # no proxy for 127.0.0.1
-        s.auth = AsLocalUser(_users[0])
-        _local.session = s
-    return s
+    return signed_session(_credentials[0])
 
 
 def ts(text: str | None) -> float | None:
@@ -412,19 +402,14 @@ def main() -> None:
     ap.add_argument("--down", type=float, default=35.0, help="restart: s from kill to relaunch")
     ap.add_argument("--observe", type=float, default=30.0, help="restart: s watched after it")
     ap.add_argument("--submit-threads", type=int, default=8)
-    ap.add_argument(
-        "--data-root",
-        help="where DynamoDB Local's files and the logs go (default: the system's temporary "
-        "directory; /dev/shm takes the disk's fsync out of the figures)",
-    )
-    ap.add_argument("--keep", action="store_true", help="keep the stacks' logs and data")
+    add_workdir_arguments(ap)
     args = ap.parse_args()
     chosen = [x.strip() for x in args.experiments.split(",") if x.strip()]
     unknown = [x for x in chosen if x not in EXPERIMENTS]
     if unknown:
         ap.error(f"unknown experiment(s): {', '.join(unknown)}")
     with workdir("cadenza-overlap-", args.data_root, args.keep) as where:
-        _users[:] = [LocalUsers(where / "credentials.json")]
+        _credentials[:] = [where / "credentials.json"]
         for name in chosen:
             EXPERIMENTS[name](args, where)
 

@@ -50,11 +50,6 @@ def _job(c: Container, job: Job) -> Job:
 SLOW = [{"_op": "range", "end": 2}, {"_op": "noop"}]  # runs while its slices wait
 
 
-def _finish(c: Container, queue: MemoryQueue) -> None:
-    """Deliver every slice message queued (the running runs end) and what follows."""
-    drain(c, queue)
-
-
 def test_a_run_created_ahead_holds_no_slot_and_every_short_slot_runs(
     container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
@@ -76,10 +71,10 @@ def test_skip_is_decided_at_the_slots_second_against_what_really_runs(
     container.supervisor.tick(T0 + 116)  # 08:02 created; 08:01 still running
     assert _job(container, job).active_slots == {"2027-01-15T08:01:00Z"}
     assert start_due(container, queue, clock, T0 + 120) == ["skipped"]
-    _finish(container, queue)  # 08:01 ends
+    drain(container, queue)  # 08:01 ends
     container.supervisor.tick(T0 + 176)
     assert start_due(container, queue, clock, T0 + 180) == ["running"]
-    _finish(container, queue)
+    drain(container, queue)
     assert _statuses(container, job) == {
         "08:01:00": ("completed", None),
         "08:02:00": ("skipped", "overlap"),
@@ -101,7 +96,7 @@ def test_buffer_one_starts_the_buffered_slot_when_the_active_run_ends(
     container.supervisor.tick(T0 + 176)
     assert start_due(container, queue, clock, T0 + 180) == ["skipped"]  # one buffered at most
     assert _job(container, job).buffered_slot == "2027-01-15T08:02:00Z"
-    _finish(container, queue)  # 08:01 ends, nudges 08:02, which runs to its end
+    drain(container, queue)  # 08:01 ends, nudges 08:02, which runs to its end
     assert _statuses(container, job) == {
         "08:01:00": ("completed", None),
         "08:02:00": ("completed", None),

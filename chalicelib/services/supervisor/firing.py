@@ -9,7 +9,6 @@ import logging
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
@@ -148,7 +147,6 @@ class Firer:
     def _write_job(self, plan: JobPlan, first: int, stats: TickStats, sender: StartSender) -> None:
         try:
             for write in plan.chunks[first:]:
-                write = replace(write, job=plan.job)  # the job as advanced so far
                 if not self._create(write):
                     stats.slot_conflicts += 1
                     return
