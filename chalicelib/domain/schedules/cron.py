@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import calendar
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import lru_cache
@@ -82,18 +82,26 @@ def _aws_dow(field: str) -> str:
             # Expanded here: cronsim's range runs to 7 (Sunday again), so "2/2" would differ.
             base, _, step_s = term.partition("/")
             step = _aws_step(step_s, "day-of-week") if step_s else 1
-            if base == "*":
-                lo, hi = 0, 6
-            elif "-" in base:
-                a, b = base.split("-", 1)
-                lo, hi = _aws_dow_value(a), _aws_dow_value(b)
-                if hi < lo:
-                    raise ValueError(f"day-of-week range {base!r} runs backwards")
-            else:
-                lo = _aws_dow_value(base)
-                hi = 6 if step_s else lo
+            lo, hi = _aws_range(base, bool(step_s), _aws_dow_value, (0, 6), "day-of-week")
             terms.append(",".join(str(d) for d in range(lo, hi + 1, step)))
     return ",".join(terms)
+
+
+def _aws_range(
+    base: str, stepped: bool, value: Callable[[str], int], full: tuple[int, int], what: str
+) -> tuple[int, int]:
+    """The bounds of one term of an AWS cron field: `*`, `a-b`, or one value (which, with a
+    step, runs to the field's end)."""
+    if base == "*":
+        return full
+    if "-" in base:
+        a, b = base.split("-", 1)
+        lo, hi = value(a), value(b)
+        if hi < lo:
+            raise ValueError(f"{what} range {base!r} runs backwards")
+        return lo, hi
+    lo = value(base)
+    return lo, full[1] if stepped else lo
 
 
 def _aws_year_value(token: str) -> int:
@@ -109,16 +117,8 @@ def _aws_years(field: str) -> tuple[int, ...] | None:
     for term in field.split(","):
         base, _, step_s = term.partition("/")
         step = _aws_step(step_s, "year") if step_s else 1
-        if base == "*":
-            lo, hi = _AWS_YEARS[0], _AWS_YEARS[-1]
-        elif "-" in base:
-            a, b = base.split("-", 1)
-            lo, hi = _aws_year_value(a), _aws_year_value(b)
-            if hi < lo:
-                raise ValueError(f"year range {base!r} runs backwards")
-        else:
-            lo = _aws_year_value(base)
-            hi = _AWS_YEARS[-1] if step_s else lo
+        full = (_AWS_YEARS[0], _AWS_YEARS[-1])
+        lo, hi = _aws_range(base, bool(step_s), _aws_year_value, full, "year")
         years.update(range(lo, hi + 1, step))
     return tuple(sorted(years))
 
