@@ -72,6 +72,7 @@ class Settings:
     stats_shards: int = 8
     lookahead_seconds: float = 60.0
     fire_concurrency: int = 8
+    claim_rate: float = 400.0  # store calls a second the start workers' claims get (burst leads)
     max_receive_count: int = 5
     start_halted: bool = False
     create_tables: bool = True
@@ -137,6 +138,7 @@ class Settings:
             stats_shards=int(e.get("CADENZA_STATS_SHARDS", base.stats_shards)),
             lookahead_seconds=float(e.get("CADENZA_LOOKAHEAD_SECONDS", base.lookahead_seconds)),
             fire_concurrency=int(e.get("CADENZA_FIRE_CONCURRENCY", base.fire_concurrency)),
+            claim_rate=float(e.get("CADENZA_CLAIM_RATE", base.claim_rate)),
             max_receive_count=int(e.get("CADENZA_MAX_RECEIVE_COUNT", base.max_receive_count)),
             start_halted=_bool(e.get("CADENZA_START_HALTED")),
             create_tables=_bool(e.get("CADENZA_CREATE_TABLES"), default=True),

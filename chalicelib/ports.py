@@ -15,7 +15,7 @@ from typing import Any
 from chalicelib.domain.assets import Asset
 from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.runs import Run, RunTransition, StartHint
+from chalicelib.domain.runs import START_LEAD_S, Run, RunTransition, StartHint
 from chalicelib.domain.slices import Slice, SliceEnding
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
 
@@ -492,10 +492,14 @@ class StartMessage:
     slot: str
     delay: int = 0
     hint: StartHint | None = None
+    lead: float = START_LEAD_S  # how early before its second it may be claimed (a burst's)
 
     def body(self) -> dict[str, Any]:
-        """The message body: the run's key, and the hint's fields if it has one."""
+        """The message body: the run's key, its lead if not the usual one, and the hint's
+        fields if it has one."""
         body: dict[str, Any] = {"job_id": self.job_id, "slot": self.slot}
+        if self.lead != START_LEAD_S:
+            body["lead"] = self.lead
         if self.hint is not None:
             body.update(self.hint.to_body())
         return body
@@ -503,7 +507,13 @@ class StartMessage:
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> StartMessage:
         """The message a body came from (its delay is spent: 0)."""
-        return cls(str(body["job_id"]), str(body["slot"]), hint=StartHint.from_body(body))
+        try:
+            lead = float(body.get("lead", START_LEAD_S))
+        except (TypeError, ValueError):
+            lead = START_LEAD_S
+        return cls(
+            str(body["job_id"]), str(body["slot"]), hint=StartHint.from_body(body), lead=lead
+        )
 
 
 @dataclass(frozen=True)

@@ -296,6 +296,9 @@ class LocalStack(LocalService):
         self._setenv("CADENZA_DYNAMODB_ENDPOINT", ddb_endpoint)
         self._setenv("CADENZA_BACKEND", self.backend_label)
         self._setenv("CADENZA_LOOKAHEAD_SECONDS", repr(float(self.options.lookahead)))
+        # DynamoDB Local takes 100-500 calls a second on two cores (docs/benchmarks.md),
+        # where DynamoDB takes thousands: a burst's start messages come earlier here
+        self._setenv("CADENZA_CLAIM_RATE", os.environ.get("CADENZA_CLAIM_RATE") or "100")
         self._setenv("CADENZA_START_HALTED", "true" if self.options.start_halted else "false")
         if self.options.prefix:
             self._setenv("CADENZA_PREFIX", self.options.prefix)

@@ -14,7 +14,17 @@ from chalicelib.domain.timefmt import slot_key
 from chalicelib.domain.transitions import ACTIVE_EX, TERMINAL_EX, ExStatus, ex_sources
 
 START_LEAD_S = 2  # start messages arrive this early; the start worker waits out the rest
+MAX_LEAD_S = 8  # a burst's lead at most: the wait plus an op (max_op_seconds) fit the function
+CLAIM_CALLS = 2  # store calls a run's claim takes ahead of its second (a read, a write)
 RESEND_AFTER_S = 2  # a run created ahead not started this long after its second: re-sent
+
+
+def burst_lead(runs: int, claim_rate: float) -> float:
+    """How early the start messages of `runs` runs due on the same second arrive: long
+    enough for the store, at `claim_rate` calls a second, to take all their claims before
+    that second, so the second finds them ready (and never less than START_LEAD_S)."""
+    needed = START_LEAD_S + runs * CLAIM_CALLS / claim_rate if claim_rate > 0 else MAX_LEAD_S
+    return min(float(MAX_LEAD_S), round(needed, 1))
 
 
 # a run's config may predate a field: it then has the job definition's default

@@ -20,18 +20,20 @@ from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
 
 ENTRY_ATTEMPTS = 3
-SPACED_S = 5  # a start message arrives at most 3.5 s before its second (EARLY_WAIT_LIMIT)
+SPACING_MARGIN_S = 1.5
 
 
-def spaced_out(run: Run) -> bool:
-    """The run's job has no two slots closer than SPACED_S (a cron's are a minute apart at
-    least; a one-off has one): no other slot of it falls between its start message and its
-    second."""
+def spaced_out(run: Run, early: float) -> bool:
+    """No other slot of the run's job falls in the `early` seconds before its second (its
+    slots are further apart, with a margin; a one-off has one): no other run of the job
+    can want the slot between this run's claim and its second."""
     schedule = run.config.get("schedule")
-    if not schedule or schedule.get("cron") or schedule.get("at"):
+    if not schedule or schedule.get("at"):
         return True
+    if schedule.get("cron"):
+        return early + SPACING_MARGIN_S <= 60  # a cron's slots are a minute apart at least
     gap = Schedule.model_validate(schedule).period_seconds  # on the start path: not the job
-    return gap is None or gap >= SPACED_S
+    return gap is None or gap >= early + SPACING_MARGIN_S
 
 
 def _late(run: Run, now: float) -> bool:
@@ -72,15 +74,16 @@ class SlotEntry(RunLifecycle):
             return self._refused(p, now, attempt)
         return claimed
 
-    def enter_ahead(self, p: PreparedStart) -> PreparedStart | None:
+    def enter_ahead(self, p: PreparedStart, early: float) -> PreparedStart | None:
         """Before the run's second: claim it with its job's slot now, if the job has room
-        and no other slot of the job can come before this one's second (`spaced_out`): then
+        and no other slot of the job can come in the `early` seconds before this one's second
+        (`spaced_out`): then
         nothing can want the slot meanwhile but a stale run, which must not win it anyway.
         None when it cannot: it is entered at its second."""
         assert p.enter is not None
         now = self.clock.now()
         run = p.run
-        if now >= run.start_at or run.catchup or run.behind_catchup or not spaced_out(run):
+        if now >= run.start_at or run.catchup or run.behind_catchup or not spaced_out(run, early):
             return None  # due already (it may be late: `enter` judges that), or not spaced
         return self._claim_with_slot(p, now, p.enter)
 

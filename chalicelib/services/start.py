@@ -12,7 +12,7 @@ from typing import Any
 
 from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.outcomes import StartOutcome
-from chalicelib.domain.runs import START_LEAD_S, Run, StartHint
+from chalicelib.domain.runs import MAX_LEAD_S, START_LEAD_S, Run, StartHint
 from chalicelib.domain.slices import MAX_SQS_DELAY, retry_delay
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.ops.registry import (
@@ -27,12 +27,18 @@ from chalicelib.ops.registry import (
 from chalicelib.ports import BlobStore, StartMessage
 from chalicelib.services.entry import PreparedStart, SlotEntry
 
-EARLY_WAIT_LIMIT = START_LEAD_S + 1.5
+EARLY_SLACK_S = 1.5  # a start message may come this much before its lead (whole-second delays)
 
 
-def start_message(run: Run, delay: int) -> StartMessage:
+def wait_limit(lead: float) -> float:
+    """How long before its second a start message with this lead may claim its run."""
+    return min(MAX_LEAD_S, max(START_LEAD_S, lead)) + EARLY_SLACK_S
+
+
+def start_message(run: Run, delay: int, lead: float = START_LEAD_S) -> StartMessage:
     """A new run's start message; a one-slice run's carries the hint that lets the start
-    worker claim it without reading it first."""
+    worker claim it without reading it first. `lead`: how early before its second it may
+    be claimed (a burst's runs are claimed ahead, so their second finds them ready)."""
     hinted = (
         run.status == ExStatus.pending
         and not (run.buffered or run.presliced or run.assets)
@@ -40,7 +46,7 @@ def start_message(run: Run, delay: int) -> StartMessage:
         and always_one_slice(run.operations)
     )
     hint = StartHint(run.ex_id, run.start_at, run.lease_seconds) if hinted else None
-    return StartMessage(run.job_id, run.slot, delay, hint)
+    return StartMessage(run.job_id, run.slot, delay, hint, lead)
 
 
 def _enters_at_its_second(run: Run) -> bool:
@@ -88,10 +94,11 @@ class StartPath(SlotEntry):
         slot: str,
         claim_id: str | None = None,
         hint: StartHint | None = None,
+        lead: float = START_LEAD_S,
     ) -> StartOutcome:
         """Start a pending run: claim it, wait for its second, run it. A duplicate or stale
         message does nothing."""
-        prepared = self.prepare_start(job_id, slot, claim_id, hint)
+        prepared = self.prepare_start(job_id, slot, claim_id, hint, lead)
         if isinstance(prepared, PreparedStart):
             return self.run_prepared(prepared)
         return prepared
@@ -102,6 +109,7 @@ class StartPath(SlotEntry):
         slot: str,
         claim_id: str | None = None,
         hint: StartHint | None = None,
+        lead: float = START_LEAD_S,
     ) -> PreparedStart | StartOutcome:
         """Everything that can happen before the run's second: checks, slicing, the claim
         (with a lease that covers the wait) and, for a sliced run, writing its slices. An
@@ -112,9 +120,11 @@ class StartPath(SlotEntry):
         unanswered recognises the claim as its own and goes on at once.
 
         With a `hint` (a one-slice run's start message) the claim is tried first without
-        reading the run; if its conditions do not hold, the run is read and judged as below."""
+        reading the run; if its conditions do not hold, the run is read and judged as below.
+        `lead`: how long before its second the message may claim it (`wait_limit`)."""
+        limit = wait_limit(lead)
         if hint is not None:
-            fast = self._claim_unread(job_id, slot, hint, claim_id)
+            fast = self._claim_unread(job_id, slot, hint, claim_id, limit)
             if fast is not None:
                 return fast
         run = self.store.get_run(job_id, slot)
@@ -123,16 +133,16 @@ class StartPath(SlotEntry):
         now = self.clock.now()
         if claim_id is not None and _claimed_by(run, claim_id):
             return self._resume_own_claim(run, claim_id, now)
-        ready = self._due(run, now)
+        ready = self._due(run, now, lead)
         if not isinstance(ready, Run):
             return ready
         if _enters_at_its_second(ready):
-            return self._prepare_entry(ready, now, claim_id)
+            return self._prepare_entry(ready, now, claim_id, limit)
         if ready.presliced:
             return self._claim_presliced(ready, now, claim_id)
         return self._slice_and_claim(ready, now, claim_id)
 
-    def _due(self, run: Run, now: float) -> Run | StartOutcome:
+    def _due(self, run: Run, now: float, lead: float) -> Run | StartOutcome:
         """The run, if it is due and free to claim (a buffered one first takes its job's
         slot); else what became of the message."""
         if run.status == ExStatus.stopping:
@@ -146,9 +156,9 @@ class StartPath(SlotEntry):
                 return StartOutcome.dropped
             run = acquired
         early = run.start_at - now
-        if early > EARLY_WAIT_LIMIT:
-            delay = min(MAX_SQS_DELAY, int(early - START_LEAD_S))
-            self.queue.send_starts([StartMessage(run.job_id, run.slot, delay)])
+        if early > wait_limit(lead):
+            delay = min(MAX_SQS_DELAY, int(early - lead))
+            self.queue.send_starts([StartMessage(run.job_id, run.slot, delay, lead=lead)])
             return StartOutcome.early
         return run if _claimable(run, now) else StartOutcome.busy
 
@@ -180,7 +190,7 @@ class StartPath(SlotEntry):
         return StartOutcome.busy if claimed is None else PreparedStart(claimed, token, requests)
 
     def _prepare_entry(
-        self, run: Run, now: float, claim_id: str | None
+        self, run: Run, now: float, claim_id: str | None, early_limit: float
     ) -> PreparedStart | StartOutcome:
         """A run that takes its job's slot with its claim: pinned and sliced now, claimed
         now if nothing else can want the slot before its second (`SlotEntry.enter_ahead`),
@@ -200,7 +210,7 @@ class StartPath(SlotEntry):
             done = self.apply(run, run.complete_unsliced(max(now, run.start_at), now))
             return StartOutcome.completed if done else StartOutcome.busy
         prepared = PreparedStart(run, _token(claim_id), requests, enter=limit, pinned=pinned)
-        return self.enter_ahead(prepared) or prepared
+        return self.enter_ahead(prepared, early_limit) or prepared
 
     def _pinned(self, run: Run) -> dict[str, Any] | None:
         """The run's config with its asset references as the ids they name now (kept on
@@ -211,12 +221,12 @@ class StartPath(SlotEntry):
         return None if ids == run.assets else {**run.config, "assets": ids}
 
     def _claim_unread(
-        self, job_id: str, slot: str, hint: StartHint, claim_id: str | None
+        self, job_id: str, slot: str, hint: StartHint, claim_id: str | None, early_limit: float
     ) -> PreparedStart | None:
         """Claim a pending one-slice run from its start hint alone (one write, no read);
         None when the claim's conditions fail or the run is not due soon: the caller reads it."""
         now = self.clock.now()
-        if hint.start_at - now > EARLY_WAIT_LIMIT:
+        if hint.start_at - now > early_limit:
             return None
         known = Run(
             job_id,

@@ -8,14 +8,16 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.runs import START_LEAD_S, Run
+from chalicelib.domain.runs import START_LEAD_S, Run, burst_lead
 from chalicelib.domain.transitions import ExStatus
-from chalicelib.ports import Clock, Queue, SlotWrite, Store, SupervisorRecord
+from chalicelib.ports import Clock, Queue, SlotWrite, StartMessage, Store, SupervisorRecord
 from chalicelib.services.start import start_message
 from chalicelib.services.supervisor.planning import JobPlan, plan_job
 from chalicelib.services.supervisor.stats import TickStats
@@ -26,19 +28,34 @@ MAX_TX_ITEMS = 100  # DynamoDB's limits of one transaction: items, and 4 MB
 MAX_TX_BYTES = 3_000_000
 
 
-def start_delay(slot: float, now: float) -> int:
-    """Whole-second SQS delay that lands a start message START_LEAD_S seconds before its
-    slot: delivery (a poll, a Lambda trigger) takes time, and the start worker claims the
-    run ahead and waits out the rest to the sub-second."""
-    return max(0, math.floor(slot - now) - START_LEAD_S)
+def start_delay(slot: float, now: float, lead: float = START_LEAD_S) -> int:
+    """Whole-second SQS delay that lands a start message `lead` seconds before its slot:
+    delivery (a poll, a Lambda trigger) takes time, and the start worker claims the run
+    ahead and waits out the rest to the sub-second."""
+    return max(0, math.floor(slot - now - lead))
+
+
+def burst_leads(plans: list[JobPlan], claim_rate: float) -> dict[int, float]:
+    """Each second's lead, from how many runs this tick starts on it (`burst_lead`)."""
+    due = Counter(
+        math.floor(r.start_at)
+        for p in plans
+        for w in p.chunks
+        for r in w.records
+        if r.status == ExStatus.pending and not r.buffered
+    )
+    return {second: burst_lead(n, claim_rate) for second, n in due.items()}
 
 
 class StartSender:
     """A tick's start messages, sent ten at a time as runs are created, each delay
     computed when it is sent: a long tick must not make the early runs late."""
 
-    def __init__(self, queue: Queue, clock: Clock, now: float) -> None:
+    def __init__(
+        self, queue: Queue, clock: Clock, now: float, leads: Mapping[int, float] | None = None
+    ) -> None:
         self.queue, self.clock = queue, clock
+        self._leads = leads or {}
         self._tick_now, self._clock_at_tick = now, clock.now()
         self._pending: list[Run] = []
         self._lock = threading.Lock()
@@ -66,7 +83,7 @@ class StartSender:
     def _send(self, batch: list[Run]) -> None:
         now = self.now()
         try:
-            self.queue.send_starts([start_message(r, start_delay(r.start_at, now)) for r in batch])
+            self.queue.send_starts([self._message(r, now) for r in batch])
         except Exception:  # the sweep re-sends starts of runs that did not begin
             with self._lock:
                 self.errors += 1
@@ -74,6 +91,10 @@ class StartSender:
             return
         with self._lock:
             self.sent += len(batch)
+
+    def _message(self, run: Run, now: float) -> StartMessage:
+        lead = self._leads.get(math.floor(run.start_at), START_LEAD_S)
+        return start_message(run, start_delay(run.start_at, now, lead), lead)
 
 
 class Firer:
@@ -90,8 +111,9 @@ class Firer:
     ) -> None:
         """Fire every due job (groups of jobs side by side on the fire pool), counting in
         `stats`."""
-        sender = StartSender(self.queue, self.clock, now)
         plans = [p for job in due if (p := self._plan(job, now, horizon, sup, stats)) is not None]
+        leads = burst_leads(plans, self.settings.claim_rate)
+        sender = StartSender(self.queue, self.clock, now, leads)
         groups = _groups(plans)
         if len(groups) <= 1 or self.settings.fire_concurrency <= 1:
             results = [self._write_group(g, sender) for g in groups]
