@@ -197,12 +197,17 @@ class JobStore(ABC):
 @dataclass(frozen=True)
 class SlotWrite:
     """A tick's records for one job (at most 24, in slot order) and the advance of its
-    schedule past them: to `next_fire_at`, or, with `expire`, off the due index."""
+    schedule past them: to `next_fire_at`, or, with `expire`, off the due index; and the
+    missed slots behind the cursor still to record in the ledger (`unrecorded`, None:
+    unchanged). A `ledger` write records some of those: its records are missed ones, its
+    job's schedule is left as it is."""
 
     records: Sequence[Run]
     job: Job
     next_fire_at: float | None
     expire: bool
+    unrecorded: Sequence[tuple[float, str]] | None = None
+    ledger: bool = False
 
 
 class RunStore(ABC):
@@ -216,7 +221,10 @@ class RunStore(ABC):
         `job.version` and it is still SCHEDULED. At most 100 items (records plus one per
         job), one write per job. False, with nothing written, if any condition fails. A
         created run holds none of its job's active slots: it takes one at its second; a
-        buffered catch-up run joins its job's waiting runs in the same transaction."""
+        buffered catch-up run joins its job's waiting runs in the same transaction.
+        A missed slot's record goes over nothing or over the same missed record (written
+        twice, harmlessly, by racing ticks). A `ledger` write sets its job's `unrecorded`
+        if the job's version is still `job.version`, in any state, and leaves the version."""
 
     @abstractmethod
     def create_run(self, run: Run, limit: int | None = None) -> bool:

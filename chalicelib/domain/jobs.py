@@ -114,6 +114,8 @@ class Job:
     active_slots: set[str] = field(default_factory=set)
     buffered_slot: str | None = None
     waiting_slots: set[str] = field(default_factory=set)  # catch-up runs waiting their turn
+    # missed slots (slot, reason) behind its cursor whose ledger records are not written yet
+    unrecorded: list[tuple[float, str]] = field(default_factory=list)
     suspended_at: float | None = None
     resumed_at: float | None = None
     created: float = 0.0

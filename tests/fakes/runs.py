@@ -34,19 +34,35 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
         if len({w.job.job_id for w in writes}) != len(writes):
             raise ValueError("one write per job")
         with self._lock:
-            stored = [self._scheduled_job(w.job) for w in writes]
+            stored = [self._written_job(w) for w in writes]
             records = [r for w in writes for r in w.records]
-            if any(j is None for j in stored) or any(
-                (r.job_id, r.slot) in self.runs for r in records
-            ):
+            if any(j is None for j in stored) or any(self._taken(r) for r in records):
                 return False
-            for record in records:
-                self._put_run(record)
             for w, job in zip(writes, stored, strict=True):
                 assert job is not None
+                for record in w.records:
+                    self._put_run(record)
+                if w.unrecorded is not None:
+                    job.unrecorded = list(w.unrecorded)
+                if w.ledger:
+                    continue
                 self._advance(job, w.next_fire_at, w.expire, w.records[0].created)
                 job.waiting_slots |= {r.slot for r in w.records if r.buffered and r.catchup}
             return True
+
+    def _written_job(self, w: SlotWrite) -> Job | None:
+        """The stored job, if the write's condition holds: still at its version (and, but
+        for a ledger write, SCHEDULED)."""
+        if w.ledger:
+            stored = self.jobs.get(w.job.job_id)
+            return stored if stored is not None and stored.version == w.job.version else None
+        return self._scheduled_job(w.job)
+
+    def _taken(self, record: Run) -> bool:
+        """The record's slot is taken (for a missed slot's: by anything but the same)."""
+        held = self.runs.get((record.job_id, record.slot))
+        missed = ExStatus.missed
+        return held is not None and not (record.status == missed and held.status == missed)
 
     def create_run(self, run: Run, limit: int | None = None) -> bool:
         if limit is not None:

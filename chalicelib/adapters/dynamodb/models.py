@@ -79,6 +79,7 @@ class JobModel(Model):
     active_slots = UnicodeSetAttribute(null=True)
     buffered_slot = UnicodeAttribute(null=True)
     waiting_slots = UnicodeSetAttribute(null=True)
+    unrecorded = JSONAttribute(null=True)
     suspended_at = NumberAttribute(null=True)
     resumed_at = NumberAttribute(null=True)
     list_key = UnicodeAttribute(default="job")

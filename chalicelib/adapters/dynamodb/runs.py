@@ -33,31 +33,45 @@ class RunRecords(StoreBase):
         return run_item(self, run)
 
     def create_slots(self, writes: Sequence[SlotWrite]) -> bool:
-        R, J = self.m.run, self.m.job
+        R = self.m.run
         items = sum(len(w.records) + 1 for w in writes)
         if not writes or any(not w.records for w in writes) or items > MAX_TX_ITEMS:
             raise ValueError(f"between 1 and {MAX_TX_ITEMS} items, and records for each job")
         if len({w.job.job_id for w in writes}) != len(writes):
             raise ValueError("one write per job")
-        updates = []
-        for w in writes:
-            expire = w.expire or w.next_fire_at is None
-            state = JobState.EXPIRED if expire else JobState.SCHEDULED
-            actions = schedule_actions(self, w.job, state, w.next_fire_at, w.records[0].created)
-            waiting = {r.slot for r in w.records if r.buffered and r.catchup}
-            if waiting:
-                actions.append(J.waiting_slots.add(waiting))
-            current = (J.version == w.job.version) & (J.state == str(JobState.SCHEDULED))
-            updates.append((J(w.job.job_id), actions, current))
+        updates = [self._slot_job_update(w) for w in writes]
+        missed = str(ExStatus.missed)
 
         def build(tx: TransactWrite) -> None:
             for w in writes:
                 for record in w.records:
-                    tx.save(self._run_model(record), condition=R.slot.does_not_exist())
+                    new = R.slot.does_not_exist()
+                    if record.status == ExStatus.missed:  # the same ledger record, twice
+                        new |= R.status == missed
+                    tx.save(self._run_model(record), condition=new)
             for item, actions, condition in updates:
                 tx.update(item, actions=actions, condition=condition)
 
         return self._transact(build)
+
+    def _slot_job_update(self, w: SlotWrite) -> tuple[Any, list[Any], Any]:
+        """The job's side of a tick's write: its schedule advanced (or, for a ledger write,
+        left), its waiting runs and its missed slots still to record."""
+        J = self.m.job
+        actions: list[Any] = []
+        if w.unrecorded is not None:
+            pending = [list(u) for u in w.unrecorded]
+            actions.append(J.unrecorded.set(pending) if pending else J.unrecorded.remove())
+        if w.ledger:
+            return J(w.job.job_id), actions, J.version == w.job.version
+        expire = w.expire or w.next_fire_at is None
+        state = JobState.EXPIRED if expire else JobState.SCHEDULED
+        actions += schedule_actions(self, w.job, state, w.next_fire_at, w.records[0].created)
+        waiting = {r.slot for r in w.records if r.buffered and r.catchup}
+        if waiting:
+            actions.append(J.waiting_slots.add(waiting))
+        current = (J.version == w.job.version) & (J.state == str(JobState.SCHEDULED))
+        return J(w.job.job_id), actions, current
 
     def create_run(self, run: Run, limit: int | None = None) -> bool:
         R, J = self.m.run, self.m.job

@@ -9,8 +9,9 @@ import logging
 import math
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
@@ -19,13 +20,14 @@ from chalicelib.domain.runs import START_LEAD_S, Run, burst_lead
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import Clock, Queue, SlotWrite, StartMessage, Store, SupervisorRecord
 from chalicelib.services.start import start_message
-from chalicelib.services.supervisor.planning import JobPlan, plan_job
+from chalicelib.services.supervisor.planning import JobPlan, plan_job, write_bytes, write_items
 from chalicelib.services.supervisor.stats import TickStats
 
 log = logging.getLogger(__name__)
 CREATE_ATTEMPTS = 5
 MAX_TX_ITEMS = 100  # DynamoDB's limits of one transaction: items, and 4 MB
 MAX_TX_BYTES = 3_000_000
+R = TypeVar("R")
 
 
 def start_delay(slot: float, now: float, lead: float = START_LEAD_S) -> int:
@@ -109,21 +111,30 @@ class Firer:
     def fire_due(
         self, due: list[Job], now: float, horizon: float, sup: SupervisorRecord, stats: TickStats
     ) -> None:
-        """Fire every due job (groups of jobs side by side on the fire pool), counting in
-        `stats`."""
+        """Fire every due job, counting in `stats`: first every job's runs (groups of jobs'
+        first chunks side by side on the fire pool) and their starts, then the missed
+        slots' ledger records, so that downtime's ledger does not hold on-time runs back."""
         plans = [p for job in due if (p := self._plan(job, now, horizon, sup, stats)) is not None]
-        leads = burst_leads(plans, self.settings.claim_rate)
-        sender = StartSender(self.queue, self.clock, now, leads)
-        groups = _groups(plans)
-        if len(groups) <= 1 or self.settings.fire_concurrency <= 1:
-            results = [self._write_group(g, sender) for g in groups]
-        else:
-            results = list(self._fire_pool().map(lambda g: self._write_group(g, sender), groups))
-        for group_stats in results:
-            stats.merge(group_stats)
+        sender = StartSender(
+            self.queue, self.clock, now, burst_leads(plans, self.settings.claim_rate)
+        )
+        results = self._side_by_side(lambda g: self._write_group(g, sender), _groups(plans))
         sender.flush()
         stats.starts_sent += sender.sent
         stats.errors += sender.errors
+        written = [p for group_stats, plans_written in results for p in plans_written]
+        for group_stats, _ in results:
+            stats.merge(group_stats)
+        ledgers = [p for p in written if p.ledger]
+        for ledger_stats in self._side_by_side(self._write_ledgers, _groups(ledgers, ledger=True)):
+            stats.merge(ledger_stats)
+
+    def _side_by_side(
+        self, write: Callable[[list[JobPlan]], R], groups: list[list[JobPlan]]
+    ) -> list[R]:
+        if len(groups) <= 1 or self.settings.fire_concurrency <= 1:
+            return [write(g) for g in groups]
+        return list(self._fire_pool().map(write, groups))
 
     def _fire_pool(self) -> ThreadPoolExecutor:
         """One pool for the supervisor's life: its threads keep their store clients."""
@@ -146,42 +157,80 @@ class Firer:
             return None
         return plan if plan.chunks else None
 
-    def _write_group(self, group: list[JobPlan], sender: StartSender) -> TickStats:
+    def _write_group(
+        self, group: list[JobPlan], sender: StartSender
+    ) -> tuple[TickStats, list[JobPlan]]:
         """The group's first chunks in one transaction; if it does not apply (a job changed,
-        another supervisor was first), each job on its own. Then the jobs' further chunks."""
+        another supervisor was first), each job on its own. Then the jobs' further runs.
+        Returns the counts and the plans whose runs were all written."""
         stats = TickStats()
-        together = len(group) > 1 and self._together(group)
+        together = len(group) > 1 and self._together([p.chunks[0] for p in group])
+        written: list[JobPlan] = []
         for plan in group:
             if together:
                 self._written(plan.chunks[0], stats, sender)
-            self._write_job(plan, 1 if together else 0, stats, sender)
+            if self._write_job(plan, plan.runs[1 if together else 0 :], stats, sender):
+                written.append(plan)
+        return stats, written
+
+    def _write_ledgers(self, group: list[JobPlan]) -> TickStats:
+        """Missed slots' ledger records, the group's first chunks together. One that does
+        not apply (its job changed meanwhile) stays noted on its job (`Job.unrecorded`):
+        a later tick that fires the job writes it."""
+        stats = TickStats()
+        together = len(group) > 1 and self._together([p.ledger[0] for p in group])
+        for plan in group:
+            chunks = plan.ledger
+            if together:
+                self._written(chunks[0], stats, None)
+                chunks = chunks[1:]
+            for write in chunks:
+                if not self._ledger_written(write):
+                    break
+                self._written(write, stats, None)
         return stats
 
-    def _together(self, group: list[JobPlan]) -> bool:
-        """The group's first chunks in one transaction; any refusal (a condition, a
-        conflict, a size DynamoDB will not take) leaves each job to be written alone."""
+    def _ledger_written(self, write: SlotWrite) -> bool:
         try:
-            return self.store.create_slots([p.chunks[0] for p in group])
+            return self.store.create_slots([write])
+        except StoreUnavailable:
+            raise
         except Exception:
-            log.exception("%d jobs' slots not written together; one by one instead", len(group))
+            log.exception("job %s: missed slots left to a later tick", write.job.job_id)
             return False
 
-    def _write_job(self, plan: JobPlan, first: int, stats: TickStats, sender: StartSender) -> None:
+    def _together(self, writes: list[SlotWrite]) -> bool:
+        """The chunks in one transaction; any refusal (a condition, a conflict, a size
+        DynamoDB will not take) leaves each job to be written alone."""
         try:
-            for write in plan.chunks[first:]:
+            return self.store.create_slots(writes)
+        except Exception:
+            log.exception("%d jobs' slots not written together; one by one instead", len(writes))
+            return False
+
+    def _write_job(
+        self, plan: JobPlan, chunks: list[SlotWrite], stats: TickStats, sender: StartSender
+    ) -> bool:
+        try:
+            for write in chunks:
                 if not self._create(write):
                     stats.slot_conflicts += 1
-                    return
+                    return False
                 self._written(write, stats, sender)
         except StoreUnavailable:
             raise
         except Exception:
             stats.errors += 1
             log.exception("job %s not fired this tick", plan.job.job_id)
+            return False
+        return True
 
-    def _written(self, write: SlotWrite, stats: TickStats, sender: StartSender) -> None:
-        write.job.version += 1
-        write.job.next_fire_at = write.next_fire_at
+    def _written(self, write: SlotWrite, stats: TickStats, sender: StartSender | None) -> None:
+        if write.unrecorded is not None:
+            write.job.unrecorded = list(write.unrecorded)
+        if not write.ledger:
+            write.job.version += 1
+            write.job.next_fire_at = write.next_fire_at
         for record in write.records:
             if record.status == ExStatus.missed:
                 stats.slots_missed += 1
@@ -189,7 +238,7 @@ class Firer:
             stats.runs_created += 1
             stats.catchup_runs += record.catchup
             stats.created_at(self.clock.now() - record.scheduled_start)
-            if not record.buffered:  # a waiting catch-up run is nudged in its turn
+            if sender is not None and not record.buffered:  # a waiting one is nudged in turn
                 sender.add(record)
 
     def _create(self, write: SlotWrite) -> bool:
@@ -216,16 +265,19 @@ class Firer:
         return False
 
 
-def _groups(plans: list[JobPlan]) -> list[list[JobPlan]]:
-    """Jobs whose first chunks fit one transaction together: at most MAX_TX_ITEMS items
-    and MAX_TX_BYTES (each record carries its job's definition)."""
+def _groups(plans: list[JobPlan], ledger: bool = False) -> list[list[JobPlan]]:
+    """Jobs whose first chunks (of runs, or with `ledger` of ledger records) fit one
+    transaction together: at most MAX_TX_ITEMS items and MAX_TX_BYTES (each record
+    carries its job's definition)."""
     groups: list[list[JobPlan]] = []
     items = size = 0
     for plan in plans:
-        if not groups or items + plan.items > MAX_TX_ITEMS or size + plan.bytes > MAX_TX_BYTES:
+        first = plan.ledger[0] if ledger else plan.chunks[0]
+        n, b = write_items(first), write_bytes(first)
+        if not groups or items + n > MAX_TX_ITEMS or size + b > MAX_TX_BYTES:
             groups.append([])
             items = size = 0
         groups[-1].append(plan)
-        items += plan.items
-        size += plan.bytes
+        items += n
+        size += b
     return groups

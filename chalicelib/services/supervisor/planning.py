@@ -1,6 +1,9 @@
 """What a tick writes for one due job: its slots up to the horizon, the missed ones to the
 ledger or kept to catch up, the others as runs for their second, cut into the chunks that
-each go with one advance of the job's schedule. Reads nothing; the firer writes it."""
+each go with one advance of the job's schedule. The runs come first: the missed slots'
+ledger records follow them (the job notes those still to write, `Job.unrecorded`), so a
+tick after downtime does not hold the on-time slots back. Reads nothing; the firer writes
+it."""
 
 from __future__ import annotations
 
@@ -23,21 +26,31 @@ RECORD_OVERHEAD = 1_000  # a run record's bytes beside its copy of the job's def
 
 @dataclass
 class JobPlan:
-    """A job's writes for this tick, in slot order; each chunk advances its schedule."""
+    """A job's writes for this tick: its runs in slot order, each chunk advancing its
+    schedule, then its missed slots' ledger records (`SlotWrite.ledger`)."""
 
     job: Job
     chunks: list[SlotWrite] = field(default_factory=list)
 
     @property
-    def items(self) -> int:
-        """DynamoDB items of its first chunk: its records and the job's advance."""
-        return len(self.chunks[0].records) + 1 if self.chunks else 0
+    def runs(self) -> list[SlotWrite]:
+        """The chunks that advance the schedule (the first of them written first)."""
+        return [c for c in self.chunks if not c.ledger]
 
     @property
-    def bytes(self) -> int:
-        """About the size of its first chunk: each record carries the job's definition."""
-        definition = len(json.dumps(self.job.definition))
-        return self.items * (definition + RECORD_OVERHEAD)
+    def ledger(self) -> list[SlotWrite]:
+        """The chunks of missed slots' records, written after every job's runs."""
+        return [c for c in self.chunks if c.ledger]
+
+
+def write_items(write: SlotWrite) -> int:
+    """DynamoDB items of a chunk: its records and its job's side."""
+    return len(write.records) + 1
+
+
+def write_bytes(write: SlotWrite) -> int:
+    """About the size of a chunk: each record carries the job's definition."""
+    return write_items(write) * (len(json.dumps(write.job.definition)) + RECORD_OVERHEAD)
 
 
 def plan_job(job: Job, now: float, horizon: float, sup: SupervisorRecord) -> JobPlan:
@@ -50,18 +63,24 @@ def plan_job(job: Job, now: float, horizon: float, sup: SupervisorRecord) -> Job
     late, on_time, after, complete = _slots(job, spec, job.next_fire_at, now, horizon)
     missed, catchup = catch_up(late, on_time, now, spec, complete)
     kept = set(catchup)
-    records = [_ledger_run(job, s, _miss_reason(job, s, sup), now) for s in missed]
-    records += [_run(job, spec, s, now, catchup=s in kept) for s in [*catchup, *on_time]]
-    for later in [r for r in records if r.catchup][1:]:  # they run one after another
+    runs = [_run(job, spec, s, now, catchup=s in kept) for s in [*catchup, *on_time]]
+    for later in [r for r in runs if r.catchup][1:]:  # they run one after another
         later.buffered, later.check_at = True, now + spec.lease_seconds
-    for record in records if catchup else []:  # on-time runs do not take the slot ahead
-        record.behind_catchup = not record.catchup and record.status == ExStatus.pending
-    records.sort(key=lambda r: r.scheduled_start)
-    for i in range(0, len(records), CREATE_CHUNK):
-        chunk = records[i : i + CREATE_CHUNK]
-        rest = records[i + CREATE_CHUNK :]
+    for record in runs if catchup else []:  # on-time runs do not take the slot ahead
+        record.behind_catchup = not record.catchup
+    unrecorded = sorted({*job.unrecorded, *((s, str(_miss_reason(job, s, sup))) for s in missed)})
+    ledger = [_ledger_run(job, s, MissReason(reason), now) for s, reason in unrecorded]
+    if not runs:  # the first ledger records advance the schedule themselves
+        runs, ledger = ledger[:CREATE_CHUNK], ledger[CREATE_CHUNK:]
+        unrecorded = unrecorded[CREATE_CHUNK:]
+    for i in range(0, len(runs), CREATE_CHUNK):
+        chunk, rest = runs[i : i + CREATE_CHUNK], runs[i + CREATE_CHUNK :]
         nxt = rest[0].scheduled_start if rest else after
-        plan.chunks.append(SlotWrite(chunk, job, nxt, expire=nxt is None and complete))
+        noted = unrecorded if i == 0 else None
+        plan.chunks.append(SlotWrite(chunk, job, nxt, nxt is None and complete, noted))
+    for i in range(0, len(ledger), CREATE_CHUNK):
+        left = unrecorded[i + CREATE_CHUNK :]
+        plan.chunks.append(SlotWrite(ledger[i : i + CREATE_CHUNK], job, after, False, left, True))
     return plan
 
 
