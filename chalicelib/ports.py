@@ -15,7 +15,7 @@ from typing import Any
 from chalicelib.domain.assets import Asset
 from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.runs import START_LEAD_S, Run, RunTransition, StartHint
+from chalicelib.domain.runs import START_LEAD_S, Delivery, Run, RunTransition, StartHint
 from chalicelib.domain.slices import Slice, SliceEnding
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
 
@@ -501,13 +501,20 @@ class StartMessage:
     delay: int = 0
     hint: StartHint | None = None
     lead: float = START_LEAD_S  # how early before its second it may be claimed (a burst's)
+    sent_at: float | None = None  # when the tick that created the run sent it
+
+    @property
+    def delivery(self) -> Delivery:
+        return Delivery(self.lead, self.sent_at)
 
     def body(self) -> dict[str, Any]:
-        """The message body: the run's key, its lead if not the usual one, and the hint's
-        fields if it has one."""
+        """The message body: the run's key, its lead if not the usual one, when the tick
+        sent it, and the hint's fields if it has one."""
         body: dict[str, Any] = {"job_id": self.job_id, "slot": self.slot}
         if self.lead != START_LEAD_S:
             body["lead"] = self.lead
+        if self.sent_at is not None:
+            body["sent_at"] = self.sent_at
         if self.hint is not None:
             body.update(self.hint.to_body())
         return body
@@ -515,13 +522,21 @@ class StartMessage:
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> StartMessage:
         """The message a body came from (its delay is spent: 0)."""
-        try:
-            lead = float(body.get("lead", START_LEAD_S))
-        except (TypeError, ValueError):
-            lead = START_LEAD_S
+        lead, sent_at = _number(body.get("lead")), _number(body.get("sent_at"))
         return cls(
-            str(body["job_id"]), str(body["slot"]), hint=StartHint.from_body(body), lead=lead
+            str(body["job_id"]),
+            str(body["slot"]),
+            hint=StartHint.from_body(body),
+            lead=START_LEAD_S if lead is None else lead,
+            sent_at=sent_at,
         )
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,9 @@ def deliver(c: Container, msg: Message) -> str:
     """Hand one queued message to the worker, as the SQS trigger would."""
     if msg.kind == "start":
         start = StartMessage.from_body(msg.body)
-        return c.worker.handle_start(start.job_id, start.slot, hint=start.hint, lead=start.lead)
+        return c.worker.handle_start(
+            start.job_id, start.slot, hint=start.hint, delivery=start.delivery
+        )
     sl = SliceMessage.from_body(msg.body)
     return c.worker.handle_slice(sl.job_id, sl.slot, sl.ex_id, sl.slice_id)
 

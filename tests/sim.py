@@ -523,7 +523,7 @@ class Simulation:
     def _prepare(self, msg: Message) -> PreparedStart | str:
         start = StartMessage.from_body(msg.body)
         out = self.container.worker.prepare_start(
-            start.job_id, start.slot, self._msg_id(msg), start.hint, start.lead
+            start.job_id, start.slot, self._msg_id(msg), start.hint, start.delivery
         )
         if not isinstance(out, PreparedStart):
             self._note(f"start {start.job_id[:8]} {start.slot}: {out}")

@@ -417,6 +417,22 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """How a start message came: how early before its run's second it may claim the run
+    (`lead`, a burst's is longer), and when the tick that created the run sent it
+    (`sent_at`; None for a message re-sent by the sweep or a retry)."""
+
+    lead: float = START_LEAD_S
+    sent_at: float | None = None
+
+    def since(self, run: Run, now: float) -> float:
+        """How late the run's start is: from its second, its creation, or this message's
+        sending by the tick that created it, whichever is latest (a slow tick's own delay
+        does not make its runs late; a message lost and re-sent does)."""
+        return now - max(run.start_at, run.created, self.sent_at or run.start_at)
+
+
+@dataclass(frozen=True)
 class StartHint:
     """What a start message carries so that a one-slice run is claimed without being read
     first: its id (the claim is conditioned on it), when it begins and its lease."""

@@ -72,7 +72,7 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
 
     def prepare(record: SQSRecord) -> PreparedStart | StartOutcome:
         msg = StartMessage.from_body(_body(record))
-        return worker.prepare_start(msg.job_id, msg.slot, record.message_id, msg.hint, msg.lead)
+        return worker.prepare_start(msg.job_id, msg.slot, record.message_id, msg.hint, msg.delivery)
 
     with ThreadPoolExecutor(max(1, len(records)), thread_name_prefix="claim") as pool:
         claims = [(r.message_id, pool.submit(prepare, r)) for r in records]

@@ -11,7 +11,7 @@ from typing import Any
 from chalicelib.domain.jobs import Job, JobDefinition
 from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.domain.policies import LATE_AFTER_S
-from chalicelib.domain.runs import MissReason, Run, Trigger
+from chalicelib.domain.runs import Delivery, MissReason, Run, Trigger
 from chalicelib.domain.schedules import Schedule
 from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
@@ -36,10 +36,11 @@ def spaced_out(run: Run, early: float) -> bool:
     return gap is None or gap >= early + SPACING_MARGIN_S
 
 
-def _late(run: Run, now: float) -> bool:
+def _late(run: Run, now: float, delivery: Delivery) -> bool:
     """A scheduled run (not already a catch-up one) starting more than LATE_AFTER_S after
-    its second: its slot was missed."""
-    return run.trigger == Trigger.schedule and not run.catchup and now - run.start_at > LATE_AFTER_S
+    it could (`Delivery.since`): its start message was lost, its slot missed."""
+    late = delivery.since(run, now) > LATE_AFTER_S
+    return run.trigger == Trigger.schedule and not run.catchup and late
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class PreparedStart:
     requests: list[dict[str, Any]]
     enter: int | None = None
     pinned: dict[str, Any] | None = field(default=None)  # its config with assets pinned
+    delivery: Delivery = field(default_factory=Delivery)
 
 
 class SlotEntry(RunLifecycle):
@@ -64,7 +66,7 @@ class SlotEntry(RunLifecycle):
         limit = p.enter
         assert limit is not None
         now = self.clock.now()
-        if attempt == 1 and _late(p.run, now):
+        if attempt == 1 and _late(p.run, now, p.delivery):
             kept = self._late_slot(p, now)
             if not isinstance(kept, PreparedStart):
                 return kept
@@ -150,7 +152,7 @@ class SlotEntry(RunLifecycle):
         if attempt < ENTRY_ATTEMPTS and (
             len(job.active_slots - {run.slot}) < p.enter or free_ended_slots(self.store, job)
         ):
-            fresh = PreparedStart(run, p.token, p.requests, p.enter, p.pinned)
+            fresh = PreparedStart(run, p.token, p.requests, p.enter, p.pinned, p.delivery)
             return self.enter(fresh, attempt + 1)
         return self._overlap(run, job, now)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.outcomes import StartOutcome
-from chalicelib.domain.runs import MAX_LEAD_S, START_LEAD_S, Run, StartHint
+from chalicelib.domain.runs import MAX_LEAD_S, START_LEAD_S, Delivery, Run, StartHint
 from chalicelib.domain.slices import MAX_SQS_DELAY, retry_delay
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.ops.registry import (
@@ -35,10 +35,13 @@ def wait_limit(lead: float) -> float:
     return min(MAX_LEAD_S, max(START_LEAD_S, lead)) + EARLY_SLACK_S
 
 
-def start_message(run: Run, delay: int, lead: float = START_LEAD_S) -> StartMessage:
+def start_message(
+    run: Run, delay: int, lead: float = START_LEAD_S, sent_at: float | None = None
+) -> StartMessage:
     """A new run's start message; a one-slice run's carries the hint that lets the start
     worker claim it without reading it first. `lead`: how early before its second it may
-    be claimed (a burst's runs are claimed ahead, so their second finds them ready)."""
+    be claimed (a burst's runs are claimed ahead, so their second finds them ready);
+    `sent_at`: now, from the tick that created the run."""
     hinted = (
         run.status == ExStatus.pending
         and not (run.buffered or run.presliced or run.assets)
@@ -46,7 +49,7 @@ def start_message(run: Run, delay: int, lead: float = START_LEAD_S) -> StartMess
         and always_one_slice(run.operations)
     )
     hint = StartHint(run.ex_id, run.start_at, run.lease_seconds) if hinted else None
-    return StartMessage(run.job_id, run.slot, delay, hint, lead)
+    return StartMessage(run.job_id, run.slot, delay, hint, lead, sent_at)
 
 
 def _enters_at_its_second(run: Run) -> bool:
@@ -94,11 +97,11 @@ class StartPath(SlotEntry):
         slot: str,
         claim_id: str | None = None,
         hint: StartHint | None = None,
-        lead: float = START_LEAD_S,
+        delivery: Delivery | None = None,
     ) -> StartOutcome:
         """Start a pending run: claim it, wait for its second, run it. A duplicate or stale
         message does nothing."""
-        prepared = self.prepare_start(job_id, slot, claim_id, hint, lead)
+        prepared = self.prepare_start(job_id, slot, claim_id, hint, delivery)
         if isinstance(prepared, PreparedStart):
             return self.run_prepared(prepared)
         return prepared
@@ -109,7 +112,7 @@ class StartPath(SlotEntry):
         slot: str,
         claim_id: str | None = None,
         hint: StartHint | None = None,
-        lead: float = START_LEAD_S,
+        delivery: Delivery | None = None,
     ) -> PreparedStart | StartOutcome:
         """Everything that can happen before the run's second: checks, slicing, the claim
         (with a lease that covers the wait) and, for a sliced run, writing its slices. An
@@ -121,8 +124,10 @@ class StartPath(SlotEntry):
 
         With a `hint` (a one-slice run's start message) the claim is tried first without
         reading the run; if its conditions do not hold, the run is read and judged as below.
-        `lead`: how long before its second the message may claim it (`wait_limit`)."""
-        limit = wait_limit(lead)
+        `delivery`: how long before its second the message may claim it (`wait_limit`),
+        and when the tick sent it (how late its start is judged, `Delivery.since`)."""
+        delivery = delivery or Delivery()
+        limit = wait_limit(delivery.lead)
         if hint is not None:
             fast = self._claim_unread(job_id, slot, hint, claim_id, limit)
             if fast is not None:
@@ -133,11 +138,11 @@ class StartPath(SlotEntry):
         now = self.clock.now()
         if claim_id is not None and _claimed_by(run, claim_id):
             return self._resume_own_claim(run, claim_id, now)
-        ready = self._due(run, now, lead)
+        ready = self._due(run, now, delivery.lead)
         if not isinstance(ready, Run):
             return ready
         if _enters_at_its_second(ready):
-            return self._prepare_entry(ready, now, claim_id, limit)
+            return self._prepare_entry(ready, now, claim_id, delivery)
         if ready.presliced:
             return self._claim_presliced(ready, now, claim_id)
         return self._slice_and_claim(ready, now, claim_id)
@@ -190,7 +195,7 @@ class StartPath(SlotEntry):
         return StartOutcome.busy if claimed is None else PreparedStart(claimed, token, requests)
 
     def _prepare_entry(
-        self, run: Run, now: float, claim_id: str | None, early_limit: float
+        self, run: Run, now: float, claim_id: str | None, delivery: Delivery
     ) -> PreparedStart | StartOutcome:
         """A run that takes its job's slot with its claim: pinned and sliced now, claimed
         now if nothing else can want the slot before its second (`SlotEntry.enter_ahead`),
@@ -209,8 +214,9 @@ class StartPath(SlotEntry):
         if not requests and not run.presliced:
             done = self.apply(run, run.complete_unsliced(max(now, run.start_at), now))
             return StartOutcome.completed if done else StartOutcome.busy
-        prepared = PreparedStart(run, _token(claim_id), requests, enter=limit, pinned=pinned)
-        return self.enter_ahead(prepared, early_limit) or prepared
+        token = _token(claim_id)
+        prepared = PreparedStart(run, token, requests, limit, pinned, delivery)
+        return self.enter_ahead(prepared, wait_limit(delivery.lead)) or prepared
 
     def _pinned(self, run: Run) -> dict[str, Any] | None:
         """The run's config with its asset references as the ids they name now (kept on

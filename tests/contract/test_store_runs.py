@@ -95,6 +95,34 @@ def test_catch_up_runs_wait_in_a_set_behind_the_buffered_run(store: Store) -> No
     assert job.active_slots == {late1.slot} and job.waiting_slots == {late2.slot}
 
 
+def test_missed_slots_noted_with_the_runs_are_recorded_after_them(store: Store) -> None:
+    job = make_job()
+    store.create_job(job)
+    run = make_run(job, T + 300)
+    missed = [make_run(job, T + 60 * i, status=ExStatus.missed, reason="misfire") for i in range(3)]
+    noted = [(m.scheduled_start, "misfire") for m in missed]
+    assert store.create_slots([SlotWrite([run], job, T + 360, False, noted)])
+    job = stored_job(store, job.job_id)
+    assert job.unrecorded == noted and (job.version, job.next_fire_at) == (1, T + 360)
+    left = noted[2:]
+    assert store.create_slots([SlotWrite(missed[:2], job, T + 360, False, left, ledger=True)])
+    job = stored_job(store, job.job_id)
+    assert job.unrecorded == left and (job.version, job.next_fire_at) == (1, T + 360)
+    # a racing tick's copy of the same missed records: harmless
+    assert store.create_slots([SlotWrite(missed, job, T + 360, False, [], ledger=True)])
+    job = stored_job(store, job.job_id)
+    assert job.unrecorded == [] and job.version == 1 and job.state == JobState.SCHEDULED
+    assert [stored_run(store, job.job_id, m.slot).status for m in missed] == [ExStatus.missed] * 3
+    over_a_run = make_run(job, T + 300, status=ExStatus.missed)  # never over a real run
+    assert not store.create_slots([SlotWrite([over_a_run], job, T + 360, False, [], ledger=True)])
+    assert stored_run(store, job.job_id, run.slot).status == ExStatus.pending
+    stale = make_job()
+    stale.job_id, stale.version = job.job_id, 0  # the job changed since: left for later
+    late = make_run(job, T + 420, status=ExStatus.missed)
+    assert not store.create_slots([SlotWrite([late], stale, T + 360, False, [], ledger=True)])
+    assert store.get_run(job.job_id, late.slot) is None
+
+
 def test_slots_and_the_advance_are_written_together(store: Store) -> None:
     job = make_job()
     store.create_job(job)

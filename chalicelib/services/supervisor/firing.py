@@ -20,7 +20,13 @@ from chalicelib.domain.runs import START_LEAD_S, Run, burst_lead
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import Clock, Queue, SlotWrite, StartMessage, Store, SupervisorRecord
 from chalicelib.services.start import start_message
-from chalicelib.services.supervisor.planning import JobPlan, plan_job, write_bytes, write_items
+from chalicelib.services.supervisor.planning import (
+    JobPlan,
+    plan_job,
+    stamp,
+    write_bytes,
+    write_items,
+)
 from chalicelib.services.supervisor.stats import TickStats
 
 log = logging.getLogger(__name__)
@@ -96,7 +102,7 @@ class StartSender:
 
     def _message(self, run: Run, now: float) -> StartMessage:
         lead = self._leads.get(math.floor(run.start_at), START_LEAD_S)
-        return start_message(run, start_delay(run.start_at, now, lead), lead)
+        return start_message(run, start_delay(run.start_at, now, lead), lead, now)
 
 
 class Firer:
@@ -164,7 +170,8 @@ class Firer:
         another supervisor was first), each job on its own. Then the jobs' further runs.
         Returns the counts and the plans whose runs were all written."""
         stats = TickStats()
-        together = len(group) > 1 and self._together([p.chunks[0] for p in group])
+        firsts = [_stamped(p.chunks[0], sender.now()) for p in group]
+        together = len(group) > 1 and self._together(firsts)
         written: list[JobPlan] = []
         for plan in group:
             if together:
@@ -213,7 +220,7 @@ class Firer:
     ) -> bool:
         try:
             for write in chunks:
-                if not self._create(write):
+                if not self._create(_stamped(write, sender.now())):
                     stats.slot_conflicts += 1
                     return False
                 self._written(write, stats, sender)
@@ -263,6 +270,14 @@ class Firer:
                 return False
             # both colliding transactions were cancelled: try again
         return False
+
+
+def _stamped(write: SlotWrite, now: float) -> SlotWrite:
+    """The chunk's runs as written now (`stamp`); its ledger records are left as planned."""
+    for record in write.records:
+        if record.status != ExStatus.missed:
+            stamp(record, now)
+    return write
 
 
 def _groups(plans: list[JobPlan], ledger: bool = False) -> list[list[JobPlan]]:

@@ -147,5 +147,14 @@ def _run(job: Job, spec: JobDefinition, slot: float, now: float, catchup: bool) 
         start_after=slot + jitter(job.job_id, slot, spec.jitter_seconds),
         catchup=catchup,
     )
-    run.check_at = max(run.start_at, now) + RESEND_AFTER_S
+    return stamp(run, now)
+
+
+def stamp(run: Run, now: float) -> Run:
+    """A new run as written at `now` (a long tick writes its last runs seconds after it
+    planned them): created then, and re-sent by the sweep if it has not begun
+    RESEND_AFTER_S after its second or its creation, whichever is later."""
+    run.created = run.updated = now
+    if run.status == ExStatus.pending and not run.buffered:
+        run.check_at = max(run.start_at, now) + RESEND_AFTER_S
     return run

@@ -1,0 +1,121 @@
+"""The first tick after downtime: every job's runs are written before the missed slots'
+ledger records, so the ledger of a long outage does not hold the on-time slots back; a
+ledger write that does not apply is noted on the job and written by a later tick."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from chalicelib.adapters.memory import MemoryQueue
+from chalicelib.bootstrap import Container
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.transitions import ExStatus
+from chalicelib.ports import FakeClock, SlotWrite
+from tests.clients import AS_OWNER
+from tests.conftest import T0
+from tests.helpers import start_due
+
+pytestmark = pytest.mark.fakes
+
+NOOP = [{"_op": "noop"}, {"_op": "noop"}]
+
+
+def _submit(c: Container, name: str, **kw: object) -> Job:
+    body: dict[str, object] = {
+        "name": name,
+        "operations": NOOP,
+        "schedule": {"rate": "rate(1 minute)"},
+    }
+    body.update(kw)
+    job, _ = c.jobs.as_(AS_OWNER).submit(body, start=True)
+    return job
+
+
+def _statuses(c: Container, job: Job) -> list[tuple[str, str]]:
+    return sorted((r.slot[11:16], str(r.status)) for r in c.store.list_runs(job.job_id, limit=100))
+
+
+def _record(
+    c: Container, monkeypatch: pytest.MonkeyPatch, refuse_ledger: bool = False
+) -> list[list[str]]:
+    """The statuses of the records of each create_slots call, in order."""
+    calls: list[list[str]] = []
+    original = c.store.create_slots
+
+    def create_slots(writes: Sequence[SlotWrite]) -> bool:
+        calls.append([str(r.status) for w in writes for r in w.records])
+        if refuse_ledger and any(w.ledger for w in writes):
+            return False
+        return original(writes)
+
+    monkeypatch.setattr(c.store, "create_slots", create_slots)
+    return calls
+
+
+def test_the_runs_go_before_the_ledger_of_missed_slots(
+    container: Container, queue: MemoryQueue, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [_submit(container, f"j{i}", catchup="none") for i in range(3)]
+    calls = _record(container, monkeypatch)
+    clock.t = T0 + 302  # 08:01..08:04 missed while down; 08:05 is 2 s past: on time
+    stats = container.supervisor.tick(T0 + 302)
+    kinds = [set(c) for c in calls]
+    assert kinds[0] == {"pending"} and all(k == {"missed"} for k in kinds[1:])
+    assert sum(c.count("pending") for c in calls) == 3 and stats.slots_missed == 12
+    assert start_due(container, queue, clock, T0 + 302) == ["completed"] * 3
+    for job in jobs:
+        stored = container.store.get_job(job.job_id)
+        assert stored is not None and stored.unrecorded == []
+        assert _statuses(container, job) == [
+            *[(f"08:0{m}", "missed") for m in (1, 2, 3, 4)],
+            ("08:05", "completed"),
+        ]
+
+
+def test_missed_slots_left_unrecorded_are_written_by_a_later_tick(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = _submit(container, "j", catchup="none")
+    _record(container, monkeypatch, refuse_ledger=True)
+    clock.t = T0 + 302
+    container.supervisor.tick(T0 + 302)
+    stored = container.store.get_job(job.job_id)
+    assert stored is not None and [s for s, _ in stored.unrecorded] == [
+        T0 + 60 * m for m in (1, 2, 3, 4)
+    ]
+    assert _statuses(container, job) == [("08:05", "pending")]
+    monkeypatch.undo()
+    clock.t = T0 + 356
+    stats = container.supervisor.tick(T0 + 356)  # the job's next slot is due: its ledger too
+    assert stats.runs_created == 1 and stats.slots_missed == 4
+    stored = container.store.get_job(job.job_id)
+    assert stored is not None and stored.unrecorded == []
+    got = {slot: status for slot, status in _statuses(container, job)}
+    assert got == {
+        **{f"08:0{m}": str(ExStatus.missed) for m in (1, 2, 3, 4)},
+        "08:05": "pending",
+        "08:06": "pending",
+    }
+
+
+def test_a_run_written_late_by_a_slow_tick_is_judged_from_its_writing(
+    container: Container, queue: MemoryQueue, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = _submit(container, "j", catchup="none")
+    original = container.store.create_slots
+
+    def slow(writes: Sequence[SlotWrite]) -> bool:
+        clock.t += 20  # an emulator catching up after downtime
+        return original(writes)
+
+    monkeypatch.setattr(container.store, "create_slots", slow)
+    clock.t = T0 + 302
+    container.supervisor.tick(T0 + 302)  # plans 08:05 on time, writes it 20 s later
+    run = container.store.get_run(job.job_id, "2027-01-15T08:05:00Z")
+    assert run is not None and (run.created, run.check_at) == (T0 + 302, T0 + 304)
+    sent = [m.body for m in queue.messages if m.kind == "start"]
+    assert [b.get("sent_at") for b in sent] == [T0 + 322]  # when the tick could send it
+    assert start_due(container, queue, clock, T0 + 323) == ["completed"]  # not missed
+    assert ("08:05", "completed") in _statuses(container, job)
