@@ -261,7 +261,8 @@ class StartPath(SlotEntry):
             return StartOutcome.busy
         if taken.presliced:
             return PreparedStart(taken, token, [])
-        requests = slice_requests(taken.operations, taken.args)  # it sliced at the claim
+        ops = asset_ops(self.ops, taken.assets)
+        requests = slice_requests(taken.operations, taken.args, ops)  # as at the claim
         if taken.status == ExStatus.initializing:
             self.put_slices(taken, requests, now)
         return PreparedStart(taken, token, requests)
