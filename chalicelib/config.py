@@ -18,6 +18,12 @@ def _list(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
+def _directory(prefix: str) -> str:
+    """A name prefix that ends a path segment: `/cadenza/dev` must not admit
+    `/cadenza/dev-other/...`."""
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
 @dataclass(frozen=True)
 class Limits:
     """The owner-independent limits of a stage (docs/operations.md#limits): each refusal
@@ -84,6 +90,9 @@ class Settings:
     # principals with the admin role: IAM ARNs, or patterns with `*` (CADENZA_ADMINS, comma
     # separated)
     admins: tuple[str, ...] = ()
+    # where the secrets that jobs name must be: SSM parameters and Secrets Manager secrets
+    # whose names start with it (CADENZA_SECRETS_PREFIX)
+    secrets_prefix: str = "/cadenza/dev/"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -149,6 +158,7 @@ class Settings:
             asset_cache_dir=e.get("CADENZA_ASSET_CACHE_DIR", base.asset_cache_dir),
             limits=Limits.from_env(e),
             admins=_list(e.get("CADENZA_ADMINS")),
+            secrets_prefix=_directory(e.get("CADENZA_SECRETS_PREFIX") or f"/cadenza/{stage}/"),
         )
 
 

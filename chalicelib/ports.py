@@ -16,6 +16,7 @@ from chalicelib.domain.assets import Asset
 from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run, RunTransition, StartHint
+from chalicelib.domain.secrets import SecretRef
 from chalicelib.domain.slices import Slice, SliceEnding
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
 
@@ -433,6 +434,16 @@ class AlertStore(ABC):
     @abstractmethod
     def list_alerts(self, limit: int = 100) -> list[Alert]:
         """The newest alerts, newest first (one query)."""
+
+
+class SecretSource(ABC):
+    """Where workers read the secrets that ops' parameters and runs' args name
+    (SSM Parameter Store, Secrets Manager)."""
+
+    @abstractmethod
+    def secret_value(self, ref: SecretRef) -> str:
+        """The secret's current value (decrypted); SecretUnavailable if it is missing or
+        cannot be read. The value is never logged."""
 
 
 class Notifier(ABC):

@@ -21,6 +21,7 @@ from chalicelib.domain.limits import (
     too_many_workers,
 )
 from chalicelib.domain.runs import Run, Trigger, manual_slot
+from chalicelib.domain.secrets import check_operations, check_references
 from chalicelib.domain.timefmt import from_epoch
 from chalicelib.domain.transitions import (
     JOB_MACHINE,
@@ -70,11 +71,15 @@ def with_owner(payload: Any, owner: str) -> Any:
 
 
 def parse_definition(
-    payload: Any, asset_ops: AssetOps | None = None, limits: Limits | None = None
+    payload: Any,
+    asset_ops: AssetOps | None = None,
+    limits: Limits | None = None,
+    secrets_prefix: str | None = None,
 ) -> JobDefinition:
     """A validated job definition, or InvalidInput naming each wrong field and why.
     `asset_ops` gives the ops (and their roles) that the job's `assets` provide; `limits`,
-    the stage's limits on its depth, stored size, workers and ops' run time."""
+    the stage's limits on its depth, stored size, workers and ops' run time;
+    `secrets_prefix`, where the secrets its processors name must be."""
     if not isinstance(payload, dict):
         raise InvalidInput(
             "body: a job must be a JSON object",
@@ -97,7 +102,10 @@ def parse_definition(
         _within_limits(spec, limits)
     declared = asset_ops(spec.assets) if asset_ops is not None and spec.assets else None
     max_op_seconds = None if limits is None else limits.max_op_seconds
-    validate_operations([op.to_dict() for op in spec.operations], declared, max_op_seconds)
+    operations = [op.to_dict() for op in spec.operations]
+    validate_operations(operations, declared, max_op_seconds)
+    if secrets_prefix is not None:
+        check_operations(operations, secrets_prefix)
     return spec
 
 
@@ -133,7 +141,7 @@ class JobService:
     def _parse(self, payload: Any, now: float) -> JobDefinition:
         """The definition, validated and within the stage's limits; nothing is written."""
         limits = self.settings.limits
-        spec = parse_definition(payload, self.asset_ops, limits)
+        spec = parse_definition(payload, self.asset_ops, limits, self.settings.secrets_prefix)
         if spec.schedule is not None:
             check_schedule_period(spec.schedule, from_epoch(now), limits.min_schedule_seconds)
         return spec
@@ -260,7 +268,10 @@ class JobService:
     def start_run(
         self, job_id: str, args: str | None = None, trigger: Trigger = Trigger.manual
     ) -> Run:
-        """Create a run now (its own slot) and nudge a start worker."""
+        """Create a run now (its own slot) and nudge a start worker. Secrets that `args`
+        names must be under the stage's prefix."""
+        if args is not None:
+            check_references("args", args, self.settings.secrets_prefix)
         job = self.get(job_id)
         if not job.active:
             raise Conflict(f"job {job_id} is inactive", job_id=job_id)
