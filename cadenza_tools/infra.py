@@ -528,6 +528,10 @@ S3_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 S3_BUCKET_ACTIONS = ("s3:ListBucket",)
 # CreateTopic on an existing topic returns its ARN: how the notifier finds the stage's topic
 SNS_ACTIONS = ("sns:Publish", "sns:CreateTopic")
+# the secrets that jobs name (chalicelib/adapters/secrets.py), only under the stage's prefix;
+# a SecureString under a customer managed KMS key also needs kms:Decrypt on that key
+SSM_ACTIONS = ("ssm:GetParameter",)
+SECRETS_MANAGER_ACTIONS = ("secretsmanager:GetSecretValue",)
 LOGS_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 
 
@@ -564,11 +568,29 @@ def iam_policy(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
             "Action": list(SNS_ACTIONS),
             "Resource": f"arn:aws:sns:*:*:{alerts_topic_name(settings)}",
         },
+        *_secrets_statements(settings.secrets_prefix),
     ]
     return {
         "Version": "2012-10-17",
         "Statement": [{"Sid": s.pop("Sid"), "Effect": "Allow", **s} for s in statements],
     }
+
+
+def _secrets_statements(prefix: str) -> list[dict[str, Any]]:
+    """Reading the secrets under the stage's prefix: an SSM parameter's ARN drops the name's
+    leading slash; a secret's ARN ends in `-` and six random characters."""
+    return [
+        {
+            "Sid": "SecretParameters",
+            "Action": list(SSM_ACTIONS),
+            "Resource": f"arn:aws:ssm:*:*:parameter/{prefix.lstrip('/')}*",
+        },
+        {
+            "Sid": "Secrets",
+            "Action": list(SECRETS_MANAGER_ACTIONS),
+            "Resource": f"arn:aws:secretsmanager:*:*:secret:{prefix}*",
+        },
+    ]
 
 
 def policy_path(stage: str) -> Path:

@@ -36,6 +36,7 @@ from cadenza_tools.local.api_server import ApiServer
 from cadenza_tools.local.dynamodb_local import DynamoDBLocal, default_home
 from cadenza_tools.local.firer import FirerOptions, ScheduleFirer
 from cadenza_tools.local.moto_server import MotoServer
+from cadenza_tools.local.secrets import LocalSecrets, publish_stack, unpublish_stack
 from cadenza_tools.local.service import LocalService
 from cadenza_tools.local.sqs_poller import Handler, PollerOptions, SqsPoller
 from cadenza_tools.local.users import LocalUser, LocalUsers
@@ -225,6 +226,7 @@ class LocalStack(LocalService):
         self.info: StackInfo | None = None
         path = self.options.credentials
         self.users = LocalUsers(path) if path is not None else LocalUsers.default()
+        self.secrets = LocalSecrets.beside(self.users)
         self.admin: LocalUser | None = None
         self._admin_created = False
         self._saved_env: dict[str, str | None] = {}
@@ -340,6 +342,7 @@ class LocalStack(LocalService):
                 f"cannot create the tables, queues and bucket (SQS/S3 at {endpoint}, "
                 f"DynamoDB at {ddb_endpoint}): {exc}"
             ) from exc
+        publish_stack(self.secrets, endpoint, settings.region)  # the kept secrets, into moto
         set_container(build_container(settings))
 
         sqs = aws_client("sqs", settings)
@@ -425,6 +428,7 @@ class LocalStack(LocalService):
         if api is not None:
             api.stop()
         set_container(None)
+        unpublish_stack(self.secrets)
         moto, self.moto = self.moto, None
         if moto is not None:
             moto.stop()
