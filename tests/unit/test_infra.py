@@ -245,6 +245,18 @@ def test_policy_covers_every_table_index_and_queue(stage: str) -> None:
     assert CONFIG["stages"][stage]["iam_policy_file"] == infra.policy_path(stage).name
 
 
+@pytest.mark.parametrize("stage", STAGES)
+def test_policy_reads_secrets_only_under_the_stage_prefix(stage: str) -> None:
+    statements = {s["Sid"]: s for s in _committed(infra.policy_path(stage))["Statement"]}
+    prefix = infra.stage_settings(CONFIG, stage).secrets_prefix
+    assert prefix == f"/cadenza/{stage}/"
+    parameters, secrets = statements["SecretParameters"], statements["Secrets"]
+    assert parameters["Action"] == ["ssm:GetParameter"]
+    assert parameters["Resource"] == f"arn:aws:ssm:*:*:parameter/cadenza/{stage}/*"
+    assert secrets["Action"] == ["secretsmanager:GetSecretValue"]
+    assert secrets["Resource"] == f"arn:aws:secretsmanager:*:*:secret:/cadenza/{stage}/*"
+
+
 # API calls the functions' code makes -> the IAM action they need. The policy grants only
 # what is used; a new call here without a grant fails this test rather than in AWS.
 CALLS_NEEDING_GRANTS = {
@@ -264,6 +276,8 @@ CALLS_NEEDING_GRANTS = {
     r"\.list_objects(_v2)?\(": "s3:ListBucket",
     r"\.publish(_batch)?\(": "sns:Publish",
     r"\.create_topic\(": "sns:CreateTopic",
+    r"\bSSMProvider\(|\.get_parameter\(": "ssm:GetParameter",
+    r"\bSecretsProvider\(|\.get_secret_value\(": "secretsmanager:GetSecretValue",
 }
 
 
