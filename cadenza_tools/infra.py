@@ -429,6 +429,43 @@ def _function_patches() -> dict[str, Any]:
     return patches
 
 
+# API Gateway's own refusals (IAM authorization, throttling, an unknown path...), in the
+# API's error shape (chalicelib/entrypoints/http/errors.py), as the local gateway answers
+# them (cadenza_tools/local/gateway.py). $context.error.messageString is quoted already.
+GATEWAY_ERRORS = {
+    "MISSING_AUTHENTICATION_TOKEN": (403, "forbidden"),
+    "INVALID_SIGNATURE": (403, "forbidden"),
+    "EXPIRED_TOKEN": (403, "forbidden"),
+    "ACCESS_DENIED": (403, "forbidden"),
+    "UNAUTHORIZED": (401, "unauthenticated"),
+    "THROTTLED": (429, "throttled"),
+    "DEFAULT_4XX": (None, "gateway_refused"),
+    "DEFAULT_5XX": (None, "internal"),
+}
+
+
+def gateway_error_template(code: str) -> str:
+    return (
+        f'{{"error": "{code}", "message": $context.error.messageString, '
+        '"request_id": "$context.requestId"}'
+    )
+
+
+def _gateway_responses_patch() -> dict[str, Any]:
+    """Merged into the swagger document Chalice generates for `RestAPI`, so that a change
+    redeploys the stage with it."""
+    responses: dict[str, Any] = {}
+    for kind, (status, code) in GATEWAY_ERRORS.items():
+        response: dict[str, Any] = {
+            "responseTemplates": {"application/json": gateway_error_template(code)}
+        }
+        if status is not None:
+            response["statusCode"] = status
+        responses[kind] = response
+    gateway_responses = {"x-amazon-apigateway-gateway-responses": responses}
+    return {"RestAPI": {"Properties": {"DefinitionBody": gateway_responses}}}
+
+
 def _api_log_group_patch(config: Mapping[str, Any]) -> dict[str, Any]:
     """Chalice bug (aws/chalice#2079): with ``log_retention_in_days`` the API handler's log
     group is named ``/aws/lambda/${ApiHandler}``, but the function is renamed ``APIHandler``
@@ -498,6 +535,7 @@ def build_template(config: Mapping[str, Any]) -> dict[str, Any]:
             **_queues(),
             **_bucket_and_alerts(),
             **_function_patches(),
+            **_gateway_responses_patch(),
             **_api_log_group_patch(config),
         },
         "Outputs": _outputs(tables),

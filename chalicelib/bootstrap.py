@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict, Unpack
 
@@ -60,6 +61,9 @@ class Container:
     admin: AdminService
     history: HistoryService
     job_errors: JobErrorService
+    # the principals (or patterns) with the admin role now: the stage's settings, and
+    # locally the stack's admin users too, read per request (a new admin needs no restart)
+    admins: Callable[[], Sequence[str]]
 
     def scoped(self, who: Principal) -> Container:
         """The services that serve a caller, acting on behalf of `who` (see
@@ -94,6 +98,7 @@ class Parts(TypedDict, total=False):
     asset_store: AssetStore
     files: BlobStore
     secrets: SecretSource
+    admins: Callable[[], Sequence[str]]
 
 
 def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) -> Container:
@@ -131,6 +136,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         admin=AdminService(store, clock, s),
         history=HistoryService(store, clock),
         job_errors=JobErrorService(store, jobs, executions),
+        admins=parts.get("admins") or (lambda: s.admins),
     )
 
 

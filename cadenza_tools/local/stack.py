@@ -230,6 +230,7 @@ class LocalStack(LocalService):
         self.admin: LocalUser | None = None
         self._admin_created = False
         self._saved_env: dict[str, str | None] = {}
+        self._configured_admins: tuple[str, ...] = ()  # CADENZA_ADMINS as given
         self._started = False
 
     # ---- endpoints --------------------------------------------------------------------
@@ -302,7 +303,10 @@ class LocalStack(LocalService):
         if self.options.prefix:
             self._setenv("CADENZA_PREFIX", self.options.prefix)
         # the stage's admins, as a deployed stage lists them: here, the local admin users
-        admins = [os.environ.get("CADENZA_ADMINS", ""), *self.users.admin_arns()]
+        self._configured_admins = tuple(
+            a.strip() for a in os.environ.get("CADENZA_ADMINS", "").split(",") if a.strip()
+        )
+        admins = [*self._configured_admins, *self.users.admin_arns()]
         self._setenv("CADENZA_ADMINS", ",".join(a for a in admins if a))
 
     # ---- life cycle -------------------------------------------------------------------
@@ -343,7 +347,11 @@ class LocalStack(LocalService):
                 f"DynamoDB at {ddb_endpoint}): {exc}"
             ) from exc
         publish_stack(self.secrets, endpoint, settings.region)  # the kept secrets, into moto
-        set_container(build_container(settings))
+
+        def admins() -> tuple[str, ...]:  # the admin users now, read when the file changes
+            return (*self._configured_admins, *self.users.admin_arns())
+
+        set_container(build_container(settings, admins=admins))
 
         sqs = aws_client("sqs", settings)
         start_url: str = sqs.get_queue_url(QueueName=settings.start_queue)["QueueUrl"]

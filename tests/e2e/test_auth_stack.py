@@ -34,10 +34,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     process.stop()
 
 
-def add_user(stack: StackProcess, name: str) -> LocalUser:
+def add_user(stack: StackProcess, name: str, *options: str) -> LocalUser:
     """A second user, in one command."""
     env = {"CADENZA_CREDENTIALS": str(stack.credentials)}
-    result = CliRunner().invoke(app, ["users", "add", name], env=env)
+    result = CliRunner().invoke(app, ["users", "add", name, *options], env=env)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["arn"] == f"arn:aws:iam::000000000000:user/{name}"
@@ -145,3 +145,17 @@ def test_the_authorization_matrix_over_http(stack: StackProcess) -> None:
         if "halt" in ep.path:
             sessions["admin"].post(f"{stack.url}/api/supervisor/restart", timeout=10)
     assert wrong == [], "\n".join(wrong)
+
+
+def test_a_new_admin_is_an_admin_at_once(stack: StackProcess) -> None:
+    carol = session(add_user(stack, "carol", "--admin"))
+    r = carol.get(f"{stack.url}/api/supervisor/state", timeout=10)
+    assert r.status_code == 200, r.text  # no restart
+
+
+def test_the_gateway_refuses_in_the_api_error_shape(stack: StackProcess) -> None:
+    r = session(None).get(f"{stack.url}/v1/jobs", timeout=10)
+    assert r.status_code == 403
+    body = r.json()
+    assert body["error"] == "forbidden" and body["message"] == "Missing Authentication Token"
+    assert body["request_id"]

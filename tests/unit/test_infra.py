@@ -294,3 +294,28 @@ def test_policy_grants_what_the_code_calls() -> None:
                 needed.setdefault(action, []).append(rel)
     missing = {a: files for a, files in needed.items() if a not in granted}
     assert not missing, f"grant these in cadenza_tools/infra.py: {missing}"
+
+
+def test_api_gateway_refusals_answer_in_the_api_error_shape() -> None:
+    template = _committed(infra.TEMPLATE_PATH)
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    responses = body["x-amazon-apigateway-gateway-responses"]
+    for kind in ("MISSING_AUTHENTICATION_TOKEN", "INVALID_SIGNATURE", "ACCESS_DENIED"):
+        assert responses[kind]["statusCode"] == 403
+    for kind, response in responses.items():
+        text = response["responseTemplates"]["application/json"]
+        rendered = json.loads(
+            text.replace("$context.error.messageString", '"Missing Authentication Token"').replace(
+                "$context.requestId", "r-1"
+            )
+        )
+        assert set(rendered) == {"error", "message", "request_id"}, kind
+        assert rendered["message"] == "Missing Authentication Token"
+    assert (
+        json.loads(
+            responses["ACCESS_DENIED"]["responseTemplates"]["application/json"]
+            .replace("$context.error.messageString", '"x"')
+            .replace("$context.requestId", "r")
+        )["error"]
+        == "forbidden"
+    )
