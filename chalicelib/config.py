@@ -26,8 +26,8 @@ def _directory(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    """The owner-independent limits of a stage (docs/operations.md#limits): each refusal
-    names its field, the limit and its value."""
+    """The limits of a stage (docs/operations.md#limits), on requests and per owner: each
+    refusal names its field, the limit and its value."""
 
     max_body_bytes: int = 256 * 1024  # any request body
     max_json_depth: int = 32  # nesting of a JSON body, and of a stored job definition
@@ -38,6 +38,8 @@ class Limits:
     min_schedule_seconds: int = 1  # the shortest period between two slots of a schedule
     max_op_seconds: float = 50.0  # an op's declared run time (`sleep`): below the workers'
     # function timeouts (start_worker runs one-slice runs, slice_worker the others)
+    max_jobs_per_owner: int = 1000  # live (not deleted) jobs one principal owns
+    max_active_runs_per_owner: int = 100  # runs started on demand, active at once, per owner
 
     @classmethod
     def from_env(cls, e: Mapping[str, str]) -> Limits:
@@ -49,6 +51,10 @@ class Limits:
             max_workers=int(e.get("CADENZA_MAX_WORKERS", d.max_workers)),
             min_schedule_seconds=int(e.get("CADENZA_MIN_SCHEDULE_SECONDS", d.min_schedule_seconds)),
             max_op_seconds=float(e.get("CADENZA_MAX_OP_SECONDS", d.max_op_seconds)),
+            max_jobs_per_owner=int(e.get("CADENZA_MAX_JOBS_PER_OWNER", d.max_jobs_per_owner)),
+            max_active_runs_per_owner=int(
+                e.get("CADENZA_MAX_ACTIVE_RUNS_PER_OWNER", d.max_active_runs_per_owner)
+            ),
         )
 
 

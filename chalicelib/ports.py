@@ -476,7 +476,27 @@ class StatsStore(ABC):
         per shard), so a run that has ended is counted whether folded or not."""
 
 
+class QuotaStore(ABC):
+    """Per-owner quotas: for each owner and kind (`jobs`, `runs`), the set of what counts
+    against its limit, in one record, each addition conditioned on the set's size, so that
+    racing requests cannot pass the limit together."""
+
+    @abstractmethod
+    def take_quota(self, owner: str, kind: str, member: str, limit: int) -> bool:
+        """Add `member` to the owner's set if it holds fewer than `limit` members (or has it
+        already). False if the set is full."""
+
+    @abstractmethod
+    def quota_members(self, owner: str, kind: str) -> set[str]:
+        """The owner's set (a consistent read)."""
+
+    @abstractmethod
+    def release_quota(self, owner: str, kind: str, members: Iterable[str]) -> None:
+        """Remove these members from the owner's set (absent ones are ignored)."""
+
+
 class Store(
+    QuotaStore,
     JobStore,
     RunStore,
     SliceStore,
