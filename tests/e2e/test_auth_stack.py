@@ -17,9 +17,8 @@ from typer.testing import CliRunner
 
 from cadenza_tools.cli.auth import LOCAL_REGION, SigV4
 from cadenza_tools.cli.main import app
-from cadenza_tools.local.dynamodb_local import free_port
 from cadenza_tools.local.users import ADMIN_USER, LocalUser, LocalUsers
-from tests.e2e.test_local_stack import FAST, StackProcess
+from tests.e2e.test_local_stack import StackProcess, moto_stack
 from tests.integration.test_assets import ops_bundle
 from tests.integration.test_authorization_matrix import ENDPOINTS, JOB, Endpoint, World, expected
 
@@ -28,10 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    log = tmp_path_factory.mktemp("auth") / "stack.log"
-    process = StackProcess("auth", ["--backend", "moto", *FAST], free_port(), log).start()
-    yield process
-    process.stop()
+    yield from moto_stack(tmp_path_factory, "auth")
 
 
 def add_user(stack: StackProcess, name: str, *options: str) -> LocalUser:

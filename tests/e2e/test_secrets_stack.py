@@ -10,8 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cadenza_tools.cli.main import app
-from cadenza_tools.local.dynamodb_local import free_port
-from tests.e2e.test_local_stack import FAST, RUN_TIMEOUT_S, StackProcess, wait_for
+from tests.e2e.test_local_stack import RUN_TIMEOUT_S, StackProcess, moto_stack, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -21,10 +20,7 @@ VALUE = "e2e-pa55word-value"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    log = tmp_path_factory.mktemp("secrets") / "stack.log"
-    process = StackProcess("secrets", ["--backend", "moto", *FAST], free_port(), log).start()
-    yield process
-    process.stop()
+    yield from moto_stack(tmp_path_factory, "secrets")
 
 
 def test_a_secret_put_with_the_cli_is_resolved_by_the_stack(stack: StackProcess) -> None:
