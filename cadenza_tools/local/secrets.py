@@ -9,6 +9,7 @@ writes its endpoint to `stack.json` beside them while it runs)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import boto3
 from cadenza_tools.local.dynamodb_local import default_home
 from cadenza_tools.local.users import LocalUsers
 
+log = logging.getLogger(__name__)
 FILE_NAME = "secrets.json"
 STACK_FILE = "stack.json"
 SERVICES = ("ssm", "secretsmanager")
@@ -103,8 +105,12 @@ def put_into(endpoint: str, region: str, secrets: list[LocalSecret]) -> None:
 
 
 def publish_stack(secrets: LocalSecrets, endpoint: str, region: str) -> None:
-    """Put the kept secrets into the stack's moto and say where it is (`stack.json`)."""
-    put_into(endpoint, region, secrets.all())
+    """Put the kept secrets into the stack's moto and say where it is (`stack.json`). An
+    emulator that does not serve SSM or Secrets Manager does not stop the stack."""
+    try:
+        put_into(endpoint, region, secrets.all())
+    except Exception as exc:  # any emulator failure: the jobs that name them will say so
+        log.warning("the kept secrets were not put into %s: %s", endpoint, exc)
     _write_private(secrets.stack_file, {"endpoint_url": endpoint, "region": region})
 
 
