@@ -12,6 +12,7 @@ import typer
 
 from cadenza_tools.cli.output import Column, table
 from cadenza_tools.local.secrets import SERVICES, LocalSecret, LocalSecrets, put_into
+from chalicelib.config import Settings
 
 app = typer.Typer(help="Secrets of the local stack (cadenza dev) that jobs name by reference.")
 COLUMNS: list[Column] = [("service", "service"), ("name", "name"), ("reference", "reference")]
@@ -38,6 +39,9 @@ def put(
             if sys.stdin.isatty()
             else sys.stdin.read().rstrip("\n")
         )
+    prefix = Settings.from_env().secrets_prefix  # the local stack's, from the same variables
+    if not name.startswith(prefix):
+        typer.echo(f"warning: jobs of the local stack name only secrets under {prefix}", err=True)
     secret = LocalSecret(service, name, value)
     secrets = LocalSecrets.default()
     secrets.put(secret)
