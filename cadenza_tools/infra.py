@@ -429,6 +429,43 @@ def _function_patches() -> dict[str, Any]:
     return patches
 
 
+# API Gateway's own refusals (IAM authorization, throttling, an unknown path...), in the
+# API's error shape (chalicelib/entrypoints/http/errors.py), as the local gateway answers
+# them (cadenza_tools/local/gateway.py). $context.error.messageString is quoted already.
+GATEWAY_ERRORS = {
+    "MISSING_AUTHENTICATION_TOKEN": (403, "forbidden"),
+    "INVALID_SIGNATURE": (403, "forbidden"),
+    "EXPIRED_TOKEN": (403, "forbidden"),
+    "ACCESS_DENIED": (403, "forbidden"),
+    "UNAUTHORIZED": (401, "unauthenticated"),
+    "THROTTLED": (429, "throttled"),
+    "DEFAULT_4XX": (None, "gateway_refused"),
+    "DEFAULT_5XX": (None, "internal"),
+}
+
+
+def gateway_error_template(code: str) -> str:
+    return (
+        f'{{"error": "{code}", "message": $context.error.messageString, '
+        '"request_id": "$context.requestId"}'
+    )
+
+
+def _gateway_responses_patch() -> dict[str, Any]:
+    """Merged into the swagger document Chalice generates for `RestAPI`, so that a change
+    redeploys the stage with it."""
+    responses: dict[str, Any] = {}
+    for kind, (status, code) in GATEWAY_ERRORS.items():
+        response: dict[str, Any] = {
+            "responseTemplates": {"application/json": gateway_error_template(code)}
+        }
+        if status is not None:
+            response["statusCode"] = status
+        responses[kind] = response
+    gateway_responses = {"x-amazon-apigateway-gateway-responses": responses}
+    return {"RestAPI": {"Properties": {"DefinitionBody": gateway_responses}}}
+
+
 def _api_log_group_patch(config: Mapping[str, Any]) -> dict[str, Any]:
     """Chalice bug (aws/chalice#2079): with ``log_retention_in_days`` the API handler's log
     group is named ``/aws/lambda/${ApiHandler}``, but the function is renamed ``APIHandler``
@@ -498,6 +535,7 @@ def build_template(config: Mapping[str, Any]) -> dict[str, Any]:
             **_queues(),
             **_bucket_and_alerts(),
             **_function_patches(),
+            **_gateway_responses_patch(),
             **_api_log_group_patch(config),
         },
         "Outputs": _outputs(tables),
@@ -528,6 +566,10 @@ S3_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 S3_BUCKET_ACTIONS = ("s3:ListBucket",)
 # CreateTopic on an existing topic returns its ARN: how the notifier finds the stage's topic
 SNS_ACTIONS = ("sns:Publish", "sns:CreateTopic")
+# the secrets that jobs name (chalicelib/adapters/secrets.py), only under the stage's prefix;
+# a SecureString under a customer managed KMS key also needs kms:Decrypt on that key
+SSM_ACTIONS = ("ssm:GetParameter",)
+SECRETS_MANAGER_ACTIONS = ("secretsmanager:GetSecretValue",)
 LOGS_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 
 
@@ -564,11 +606,29 @@ def iam_policy(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
             "Action": list(SNS_ACTIONS),
             "Resource": f"arn:aws:sns:*:*:{alerts_topic_name(settings)}",
         },
+        *_secrets_statements(settings.secrets_prefix),
     ]
     return {
         "Version": "2012-10-17",
         "Statement": [{"Sid": s.pop("Sid"), "Effect": "Allow", **s} for s in statements],
     }
+
+
+def _secrets_statements(prefix: str) -> list[dict[str, Any]]:
+    """Reading the secrets under the stage's prefix: an SSM parameter's ARN drops the name's
+    leading slash; a secret's ARN ends in `-` and six random characters."""
+    return [
+        {
+            "Sid": "SecretParameters",
+            "Action": list(SSM_ACTIONS),
+            "Resource": f"arn:aws:ssm:*:*:parameter/{prefix.lstrip('/')}*",
+        },
+        {
+            "Sid": "Secrets",
+            "Action": list(SECRETS_MANAGER_ACTIONS),
+            "Resource": f"arn:aws:secretsmanager:*:*:secret:{prefix}*",
+        },
+    ]
 
 
 def policy_path(stage: str) -> Path:

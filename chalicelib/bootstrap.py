@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict, Unpack
 
@@ -12,14 +13,24 @@ from botocore.config import Config
 from chalicelib.adapters.dynamodb.assets import DynamoAssetStore
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.s3 import S3BlobStore
+from chalicelib.adapters.secrets import AwsSecretSource
 from chalicelib.adapters.sns import SnsNotifier
 from chalicelib.adapters.sqs import SqsQueue, ensure_queues
 from chalicelib.config import Settings, get_settings
 from chalicelib.domain.assets import AssetLimits
 from chalicelib.domain.identity import Principal
 from chalicelib.ops.assets import AssetOpLoader
-from chalicelib.ops.registry import REGISTRY
-from chalicelib.ports import AssetStore, BlobStore, Clock, Notifier, Queue, Store, SystemClock
+from chalicelib.ops.registry import REGISTRY, Secrets
+from chalicelib.ports import (
+    AssetStore,
+    BlobStore,
+    Clock,
+    Notifier,
+    Queue,
+    SecretSource,
+    Store,
+    SystemClock,
+)
 from chalicelib.services.admin import AdminService
 from chalicelib.services.assets import AssetService
 from chalicelib.services.cluster import ClusterService
@@ -50,6 +61,9 @@ class Container:
     admin: AdminService
     history: HistoryService
     job_errors: JobErrorService
+    # the principals (or patterns) with the admin role now: the stage's settings, and
+    # locally the stack's admin users too, read per request (a new admin needs no restart)
+    admins: Callable[[], Sequence[str]]
 
     def scoped(self, who: Principal) -> Container:
         """The services that serve a caller, acting on behalf of `who` (see
@@ -83,6 +97,8 @@ class Parts(TypedDict, total=False):
     notifier: Notifier
     asset_store: AssetStore
     files: BlobStore
+    secrets: SecretSource
+    admins: Callable[[], Sequence[str]]
 
 
 def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) -> Container:
@@ -97,7 +113,11 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     asset_store = parts.get("asset_store") or DynamoAssetStore(s)
     assets = AssetService(asset_store, files, clock, limits, frozenset(REGISTRY))
     ops = AssetOpLoader(assets.resolve, files, s.asset_cache_dir, limits)
+    source = parts.get("secrets") or AwsSecretSource(
+        aws_client("ssm", s), aws_client("secretsmanager", s)
+    )
     worker = WorkerService(store, queue, clock, ops=ops, files=files)
+    worker.secrets = Secrets(source, s.secrets_prefix)
     jobs = JobService(store, queue, clock, s, asset_ops=assets.declared_ops)
     executions = ExecutionService(store, clock, worker, max_workers=s.limits.max_workers)
     return Container(
@@ -116,6 +136,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         admin=AdminService(store, clock, s),
         history=HistoryService(store, clock),
         job_errors=JobErrorService(store, jobs, executions),
+        admins=parts.get("admins") or (lambda: s.admins),
     )
 
 

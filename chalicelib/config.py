@@ -18,10 +18,16 @@ def _list(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
+def _directory(prefix: str) -> str:
+    """A name prefix that ends a path segment: `/cadenza/dev` must not admit
+    `/cadenza/dev-other/...`."""
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
 @dataclass(frozen=True)
 class Limits:
-    """The owner-independent limits of a stage (docs/operations.md#limits): each refusal
-    names its field, the limit and its value."""
+    """The limits of a stage (docs/operations.md#limits), on requests and per owner: each
+    refusal names its field, the limit and its value."""
 
     max_body_bytes: int = 256 * 1024  # any request body
     max_json_depth: int = 32  # nesting of a JSON body, and of a stored job definition
@@ -32,6 +38,8 @@ class Limits:
     min_schedule_seconds: int = 1  # the shortest period between two slots of a schedule
     max_op_seconds: float = 50.0  # an op's declared run time (`sleep`): below the workers'
     # function timeouts (start_worker runs one-slice runs, slice_worker the others)
+    max_jobs_per_owner: int = 1000  # live (not deleted) jobs one principal owns
+    max_active_runs_per_owner: int = 100  # runs started on demand, active at once, per owner
 
     @classmethod
     def from_env(cls, e: Mapping[str, str]) -> Limits:
@@ -43,6 +51,10 @@ class Limits:
             max_workers=int(e.get("CADENZA_MAX_WORKERS", d.max_workers)),
             min_schedule_seconds=int(e.get("CADENZA_MIN_SCHEDULE_SECONDS", d.min_schedule_seconds)),
             max_op_seconds=float(e.get("CADENZA_MAX_OP_SECONDS", d.max_op_seconds)),
+            max_jobs_per_owner=int(e.get("CADENZA_MAX_JOBS_PER_OWNER", d.max_jobs_per_owner)),
+            max_active_runs_per_owner=int(
+                e.get("CADENZA_MAX_ACTIVE_RUNS_PER_OWNER", d.max_active_runs_per_owner)
+            ),
         )
 
 
@@ -85,6 +97,9 @@ class Settings:
     # principals with the admin role: IAM ARNs, or patterns with `*` (CADENZA_ADMINS, comma
     # separated)
     admins: tuple[str, ...] = ()
+    # where the secrets that jobs name must be: SSM parameters and Secrets Manager secrets
+    # whose names start with it (CADENZA_SECRETS_PREFIX)
+    secrets_prefix: str = "/cadenza/dev/"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -151,6 +166,7 @@ class Settings:
             asset_cache_dir=e.get("CADENZA_ASSET_CACHE_DIR", base.asset_cache_dir),
             limits=Limits.from_env(e),
             admins=_list(e.get("CADENZA_ADMINS")),
+            secrets_prefix=_directory(e.get("CADENZA_SECRETS_PREFIX") or f"/cadenza/{stage}/"),
         )
 
 

@@ -16,6 +16,7 @@ from chalicelib.domain.assets import Asset
 from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import START_LEAD_S, Delivery, Run, RunTransition, StartHint
+from chalicelib.domain.secrets import SecretRef
 from chalicelib.domain.slices import Slice, SliceEnding
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
 
@@ -443,6 +444,16 @@ class AlertStore(ABC):
         """The newest alerts, newest first (one query)."""
 
 
+class SecretSource(ABC):
+    """Where workers read the secrets that ops' parameters and runs' args name
+    (SSM Parameter Store, Secrets Manager)."""
+
+    @abstractmethod
+    def secret_value(self, ref: SecretRef) -> str:
+        """The secret's current value (decrypted); SecretUnavailable if it is missing or
+        cannot be read. The value is never logged."""
+
+
 class Notifier(ABC):
     """Where alerts are published (SNS in AWS); failing to publish never fails the caller."""
 
@@ -473,7 +484,27 @@ class StatsStore(ABC):
         per shard), so a run that has ended is counted whether folded or not."""
 
 
+class QuotaStore(ABC):
+    """Per-owner quotas: for each owner and kind (`jobs`, `runs`), the set of what counts
+    against its limit, in one record, each addition conditioned on the set's size, so that
+    racing requests cannot pass the limit together."""
+
+    @abstractmethod
+    def take_quota(self, owner: str, kind: str, member: str, limit: int) -> bool:
+        """Add `member` to the owner's set if it holds fewer than `limit` members (or has it
+        already). False if the set is full."""
+
+    @abstractmethod
+    def quota_members(self, owner: str, kind: str) -> set[str]:
+        """The owner's set (a consistent read)."""
+
+    @abstractmethod
+    def release_quota(self, owner: str, kind: str, members: Iterable[str]) -> None:
+        """Remove these members from the owner's set (absent ones are ignored)."""
+
+
 class Store(
+    QuotaStore,
     JobStore,
     RunStore,
     SliceStore,

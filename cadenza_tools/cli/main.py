@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-from cadenza_tools.cli import alerts, assets, cluster, ex, jobs, runs, supervisor, users
+from cadenza_tools.cli import (
+    alerts,
+    assets,
+    cluster,
+    ex,
+    jobs,
+    runs,
+    secrets,
+    supervisor,
+    users,
+)
 from cadenza_tools.cli.client import DEFAULT_TIMEOUT, DEFAULT_URL, Client
 from cadenza_tools.cli.context import Cli
 from cadenza_tools.cli.dev import dev
@@ -74,6 +84,7 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(supervisor.app, name="supervisor")
 app.add_typer(users.app, name="users")
+app.add_typer(secrets.app, name="secrets")
 app.command("dev")(dev)
 
 

@@ -29,9 +29,9 @@ def user_doc(user: LocalUser) -> dict[str, Any]:
 @app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="The user name (letters, digits, +=,.@_-).")],
-    admin: Annotated[bool, typer.Option(help="Give it the admin role (restart the stack).")] = (
-        False
-    ),
+    admin: Annotated[
+        bool, typer.Option(help="Give it the admin role (a running stack applies it at once).")
+    ] = (False),
 ) -> None:
     """Create a user with new keys; print it as JSON (with its secret key)."""
     try:

@@ -2,13 +2,16 @@
 request through a route with an `IAMAuthorizer`, made to check its SigV4 signature against
 the local users' keys and to put the caller in the request context as API Gateway does
 (`requestContext.identity.userArn`), where the app reads it on AWS too. A request it
-refuses is a 403 with API Gateway's body (`{"message": ...}`), as on AWS."""
+refuses (a 403, as on AWS) has the API's error body, `{"error": "forbidden", "message":
+..., "request_id": ...}`, as API Gateway's responses do on AWS (the `GatewayResponses` of
+`infra/resources.json`)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import logging
+import uuid
 from typing import Any
 
 from chalice.app import Chalice, IAMAuthorizer
@@ -18,6 +21,7 @@ from chalice.local import (
     LambdaContext,
     LocalGateway,
     LocalGatewayAuthorizer,
+    LocalGatewayException,
 )
 
 from cadenza_tools.local.users import ACCOUNT, LocalUsers
@@ -75,9 +79,37 @@ class IamAuthorizer(LocalGatewayAuthorizer):
         return lambda_event, lambda_context
 
 
+_CODES = {401: "unauthenticated", 403: "forbidden"}
+
+
+def api_error_body(status: int, message: str, request_id: str) -> bytes:
+    """A refusal of the gateway in the API's error shape (entrypoints/http/errors.py)."""
+    error = {"error": _CODES.get(status, "gateway_error"), "message": message}
+    return json.dumps({**error, "request_id": request_id}).encode()
+
+
+def _message(body: bytes | None) -> str:
+    try:
+        return str(json.loads(body or b"{}").get("message") or "refused")
+    except (ValueError, AttributeError):
+        return "refused"
+
+
 class SigV4Gateway(LocalGateway):
-    """Chalice's local API Gateway with the IAM authorization of `IamAuthorizer`."""
+    """Chalice's local API Gateway with the IAM authorization of `IamAuthorizer`; its
+    refusals answer in the API's error shape."""
 
     def __init__(self, app: Chalice, config: Config, users: LocalUsers) -> None:
         super().__init__(app, config)
         self._authorizer = IamAuthorizer(app, users)
+
+    def handle_request(
+        self, method: str, path: str, headers: dict[str, Any], body: bytes | None
+    ) -> dict[str, Any]:
+        try:
+            return super().handle_request(method, path, headers, body)
+        except LocalGatewayException as err:
+            request_id = str(err.headers.get("x-amzn-RequestId") or uuid.uuid4())
+            err.headers = {**err.headers, "Content-Type": "application/json"}
+            err.body = api_error_body(err.CODE, _message(err.body), request_id)
+            raise

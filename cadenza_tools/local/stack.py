@@ -36,6 +36,7 @@ from cadenza_tools.local.api_server import ApiServer
 from cadenza_tools.local.dynamodb_local import DynamoDBLocal, default_home
 from cadenza_tools.local.firer import FirerOptions, ScheduleFirer
 from cadenza_tools.local.moto_server import MotoServer
+from cadenza_tools.local.secrets import LocalSecrets, publish_stack, unpublish_stack
 from cadenza_tools.local.service import LocalService
 from cadenza_tools.local.sqs_poller import Handler, PollerOptions, SqsPoller
 from cadenza_tools.local.users import LocalUser, LocalUsers
@@ -225,9 +226,11 @@ class LocalStack(LocalService):
         self.info: StackInfo | None = None
         path = self.options.credentials
         self.users = LocalUsers(path) if path is not None else LocalUsers.default()
+        self.secrets = LocalSecrets.beside(self.users)
         self.admin: LocalUser | None = None
         self._admin_created = False
         self._saved_env: dict[str, str | None] = {}
+        self._configured_admins: tuple[str, ...] = ()  # CADENZA_ADMINS as given
         self._started = False
 
     # ---- endpoints --------------------------------------------------------------------
@@ -303,7 +306,10 @@ class LocalStack(LocalService):
         if self.options.prefix:
             self._setenv("CADENZA_PREFIX", self.options.prefix)
         # the stage's admins, as a deployed stage lists them: here, the local admin users
-        admins = [os.environ.get("CADENZA_ADMINS", ""), *self.users.admin_arns()]
+        self._configured_admins = tuple(
+            a.strip() for a in os.environ.get("CADENZA_ADMINS", "").split(",") if a.strip()
+        )
+        admins = [*self._configured_admins, *self.users.admin_arns()]
         self._setenv("CADENZA_ADMINS", ",".join(a for a in admins if a))
 
     # ---- life cycle -------------------------------------------------------------------
@@ -343,7 +349,12 @@ class LocalStack(LocalService):
                 f"cannot create the tables, queues and bucket (SQS/S3 at {endpoint}, "
                 f"DynamoDB at {ddb_endpoint}): {exc}"
             ) from exc
-        set_container(build_container(settings))
+        publish_stack(self.secrets, endpoint, settings.region)  # the kept secrets, into moto
+
+        def admins() -> tuple[str, ...]:  # the admin users now, read when the file changes
+            return (*self._configured_admins, *self.users.admin_arns())
+
+        set_container(build_container(settings, admins=admins))
 
         sqs = aws_client("sqs", settings)
         start_url: str = sqs.get_queue_url(QueueName=settings.start_queue)["QueueUrl"]
@@ -428,6 +439,7 @@ class LocalStack(LocalService):
         if api is not None:
             api.stop()
         set_container(None)
+        unpublish_stack(self.secrets)
         moto, self.moto = self.moto, None
         if moto is not None:
             moto.stop()

@@ -48,6 +48,13 @@ class TooLarge(LimitExceeded):
     code = "too_large"
 
 
+class OwnerLimitReached(LimitExceeded):
+    """The owner holds as many of something (jobs, active runs) as its stage allows: a 429
+    naming the limit, until one is deleted or ends."""
+
+    status_code = 429
+
+
 class UnsupportedMediaType(InvalidInput):
     """A body of a media type the route does not read."""
 

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from chalicelib.domain.errors import LimitExceeded, TooLarge
+from chalicelib.domain.errors import LimitExceeded, OwnerLimitReached, TooLarge
 from chalicelib.domain.schedules import Schedule
 
 
@@ -94,3 +94,40 @@ def check_schedule_period(schedule: Schedule, now: datetime, limit: int) -> None
             limit,
             f"slots {period} seconds apart; the shortest period allowed is {limit} seconds",
         )
+
+
+# ---- per owner: the quotas' members ---------------------------------------------------------
+JOBS, RUNS = "jobs", "runs"  # the kinds of quota: jobs, and on-demand runs active at once
+QUOTA_GRACE_SECONDS = 120  # a member whose record may still be being written
+
+
+def quota_member(key: str, now: float) -> str:
+    """A quota's member: what it counts (a job id; a run's `job_id|slot`) and when it was
+    taken, so that one whose record was never written can be told from one in flight."""
+    return f"{key}@{int(now)}"
+
+
+def quota_key(member: str) -> tuple[str, float]:
+    key, _, taken = member.rpartition("@")
+    return key, float(taken or 0)
+
+
+def run_key(job_id: str, slot: str) -> str:
+    return f"{job_id}|{slot}"
+
+
+def owner_limit_reached(kind: str, limit: int) -> OwnerLimitReached:
+    if kind == JOBS:
+        return OwnerLimitReached(
+            "owner",
+            "max_jobs_per_owner",
+            limit,
+            f"you own {limit} jobs, as many as this stage allows; delete one first",
+        )
+    return OwnerLimitReached(
+        "owner",
+        "max_active_runs_per_owner",
+        limit,
+        f"{limit} runs you started on demand are active, as many as this stage allows; "
+        "try again when one has ended",
+    )

@@ -8,13 +8,14 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chalicelib.domain.errors import InvalidInput, LimitExceeded
-from chalicelib.ports import BlobStore
+from chalicelib.domain.secrets import Substitution, has_references
+from chalicelib.ports import BlobStore, SecretSource
 
 MAX_SLICES = 100_000
 
@@ -107,8 +108,27 @@ class OpSource(ABC):
         slice of a run loads the same bundles whatever is uploaded meanwhile."""
 
 
+@dataclass(frozen=True)
+class Secrets:
+    """Where a worker reads the secrets that processors' parameters and runs' args name,
+    and the stage's prefix that every such name must start with."""
+
+    source: SecretSource
+    prefix: str
+
+    def substitution(self) -> Substitution:
+        return Substitution(self.source.secret_value, self.prefix)
+
+
+class RedactedError(Exception):
+    """A processor's failure on a slice that used secrets, as text with their values
+    redacted (the original exception is dropped, not chained)."""
+
+
 def error_text(exc: BaseException) -> str:
     """An op's exception as one line of text (its type and message), as runs record it."""
+    if isinstance(exc, RedactedError):
+        return str(exc)
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
@@ -278,8 +298,29 @@ def process(
     request: Any,
     ctx: SliceContext,
     extra: Mapping[str, OpSpec] | None = None,
+    secrets: Secrets | None = None,
 ) -> Any:
-    """Run every processor over one slice's request; returns the last one's output."""
+    """Run every processor over one slice's request; returns the last one's output. With
+    `secrets`, the references in the processors' parameters and the run's args are
+    replaced by their values first, and those values are redacted from the output and from
+    any error (RedactedError): they are never stored or returned."""
+    if secrets is None or not has_references([operations[1:], ctx.args]):
+        return _process(operations, request, ctx, extra)
+    sub = secrets.substitution()
+    try:
+        resolved = [operations[0], *sub.value(operations[1:])]
+        args = None if ctx.args is None else sub.text(ctx.args)
+        return sub.redact(_process(resolved, request, replace(ctx, args=args), extra))
+    except Exception as exc:
+        raise RedactedError(sub.redact(error_text(exc))) from None
+
+
+def _process(
+    operations: list[dict[str, Any]],
+    request: Any,
+    ctx: SliceContext,
+    extra: Mapping[str, OpSpec] | None = None,
+) -> Any:
     data = request
     for i, op in enumerate(operations[1:], start=1):
         spec, params = _spec(i, op, "processor", extra)

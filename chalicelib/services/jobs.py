@@ -15,12 +15,15 @@ from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.identity import SYSTEM, Principal, owner_of
 from chalicelib.domain.jobs import Job, JobDefinition
 from chalicelib.domain.limits import (
+    JOBS,
+    RUNS,
     check_depth,
     check_schedule_period,
     check_stored_size,
     too_many_workers,
 )
 from chalicelib.domain.runs import Run, Trigger, manual_slot
+from chalicelib.domain.secrets import check_operations, check_references
 from chalicelib.domain.timefmt import from_epoch
 from chalicelib.domain.transitions import (
     JOB_MACHINE,
@@ -31,6 +34,7 @@ from chalicelib.domain.transitions import (
 )
 from chalicelib.ops.registry import validate_operations
 from chalicelib.ports import Clock, Queue, Sort, Store
+from chalicelib.services.quotas import Quotas
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
 from chalicelib.services.start import start_message
@@ -70,11 +74,15 @@ def with_owner(payload: Any, owner: str) -> Any:
 
 
 def parse_definition(
-    payload: Any, asset_ops: AssetOps | None = None, limits: Limits | None = None
+    payload: Any,
+    asset_ops: AssetOps | None = None,
+    limits: Limits | None = None,
+    secrets_prefix: str | None = None,
 ) -> JobDefinition:
     """A validated job definition, or InvalidInput naming each wrong field and why.
     `asset_ops` gives the ops (and their roles) that the job's `assets` provide; `limits`,
-    the stage's limits on its depth, stored size, workers and ops' run time."""
+    the stage's limits on its depth, stored size, workers and ops' run time;
+    `secrets_prefix`, where the secrets its processors name must be."""
     if not isinstance(payload, dict):
         raise InvalidInput(
             "body: a job must be a JSON object",
@@ -97,7 +105,10 @@ def parse_definition(
         _within_limits(spec, limits)
     declared = asset_ops(spec.assets) if asset_ops is not None and spec.assets else None
     max_op_seconds = None if limits is None else limits.max_op_seconds
-    validate_operations([op.to_dict() for op in spec.operations], declared, max_op_seconds)
+    operations = [op.to_dict() for op in spec.operations]
+    validate_operations(operations, declared, max_op_seconds)
+    if secrets_prefix is not None:
+        check_operations(operations, secrets_prefix)
     return spec
 
 
@@ -133,7 +144,7 @@ class JobService:
     def _parse(self, payload: Any, now: float) -> JobDefinition:
         """The definition, validated and within the stage's limits; nothing is written."""
         limits = self.settings.limits
-        spec = parse_definition(payload, self.asset_ops, limits)
+        spec = parse_definition(payload, self.asset_ops, limits, self.settings.secrets_prefix)
         if spec.schedule is not None:
             check_schedule_period(spec.schedule, from_epoch(now), limits.min_schedule_seconds)
         return spec
@@ -156,15 +167,46 @@ class JobService:
                     [{"field": "schedule", "reason": "no future slot"}],
                 )
             job.state, job.next_fire_at, job.anchor = JobState.SCHEDULED, first, now
-        if not start or spec.schedule is not None:
-            self.store.create_job(job)
-            return job, None
-        run = self._new_run(job, now, None, Trigger.manual)
-        if spec.active_limit is not None:
-            run.holds_slot, job.active_slots = True, {run.slot}
-        self.store.create_job(job, run)
+        run = None if not start or spec.schedule is not None else self._new_run(job, now)
+        taken = self._take_quotas(spec.owner, job, run, now)
+        try:
+            if run is None:
+                self.store.create_job(job)
+                return job, None
+            if spec.active_limit is not None:
+                run.holds_slot, job.active_slots = True, {run.slot}
+            self.store.create_job(job, run)
+        except BaseException:
+            self._give_back(spec.owner, taken)
+            raise
         self._nudge(run)
         return job, run
+
+    def _limited(self) -> bool:
+        """Whether the owners' limits apply: to every caller, not to the engine itself."""
+        return self.who is not SYSTEM
+
+    def _take_quotas(
+        self, owner: str, job: Job, run: Run | None, now: float
+    ) -> list[tuple[str, str]]:
+        """The owner's quotas for a new job (and its first run), all or none."""
+        if not self._limited():
+            return []
+        quotas, limits = Quotas(self.store, now), self.settings.limits
+        taken = [(JOBS, quotas.take(owner, JOBS, job.job_id, limits.max_jobs_per_owner))]
+        if run is not None:
+            try:
+                limit = limits.max_active_runs_per_owner
+                taken.append((RUNS, quotas.take_run(owner, run.job_id, run.slot, limit)))
+            except BaseException:
+                self._give_back(owner, taken)
+                raise
+        return taken
+
+    def _give_back(self, owner: str, taken: list[tuple[str, str]]) -> None:
+        quotas = Quotas(self.store, self.clock.now())
+        for kind, member in taken:
+            quotas.give_back(owner, kind, member)
 
     def document(self, job_id: str) -> Job:
         """The job, deleted or not (a deleted one shows `_deleted`); NotFound if none or if
@@ -249,6 +291,7 @@ class JobService:
                     active_slots=sorted(current.active_slots),
                 )
         self.store.mark_runs_deleted(job_id)
+        Quotas(self.store, self.clock.now()).give_back_job(owner_of(job.definition), job_id)
         return self.document(job_id)
 
     def _lost_race(self, job_id: str) -> Conflict:
@@ -260,7 +303,10 @@ class JobService:
     def start_run(
         self, job_id: str, args: str | None = None, trigger: Trigger = Trigger.manual
     ) -> Run:
-        """Create a run now (its own slot) and nudge a start worker."""
+        """Create a run now (its own slot) and nudge a start worker. Secrets that `args`
+        names must be under the stage's prefix."""
+        if args is not None:
+            check_references("args", args, self.settings.secrets_prefix)
         job = self.get(job_id)
         if not job.active:
             raise Conflict(f"job {job_id} is inactive", job_id=job_id)
@@ -268,7 +314,13 @@ class JobService:
         spec = job.spec
         run = self._new_run(job, now, args, trigger)
         limit = spec.active_limit
+        taken: list[tuple[str, str]] = []
+        if self._limited():
+            owner_limit = self.settings.limits.max_active_runs_per_owner
+            member = Quotas(self.store, now).take_run(spec.owner, job_id, run.slot, owner_limit)
+            taken.append((RUNS, member))
         if not self._create(run, limit):
+            self._give_back(spec.owner, taken)
             fresh = self.get(job_id)
             raise Conflict(
                 f"job {job_id} already has {len(fresh.active_slots)} active run(s) "
@@ -279,7 +331,9 @@ class JobService:
         self._nudge(run)
         return run
 
-    def _new_run(self, job: Job, now: float, args: str | None, trigger: Trigger) -> Run:
+    def _new_run(
+        self, job: Job, now: float, args: str | None = None, trigger: Trigger = Trigger.manual
+    ) -> Run:
         """A pending run of the job now, in its own slot (not written)."""
         spec = job.spec
         return Run(

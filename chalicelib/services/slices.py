@@ -13,6 +13,7 @@ from chalicelib.domain.slices import Slice, retry_delay
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ops.registry import (
     OpSource,
+    Secrets,
     SliceContext,
     asset_ops,
     error_text,
@@ -46,6 +47,7 @@ class SlicePath(RunLifecycle):
 
     ops: OpSource | None
     files: BlobStore | None
+    secrets: Secrets | None
 
     def handle_slice(self, job_id: str, slot: str, ex_id: str, slice_id: str) -> SliceOutcome:
         """Claim one slice, run the processors, record the outcome exactly once."""
@@ -59,7 +61,8 @@ class SlicePath(RunLifecycle):
             return SliceOutcome.duplicate
         ctx = SliceContext(ex_id, job_id, sl.order, sl.attempts, run.args, self.files)
         try:
-            result = process(run.operations, sl.request, ctx, asset_ops(self.ops, run.assets))
+            ops = asset_ops(self.ops, run.assets)
+            result = process(run.operations, sl.request, ctx, ops, self.secrets)
         except Exception as exc:
             return self._slice_failed(run, sl, token, error_text(exc))
         end = self.clock.now()

@@ -17,6 +17,7 @@ from chalicelib.domain.slices import MAX_SQS_DELAY, retry_delay
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.ops.registry import (
     OpSource,
+    Secrets,
     SliceContext,
     always_one_slice,
     asset_ops,
@@ -89,6 +90,7 @@ class StartPath(SlotEntry):
 
     ops: OpSource | None
     files: BlobStore | None
+    secrets: Secrets | None
     sleep: Callable[[float], None]
 
     def handle_start(
@@ -316,7 +318,8 @@ class StartPath(SlotEntry):
             claimed.ex_id, claimed.job_id, 0, claimed.attempts, claimed.args, self.files
         )
         try:
-            result = process(claimed.operations, request, ctx, asset_ops(self.ops, claimed.assets))
+            ops = asset_ops(self.ops, claimed.assets)
+            result = process(claimed.operations, request, ctx, ops, self.secrets)
         except Exception as exc:
             return self._inline_failed(claimed, token, error_text(exc))
         end = self.clock.now()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from chalicelib.ops.registry import OpSource
+from chalicelib.ops.registry import OpSource, Secrets
 from chalicelib.ports import BlobStore, Clock, Queue, Store
 from chalicelib.services.slices import SlicePath
 from chalicelib.services.start import StartPath
@@ -29,3 +29,4 @@ class WorkerService(StartPath, SlicePath):
     ) -> None:
         super().__init__(store, queue, clock)
         self.sleep, self.ops, self.files = sleep, ops, files
+        self.secrets: Secrets | None = None  # set by the composition root: without, none resolve

@@ -17,9 +17,8 @@ from typer.testing import CliRunner
 
 from cadenza_tools.cli.auth import LOCAL_REGION, SigV4
 from cadenza_tools.cli.main import app
-from cadenza_tools.local.dynamodb_local import free_port
 from cadenza_tools.local.users import ADMIN_USER, LocalUser, LocalUsers
-from tests.e2e.test_local_stack import FAST, StackProcess
+from tests.e2e.test_local_stack import StackProcess, moto_stack
 from tests.integration.test_assets import ops_bundle
 from tests.integration.test_authorization_matrix import ENDPOINTS, JOB, Endpoint, World, expected
 
@@ -28,16 +27,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    log = tmp_path_factory.mktemp("auth") / "stack.log"
-    process = StackProcess("auth", ["--backend", "moto", *FAST], free_port(), log).start()
-    yield process
-    process.stop()
+    yield from moto_stack(tmp_path_factory, "auth")
 
 
-def add_user(stack: StackProcess, name: str) -> LocalUser:
+def add_user(stack: StackProcess, name: str, *options: str) -> LocalUser:
     """A second user, in one command."""
     env = {"CADENZA_CREDENTIALS": str(stack.credentials)}
-    result = CliRunner().invoke(app, ["users", "add", name], env=env)
+    result = CliRunner().invoke(app, ["users", "add", name, *options], env=env)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["arn"] == f"arn:aws:iam::000000000000:user/{name}"
@@ -145,3 +141,17 @@ def test_the_authorization_matrix_over_http(stack: StackProcess) -> None:
         if "halt" in ep.path:
             sessions["admin"].post(f"{stack.url}/api/supervisor/restart", timeout=10)
     assert wrong == [], "\n".join(wrong)
+
+
+def test_a_new_admin_is_an_admin_at_once(stack: StackProcess) -> None:
+    carol = session(add_user(stack, "carol", "--admin"))
+    r = carol.get(f"{stack.url}/api/supervisor/state", timeout=10)
+    assert r.status_code == 200, r.text  # no restart
+
+
+def test_the_gateway_refuses_in_the_api_error_shape(stack: StackProcess) -> None:
+    r = session(None).get(f"{stack.url}/v1/jobs", timeout=10)
+    assert r.status_code == 403
+    body = r.json()
+    assert body["error"] == "forbidden" and body["message"] == "Missing Authentication Token"
+    assert body["request_id"]

@@ -165,6 +165,14 @@ class StackProcess:
             raise AssertionError(f"{err}\nlast: {last}\n{self.tail()}") from None
 
 
+def moto_stack(factory: pytest.TempPathFactory, name: str) -> Iterator[StackProcess]:
+    """A `--backend moto` stack for a module's tests (its log and users in a temp folder)."""
+    log = factory.mktemp(name) / "stack.log"
+    process = StackProcess(name, ["--backend", "moto", *FAST], free_port(), log).start()
+    yield process
+    process.stop()
+
+
 @pytest.fixture
 def stacks(tmp_path: Path) -> Iterator[Callable[..., StackProcess]]:
     """Start stacks with `make(name, *args)`; whatever is still running is stopped after."""

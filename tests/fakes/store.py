@@ -13,6 +13,7 @@ from __future__ import annotations
 from chalicelib.ports import Store
 from tests.fakes.jobs import JobsMixin
 from tests.fakes.listings import ListingsMixin
+from tests.fakes.quotas import QuotasMixin
 from tests.fakes.runs import RunsMixin
 from tests.fakes.slices import SlicesMixin
 from tests.fakes.supervisor import SupervisorMixin
@@ -20,7 +21,9 @@ from tests.fakes.supervisor import SupervisorMixin
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(JobsMixin, ListingsMixin, RunsMixin, SlicesMixin, SupervisorMixin, Store):
+class MemoryStore(
+    JobsMixin, ListingsMixin, RunsMixin, SlicesMixin, SupervisorMixin, QuotasMixin, Store
+):
     """The Store port in memory: one lock, records copied in and out."""
 
     def ensure_tables(self) -> None:

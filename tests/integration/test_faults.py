@@ -333,7 +333,7 @@ def test_store_down_for_a_tick_then_catchup_latest(
     assert sup.last_stats["slots_missed"] == 2
     # the next tick of the same (warm) supervisor notes the failed one
     assert (sup.failed_ticks, sup.last_failure_at) == (1, T0 + 57)
-    assert sup.last_failure and "connect" in sup.last_failure.lower()
+    assert sup.last_failure and sup.last_failure.startswith("the state store could not be")
     assert drain_keep_failed(c, queue) == []
     runs = check(c, job.job_id)
     by_status = Counter(str(r.status) for r in runs)
@@ -342,7 +342,7 @@ def test_store_down_for_a_tick_then_catchup_latest(
 
 
 def test_failed_tick_noted_at_once_when_the_record_can_be_written(
-    container: Container, clock: FakeClock
+    container: Container, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     from app import app
 
@@ -360,6 +360,13 @@ def test_failed_tick_noted_at_once_when_the_record_can_be_written(
         state = client.http.get("/api/supervisor/state").json_body
     assert state["failed_ticks"] == 2 and state["last_failure_at"] == T0 + 31
     assert state["ticks"] == 1
+    # a generic message and an id; the store's own message is in the log under that id
+    failure_id = state["last_failure"].split("failure ")[1].split(",")[0]
+    assert state["last_failure"] == (
+        f"the state store could not be reached (failure {failure_id}, see the log)"
+    )
+    [logged] = [r.getMessage() for r in caplog.records if failure_id in r.getMessage()]
+    assert "tick at" in logged and len(logged) > len(failure_id) + 40
     c.supervisor.tick(T0 + 32)  # nothing left to note: the count stays
     sup = c.store.get_supervisor()
     assert sup is not None and (sup.ticks, sup.failed_ticks) == (2, 2)

@@ -245,6 +245,18 @@ def test_policy_covers_every_table_index_and_queue(stage: str) -> None:
     assert CONFIG["stages"][stage]["iam_policy_file"] == infra.policy_path(stage).name
 
 
+@pytest.mark.parametrize("stage", STAGES)
+def test_policy_reads_secrets_only_under_the_stage_prefix(stage: str) -> None:
+    statements = {s["Sid"]: s for s in _committed(infra.policy_path(stage))["Statement"]}
+    prefix = infra.stage_settings(CONFIG, stage).secrets_prefix
+    assert prefix == f"/cadenza/{stage}/"
+    parameters, secrets = statements["SecretParameters"], statements["Secrets"]
+    assert parameters["Action"] == ["ssm:GetParameter"]
+    assert parameters["Resource"] == f"arn:aws:ssm:*:*:parameter/cadenza/{stage}/*"
+    assert secrets["Action"] == ["secretsmanager:GetSecretValue"]
+    assert secrets["Resource"] == f"arn:aws:secretsmanager:*:*:secret:/cadenza/{stage}/*"
+
+
 # API calls the functions' code makes -> the IAM action they need. The policy grants only
 # what is used; a new call here without a grant fails this test rather than in AWS.
 CALLS_NEEDING_GRANTS = {
@@ -264,6 +276,8 @@ CALLS_NEEDING_GRANTS = {
     r"\.list_objects(_v2)?\(": "s3:ListBucket",
     r"\.publish(_batch)?\(": "sns:Publish",
     r"\.create_topic\(": "sns:CreateTopic",
+    r"\bSSMProvider\(|\.get_parameter\(": "ssm:GetParameter",
+    r"\bSecretsProvider\(|\.get_secret_value\(": "secretsmanager:GetSecretValue",
 }
 
 
@@ -280,3 +294,28 @@ def test_policy_grants_what_the_code_calls() -> None:
                 needed.setdefault(action, []).append(rel)
     missing = {a: files for a, files in needed.items() if a not in granted}
     assert not missing, f"grant these in cadenza_tools/infra.py: {missing}"
+
+
+def test_api_gateway_refusals_answer_in_the_api_error_shape() -> None:
+    template = _committed(infra.TEMPLATE_PATH)
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    responses = body["x-amazon-apigateway-gateway-responses"]
+    for kind in ("MISSING_AUTHENTICATION_TOKEN", "INVALID_SIGNATURE", "ACCESS_DENIED"):
+        assert responses[kind]["statusCode"] == 403
+    for kind, response in responses.items():
+        text = response["responseTemplates"]["application/json"]
+        rendered = json.loads(
+            text.replace("$context.error.messageString", '"Missing Authentication Token"').replace(
+                "$context.requestId", "r-1"
+            )
+        )
+        assert set(rendered) == {"error", "message", "request_id"}, kind
+        assert rendered["message"] == "Missing Authentication Token"
+    assert (
+        json.loads(
+            responses["ACCESS_DENIED"]["responseTemplates"]["application/json"]
+            .replace("$context.error.messageString", '"x"')
+            .replace("$context.requestId", "r")
+        )["error"]
+        == "forbidden"
+    )

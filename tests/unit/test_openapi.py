@@ -139,3 +139,13 @@ def test_the_api_serves_the_document(path: str) -> None:
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     assert json.loads(response.body) == document()
+
+
+def test_every_operation_needs_sigv4_and_may_answer_401_and_403() -> None:
+    doc = document()
+    scheme = doc["components"]["securitySchemes"]["sigv4"]
+    assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
+    assert doc["security"] == [{"sigv4": []}]
+    for (path, method), operation in _documented().items():
+        assert {"401", "403"} <= set(operation["responses"]), (method, path)
+    assert doc["components"]["responses"]["Forbidden"]["content"]["application/json"]

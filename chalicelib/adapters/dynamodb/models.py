@@ -200,6 +200,14 @@ class StatsModel(Model):
     updated = NumberAttribute(null=True)
 
 
+class QuotaModel(Model):
+    """An owner's quota of one kind: `quota#<kind>#<owner>` items in the supervisor table,
+    the set of what counts against the owner's limit (job ids; its runs' `job_id|slot`)."""
+
+    key = UnicodeAttribute(hash_key=True)
+    members = UnicodeSetAttribute(null=True)
+
+
 class AlertModel(Model):
     """Alerts newest last under one key (a sort key of time and id): the alerts
     endpoint reads the newest with one query, never a scan."""
@@ -315,6 +323,16 @@ def _bound(place: Place, tables: tuple[str, str, str, str, str, str]) -> Models:
 @functools.lru_cache(maxsize=BINDINGS_CACHED)
 def _stats(place: Place, table: str) -> type[StatsModel]:
     return place.bind(StatsModel, table)
+
+
+@functools.lru_cache(maxsize=BINDINGS_CACHED)
+def _quota(place: Place, table: str) -> type[QuotaModel]:
+    return place.bind(QuotaModel, table)
+
+
+def build_quota_model(settings: Settings) -> type[QuotaModel]:
+    """The owners' quotas' model, bound to the settings' supervisor table."""
+    return _quota(Place(settings.region, settings.ddb_endpoint), settings.supervisor_table)
 
 
 def build_stats_model(settings: Settings) -> type[StatsModel]:

@@ -16,6 +16,7 @@ from chalicelib.adapters.dynamodb.counters import CounterRecords
 from chalicelib.adapters.dynamodb.history import HistoryReads
 from chalicelib.adapters.dynamodb.jobs import JobRecords
 from chalicelib.adapters.dynamodb.listings import ListingReads
+from chalicelib.adapters.dynamodb.quotas import QuotaRecords
 from chalicelib.adapters.dynamodb.repairs import RepairRecords
 from chalicelib.adapters.dynamodb.runs import RunRecords
 from chalicelib.adapters.dynamodb.slices import SliceRecords
@@ -31,6 +32,7 @@ class DynamoStore(
     SupervisorRecords,
     CounterRecords,
     AlertRecords,
+    QuotaRecords,
     HistoryReads,
     ListingReads,
     Store,

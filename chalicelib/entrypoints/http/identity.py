@@ -14,13 +14,13 @@ SIGN_HINT = "sign the request with AWS Signature Version 4 (service execute-api)
 
 
 def caller(request: Request) -> Principal:
-    """The authenticated principal, an admin if the stage's settings name it; else
+    """The authenticated principal, an admin if the stage names it now; else
     Unauthenticated (API Gateway refuses an unsigned request before this runs)."""
     identity = (request.context or {}).get("identity") or {}
     arn = identity.get("userArn")
     if not isinstance(arn, str) or not arn:
         raise Unauthenticated(f"authentication required: {SIGN_HINT}")
-    return principal(arn, get_container().settings.admins)
+    return principal(arn, get_container().admins())
 
 
 def require_admin(who: Principal) -> None:

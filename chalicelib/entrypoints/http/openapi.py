@@ -115,10 +115,50 @@ def _root_alias(path: str, item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return alias, item
 
 
+SIGV4 = "sigv4"
+_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+AUTH_RESPONSES = {
+    "Unauthenticated": {
+        "description": "No authenticated principal: the request was not signed",
+        "content": _ERROR_BODY,
+    },
+    "Forbidden": {
+        "description": "Refused: a missing or wrong signature (API Gateway or the local "
+        "gateway, error `forbidden`), or a route that needs the admin role",
+        "content": _ERROR_BODY,
+    },
+}
+
+
+def _secure(doc: dict[str, Any]) -> None:
+    """Every operation needs a SigV4 signature (AWS IAM authorization, docs/auth.md) and
+    can answer 401 / 403: declared for all, so that a new path cannot leave them out."""
+    doc["components"]["securitySchemes"] = {
+        SIGV4: {
+            "type": "apiKey",
+            "name": "Authorization",
+            "in": "header",
+            "description": "AWS Signature Version 4 (service `execute-api`), signed with the "
+            "caller's AWS credentials (locally: a local user's keys); see docs/auth.md",
+            "x-amazon-apigateway-authtype": "awsSigv4",
+        }
+    }
+    doc["security"] = [{SIGV4: []}]
+    doc["components"]["responses"].update(AUTH_RESPONSES)
+    for item in doc["paths"].values():
+        for method, operation in item.items():
+            if method in METHODS:
+                responses = operation.setdefault("responses", {})
+                responses.setdefault("401", {"$ref": "#/components/responses/Unauthenticated"})
+                responses.setdefault("403", {"$ref": "#/components/responses/Forbidden"})
+
+
 def build_document(raw: dict[str, Any]) -> dict[str, Any]:
-    """The served document: `raw` plus generated request schemas and the root aliases."""
+    """The served document: `raw` plus generated request schemas, the authentication every
+    operation needs, and the root aliases."""
     doc = copy.deepcopy(raw)
     doc["components"]["schemas"].update(request_schemas())
+    _secure(doc)
     paths: dict[str, Any] = {}
     for path, item in doc["paths"].items():
         paths[path] = item

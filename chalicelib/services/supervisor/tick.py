@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import asdict
 from typing import Any
 
@@ -65,7 +66,10 @@ class SupervisorService:
 
     def _note_failure(self, now: float, err: StoreUnavailable) -> None:
         earlier = self._unnoted.count if self._unnoted is not None else 0
-        self._unnoted = TickFailure(count=earlier + 1, at=now, reason=str(err))
+        failure_id = uuid.uuid4().hex[:12]  # the record shows it; the detail is only logged
+        log.error("tick at %s failed [failure %s]: %s", now, failure_id, err)
+        reason = f"the state store could not be reached (failure {failure_id}, see the log)"
+        self._unnoted = TickFailure(count=earlier + 1, at=now, reason=reason)
         try:
             self.store.record_tick_failure(self._unnoted)
         except StoreUnavailable:
