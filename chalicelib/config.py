@@ -62,6 +62,9 @@ class Settings:
     alerts_table: str = "cadenza-dev-alerts"
     assets_table: str = "cadenza-dev-assets"
     alerts_topic: str = "cadenza-dev-alerts"
+    # the topic's ARN, which the notifier publishes to: set by the template (deployed) or
+    # by the local stack once it made the topic; the functions never create it
+    alerts_topic_arn: str | None = None
     start_queue: str = "cadenza-dev-start"
     slice_queue: str = "cadenza-dev-slices"
     dead_letter_queue: str = "cadenza-dev-dlq"
@@ -127,6 +130,7 @@ class Settings:
             supervisor_table=e.get("CADENZA_SUPERVISOR_TABLE", base.supervisor_table),
             alerts_table=e.get("CADENZA_ALERTS_TABLE", base.alerts_table),
             alerts_topic=e.get("CADENZA_ALERTS_TOPIC", base.alerts_topic),
+            alerts_topic_arn=e.get("CADENZA_ALERTS_TOPIC_ARN") or None,
             assets_table=e.get("CADENZA_ASSETS_TABLE", base.assets_table),
             start_queue=e.get("CADENZA_START_QUEUE", base.start_queue),
             slice_queue=e.get("CADENZA_SLICE_QUEUE", base.slice_queue),

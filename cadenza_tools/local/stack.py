@@ -334,12 +334,15 @@ class LocalStack(LocalService):
         app_module = import_app()
         settings = get_settings()
         try:
-            ensure_resources(settings)
+            settings = ensure_resources(settings)
         except Exception as exc:
             raise StackError(
                 f"cannot create the tables, queues and bucket (SQS/S3 at {endpoint}, "
                 f"DynamoDB at {ddb_endpoint}): {exc}"
             ) from exc
+        # the topic's ARN, as the template gives it to the deployed functions
+        self._setenv("CADENZA_ALERTS_TOPIC_ARN", settings.alerts_topic_arn or "")
+        get_settings.cache_clear()
         set_container(build_container(settings))
 
         sqs = aws_client("sqs", settings)

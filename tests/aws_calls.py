@@ -1,0 +1,196 @@
+"""The AWS calls a Cadenza function makes, recorded through botocore's event system, as
+the IAM requests they are (action and resource ARN), and checked against IAM policies.
+
+Every botocore client created while a `Recorder` is installed gets a
+``before-parameter-build`` handler (botocore emits it for each API call, with the
+operation's model and the caller's parameters, before it serializes, signs or sends
+anything). The handler turns the call into the IAM
+requests AWS authorizes for it: ``TransactWriteItems`` is one ``PutItem`` / ``UpdateItem`` /
+``DeleteItem`` / ``ConditionCheckItem`` per item, ``SendMessageBatch`` is ``SendMessage``,
+``ListObjectsV2`` is ``ListBucket`` and so on, each on the ARN of its table, index, queue,
+bucket, object or topic. The requests are kept under the function named by `Recorder.as_`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.session
+
+ACCOUNT = "123456789012"  # moto's account
+
+# operations AWS authorizes as another action (IAM's service authorization reference)
+RENAMED = {
+    ("sqs", "SendMessageBatch"): "SendMessage",
+    ("sqs", "DeleteMessageBatch"): "DeleteMessage",
+    ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",
+    ("s3", "ListObjectsV2"): "ListBucket",
+    ("s3", "ListObjects"): "ListBucket",
+    ("s3", "HeadBucket"): "ListBucket",
+    ("s3", "HeadObject"): "GetObject",
+}
+TRANSACT_ITEMS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+
+
+@dataclass(frozen=True, order=True)
+class Request:
+    """One IAM request: an action on a resource, made by a function."""
+
+    function: str
+    action: str
+    resource: str
+
+    def __str__(self) -> str:
+        return f"{self.function}: {self.action} on {self.resource}"
+
+
+def _dynamodb(region: str, op: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    def table(name: str, index: str | None = None) -> str:
+        arn = f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{name}"
+        return f"{arn}/index/{index}" if index else arn
+
+    if op in ("TransactWriteItems", "TransactGetItems"):
+        out = []
+        for item in params["TransactItems"]:
+            ((kind, body),) = item.items()
+            out.append((TRANSACT_ITEMS[kind], table(body["TableName"])))
+        return out
+    if op in ("BatchGetItem", "BatchWriteItem"):
+        return [(op, table(name)) for name in params["RequestItems"]]
+    return [(op, table(params["TableName"], params.get("IndexName")))]
+
+
+def _sqs(region: str, op: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    name = params.get("QueueName") or str(params["QueueUrl"]).rstrip("/").rsplit("/", 1)[-1]
+    return [(RENAMED.get(("sqs", op), op), f"arn:aws:sqs:{region}:{ACCOUNT}:{name}")]
+
+
+def _s3(region: str, op: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    action = RENAMED.get(("s3", op), op)
+    bucket = f"arn:aws:s3:::{params['Bucket']}"
+    if op == "DeleteObjects":
+        return [("DeleteObject", f"{bucket}/{o['Key']}") for o in params["Delete"]["Objects"]]
+    return [(action, f"{bucket}/{params['Key']}" if "Key" in params else bucket)]
+
+
+def _sns(region: str, op: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    arn = params.get("TopicArn") or f"arn:aws:sns:{region}:{ACCOUNT}:{params.get('Name', '*')}"
+    return [(op, str(arn))]
+
+
+RESOURCES: dict[str, Callable[[str, str, Mapping[str, Any]], list[tuple[str, str]]]] = {
+    "dynamodb": _dynamodb,
+    "sqs": _sqs,
+    "s3": _s3,
+    "sns": _sns,
+}
+
+
+def iam_requests(prefix: str, region: str, op: str, params: Mapping[str, Any]) -> list[str]:
+    """``action resource`` strings for one API call of service `prefix` (its signing name)."""
+    resources = RESOURCES.get(prefix)
+    found = resources(region, op, params) if resources else [(op, "*")]
+    return [f"{prefix}:{action} {resource}" for action, resource in found]
+
+
+class Recorder:
+    """Keeps the IAM requests of the calls made under `as_(function)`; a call made under no
+    function is kept under ``"-"`` (a test's own set-up must not hide a function's call)."""
+
+    def __init__(self) -> None:
+        self.requests: set[Request] = set()
+        self._function = "-"
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def as_(self, function: str) -> Iterator[None]:
+        """Calls made meanwhile, from any thread (a handler's pools), are `function`'s."""
+        previous, self._function = self._function, function
+        try:
+            yield
+        finally:
+            self._function = previous
+
+    def of(self, function: str) -> set[Request]:
+        return {r for r in self.requests if r.function == function}
+
+    def _on_call(
+        self, model: Any, params: Mapping[str, Any], context: Mapping[str, Any], **_: Any
+    ) -> None:
+        service = model.service_model
+        prefix = str(service.signing_name or service.endpoint_prefix)
+        region = str(context.get("client_region") or "us-east-1")
+        for text in iam_requests(prefix, region, model.name, params):
+            action, resource = text.split(" ", 1)
+            with self._lock:
+                self.requests.add(Request(self._function, action, resource))
+
+    @contextmanager
+    def installed(self) -> Iterator[Recorder]:
+        """Record every client botocore creates meanwhile (boto3's and PynamoDB's alike)."""
+        original = botocore.session.Session.create_client
+        recorder = self
+
+        def create_client(session: Any, *args: Any, **kwargs: Any) -> Any:
+            client = original(session, *args, **kwargs)
+            client.meta.events.register("before-parameter-build.*.*", recorder._on_call)
+            return client
+
+        botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+        try:
+            yield self
+        finally:
+            botocore.session.Session.create_client = original  # type: ignore[method-assign]
+
+
+# ---- policies ---------------------------------------------------------------------------------
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _matches(pattern: str, value: str) -> bool:
+    # IAM's wildcards: `*` any run of characters (`/` and `:` included), `?` one character
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+def grants(policy: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every (action, resource pattern) an Allow statement of `policy` grants."""
+    out = []
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow", statement
+        for action in _listed(statement["Action"]):
+            out += [(action, resource) for resource in _listed(statement["Resource"])]
+    return out
+
+
+def allowed(policy: Mapping[str, Any], request: Request) -> bool:
+    return any(
+        _matches(action.lower(), request.action.lower()) and _matches(resource, request.resource)
+        for action, resource in grants(policy)
+    )
+
+
+def unused(policy: Mapping[str, Any], requests: Iterable[Request]) -> list[tuple[str, str]]:
+    """The grants of `policy` that none of `requests` needed."""
+    made = list(requests)
+    return [
+        (action, resource)
+        for action, resource in grants(policy)
+        if not any(
+            _matches(action.lower(), r.action.lower()) and _matches(resource, r.resource)
+            for r in made
+        )
+    ]
