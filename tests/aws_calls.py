@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 import botocore.session
 
@@ -147,11 +148,8 @@ class Recorder:
             client.meta.events.register("before-parameter-build.*.*", recorder._on_call)
             return client
 
-        botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
-        try:
+        with mock.patch.object(botocore.session.Session, "create_client", create_client):
             yield self
-        finally:
-            botocore.session.Session.create_client = original  # type: ignore[method-assign]
 
 
 # ---- policies ---------------------------------------------------------------------------------
