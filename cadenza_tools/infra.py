@@ -604,7 +604,8 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         },
         lists_bucket=True,
     ),
-    # the tick (due jobs, their runs) and the sweep (stalled runs and slices, alerts)
+    # the tick (due jobs, their runs) and the sweep (stalled runs and slices re-sent,
+    # slices given up on, alerts)
     SUPERVISOR: Grants(
         tables={
             "job": (UPDATE,),
@@ -614,7 +615,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             "alert": (PUT,),
         },
         indexes={"job": ("due-index",), "run": ("sweep-index",)},
-        sends=("start",),
+        sends=("start", "slice"),
         publishes=True,
     ),
     # claims and slices runs, runs one-slice runs (asset ops, result parts); the end of a
