@@ -87,6 +87,11 @@ class Settings:
     # principals with the admin role: IAM ARNs, or patterns with `*` (CADENZA_ADMINS, comma
     # separated)
     admins: tuple[str, ...] = ()
+    # how API Gateway authenticates callers: "iam" (SigV4; the principal is the caller's IAM
+    # ARN) or "cognito" (a JWT of one of `cognito_user_pools`; admins are `admin_group`)
+    authorizer: str = "iam"
+    cognito_user_pools: tuple[str, ...] = ()
+    admin_group: str = "cadenza-admins"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -153,7 +158,24 @@ class Settings:
             asset_cache_dir=e.get("CADENZA_ASSET_CACHE_DIR", base.asset_cache_dir),
             limits=Limits.from_env(e),
             admins=_list(e.get("CADENZA_ADMINS")),
+            authorizer=_authorizer(e),
+            cognito_user_pools=_list(e.get("CADENZA_COGNITO_USER_POOL_ARNS")),
+            admin_group=e.get("CADENZA_ADMIN_GROUP") or base.admin_group,
         )
+
+
+AUTHORIZERS = ("iam", "cognito")
+
+
+def _authorizer(e: Mapping[str, str]) -> str:
+    """CADENZA_AUTHORIZER, checked where it is read: a stage naming an unknown authorizer, or
+    Cognito without a user pool, fails at import (`chalice package` too), not at a request."""
+    chosen = (e.get("CADENZA_AUTHORIZER") or "iam").strip().lower()
+    if chosen not in AUTHORIZERS:
+        raise ValueError(f"CADENZA_AUTHORIZER: expected one of {AUTHORIZERS}, got {chosen!r}")
+    if chosen == "cognito" and not _list(e.get("CADENZA_COGNITO_USER_POOL_ARNS")):
+        raise ValueError("CADENZA_AUTHORIZER=cognito needs CADENZA_COGNITO_USER_POOL_ARNS")
+    return chosen
 
 
 @lru_cache(maxsize=1)

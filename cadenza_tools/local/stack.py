@@ -302,6 +302,8 @@ class LocalStack(LocalService):
         # the stage's admins, as a deployed stage lists them: here, the local admin users
         admins = [os.environ.get("CADENZA_ADMINS", ""), *self.users.admin_arns()]
         self._setenv("CADENZA_ADMINS", ",".join(a for a in admins if a))
+        # the local gateway checks SigV4 signatures: a stage's Cognito choice is AWS's alone
+        self._setenv("CADENZA_AUTHORIZER", "iam")
 
     # ---- life cycle -------------------------------------------------------------------
     def start(self) -> Self:
