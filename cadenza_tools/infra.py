@@ -646,16 +646,28 @@ SQS_CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueA
 LOGS_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 
 
+def _arn(logical: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical, "Arn"]}
+
+
+def _under(logical: str, path: str) -> dict[str, Any]:
+    return {"Fn::Sub": f"${{{logical}.Arn}}/{path}"}
+
+
+# the queue each kind of nudge goes to -> its logical name in the template
+QUEUE_OF = {"start": WORKER_QUEUES[START_WORKER], "slice": WORKER_QUEUES[SLICE_WORKER]}
+# the functions' log groups (Lambda writes them with the role), in the stack's region and
+# account; a function's own name is not known to its role (the function refers to the role)
+LOG_GROUPS = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/*"
+
+
 def _table_statements(grants: Grants, models: Models) -> list[dict[str, Any]]:
     by_actions: dict[tuple[str, ...], list[str]] = {}
     for model_field, actions in grants.tables.items():
-        name = getattr(models, model_field).Meta.table_name
-        by_actions.setdefault(tuple(sorted(actions)), []).append(
-            f"arn:aws:dynamodb:*:*:table/{name}"
-        )
+        by_actions.setdefault(tuple(sorted(actions)), []).append(table_logical_name(model_field))
     statements = [
-        {"Sid": f"Tables{i}", "Action": list(actions), "Resource": sorted(resources)}
-        for i, (actions, resources) in enumerate(sorted(by_actions.items()), 1)
+        {"Sid": f"Tables{i}", "Action": list(actions), "Resource": [_arn(t) for t in sorted(ts)]}
+        for i, (actions, ts) in enumerate(sorted(by_actions.items()), 1)
     ]
     indexes = []
     for model_field, names in grants.indexes.items():
@@ -663,26 +675,16 @@ def _table_statements(grants: Grants, models: Models) -> list[dict[str, Any]]:
         for index in index_names(model) if names == ("*",) else names:
             if index not in index_names(model):
                 raise ValueError(f"{model.__name__} has no index {index}")
-            indexes.append(f"arn:aws:dynamodb:*:*:table/{model.Meta.table_name}/index/{index}")
+            indexes.append(_under(table_logical_name(model_field), f"index/{index}"))
     if indexes:
         statements.append({"Sid": "Indexes", "Action": [QUERY], "Resource": indexes})
     return statements
 
 
-def _queue_arn(settings: Settings, kind: str) -> str:
-    return f"arn:aws:sqs:*:*:{dict(start=settings.start_queue, slice=settings.slice_queue)[kind]}"
-
-
-def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str, Any]:
-    """The policy document of ``function``'s role in ``stage`` (``.chalice/<file>``)."""
-    settings = stage_settings(config, stage)
-    grants = FUNCTION_GRANTS[function]
-    statements: list[dict[str, Any]] = [
-        {"Sid": "Logs", "Action": list(LOGS_ACTIONS), "Resource": "arn:aws:logs:*:*:*"},
-        *_table_statements(grants, build_models(settings)),
-    ]
+def _other_statements(grants: Grants) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = []
     if grants.sends:
-        queues = [_queue_arn(settings, kind) for kind in grants.sends]
+        queues = [_arn(QUEUE_OF[kind]) for kind in grants.sends]
         statements.append(
             {"Sid": "SendNudges", "Action": list(SQS_SEND_ACTIONS), "Resource": queues}
         )
@@ -691,7 +693,7 @@ def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str
             {
                 "Sid": "ConsumeNudges",
                 "Action": list(SQS_CONSUME_ACTIONS),
-                "Resource": _queue_arn(settings, grants.consumes),
+                "Resource": _arn(QUEUE_OF[grants.consumes]),
             }
         )
     for i, (prefix, actions) in enumerate(sorted(grants.objects.items()), 1):
@@ -699,25 +701,31 @@ def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str
             {
                 "Sid": f"Objects{i}",
                 "Action": list(actions),
-                "Resource": f"arn:aws:s3:::{settings.bucket}/{prefix}*",
+                "Resource": _under("ResultsBucket", f"{prefix}*"),
             }
         )
     if grants.lists_bucket:
         statements.append(
-            {
-                "Sid": "ListResults",
-                "Action": ["s3:ListBucket"],
-                "Resource": f"arn:aws:s3:::{settings.bucket}",
-            }
+            {"Sid": "ListResults", "Action": ["s3:ListBucket"], "Resource": _arn("ResultsBucket")}
         )
-    if grants.publishes:
+    if grants.publishes:  # a topic's Ref is its ARN
         statements.append(
-            {
-                "Sid": "Alerts",
-                "Action": ["sns:Publish"],
-                "Resource": f"arn:aws:sns:*:*:{alerts_topic_name(settings)}",
-            }
+            {"Sid": "Alerts", "Action": ["sns:Publish"], "Resource": {"Ref": "AlertsTopic"}}
         )
+    return statements
+
+
+def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str, Any]:
+    """The policy document of ``function``'s role in ``stage`` (``.chalice/<file>``). Every
+    resource is a reference to the stack's own (``Fn::GetAtt``, ``Ref``), as the functions'
+    environment is: the role reaches exactly the tables, queues, bucket and topic of its
+    stack, whatever their names, and CloudFormation creates them first."""
+    grants = FUNCTION_GRANTS[function]
+    statements: list[dict[str, Any]] = [
+        {"Sid": "Logs", "Action": list(LOGS_ACTIONS), "Resource": {"Fn::Sub": LOG_GROUPS}},
+        *_table_statements(grants, build_models(stage_settings(config, stage))),
+        *_other_statements(grants),
+    ]
     return {
         "Version": "2012-10-17",
         "Statement": [{"Sid": s.pop("Sid"), "Effect": "Allow", **s} for s in statements],

@@ -14,6 +14,7 @@ bucket, object or topic. The requests are kept under the function named by `Reco
 from __future__ import annotations
 
 import fnmatch
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -192,3 +193,51 @@ def unused(policy: Mapping[str, Any], requests: Iterable[Request]) -> list[tuple
             for r in made
         )
     ]
+
+
+# ---- the generated policies' references, resolved as CloudFormation would ------------------
+
+ARN_FORMATS = {
+    "AWS::DynamoDB::Table": "arn:aws:dynamodb:{region}:{account}:table/{name}",
+    "AWS::SQS::Queue": "arn:aws:sqs:{region}:{account}:{name}",
+    "AWS::S3::Bucket": "arn:aws:s3:::{name}",
+    "AWS::SNS::Topic": "arn:aws:sns:{region}:{account}:{name}",
+}
+
+
+def stack_arns(
+    template: Mapping[str, Any], names: Mapping[str, str], region: str
+) -> dict[str, str]:
+    """logical name -> ARN of each table, queue, bucket and topic of `template`, named as
+    `names` (a row of its StageNames mapping) says, in `region` of moto's account."""
+    return {
+        logical: ARN_FORMATS[res["Type"]].format(
+            region=region, account=ACCOUNT, name=names[logical]
+        )
+        for logical, res in template["Resources"].items()
+        if res.get("Type") in ARN_FORMATS
+    }
+
+
+def resolved(value: Any, arns: Mapping[str, str], region: str) -> Any:
+    """`value` with its ``Fn::GetAtt`` ``Arn``, ``Ref`` (a topic's ARN) and ``Fn::Sub``
+    references replaced by what they stand for; a reference to anything else is a KeyError."""
+    pseudo = {"AWS::Partition": "aws", "AWS::Region": region, "AWS::AccountId": ACCOUNT}
+
+    def sub(match: re.Match[str]) -> str:
+        name = match[1]
+        return arns[name.removesuffix(".Arn")] if name.endswith(".Arn") else pseudo[name]
+
+    if isinstance(value, list):
+        return [resolved(v, arns, region) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Fn::GetAtt"}:
+        logical, attribute = value["Fn::GetAtt"]
+        assert attribute == "Arn", value
+        return arns[logical]
+    if set(value) == {"Ref"}:
+        return arns[value["Ref"]]
+    if set(value) == {"Fn::Sub"}:
+        return re.sub(r"\$\{([^}]+)\}", sub, value["Fn::Sub"])
+    return {k: resolved(v, arns, region) for k, v in value.items()}

@@ -40,7 +40,15 @@ from chalicelib.bootstrap import (
 from chalicelib.config import Settings
 from chalicelib.entrypoints import handlers
 from chalicelib.ports import FakeClock
-from tests.aws_calls import Recorder, Request, allowed, grants, unused
+from tests.aws_calls import (
+    Recorder,
+    Request,
+    allowed,
+    grants,
+    resolved,
+    stack_arns,
+    unused,
+)
 from tests.clients import ADMIN, ADMINS, SignedClient
 from tests.conftest import T0
 from tests.integration.test_assets import ops_bundle
@@ -52,8 +60,6 @@ STAGE = "dev"
 JSON = {"Content-Type": "application/json"}
 
 LOGS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
-START_QUEUE = "arn:aws:sqs:*:*:cadenza-dev-start"
-JOBS = "arn:aws:dynamodb:*:*:table/cadenza-dev-jobs"
 # Grants the flows here do not need, and why (action, resource pattern; "*": any). Anything
 # else granted and not needed fails.
 UNEXERCISED: dict[str, dict[tuple[str, str], str]] = {
@@ -67,11 +73,17 @@ def _unexercised(function: str, action: str, resource: str) -> bool:
     return (action, "*") in known or (action, resource) in known
 
 
+TEMPLATE = json.loads((ROOT / infra.TEMPLATE_PATH).read_text())
+REGION = "us-east-1"
+
+
 def _policy(function: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(
-        (ROOT / ".chalice" / infra.function_policy_file(STAGE, function)).read_text()
-    )
-    return document
+    """The function's generated policy, its references resolved as CloudFormation would for
+    the stack of the `dev` stage in moto's account (`tests/aws_calls.resolved`)."""
+    document = json.loads((ROOT / infra.policy_path(STAGE, function)).read_text())
+    names = TEMPLATE["Mappings"][infra.NAMES_MAPPING][STAGE]
+    policy: dict[str, Any] = resolved(document, stack_arns(TEMPLATE, names, REGION), REGION)
+    return policy
 
 
 class Stack:
@@ -288,7 +300,7 @@ def recorder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
     recorder = Recorder()
     settings = replace(
         infra.stage_settings(CONFIG, STAGE),
-        region="us-east-1",
+        region=REGION,
         admins=ADMINS,
         lookahead_seconds=5.0,
         fire_concurrency=1,

@@ -21,10 +21,12 @@ import pytest
 from cadenza_tools import infra
 from chalicelib.adapters.dynamodb.models import build_models
 from chalicelib.config import Settings
+from tests.aws_calls import ACCOUNT, resolved, stack_arns
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = infra.load_chalice_config(ROOT)
 STAGES = infra.stages(CONFIG)
+REGION = "eu-west-1"
 
 
 def _committed(rel: Path) -> Any:
@@ -232,7 +234,11 @@ def test_function_environment_refs_name_what_config_names(stage: str) -> None:
 
 
 def _policy(stage: str, function: str) -> Any:
-    return _committed(infra.policy_path(stage, function))
+    """The committed policy, its references resolved for the stack of `stage` (the template's
+    StageNames), as CloudFormation would."""
+    names = TEMPLATE["Mappings"][infra.NAMES_MAPPING][stage]
+    arns = stack_arns(TEMPLATE, names, REGION)
+    return resolved(_committed(infra.policy_path(stage, function)), arns, REGION)
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -249,23 +255,25 @@ def test_each_function_has_its_own_policy_file(stage: str) -> None:
 
 @pytest.mark.parametrize("function", infra.FUNCTIONS)
 @pytest.mark.parametrize("stage", STAGES)
-def test_policies_name_only_the_stages_resources(stage: str, function: str) -> None:
-    """Every resource is one of the stage's tables, indexes, queues, bucket prefixes or
-    topic (logs aside); nothing creates or describes; the notifier does not create a topic."""
+def test_policies_name_only_the_stacks_resources(stage: str, function: str) -> None:
+    """Every resource is a reference to one of the stack's tables (and their indexes),
+    queues, bucket (prefixes of it) or topic, which resolves to the stage's names; the logs
+    are the stack's region's and account's; nothing creates or describes; the notifier does
+    not create a topic."""
     settings = infra.stage_settings(CONFIG, stage)
     names = [m.Meta.table_name for m in build_models(settings).all]
     ours = (
-        *(f"arn:aws:dynamodb:*:*:table/{n}" for n in names),
-        f"arn:aws:sqs:*:*:{settings.start_queue}",
-        f"arn:aws:sqs:*:*:{settings.slice_queue}",
+        *(f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{n}" for n in names),
+        f"arn:aws:sqs:{REGION}:{ACCOUNT}:{settings.start_queue}",
+        f"arn:aws:sqs:{REGION}:{ACCOUNT}:{settings.slice_queue}",
         f"arn:aws:s3:::{settings.bucket}",
-        f"arn:aws:sns:*:*:{settings.prefix}-alerts",
+        f"arn:aws:sns:{REGION}:{ACCOUNT}:{settings.prefix}-alerts",
     )
     for statement in _policy(stage, function)["Statement"]:
         assert statement["Effect"] == "Allow"
         resources = statement["Resource"]
         if statement["Sid"] == "Logs":
-            assert resources == "arn:aws:logs:*:*:*"
+            assert resources == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/*"
             continue
         for resource in [resources] if isinstance(resources, str) else resources:
             assert resource.startswith(ours), resource
@@ -273,6 +281,8 @@ def test_policies_name_only_the_stages_resources(stage: str, function: str) -> N
         for action in statement["Action"]:
             assert "*" not in action
             assert not action.split(":")[1].startswith(("Create", "Describe", "Scan")), action
+    raw = json.dumps(_committed(infra.policy_path(stage, function)))
+    assert "arn:aws:" not in raw  # no name written out: references to the stack's resources
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -285,11 +295,10 @@ def test_only_the_supervisor_publishes_and_only_the_api_lists_or_deletes(stage: 
     assert not any("sns:CreateTopic" in a for a in granted.values())
     assert {f for f, a in granted.items() if "s3:ListBucket" in a} == {infra.API_HANDLER}
     assert {f for f, a in granted.items() if "s3:DeleteObject" in a} == {infra.API_HANDLER}
-    for function, queue in ((infra.START_WORKER, "start"), (infra.SLICE_WORKER, "slice")):
+    for function, queue in infra.WORKER_QUEUES.items():
         consume = [s for s in _policy(stage, function)["Statement"] if s["Sid"] == "ConsumeNudges"]
-        assert [s["Resource"] for s in consume] == [
-            infra._queue_arn(infra.stage_settings(CONFIG, stage), queue)
-        ]
+        name = _resolve(RESOURCES[queue]["Properties"]["QueueName"], stage)
+        assert [s["Resource"] for s in consume] == [f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"]
 
 
 def test_the_functions_get_the_topics_arn_from_the_template() -> None:
