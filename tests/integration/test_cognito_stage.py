@@ -14,7 +14,7 @@ import pytest
 from chalice.app import Chalice, CognitoUserPoolAuthorizer, IAMAuthorizer, Request
 from chalice.deploy.swagger import SwaggerGenerator
 
-from chalicelib.config import Settings, get_settings
+from chalicelib.config import Settings
 from chalicelib.domain.errors import Unauthenticated
 from chalicelib.entrypoints.http import blueprints
 from chalicelib.entrypoints.http import identity as http_identity
@@ -30,11 +30,9 @@ def cognito_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Chalice]:
     with monkeypatch.context() as m:
         for key, value in COGNITO.items():
             m.setenv(key, value)
-        get_settings.cache_clear()
         app = Chalice(app_name="cadenza")
         for blueprint, prefix in blueprints():
             app.register_blueprint(blueprint, url_prefix=prefix)
-        get_settings.cache_clear()
     yield app
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from chalice.app import Blueprint, Request, Response
 
 from chalicelib.bootstrap import get_container
-from chalicelib.config import get_settings
+from chalicelib.config import Settings
 from chalicelib.domain.errors import TooLarge, UnsupportedMediaType
 from chalicelib.entrypoints.http.errors import api_errors
 from chalicelib.entrypoints.http.identity import authorizer, caller, require_admin
@@ -69,7 +69,9 @@ class Routes:
         return register
 
     def mount(self, bp: Blueprint) -> None:
-        checked_by = authorizer(get_settings())
+        # read here, uncached (as app.py reads the queue names): `chalice package` imports
+        # the app with the stage's environment set; the process-wide settings come later
+        checked_by = authorizer(Settings.from_env())
         for route in self.routes:
             bp.route(
                 route.path,
