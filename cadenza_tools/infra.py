@@ -704,9 +704,14 @@ def _other_statements(grants: Grants) -> list[dict[str, Any]]:
                 "Resource": _under("ResultsBucket", f"{prefix}*"),
             }
         )
-    if grants.lists_bucket:
+    if grants.lists_bucket:  # only under the results' prefix
         statements.append(
-            {"Sid": "ListResults", "Action": ["s3:ListBucket"], "Resource": _arn("ResultsBucket")}
+            {
+                "Sid": "ListResults",
+                "Action": ["s3:ListBucket"],
+                "Resource": _arn("ResultsBucket"),
+                "Condition": {"StringLike": {"s3:prefix": [f"{RESULTS_PREFIX}*"]}},
+            }
         )
     if grants.publishes:  # a topic's Ref is its ARN
         statements.append(

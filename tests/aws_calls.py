@@ -14,6 +14,7 @@ bucket, object or topic. The requests are kept under the function named by `Reco
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -52,9 +53,12 @@ class Request:
     function: str
     action: str
     resource: str
+    # the request's condition keys and values, e.g. (("s3:prefix", "results/j/r/"),)
+    context: tuple[tuple[str, str], ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.function}: {self.action} on {self.resource}"
+        keys = "".join(f" with {k}={v!r}" for k, v in self.context)
+        return f"{self.function}: {self.action} on {self.resource}{keys}"
 
 
 def _dynamodb(region: str, op: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -99,11 +103,25 @@ RESOURCES: dict[str, Callable[[str, str, Mapping[str, Any]], list[tuple[str, str
 }
 
 
-def iam_requests(prefix: str, region: str, op: str, params: Mapping[str, Any]) -> list[str]:
-    """``action resource`` strings for one API call of service `prefix` (its signing name)."""
+def _context(action: str, params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The condition keys a policy may test on the request (those Cadenza's policies use)."""
+    if action == "s3:ListBucket":
+        return (("s3:prefix", str(params.get("Prefix", ""))),)
+    return ()
+
+
+def iam_requests(
+    prefix: str, region: str, op: str, params: Mapping[str, Any]
+) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
+    """(action, resource ARN, condition keys) of one API call of service `prefix` (its
+    signing name)."""
     resources = RESOURCES.get(prefix)
     found = resources(region, op, params) if resources else [(op, "*")]
-    return [f"{prefix}:{action} {resource}" for action, resource in found]
+    out = []
+    for action, resource in found:
+        named = f"{prefix}:{action}"
+        out.append((named, resource, _context(named, params)))
+    return out
 
 
 class Recorder:
@@ -133,10 +151,9 @@ class Recorder:
         service = model.service_model
         prefix = str(service.signing_name or service.endpoint_prefix)
         region = str(context.get("client_region") or "us-east-1")
-        for text in iam_requests(prefix, region, model.name, params):
-            action, resource = text.split(" ", 1)
+        for action, resource, keys in iam_requests(prefix, region, model.name, params):
             with self._lock:
-                self.requests.add(Request(self._function, action, resource))
+                self.requests.add(Request(self._function, action, resource, keys))
 
     @contextmanager
     def installed(self) -> Iterator[Recorder]:
@@ -165,34 +182,53 @@ def _matches(pattern: str, value: str) -> bool:
     return fnmatch.fnmatchcase(value, pattern)
 
 
-def grants(policy: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Every (action, resource pattern) an Allow statement of `policy` grants."""
+Grant = tuple[str, str, str]
+"""(action, resource pattern, the statement's Condition as JSON): one thing a policy allows."""
+OPERATORS: dict[str, Callable[[str, str], bool]] = {
+    "StringLike": _matches,
+    "StringEquals": lambda pattern, value: pattern == value,
+}
+
+
+def grants(policy: Mapping[str, Any]) -> list[Grant]:
+    """Every (action, resource pattern, condition) an Allow statement of `policy` grants."""
     out = []
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow", statement
+        condition = json.dumps(statement.get("Condition", {}), sort_keys=True)
         for action in _listed(statement["Action"]):
-            out += [(action, resource) for resource in _listed(statement["Resource"])]
+            out += [(action, resource, condition) for resource in _listed(statement["Resource"])]
     return out
 
 
-def allowed(policy: Mapping[str, Any], request: Request) -> bool:
-    return any(
-        _matches(action.lower(), request.action.lower()) and _matches(resource, request.resource)
-        for action, resource in grants(policy)
+def _meets(condition: Mapping[str, Any], request: Request) -> bool:
+    """IAM's condition operators Cadenza's policies use; a key the request lacks fails."""
+    keys = dict(request.context)
+    for operator, tests in condition.items():
+        compare = OPERATORS[operator]  # another operator: teach it here first
+        for key, patterns in tests.items():
+            if key not in keys or not any(compare(p, keys[key]) for p in _listed(patterns)):
+                return False
+    return True
+
+
+def grants_request(grant: Grant, request: Request) -> bool:
+    action, resource, condition = grant
+    return (
+        _matches(action.lower(), request.action.lower())
+        and _matches(resource, request.resource)
+        and _meets(json.loads(condition), request)
     )
 
 
-def unused(policy: Mapping[str, Any], requests: Iterable[Request]) -> list[tuple[str, str]]:
+def allowed(policy: Mapping[str, Any], request: Request) -> bool:
+    return any(grants_request(grant, request) for grant in grants(policy))
+
+
+def unused(policy: Mapping[str, Any], requests: Iterable[Request]) -> list[Grant]:
     """The grants of `policy` that none of `requests` needed."""
     made = list(requests)
-    return [
-        (action, resource)
-        for action, resource in grants(policy)
-        if not any(
-            _matches(action.lower(), r.action.lower()) and _matches(resource, r.resource)
-            for r in made
-        )
-    ]
+    return [g for g in grants(policy) if not any(grants_request(g, r) for r in made)]
 
 
 # ---- the generated policies' references, resolved as CloudFormation would ------------------

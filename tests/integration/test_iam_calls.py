@@ -326,7 +326,7 @@ def test_every_call_is_granted_by_the_functions_policy(recorder: Recorder, funct
 def test_every_grant_of_the_functions_policy_is_needed(recorder: Recorder, function: str) -> None:
     spare = [
         f"{action} on {resource}"
-        for action, resource in unused(_policy(function), recorder.of(function))
+        for action, resource, _ in unused(_policy(function), recorder.of(function))
         if not _unexercised(function, action, resource)
     ]
     assert not spare, f"{function}'s policy grants what it never needs:\n" + "\n".join(spare)
@@ -336,7 +336,7 @@ def test_every_grant_of_the_functions_policy_is_needed(recorder: Recorder, funct
 def test_the_list_of_unexercised_grants_is_current(recorder: Recorder, function: str) -> None:
     """A grant listed as not needed here that the flows need after all leaves the list."""
     needed = set(grants(_policy(function))) - set(unused(_policy(function), recorder.of(function)))
-    stale = [grant for grant in needed if _unexercised(function, *grant)]
+    stale = [grant for grant in needed if _unexercised(function, *grant[:2])]
     assert not stale, f"remove from UNEXERCISED: {stale}"
 
 
@@ -348,3 +348,15 @@ def test_the_recorder_sees_what_it_should(recorder: Recorder) -> None:
     assert any(r.action == "sqs:SendMessage" for r in calls)
     assert any(r.action == "s3:ListBucket" for r in calls)
     assert any(r.action == "sns:Publish" for r in recorder.of(infra.SUPERVISOR))
+
+
+def test_the_api_lists_only_the_results_prefix() -> None:
+    """Conditions count: the API may list the bucket under `results/` only."""
+    policy, bucket = _policy(infra.API_HANDLER), "arn:aws:s3:::cadenza-dev-results"
+
+    def listing(*context: tuple[str, str]) -> Request:
+        return Request(infra.API_HANDLER, "s3:ListBucket", bucket, context)
+
+    assert allowed(policy, listing(("s3:prefix", "results/j/r/")))
+    assert not allowed(policy, listing(("s3:prefix", "assets/")))
+    assert not allowed(policy, listing())
