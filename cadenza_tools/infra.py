@@ -558,8 +558,8 @@ def build_template(config: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Grants:
-    """What one function's code does with the stage's resources: its IAM policy, scoped to
-    the stage's tables, indexes, queues, bucket prefixes and topic. TransactWriteItems is
+    """What one function's code does with the stack's resources: its IAM policy, on the
+    stack's own tables, indexes, queues, bucket prefixes and topic. TransactWriteItems is
     authorised per item (PutItem, UpdateItem, DeleteItem), so it needs no grant of its own."""
 
     # a `Models` field -> the DynamoDB actions on its table
@@ -618,8 +618,9 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         sends=("start", "slice"),
         publishes=True,
     ),
-    # claims and slices runs, runs one-slice runs (asset ops, result parts); the end of a
-    # run nudges its job's buffered run (a job read, a start sent)
+    # claims and slices runs, runs one-slice runs (asset ops, result parts); a failed
+    # one-slice run's retry and an early start are sent again, and the end of a run nudges
+    # its job's buffered run (a job read, a start sent)
     START_WORKER: Grants(
         tables={"job": (GET, UPDATE), "run": (GET, UPDATE), "slice": (PUT,)},
         indexes={"asset": ("name-index",)},
