@@ -7,7 +7,9 @@ queues with their dead-letter queue, the results bucket, the alerts topic, and p
 the function resources Chalice generates (``ReportBatchItemFailures`` on both SQS event
 sources, which Chalice never sets; ``DependsOn`` so the event source mappings are created
 after the queues). ``python -m cadenza_tools.infra --write`` also writes the IAM policy files
-``.chalice/policy-<stage>.json`` that ``autogen_policy: false`` makes Chalice attach.
+``.chalice/policy-<stage>-<function>.json``, one role per function: with
+``autogen_policy: false``, Chalice gives each function the role its
+``lambda_functions.<function>.iam_policy_file`` names.
 
 Names follow the stage. Chalice's merge template is one file for every stage, so the
 template takes a ``Stage`` parameter (no default: deploying without it fails at once) and
@@ -25,7 +27,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,12 @@ ENVIRONMENT_NAMES = {
     "CADENZA_ASSETS_TABLE": "AssetTable",
 }
 ALERTS_SUFFIX = "alerts"
+# the topic's ARN (the notifier publishes to it; the functions may not create the topic)
+TOPIC_ARN_VARIABLE = "CADENZA_ALERTS_TOPIC_ARN"
+# API Gateway's stage-level throttling, per stage: `api_throttling` in the stage's section of
+# .chalice/config.json (a Cadenza key; Chalice ignores it), else these
+THROTTLING_KEY = "api_throttling"
+DEFAULT_THROTTLING = {"rate_limit": 50, "burst_limit": 100}
 
 
 def cfn_name(name: str) -> str:
@@ -126,6 +134,18 @@ def log_retention(config: Mapping[str, Any], stage: str, function: str) -> int |
 
 def function_timeout(config: Mapping[str, Any], stage: str, function: str) -> int:
     return int(_chalice_config(config, stage, function).lambda_timeout)
+
+
+def api_throttling(config: Mapping[str, Any], stage: str) -> dict[str, int]:
+    """The stage's API Gateway throttling: steady requests per second and burst."""
+    given = config["stages"][stage].get(THROTTLING_KEY, {})
+    unknown = set(given) - set(DEFAULT_THROTTLING)
+    if unknown:
+        raise ValueError(f"stage {stage}: {THROTTLING_KEY} has unknown keys {sorted(unknown)}")
+    found = {**DEFAULT_THROTTLING, **given}
+    if not all(isinstance(v, int) and v > 0 for v in found.values()):
+        raise ValueError(f"stage {stage}: {THROTTLING_KEY} takes positive integers: {found}")
+    return found
 
 
 def stage_settings(config: Mapping[str, Any], stage: str) -> Settings:
@@ -260,6 +280,11 @@ def stage_names(config: Mapping[str, Any], stage: str) -> dict[str, str]:
         AlertsTopic=alerts_topic_name(settings),
         MaxReceiveCount=str(settings.max_receive_count),
     )
+    throttling = api_throttling(config, stage)
+    row.update(
+        ApiThrottleRate=str(throttling["rate_limit"]),
+        ApiThrottleBurst=str(throttling["burst_limit"]),
+    )
     for function, queue in WORKER_QUEUES.items():
         timeout = function_timeout(config, stage, function)
         row[f"{queue}VisibilityTimeout"] = str(VISIBILITY_TIMEOUT_FACTOR * timeout)
@@ -387,7 +412,10 @@ def _bucket_and_alerts() -> dict[str, Any]:
 
 def environment_refs() -> dict[str, Any]:
     """The functions' name variables, as references to the Stage parameter and resources."""
-    refs: dict[str, Any] = {"CADENZA_STAGE": {"Ref": STAGE_PARAMETER}}
+    refs: dict[str, Any] = {
+        "CADENZA_STAGE": {"Ref": STAGE_PARAMETER},
+        TOPIC_ARN_VARIABLE: {"Ref": "AlertsTopic"},  # a topic's Ref is its ARN
+    }
     for var, key in ENVIRONMENT_NAMES.items():
         if key == "Prefix":
             refs[var] = _name(key)
@@ -466,6 +494,33 @@ def _gateway_responses_patch() -> dict[str, Any]:
     return {"RestAPI": {"Properties": {"DefinitionBody": gateway_responses}}}
 
 
+def _api_throttling_patch() -> dict[str, Any]:
+    """Stage-level throttling of the REST API Chalice generates (``RestAPI``, an
+    ``AWS::Serverless::Api``): every method of every resource, at the stage's rate and burst;
+    API Gateway answers 429 beyond them."""
+    return {
+        "RestAPI": {
+            "Properties": {
+                "MethodSettings": [
+                    {
+                        "ResourcePath": "/*",
+                        "HttpMethod": "*",
+                        "ThrottlingRateLimit": _name("ApiThrottleRate"),
+                        "ThrottlingBurstLimit": _name("ApiThrottleBurst"),
+                    }
+                ]
+            }
+        }
+    }
+
+
+def _rest_api_patch() -> dict[str, Any]:
+    """The REST API's gateway responses and throttling, in one patch of `RestAPI`."""
+    responses = _gateway_responses_patch()["RestAPI"]["Properties"]
+    throttling = _api_throttling_patch()["RestAPI"]["Properties"]
+    return {"RestAPI": {"Properties": {**responses, **throttling}}}
+
+
 def _api_log_group_patch(config: Mapping[str, Any]) -> dict[str, Any]:
     """Chalice bug (aws/chalice#2079): with ``log_retention_in_days`` the API handler's log
     group is named ``/aws/lambda/${ApiHandler}``, but the function is renamed ``APIHandler``
@@ -535,37 +590,107 @@ def build_template(config: Mapping[str, Any]) -> dict[str, Any]:
             **_queues(),
             **_bucket_and_alerts(),
             **_function_patches(),
-            **_gateway_responses_patch(),
+            **_rest_api_patch(),
             **_api_log_group_patch(config),
         },
         "Outputs": _outputs(tables),
     }
 
 
-# ---- the IAM policy ------------------------------------------------------------------------
+# ---- the IAM policies: one role per function ------------------------------------------------
 
-# What the functions do (chalicelib/adapters/dynamodb/store.py, chalicelib/adapters/sqs.py):
-# get/put/update items (TransactWriteItems is authorised per item as PutItem/UpdateItem),
-# query tables and GSIs; get queue URLs and send nudges; receive/delete is the Lambda
-# event source mapping, which runs with the function's role. S3 and SNS are the results
-# bucket and the alerts topic.
-DYNAMODB_ACTIONS = (
+
+@dataclass(frozen=True)
+class Grants:
+    """What one function's code does with the stack's resources: its IAM policy, on the
+    stack's own tables, indexes, queues, bucket prefixes and topic. TransactWriteItems is
+    authorised per item (PutItem, UpdateItem, DeleteItem), so it needs no grant of its own."""
+
+    # a `Models` field -> the DynamoDB actions on its table
+    tables: Mapping[str, tuple[str, ...]]
+    # a `Models` field -> the indexes of its table the function queries ("*": every one)
+    indexes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    sends: tuple[str, ...] = ()  # the queues it sends nudges to: "start", "slice"
+    consumes: str | None = None  # the queue its SQS event source mapping reads
+    # a key prefix of the results bucket -> the S3 object actions on it
+    objects: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    lists_bucket: bool = False  # a run's result file is the listing of its parts
+    publishes: bool = False  # alerts, to the stage's topic
+    reads_secrets: bool = False  # the secrets jobs name, under the stage's prefix
+
+
+GET, PUT, UPDATE, DELETE, QUERY = (
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",  # the rerun repair deletes a run's slices
+    "dynamodb:DeleteItem",
     "dynamodb:Query",
-    "dynamodb:BatchGetItem",  # the cluster counters' shards, read together
 )
-INDEX_ACTIONS = ("dynamodb:Query",)
+ASSETS_PREFIX, RESULTS_PREFIX = "assets/", "results/"
+# Checked against the calls each function makes: tests/integration/test_iam_calls.py.
+FUNCTION_GRANTS: dict[str, Grants] = {
+    # every route: jobs and runs written, executions controlled (their slices recovered,
+    # put, or deleted by a rerun), assets uploaded and deleted, result files read, the
+    # supervisor halted and restarted, the cluster counters read (BatchGetItem)
+    API_HANDLER: Grants(
+        tables={
+            "job": (GET, PUT, UPDATE),
+            "run": (GET, PUT, UPDATE, QUERY),
+            "slice": (PUT, DELETE, QUERY),
+            "supervisor": (GET, UPDATE, "dynamodb:BatchGetItem"),
+            "alert": (QUERY,),
+            "asset": (GET, PUT, DELETE),
+        },
+        indexes={"job": ("*",), "run": ("*",), "slice": ("*",), "asset": ("*",)},
+        sends=("start", "slice"),
+        objects={
+            ASSETS_PREFIX: ("s3:PutObject", "s3:DeleteObject"),
+            RESULTS_PREFIX: ("s3:GetObject",),
+        },
+        lists_bucket=True,
+    ),
+    # the tick (due jobs, their runs) and the sweep (stalled runs and slices re-sent,
+    # slices given up on, alerts)
+    SUPERVISOR: Grants(
+        tables={
+            "job": (UPDATE,),
+            "run": (GET, PUT, UPDATE),
+            "slice": (UPDATE, QUERY),
+            "supervisor": (GET, PUT, UPDATE),
+            "alert": (PUT,),
+        },
+        indexes={"job": ("due-index",), "run": ("sweep-index",)},
+        sends=("start", "slice"),
+        publishes=True,
+    ),
+    # claims and slices runs, runs one-slice runs (asset ops, result parts); a failed
+    # one-slice run's retry and an early start are sent again, and the end of a run nudges
+    # its job's buffered run (a job read, a start sent)
+    START_WORKER: Grants(
+        tables={"job": (GET, UPDATE), "run": (GET, UPDATE), "slice": (PUT,)},
+        indexes={"asset": ("name-index",)},
+        sends=("start", "slice"),
+        consumes="start",
+        objects={ASSETS_PREFIX: ("s3:GetObject",), RESULTS_PREFIX: ("s3:PutObject",)},
+        reads_secrets=True,
+    ),
+    # claims and finishes slices, hands out the next, finishes runs (as the start worker)
+    SLICE_WORKER: Grants(
+        tables={
+            "job": (GET, UPDATE),
+            "run": (GET, UPDATE),
+            "slice": (UPDATE,),
+            "asset": (GET,),
+        },
+        sends=("start", "slice"),
+        consumes="slice",
+        objects={ASSETS_PREFIX: ("s3:GetObject",), RESULTS_PREFIX: ("s3:PutObject",)},
+        reads_secrets=True,
+    ),
+}
 SQS_SEND_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
+# what the SQS event source mapping does with the function's role
 SQS_CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
-# objects: asset bundles (put on upload, get by workers, deleted with the asset) and the
-# csv_result parts; listing: a run's parts make its result file
-S3_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
-S3_BUCKET_ACTIONS = ("s3:ListBucket",)
-# CreateTopic on an existing topic returns its ARN: how the notifier finds the stage's topic
-SNS_ACTIONS = ("sns:Publish", "sns:CreateTopic")
 # the secrets that jobs name (chalicelib/adapters/secrets.py), only under the stage's prefix;
 # a SecureString under a customer managed KMS key also needs kms:Decrypt on that key
 SSM_ACTIONS = ("ssm:GetParameter",)
@@ -573,40 +698,96 @@ SECRETS_MANAGER_ACTIONS = ("secretsmanager:GetSecretValue",)
 LOGS_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 
 
-def iam_policy(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
-    """The policy document for ``.chalice/policy-<stage>.json`` (every function's role)."""
-    settings = stage_settings(config, stage)
-    models = build_models(settings)
-    tables = [getattr(models, f) for f in model_fields()]
-    table_arns = [f"arn:aws:dynamodb:*:*:table/{m.Meta.table_name}" for m in tables]
-    index_arns = [
-        f"arn:aws:dynamodb:*:*:table/{m.Meta.table_name}/index/{name}"
-        for m in tables
-        for name in index_names(m)
+def _arn(logical: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical, "Arn"]}
+
+
+def _under(logical: str, path: str) -> dict[str, Any]:
+    return {"Fn::Sub": f"${{{logical}.Arn}}/{path}"}
+
+
+# the queue each kind of nudge goes to -> its logical name in the template
+QUEUE_OF = {"start": WORKER_QUEUES[START_WORKER], "slice": WORKER_QUEUES[SLICE_WORKER]}
+# the functions' log groups (Lambda writes them with the role), in the stack's region and
+# account; a function's own name is not known to its role (the function refers to the role)
+LOG_GROUPS = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/*"
+REGIONAL, HERE = "arn:${AWS::Partition}", "${AWS::Region}:${AWS::AccountId}"
+
+
+def _table_statements(grants: Grants, models: Models) -> list[dict[str, Any]]:
+    by_actions: dict[tuple[str, ...], list[str]] = {}
+    for model_field, actions in grants.tables.items():
+        by_actions.setdefault(tuple(sorted(actions)), []).append(table_logical_name(model_field))
+    statements = [
+        {"Sid": f"Tables{i}", "Action": list(actions), "Resource": [_arn(t) for t in sorted(ts)]}
+        for i, (actions, ts) in enumerate(sorted(by_actions.items()), 1)
     ]
-    queue_arns = [f"arn:aws:sqs:*:*:{q}" for q in (settings.start_queue, settings.slice_queue)]
+    indexes = []
+    for model_field, names in grants.indexes.items():
+        model = getattr(models, model_field)
+        for index in index_names(model) if names == ("*",) else names:
+            if index not in index_names(model):
+                raise ValueError(f"{model.__name__} has no index {index}")
+            indexes.append(_under(table_logical_name(model_field), f"index/{index}"))
+    if indexes:
+        statements.append({"Sid": "Indexes", "Action": [QUERY], "Resource": indexes})
+    return statements
+
+
+def _other_statements(grants: Grants) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = []
+    if grants.sends:
+        queues = [_arn(QUEUE_OF[kind]) for kind in grants.sends]
+        statements.append(
+            {"Sid": "SendNudges", "Action": list(SQS_SEND_ACTIONS), "Resource": queues}
+        )
+    if grants.consumes:
+        statements.append(
+            {
+                "Sid": "ConsumeNudges",
+                "Action": list(SQS_CONSUME_ACTIONS),
+                "Resource": _arn(QUEUE_OF[grants.consumes]),
+            }
+        )
+    for i, (prefix, actions) in enumerate(sorted(grants.objects.items()), 1):
+        statements.append(
+            {
+                "Sid": f"Objects{i}",
+                "Action": list(actions),
+                "Resource": _under("ResultsBucket", f"{prefix}*"),
+            }
+        )
+    if grants.lists_bucket:  # only under the results' prefix
+        statements.append(
+            {
+                "Sid": "ListResults",
+                "Action": ["s3:ListBucket"],
+                "Resource": _arn("ResultsBucket"),
+                "Condition": {"StringLike": {"s3:prefix": [f"{RESULTS_PREFIX}*"]}},
+            }
+        )
+    if grants.publishes:  # a topic's Ref is its ARN
+        statements.append(
+            {"Sid": "Alerts", "Action": ["sns:Publish"], "Resource": {"Ref": "AlertsTopic"}}
+        )
+    return statements
+
+
+def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str, Any]:
+    """The policy document of ``function``'s role in ``stage`` (``.chalice/<file>``). Every
+    resource is a reference to the stack's own (``Fn::GetAtt``, ``Ref``), as the functions'
+    environment is: the role reaches exactly the tables, queues, bucket and topic of its
+    stack, whatever their names, and CloudFormation creates them first."""
+    grants = FUNCTION_GRANTS[function]
     statements: list[dict[str, Any]] = [
-        {"Sid": "Logs", "Action": list(LOGS_ACTIONS), "Resource": "arn:aws:logs:*:*:*"},
-        {"Sid": "Tables", "Action": list(DYNAMODB_ACTIONS), "Resource": table_arns},
-        {"Sid": "Indexes", "Action": list(INDEX_ACTIONS), "Resource": index_arns},
-        {"Sid": "SendNudges", "Action": list(SQS_SEND_ACTIONS), "Resource": queue_arns},
-        {"Sid": "ConsumeNudges", "Action": list(SQS_CONSUME_ACTIONS), "Resource": queue_arns},
-        {
-            "Sid": "Results",
-            "Action": list(S3_ACTIONS),
-            "Resource": f"arn:aws:s3:::{settings.bucket}/*",
-        },
-        {
-            "Sid": "ListResults",
-            "Action": list(S3_BUCKET_ACTIONS),
-            "Resource": f"arn:aws:s3:::{settings.bucket}",
-        },
-        {
-            "Sid": "Alerts",
-            "Action": list(SNS_ACTIONS),
-            "Resource": f"arn:aws:sns:*:*:{alerts_topic_name(settings)}",
-        },
-        *_secrets_statements(settings.secrets_prefix),
+        {"Sid": "Logs", "Action": list(LOGS_ACTIONS), "Resource": {"Fn::Sub": LOG_GROUPS}},
+        *_table_statements(grants, build_models(stage_settings(config, stage))),
+        *_other_statements(grants),
+        *(
+            _secrets_statements(stage_settings(config, stage).secrets_prefix)
+            if grants.reads_secrets
+            else []
+        ),
     ]
     return {
         "Version": "2012-10-17",
@@ -621,18 +802,36 @@ def _secrets_statements(prefix: str) -> list[dict[str, Any]]:
         {
             "Sid": "SecretParameters",
             "Action": list(SSM_ACTIONS),
-            "Resource": f"arn:aws:ssm:*:*:parameter/{prefix.lstrip('/')}*",
+            "Resource": {"Fn::Sub": f"{REGIONAL}:ssm:{HERE}:parameter/{prefix.lstrip('/')}*"},
         },
         {
             "Sid": "Secrets",
             "Action": list(SECRETS_MANAGER_ACTIONS),
-            "Resource": f"arn:aws:secretsmanager:*:*:secret:{prefix}*",
+            "Resource": {"Fn::Sub": f"{REGIONAL}:secretsmanager:{HERE}:secret:{prefix}*"},
         },
     ]
 
 
-def policy_path(stage: str) -> Path:
-    return Path(".chalice") / f"policy-{stage}.json"
+def function_policy_file(stage: str, function: str) -> str:
+    """The policy file's name, as ``lambda_functions.<function>.iam_policy_file`` says."""
+    return f"policy-{stage}-{function}.json"
+
+
+def policy_path(stage: str, function: str) -> Path:
+    return Path(".chalice") / function_policy_file(stage, function)
+
+
+def check_policy_files(config: Mapping[str, Any], stage: str) -> None:
+    """Each function of ``stage`` names its own generated policy file in
+    .chalice/config.json; nothing falls back to a stage-wide one."""
+    functions = config["stages"][stage].get("lambda_functions", {})
+    for function in FUNCTIONS:
+        named = functions.get(function, {}).get("iam_policy_file")
+        if named != function_policy_file(stage, function):
+            raise ValueError(
+                f"stage {stage}: lambda_functions.{function}.iam_policy_file is {named!r}, "
+                f"expected {function_policy_file(stage, function)!r}"
+            )
 
 
 def dumps(document: Mapping[str, Any]) -> str:
@@ -644,7 +843,9 @@ def generated_files(project_dir: Path = PROJECT_DIR) -> dict[Path, str]:
     config = load_chalice_config(project_dir)
     files = {TEMPLATE_PATH: dumps(build_template(config))}
     for stage in stages(config):
-        files[policy_path(stage)] = dumps(iam_policy(config, stage))
+        check_policy_files(config, stage)
+        for function in FUNCTIONS:
+            files[policy_path(stage, function)] = dumps(iam_policy(config, stage, function))
     return files
 
 
@@ -656,13 +857,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--policy", metavar="STAGE", help="print the IAM policy of STAGE")
+    group.add_argument(
+        "--policy",
+        nargs=2,
+        metavar=("STAGE", "FUNCTION"),
+        help=f"print the IAM policy of FUNCTION ({', '.join(FUNCTIONS)}) in STAGE",
+    )
     group.add_argument("--write", action="store_true", help="write every generated file")
     group.add_argument("--check", action="store_true", help="fail if a generated file is stale")
     args = parser.parse_args(argv)
     project_dir: Path = args.project_dir
     if args.policy:
-        sys.stdout.write(dumps(iam_policy(load_chalice_config(project_dir), args.policy)))
+        stage, function = args.policy
+        sys.stdout.write(dumps(iam_policy(load_chalice_config(project_dir), stage, function)))
         return 0
     if not (args.write or args.check):
         sys.stdout.write(dumps(build_template(load_chalice_config(project_dir))))

@@ -107,7 +107,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     store = parts.get("store") or DynamoStore(s)
     queue = parts.get("queue") or SqsQueue(aws_client("sqs", s), s.start_queue, s.slice_queue)
     clock = parts.get("clock") or SystemClock()
-    notifier = parts.get("notifier") or SnsNotifier(aws_client("sns", s), s.alerts_topic)
+    notifier = parts.get("notifier") or SnsNotifier(aws_client("sns", s), s.alerts_topic_arn)
     files = parts.get("files") or S3BlobStore(aws_client("s3", s), s.bucket)
     limits = asset_limits(s)
     asset_store = parts.get("asset_store") or DynamoAssetStore(s)
@@ -149,19 +149,21 @@ def asset_limits(s: Settings) -> AssetLimits:
     )
 
 
-def ensure_resources(settings: Settings | None = None) -> None:
-    """Create the tables, queues and bucket if missing (local stacks, first start-up)."""
+def ensure_resources(settings: Settings | None = None) -> Settings:
+    """Create the tables, queues, bucket and alerts topic if missing (local stacks, first
+    start-up, as the template does on AWS); the settings with the topic's ARN."""
     s = settings or get_settings()
     DynamoStore(s).ensure_tables()
     ensure_queues(
         aws_client("sqs", s), s.start_queue, s.slice_queue, s.dead_letter_queue, s.max_receive_count
     )
-    aws_client("sns", s).create_topic(Name=s.alerts_topic)
+    topic = aws_client("sns", s).create_topic(Name=s.alerts_topic)  # an existing one: its ARN
     s3 = aws_client("s3", s)
     try:
         s3.head_bucket(Bucket=s.bucket)
     except Exception:
         s3.create_bucket(Bucket=s.bucket)
+    return replace(s, alerts_topic_arn=str(topic["TopicArn"]))
 
 
 _lock = threading.Lock()

@@ -74,6 +74,9 @@ class Settings:
     alerts_table: str = "cadenza-dev-alerts"
     assets_table: str = "cadenza-dev-assets"
     alerts_topic: str = "cadenza-dev-alerts"
+    # the topic's ARN, which the notifier publishes to: set by the template (deployed) or
+    # by the local stack once it made the topic; the functions never create it
+    alerts_topic_arn: str | None = None
     start_queue: str = "cadenza-dev-start"
     slice_queue: str = "cadenza-dev-slices"
     dead_letter_queue: str = "cadenza-dev-dlq"
@@ -100,6 +103,11 @@ class Settings:
     # where the secrets that jobs name must be: SSM parameters and Secrets Manager secrets
     # whose names start with it (CADENZA_SECRETS_PREFIX)
     secrets_prefix: str = "/cadenza/dev/"
+    # how API Gateway authenticates callers: "iam" (SigV4; the principal is the caller's IAM
+    # ARN) or "cognito" (a JWT of one of `cognito_user_pools`; admins are `admin_group`)
+    authorizer: str = "iam"
+    cognito_user_pools: tuple[str, ...] = ()
+    admin_group: str = "cadenza-admins"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -143,6 +151,7 @@ class Settings:
             supervisor_table=e.get("CADENZA_SUPERVISOR_TABLE", base.supervisor_table),
             alerts_table=e.get("CADENZA_ALERTS_TABLE", base.alerts_table),
             alerts_topic=e.get("CADENZA_ALERTS_TOPIC", base.alerts_topic),
+            alerts_topic_arn=e.get("CADENZA_ALERTS_TOPIC_ARN") or None,
             assets_table=e.get("CADENZA_ASSETS_TABLE", base.assets_table),
             start_queue=e.get("CADENZA_START_QUEUE", base.start_queue),
             slice_queue=e.get("CADENZA_SLICE_QUEUE", base.slice_queue),
@@ -167,7 +176,24 @@ class Settings:
             limits=Limits.from_env(e),
             admins=_list(e.get("CADENZA_ADMINS")),
             secrets_prefix=_directory(e.get("CADENZA_SECRETS_PREFIX") or f"/cadenza/{stage}/"),
+            authorizer=_authorizer(e),
+            cognito_user_pools=_list(e.get("CADENZA_COGNITO_USER_POOL_ARNS")),
+            admin_group=e.get("CADENZA_ADMIN_GROUP") or base.admin_group,
         )
+
+
+AUTHORIZERS = ("iam", "cognito")
+
+
+def _authorizer(e: Mapping[str, str]) -> str:
+    """CADENZA_AUTHORIZER, checked where it is read: a stage naming an unknown authorizer, or
+    Cognito without a user pool, fails at import (`chalice package` too), not at a request."""
+    chosen = (e.get("CADENZA_AUTHORIZER") or "iam").strip().lower()
+    if chosen not in AUTHORIZERS:
+        raise ValueError(f"CADENZA_AUTHORIZER: expected one of {AUTHORIZERS}, got {chosen!r}")
+    if chosen == "cognito" and not _list(e.get("CADENZA_COGNITO_USER_POOL_ARNS")):
+        raise ValueError("CADENZA_AUTHORIZER=cognito needs CADENZA_COGNITO_USER_POOL_ARNS")
+    return chosen
 
 
 @lru_cache(maxsize=1)

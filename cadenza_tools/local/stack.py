@@ -311,6 +311,8 @@ class LocalStack(LocalService):
         )
         admins = [*self._configured_admins, *self.users.admin_arns()]
         self._setenv("CADENZA_ADMINS", ",".join(a for a in admins if a))
+        # the local gateway checks SigV4 signatures: a stage's Cognito choice is AWS's alone
+        self._setenv("CADENZA_AUTHORIZER", "iam")
 
     # ---- life cycle -------------------------------------------------------------------
     def start(self) -> Self:
@@ -343,13 +345,16 @@ class LocalStack(LocalService):
         app_module = import_app()
         settings = get_settings()
         try:
-            ensure_resources(settings)
+            settings = ensure_resources(settings)
         except Exception as exc:
             raise StackError(
                 f"cannot create the tables, queues and bucket (SQS/S3 at {endpoint}, "
                 f"DynamoDB at {ddb_endpoint}): {exc}"
             ) from exc
         publish_stack(self.secrets, endpoint, settings.region)  # the kept secrets, into moto
+        # the topic's ARN, as the template gives it to the deployed functions
+        self._setenv("CADENZA_ALERTS_TOPIC_ARN", settings.alerts_topic_arn or "")
+        get_settings.cache_clear()
 
         def admins() -> tuple[str, ...]:  # the admin users now, read when the file changes
             return (*self._configured_admins, *self.users.admin_arns())

@@ -13,18 +13,19 @@ log = logging.getLogger(__name__)
 
 
 class SnsNotifier(Notifier):
-    """Publishes alerts; the topic's ARN is looked up (or the topic created) once."""
+    """Publishes alerts to the topic `topic_arn` (the stack creates the topic and gives its
+    ARN; the functions may only publish). Without an ARN an alert is kept, not published."""
 
-    def __init__(self, client: Any, topic_name: str) -> None:
-        self.client, self.topic_name = client, topic_name
-        self._arn: str | None = None
+    def __init__(self, client: Any, topic_arn: str | None) -> None:
+        self.client, self.topic_arn = client, topic_arn
 
     def publish(self, alert: Alert) -> None:
+        if not self.topic_arn:
+            log.warning("alert %s kept, not published: no CADENZA_ALERTS_TOPIC_ARN", alert.alert_id)
+            return
         try:
-            if self._arn is None:
-                self._arn = str(self.client.create_topic(Name=self.topic_name)["TopicArn"])
             self.client.publish(
-                TopicArn=self._arn,
+                TopicArn=self.topic_arn,
                 Subject=f"cadenza: {alert.reason}"[:100],
                 Message=json.dumps(asdict(alert), default=str),
             )

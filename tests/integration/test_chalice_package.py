@@ -172,11 +172,15 @@ def test_functions_settings_and_environment(packaged: dict[str, Path], stage: st
             else:
                 assert variables[var] == value, var
         assert variables["CADENZA_LOOKAHEAD_SECONDS"] == "60"
-    # the roles carry the generated policy file
-    policy = json.loads((ROOT / infra.policy_path(stage)).read_text())
+    # each function's role carries its own generated policy file
     for function in infra.FUNCTIONS:
+        policy = json.loads((ROOT / infra.policy_path(stage, function)).read_text())
         role = res[_role(function)]["Properties"]
         assert role["Policies"][0]["PolicyDocument"] == policy
+    assert len({_role(f) for f in infra.FUNCTIONS}) == len(infra.FUNCTIONS)
+    throttle = res["RestAPI"]["Properties"]["MethodSettings"][0]
+    assert set(throttle) >= {"ThrottlingRateLimit", "ThrottlingBurstLimit"}
+    assert variables[infra.TOPIC_ARN_VARIABLE] == {"Ref": "AlertsTopic"}
 
 
 def test_deployment_package(packaged: dict[str, Path]) -> None:

@@ -10,7 +10,6 @@ infra/resources.json), so it takes a ``Stage`` parameter and reads each name fro
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -22,10 +21,12 @@ import pytest
 from cadenza_tools import infra
 from chalicelib.adapters.dynamodb.models import build_models
 from chalicelib.config import Settings
+from tests.aws_calls import ACCOUNT, resolved, stack_arns
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = infra.load_chalice_config(ROOT)
 STAGES = infra.stages(CONFIG)
+REGION = "eu-west-1"
 
 
 def _committed(rel: Path) -> Any:
@@ -202,8 +203,14 @@ def test_function_environment_refs_name_what_config_names(stage: str) -> None:
     env = infra.function_environment(CONFIG, stage, infra.SUPERVISOR)
     for function in infra.FUNCTIONS:
         variables = RESOURCES[infra.cfn_name(function)]["Properties"]["Environment"]["Variables"]
-        assert set(variables) == {"CADENZA_STAGE", *infra.ENVIRONMENT_NAMES}
+        assert set(variables) == {
+            "CADENZA_STAGE",
+            infra.TOPIC_ARN_VARIABLE,
+            *infra.ENVIRONMENT_NAMES,
+        }
         for var, ref in variables.items():
+            if var == infra.TOPIC_ARN_VARIABLE:
+                continue  # an ARN: account and region are the stack's (see the test below)
             if var == "CADENZA_STAGE":
                 assert ref == {"Ref": infra.STAGE_PARAMETER}
                 continue
@@ -223,77 +230,47 @@ def test_function_environment_refs_name_what_config_names(stage: str) -> None:
             assert resolved == env[var], f"{stage} {function} {var}"
 
 
-# ---- the IAM policy ---------------------------------------------------------------------------
+# ---- the IAM policies: one role per function ---------------------------------------------------
+
+
+def _policy(stage: str, function: str) -> Any:
+    """The committed policy, its references resolved for the stack of `stage` (the template's
+    StageNames), as CloudFormation would."""
+    names = TEMPLATE["Mappings"][infra.NAMES_MAPPING][stage]
+    arns = stack_arns(TEMPLATE, names, REGION)
+    return resolved(_committed(infra.policy_path(stage, function)), arns, REGION)
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_policy_covers_every_table_index_and_queue(stage: str) -> None:
-    policy = _committed(infra.policy_path(stage))
-    settings = infra.stage_settings(CONFIG, stage)
-    statements = {s["Sid"]: s for s in policy["Statement"]}
-    assert all(s["Effect"] == "Allow" for s in statements.values())
-    resources = " ".join(json.dumps(s["Resource"]) for s in statements.values())
-    for model in build_models(settings).all:
-        assert f'table/{model.Meta.table_name}"' in resources
-        for index in infra.index_names(model):
-            assert f"table/{model.Meta.table_name}/index/{index}" in resources
-    for queue in (settings.start_queue, settings.slice_queue):
-        assert f':{queue}"' in json.dumps(statements["SendNudges"]["Resource"])
-        assert f':{queue}"' in json.dumps(statements["ConsumeNudges"]["Resource"])
+def test_each_function_has_its_own_policy_file(stage: str) -> None:
     assert CONFIG["autogen_policy"] is False
-    assert infra.function_environment(CONFIG, stage, infra.SUPERVISOR)  # the stage exists
-    assert CONFIG["stages"][stage]["iam_policy_file"] == infra.policy_path(stage).name
+    assert "iam_policy_file" not in CONFIG["stages"][stage]  # no stage-wide role to fall back to
+    functions = CONFIG["stages"][stage]["lambda_functions"]
+    files = {functions[f]["iam_policy_file"] for f in infra.FUNCTIONS}
+    assert len(files) == len(infra.FUNCTIONS)
+    for function in infra.FUNCTIONS:
+        assert functions[function]["iam_policy_file"] == infra.function_policy_file(stage, function)
+        assert (ROOT / infra.policy_path(stage, function)).exists()
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_policy_reads_secrets_only_under_the_stage_prefix(stage: str) -> None:
-    statements = {s["Sid"]: s for s in _committed(infra.policy_path(stage))["Statement"]}
     prefix = infra.stage_settings(CONFIG, stage).secrets_prefix
     assert prefix == f"/cadenza/{stage}/"
-    parameters, secrets = statements["SecretParameters"], statements["Secrets"]
-    assert parameters["Action"] == ["ssm:GetParameter"]
-    assert parameters["Resource"] == f"arn:aws:ssm:*:*:parameter/cadenza/{stage}/*"
-    assert secrets["Action"] == ["secretsmanager:GetSecretValue"]
-    assert secrets["Resource"] == f"arn:aws:secretsmanager:*:*:secret:/cadenza/{stage}/*"
-
-
-# API calls the functions' code makes -> the IAM action they need. The policy grants only
-# what is used; a new call here without a grant fails this test rather than in AWS.
-CALLS_NEEDING_GRANTS = {
-    # a model's delete(); not `<Model>.active_slots.delete(...)`, a set DELETE inside an update
-    r"(?<!_slots)\.delete\(": "dynamodb:DeleteItem",
-    r"\.scan\(": "dynamodb:Scan",
-    r"\bbatch_get\(": "dynamodb:BatchGetItem",
-    r"\bbatch_write\(": "dynamodb:BatchWriteItem",
-    r"\.condition_check\(": "dynamodb:ConditionCheckItem",
-    r"\bTransactGet\b": "dynamodb:GetItem",
-    r"\.change_message_visibility(_batch)?\(": "sqs:ChangeMessageVisibility",
-    r"\.delete_message(_batch)?\(": "sqs:DeleteMessage",
-    r"\.receive_message\(": "sqs:ReceiveMessage",
-    r"\.(put_object|upload_file|upload_fileobj)\(": "s3:PutObject",
-    r"\.(get_object|download_file|download_fileobj)\(": "s3:GetObject",
-    r"\.delete_objects?\(": "s3:DeleteObject",
-    r"\.list_objects(_v2)?\(": "s3:ListBucket",
-    r"\.publish(_batch)?\(": "sns:Publish",
-    r"\.create_topic\(": "sns:CreateTopic",
-    r"\bSSMProvider\(|\.get_parameter\(": "ssm:GetParameter",
-    r"\bSecretsProvider\(|\.get_secret_value\(": "secretsmanager:GetSecretValue",
-}
-
-
-def test_policy_grants_what_the_code_calls() -> None:
-    granted = {
-        a for s in _committed(infra.policy_path(STAGES[0]))["Statement"] for a in s["Action"]
-    }
-    needed: dict[str, list[str]] = {}
-    for path in sorted((ROOT / "chalicelib").rglob("*.py")):
-        rel = path.relative_to(ROOT).as_posix()
-        text = path.read_text()
-        for pattern, action in CALLS_NEEDING_GRANTS.items():
-            if re.search(pattern, text):
-                needed.setdefault(action, []).append(rel)
-    missing = {a: files for a, files in needed.items() if a not in granted}
-    assert not missing, f"grant these in cadenza_tools/infra.py: {missing}"
+    for function in infra.FUNCTIONS:
+        statements = {s["Sid"]: s for s in _policy(stage, function)["Statement"]}
+        if function not in (infra.START_WORKER, infra.SLICE_WORKER):
+            assert "SecretParameters" not in statements and "Secrets" not in statements
+            continue
+        parameters, secrets = statements["SecretParameters"], statements["Secrets"]
+        assert parameters["Action"] == ["ssm:GetParameter"]
+        assert parameters["Resource"] == (
+            f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/cadenza/{stage}/*"
+        )
+        assert secrets["Action"] == ["secretsmanager:GetSecretValue"]
+        assert secrets["Resource"] == (
+            f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:/cadenza/{stage}/*"
+        )
 
 
 def test_api_gateway_refusals_answer_in_the_api_error_shape() -> None:
@@ -319,3 +296,78 @@ def test_api_gateway_refusals_answer_in_the_api_error_shape() -> None:
         )["error"]
         == "forbidden"
     )
+
+
+@pytest.mark.parametrize("function", infra.FUNCTIONS)
+@pytest.mark.parametrize("stage", STAGES)
+def test_policies_name_only_the_stacks_resources(stage: str, function: str) -> None:
+    """Every resource is a reference to one of the stack's tables (and their indexes),
+    queues, bucket (prefixes of it) or topic, which resolves to the stage's names; the logs
+    are the stack's region's and account's; nothing creates or describes; the notifier does
+    not create a topic."""
+    settings = infra.stage_settings(CONFIG, stage)
+    names = [m.Meta.table_name for m in build_models(settings).all]
+    ours = (
+        *(f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{n}" for n in names),
+        f"arn:aws:sqs:{REGION}:{ACCOUNT}:{settings.start_queue}",
+        f"arn:aws:sqs:{REGION}:{ACCOUNT}:{settings.slice_queue}",
+        f"arn:aws:s3:::{settings.bucket}",
+        f"arn:aws:sns:{REGION}:{ACCOUNT}:{settings.prefix}-alerts",
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{settings.secrets_prefix}",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{settings.secrets_prefix}",
+    )
+    for statement in _policy(stage, function)["Statement"]:
+        assert statement["Effect"] == "Allow"
+        resources = statement["Resource"]
+        if statement["Sid"] == "Logs":
+            assert resources == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/*"
+            continue
+        for resource in [resources] if isinstance(resources, str) else resources:
+            assert resource.startswith(ours), resource
+            assert not resource.endswith(("table/*", ":*")), resource
+        for action in statement["Action"]:
+            assert "*" not in action
+            assert not action.split(":")[1].startswith(("Create", "Describe", "Scan")), action
+    raw = json.dumps(_committed(infra.policy_path(stage, function)))
+    assert "arn:aws:" not in raw  # no name written out: references to the stack's resources
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_only_the_supervisor_publishes_and_only_the_api_lists_or_deletes(stage: str) -> None:
+    def actions(function: str) -> set[str]:
+        return {a for s in _policy(stage, function)["Statement"] for a in s["Action"]}
+
+    granted = {f: actions(f) for f in infra.FUNCTIONS}
+    assert {f for f, a in granted.items() if "sns:Publish" in a} == {infra.SUPERVISOR}
+    assert not any("sns:CreateTopic" in a for a in granted.values())
+    assert {f for f, a in granted.items() if "s3:ListBucket" in a} == {infra.API_HANDLER}
+    assert {f for f, a in granted.items() if "s3:DeleteObject" in a} == {infra.API_HANDLER}
+    for function, queue in infra.WORKER_QUEUES.items():
+        consume = [s for s in _policy(stage, function)["Statement"] if s["Sid"] == "ConsumeNudges"]
+        name = _resolve(RESOURCES[queue]["Properties"]["QueueName"], stage)
+        assert [s["Resource"] for s in consume] == [f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"]
+
+
+def test_the_functions_get_the_topics_arn_from_the_template() -> None:
+    for function in infra.FUNCTIONS:
+        variables = RESOURCES[infra.cfn_name(function)]["Properties"]["Environment"]["Variables"]
+        assert variables[infra.TOPIC_ARN_VARIABLE] == {"Ref": "AlertsTopic"}
+    assert Settings.from_env({infra.TOPIC_ARN_VARIABLE: "arn:x"}).alerts_topic_arn == "arn:x"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_api_throttling_follows_the_stage(stage: str) -> None:
+    [method] = RESOURCES["RestAPI"]["Properties"]["MethodSettings"]
+    assert (method["ResourcePath"], method["HttpMethod"]) == ("/*", "*")
+    rate = int(_resolve(method["ThrottlingRateLimit"], stage))
+    burst = int(_resolve(method["ThrottlingBurstLimit"], stage))
+    want = infra.api_throttling(CONFIG, stage)
+    assert (rate, burst) == (want["rate_limit"], want["burst_limit"])
+    assert CONFIG["stages"][stage][infra.THROTTLING_KEY] == want
+
+
+def test_api_throttling_refuses_what_api_gateway_would_not_take() -> None:
+    for bad in ({"rate_limit": 0}, {"burst": 5}, {"rate_limit": "10"}):
+        config = {"stages": {"x": {infra.THROTTLING_KEY: bad}}}
+        with pytest.raises(ValueError, match=infra.THROTTLING_KEY):
+            infra.api_throttling(config, "x")

@@ -8,12 +8,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from chalice.app import Blueprint, IAMAuthorizer, Request, Response
+from chalice.app import Blueprint, Request, Response
 
 from chalicelib.bootstrap import get_container
+from chalicelib.config import Settings
 from chalicelib.domain.errors import TooLarge, UnsupportedMediaType
 from chalicelib.entrypoints.http.errors import api_errors
-from chalicelib.entrypoints.http.identity import caller, require_admin
+from chalicelib.entrypoints.http.identity import authorizer, caller, require_admin
 
 # What a JSON route reads. Forms and text/plain are refused (415): a web page can post those
 # across sites without asking, a JSON body it cannot.
@@ -42,15 +43,12 @@ class Route:
     admin: bool = False  # only principals with the admin role may call it
 
 
-# every route is authorized by API Gateway with AWS IAM (SigV4): the caller's IAM ARN is its
-# principal; the local stack's gateway checks signatures the same way
-AUTHORIZER = IAMAuthorizer()
-
-
 class Routes:
     """Collects `@routes(path, ...)` views; `mount` registers them all on a blueprint, each
-    behind the IAM authorizer, wrapped in the error mapping and in the check of its caller
-    (authenticated; an admin for an `admin` route), and handed the current request."""
+    behind the stage's authorizer (AWS IAM, SigV4, unless the stage chose a Cognito user
+    pool; the local stack's gateway checks signatures as API Gateway does), wrapped in the
+    error mapping and in the check of its caller (authenticated; an admin for an `admin`
+    route), and handed the current request."""
 
     def __init__(self) -> None:
         self.routes: list[Route] = []
@@ -71,12 +69,15 @@ class Routes:
         return register
 
     def mount(self, bp: Blueprint) -> None:
+        # read here, uncached (as app.py reads the queue names): `chalice package` imports
+        # the app with the stage's environment set; the process-wide settings come later
+        checked_by = authorizer(Settings.from_env())
         for route in self.routes:
             bp.route(
                 route.path,
                 methods=[*route.methods],
                 content_types=ANY_TYPE,
-                authorizer=AUTHORIZER,
+                authorizer=checked_by,
             )(_bound(bp, route))
 
 
