@@ -60,6 +60,8 @@ def main() -> None:
     except BaseException as exc:  # the op's failure, whatever it raised, is the answer
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         text = json.dumps({"error": error})
+    if len(text.encode()) > int(call["max_output"]):
+        text = json.dumps({"error": f"answer over the limit of {call['max_output']} bytes"})
     answer.write(text)
     answer.flush()
 
