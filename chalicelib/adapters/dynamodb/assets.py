@@ -74,9 +74,9 @@ class DynamoAssetStore(AssetStore):
                 raise _unavailable(err) from err
         if self.get_asset(asset.asset_id) is not None:
             return False
-        claim = self._get(lambda: A.get(claim_key(asset.name, asset.version)))
-        holder = None if claim is None else claim.target
-        deleted = claim is not None and claim.deleted is not None
+        held = self._get(lambda: A.get(claim_key(asset.name, asset.version)))
+        holder = None if held is None else held.target
+        deleted = held is not None and held.deleted is not None
         raise version_taken(asset.name, asset.version, holder, deleted)
 
     def _get(self, fn: Callable[[], T]) -> T | None:
