@@ -5,7 +5,7 @@ worker's: no AWS credentials or endpoints, no container credentials URI, no `CAD
 naming tables, queues or the bucket. The call goes in as JSON on stdin and the answer comes
 back as JSON, size-capped, within a timeout below the worker function's.
 
-What a child could still reach is said in docs/auth.md#what-an-asset-can-do.
+What a child can still reach: docs/auth.md#what-an-asset-can-do.
 """
 
 from __future__ import annotations
