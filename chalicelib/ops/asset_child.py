@@ -1,5 +1,5 @@
 """The child side of an asset op (see `chalicelib.ops.sandbox`): run as a script by a fresh
-`python -I`, it reads one call as JSON on stdin, imports the op from the bundle extracted in
+`python -I -S`, it reads one call as JSON on stdin, imports the op from the bundle extracted in
 its working directory, and writes `{"ok": result}` or `{"error": text}` on its stdout.
 
 Standard library only, and nothing of Cadenza: the child must not need the worker's

@@ -1,5 +1,6 @@
-"""Asset ops run in a child process, one per call: a fresh `python -I` (so whatever the op
-changes of an interpreter, the ops registry included, dies with it), in a working directory
+"""Asset ops run in a child process, one per call: a fresh `python -I -S` (so whatever the
+op changes of an interpreter, the ops registry included, dies with it; the standard library
+and the bundle are all it imports, on AWS as locally), in a working directory
 of its own holding a private copy of the bundle, with an environment that holds none of the
 worker's: no AWS credentials or endpoints, no container credentials URI, no `CADENZA_*`
 naming tables, queues or the bucket. The call goes in as JSON on stdin and the answer comes
@@ -135,7 +136,7 @@ class Sandbox:
     def _spawn(self, payload: bytes, work: Path, asset: Asset) -> Any:
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(
-                [self.python, "-I", CHILD],
+                [self.python, "-I", "-S", CHILD],
                 stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=err,

@@ -30,7 +30,9 @@ JSON = {"Content-Type": "application/json"}
 SECRET = "sentinel-secret-of-the-worker"
 PASSWORD = "--db-password=hunter2"
 HOSTILE_PY = """
-import base64, dataclasses, json, os, subprocess, sys, time
+import base64, dataclasses, json, os, site, subprocess, sys, time
+
+site.main()  # the worker's packages, which a child does not import by itself
 
 
 def _attempt(fn):
