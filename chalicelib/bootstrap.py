@@ -21,6 +21,7 @@ from chalicelib.domain.assets import AssetLimits
 from chalicelib.domain.identity import Principal
 from chalicelib.ops.assets import AssetOpLoader
 from chalicelib.ops.registry import REGISTRY, Secrets
+from chalicelib.ops.sandbox import Sandbox
 from chalicelib.ports import (
     AssetStore,
     BlobStore,
@@ -112,13 +113,13 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     limits = asset_limits(s)
     asset_store = parts.get("asset_store") or DynamoAssetStore(s)
     assets = AssetService(asset_store, files, clock, limits, frozenset(REGISTRY))
-    ops = AssetOpLoader(assets.resolve, files, s.asset_cache_dir, limits)
+    ops = AssetOpLoader(assets.resolve, files, s.asset_cache_dir, limits, asset_sandbox(s))
     source = parts.get("secrets") or AwsSecretSource(
         aws_client("ssm", s), aws_client("secretsmanager", s)
     )
     worker = WorkerService(store, queue, clock, ops=ops, files=files)
     worker.secrets = Secrets(source, s.secrets_prefix)
-    jobs = JobService(store, queue, clock, s, asset_ops=assets.declared_ops)
+    jobs = JobService(store, queue, clock, s, asset_ops=assets.pin)
     executions = ExecutionService(store, clock, worker, max_workers=s.limits.max_workers)
     return Container(
         settings=s,
@@ -147,6 +148,12 @@ def asset_limits(s: Settings) -> AssetLimits:
         max_ratio=s.asset_max_ratio,
         max_entries=s.asset_max_entries,
     )
+
+
+def asset_sandbox(s: Settings) -> Sandbox:
+    """How asset ops run: in a child process, within an op's run time below its worker's
+    function timeout (`max_op_seconds`)."""
+    return Sandbox(asset_limits(s), s.limits.max_op_seconds, s.asset_max_output)
 
 
 def ensure_resources(settings: Settings | None = None) -> Settings:

@@ -96,6 +96,7 @@ class Settings:
     asset_max_ratio: float = 100.0
     asset_max_entries: int = 1000
     asset_cache_dir: str = "/tmp/cadenza-assets"
+    asset_max_output: int = 8 * 1024 * 1024  # an asset op's answer (JSON), and its files
     limits: Limits = field(default_factory=Limits)
     # principals with the admin role: IAM ARNs, or patterns with `*` (CADENZA_ADMINS, comma
     # separated)
@@ -173,6 +174,7 @@ class Settings:
             asset_max_ratio=float(e.get("CADENZA_ASSET_MAX_RATIO", base.asset_max_ratio)),
             asset_max_entries=int(e.get("CADENZA_ASSET_MAX_ENTRIES", base.asset_max_entries)),
             asset_cache_dir=e.get("CADENZA_ASSET_CACHE_DIR", base.asset_cache_dir),
+            asset_max_output=int(e.get("CADENZA_ASSET_MAX_OUTPUT", base.asset_max_output)),
             limits=Limits.from_env(e),
             admins=_list(e.get("CADENZA_ADMINS")),
             secrets_prefix=_directory(e.get("CADENZA_SECRETS_PREFIX") or f"/cadenza/{stage}/"),

@@ -640,7 +640,8 @@ class AssetStore(ABC):
     @abstractmethod
     def put_asset(self, asset: Asset) -> bool:
         """Store a new asset and claim its name and version, in one transaction. False if
-        the id exists already; Conflict if another id holds the name and version."""
+        the id exists already; Conflict (`version_taken`) if the name and version are
+        claimed by another id, or by a deleted asset (its claim is a tombstone)."""
 
     @abstractmethod
     def get_asset(self, asset_id: str) -> Asset | None:
@@ -655,5 +656,6 @@ class AssetStore(ABC):
         """Up to `limit` assets by creation time (an index query)."""
 
     @abstractmethod
-    def delete_asset(self, asset: Asset) -> bool:
-        """Remove the asset and its name/version claim together; False if it was gone."""
+    def delete_asset(self, asset: Asset, when: float) -> bool:
+        """Remove the asset and mark its name/version claim deleted at `when`, together;
+        the claim stays, so the name and version are never reused. False if it was gone."""

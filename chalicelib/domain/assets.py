@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.errors import Conflict, InvalidInput
 
 MANIFEST = "asset.json"
 ASSET_ID = re.compile(r"^[0-9a-f]{40}$")
@@ -112,6 +112,15 @@ class Asset:
     @property
     def ops(self) -> AssetOps:
         return Manifest.model_validate(self.manifest).ops
+
+
+@dataclass(frozen=True)
+class PinnedAssets:
+    """A job's asset references as the ids they name when it is submitted or updated, and
+    the ops those assets provide with their roles (reader / processor)."""
+
+    ids: list[str]
+    roles: dict[str, frozenset[str]]
 
 
 @dataclass(frozen=True)
@@ -296,6 +305,27 @@ def inspect_bundle(data: bytes, limits: AssetLimits, builtin_ops: frozenset[str]
             if not files & set(_module_files(target, root)):
                 raise refuse(field_name, f"module of {target!r} is not in the zip")
     return Bundle(asset_id_of(data), sha_of(data), manifest, root, len(data), total)
+
+
+def claim_key(name: str, version: str) -> str:
+    """The key of a name/version claim: '@' never occurs in a 40-hex id."""
+    return f"{name}@{version}"
+
+
+def version_taken(name: str, version: str, holder: str | None, deleted: bool) -> Conflict:
+    """An upload under a name and version another bundle holds, or held: a claim is kept
+    when its asset is deleted (a tombstone), so `name@version` names one bundle forever."""
+    if deleted:
+        reason = (
+            f"{name}@{version} was used by deleted asset {holder}; a deleted version is never "
+            "reusable"
+        )
+    else:
+        reason = f"{name}@{version} is taken by asset {holder}"
+    return Conflict(
+        f"asset {name} {version}: {reason}; bump the version in asset.json",
+        errors=[{"field": "asset.json.version", "reason": reason}],
+    )
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:

@@ -1,60 +1,57 @@
-"""Workers' side of assets: fetch a bundle from the bucket once per process (cached by id
-under the cache folder), extract it with the upload's checks, import its ops.
+"""Workers' side of assets: fetch a bundle from the bucket, keep it in the cache (one
+folder per asset id), check it against its hash every time it is used, and run its ops in a
+child process (`chalicelib.ops.sandbox`), never in the worker's own interpreter.
 
-Each bundle becomes a package of its own, `_cadenza_asset_<id>`, whose path is the folder
-that holds asset.json: two assets may have modules of the same name, and modules of one
-asset import each other relatively (`from . import helpers`).
+Each bundle is imported as a package of its own, `_cadenza_asset_<id>`, whose path is the
+folder that holds asset.json: modules of one asset import each other relatively
+(`from . import helpers`).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-import shutil
-import sys
 import tempfile
 import threading
-import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from chalicelib.domain.assets import (
-    Asset,
-    AssetLimits,
-    checked_members,
-    read_members,
-    sha_of,
-)
-from chalicelib.ops.registry import AnyParams, OpSource, OpSpec, SliceContext
+from chalicelib.domain.assets import Asset, AssetLimits, sha_of
+from chalicelib.ops.registry import MAX_SLICES, AnyParams, OpSource, OpSpec, SliceContext
+from chalicelib.ops.sandbox import AssetUnavailable, Sandbox
 from chalicelib.ports import BlobStore
 
-COMPLETE = ".complete"
+BUNDLE = "bundle.zip"
 
 
-class AssetUnavailable(RuntimeError):
-    """A job's asset cannot be loaded: its bundle is gone, altered or broken."""
-
-
-def _reader(fn: Callable[..., Any]) -> Callable[[Any, str | None], Iterator[dict[str, Any]]]:
+def _reader(
+    run: Callable[[str, dict[str, Any]], Any], target: str
+) -> Callable[[Any, str | None], Iterator[dict[str, Any]]]:
     def read(p: Any, args: str | None) -> Iterator[dict[str, Any]]:
-        yield from fn(p.as_dict(), args)
+        call = {"role": "reader", "params": p.as_dict(), "args": args, "max_slices": MAX_SLICES}
+        yield from run(target, call)
 
     return read
 
 
-def _processor(fn: Callable[..., Any]) -> Callable[[Any, Any, SliceContext], Any]:
-    def run(p: Any, data: Any, ctx: SliceContext) -> Any:
-        return fn(p.as_dict(), data, ctx)
+def _processor(
+    run: Callable[[str, dict[str, Any]], Any], target: str
+) -> Callable[[Any, Any, SliceContext], Any]:
+    def process(p: Any, data: Any, ctx: SliceContext) -> Any:
+        seen = {"ex_id": ctx.ex_id, "job_id": ctx.job_id, "order": ctx.order}
+        seen.update(attempt=ctx.attempt, args=ctx.args)
+        return run(target, {"role": "processor", "params": p.as_dict(), "data": data, "ctx": seen})
 
-    return run
+    return process
 
 
 class AssetOpLoader(OpSource):
-    """Resolves a job's asset references and loads their ops, once per asset and process.
+    """Resolves a job's asset references and gives their ops, each call of which runs in a
+    child process (`Sandbox`) on a copy of the bundle checked against its hash.
     Readers are called as `fn(params: dict, args: str | None) -> iterable of dicts`,
-    processors as `fn(params: dict, data, ctx: SliceContext) -> data`."""
+    processors as `fn(params: dict, data, ctx) -> data`, `ctx` having the attributes of a
+    `SliceContext` but `files`; what they take and give is JSON."""
 
     def __init__(
         self,
@@ -62,9 +59,10 @@ class AssetOpLoader(OpSource):
         blobs: BlobStore,
         cache_dir: str | Path,
         limits: AssetLimits,
+        sandbox: Sandbox,
     ) -> None:
         self.resolve, self.blobs = resolve, blobs
-        self.cache_dir, self.limits = Path(cache_dir), limits
+        self.cache_dir, self.limits, self.sandbox = Path(cache_dir), limits, sandbox
         self._loaded: dict[str, dict[str, OpSpec]] = {}
         self._by_id: dict[str, Asset] = {}  # an id is its bundle's hash: its record never changes
         self._lock = threading.Lock()
@@ -74,6 +72,9 @@ class AssetOpLoader(OpSource):
             known = [self._by_id.get(ref) for ref in refs]
         if all(a is not None for a in known):
             return [a for a in known if a is not None]
+        return self._resolved(refs)
+
+    def _resolved(self, refs: Sequence[str]) -> list[Asset]:
         found = self.resolve(refs)
         with self._lock:
             self._by_id.update({a.asset_id: a for a in found})
@@ -88,72 +89,55 @@ class AssetOpLoader(OpSource):
         return out
 
     def pin(self, assets: Sequence[str]) -> list[str]:
-        return [a.asset_id for a in self._assets(assets)]
+        """Read afresh (a run that starts after its asset was deleted fails)."""
+        return [a.asset_id for a in self._resolved(assets)]
 
     def load(self, asset: Asset) -> dict[str, OpSpec]:
+        """The asset's ops; nothing of the bundle is imported here."""
         with self._lock:
             if asset.asset_id not in self._loaded:
-                self._loaded[asset.asset_id] = self._import(asset, self._extracted(asset))
+                self._loaded[asset.asset_id] = self._specs(asset)
             return self._loaded[asset.asset_id]
 
-    def _extracted(self, asset: Asset) -> Path:
-        """The folder holding the bundle's asset.json, extracted once per id."""
-        dest = self.cache_dir / asset.asset_id
-        if not (dest / COMPLETE).exists():
-            data = self.blobs.get(asset.s3_key)
-            if data is None:
-                raise AssetUnavailable(f"asset {asset.asset_id}: bundle missing from the bucket")
-            if sha_of(data) != asset.sha:
-                raise AssetUnavailable(f"asset {asset.asset_id}: bundle does not match its id")
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=self.cache_dir, prefix=f".{asset.asset_id}-"))
-            try:
-                self._extract(data, tmp)
-                (tmp / COMPLETE).touch()
-                if dest.exists():  # an earlier, interrupted extraction
-                    shutil.rmtree(dest, ignore_errors=True)
-                os.rename(tmp, dest)
-            except OSError:
-                if not (dest / COMPLETE).exists():
-                    raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return dest / asset.root
+    def _specs(self, asset: Asset) -> dict[str, OpSpec]:
+        def run(target: str, call: dict[str, Any]) -> Any:
+            return self.sandbox.call(asset, self.bundle(asset), target, call)
 
-    def _extract(self, data: bytes, into: Path) -> None:
-        base = into.resolve()
-        zf, _ = checked_members(data, self.limits)
-        with zf:
-            for info, chunks in read_members(zf, len(data), self.limits):
-                target = (base / info.filename).resolve()
-                if not target.is_relative_to(base):
-                    raise AssetUnavailable(f"entry {info.filename!r} escapes the bundle")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "wb") as fh:
-                    for chunk in chunks:
-                        fh.write(chunk)
-
-    def _import(self, asset: Asset, folder: Path) -> dict[str, OpSpec]:
-        package = f"_cadenza_asset_{asset.asset_id}"
-        if package not in sys.modules:
-            module = types.ModuleType(package)
-            module.__path__ = [str(folder)]
-            sys.modules[package] = module
         ops: dict[str, OpSpec] = {}
         manifest = asset.ops
-        for role, table in (("reader", manifest.readers), ("processor", manifest.processors)):
-            for name, target in table.items():
-                module_name, fn_name = target.split(":", 1)
-                try:
-                    fn = getattr(importlib.import_module(f"{package}.{module_name}"), fn_name)
-                except Exception as err:
-                    raise AssetUnavailable(
-                        f"asset {asset.name} {asset.version}: cannot load {name} ({target}): "
-                        f"{type(err).__name__}: {err}"
-                    ) from err
-                spec = ops.get(name) or OpSpec(name, AnyParams)
-                if role == "reader":
-                    ops[name] = replace(spec, reader=_reader(fn))
-                else:
-                    ops[name] = replace(spec, processor=_processor(fn))
+        for name, target in manifest.readers.items():
+            ops[name] = OpSpec(name, AnyParams, reader=_reader(run, target))
+        for name, target in manifest.processors.items():
+            spec = ops.get(name) or OpSpec(name, AnyParams)
+            ops[name] = replace(spec, processor=_processor(run, target))
         return ops
+
+    def bundle(self, asset: Asset) -> bytes:
+        """The asset's zip, from the cache if the copy there matches the asset's hash (it is
+        checked on every use: a tampered or half-written copy is fetched again, never run)."""
+        cached = self.cache_dir / asset.asset_id / BUNDLE
+        try:
+            data = cached.read_bytes()
+            if sha_of(data) == asset.sha:
+                return data
+        except OSError:
+            pass
+        data = self.blobs.get(asset.s3_key) or b""
+        if not data:
+            raise AssetUnavailable(f"asset {asset.asset_id}: bundle missing from the bucket")
+        if sha_of(data) != asset.sha:
+            raise AssetUnavailable(f"asset {asset.asset_id}: bundle does not match its id")
+        self._keep(cached, data)
+        return data
+
+    @staticmethod
+    def _keep(path: Path, data: bytes) -> None:
+        """Write the copy whole or not at all (a rename), so a reader sees no half."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".bundle-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError:  # a full or read-only disk: the bundle is used from memory
+            pass

@@ -9,6 +9,7 @@ from chalicelib.domain.assets import (
     ASSET_ID,
     Asset,
     AssetLimits,
+    PinnedAssets,
     inspect_bundle,
     parse_ref,
     refuse,
@@ -102,11 +103,11 @@ class AssetService:
         return asset
 
     def delete(self, asset_id: str) -> Asset:
-        """Remove the record, then the bundle. Jobs naming it fail validation from now on
-        and runs that start later fail with "unknown asset"; workers that loaded it keep
-        their copy until they end."""
+        """Remove the record, then the bundle; its name and version stay claimed (a
+        tombstone), so no other bundle is ever uploaded under them. Jobs pinning it fail
+        validation from now on and their runs fail with "unknown asset"."""
         asset = self.get(asset_id)
-        if not self.store.delete_asset(asset):
+        if not self.store.delete_asset(asset, self.clock.now()):
             raise NotFound(f"asset {asset_id} not found", asset_id=asset_id)
         self.blobs.delete(asset.s3_key)
         return asset
@@ -128,12 +129,14 @@ class AssetService:
             out.append(found)
         return out
 
-    def declared_ops(self, refs: Sequence[str]) -> dict[str, frozenset[str]]:
-        """Each op the job's assets provide and its roles (reader / processor); two assets
-        providing the same op name is refused."""
+    def pin(self, refs: Sequence[str]) -> PinnedAssets:
+        """The ids a job's references name now (a name: its newest upload), which the job
+        keeps, and each op those assets provide with its roles; two assets providing the
+        same op name is refused."""
+        assets = self.resolve(refs)
         out: dict[str, frozenset[str]] = {}
         owner: dict[str, str] = {}
-        for i, asset in enumerate(self.resolve(refs)):
+        for i, asset in enumerate(assets):
             for op, roles in asset.ops.roles().items():
                 if op in owner and owner[op] != asset.asset_id:
                     raise refuse(
@@ -142,4 +145,4 @@ class AssetService:
                     )
                 owner[op] = asset.asset_id
                 out[op] = roles
-        return out
+        return PinnedAssets([a.asset_id for a in assets], out)

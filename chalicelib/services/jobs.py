@@ -5,12 +5,13 @@ from __future__ import annotations
 import copy
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from chalicelib.config import Limits, Settings
+from chalicelib.domain.assets import PinnedAssets
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.identity import SYSTEM, Principal, owner_of
 from chalicelib.domain.jobs import Job, JobDefinition
@@ -57,7 +58,7 @@ def _deleted(job: Job) -> Conflict:
     )
 
 
-AssetOps = Callable[[Sequence[str]], Mapping[str, frozenset[str]]]
+AssetOps = Callable[[Sequence[str]], PinnedAssets]
 
 
 def with_owner(payload: Any, owner: str) -> Any:
@@ -80,9 +81,10 @@ def parse_definition(
     secrets_prefix: str | None = None,
 ) -> JobDefinition:
     """A validated job definition, or InvalidInput naming each wrong field and why.
-    `asset_ops` gives the ops (and their roles) that the job's `assets` provide; `limits`,
-    the stage's limits on its depth, stored size, workers and ops' run time;
-    `secrets_prefix`, where the secrets its processors name must be."""
+    `asset_ops` pins the job's `assets` (the definition keeps the ids they name now) and
+    gives the ops they provide; `limits`, the stage's limits on its depth, stored size,
+    workers and ops' run time; `secrets_prefix`, where the secrets its processors name
+    must be."""
     if not isinstance(payload, dict):
         raise InvalidInput(
             "body: a job must be a JSON object",
@@ -101,9 +103,12 @@ def parse_definition(
             for e in err.errors()
         ]
         raise InvalidInput(f"{errors[0]['field']}: {errors[0]['reason']}", errors) from err
+    pinned = asset_ops(spec.assets) if asset_ops is not None and spec.assets else None
+    if pinned is not None:
+        spec = spec.model_copy(update={"assets": pinned.ids})
     if limits is not None:
         _within_limits(spec, limits)
-    declared = asset_ops(spec.assets) if asset_ops is not None and spec.assets else None
+    declared = None if pinned is None else pinned.roles
     max_op_seconds = None if limits is None else limits.max_op_seconds
     operations = [op.to_dict() for op in spec.operations]
     validate_operations(operations, declared, max_op_seconds)

@@ -11,6 +11,7 @@ from chalicelib.domain.errors import Conflict
 from chalicelib.ports import AssetStore
 from tests.contract.records import T
 from tests.fakes import MemoryAssetStore
+from tests.typed import field_errors
 
 
 @pytest.fixture
@@ -63,10 +64,17 @@ def test_assets_by_name_newest_first_and_listed_by_creation(assets: AssetStore) 
     assert assets.list_assets(1, newest_first=False) == [made[0]]
 
 
-def test_delete_frees_the_name_and_version(assets: AssetStore) -> None:
+def test_a_deleted_name_and_version_is_never_reused(assets: AssetStore) -> None:
     a = _asset(1)
     assets.put_asset(a)
-    assert assets.delete_asset(a)
-    assert not assets.delete_asset(a)
+    assert assets.delete_asset(a, T + 5)
+    assert not assets.delete_asset(a, T + 6)
     assert assets.get_asset(a.asset_id) is None and assets.assets_named("nums") == []
-    assert assets.put_asset(_asset(2, version=a.version))
+    for again in (a, _asset(2, version=a.version)):  # the same bytes, or others
+        with pytest.raises(Conflict) as err:
+            assets.put_asset(again)
+        assert "deleted asset" in err.value.message and a.asset_id in err.value.message
+        [error] = field_errors(err.value)
+        assert error["field"] == "asset.json.version" and "never reusable" in error["reason"]
+    assert assets.get_asset(_asset(2).asset_id) is None
+    assert assets.put_asset(_asset(3))  # another version of the name is fine

@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from chalicelib.adapters.dynamodb.assets import DynamoAssetStore
 from chalicelib.adapters.s3 import S3BlobStore
-from chalicelib.bootstrap import asset_limits
+from chalicelib.bootstrap import asset_limits, asset_sandbox
 from chalicelib.domain.assets import inspect_bundle
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.ops.assets import AssetOpLoader
@@ -47,7 +47,8 @@ def _loader(store: AssetStore, blobs: BlobStore, cache: Path) -> Source:
         clock.advance(1)
         return service.upload(data)[0].asset_id
 
-    return Source(AssetOpLoader(service.resolve, blobs, cache, limits), upload)
+    loader = AssetOpLoader(service.resolve, blobs, cache, limits, asset_sandbox(settings))
+    return Source(loader, upload)
 
 
 def _static() -> Source:

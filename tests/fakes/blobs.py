@@ -6,9 +6,7 @@ from __future__ import annotations
 import copy
 import threading
 
-from chalicelib.adapters.dynamodb.assets import claim_key
-from chalicelib.domain.assets import Asset
-from chalicelib.domain.errors import Conflict
+from chalicelib.domain.assets import Asset, claim_key, version_taken
 from chalicelib.ports import AssetStore, BlobStore
 
 
@@ -43,6 +41,7 @@ class MemoryAssetStore(AssetStore):
     def __init__(self) -> None:
         self.assets: dict[str, Asset] = {}
         self.claims: dict[str, str] = {}  # name@version -> asset id
+        self.tombstones: set[str] = set()  # claims of deleted assets, kept forever
         self._lock = threading.Lock()
 
     def ensure_table(self) -> None:
@@ -58,11 +57,8 @@ class MemoryAssetStore(AssetStore):
                 self.assets[asset.asset_id] = copy.deepcopy(asset)
                 self.claims[claim] = asset.asset_id
                 return True
-        raise Conflict(
-            f"asset {asset.name} {asset.version} exists with other content ({holder}); "
-            "bump the version in asset.json",
-            errors=[{"field": "asset.json.version", "reason": f"taken by asset {holder}"}],
-        )
+            deleted = claim in self.tombstones
+        raise version_taken(asset.name, asset.version, holder, deleted)
 
     def get_asset(self, asset_id: str) -> Asset | None:
         with self._lock:
@@ -84,11 +80,11 @@ class MemoryAssetStore(AssetStore):
             )
             return copy.deepcopy(found[:limit])
 
-    def delete_asset(self, asset: Asset) -> bool:
+    def delete_asset(self, asset: Asset, when: float) -> bool:
         claim = claim_key(asset.name, asset.version)
         with self._lock:
             if asset.asset_id not in self.assets or self.claims.get(claim) != asset.asset_id:
                 return False
             del self.assets[asset.asset_id]
-            del self.claims[claim]
+            self.tombstones.add(claim)
             return True

@@ -365,13 +365,21 @@ def test_delete_removes_the_record_and_the_zip(
     assert r.status_code == 200 and r.json_body == {"_id": three[1]}
     assert [a["id"] for a in client.http.get("/v1/assets").json_body] == [three[2], three[0]]
     assert f"assets/{three[1]}.zip" not in bucket_keys(env)
-    assert len(bucket_keys(env)) == 2 and len(table_items(env)) == 4
+    # two assets, three name/version claims: the deleted one's is its tombstone
+    assert len(bucket_keys(env)) == 2 and len(table_items(env)) == 5
     assert client.http.get("/v1/assets/mathops/1.1.0").json_body == []
     again = client.http.delete(f"/assets/{three[1]}")
     assert again.status_code == 404 and again.json_body["error"] == "not_found"
     assert client.http.delete(f"/v1/assets/{'0' * 40}").status_code == 404
-    # the name and version are free again
-    assert upload(client, ops_bundle("1.1.0")).status_code == 201
+    # the name and version are never free again, whatever the bytes
+    for data in (ops_bundle("1.1.0"), ops_bundle("1.1.0", folder="asset/")):
+        refused = upload(client, data)
+        assert refused.status_code == 409, refused.body
+        [error] = refused.json_body["errors"]
+        assert error["field"] == "asset.json.version"
+        assert f"mathops@1.1.0 was used by deleted asset {three[1]}" in error["reason"]
+        assert "never reusable" in error["reason"]
+    assert len(bucket_keys(env)) == 2 and len(table_items(env)) == 5
 
 
 # ---- ops from assets ----------------------------------------------------------------------------
@@ -403,7 +411,8 @@ def _asset_job(assets: list[str], **kw: Any) -> dict[str, Any]:
 def test_a_job_runs_ops_from_an_uploaded_asset(
     client: Client, env: Container, queue: MemoryQueue, tmp_path: Path, ref: str
 ) -> None:
-    asset_id = upload(client, ops_bundle()).json_body["_id"]
+    data = ops_bundle()
+    asset_id = upload(client, data).json_body["_id"]
     r = _submit(client, _asset_job([asset_id if ref == "id" else ref]))
     assert r.status_code == 202, r.body
     drain(env, queue)
@@ -415,7 +424,7 @@ def test_a_job_runs_ops_from_an_uploaded_asset(
     assert results == [
         {"n": i, "scaled": i * 10, "slice": i, "tag": "t1", "args": None} for i in range(3)
     ]
-    assert (tmp_path / "cache" / asset_id / ".complete").exists()  # cached by id
+    assert (tmp_path / "cache" / asset_id / "bundle.zip").read_bytes() == data  # cached by id
 
 
 def test_the_newest_upload_of_a_name_is_used(
@@ -514,7 +523,7 @@ def test_a_deleted_asset_fails_later_runs_with_the_reason(
     drain(env, queue)
     [run] = env.store.list_runs(job_id)
     assert run.status == ExStatus.failed
-    assert "unknown asset 'mathops'" in run.errors[-1]["error"]
+    assert f"unknown asset '{asset_id}'" in run.errors[-1]["error"]  # the job pinned it
 
 
 def test_a_bundle_altered_in_the_bucket_is_not_loaded(

@@ -17,17 +17,11 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.adapters.dynamodb._tx import _cancel_codes, _unavailable
 from chalicelib.adapters.dynamodb.models import AssetModel, Models, build_models
 from chalicelib.config import Settings
-from chalicelib.domain.assets import Asset
-from chalicelib.domain.errors import Conflict
+from chalicelib.domain.assets import Asset, claim_key, version_taken
 from chalicelib.ports import AssetStore
 
 LIST_KEY = "asset"
 T = TypeVar("T")
-
-
-def claim_key(name: str, version: str) -> str:
-    """The key of a name/version claim: '@' never occurs in a 40-hex id."""
-    return f"{name}@{version}"
 
 
 class DynamoAssetStore(AssetStore):
@@ -80,12 +74,10 @@ class DynamoAssetStore(AssetStore):
                 raise _unavailable(err) from err
         if self.get_asset(asset.asset_id) is not None:
             return False
-        holder = self._get(lambda: A.get(claim_key(asset.name, asset.version)).target)
-        raise Conflict(
-            f"asset {asset.name} {asset.version} exists with other content ({holder}); "
-            "bump the version in asset.json",
-            errors=[{"field": "asset.json.version", "reason": f"taken by asset {holder}"}],
-        )
+        held = self._get(lambda: A.get(claim_key(asset.name, asset.version)))
+        holder = None if held is None else held.target
+        deleted = held is not None and held.deleted is not None
+        raise version_taken(asset.name, asset.version, holder, deleted)
 
     def _get(self, fn: Callable[[], T]) -> T | None:
         try:
@@ -119,14 +111,15 @@ class DynamoAssetStore(AssetStore):
         )
         return found or []
 
-    def delete_asset(self, asset: Asset) -> bool:
+    def delete_asset(self, asset: Asset, when: float) -> bool:
         A = self.m.asset
         try:
             with TransactWrite(connection=self.m.connection) as tx:
                 tx.delete(A(asset.asset_id), condition=A.asset_id.exists())
-                tx.delete(
+                tx.update(
                     A(claim_key(asset.name, asset.version)),
-                    condition=A.target == asset.asset_id,
+                    actions=[A.deleted.set(when)],
+                    condition=(A.target == asset.asset_id) & A.deleted.does_not_exist(),
                 )
             return True
         except TransactWriteError as err:

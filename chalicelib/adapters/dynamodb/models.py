@@ -227,8 +227,8 @@ class AlertModel(Model):
 
 class AssetModel(Model):
     """Two kinds of item: an asset (keyed by its sha1) and the claim of its name and
-    version (keyed `name@version`, holding only `target`), written together so that
-    one name and version is one bundle."""
+    version (keyed `name@version`, holding `target`), written together so that one name
+    and version is one bundle; a deleted asset's claim stays, with `deleted`, forever."""
 
     asset_id = UnicodeAttribute(hash_key=True)
     name = UnicodeAttribute(null=True)
@@ -241,6 +241,7 @@ class AssetModel(Model):
     list_key = UnicodeAttribute(null=True)
     created = NumberAttribute(null=True)
     target = UnicodeAttribute(null=True)
+    deleted = NumberAttribute(null=True)
     list_index: AssetListIndex[AssetModel] = AssetListIndex()
     name_index: AssetNameIndex[AssetModel] = AssetNameIndex()
 
