@@ -639,7 +639,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             "slice": (PUT, DELETE, QUERY),
             "supervisor": (GET, UPDATE, "dynamodb:BatchGetItem"),
             "alert": (QUERY,),
-            "asset": (GET, PUT, DELETE),
+            "asset": (GET, PUT, UPDATE, DELETE),
         },
         indexes={"job": ("*",), "run": ("*",), "slice": ("*",), "asset": ("*",)},
         sends=("start", "slice"),
@@ -667,8 +667,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
     # one-slice run's retry and an early start are sent again, and the end of a run nudges
     # its job's buffered run (a job read, a start sent)
     START_WORKER: Grants(
-        tables={"job": (GET, UPDATE), "run": (GET, UPDATE), "slice": (PUT,)},
-        indexes={"asset": ("name-index",)},
+        tables={"job": (GET, UPDATE), "run": (GET, UPDATE), "slice": (PUT,), "asset": (GET,)},
         sends=("start", "slice"),
         consumes="start",
         objects={ASSETS_PREFIX: ("s3:GetObject",), RESULTS_PREFIX: ("s3:PutObject",)},
