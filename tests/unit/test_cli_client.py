@@ -228,8 +228,14 @@ def test_shell_completion_is_offered_and_completes_commands() -> None:
     script = Path(sys.executable).parent / "cadenza"
     if not script.exists():
         pytest.skip("the cadenza console script is not installed next to this python")
+    # typer falls back to detecting the shell from the process tree (none under a CI runner)
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("_")} | {"SHELL": "/bin/bash"}
     shown = subprocess.run(
-        [str(script), "--show-completion", "bash"], capture_output=True, text=True, timeout=60
+        [str(script), "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=plain,
     )
     assert shown.returncode == 0 and "_cadenza_completion" in shown.stdout
     env = {
