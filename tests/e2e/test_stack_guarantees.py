@@ -39,7 +39,10 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
 def test_two_on_demand_runs_of_a_skip_job_at_once_on_moto_202_and_409(moto: StackProcess) -> None:
     for r in range(ROUNDS):
         _, job = moto.submit(
-            {"name": f"one-at-a-time-{r}", "operations": [{"_op": "sleep", "seconds": 3}]},
+            {
+                "name": f"one-at-a-time-{r}",
+                "operations": [{"_op": "noop"}, {"_op": "sleep", "seconds": 3}],
+            },
             start=False,
         )
         url = f"{moto.url}/v1/jobs/{job['job_id']}/_start"
@@ -87,7 +90,9 @@ def test_ctrl_c_stops_the_stack_within_seconds_while_an_op_sleeps(
 def _ctrl_c_while_sleeping(stack: StackProcess) -> None:
     assert stack.proc is not None
     below = descendants(stack.proc.pid)  # DynamoDB Local's JVM, if any
-    _, job = stack.submit({"name": "nap", "operations": [{"_op": "sleep", "seconds": 30}]})
+    _, job = stack.submit(
+        {"name": "nap", "operations": [{"_op": "noop"}, {"_op": "sleep", "seconds": 30}]}
+    )
 
     def sleeping() -> bool | None:
         ex = stack.get(f"/v1/jobs/{job['job_id']}/ex").json()
