@@ -40,6 +40,7 @@ def install() -> None:
     with _lock:
         if _installed:
             return
+        # patching the class is the point: every handler moto builds then takes the lock
         DynamoHandler.call_action = _serialised(DynamoHandler.call_action)  # type: ignore[method-assign]
         _installed = True
 
