@@ -31,29 +31,39 @@ ROUNDS = 3
 INTERVAL_S = 5
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    yield from moto_stack(tmp_path_factory, "moto-guarantees")
+@pytest.fixture(scope="module", params=["moto", pytest.param("ddblocal", marks=needs_java)])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StackProcess]:
+    """A stack on each backend the README offers (moto: the one these races broke)."""
+    if request.param == "moto":
+        yield from moto_stack(tmp_path_factory, "moto-guarantees")
+        return
+    folder = tmp_path_factory.mktemp("ddblocal-guarantees")
+    args = ["--data-dir", str(folder / "data"), *FAST]
+    process = StackProcess("ddblocal", args, free_port(), folder / "stack.log").start()
+    yield process
+    process.stop()
 
 
-def test_two_on_demand_runs_of_a_skip_job_at_once_on_moto_202_and_409(moto: StackProcess) -> None:
+def test_two_on_demand_runs_of_a_skip_job_at_once_202_and_409(stack: StackProcess) -> None:
     for r in range(ROUNDS):
-        _, job = moto.submit(
+        _, job = stack.submit(
             {
                 "name": f"one-at-a-time-{r}",
                 "operations": [{"_op": "noop"}, {"_op": "sleep", "seconds": 3}],
             },
             start=False,
         )
-        url = f"{moto.url}/v1/jobs/{job['job_id']}/_start"
+        url = f"{stack.url}/v1/jobs/{job['job_id']}/_start"
         with ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(partial(moto.http.post, timeout=10), [url, url]))
+            answers = list(pool.map(partial(stack.http.post, timeout=10), [url, url]))
         codes = sorted(a.status_code for a in answers)
         assert codes == [202, 409], (r, [a.text for a in answers])
 
 
-def test_an_interval_job_on_moto_never_runs_closer_than_its_interval(moto: StackProcess) -> None:
-    _, job = moto.submit(
+def test_an_interval_job_never_runs_closer_than_its_interval(stack: StackProcess) -> None:
+    _, job = stack.submit(
         {
             "name": "every-5s",
             "operations": [{"_op": "noop"}],
@@ -63,12 +73,12 @@ def test_an_interval_job_on_moto_never_runs_closer_than_its_interval(moto: Stack
     job_id = job["job_id"]
 
     def started() -> list[datetime] | None:
-        runs = moto.get(f"/scheduled-jobs/{job_id}/runs").json()
+        runs = stack.get(f"/scheduled-jobs/{job_id}/runs").json()
         starts = sorted(parse_iso(x["startedAt"]) for x in runs if x.get("startedAt"))
         return starts if len(starts) >= 4 else None
 
     starts = wait_for(started, 60, "four runs of the interval job", 1.0)
-    moto.http.post(f"{moto.url}/v1/jobs/{job_id}/_suspend", timeout=10)
+    stack.http.post(f"{stack.url}/v1/jobs/{job_id}/_suspend", timeout=10)
     gaps = [(b - a).total_seconds() for a, b in pairwise(starts)]
     assert min(gaps) >= INTERVAL_S - 0.5, gaps  # 0.68 s seen before moto was serialised
 
