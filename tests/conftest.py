@@ -22,6 +22,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
+from cadenza_tools.local import moto_serial  # noqa: E402
 from chalicelib.adapters.dynamodb.store import DynamoStore  # noqa: E402
 from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue  # noqa: E402
 from chalicelib.bootstrap import Container, build_container, set_container  # noqa: E402
@@ -30,6 +31,8 @@ from chalicelib.ports import FakeClock  # noqa: E402
 from tests.clients import ADMINS  # noqa: E402
 from tests.fakes import MemoryAssetStore, MemoryBlobStore, MemoryStore  # noqa: E402
 from tests.helpers import deliver  # noqa: E402
+
+moto_serial.install()  # moto's DynamoDB serialised as DynamoDB's condition checks are
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a whole minute
 

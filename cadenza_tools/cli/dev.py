@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -141,5 +143,16 @@ def dev(
         stack.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if stack.abandoned:
+        _exit_now(code)
     if code:
         raise typer.Exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without joining the threads of a batch still in flight (an op's ``sleep``):
+    the emulators are stopped; what the batch held is recovered as a lost worker's is."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

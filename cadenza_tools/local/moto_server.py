@@ -15,7 +15,7 @@ from typing import Self
 
 from moto.server import ThreadedMotoServer
 
-from cadenza_tools.local import moto_sqs
+from cadenza_tools.local import moto_serial, moto_sqs
 from cadenza_tools.local.service import ListeningService
 
 
@@ -39,7 +39,9 @@ class MotoServer(ListeningService):
 
     ``quiet`` silences werkzeug's per-request log lines (only if the ``werkzeug``
     logger has no level set yet). ``fast_sqs`` installs :mod:`cadenza_tools.local.moto_sqs`
-    (linear-cost SQS queues, same semantics) in this process before serving.
+    (linear-cost SQS queues, same semantics) in this process before serving. DynamoDB
+    requests are always serialised (:mod:`cadenza_tools.local.moto_serial`): moto checks a
+    condition and writes with nothing between.
     """
 
     not_started = MotoServerError
@@ -70,6 +72,7 @@ class MotoServer(ListeningService):
                 werkzeug_logger.setLevel(logging.WARNING)
         if self._fast_sqs:
             moto_sqs.install()
+        moto_serial.install()  # DynamoDB's guarantees: a condition and its write as one
         if self._requested_port:
             # ThreadedMotoServer.start() waits forever if the bind fails in its thread.
             _check_port_free(self.host, self._requested_port)

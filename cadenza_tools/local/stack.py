@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ DEFAULT_TICK_INTERVAL = 2.0
 DEFAULT_LOOKAHEAD = 5.0
 DEFAULT_WORKERS = 10  # pollers per queue: a small Lambda concurrency
 DEFAULT_REGION = "us-east-1"
+STOP_GRACE_S = 2.0  # how long stop() lets the pollers finish the batches they hold
 EMULATOR_HOST = "127.0.0.1"
 BANNER_TAG = "CADENZA_STACK"
 _ROUTINE_TICK_STATS = frozenset({"shards_queried", "jobs_read", "stalled_read"})
@@ -223,6 +225,7 @@ class LocalStack(LocalService):
         self.api: ApiServer | None = None
         self.firer: ScheduleFirer | None = None
         self.pollers: list[SqsPoller] = []
+        self.abandoned: list[str] = []  # pollers still in a batch when stop() gave up on them
         self.info: StackInfo | None = None
         path = self.options.credentials
         self.users = LocalUsers(path) if path is not None else LocalUsers.default()
@@ -425,7 +428,14 @@ class LocalStack(LocalService):
         return None
 
     def stop(self) -> None:
-        """Stop pollers, firer, API server and emulators (in that order); idempotent."""
+        """Stop pollers, firer, API server and emulators (in that order); idempotent.
+
+        A batch still running after :data:`STOP_GRACE_S` is left behind, as a Lambda
+        killed mid-batch would leave it: its messages return after their visibility
+        timeout, its slices' leases expire and the sweep retries or recovers them. Its
+        poller is named in :attr:`abandoned`; the process should then exit without
+        waiting for it (``os._exit``), since the handler's threads are not daemons.
+        """
         if not self._started:
             return
         self._started = False
@@ -433,13 +443,22 @@ class LocalStack(LocalService):
         from chalicelib.config import get_settings
 
         pollers, self.pollers = self.pollers, []
+        deadline = time.monotonic() + STOP_GRACE_S
         for poller in pollers:
-            poller.stop(timeout=0)  # ask all at once, then wait for each
+            poller.stop(timeout=0)  # ask all at once, then wait for each, together
         firer, self.firer = self.firer, None
         if firer is not None:
             firer.stop()
         for poller in pollers:
-            poller.stop()
+            poller.stop(timeout=max(0.0, deadline - time.monotonic()))
+        self.abandoned = [poller.name for poller in pollers if poller.is_alive()]
+        if self.abandoned:
+            log.warning(
+                "left %d batch(es) in flight (%s): their messages return after the visibility"
+                " timeout, their slices are retried or recovered once their leases expire",
+                len(self.abandoned),
+                ", ".join(self.abandoned),
+            )
         api, self.api = self.api, None
         if api is not None:
             api.stop()

@@ -296,20 +296,17 @@ def test_dev_stack_on_moto_runs_a_job(stacks: Callable[..., StackProcess]) -> No
     assert stack.stop() == 0, stack.tail()
 
 
-@needs_java
+@pytest.mark.parametrize("backend", [pytest.param("ddblocal", marks=needs_java), "moto"])
 def test_two_stacks_share_one_store_and_fire_a_slot_once(
-    stacks: Callable[..., StackProcess], tmp_path: Path
+    stacks: Callable[..., StackProcess], tmp_path: Path, backend: str
 ) -> None:
+    """On moto, the second stack's requests go to the first's moto server, which
+    serialises DynamoDB requests as DynamoDB Local does."""
     prefix = "e2e-shared"
-    moto_port, ddb_port = free_port(), free_port()
-    a = stacks(
-        "shared-a",
-        "--data-dir", str(tmp_path / "data"),
-        "--prefix", prefix,
-        "--moto-port", str(moto_port),
-        "--dynamodb-port", str(ddb_port),
-        *FAST,
-    )  # fmt: skip
+    store = ["--data-dir", str(tmp_path / "data"), "--dynamodb-port", str(free_port())]
+    if backend == "moto":
+        store = ["--backend", "moto"]
+    a = stacks("shared-a", *store, "--prefix", prefix, "--moto-port", str(free_port()), *FAST)
     info_a = a.banner()
     b = stacks(
         "shared-b",

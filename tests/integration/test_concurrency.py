@@ -1,11 +1,13 @@
 """Races: two supervisors, doubled messages and racing workers never lose or double a run.
 
-They run on DynamoDB Local only: moto does not serialise a condition check with its write,
-so two threads can both pass `attribute_not_exists` there (seen: 5 runs for 4 slots); it
-cannot referee a race, while DynamoDB Local, like DynamoDB, does."""
+They run on moto and on DynamoDB Local. moto alone does not serialise a condition check
+with its write, so two threads could both pass `attribute_not_exists` there (seen: 5 runs
+for 4 slots); the test session serialises its DynamoDB requests
+(`cadenza_tools.local.moto_serial`), as DynamoDB and DynamoDB Local do."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -25,15 +27,9 @@ JOBS_PER_ROUND = 4
 
 
 @pytest.fixture
-def ddb(ddb_local: str) -> Settings:
-    from dataclasses import replace
-
-    from tests.conftest import test_settings
-
-    return replace(test_settings(), dynamodb_endpoint=ddb_local, fire_concurrency=8)
-
-
-pytestmark = pytest.mark.ddblocal
+def racing(backend: Settings) -> Settings:
+    """The `backend` (moto or DynamoDB Local), firing in parallel."""
+    return replace(backend, fire_concurrency=8)
 
 
 def _pair(backend: Settings) -> tuple[Container, Container, MemoryQueue, FakeClock]:
@@ -46,8 +42,8 @@ def _pair(backend: Settings) -> tuple[Container, Container, MemoryQueue, FakeClo
     return a, b, queue, clock
 
 
-def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings) -> None:
-    a, b, _, _ = _pair(ddb)
+def test_two_supervisors_create_exactly_one_run_per_slot(racing: Settings) -> None:
+    a, b, _, _ = _pair(racing)
     jobs = [
         a.jobs.submit(
             {
@@ -73,8 +69,8 @@ def test_two_supervisors_create_exactly_one_run_per_slot(ddb: Settings) -> None:
     assert sent == ROUNDS * JOBS_PER_ROUND  # one start message per new run, not two
 
 
-def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings) -> None:
-    a, b, queue, _ = _pair(ddb)
+def test_the_same_slice_delivered_twice_at_once_is_processed_once(racing: Settings) -> None:
+    a, b, queue, _ = _pair(racing)
     for _ in range(5):
         job, run = a.jobs.submit(
             {
@@ -99,8 +95,8 @@ def test_the_same_slice_delivered_twice_at_once_is_processed_once(ddb: Settings)
         )
 
 
-def test_racing_start_handlers_start_a_run_once(ddb: Settings) -> None:
-    a, b, queue, _ = _pair(ddb)
+def test_racing_start_handlers_start_a_run_once(racing: Settings) -> None:
+    a, b, queue, _ = _pair(racing)
     for body in (
         {"name": "inline", "operations": [{"_op": "noop"}, {"_op": "noop"}]},
         {"name": "sliced", "workers": 2, "operations": [{"_op": "range", "end": 5}]},
@@ -118,8 +114,8 @@ def test_racing_start_handlers_start_a_run_once(ddb: Settings) -> None:
 
 
 @pytest.mark.parametrize("finisher", ["worker", "sweep"])
-def test_last_slices_finishing_together_finalize_once(ddb: Settings, finisher: str) -> None:
-    a, b, queue, clock = _pair(ddb)
+def test_last_slices_finishing_together_finalize_once(racing: Settings, finisher: str) -> None:
+    a, b, queue, clock = _pair(racing)
     job, run = a.jobs.submit(
         {"name": "f", "workers": 2, "operations": [{"_op": "range", "end": 2}]}, start=True
     )
@@ -137,14 +133,14 @@ def test_last_slices_finishing_together_finalize_once(ddb: Settings, finisher: s
     assert (done.status, done.processed, done.remaining) == (ExStatus.completed, 2, 0)
 
 
-def test_on_demand_runs_and_a_slots_entry_never_leave_two_in_progress(ddb: Settings) -> None:
+def test_on_demand_runs_and_a_slots_entry_never_leave_two_in_progress(racing: Settings) -> None:
     """OpenSpecimen's rule (overlap 'skip'): at most one IN_PROGRESS run per job, held by a
     conditional write on the job's active slots, whoever creates the runs and however they
     race: two supervisors create the slot's run (holding nothing), then two start workers
     enter it at its second while two on-demand runs are requested."""
     from chalicelib.domain.errors import Conflict
 
-    a, b, queue, clock = _pair(ddb)
+    a, b, queue, clock = _pair(racing)
     job, _ = a.jobs.submit(
         {"name": "one", "operations": [{"_op": "noop"}], "schedule": {"rate": "rate(10 seconds)"}},
         start=True,
