@@ -33,7 +33,9 @@ class SliceContext:
 
 
 class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """An op's parameters, strict: `true` is not a number, nor `"5"` an integer."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class AnyParams(Params):
@@ -64,12 +66,15 @@ class RangeParams(Params):
 
 
 class SleepParams(Params):
-    seconds: float = Field(default=0.1, ge=0, le=900)
+    seconds: float = Field(default=0.1, ge=0, le=900, allow_inf_nan=False)
 
 
 class FailParams(Params):
+    """Which slices fail: those in `slices` and a `fraction` of the others; given neither,
+    every slice (a `fail` op is written to fail)."""
+
     slices: list[int] = Field(default_factory=list)
-    fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    fraction: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     times: int | None = Field(default=None, ge=1)
     message: str = "injected failure"
 
@@ -173,7 +178,8 @@ def _chosen(ex_id: str, order: int, fraction: float) -> bool:
 
 
 def _fail(p: Any, data: Any, ctx: SliceContext) -> Any:
-    chosen = ctx.order in p.slices or _chosen(ctx.ex_id, ctx.order, p.fraction)
+    every = not p.model_fields_set & {"slices", "fraction"}
+    chosen = every or ctx.order in p.slices or _chosen(ctx.ex_id, ctx.order, p.fraction)
     if chosen and (p.times is None or ctx.attempt <= p.times):
         raise OpFailed(f"{p.message} (slice {ctx.order}, attempt {ctx.attempt})")
     return data
