@@ -198,7 +198,7 @@ def test_runs_create_list_and_result_file(stack: StackProcess, tmp_path: Path) -
     out = tmp_path / "r.csv"  # named by its content
     assert out.read_text().splitlines() == ["request,args", '{},"[""a"",""b c""]"']
     printed = cli(stack, "runs", "result-file", csv_job, csv_run["id"])
-    assert printed.stdout.encode() == out.read_bytes()
+    assert printed.stdout_bytes == out.read_bytes()
 
 
 def test_a_failed_execution_exits_non_zero_and_its_errors_are_listed(
