@@ -230,6 +230,11 @@ def _not_role(where: str, name: object, role: str) -> InvalidInput:
     )
 
 
+def _reason(kind: str, message: str) -> str:
+    """Pydantic's words, but for NaN and infinity, which it calls not finite."""
+    return "is not a number (NaN and infinity are refused)" if kind == "finite_number" else message
+
+
 def _spec(
     index: int, op: dict[str, Any], role: str, extra: Mapping[str, OpSpec] | None = None
 ) -> tuple[OpSpec, Params]:
@@ -245,7 +250,10 @@ def _spec(
         return spec, spec.params.model_validate(params)
     except ValidationError as err:
         errors = [
-            {"field": ".".join([where, *map(str, e["loc"])]), "reason": e["msg"]}
+            {
+                "field": ".".join([where, *map(str, e["loc"])]),
+                "reason": _reason(e["type"], e["msg"]),
+            }
             for e in err.errors()
         ]
         raise InvalidInput(f"{errors[0]['field']}: {errors[0]['reason']}", errors) from err

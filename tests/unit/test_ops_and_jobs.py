@@ -98,9 +98,9 @@ NAN, INF = float("nan"), float("inf")
     "op, field, says",
     [
         ({"_op": "sleep", "seconds": True}, "seconds", "number"),
-        ({"_op": "sleep", "seconds": NAN}, "seconds", "finite number"),
-        ({"_op": "sleep", "seconds": INF}, "seconds", "finite number"),
-        ({"_op": "fail", "fraction": NAN}, "fraction", "finite number"),
+        ({"_op": "sleep", "seconds": NAN}, "seconds", "not a number"),
+        ({"_op": "sleep", "seconds": INF}, "seconds", "not a number"),
+        ({"_op": "fail", "fraction": NAN}, "fraction", "not a number"),
         ({"_op": "fail", "slices": [True]}, "slices.0", "valid integer"),
         ({"_op": "fail", "times": "2"}, "times", "valid integer"),
     ],
