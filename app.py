@@ -7,10 +7,12 @@ from chalice.app import Chalice, CloudWatchEvent, Rate, SQSEvent
 from chalicelib.config import Settings
 from chalicelib.entrypoints import handlers
 from chalicelib.entrypoints.http import blueprints
+from chalicelib.entrypoints.http.errors import method_not_allowed
 
 app = Chalice(app_name="cadenza")
 for blueprint, url_prefix in blueprints():
     app.register_blueprint(blueprint, url_prefix=url_prefix)
+app.register_middleware(method_not_allowed, "http")
 
 # read here, uncached: the queue names are the event sources' configuration
 _settings = Settings.from_env()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -80,24 +81,51 @@ def get_run(ctx: typer.Context, job_id: JobId, run_id: RunId) -> None:
     emit(cli.json_output, cli.client.get(f"/scheduled-jobs/{job_id}/runs/{run_id}"), document)
 
 
+SUFFIXES = {"text/csv": ".csv", "application/json": ".json"}
+
+
+def named_by_type(output: Path, content_type: str, served_as: str | None) -> Path:
+    """Where to write a download: into a directory, under the name the API gave it; else at
+    `output` with the suffix of the content type (`-o result.json` of a CSV file writes
+    `result.csv`)."""
+    if output.is_dir():
+        return output / (served_as or "result")
+    suffix = SUFFIXES.get(content_type.split(";")[0].strip().lower())
+    return output if suffix is None else output.with_suffix(suffix)
+
+
+def _served_as(disposition: str | None) -> str | None:
+    """The file name of a `Content-Disposition: attachment; filename="..."` header."""
+    match = re.search(r'filename="([^"/\\]+)"', disposition or "")
+    return match.group(1) if match else None
+
+
 @command(app, "result-file")
 def result_file(
     ctx: typer.Context,
     job_id: JobId,
     run_id: RunId,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of to stdout.")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write here instead of to stdout: a directory (the file keeps its name) or a "
+            "file, whose suffix follows the content (.csv).",
+        ),
     ] = None,
 ) -> None:
-    """Download what a run produced (GET .../runs/{runId}/result-file)."""
+    """Download the CSV file a run wrote (GET .../runs/{runId}/result-file)."""
     cli = state(ctx)
     response = cli.client.request("GET", f"/scheduled-jobs/{job_id}/runs/{run_id}/result-file")
     if output is None:
         sys.stdout.buffer.write(response.content)
         sys.stdout.flush()
         return
+    served_as = _served_as(response.headers.get("Content-Disposition"))
+    target = named_by_type(output, response.headers.get("Content-Type", ""), served_as)
     try:
-        output.write_bytes(response.content)
+        target.write_bytes(response.content)
     except OSError as err:
-        raise CliError(f"cannot write {output}: {err.strerror or err}") from err
-    console(stderr=True).print(f"wrote {len(response.content)} bytes to {output}")
+        raise CliError(f"cannot write {target}: {err.strerror or err}") from err
+    console(stderr=True).print(f"wrote {len(response.content)} bytes to {target}")

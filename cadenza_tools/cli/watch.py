@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import typer
@@ -12,7 +13,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
 )
 
 from cadenza_tools.cli.client import EXIT_FAILED, Client
@@ -21,6 +21,7 @@ from cadenza_tools.cli.output import console, document, emit, print_json
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 
 SUCCESS = str(ExStatus.completed)
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 TERMINAL = frozenset(str(s) for s in TERMINAL_EX)  # the API's statuses, the domain's words
 
 
@@ -33,20 +34,40 @@ def _counts(ex: dict[str, Any]) -> tuple[int, int, int]:
     )
 
 
+def elapsed(ex: dict[str, Any], now: float) -> str:
+    """How long the execution has run: from its start to its end, or to `now`."""
+    started = _epoch(ex.get("started_at"))
+    if started is None:
+        return "-:--:--"
+    ended = _epoch(ex.get("finished_at"))
+    seconds = int(max(0.0, (ended if ended is not None else now) - started))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _epoch(text: object) -> float | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def follow(client: Client, ex_id: str, interval: float = 1.0, show: bool = True) -> dict[str, Any]:
-    """Poll GET /v1/ex/{ex_id} until its status is terminal; the last document."""
+    """Poll GET /v1/ex/{ex_id} until its status is terminal; the last document. The time
+    shown is the execution's own, from its start."""
     con = console(stderr=True)
     progress = Progress(
         TextColumn("[bold]{task.fields[status]:<12}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("failed {task.fields[failed]}"),
-        TimeElapsedColumn(),
+        TextColumn("[yellow]{task.fields[elapsed]}"),
         console=con,
         disable=not show,
     )
     with progress:
-        task = progress.add_task(ex_id, total=None, status="pending", failed=0)
+        task = progress.add_task(ex_id, total=None, status="pending", failed=0, elapsed="")
         while True:
             ex: dict[str, Any] = client.get(f"/v1/ex/{ex_id}")
             processed, failed, total = _counts(ex)
@@ -57,6 +78,7 @@ def follow(client: Client, ex_id: str, interval: float = 1.0, show: bool = True)
                 completed=processed + failed,
                 status=status,
                 failed=failed,
+                elapsed=elapsed(ex, time.time()),
             )
             if status in TERMINAL:
                 return ex
@@ -74,8 +96,15 @@ def outcome(ex: dict[str, Any]) -> tuple[int, str]:
 
 
 def watch(cli: Cli, ex_id: str, interval: float) -> None:
-    """Follow an execution, print how it ended; exit non-zero unless it completed."""
-    ex = follow(cli.client, ex_id, interval, show=not cli.json_output)
+    """Follow an execution, print how it ended; exit non-zero unless it completed. Ctrl-C
+    stops following (the execution goes on) and says how to follow it again."""
+    try:
+        ex = follow(cli.client, ex_id, interval, show=not cli.json_output)
+    except KeyboardInterrupt:
+        console(stderr=True).print(
+            f"stopped following {ex_id}; it goes on. Follow it again: cadenza ex watch {ex_id}"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     code, line = outcome(ex)
     if cli.json_output:
         print_json(ex)

@@ -131,11 +131,13 @@ class Window:
 
     @classmethod
     def parse(cls, from_date: str | None, to_date: str | None, now: float) -> Window:
-        """fromDate defaults to the earliest instant and toDate to now; fromDate after
-        toDate is InvalidInput naming fromDate."""
+        """fromDate defaults to the earliest instant and toDate to now (a fromDate after
+        now, without toDate: the window from fromDate to itself, with no run yet); fromDate
+        after a given toDate is InvalidInput naming fromDate."""
         lo = parse_date("fromDate", from_date)
         hi = parse_date("toDate", to_date)
-        hi = now if hi is None else hi
+        if hi is None:
+            hi = now if lo is None else max(now, lo)
         if lo is not None and lo > hi:
             raise InvalidInput(
                 "fromDate: is after toDate",

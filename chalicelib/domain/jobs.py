@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from chalicelib.domain.schedules import Schedule
 from chalicelib.domain.transitions import JobState
@@ -29,9 +29,10 @@ class Operation(BaseModel):
 
 
 class JobDefinition(BaseModel):
-    """What a user submits. The first operation slices the work, the rest process each slice."""
+    """What a user submits. The first operation slices the work, the rest process each slice.
+    Strict: `true` is not a number, nor `"5"` or `5.0` an integer."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(min_length=1, max_length=256)
     # set from the authenticated caller (an IAM ARN: up to 2048 characters), never the body
@@ -61,14 +62,15 @@ class JobDefinition(BaseModel):
             raise ValueError("must not be blank")
         return v
 
-    @model_validator(mode="after")
-    def _limit_fits_overlap(self) -> JobDefinition:
-        if self.overlap != "allow" and self.max_active_runs not in (None, 1):
+    @field_validator("max_active_runs")
+    @classmethod
+    def _limit_fits_overlap(cls, v: int | None, info: ValidationInfo) -> int | None:
+        overlap = info.data.get("overlap", "skip")
+        if overlap != "allow" and v not in (None, 1):
             raise ValueError(
-                f"max_active_runs: only overlap 'allow' may run more than one at once "
-                f"(overlap is {self.overlap!r})"
+                f"only overlap 'allow' may run more than one at once (overlap is {overlap!r})"
             )
-        return self
+        return v
 
     @property
     def active_limit(self) -> int | None:

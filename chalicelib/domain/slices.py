@@ -10,9 +10,9 @@ from chalicelib.domain.transitions import SliceState
 MAX_SQS_DELAY = 900
 
 
-def slice_id_for(order: int) -> str:
-    """Slice ids sort in slicer order."""
-    return f"{order:06d}"
+def slice_id_for(position: int) -> str:
+    """Slice ids sort in the order their run hands them out."""
+    return f"{position:06d}"
 
 
 def retry_delay(attempt: int, base: float = 1.0, cap: float = MAX_SQS_DELAY) -> int:
@@ -22,7 +22,9 @@ def retry_delay(attempt: int, base: float = 1.0, cap: float = MAX_SQS_DELAY) -> 
 
 @dataclass
 class Slice:
-    """One slice of an execution."""
+    """One slice of an execution. `order` is its identity, the reader's order, kept by
+    the slices a recovery reprocesses; its `slice_id` says its place in its own run, the
+    order in which that run hands its slices out."""
 
     ex_id: str
     slice_id: str
@@ -37,6 +39,11 @@ class Slice:
     error: str | None = None
     created: float = 0.0
     updated: float = 0.0
+
+    @property
+    def position(self) -> int:
+        """Its place among its run's slices (equal to `order` but in a recovery)."""
+        return int(self.slice_id)
 
     def complete(self, token: str, now: float, result: Any) -> SliceEnding:
         """The worker holding the slice by `token` finished it, with `result`."""

@@ -33,7 +33,9 @@ class SliceContext:
 
 
 class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """An op's parameters, strict: `true` is not a number, nor `"5"` an integer."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class AnyParams(Params):
@@ -64,12 +66,15 @@ class RangeParams(Params):
 
 
 class SleepParams(Params):
-    seconds: float = Field(default=0.1, ge=0, le=900)
+    seconds: float = Field(default=0.1, ge=0, le=900, allow_inf_nan=False)
 
 
 class FailParams(Params):
+    """Which slices fail: those in `slices` and a `fraction` of the others; given neither,
+    every slice (a `fail` op is written to fail)."""
+
     slices: list[int] = Field(default_factory=list)
-    fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    fraction: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     times: int | None = Field(default=None, ge=1)
     message: str = "injected failure"
 
@@ -173,7 +178,8 @@ def _chosen(ex_id: str, order: int, fraction: float) -> bool:
 
 
 def _fail(p: Any, data: Any, ctx: SliceContext) -> Any:
-    chosen = ctx.order in p.slices or _chosen(ctx.ex_id, ctx.order, p.fraction)
+    every = not p.model_fields_set & {"slices", "fraction"}
+    chosen = every or ctx.order in p.slices or _chosen(ctx.ex_id, ctx.order, p.fraction)
     if chosen and (p.times is None or ctx.attempt <= p.times):
         raise OpFailed(f"{p.message} (slice {ctx.order}, attempt {ctx.attempt})")
     return data
@@ -224,6 +230,11 @@ def _not_role(where: str, name: object, role: str) -> InvalidInput:
     )
 
 
+def _reason(kind: str, message: str) -> str:
+    """Pydantic's words, but for NaN and infinity, which it calls not finite."""
+    return "is not a number (NaN and infinity are refused)" if kind == "finite_number" else message
+
+
 def _spec(
     index: int, op: dict[str, Any], role: str, extra: Mapping[str, OpSpec] | None = None
 ) -> tuple[OpSpec, Params]:
@@ -239,7 +250,10 @@ def _spec(
         return spec, spec.params.model_validate(params)
     except ValidationError as err:
         errors = [
-            {"field": ".".join([where, *map(str, e["loc"])]), "reason": e["msg"]}
+            {
+                "field": ".".join([where, *map(str, e["loc"])]),
+                "reason": _reason(e["type"], e["msg"]),
+            }
             for e in err.errors()
         ]
         raise InvalidInput(f"{errors[0]['field']}: {errors[0]['reason']}", errors) from err

@@ -7,6 +7,7 @@ from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.domain.errors import DomainError
+from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import SupervisorState
 from chalicelib.ports import Clock, Store, SupervisorRecord
 
@@ -23,6 +24,8 @@ class NoSchedule(DomainError):
 
 @dataclass(frozen=True)
 class SupervisorView:
+    """The supervisor's state and record, as the admin API shows them (times in ISO 8601)."""
+
     state: SupervisorState
     record: SupervisorRecord
 
@@ -31,16 +34,22 @@ class SupervisorView:
         return {
             "state": str(self.state),
             "reason": r.reason,
-            "last_tick_at": r.last_tick_at,
+            "last_tick_at": iso(r.last_tick_at),
             "ticks": r.ticks,
             "last_tick": r.last_stats,
-            "last_creating_tick": r.last_creating_tick,
-            "halted_at": r.halted_at,
-            "restarted_at": r.restarted_at,
+            "last_creating_tick": _with_iso_tick_at(r.last_creating_tick),
+            "halted_at": iso(r.halted_at),
+            "restarted_at": iso(r.restarted_at),
             "failed_ticks": r.failed_ticks,
-            "last_failure_at": r.last_failure_at,
+            "last_failure_at": iso(r.last_failure_at),
             "last_failure": r.last_failure,
         }
+
+
+def _with_iso_tick_at(tick: dict[str, Any] | None) -> dict[str, Any] | None:
+    if tick is None or tick.get("tick_at") is None:
+        return tick
+    return {**tick, "tick_at": iso(float(tick["tick_at"]))}
 
 
 class AdminService:

@@ -231,9 +231,11 @@ class ExecutionService:
         if run.inline or not run.slices_total:
             failed_inline = run.status != ExStatus.completed
             requests = slice_requests(config["operations"], run.args) if failed_inline else []
-            wanted = requests if SliceState.error in states or cleanup_type is None else []
+            chosen = SliceState.error in states or cleanup_type is None
+            wanted = list(enumerate(requests)) if chosen else []
         else:
-            wanted = [s.request for s in self.store.list_slices(run.ex_id) if s.state in states]
+            listed = self.store.list_slices(run.ex_id)
+            wanted = [(s.order, s.request) for s in listed if s.state in states]
         if not wanted:
             raise Conflict(
                 f"execution {run.ex_id} has no slice to recover ({cleanup_type})", ex_id=run.ex_id
@@ -259,8 +261,8 @@ class ExecutionService:
         )
         self.store.put_slices(
             [
-                Slice(fresh.ex_id, slice_id_for(i), i, req, created=now, updated=now)
-                for i, req in enumerate(wanted)
+                Slice(fresh.ex_id, slice_id_for(i), order, req, created=now, updated=now)
+                for i, (order, req) in enumerate(wanted)
             ]
         )
         if not self.store.create_run(fresh, limit=spec.active_limit):

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
 
-from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.errors import NotFound
 from chalicelib.domain.history import (
     GROUP_STATUSES,
     RunCounts,
@@ -37,7 +36,7 @@ from chalicelib.domain.history import (
 from chalicelib.domain.identity import SYSTEM, Principal, owner_of
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
-from chalicelib.domain.transitions import LEDGER_EX, TERMINAL_EX, JobState
+from chalicelib.domain.transitions import JobState
 from chalicelib.ports import Clock, Page, Store
 
 
@@ -139,26 +138,6 @@ class HistoryService:
             self.job(job_id)
             raise NotFound(f"run {run_id} of job {job_id} not found", job_id=job_id)
         return run
-
-    def result(self, job_id: str, run_id: str) -> Any:
-        """What a finished run produced: a one-slice run's result, or each slice's result
-        in order. NotFound for a slot that never ran; Conflict while it runs."""
-        run = self.run(job_id, run_id)
-        if run.status in LEDGER_EX:
-            raise NotFound(
-                f"run {run_id} did not execute ({run.status}: {run.reason})",
-                job_id=job_id,
-                run_status=str(run.status),
-            )
-        if run.status not in TERMINAL_EX:
-            raise Conflict(
-                f"run {run_id} is still in progress ({run.status})",
-                job_id=job_id,
-                current_state=str(run.status),
-            )
-        if run.inline or run.slices_total == 0:
-            return run.result
-        return [sl.result for sl in self.store.list_slices(run.ex_id)]
 
     # ---- stats (Lens) ----------------------------------------------------------------------
     def job_stats(

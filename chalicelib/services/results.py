@@ -1,10 +1,10 @@
-"""A run's result file: the CSV its `csv_result` op wrote to the bucket, else (runs without
-that op) its JSON result, as GET /scheduled-jobs/{jobId}/runs/{runId}/result-file serves it."""
+"""A run's result file: the CSV its `csv_result` op wrote to the bucket, as
+GET /scheduled-jobs/{jobId}/runs/{runId}/result-file serves it. A run without that op
+writes no file: its result is on the run (GET /v1/ex/{ex_id})."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.runs import Run
@@ -16,10 +16,9 @@ from chalicelib.services.history import HistoryService
 
 @dataclass(frozen=True)
 class ResultFile:
-    """CSV text (`csv` True) or a JSON-able result."""
+    """The CSV text of a run's result file."""
 
-    csv: bool
-    content: Any
+    content: str
 
 
 def writes_csv(run: Run) -> bool:
@@ -35,15 +34,21 @@ class ResultFileService:
 
     def result_file(self, job_id: str, run_id: str) -> ResultFile:
         """NotFound (with the reason) for an unknown job or run, a slot that never ran, or
-        a run that wrote no file; Conflict while the run is in progress."""
+        a run that wrote no file (its job has no `csv_result` op, or it ended first);
+        Conflict while the run is in progress."""
         run = self.history.run(job_id, run_id)
-        if not writes_csv(run):
-            return ResultFile(False, self.history.result(job_id, run_id))
         if run.status in LEDGER_EX:
             raise NotFound(
                 f"run {run_id} did not execute ({run.status}: {run.reason})",
                 job_id=job_id,
                 reason="not_executed",
+            )
+        if not writes_csv(run):
+            raise NotFound(
+                f"run {run_id} writes no result file (its job has no {RESULT_OP} op); "
+                f"its result is on the run: GET /v1/ex/{run.ex_id}",
+                job_id=job_id,
+                reason="no_result_file",
             )
         if run.status not in TERMINAL_EX:
             raise Conflict(
@@ -59,4 +64,4 @@ class ResultFileService:
                 job_id=job_id,
                 reason="no_result_file",
             )
-        return ResultFile(True, combine(parts).decode())
+        return ResultFile(combine(parts).decode())

@@ -78,7 +78,7 @@ class SlicePath(RunLifecycle):
         if sl.attempts <= run.max_retries:
             delay = retry_delay(sl.attempts)
             if self.store.release_slice(sl, token, end + delay, error, end):
-                self.send_slices(run, [sl.order], delay)
+                self.send_slices(run, [sl.position], delay)
             return SliceOutcome.retry
         if not self.store.finish_slice(sl, run, sl.fail(token, end, error)):
             return SliceOutcome.lost_lease
@@ -138,18 +138,18 @@ class SlicePath(RunLifecycle):
     def _triage(self, run: Run, now: float, resend_handed_out: bool) -> _Triage:
         seen = _Triage()
         for sl in self.store.list_slices(run.ex_id):
-            handed_out = sl.order < run.queued_cursor
+            handed_out = sl.position < run.queued_cursor
             if sl.state == SliceState.started:
                 if sl.lease_expires_at is not None and sl.lease_expires_at >= now:
                     seen.in_flight += 1
                 elif sl.attempts > run.max_retries:
                     seen.lost.append(sl)
                 else:  # its lease expired: its message is gone
-                    seen.resend.append(sl.order)
+                    seen.resend.append(sl.position)
             elif sl.state == SliceState.pending and handed_out:
                 due = sl.not_before is None or sl.not_before <= now
                 if due and resend_handed_out:
-                    seen.resend.append(sl.order)
+                    seen.resend.append(sl.position)
                 else:
                     seen.in_flight += 1  # a retry waiting out its backoff
         return seen

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 runner = CliRunner()
 JOB = {"name": "cli-e2e", "operations": [{"_op": "range", "end": 3}, {"_op": "noop"}]}
 ECHO_JOB = {"name": "cli-echo", "operations": [{"_op": "noop"}, {"_op": "echo"}]}
+CSV = {"_op": "csv_result"}
 FAILING_JOB = {
     "name": "cli-failing",
     "operations": [{"_op": "range", "end": 3}, {"_op": "fail", "slices": [1]}],
@@ -183,12 +184,21 @@ def test_runs_create_list_and_result_file(stack: StackProcess, tmp_path: Path) -
     bad_date = cli(stack, "runs", "list", job_id, "--from-date", "yesterday")
     assert bad_date.exit_code == 1 and "fromDate" in bad_date.stderr
 
-    out = tmp_path / "result.json"
-    saved = cli(stack, "runs", "result-file", job_id, run["id"], "-o", str(out))
+    no_file = cli(stack, "runs", "result-file", job_id, run["id"])
+    assert no_file.exit_code == 3 and "no_result_file" in no_file.stderr  # echo writes none
+    assert cli_json(stack, "ex", "get", run["id"])["result"]["args"] == ["a", "b c"]
+
+    csv_job = submit(stack, {**ECHO_JOB, "operations": [*ECHO_JOB["operations"], CSV]}, tmp_path)
+    csv_run = cli_json(stack, "runs", "create", csv_job, "--args", "a 'b c'")
+    assert cli(stack, "ex", "watch", csv_run["id"], "--interval", "0.2").exit_code == 0
+    saved = cli(
+        stack, "runs", "result-file", csv_job, csv_run["id"], "-o", str(tmp_path / "r.json")
+    )
     assert saved.exit_code == 0, saved.output
-    assert json.loads(out.read_text())["args"] == ["a", "b c"]
-    printed = cli(stack, "runs", "result-file", job_id, run["id"])
-    assert json.loads(printed.stdout) == json.loads(out.read_text())
+    out = tmp_path / "r.csv"  # named by its content
+    assert out.read_text().splitlines() == ["request,args", '{},"[""a"",""b c""]"']
+    printed = cli(stack, "runs", "result-file", csv_job, csv_run["id"])
+    assert printed.stdout_bytes == out.read_bytes()
 
 
 def test_a_failed_execution_exits_non_zero_and_its_errors_are_listed(

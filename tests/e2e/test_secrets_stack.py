@@ -46,5 +46,6 @@ def test_a_secret_put_with_the_cli_is_resolved_by_the_stack(stack: StackProcess)
 
     run = wait_for(finished, RUN_TIMEOUT_S, "the run to finish")
     assert run["status"] == "SUCCEEDED", run
-    assert stack.get(f"{run_path}/result-file").json() == {"request": {}, "args": ["-p", "***"]}
+    result = stack.get(f"/v1/ex/{posted.json()['id']}").json()["result"]
+    assert result == {"request": {}, "args": ["-p", "***"]}
     assert VALUE not in stack.log_path.read_text()

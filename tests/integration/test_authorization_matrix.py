@@ -46,7 +46,8 @@ CALLERS: dict[str, LocalUser | None] = {
     "owner": OWNER,
     "admin": ADMIN,
 }
-JOB = {"name": "matrix", "operations": [{"_op": "range", "end": 2}, {"_op": "noop"}]}
+# it writes a result file: result-file answers its owner 200
+JOB = {"name": "matrix", "operations": [{"_op": "range", "end": 2}, {"_op": "csv_result"}]}
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,22 @@ def test_an_unexpected_error_is_a_500_with_a_request_id_only(
     assert any(r.json_body["request_id"] in rec.getMessage() for rec in caplog.records)
 
 
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [("patch", "/v1/jobs", ["GET", "POST"]), ("delete", "/scheduled-jobs/x/runs", ["POST", "GET"])],
+)
+def test_a_method_a_path_does_not_serve_is_a_405_in_the_apis_error_shape(
+    client: Client, env: Container, method: str, path: str, allowed: list[str]
+) -> None:
+    r = getattr(client.http, method)(path)
+    assert r.status_code == 405, r.body
+    assert set(r.json_body) == {"error", "message", "allowed"}
+    assert r.json_body["error"] == "method_not_allowed"
+    assert sorted(r.json_body["allowed"]) == sorted(allowed)
+    assert method.upper() in r.json_body["message"]
+    assert sorted(r.headers["Allow"].split(", ")) == sorted(allowed)
+
+
 # ---- media types -----------------------------------------------------------------------------
 
 

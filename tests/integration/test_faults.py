@@ -41,6 +41,7 @@ from chalicelib.bootstrap import Container
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
+from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, JobState, SliceState
 from chalicelib.ports import FakeClock, Page
 from tests.clients import ADMIN, OWNER, SignedClient
@@ -358,7 +359,7 @@ def test_failed_tick_noted_at_once_when_the_record_can_be_written(
     assert len(faults.fired) == 2
     with SignedClient(app, ADMIN) as client:
         state = client.http.get("/api/supervisor/state").json_body
-    assert state["failed_ticks"] == 2 and state["last_failure_at"] == T0 + 31
+    assert state["failed_ticks"] == 2 and state["last_failure_at"] == iso(T0 + 31)
     assert state["ticks"] == 1
     # a generic message and an id; the store's own message is in the log under that id
     failure_id = state["last_failure"].split("failure ")[1].split(",")[0]

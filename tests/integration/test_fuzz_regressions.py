@@ -41,4 +41,5 @@ def test_a_method_no_route_has_is_a_405_not_a_501(method: str) -> None:
         response = requests.request(method, f"{server.url}/v1/openapi.json", timeout=10)
     assert response.status_code == 405
     assert response.headers["Content-Type"] == "application/json"
-    assert "Unsupported method" in response.json()["Message"]
+    body = response.json()
+    assert body["error"] == "method_not_allowed" and method in body["message"]

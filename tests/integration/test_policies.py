@@ -436,3 +436,28 @@ def test_a_group_is_bounded_by_items_and_bytes() -> None:
     assert [len(g) for g in _groups([plan(24, 10) for _ in range(9)])] == [4, 4, 1]  # 25 items
     big = plan(1, MAX_TX_BYTES // 3)  # 2 items of about a third of the budget each
     assert [len(g) for g in _groups([big, big, big])] == [1, 1, 1]
+
+
+@pytest.mark.moto  # the listings' order of runs created at once is DynamoDB's (an LSI)
+def test_catch_up_all_after_a_suspension_runs_every_missed_slot_one_after_another(
+    container: Container, queue: MemoryQueue, clock: FakeClock, client: Client
+) -> None:
+    """Issue #14's reproduction: a job every 10 s, suspended for 40 s, then resumed: its 4
+    missed slots all run, one at a time (overlap skip), none skipped; its runs list in
+    slot order."""
+    every_10s = {"interval_seconds": 10}
+    job = _submit(container, schedule=every_10s, catchup="all", operations=SLOW, workers=1)
+    clock.t = T0 + 1
+    container.jobs.suspend(job.job_id)
+    clock.t = T0 + 41
+    container.jobs.schedule(job.job_id)
+    container.supervisor.tick(T0 + 41)
+    outcomes = start_due(container, queue, clock, T0 + 41)  # every start message at once
+    assert outcomes.count("running") == 1 and "skipped" not in outcomes, outcomes
+    drain(container, queue)
+    slots = ["08:00:40", "08:00:30", "08:00:20", "08:00:10"]
+    assert _statuses(container, job) == {s: ("completed", None) for s in sorted(slots)}
+    runs = client.http.get(f"/scheduled-jobs/{job.job_id}/runs").json_body
+    assert [r["slot"][11:19] for r in runs] == slots  # created at once: newest slot first
+    ex = client.http.get(f"/v1/jobs/{job.job_id}/ex").json_body
+    assert ex["slot"][11:19] == slots[0]

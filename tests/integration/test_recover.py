@@ -111,3 +111,43 @@ def test_recover_refuses_running_executions_and_bad_cleanup(
     assert running.status_code == 409 and running.json_body["current_state"] == "pending"
     bad = client.http.post(f"/v1/ex/{ex_id}/_recover?cleanup_type=some")
     assert bad.status_code == 400 and bad.json_body["errors"][0]["field"] == "cleanup_type"
+
+
+def test_a_recovered_slice_keeps_its_order_in_what_processors_see_and_in_its_records(
+    client: Client, container: Container, queue: MemoryQueue
+) -> None:
+    _, ex_id = _failed_run(client, container, queue)
+    r = client.http.post(f"/v1/ex/{ex_id}/_recover?cleanup_type=errors")  # fails them again
+    drain(container, queue)
+    new = r.json_body["ex_id"]
+    slices = client.http.get(f"/v1/ex/{new}/slices").json_body
+    seen = sorted((s["slicer_order"], s["request"], s["error"]) for s in slices)
+    assert seen == [
+        (
+            1,
+            '{"start":1,"end":2}',
+            "chalicelib.ops.registry.OpFailed: injected failure (slice 1, attempt 1)",
+        ),
+        (
+            3,
+            '{"start":3,"end":4}',
+            "chalicelib.ops.registry.OpFailed: injected failure (slice 3, attempt 1)",
+        ),
+    ]
+    errors = client.http.get(f"/v1/ex/{new}/errors").json_body
+    assert sorted(e["slicer_order"] for e in errors) == [1, 3]
+
+
+def test_a_recovered_slice_is_retried_by_its_place_in_the_recovery(
+    client: Client, container: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    job_id, _ = _failed_run(client, container, queue)
+    item = container.store.m.job.get(job_id)  # type: ignore[attr-defined]  # DynamoStore's
+    item.definition = {**item.definition, "workers": 1, "max_retries": 1}
+    item.save()
+    r = client.http.post(f"/v1/jobs/{job_id}/_recover?cleanup_type=errors")
+    for _ in range(6):  # each slice fails once, is retried after its backoff, then passes
+        drain(container, queue)
+        clock.advance(5)
+    ex = client.http.get(f"/v1/ex/{r.json_body['ex_id']}").json_body
+    assert ex["_status"] == "completed" and ex["_slicer_stats"]["processed"] == 2

@@ -121,16 +121,21 @@ def test_unknown_jobs_and_runs_are_404(client: Client, env: Container, queue: Me
     assert unknown_run.status_code == 404 and "no-such-run" in unknown_run.json_body["message"]
 
 
-def test_runs_without_csv_result_keep_their_json_result(
-    client: Client, env: Container, queue: MemoryQueue
+@pytest.mark.parametrize("reader", [{"_op": "noop"}, {"_op": "range", "end": 2}])
+def test_a_run_whose_job_writes_no_file_is_404_and_keeps_its_result(
+    client: Client, env: Container, queue: MemoryQueue, reader: dict[str, Any]
 ) -> None:
-    job_id = _job(env, [{"_op": "range", "end": 2}, {"_op": "noop"}])
-    run_id = _run(client, job_id)
+    job_id = _job(env, [reader, {"_op": "echo"}])
+    run_id = _run(client, job_id, args="a")
+    assert _file(client, job_id, run_id).json_body["reason"] == "no_result_file"  # never will
     drain(env, queue)
     r = _file(client, job_id, run_id)
-    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
-    assert r.json_body == [{"start": 0, "end": 1}, {"start": 1, "end": 2}]
+    assert r.status_code == 404 and r.json_body["reason"] == "no_result_file", r.body
+    assert f"GET /v1/ex/{run_id}" in r.json_body["message"]
     assert env.files.keys("results/") == []
+    ex = client.http.get(f"/v1/ex/{run_id}").json_body
+    if reader["_op"] == "noop":
+        assert ex["result"] == {"request": {}, "args": ["a"]}
 
 
 @pytest.mark.parametrize(

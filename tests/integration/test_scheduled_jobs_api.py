@@ -103,9 +103,10 @@ def test_on_demand_run_passes_its_args_to_the_processor(
     )
     assert done["startedAt"] == done["finishedAt"] == "2027-01-15T08:00:00.000Z"
     assert client.http.get(f"/scheduled-jobs/{job_id}/runs/{run['id']}").json_body == done
-    out = client.http.get(f"/scheduled-jobs/{job_id}/runs/{run['id']}/result-file")
-    assert out.status_code == 200
-    assert out.json_body == {"request": {}, "args": ["a", "b c", "d"]}
+    out = client.http.get(f"/v1/ex/{run['id']}").json_body["result"]
+    assert out == {"request": {}, "args": ["a", "b c", "d"]}
+    no_file = client.http.get(f"/scheduled-jobs/{job_id}/runs/{run['id']}/result-file")
+    assert no_file.status_code == 404 and no_file.json_body["reason"] == "no_result_file"
 
 
 def test_a_sliced_run_hands_its_args_to_every_slice(
@@ -113,11 +114,8 @@ def test_a_sliced_run_hands_its_args_to_every_slice(
 ) -> None:
     job_id = _job(container, operations=[{"_op": "range", "end": 2}, {"_op": "echo"}])
     run = _run_now(client, job_id, {"args": "x y"}).json_body
-    r = client.http.get(f"/scheduled-jobs/{job_id}/runs/{run['id']}/result-file")
-    assert r.status_code == 409  # still in progress
     drain(container, queue)
-    r = client.http.get(f"/scheduled-jobs/{job_id}/runs/{run['id']}/result-file")
-    assert r.json_body == [
+    assert [sl.result for sl in container.store.list_slices(run["id"])] == [
         {"request": {"start": 0, "end": 1}, "args": ["x", "y"]},
         {"request": {"start": 1, "end": 2}, "args": ["x", "y"]},
     ]
@@ -133,7 +131,7 @@ def test_args_are_optional(
     assert r.json_body["rtArgs"] is None
     drain(container, queue)
     run_id = r.json_body["id"]
-    result = client.http.get(f"/scheduled-jobs/{job_id}/runs/{run_id}/result-file").json_body
+    result = client.http.get(f"/v1/ex/{run_id}").json_body["result"]
     assert result == {"request": {}, "args": []}
 
 
@@ -341,6 +339,19 @@ def test_dates_default_to_all_time_until_now(
     assert _ids(_runs(client, dated["job"], "toDate=20270115T080000")) == [dated["r1"]]
 
 
+def test_a_from_date_after_now_without_to_date_is_an_empty_window(
+    client: Client, clock: FakeClock, dated: dict[str, str]
+) -> None:
+    clock.t = _at("2027-01-16T06:15:00")
+    job_id = dated["job"]
+    for query in ("fromDate=20990101", "fromDate=20270116T061501"):
+        assert _runs(client, job_id, query) == [], query
+        stats = client.http.get(f"/scheduled-jobs/{job_id}/stats?{query}")
+        assert stats.status_code == 200 and stats.json_body["total"] == 0, stats.body
+        everyone = client.http.get(f"/scheduled-jobs/stats?{query}")
+        assert everyone.status_code == 200, everyone.body
+
+
 @pytest.mark.parametrize(
     "query, field",
     [
@@ -353,7 +364,6 @@ def test_dates_default_to_all_time_until_now(
         ("toDate=20270116Z", "toDate"),
         ("fromDate=20270117&toDate=20270116", "fromDate"),
         ("fromDate=20270117T000001&toDate=20270117", "toDate"),
-        ("fromDate=20990101", "fromDate"),  # after toDate, which defaults to now
         ("status=DONE", "status"),
         ("status=completed", "status"),
         ("maxResults=0", "maxResults"),

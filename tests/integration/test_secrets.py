@@ -62,8 +62,9 @@ def _run(client: SignedClient, job_id: str, args: str | None) -> Any:
     return client.http.post(f"/scheduled-jobs/{job_id}/runs", body=body, headers=JSON)
 
 
-def _result(client: SignedClient, job_id: str, run_id: str) -> Any:
-    return client.http.get(f"/scheduled-jobs/{job_id}/runs/{run_id}/result-file")
+def _result(client: SignedClient, run_id: str) -> Any:
+    """A one-slice run's result, as the run shows it."""
+    return client.http.get(f"/v1/ex/{run_id}").json_body["result"]
 
 
 def _everything_stored(settings: Settings) -> str:
@@ -136,8 +137,7 @@ def test_the_worker_resolves_references_and_nothing_keeps_the_values(
     [(params, args)] = seen
     assert params == {"token": f"Bearer {API_VALUE}"}
     assert args == f"--user=app --password={DB_VALUE}"
-    result = _result(client, job_id, run["id"]).json_body
-    assert result == {
+    assert _result(client, run["id"]) == {
         "params": {"token": f"Bearer {REDACTED}"},
         "args": f"--user=app --password={REDACTED}",
         "data": {},
@@ -163,7 +163,7 @@ def test_a_sliced_run_resolves_on_every_slice(
     job_id = _submit(client, [{"_op": "range", "end": 2}, {"_op": "echo"}]).json_body["job_id"]
     run = _run(client, job_id, f"-p {SSM_REF}").json_body
     drain(container, queue)
-    assert _result(client, job_id, run["id"]).json_body == [
+    assert [sl.result for sl in container.store.list_slices(run["id"])] == [
         {"request": {"start": 0, "end": 1}, "args": ["-p", REDACTED]},
         {"request": {"start": 1, "end": 2}, "args": ["-p", REDACTED]},
     ]

@@ -29,6 +29,24 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def ms(t: float) -> str:
+    """ISO 8601 to the millisecond, as the API shows times."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@pytest.mark.parametrize("prefix", ["/api", "/v1", ""])
+def test_the_supervisor_routes_answer_at_the_seeds_paths_and_with_and_without_v1(
+    client: Client, container: Container, prefix: str
+) -> None:
+    container.supervisor.tick(T0)
+    state = client.http.get(f"{prefix}/supervisor/state")
+    assert state.status_code == 200 and state.json_body["state"] == "FINISHED"
+    assert state.json_body["last_tick_at"] == ms(T0)
+    halted = client.http.post(f"{prefix}/supervisor/halt?reason=x")
+    assert halted.status_code == 200 and halted.json_body["state"] == "HALTED"
+    assert client.http.post(f"{prefix}/supervisor/restart").json_body["state"] != "HALTED"
+
+
 def test_state_is_503_until_the_schedule_has_fired(client: Client, container: Container) -> None:
     r = client.http.get("/api/supervisor/state")
     assert r.status_code == 503 and r.json_body["error"] == "no_schedule"
@@ -51,9 +69,11 @@ def test_running_halt_restart(client: Client, container: Container, queue: Memor
     stats = container.supervisor.tick(T0 + 60)
     assert stats.halted and container.store.list_runs(job_id) == []
     state = client.http.get("/api/supervisor/state").json_body
-    assert state["state"] == "HALTED" and state["last_tick_at"] == T0 + 60
+    assert state["state"] == "HALTED" and state["last_tick_at"] == ms(T0 + 60)
+    assert state["halted_at"] == ms(container.clock.now()) and state["restarted_at"] is None
     restarted = client.http.post("/api/supervisor/restart")
     assert restarted.json_body["state"] == "RUNNING"
+    assert restarted.json_body["restarted_at"] == ms(container.clock.now())
     assert container.supervisor.tick(T0 + 61).runs_created == 1
 
 
@@ -90,5 +110,5 @@ def test_tick_stats_keep_duration_and_creation_offsets(
     assert state["last_tick"]["runs_created"] == 0
     assert state["last_tick"]["created_from_slot_min_s"] is None
     kept = state["last_creating_tick"]
-    assert kept["tick_at"] == T0 + 57 and kept["runs_created"] == 2
+    assert kept["tick_at"] == ms(T0 + 57) and kept["runs_created"] == 2
     assert (kept["created_from_slot_min_s"], kept["created_from_slot_max_s"]) == (-3.0, 2.0)

@@ -246,3 +246,90 @@ def test_shell_completion_is_offered_and_completes_commands() -> None:
     }
     completed = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=60)
     assert completed.stdout.split() == ["start", "stop"]
+
+
+ID = "0b8a9c3e-6f1d-4d2a-9e57-3c1f2a4b5d6e"
+
+
+def test_json_is_taken_after_the_subcommand_too() -> None:
+    doc = {"job_id": "j1", "name": "n"}
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", f"{URL}/v1/jobs/j1", json=doc)
+        result = runner.invoke(app, ["--url", URL, "jobs", "get", "j1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == doc
+
+
+def test_tables_never_fold_an_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cadenza_tools.cli.output.PIPED_WIDTH", 100)
+    rows = [
+        {"job_id": ID, "name": "a name " * 5, "schedule_state": "SCHEDULED", "active": True},
+    ]
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", f"{URL}/v1/jobs", json=rows)
+        result = runner.invoke(app, ["--url", URL, "jobs", "list"])
+    assert result.exit_code == 0, result.output
+    assert ID in result.stdout
+
+
+def test_piped_key_value_lines_are_not_padded() -> None:
+    doc = {"job_id": "j1", "name": "n", "operations": [{"_op": "noop", "x": "y" * 300}]}
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", f"{URL}/v1/jobs/j1", json=doc)
+        result = runner.invoke(app, ["--url", URL, "jobs", "get", "j1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "job_id      j1" and lines[1] == "name        n"
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_watch_counts_elapsed_time_from_the_executions_start() -> None:
+    from cadenza_tools.cli.watch import elapsed
+
+    start = "2027-01-15T08:00:00.000Z"
+    now = 1800000000.0 + 3725  # T0 is 2027-01-15T08:00:00Z
+    assert elapsed({"started_at": start}, now) == "1:02:05"
+    assert elapsed({"started_at": start, "finished_at": "2027-01-15T08:00:09.000Z"}, now) == (
+        "0:00:09"
+    )
+    assert elapsed({"started_at": None}, now) == "-:--:--"
+
+
+def test_ctrl_c_while_following_says_how_to_follow_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(_s: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cadenza_tools.cli.watch.time.sleep", interrupted)
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", f"{URL}/v1/ex/e1", json={"ex_id": "e1", "_status": "running"})
+        result = runner.invoke(app, ["--url", URL, "ex", "watch", "e1"])
+    assert result.exit_code == 130
+    assert "cadenza ex watch e1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "given, written",
+    [
+        ("result.json", "result.csv"),
+        ("result.csv", "result.csv"),
+        ("out", "out.csv"),
+        (".", "r1.csv"),
+    ],
+)
+def test_result_file_is_named_by_its_content_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, written: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    headers = {"Content-Disposition": 'attachment; filename="r1.csv"'}
+    with responses.RequestsMock() as rsps:
+        rsps.add(
+            "GET",
+            f"{URL}/scheduled-jobs/j/runs/r1/result-file",
+            body="a,b\r\n1,2\r\n",
+            content_type="text/csv; charset=utf-8",
+            headers=headers,
+        )
+        result = runner.invoke(app, ["--url", URL, "runs", "result-file", "j", "r1", "-o", given])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / written).read_bytes() == b"a,b\r\n1,2\r\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [written]

@@ -48,6 +48,16 @@ def test_processors_chain_and_fail_deterministically() -> None:
     assert process(once, {}, ctx(attempt=2)) == {}
 
 
+@pytest.mark.parametrize("extra", [{}, {"times": 1}, {"message": "m"}])
+def test_a_bare_fail_op_fails_every_slice(extra: dict[str, Any]) -> None:
+    ops: list[dict[str, Any]] = [{"_op": "noop"}, {"_op": "fail", **extra}]
+    for order in range(20):
+        with pytest.raises(OpFailed):
+            process(ops, {}, ctx(order=order))
+    chosen: list[dict[str, Any]] = [{"_op": "noop"}, {"_op": "fail", "slices": [], **extra}]
+    assert process(chosen, {}, ctx(order=3)) == {}
+
+
 def test_fail_fraction_is_deterministic_and_close_to_the_fraction() -> None:
     ops: list[dict[str, Any]] = [{"_op": "noop"}, {"_op": "fail", "fraction": 0.25}]
 
@@ -79,6 +89,53 @@ def test_bad_operations_name_the_field(ops: list[dict[str, Any]], field: str) ->
     with pytest.raises(InvalidInput) as exc:
         validate_operations(ops)
     assert field in [e["field"] for e in field_errors(exc.value)]
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    "op, field, says",
+    [
+        ({"_op": "sleep", "seconds": True}, "seconds", "number"),
+        ({"_op": "sleep", "seconds": NAN}, "seconds", "not a number"),
+        ({"_op": "sleep", "seconds": INF}, "seconds", "not a number"),
+        ({"_op": "fail", "fraction": NAN}, "fraction", "not a number"),
+        ({"_op": "fail", "slices": [True]}, "slices.0", "valid integer"),
+        ({"_op": "fail", "times": "2"}, "times", "valid integer"),
+    ],
+)
+def test_processor_parameters_are_strict(op: dict[str, Any], field: str, says: str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        validate_operations([{"_op": "noop"}, op])
+    [error] = field_errors(exc.value)
+    assert error["field"] == f"operations[1].{field}" and says in error["reason"], error
+
+
+@pytest.mark.parametrize("end", [True, "3", 3.0])
+def test_reader_parameters_are_strict(end: object) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        validate_operations([{"_op": "range", "end": end}])
+    [error] = field_errors(exc.value)
+    assert error["field"] == "operations[0].end" and "valid integer" in error["reason"], error
+
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        ({"workers": True}, "workers"),
+        ({"workers": "2"}, "workers"),
+        ({"max_retries": 1.0}, "max_retries"),
+        ({"analytics": 1}, "analytics"),
+        ({"schedule": {"interval_seconds": True}}, "schedule.interval_seconds"),
+        ({"max_active_runs": 2}, "max_active_runs"),
+        ({"overlap": "buffer_one", "max_active_runs": 3}, "max_active_runs"),
+    ],
+)
+def test_definition_fields_are_strict_and_named(extra: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        parse_definition({"name": "n", "operations": [{"_op": "noop"}], **extra})
+    assert [e["field"] for e in field_errors(exc.value)] == [field]
 
 
 def test_definition_defaults_and_round_trip() -> None:

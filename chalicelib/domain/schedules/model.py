@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -56,7 +57,7 @@ class Schedule(BaseModel):
     cron: str | None = None
     rate: str | None = None
     at: str | None = None
-    interval_seconds: int | None = None
+    interval_seconds: int | None = Field(default=None, strict=True)
     timezone: str = "UTC"
     start_at: datetime | None = None
     end_at: datetime | None = None

@@ -15,16 +15,18 @@ from chalicelib.entrypoints.http import (
 )
 from chalicelib.entrypoints.http.routing import Routes
 
-# Teraslice's API (seed 001), served under /v1 and again without it
+# Teraslice's API (seed 001) and the supervisor admin, served under /v1 and again without it
 VERSIONED: tuple[Routes, ...] = (
     cluster.routes,
     jobs.routes,
     executions.routes,
     assets.routes,
     openapi.routes,
+    admin.routes,
 )
-# OpenSpecimen's scheduled jobs (seed 004) and the supervisor admin (seed 000): root only
-ROOT_ONLY: tuple[Routes, ...] = (scheduled_jobs.routes, admin.routes)
+# OpenSpecimen's scheduled jobs (seed 004) and the supervisor admin at its seed's (000)
+# /api/supervisor: root only
+ROOT_ONLY: tuple[Routes, ...] = (scheduled_jobs.routes, admin.seed_routes)
 
 
 def blueprints() -> list[tuple[Blueprint, str | None]]:

@@ -1,4 +1,6 @@
-"""The supervisor admin API (seed 000): /api/supervisor/state, halt, restart; admins only."""
+"""The supervisor admin API (seed 000): /supervisor/state, halt, restart; admins only.
+Served at /v1/supervisor/... and /supervisor/... as every other route, and at the seed's
+own /api/supervisor/... (`seed_routes`)."""
 
 from __future__ import annotations
 
@@ -16,16 +18,19 @@ def _service() -> AdminService:
     return get_container().admin
 
 
-@routes("/api/supervisor/state", admin=True)
+@routes("/supervisor/state", admin=True)
 def supervisor_state(request: Request) -> Response:
     return json_response(_service().state().to_dict())
 
 
-@routes("/api/supervisor/halt", ("POST",), BODY_TYPES, admin=True)
+@routes("/supervisor/halt", ("POST",), BODY_TYPES, admin=True)
 def supervisor_halt(request: Request) -> Response:
     return json_response(_service().halt(query(request).get("reason")).to_dict())
 
 
-@routes("/api/supervisor/restart", ("POST",), BODY_TYPES, admin=True)
+@routes("/supervisor/restart", ("POST",), BODY_TYPES, admin=True)
 def supervisor_restart(request: Request) -> Response:
     return json_response(_service().restart().to_dict())
+
+
+seed_routes = routes.moved("/supervisor/", "/api/supervisor/")

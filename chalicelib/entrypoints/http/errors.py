@@ -51,6 +51,21 @@ def api_errors(
     return wrapper
 
 
+def method_not_allowed(request: Any, get_response: Callable[[Any], Response]) -> Response:
+    """HTTP middleware: Chalice's own 405 (`{"Code": "MethodNotAllowedError", ...}`, before
+    any route runs) in the API's error shape, naming the methods the path allows."""
+    response = get_response(request)
+    body = response.body
+    if response.status_code != 405 or not isinstance(body, dict) or "Code" not in body:
+        return response
+    allow = str((response.headers or {}).get("Allow", ""))
+    allowed = [m.strip() for m in allow.split(",") if m.strip()]
+    reason = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
+    out = json_response({"error": "method_not_allowed", "message": reason, "allowed": allowed}, 405)
+    out.headers = {**JSON, "Allow": allow}
+    return out
+
+
 RETRY_LATER = "the service is unavailable; try again later"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chalice.app import Blueprint, Request, Response
 
@@ -67,6 +67,13 @@ class Routes:
             return view
 
         return register
+
+    def moved(self, old: str, new: str) -> Routes:
+        """The same views at the paths that start with `old`, starting with `new` instead
+        (another path for the same routes, e.g. a seed's own)."""
+        out = Routes()
+        out.routes = [replace(r, path=new + r.path.removeprefix(old)) for r in self.routes]
+        return out
 
     def mount(self, bp: Blueprint) -> None:
         # read here, uncached (as app.py reads the queue names): `chalice package` imports

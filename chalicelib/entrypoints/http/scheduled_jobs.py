@@ -7,9 +7,8 @@
     POST /scheduled-jobs/{jobId}/runs                 run it now: {"args": "a b c"} -> 202
     GET  /scheduled-jobs/{jobId}/runs                 its runs (?fromDate= &toDate= &status=)
     GET  /scheduled-jobs/{jobId}/runs/{runId}         one run
-    GET  /scheduled-jobs/{jobId}/runs/{runId}/result-file   what the run produced: the CSV
-                                                      its csv_result op wrote, else its
-                                                      JSON result
+    GET  /scheduled-jobs/{jobId}/runs/{runId}/result-file   the CSV its csv_result op
+                                                      wrote (404 no_result_file without one)
 
 Lists are what OpenSpecimen returns, a JSON array, newest first, `maxResults` (1..1000,
 default 100) at a time. When more follow, the token of the next page is in the `X-Next`
@@ -168,9 +167,6 @@ def get_run(request: Request, job_id: str, run_id: str) -> Response:
 def result_file(request: Request, job_id: str, run_id: str) -> Response:
     c = scoped(request)
     found = ResultFileService(c.history, c.files).result_file(job_id, run_id)
-    if not found.csv:
-        disposition = f'attachment; filename="{run_id}.json"'
-        return _response(found.content, headers={"Content-Disposition": disposition})
     return Response(
         body=found.content,
         status_code=200,
