@@ -119,3 +119,16 @@ def test_a_run_written_late_by_a_slow_tick_is_judged_from_its_writing(
     assert [b.get("sent_at") for b in sent] == [T0 + 322]  # when the tick could send it
     assert start_due(container, queue, clock, T0 + 323) == ["completed"]  # not missed
     assert ("08:05", "completed") in _statuses(container, job)
+
+
+def test_runs_written_together_are_created_in_slot_order(
+    container: Container, clock: FakeClock
+) -> None:
+    job = _submit(container, "j", catchup="all", max_catchup=3, misfire_grace_seconds=600)
+    clock.t = T0 + 302  # 08:02..08:04 caught up, 08:05 on time: one chunk
+    container.supervisor.tick(T0 + 302)
+    runs = sorted(container.store.list_runs(job.job_id, limit=100), key=lambda r: r.slot)
+    live = [r for r in runs if r.status != ExStatus.missed]
+    assert len(live) == 4
+    created = [r.created for r in live]
+    assert created == sorted(created) and len(set(created)) == 4  # no two tie

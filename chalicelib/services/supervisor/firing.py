@@ -272,12 +272,21 @@ class Firer:
         return False
 
 
+TIE_BREAK_S = 1e-6
+
+
 def _stamped(write: SlotWrite, now: float) -> SlotWrite:
-    """The chunk's runs as written now (`stamp`); its ledger records are left as planned."""
-    for record in write.records:
-        if record.status != ExStatus.missed:
-            stamp(record, now)
+    """The chunk's runs as written now (`stamp`), a microsecond apart in slot order: a job's
+    history is listed by creation time, and runs written together must not tie there. Its
+    ledger records are left as planned."""
+    runs = sorted((r for r in write.records if r.status != ExStatus.missed), key=_slot_order)
+    for i, record in enumerate(runs):
+        stamp(record, now + i * TIE_BREAK_S)
     return write
+
+
+def _slot_order(run: Run) -> float:
+    return run.scheduled_start
 
 
 def _groups(plans: list[JobPlan], ledger: bool = False) -> list[list[JobPlan]]:
