@@ -276,12 +276,12 @@ TIE_BREAK_S = 1e-6
 
 
 def _stamped(write: SlotWrite, now: float) -> SlotWrite:
-    """The chunk's runs as written now (`stamp`), a microsecond apart in slot order: a job's
-    history is listed by creation time, and runs written together must not tie there. Its
-    ledger records are left as planned."""
+    """The chunk's runs as written now (`stamp`), a microsecond apart in slot order, the
+    last at `now`: a job's history is listed by creation time, and runs written together
+    must not tie there. Its ledger records are left as planned."""
     runs = sorted((r for r in write.records if r.status != ExStatus.missed), key=_slot_order)
     for i, record in enumerate(runs):
-        stamp(record, now + i * TIE_BREAK_S)
+        stamp(record, now - (len(runs) - 1 - i) * TIE_BREAK_S)
     return write
 
 
