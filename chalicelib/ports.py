@@ -15,7 +15,14 @@ from typing import Any
 from chalicelib.domain.assets import Asset
 from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.runs import START_LEAD_S, Delivery, Run, RunTransition, StartHint
+from chalicelib.domain.runs import (
+    START_LEAD_S,
+    Delivery,
+    Run,
+    RunTransition,
+    StartHint,
+    usable_lead,
+)
 from chalicelib.domain.secrets import SecretRef
 from chalicelib.domain.slices import Slice, SliceEnding
 from chalicelib.domain.transitions import ExStatus, JobState, SupervisorState
@@ -558,7 +565,7 @@ class StartMessage:
             str(body["job_id"]),
             str(body["slot"]),
             hint=StartHint.from_body(body),
-            lead=START_LEAD_S if lead is None else lead,
+            lead=START_LEAD_S if lead is None else usable_lead(lead),
             sent_at=sent_at,
         )
 

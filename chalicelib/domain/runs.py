@@ -19,6 +19,11 @@ CLAIM_CALLS = 2  # store calls a run's claim takes ahead of its second (a read, 
 RESEND_AFTER_S = 2  # a run created ahead not started this long after its second: re-sent
 
 
+def usable_lead(lead: float) -> float:
+    """A start message's lead within what the start path allows (START_LEAD_S..MAX_LEAD_S)."""
+    return min(float(MAX_LEAD_S), max(float(START_LEAD_S), lead))
+
+
 def burst_lead(runs: int, claim_rate: float) -> float:
     """How early the start messages of `runs` runs due on the same second arrive: long
     enough for the store, at `claim_rate` calls a second, to take all their claims before

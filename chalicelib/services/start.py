@@ -12,7 +12,7 @@ from typing import Any
 
 from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.outcomes import StartOutcome
-from chalicelib.domain.runs import MAX_LEAD_S, START_LEAD_S, Delivery, Run, StartHint
+from chalicelib.domain.runs import START_LEAD_S, Delivery, Run, StartHint, usable_lead
 from chalicelib.domain.slices import MAX_SQS_DELAY, retry_delay
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.ops.registry import (
@@ -33,7 +33,7 @@ EARLY_SLACK_S = 1.5  # a start message may come this much before its lead (whole
 
 def wait_limit(lead: float) -> float:
     """How long before its second a start message with this lead may claim its run."""
-    return min(MAX_LEAD_S, max(START_LEAD_S, lead)) + EARLY_SLACK_S
+    return usable_lead(lead) + EARLY_SLACK_S
 
 
 def start_message(

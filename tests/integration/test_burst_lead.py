@@ -78,3 +78,10 @@ def test_a_message_without_a_lead_that_comes_that_early_is_sent_again(
     assert start_due(container, queue, clock, AT - 5) == ["early"]  # 5 s before its second
     (again,) = [m for m in queue.messages if m.kind == "start"]
     assert again.visible_at == AT - START_LEAD_S
+
+
+def test_a_messages_lead_is_bounded_where_it_is_read() -> None:
+    body = {"job_id": "j", "slot": "s"}
+    assert StartMessage.from_body({**body, "lead": 1000}).lead == MAX_LEAD_S
+    assert StartMessage.from_body({**body, "lead": -5}).lead == START_LEAD_S
+    assert StartMessage.from_body({**body, "lead": "x"}).lead == START_LEAD_S
