@@ -15,6 +15,7 @@ from typing import Any
 from chalicelib.domain.assets import Asset
 from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
+from chalicelib.domain.logs import LogEntry, LogLevel, LogPage
 from chalicelib.domain.runs import (
     START_LEAD_S,
     Delivery,
@@ -466,6 +467,29 @@ class Notifier(ABC):
 
     @abstractmethod
     def publish(self, alert: Alert) -> None: ...
+
+
+class RunLogStore(ABC):
+    """Where run logs are kept (CloudWatch Logs or S3 on AWS; locally the local stack's
+    store). Entries of one slice attempt are appended in batches; appending the same entry
+    twice (same ex_id, slice_id, attempt, seq) keeps one."""
+
+    @abstractmethod
+    def append(self, entries: Sequence[LogEntry]) -> None:
+        """Keep these entries (any executions, any slices)."""
+
+    @abstractmethod
+    def read(
+        self,
+        ex_id: str,
+        *,
+        slice_id: str | None = None,
+        level: LogLevel | None = None,
+        token: str | None = None,
+        limit: int = 100,
+    ) -> LogPage:
+        """The execution's entries, oldest first, from `token` on, filtered by slice and
+        by minimum level."""
 
 
 class LiveRunStore(ABC):
