@@ -30,6 +30,15 @@ class SliceContext:
     attempt: int
     args: str | None
     files: BlobStore | None = None
+    slot: str = ""
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every attempt and redelivery of this slice of this job's slot, so
+        a target that dedups on it (HTTP `Idempotency-Key`, SQS FIFO deduplication id, a
+        Step Functions execution name, an ECS client token) does the side effect once."""
+        raw = f"{self.job_id}/{self.slot}/{self.order}".encode()
+        return hashlib.sha256(raw).hexdigest()[:32]
 
 
 class Params(BaseModel):

@@ -59,7 +59,9 @@ class SlicePath(RunLifecycle):
         sl = self.store.claim_slice(ex_id, slice_id, token, now, now + run.lease_seconds)
         if sl is None:
             return SliceOutcome.duplicate
-        ctx = SliceContext(ex_id, job_id, sl.order, sl.attempts, run.args, self.files)
+        ctx = SliceContext(
+            ex_id, job_id, sl.order, sl.attempts, run.args, self.files, slot=run.slot
+        )
         try:
             ops = asset_ops(self.ops, run.assets)
             result = process(run.operations, sl.request, ctx, ops, self.secrets)

@@ -315,7 +315,13 @@ class StartPath(SlotEntry):
     ) -> StartOutcome:
         """A one-slice run: the run record is its own slice (claimed, processed, finished)."""
         ctx = SliceContext(
-            claimed.ex_id, claimed.job_id, 0, claimed.attempts, claimed.args, self.files
+            claimed.ex_id,
+            claimed.job_id,
+            0,
+            claimed.attempts,
+            claimed.args,
+            self.files,
+            slot=claimed.slot,
         )
         try:
             ops = asset_ops(self.ops, claimed.assets)

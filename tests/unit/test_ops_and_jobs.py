@@ -162,3 +162,13 @@ def test_blank_name_is_refused() -> None:
     with pytest.raises(InvalidInput) as exc:
         parse_definition({"name": "   ", "operations": [{"_op": "noop"}]})
     assert field_errors(exc.value)[0]["field"] == "name"
+
+
+def test_a_slices_idempotency_key_is_its_job_slot_and_order_whatever_the_attempt() -> None:
+    first = SliceContext(ex_id="e1", job_id="j", order=3, attempt=1, args=None, slot="s")
+    again = SliceContext(ex_id="e1", job_id="j", order=3, attempt=4, args="x", slot="s")
+    other_slice = SliceContext(ex_id="e1", job_id="j", order=4, attempt=1, args=None, slot="s")
+    other_slot = SliceContext(ex_id="e2", job_id="j", order=3, attempt=1, args=None, slot="t")
+    assert first.idempotency_key == again.idempotency_key
+    assert len(first.idempotency_key) == 32
+    assert first.idempotency_key not in {other_slice.idempotency_key, other_slot.idempotency_key}
