@@ -19,6 +19,7 @@ from cadenza_tools.local.stack import (
     DEFAULT_LOOKAHEAD,
     DEFAULT_PORT,
     DEFAULT_TICK_INTERVAL,
+    DEFAULT_WARM_UP_S,
     DEFAULT_WORKERS,
     LocalStack,
     StackOptions,
@@ -89,6 +90,15 @@ def dev(
     dynamodb_port: Annotated[
         int, typer.Option(min=0, help="Port of DynamoDB Local (0: a free one).")
     ] = 0,
+    warm_up_s: Annotated[
+        float,
+        typer.Option(
+            "--warm-up",
+            min=0,
+            help="Seconds at most to warm up DynamoDB Local's JVM before the supervisor "
+            "starts (0: none).",
+        ),
+    ] = DEFAULT_WARM_UP_S,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Run Cadenza locally: HTTP API, supervisor ticks and SQS workers in one process."""
@@ -117,6 +127,7 @@ def dev(
         workers=workers,
         moto_port=moto_port,
         dynamodb_port=dynamodb_port,
+        warm_up_s=warm_up_s,
     )
     stack = LocalStack(options)
     code = 0

@@ -41,6 +41,7 @@ from cadenza_tools.local.secrets import LocalSecrets, publish_stack, unpublish_s
 from cadenza_tools.local.service import LocalService
 from cadenza_tools.local.sqs_poller import Handler, PollerOptions, SqsPoller
 from cadenza_tools.local.users import LocalUser, LocalUsers
+from cadenza_tools.local.warm_up import WarmUp, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5678
 DEFAULT_TICK_INTERVAL = 2.0
 DEFAULT_LOOKAHEAD = 5.0
+DEFAULT_WARM_UP_S = 10.0
 DEFAULT_WORKERS = 10  # pollers per queue: a small Lambda concurrency
 DEFAULT_REGION = "us-east-1"
 STOP_GRACE_S = 2.0  # how long stop() lets the pollers finish the batches they hold
@@ -201,6 +203,7 @@ class StackOptions:
     poll_wait_seconds: int = 1
     quiet: bool = False
     credentials: Path | None = None  # the users' keys; default: LocalUsers.default()
+    warm_up_s: float = DEFAULT_WARM_UP_S  # DynamoDB Local's JVM, before the supervisor
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -211,6 +214,8 @@ class StackOptions:
             raise ValueError("lookahead must not be negative")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.warm_up_s < 0:
+            raise ValueError("warm_up_s must not be negative")
 
 
 class LocalStack(LocalService):
@@ -222,6 +227,7 @@ class LocalStack(LocalService):
 
         self.moto: MotoServer | None = None
         self.dynamodb: DynamoDBLocal | None = None
+        self.warmed: WarmUp | None = None
         self.api: ApiServer | None = None
         self.firer: ScheduleFirer | None = None
         self.pollers: list[SqsPoller] = []
@@ -267,6 +273,8 @@ class LocalStack(LocalService):
         if self.options.backend == "moto":
             return self.moto.endpoint, self.moto.endpoint
         self.dynamodb = DynamoDBLocal(self.options.dynamodb_port, self.data_dir).start()
+        if self.options.warm_up_s > 0:
+            self.warmed = warm_up(self.dynamodb.endpoint, self.options.warm_up_s)
         return self.moto.endpoint, self.dynamodb.endpoint
 
     # ---- environment ------------------------------------------------------------------
@@ -397,7 +405,11 @@ class LocalStack(LocalService):
         if self.moto is not None:
             emulators.append(f"moto {self.moto.endpoint}")
         if self.dynamodb is not None:
-            emulators.append(f"DynamoDB Local {self.dynamodb.endpoint}")
+            warmed = self.warmed
+            emulators.append(
+                f"DynamoDB Local {self.dynamodb.endpoint}"
+                + (f" (warmed up: {warmed.rounds} rounds, {warmed.seconds:.1f}s)" if warmed else "")
+            )
         self.info = StackInfo(
             api_url=self.api.url,
             backend=self.backend_label,
