@@ -81,6 +81,7 @@ class Guard:
     remaining_zero: bool = False  # no slice remains
     cursor_below_total: bool = False  # a slice is left to hand out
     unread: bool = False  # known only from a start hint: same ex_id, not buffered/presliced
+    same_config: bool = False  # and the hint's config is the stored one (it runs that)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,11 @@ class RunTransition:
                 not g.remaining_zero or stored.remaining == 0,
                 not g.cursor_below_total or stored.queued_cursor < stored.slices_total,
                 not g.unread
-                or (stored.ex_id == known.ex_id and not (stored.buffered or stored.presliced)),
+                or (
+                    stored.ex_id == known.ex_id
+                    and not (stored.buffered or stored.presliced or stored.deleted)
+                ),
+                not g.same_config or stored.config == known.config,
             )
         )
 
@@ -237,10 +242,12 @@ class Run:
         *,
         config: dict[str, Any] | None = None,
         unread: bool = False,
+        same_config: bool = False,
     ) -> RunTransition:
         """A one-slice run claimed to run on its own record: running, inline, its lease
         covering the wait until `begin`. Only from pending if the caller has not read the
-        run (`unread`: it knows the run from a start hint)."""
+        run (`unread`: it knows the run from a start hint; `same_config`: the hint carried
+        the run's config too, which the stored one must equal)."""
         lease = begin + self.lease_seconds
         sets: dict[str, Any] = {
             "inline": True,
@@ -256,7 +263,7 @@ class Run:
         if config is not None:
             sets["config"] = config
         sources = frozenset({_P} if unread else {_P, _I, _R})
-        guard = Guard(sources, lease_expired_before=now, unread=unread)
+        guard = Guard(sources, lease_expired_before=now, unread=unread, same_config=same_config)
         return RunTransition(guard, _R, sets, {"attempts": 1})
 
     def claim_initializing(
@@ -440,18 +447,39 @@ class Delivery:
 @dataclass(frozen=True)
 class StartHint:
     """What a start message carries so that a one-slice run is claimed without being read
-    first: its id (the claim is conditioned on it), when it begins and its lease."""
+    first: its id (the claim is conditioned on it), when it begins and its lease. A run
+    that takes its job's active slot with its claim needs its config and args as well (the
+    claim is a transaction, which returns no item): the claim is also conditioned on the
+    stored config being that one, so the message cannot make a run do anything else."""
 
     ex_id: str
     start_at: float
     lease_seconds: int
+    config: dict[str, Any] | None = None
+    args: str | None = None
 
     def to_body(self) -> dict[str, Any]:
-        return {"ex_id": self.ex_id, "start_at": self.start_at, "lease": self.lease_seconds}
+        body: dict[str, Any] = {
+            "ex_id": self.ex_id,
+            "start_at": self.start_at,
+            "lease": self.lease_seconds,
+        }
+        if self.config is not None:
+            body["config"] = self.config
+            if self.args is not None:
+                body["args"] = self.args
+        return body
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> StartHint | None:
+        config, args = body.get("config"), body.get("args")
         try:
-            return cls(str(body["ex_id"]), float(body["start_at"]), int(body["lease"]))
+            return cls(
+                str(body["ex_id"]),
+                float(body["start_at"]),
+                int(body["lease"]),
+                config if isinstance(config, dict) else None,
+                args if isinstance(args, str) else None,
+            )
         except (KeyError, TypeError, ValueError):
             return None

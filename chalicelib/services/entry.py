@@ -36,6 +36,13 @@ def spaced_out(run: Run, early: float) -> bool:
     return gap is None or gap >= early + SPACING_MARGIN_S
 
 
+def may_enter_ahead(run: Run, now: float, early: float) -> bool:
+    """Whether the run may take its job's slot now, `early` seconds at most before its
+    second: not due yet, not a catch-up run (nor behind one), and spaced out."""
+    ahead = now < run.start_at and not (run.catchup or run.behind_catchup)
+    return ahead and spaced_out(run, early)
+
+
 def _late(run: Run, now: float, delivery: Delivery) -> bool:
     """A scheduled run (not already a catch-up one) starting more than LATE_AFTER_S after
     it could (`Delivery.since`): its start message was lost, its slot missed."""
@@ -54,6 +61,7 @@ class PreparedStart:
     enter: int | None = None
     pinned: dict[str, Any] | None = field(default=None)  # its config with assets pinned
     delivery: Delivery = field(default_factory=Delivery)
+    hinted: bool = False  # known from its start hint alone (unread): claimed as it says
 
 
 class SlotEntry(RunLifecycle):
@@ -84,8 +92,7 @@ class SlotEntry(RunLifecycle):
         None when it cannot: it is entered at its second."""
         assert p.enter is not None
         now = self.clock.now()
-        run = p.run
-        if now >= run.start_at or run.catchup or run.behind_catchup or not spaced_out(run, early):
+        if not may_enter_ahead(p.run, now, early):
             return None  # due already (it may be late: `enter` judges that), or not spaced
         return self._claim_with_slot(p, now, p.enter)
 
@@ -96,7 +103,9 @@ class SlotEntry(RunLifecycle):
             lease = begin + run.lease_seconds
             transition = run.claim_initializing(p.token, lease, now, p.pinned)
         else:
-            transition = run.claim_inline(p.token, begin, now, config=p.pinned)
+            transition = run.claim_inline(
+                p.token, begin, now, config=p.pinned, unread=p.hinted, same_config=p.hinted
+            )
         claimed = self.apply(run, transition.taking_slot(limit))
         if claimed is None:
             return None

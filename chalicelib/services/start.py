@@ -5,6 +5,7 @@ slots is read and sliced ahead, and claimed with the slot at its second (`entry`
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,9 +27,10 @@ from chalicelib.ops.registry import (
     slice_requests,
 )
 from chalicelib.ports import BlobStore, StartMessage
-from chalicelib.services.entry import PreparedStart, SlotEntry
+from chalicelib.services.entry import PreparedStart, SlotEntry, may_enter_ahead
 
 EARLY_SLACK_S = 1.5  # a start message may come this much before its lead (whole-second delays)
+HINT_MAX_BYTES = 16_384  # a start message stays small (SQS takes 256 KB); larger: read
 
 
 def wait_limit(lead: float) -> float:
@@ -46,11 +48,23 @@ def start_message(
     hinted = (
         run.status == ExStatus.pending
         and not (run.buffered or run.presliced or run.assets)
-        and not _enters_at_its_second(run)
         and always_one_slice(run.operations)
     )
-    hint = StartHint(run.ex_id, run.start_at, run.lease_seconds) if hinted else None
+    hint = None
+    if hinted and not _enters_at_its_second(run):
+        hint = StartHint(run.ex_id, run.start_at, run.lease_seconds)
+    elif hinted and _hint_carries(run):
+        hint = StartHint(run.ex_id, run.start_at, run.lease_seconds, run.config, run.args)
     return StartMessage(run.job_id, run.slot, delay, hint, lead, sent_at)
+
+
+def _hint_carries(run: Run) -> bool:
+    """A run that takes its job's slot with its claim is hinted with its config and args,
+    if it may be claimed ahead (not a catch-up run, nor behind one) and they are small."""
+    if run.catchup or run.behind_catchup:
+        return False
+    size = len(json.dumps(run.config, separators=(",", ":"))) + len(run.args or "")
+    return size <= HINT_MAX_BYTES
 
 
 def _enters_at_its_second(run: Run) -> bool:
@@ -236,6 +250,8 @@ class StartPath(SlotEntry):
         now = self.clock.now()
         if hint.start_at - now > early_limit:
             return None
+        if hint.config is not None:
+            return self._enter_unread(job_id, slot, hint, claim_id, early_limit)
         known = Run(
             job_id,
             slot,
@@ -250,6 +266,27 @@ class StartPath(SlotEntry):
             return None
         ops = asset_ops(self.ops, claimed.assets)
         return PreparedStart(claimed, token, slice_requests(claimed.operations, claimed.args, ops))
+
+    def _enter_unread(
+        self, job_id: str, slot: str, hint: StartHint, claim_id: str | None, early: float
+    ) -> PreparedStart | None:
+        """A one-slice run that takes its job's slot with its claim, known from its hint:
+        claimed with the slot now (one transaction, no read) if it may enter ahead; None
+        otherwise, or if the claim's conditions fail: the caller reads it."""
+        assert hint.config is not None
+        known = Run(job_id, slot, hint.ex_id, hint.start_at, hint.config, args=hint.args)
+        limit = active_limit_of(known.config)
+        now = self.clock.now()
+        if limit is None or known.assets or not may_enter_ahead(known, now, early):
+            return None
+        try:
+            requests = slice_requests(known.operations, known.args, {})
+        except Exception:  # the read path fails the run, once, if it cannot be sliced
+            return None
+        if len(requests) != 1:
+            return None
+        prepared = PreparedStart(known, _token(claim_id), requests, limit, hinted=True)
+        return self._claim_with_slot(prepared, now, limit)
 
     def _resume_own_claim(
         self, run: Run, claim_id: str, now: float

@@ -11,7 +11,7 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.runs import Guard, RunTransition
 from chalicelib.domain.transitions import ExStatus
-from chalicelib.ports import FakeClock
+from chalicelib.ports import FakeClock, StartMessage
 from chalicelib.services.entry import PreparedStart
 from tests.conftest import T0, drain
 
@@ -29,20 +29,29 @@ class Budget(NamedTuple):
 
 
 @pytest.mark.parametrize(
-    "overlap, budget",
+    "overlap, ahead, budget",
     [
         # allow: created (in the tick's one transaction: the run and its job's advance),
         # claimed, finished; the start message's hint lets the worker claim the run without
         # reading it (the claim's update returns the run)
-        ("allow", Budget(transactions=0, updates=2, reads=0, items=4)),
-        # skip: the run is read ahead of its second (no hint: it takes its job's active
-        # slot at its second, in the claim's transaction, which returns no item); the
-        # finishing transaction frees the slot, and the run it wrote is built, not read
-        ("skip", Budget(transactions=2, updates=0, reads=1, items=6)),
+        ("allow", True, Budget(transactions=0, updates=2, reads=0, items=4)),
+        ("allow", False, Budget(transactions=0, updates=2, reads=0, items=4)),
+        # skip, its start message ahead of its second (as the tick sends it): claimed with
+        # its job's active slot in one transaction, from the hint's config and args, with
+        # no read; the finishing transaction frees the slot, and the run it wrote is built
+        ("skip", True, Budget(transactions=2, updates=0, reads=0, items=6)),
+        # skip, the start message at or after its second (late, re-sent): the run is read
+        # first, as a late start is judged against its job's slots
+        ("skip", False, Budget(transactions=2, updates=0, reads=1, items=6)),
     ],
 )
 def test_single_slice_scheduled_run_costs(
-    container: Container, queue: MemoryQueue, clock: FakeClock, overlap: str, budget: Budget
+    container: Container,
+    queue: MemoryQueue,
+    clock: FakeClock,
+    overlap: str,
+    ahead: bool,
+    budget: Budget,
 ) -> None:
     transactions, updates, reads, items = budget
     n = 5
@@ -53,9 +62,19 @@ def test_single_slice_scheduled_run_costs(
     container.supervisor.tick(T0)  # creates the supervisor record
     with counting() as tick_only:
         container.supervisor.tick(T0 + 1)
-    clock.t = T0 + 60
+    now = T0 + 57 if ahead else T0 + 60  # the run's second is T0 + 60
+    clock.t = now
     with counting() as c:
-        stats = container.supervisor.tick(T0 + 60)
+        stats = container.supervisor.tick(now)
+        if ahead:  # as the start batch handler does: every claim first, then the runs
+            starts = [StartMessage.from_body(m.body) for m in queue.take()]
+            prepared = [
+                container.worker.prepare_start(m.job_id, m.slot, None, m.hint, m.delivery)
+                for m in starts
+            ]
+            for p in prepared:
+                assert isinstance(p, PreparedStart) and p.enter is None  # claimed ahead
+                container.worker.run_prepared(p)
         drain(container, queue)
     assert stats.runs_created == n
     assert c.calls["TransactWriteItems"] == 1 + transactions * n  # 1: the tick's creation

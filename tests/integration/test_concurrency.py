@@ -17,12 +17,14 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container, build_container
 from chalicelib.config import Settings
 from chalicelib.domain.transitions import ExStatus, SliceState
-from chalicelib.ports import FakeClock
+from chalicelib.ports import FakeClock, StartMessage
+from chalicelib.services.entry import PreparedStart
 from tests.conftest import T0, drain
 from tests.helpers import deliver
 from tests.helpers import race as _race
 
 ROUNDS = 15
+AT_T0_60 = "2027-01-15T08:01:00Z"  # T0 + 60 s
 JOBS_PER_ROUND = 4
 
 
@@ -179,3 +181,70 @@ def test_on_demand_runs_and_a_slots_entry_never_leave_two_in_progress(racing: Se
         stored = a.store.get_job(job.job_id)
         assert stored is not None and stored.active_slots == set()
     assert seen, "no round ran"
+
+
+def test_a_redelivered_hinted_start_ahead_of_its_second_claims_its_run_and_slot_once(
+    racing: Settings,
+) -> None:
+    """A scheduled run of a job that limits its active runs (overlap skip) is claimed with
+    its job's slot from its start hint, without a read: two deliveries of that message at
+    once (a redelivery, two workers) still run it once and leave the slot free."""
+    a, b, queue, clock = _pair(racing)
+    jobs = [
+        a.jobs.submit(
+            {
+                "name": f"h{i}",
+                "operations": [{"_op": "noop"}],
+                "schedule": {"at": "2027-01-15T08:01:00Z"},
+            },
+            start=True,
+        )[0]
+        for i in range(JOBS_PER_ROUND)
+    ]
+    slot_at = T0 + 60
+    clock.t = slot_at - 3  # the tick's look-ahead creates the runs; their starts come early
+    a.supervisor.tick(clock.t)
+    starts = [StartMessage.from_body(m.body) for m in queue.take()]
+    assert len(starts) == JOBS_PER_ROUND
+    for start in starts:
+        assert start.hint is not None and start.hint.config is not None
+
+        def claim(c: Container, m: StartMessage = start) -> object:
+            return c.worker.prepare_start(m.job_id, m.slot, None, m.hint, m.delivery)
+
+        claims = _race(partial(claim, a), partial(claim, b))
+        prepared = [p for p in claims if isinstance(p, PreparedStart)]
+        assert len(prepared) == 1, claims
+        assert prepared[0].enter is None and prepared[0].run.holds_slot
+        assert a.worker.run_prepared(prepared[0]) == "completed"
+    for job in jobs:
+        [run] = a.store.list_runs(job.job_id)
+        assert (run.status, run.attempts, run.holds_slot) == (ExStatus.completed, 1, False)
+        stored = a.store.get_job(job.job_id)
+        assert stored is not None and stored.active_slots == set()
+
+
+def test_a_start_hint_whose_config_is_not_the_runs_is_not_believed(racing: Settings) -> None:
+    """The claim from a hint is conditioned on the stored config: a message carrying other
+    operations falls back to reading the run, which runs what was stored."""
+    a, _, queue, clock = _pair(racing)
+    job, _ = a.jobs.submit(
+        {
+            "name": "f",
+            "operations": [{"_op": "noop"}, {"_op": "echo"}],
+            "schedule": {"at": AT_T0_60},
+        },
+        start=True,
+    )
+    clock.t = T0 + 57
+    a.supervisor.tick(clock.t)
+    [message] = queue.take()
+    body = dict(message.body)
+    body["config"] = {**body["config"], "operations": [{"_op": "noop"}, {"_op": "fail"}]}
+    start = StartMessage.from_body(body)
+    prepared = a.worker.prepare_start(start.job_id, start.slot, None, start.hint, start.delivery)
+    assert isinstance(prepared, PreparedStart)
+    assert prepared.run.operations == [{"_op": "noop"}, {"_op": "echo"}]  # read from the store
+    assert a.worker.run_prepared(prepared) == "completed"
+    [run] = a.store.list_runs(job.job_id)
+    assert run.status == ExStatus.completed and run.attempts == 1

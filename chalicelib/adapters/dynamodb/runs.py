@@ -202,7 +202,14 @@ class RunRecords(StoreBase):
         if g.cursor_below_total:
             cond &= R.queued_cursor < R.slices_total
         if g.unread:
-            cond &= (R.ex_id == run.ex_id) & (R.buffered != True) & (R.presliced != True)  # noqa: E712
+            cond &= (
+                (R.ex_id == run.ex_id)
+                & (R.buffered != True)  # noqa: E712 (DynamoDB conditions)
+                & (R.presliced != True)  # noqa: E712
+                & (R.deleted != True)  # noqa: E712
+            )
+        if g.same_config:
+            cond &= R.config == run.config
         return cond
 
     def _run_sets(self, run: Run, transition: RunTransition) -> tuple[dict[str, Any], list[str]]:
