@@ -50,10 +50,9 @@ def level_of(levelno: int) -> LogLevel:
 
 def shown_paths(text: str) -> str:
     """A traceback without the worker's own paths (its code and interpreter folders)."""
-    text = text.replace(_ROOT, "")
     for prefix in _PREFIXES:
         text = text.replace(prefix + os.sep, "<python>" + os.sep)
-    return text
+    return text.replace(_ROOT, "")
 
 
 class SliceLog:
@@ -205,7 +204,7 @@ class _Handler(logging.Handler):
             text = self.format(record)
         except Exception:
             text = str(record.msg)
-        target.add(level_of(record.levelno), "logging", shown_paths(text), record.created)
+        target.add(level_of(record.levelno), "logging", shown_paths(text))
 
 
 _handler: list[logging.Handler] = []
