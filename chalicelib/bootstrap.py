@@ -124,7 +124,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     )
     worker = WorkerService(store, queue, clock, ops=ops, files=files)
     worker.secrets = Secrets(source, s.secrets_prefix)
-    logs = run_log_store(s, clock, parts)
+    logs = run_log_store(s, clock, files, parts)
     worker.run_logs = logs
     jobs = JobService(store, queue, clock, s, asset_ops=assets.pin)
     executions = ExecutionService(store, clock, worker, max_workers=s.limits.max_workers)
@@ -149,12 +149,15 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     )
 
 
-def run_log_store(s: Settings, clock: Clock, parts: Parts) -> RunLogStore | None:
-    """Where run logs are kept: the stage's bucket. Parts that stand for the bucket
-    (`files`) without `run_logs` keep none (tests on fakes that do not read them)."""
+def run_log_store(s: Settings, clock: Clock, files: BlobStore, parts: Parts) -> RunLogStore | None:
+    """Where run logs are kept: the stage's bucket, through the files' S3 client. Parts that
+    stand for the bucket (`files`) without `run_logs` keep none (tests on fakes that do
+    not read them)."""
     if "run_logs" in parts:
         return parts["run_logs"]
-    return None if "files" in parts else S3RunLogStore(aws_client("s3", s), s.bucket, clock)
+    if not isinstance(files, S3BlobStore):
+        return None
+    return S3RunLogStore(files.client, s.bucket, clock)
 
 
 def asset_limits(s: Settings) -> AssetLimits:

@@ -68,8 +68,8 @@ class _Handler(logging.Handler):
 def _capture() -> IO[str]:
     """Point the op's streams and logging at run log records on stderr."""
     err = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")
-    sys.stdout = _Lines(err, "stdout", "info")  # type: ignore[assignment]  # a line writer
-    sys.stderr = _Lines(err, "stderr", "warning")  # type: ignore[assignment]  # a line writer
+    sys.stdout = _Lines(err, "stdout", "info")
+    sys.stderr = _Lines(err, "stderr", "warning")
     handler = _Handler(err)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)

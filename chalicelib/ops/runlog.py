@@ -216,9 +216,9 @@ def install() -> None:
     runner's capture) and the log handler, once per process."""
     with _install_lock:
         if not isinstance(sys.stdout, _Stream):
-            sys.stdout = _Stream(sys.stdout, "stdout")  # type: ignore[assignment]  # a proxy
+            sys.stdout = _Stream(sys.stdout, "stdout")
         if not isinstance(sys.stderr, _Stream):
-            sys.stderr = _Stream(sys.stderr, "stderr")  # type: ignore[assignment]  # a proxy
+            sys.stderr = _Stream(sys.stderr, "stderr")
         if not _handler:
             handler = _Handler()
             handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))

@@ -43,7 +43,7 @@ class MemoryRunLogStore(RunLogStore):
         floor = RANK[level] if level is not None else 0
         with self._lock:
             lines = list(self.lines.get(ex_id, []))
-        at, out = int(token or 0), []
+        at, out = int(token or 0), list[LogEntry]()
         while at < len(lines) and len(out) < limit:
             e = lines[at]
             at += 1
