@@ -15,6 +15,7 @@ from cadenza_tools.cli.options import From, Interval, Size, Sort
 from cadenza_tools.cli.output import document, emit, table
 from cadenza_tools.cli.watch import EXIT_INTERRUPTED
 from cadenza_tools.cli.watch import watch as follow_ex
+from chalicelib.domain.logs import LogLevel
 
 app = typer.Typer(help="Executions: list, follow, stop, recover, repair.", no_args_is_help=True)
 ExId = Annotated[str, typer.Argument(help="The execution's id (ex_id).")]
@@ -118,13 +119,6 @@ def resolve(
     emit(cli.json_output, answer, document)
 
 
-class Level(enum.StrEnum):
-    debug = "debug"
-    info = "info"
-    warning = "warning"
-    error = "error"
-
-
 @command(app, "logs")
 def logs(
     ctx: typer.Context,
@@ -132,7 +126,9 @@ def logs(
     slice_id: Annotated[
         str | None, typer.Option("--slice", help="Only this slice's lines (its slice_id, e.g. 3).")
     ] = None,
-    level: Annotated[Level | None, typer.Option(help="Only lines at this level or above.")] = None,
+    level: Annotated[
+        LogLevel | None, typer.Option(help="Only lines at this level or above.")
+    ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Poll for new lines until the execution ends.")
     ] = False,

@@ -5,11 +5,13 @@ execution too); the execution's errors keep their one line."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
 import responses
 from typer.testing import CliRunner
@@ -19,6 +21,7 @@ from cadenza_tools.cli.main import app as cli
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.logs import LogEntry, LogLevel
+from chalicelib.ops.registry import REGISTRY, AnyParams, OpSpec
 from chalicelib.ports import FakeClock
 from tests.clients import ADMIN, OTHER, SignedClient
 from tests.conftest import drain, moto_container
@@ -275,3 +278,45 @@ def test_an_asset_ops_prints_log_records_and_traceback_come_back_from_its_child(
     out = run_cli(ex_id).stdout
     assert "000000#1 INFO    stdout: dividing 0" in out
     assert "ZeroDivisionError: division by zero" in out
+
+
+# ---- secrets: redacted in every line, as in errors ------------------------------------------
+
+DB, DB_VALUE = "/cadenza/dev/db-password", "hunter2-s3cr3t-db"
+
+
+def leaky(p: Any, data: Any, ctx: Any) -> Any:
+    password = p.as_dict()["password"]
+    print("logging in with", password)
+    logging.getLogger("leaky").warning("password=%s", password)
+    raise RuntimeError(f"could not log in with {password}")
+
+
+def test_secrets_values_are_redacted_from_prints_records_and_the_traceback(
+    aws: None, clock: FakeClock, queue: MemoryQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(REGISTRY, "leaky", OpSpec("leaky", AnyParams, processor=leaky))
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=DB, Value=DB_VALUE, Type="SecureString"
+    )
+    for container in moto_container(make_settings(), clock, queue, bucket=True):
+        job = {
+            "name": "leaky",
+            "max_retries": 0,
+            "operations": [
+                {"_op": "noop"},
+                {"_op": "leaky", "password": "{{resolve:ssm:" + DB + "}}"},
+            ],
+        }
+        with SignedClient(app) as client:
+            ex_id = start(client, job)
+            drain(container, queue)
+            [error] = get_ok(client, f"/v1/ex/{ex_id}/errors")
+            entries = get_ok(client, f"/v1/ex/{ex_id}/logs")["entries"]
+    assert error["error"] == "RuntimeError: could not log in with ***"
+    assert [(e["source"], e["message"].splitlines()[-1]) for e in entries] == [
+        ("stdout", "logging in with ***"),
+        ("logging", "leaky: password=***"),
+        ("traceback", "RuntimeError: could not log in with ***"),
+    ]
+    assert DB_VALUE not in json.dumps(entries)
