@@ -130,6 +130,7 @@ class S3RunLogStore(RunLogStore):
         after, skip = decode_token(token)
         floor = RANK[level] if level is not None else 0
         out: list[LogEntry] = []
+        seen: set[tuple[str, int, int]] = set()  # a batch sent twice, at another time
         names = self._names(prefix, after)
         if skip:  # the object the last page stopped in
             names = _chain([after], names)
@@ -144,8 +145,11 @@ class S3RunLogStore(RunLogStore):
             lines = self._lines(prefix, name)
             begin = skip if name == after else 0
             for i in range(begin, len(lines)):
-                if RANK[lines[i].level] >= floor:
-                    out.append(lines[i])
+                line = lines[i]
+                identity = (line.slice_id, line.attempt, line.seq)
+                if RANK[line.level] >= floor and identity not in seen:
+                    seen.add(identity)
+                    out.append(line)
                 if len(out) == limit:
                     rest = i + 1 < len(lines)
                     return LogPage(out, encode_token(name, i + 1 if rest else 0))
