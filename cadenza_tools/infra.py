@@ -366,6 +366,16 @@ def _bucket_and_alerts() -> dict[str, Any]:
                     "RestrictPublicBuckets": True,
                 },
                 "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                "LifecycleConfiguration": {
+                    "Rules": [
+                        {
+                            "Id": "run-logs",
+                            "Status": "Enabled",
+                            "Prefix": LOGS_PREFIX,
+                            "ExpirationInDays": RUN_LOG_DAYS,
+                        }
+                    ]
+                },
                 "Tags": _tags(),
             },
         },
@@ -627,6 +637,8 @@ GET, PUT, UPDATE, DELETE, QUERY = (
     "dynamodb:Query",
 )
 ASSETS_PREFIX, RESULTS_PREFIX = "assets/", "results/"
+LOGS_PREFIX = "logs/"  # run logs (chalicelib/adapters/s3_logs.py), kept RUN_LOG_DAYS
+RUN_LOG_DAYS = 30
 # Checked against the calls each function makes: tests/integration/test_iam_calls.py.
 FUNCTION_GRANTS: dict[str, Grants] = {
     # every route: jobs and runs written, executions controlled (their slices recovered,
@@ -646,6 +658,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         objects={
             ASSETS_PREFIX: ("s3:PutObject", "s3:DeleteObject"),
             RESULTS_PREFIX: ("s3:GetObject",),
+            LOGS_PREFIX: ("s3:GetObject",),
         },
         lists_bucket=True,
     ),
@@ -670,7 +683,11 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         tables={"job": (GET, UPDATE), "run": (GET, UPDATE), "slice": (PUT,), "asset": (GET,)},
         sends=("start", "slice"),
         consumes="start",
-        objects={ASSETS_PREFIX: ("s3:GetObject",), RESULTS_PREFIX: ("s3:PutObject",)},
+        objects={
+            ASSETS_PREFIX: ("s3:GetObject",),
+            RESULTS_PREFIX: ("s3:PutObject",),
+            LOGS_PREFIX: ("s3:PutObject",),
+        },
         reads_secrets=True,
     ),
     # claims and finishes slices, hands out the next, finishes runs (as the start worker)
@@ -683,7 +700,11 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         },
         sends=("start", "slice"),
         consumes="slice",
-        objects={ASSETS_PREFIX: ("s3:GetObject",), RESULTS_PREFIX: ("s3:PutObject",)},
+        objects={
+            ASSETS_PREFIX: ("s3:GetObject",),
+            RESULTS_PREFIX: ("s3:PutObject",),
+            LOGS_PREFIX: ("s3:PutObject",),
+        },
         reads_secrets=True,
     ),
 }
@@ -756,13 +777,15 @@ def _other_statements(grants: Grants) -> list[dict[str, Any]]:
                 "Resource": _under("ResultsBucket", f"{prefix}*"),
             }
         )
-    if grants.lists_bucket:  # only under the results' prefix
+    if grants.lists_bucket:  # only under the results' and the run logs' prefixes
         statements.append(
             {
                 "Sid": "ListResults",
                 "Action": ["s3:ListBucket"],
                 "Resource": _arn("ResultsBucket"),
-                "Condition": {"StringLike": {"s3:prefix": [f"{RESULTS_PREFIX}*"]}},
+                "Condition": {
+                    "StringLike": {"s3:prefix": [f"{RESULTS_PREFIX}*", f"{LOGS_PREFIX}*"]}
+                },
             }
         )
     if grants.publishes:  # a topic's Ref is its ARN

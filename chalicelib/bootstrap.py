@@ -13,6 +13,7 @@ from botocore.config import Config
 from chalicelib.adapters.dynamodb.assets import DynamoAssetStore
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.s3 import S3BlobStore
+from chalicelib.adapters.s3_logs import S3RunLogStore
 from chalicelib.adapters.secrets import AwsSecretSource
 from chalicelib.adapters.sns import SnsNotifier
 from chalicelib.adapters.sqs import SqsQueue, ensure_queues
@@ -28,6 +29,7 @@ from chalicelib.ports import (
     Clock,
     Notifier,
     Queue,
+    RunLogStore,
     SecretSource,
     Store,
     SystemClock,
@@ -39,6 +41,7 @@ from chalicelib.services.executions import ExecutionService
 from chalicelib.services.history import HistoryService
 from chalicelib.services.job_errors import JobErrorService
 from chalicelib.services.jobs import JobService
+from chalicelib.services.runlogs import RunLogService
 from chalicelib.services.supervisor import SupervisorService
 from chalicelib.services.worker import WorkerService
 
@@ -65,6 +68,7 @@ class Container:
     # the principals (or patterns) with the admin role now: the stage's settings, and
     # locally the stack's admin users too, read per request (a new admin needs no restart)
     admins: Callable[[], Sequence[str]]
+    run_logs: RunLogService
 
     def scoped(self, who: Principal) -> Container:
         """The services that serve a caller, acting on behalf of `who` (see
@@ -100,6 +104,7 @@ class Parts(TypedDict, total=False):
     files: BlobStore
     secrets: SecretSource
     admins: Callable[[], Sequence[str]]
+    run_logs: RunLogStore
 
 
 def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) -> Container:
@@ -119,6 +124,8 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     )
     worker = WorkerService(store, queue, clock, ops=ops, files=files)
     worker.secrets = Secrets(source, s.secrets_prefix)
+    logs = run_log_store(s, clock, files, parts)
+    worker.run_logs = logs
     jobs = JobService(store, queue, clock, s, asset_ops=assets.pin)
     executions = ExecutionService(store, clock, worker, max_workers=s.limits.max_workers)
     return Container(
@@ -138,7 +145,19 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         history=HistoryService(store, clock),
         job_errors=JobErrorService(store, jobs, executions),
         admins=parts.get("admins") or (lambda: s.admins),
+        run_logs=RunLogService(logs),
     )
+
+
+def run_log_store(s: Settings, clock: Clock, files: BlobStore, parts: Parts) -> RunLogStore | None:
+    """Where run logs are kept: the stage's bucket, through the files' S3 client. Parts that
+    stand for the bucket (`files`) without `run_logs` keep none (tests on fakes that do
+    not read them)."""
+    if "run_logs" in parts:
+        return parts["run_logs"]
+    if not isinstance(files, S3BlobStore):
+        return None
+    return S3RunLogStore(files.client, s.bucket, clock)
 
 
 def asset_limits(s: Settings) -> AssetLimits:

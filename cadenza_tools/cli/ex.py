@@ -10,9 +10,12 @@ import typer
 from cadenza_tools.cli.columns import EX_COLUMNS, SLICE_COLUMNS
 from cadenza_tools.cli.context import command, state
 from cadenza_tools.cli.control import EX, add_control_commands
+from cadenza_tools.cli.logs import printer, show_logs
 from cadenza_tools.cli.options import From, Interval, Size, Sort
 from cadenza_tools.cli.output import document, emit, table
+from cadenza_tools.cli.watch import EXIT_INTERRUPTED
 from cadenza_tools.cli.watch import watch as follow_ex
+from chalicelib.domain.logs import LogLevel
 
 app = typer.Typer(help="Executions: list, follow, stop, recover, repair.", no_args_is_help=True)
 ExId = Annotated[str, typer.Argument(help="The execution's id (ex_id).")]
@@ -114,3 +117,29 @@ def resolve(
     cli = state(ctx)
     answer = cli.client.post(f"/v1/ex/{ex_id}/_resolve", {"action": action.value})
     emit(cli.json_output, answer, document)
+
+
+@command(app, "logs")
+def logs(
+    ctx: typer.Context,
+    ex_id: ExId,
+    slice_id: Annotated[
+        str | None, typer.Option("--slice", help="Only this slice's lines (its slice_id, e.g. 3).")
+    ] = None,
+    level: Annotated[
+        LogLevel | None, typer.Option(help="Only lines at this level or above.")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Poll for new lines until the execution ends.")
+    ] = False,
+    interval: Interval = 1.0,
+) -> None:
+    """An execution's run log: what its ops printed and logged, and tracebacks (GET
+    /v1/ex/{ex_id}/logs); with --follow, new lines as they come, until it ends."""
+    cli = state(ctx)
+    params = {"slice": slice_id, "level": level.value if level else None}
+    print_line = printer(cli.json_output, lambda text: print(text, flush=True))
+    try:
+        show_logs(cli.client, ex_id, params, print_line, interval if follow else None)
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None

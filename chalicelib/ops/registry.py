@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from chalicelib.domain.errors import InvalidInput, LimitExceeded
 from chalicelib.domain.secrets import Substitution, has_references
+from chalicelib.ops import runlog
 from chalicelib.ports import BlobStore, SecretSource
 
 MAX_SLICES = 100_000
@@ -330,11 +331,16 @@ def process(
     if secrets is None or not has_references([operations[1:], ctx.args]):
         return _process(operations, request, ctx, extra)
     sub = secrets.substitution()
+    slice_log = runlog.current()
+    if slice_log is not None:
+        slice_log.redact_with(sub.redact)
     try:
         resolved = [operations[0], *sub.value(operations[1:])]
         args = None if ctx.args is None else sub.text(ctx.args)
         return sub.redact(_process(resolved, request, replace(ctx, args=args), extra))
     except Exception as exc:
+        if slice_log is not None:  # redacted when written; the exception is not kept
+            slice_log.failure(exc)
         raise RedactedError(sub.redact(error_text(exc))) from None
 
 

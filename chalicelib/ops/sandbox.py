@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from chalicelib.domain.assets import Asset, AssetLimits, checked_members, read_members
+from chalicelib.domain.logs import LogLevel
+from chalicelib.ops import runlog
 
 log = logging.getLogger(__name__)
 CHILD = str(Path(__file__).with_name("asset_child.py"))
@@ -33,6 +35,8 @@ CHILD = str(Path(__file__).with_name("asset_child.py"))
 PASSED = ("PATH", "LANG", "LC_ALL", "TZ", "LD_LIBRARY_PATH")
 PR_SET_DUMPABLE = 4
 TAIL = 4096
+RECORD = b"\x1ecadenza-log "  # a run log record's start (asset_child.RECORD)
+POLL_SECONDS = 1.0  # how often a running child's output is read into its run log
 
 
 class AssetUnavailable(RuntimeError):
@@ -92,6 +96,53 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+class _Output:
+    """Reads a child's stderr while it runs (`os.pread`: the file's offset is untouched)
+    into the slice's run log, record by record: the op's prints, log records, traceback."""
+
+    def __init__(self, fh: IO[bytes], into: runlog.SliceLog, work: Path) -> None:
+        self.fd, self.into, self.work = fh.fileno(), into, str(work)
+        self.offset, self.rest = 0, b""
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+
+    def _follow(self) -> None:
+        while not self.stop.wait(POLL_SECONDS):
+            self.read()
+            self.into.tick()
+
+    def read(self) -> None:
+        while chunk := os.pread(self.fd, 65536, self.offset):
+            self.offset += len(chunk)
+            *lines, self.rest = (self.rest + chunk).split(b"\n")
+            for line in lines:
+                self._line(line)
+
+    def _line(self, raw: bytes) -> None:
+        if not raw.startswith(RECORD):  # written past Python's streams
+            self.into.add(LogLevel.WARNING, "stderr", raw.decode(errors="replace"))
+            return
+        try:
+            rec = json.loads(raw[len(RECORD) :])
+            level, message = LogLevel(rec["level"]), str(rec["message"])
+            ts, source = float(rec["ts"]), str(rec["source"])
+        except (ValueError, KeyError, TypeError):
+            self.into.add(LogLevel.WARNING, "stderr", raw.decode(errors="replace"))
+            return
+        self.into.add(level, source, message.replace(self.work, "<asset>"), ts)
+
+    def __enter__(self) -> _Output:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.read()
+        if self.rest:
+            self._line(self.rest)
+
+
 def _head(fh: IO[bytes], limit: int) -> bytes:
     fh.seek(0)
     return fh.read(limit + 1)
@@ -101,6 +152,16 @@ def _tail(fh: IO[bytes]) -> str:
     size = fh.seek(0, os.SEEK_END)
     fh.seek(max(0, size - TAIL))
     return fh.read().decode(errors="replace")
+
+
+def _shown(line: str) -> str:
+    """A stderr line as text: a run log record's message."""
+    if not line.startswith(RECORD.decode()):
+        return line
+    try:
+        return str(json.loads(line[len(RECORD) :])["message"]).strip().splitlines()[-1]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return line
 
 
 @dataclass(frozen=True)
@@ -145,17 +206,23 @@ class Sandbox:
                 start_new_session=True,
                 close_fds=True,
             )
-            try:
-                proc.communicate(payload, timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                raise AssetOpFailed(
-                    f"asset op ran longer than {self.timeout:g} seconds (its limit) and was stopped"
-                ) from None
-            finally:
-                _kill_group(proc.pid)
-                proc.wait()
+            slice_log = runlog.current()
+            reading = (
+                contextlib.nullcontext() if slice_log is None else _Output(err, slice_log, work)
+            )
+            with reading:
+                try:
+                    proc.communicate(payload, timeout=self.timeout)
+                except subprocess.TimeoutExpired:
+                    raise AssetOpFailed(
+                        f"asset op ran longer than {self.timeout:g} seconds (its limit) "
+                        "and was stopped"
+                    ) from None
+                finally:
+                    _kill_group(proc.pid)
+                    proc.wait()
             stderr = _tail(err)
-            if stderr:
+            if stderr and slice_log is None:
                 log.info("asset %s wrote on stderr: %s", asset.asset_id, stderr)
             return self._answer(_head(out, self.max_output), proc.returncode, stderr)
 
@@ -170,5 +237,6 @@ class Sandbox:
             raise AssetOpFailed(str(answer["error"]))
         if isinstance(answer, dict) and "ok" in answer:
             return answer["ok"]
-        last = stderr.strip().splitlines()[-1:] or ["nothing on stderr"]
+        lines = [_shown(line) for line in stderr.strip().splitlines()]
+        last = lines[-1:] or ["nothing on stderr"]
         raise AssetOpFailed(f"asset op ended without an answer (exit code {code}): {last[0]}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from chalicelib.domain.outcomes import SliceOutcome
 from chalicelib.domain.runs import Run
@@ -21,6 +22,7 @@ from chalicelib.ops.registry import (
 )
 from chalicelib.ports import BlobStore
 from chalicelib.services.lifecycle import RunLifecycle
+from chalicelib.services.runlogs import RunLogging
 
 
 @dataclass
@@ -42,7 +44,7 @@ class _Triage:
     in_flight: int = 0  # running, or waiting out a retry's backoff
 
 
-class SlicePath(RunLifecycle):
+class SlicePath(RunLifecycle, RunLogging):
     """What the slice queue's handler does with one message."""
 
     ops: OpSource | None
@@ -62,11 +64,15 @@ class SlicePath(RunLifecycle):
         ctx = SliceContext(
             ex_id, job_id, sl.order, sl.attempts, run.args, self.files, slot=run.slot
         )
-        try:
-            ops = asset_ops(self.ops, run.assets)
-            result = process(run.operations, sl.request, ctx, ops, self.secrets)
-        except Exception as exc:
-            return self._slice_failed(run, sl, token, error_text(exc))
+
+        def work() -> Any:
+            return process(
+                run.operations, sl.request, ctx, asset_ops(self.ops, run.assets), self.secrets
+            )
+
+        result, failure = self.logged(ex_id, sl.slice_id, sl.attempts, work)
+        if failure is not None:
+            return self._slice_failed(run, sl, token, error_text(failure))
         end = self.clock.now()
         if not self.store.finish_slice(sl, run, sl.complete(token, end, result)):
             return SliceOutcome.lost_lease

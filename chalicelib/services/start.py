@@ -14,7 +14,7 @@ from typing import Any
 from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.domain.runs import START_LEAD_S, Delivery, Run, StartHint, usable_lead
-from chalicelib.domain.slices import MAX_SQS_DELAY, retry_delay
+from chalicelib.domain.slices import MAX_SQS_DELAY, retry_delay, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.ops.registry import (
     OpSource,
@@ -28,6 +28,7 @@ from chalicelib.ops.registry import (
 )
 from chalicelib.ports import BlobStore, StartMessage
 from chalicelib.services.entry import PreparedStart, SlotEntry, may_enter_ahead
+from chalicelib.services.runlogs import RunLogging
 
 EARLY_SLACK_S = 1.5  # a start message may come this much before its lead (whole-second delays)
 HINT_MAX_BYTES = 16_384  # a start message stays small (SQS takes 256 KB); larger: read
@@ -99,7 +100,7 @@ def _claimable(run: Run, now: float) -> bool:
     return expired and _claimed(run)
 
 
-class StartPath(SlotEntry):
+class StartPath(SlotEntry, RunLogging):
     """What the start queue's handler does with one message."""
 
     ops: OpSource | None
@@ -360,11 +361,14 @@ class StartPath(SlotEntry):
             self.files,
             slot=claimed.slot,
         )
-        try:
+
+        def work() -> Any:
             ops = asset_ops(self.ops, claimed.assets)
-            result = process(claimed.operations, request, ctx, ops, self.secrets)
-        except Exception as exc:
-            return self._inline_failed(claimed, token, error_text(exc))
+            return process(claimed.operations, request, ctx, ops, self.secrets)
+
+        result, failure = self.logged(claimed.ex_id, slice_id_for(0), claimed.attempts, work)
+        if failure is not None:
+            return self._inline_failed(claimed, token, error_text(failure))
         end = self.clock.now()
         if self.apply(claimed, claimed.complete_inline(token, result, begin, end)):
             return StartOutcome.completed

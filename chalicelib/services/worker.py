@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from chalicelib.ops.registry import OpSource, Secrets
-from chalicelib.ports import BlobStore, Clock, Queue, Store
+from chalicelib.ports import BlobStore, Clock, Queue, RunLogStore, Store
 from chalicelib.services.slices import SlicePath
 from chalicelib.services.start import StartPath
 
@@ -30,3 +30,4 @@ class WorkerService(StartPath, SlicePath):
         super().__init__(store, queue, clock)
         self.sleep, self.ops, self.files = sleep, ops, files
         self.secrets: Secrets | None = None  # set by the composition root: without, none resolve
+        self.run_logs: RunLogStore | None = None  # set by the composition root: without, none kept

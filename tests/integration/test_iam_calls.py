@@ -243,6 +243,22 @@ def _retry_an_inline_run(stack: Stack) -> None:
     stack.pump()
 
 
+def _read_a_traceback(stack: Stack) -> None:
+    """A sliced run one of whose slices fails once: the slice worker writes its traceback
+    to the run log, which the API reads back."""
+    _, ex_id = stack.submit(
+        {
+            "name": "flaky slice",
+            "operations": [{"_op": "range", "end": 2}, {"_op": "fail", "slices": [1], "times": 1}],
+            "max_retries": 1,
+        }
+    )
+    stack.pump()
+    r = stack.api("GET", f"/v1/ex/{ex_id}/logs")
+    assert r.status_code == 200, r.body
+    assert [e["source"] for e in r.json_body["entries"]] == ["traceback"]
+
+
 def _resolve_secrets(stack: Stack) -> None:
     """Secrets named by reference, read by the worker that runs the op: a one-slice run (the
     start worker) and a sliced one (the slice worker), each naming an SSM parameter and a
@@ -301,6 +317,7 @@ def _drive(stack: Stack) -> None:
     _control_a_running_run(stack)
     _queue_runs_behind_others(stack)
     _retry_an_inline_run(stack)
+    _read_a_traceback(stack)
     _resolve_secrets(stack)
     failed_job, failed_ex = _lose_a_slice(stack)
     # a new execution of a failed run's failed slices; another's rerun (its slices deleted)

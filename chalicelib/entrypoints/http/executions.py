@@ -3,17 +3,22 @@ execution under /jobs/{job_id}."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from chalice.app import Request, Response
 
+from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.logs import LogLevel
 from chalicelib.domain.runs import Run
+from chalicelib.domain.slices import slice_id_for
 from chalicelib.entrypoints.http.errors import json_response, query_bool, query_int, query_number
 from chalicelib.entrypoints.http.identity import scoped
 from chalicelib.entrypoints.http.listing import parse_statuses, parse_window
 from chalicelib.entrypoints.http.routing import BODY_TYPES, Routes, View, query
-from chalicelib.entrypoints.http.views import ex_view, slice_view
+from chalicelib.entrypoints.http.views import ex_view, log_entry_view, slice_view
 from chalicelib.services.executions import ExecutionService
+from chalicelib.services.runlogs import MAX_PAGE
 
 routes = Routes()
 # what a control route acts on: an execution by its id, or a job's current one
@@ -133,3 +138,46 @@ def recover_job(request: Request, job_id: str) -> Response:
 def resolve_ex(request: Request, ex_id: str) -> Response:
     ex = _executions(request)
     return json_response(ex.resolve(ex.by_ex(ex_id), query(request).get("action")))
+
+
+def _log_level(raw: str | None) -> LogLevel | None:
+    if not raw:
+        return None
+    try:
+        return LogLevel(raw.lower())
+    except ValueError:
+        known = ", ".join(level.value for level in LogLevel)
+        reason = f"expected one of {known}, got {raw!r}"
+        raise InvalidInput(f"level: {reason}", [{"field": "level", "reason": reason}]) from None
+
+
+def _log_size(q: Mapping[str, str]) -> int:
+    size = query_int(q, "size")
+    if size is None:
+        return 100
+    if not 1 <= size <= MAX_PAGE:
+        reason = f"expected 1 to {MAX_PAGE}, got {size}"
+        raise InvalidInput(f"size: {reason}", [{"field": "size", "reason": reason}])
+    return size
+
+
+@routes("/ex/{ex_id}/logs")
+def ex_logs(request: Request, ex_id: str) -> Response:
+    """The execution's run log, oldest first, a page at a time: `next_token` goes on from
+    the page's end (and, at the log's end, is the token to poll with for new lines)."""
+    q = query(request)
+    run = _executions(request).by_ex(ex_id)
+    slice_id = q.get("slice") or None
+    if slice_id is not None and slice_id.isdigit():
+        slice_id = slice_id_for(int(slice_id))
+    page = scoped(request).run_logs.read(
+        run, slice_id, _log_level(q.get("level")), q.get("token") or None, _log_size(q)
+    )
+    return json_response(
+        {
+            "ex_id": run.ex_id,
+            "status": run.status.value,
+            "entries": [log_entry_view(e) for e in page.entries],
+            "next_token": page.next_token,
+        }
+    )

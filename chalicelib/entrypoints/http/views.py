@@ -7,6 +7,7 @@ from typing import Any
 
 from chalicelib.domain.cluster import in_flight
 from chalicelib.domain.jobs import Job
+from chalicelib.domain.logs import LogEntry
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice
 from chalicelib.domain.timefmt import iso
@@ -142,4 +143,17 @@ def slice_view(sl: Slice, job_id: str | None = None) -> dict[str, Any]:
         "_created": iso(sl.created),
         "_updated": iso(sl.updated),
         "error": sl.error,
+    }
+
+
+def log_entry_view(e: LogEntry) -> dict[str, Any]:
+    """A line of a run log: `slice_id`, `attempt` and `seq` identify it."""
+    return {
+        "ts": iso(e.ts),
+        "slice_id": e.slice_id,
+        "attempt": e.attempt,
+        "seq": e.seq,
+        "level": e.level.value,
+        "source": e.source,
+        "message": e.message,
     }
