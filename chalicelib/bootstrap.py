@@ -16,10 +16,12 @@ from chalicelib.adapters.s3 import S3BlobStore
 from chalicelib.adapters.secrets import AwsSecretSource
 from chalicelib.adapters.sns import SnsNotifier
 from chalicelib.adapters.sqs import SqsQueue, ensure_queues
+from chalicelib.adapters.targets_wait import AwsWaitTargets, S3ObjectStore
 from chalicelib.config import Settings, get_settings
 from chalicelib.domain.assets import AssetLimits
 from chalicelib.domain.identity import Principal
 from chalicelib.ops.assets import AssetOpLoader
+from chalicelib.ops.clients import TargetClients, use
 from chalicelib.ops.registry import REGISTRY, Secrets
 from chalicelib.ops.sandbox import Sandbox
 from chalicelib.ports import (
@@ -119,6 +121,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     )
     worker = WorkerService(store, queue, clock, ops=ops, files=files)
     worker.secrets = Secrets(source, s.secrets_prefix)
+    use_target_clients(s)
     jobs = JobService(store, queue, clock, s, asset_ops=assets.pin)
     executions = ExecutionService(store, clock, worker, max_workers=s.limits.max_workers)
     return Container(
@@ -138,6 +141,24 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         history=HistoryService(store, clock),
         job_errors=JobErrorService(store, jobs, executions),
         admins=parts.get("admins") or (lambda: s.admins),
+    )
+
+
+def use_target_clients(s: Settings) -> None:
+    """The stepfunctions, ecs and s3 ops' clients and allow-lists (clients only where the
+    stage allows something: a stage that allows nothing makes none)."""
+    waits = None
+    if s.allow_state_machines or s.allow_ecs_clusters:
+        waits = AwsWaitTargets(aws_client("stepfunctions", s), aws_client("ecs", s))
+    objects = S3ObjectStore(aws_client("s3", s)) if s.allow_buckets else None
+    use(
+        TargetClients(
+            waits=waits,
+            objects=objects,
+            state_machines=s.allow_state_machines,
+            clusters=s.allow_ecs_clusters,
+            buckets=s.allow_buckets,
+        )
     )
 
 

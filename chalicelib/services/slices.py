@@ -9,18 +9,20 @@ from dataclasses import dataclass, field
 
 from chalicelib.domain.outcomes import SliceOutcome
 from chalicelib.domain.runs import Run
-from chalicelib.domain.slices import Slice, retry_delay
+from chalicelib.domain.slices import MAX_SQS_DELAY, Slice, Waiting, retry_delay
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ops.registry import (
     OpSource,
     Secrets,
     SliceContext,
     asset_ops,
+    check_wait,
     error_text,
     process,
 )
+from chalicelib.ops.waiting import TargetFailed
 from chalicelib.ports import BlobStore
-from chalicelib.services.lifecycle import RunLifecycle
+from chalicelib.services.lifecycle import RunLifecycle, stop_what_waits
 
 
 @dataclass
@@ -60,24 +62,52 @@ class SlicePath(RunLifecycle):
         if sl is None:
             return SliceOutcome.duplicate
         ctx = SliceContext(
-            ex_id, job_id, sl.order, sl.attempts, run.args, self.files, slot=run.slot
+            ex_id, job_id, sl.order, sl.attempts, run.args, self.files, slot=run.slot, wait=sl.wait
         )
         try:
-            ops = asset_ops(self.ops, run.assets)
-            result = process(run.operations, sl.request, ctx, ops, self.secrets)
-        except Exception as exc:
-            return self._slice_failed(run, sl, token, error_text(exc))
+            if sl.wait is not None:
+                result = check_wait(run.operations, ctx)
+            else:
+                ops = asset_ops(self.ops, run.assets)
+                result = process(run.operations, sl.request, ctx, ops, self.secrets)
+        except Exception as exc:  # a waiting slice's target that ended badly is final
+            final = sl.wait is not None and isinstance(exc, TargetFailed)
+            return self._slice_failed(run, sl, token, error_text(exc), final)
+        if isinstance(result, Waiting):
+            return self._wait(run, sl, token, result)
         end = self.clock.now()
         if not self.store.finish_slice(sl, run, sl.complete(token, end, result)):
             return SliceOutcome.lost_lease
         self.after_slice(run, end)
         return SliceOutcome.completed
 
-    def _slice_failed(self, run: Run, sl: Slice, token: str, error: str) -> SliceOutcome:
+    def _wait(self, run: Run, sl: Slice, token: str, waiting: Waiting) -> SliceOutcome:
+        """The slice's op started something and waits for its end: the slice records what,
+        and a delayed message (or the sweep, if it is lost) checks it later. No worker waits.
+        Waiting longer than the job's timeout_seconds stops it and fails the slice."""
+        now = self.clock.now()
+        since = float((sl.wait or {}).get("since", now))
+        if now - since > run.timeout_seconds:
+            error = f"timed out: waited {now - since:.0f} s (timeout_seconds {run.timeout_seconds})"
+            error += "; " + stop_what_waits(waiting.record, "cadenza: timeout_seconds passed")
+            if not self.store.finish_slice(sl, run, sl.fail(token, now, error)):
+                return SliceOutcome.lost_lease
+            self.after_slice(run, now)
+            return SliceOutcome.failed
+        delay = min(MAX_SQS_DELAY, waiting.check_seconds)
+        record = {**waiting.record, "since": since}
+        if not self.store.wait_slice(sl, token, now + delay, record, now):
+            return SliceOutcome.lost_lease
+        self.send_slices(run, [sl.position], delay)
+        return SliceOutcome.waiting
+
+    def _slice_failed(
+        self, run: Run, sl: Slice, token: str, error: str, final: bool = False
+    ) -> SliceOutcome:
         """A slice's attempt failed: released to be retried after a backoff, or, after its
-        last attempt, recorded in error."""
+        last attempt (or a `final` failure), recorded in error."""
         end = self.clock.now()
-        if sl.attempts <= run.max_retries:
+        if sl.attempts <= run.max_retries and not final:
             delay = retry_delay(sl.attempts)
             if self.store.release_slice(sl, token, end + delay, error, end):
                 self.send_slices(run, [sl.position], delay)

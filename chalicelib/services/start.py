@@ -23,7 +23,9 @@ from chalicelib.ops.registry import (
     asset_ops,
     error_text,
     process,
+    runs_inline,
     slice_requests,
+    waits,
 )
 from chalicelib.ports import BlobStore, StartMessage
 from chalicelib.services.entry import PreparedStart, SlotEntry
@@ -48,6 +50,7 @@ def start_message(
         and not (run.buffered or run.presliced or run.assets)
         and not _enters_at_its_second(run)
         and always_one_slice(run.operations)
+        and not waits(run.operations)
     )
     hint = StartHint(run.ex_id, run.start_at, run.lease_seconds) if hinted else None
     return StartMessage(run.job_id, run.slot, delay, hint, lead, sent_at)
@@ -187,7 +190,7 @@ class StartPath(SlotEntry):
             done = self.apply(run, run.complete_unsliced(begin, now))
             return StartOutcome.completed if done else StartOutcome.busy
         token = _token(claim_id)
-        if len(requests) == 1:
+        if runs_inline(run.operations, len(requests)):
             claimed = self.apply(run, run.claim_inline(token, begin, now, config=pinned))
         else:
             lease = begin + run.lease_seconds
@@ -298,7 +301,7 @@ class StartPath(SlotEntry):
         begin = self.clock.now()
         if p.run.presliced:
             return self._set_going(p.run, p.token, p.run.slices_total, begin)
-        if len(p.requests) == 1:
+        if runs_inline(p.run.operations, len(p.requests)):
             return self._run_inline(p.run, p.token, p.requests[0], begin)
         return self._set_going(p.run, p.token, len(p.requests), begin)
 
