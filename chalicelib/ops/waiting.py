@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from chalicelib.domain.slices import Waiting
-from chalicelib.ops.clients import current
+from chalicelib.ops.clients import NotAllowed, current
 
 EXCERPT_CHARS = 4000
 ENDED_BADLY = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
@@ -17,6 +17,12 @@ ENDED_BADLY = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 
 class TargetFailed(Exception):
     """The execution or task ended without success: the slice fails with its cause."""
+
+
+def is_final(exc: BaseException, waiting: dict[str, Any] | None) -> bool:
+    """A failure no retry can mend: a call the stage does not allow, or the end of what a
+    waiting slice waited for (its name cannot start it again)."""
+    return isinstance(exc, NotAllowed) or (waiting is not None and isinstance(exc, TargetFailed))
 
 
 def _excerpt(text: str | None) -> str | None:

@@ -20,7 +20,7 @@ from chalicelib.ops.registry import (
     error_text,
     process,
 )
-from chalicelib.ops.waiting import TargetFailed
+from chalicelib.ops.waiting import is_final
 from chalicelib.ports import BlobStore
 from chalicelib.services.lifecycle import RunLifecycle, stop_what_waits
 
@@ -70,18 +70,17 @@ class SlicePath(RunLifecycle):
             else:
                 ops = asset_ops(self.ops, run.assets)
                 result = process(run.operations, sl.request, ctx, ops, self.secrets)
-        except Exception as exc:  # a waiting slice's target that ended badly is final
-            final = sl.wait is not None and isinstance(exc, TargetFailed)
-            return self._slice_failed(run, sl, token, error_text(exc), final)
+        except Exception as exc:
+            return self._slice_failed(run, sl, token, error_text(exc), is_final(exc, sl.wait))
         if isinstance(result, Waiting):
-            return self._wait(run, sl, token, result)
+            return self._wait_for(run, sl, token, result)
         end = self.clock.now()
         if not self.store.finish_slice(sl, run, sl.complete(token, end, result)):
             return SliceOutcome.lost_lease
         self.after_slice(run, end)
         return SliceOutcome.completed
 
-    def _wait(self, run: Run, sl: Slice, token: str, waiting: Waiting) -> SliceOutcome:
+    def _wait_for(self, run: Run, sl: Slice, token: str, waiting: Waiting) -> SliceOutcome:
         """The slice's op started something and waits for its end: the slice records what,
         and a delayed message (or the sweep, if it is lost) checks it later. No worker waits.
         Waiting longer than the job's timeout_seconds stops it and fails the slice."""

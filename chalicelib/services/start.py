@@ -27,6 +27,7 @@ from chalicelib.ops.registry import (
     slice_requests,
     waits,
 )
+from chalicelib.ops.waiting import is_final
 from chalicelib.ports import BlobStore, StartMessage
 from chalicelib.services.entry import PreparedStart, SlotEntry
 
@@ -330,7 +331,7 @@ class StartPath(SlotEntry):
             ops = asset_ops(self.ops, claimed.assets)
             result = process(claimed.operations, request, ctx, ops, self.secrets)
         except Exception as exc:
-            return self._inline_failed(claimed, token, error_text(exc))
+            return self._inline_failed(claimed, token, error_text(exc), is_final(exc, None))
         end = self.clock.now()
         if self.apply(claimed, claimed.complete_inline(token, result, begin, end)):
             return StartOutcome.completed
@@ -338,11 +339,11 @@ class StartPath(SlotEntry):
             return StartOutcome.stopped
         return StartOutcome.lost_lease
 
-    def _inline_failed(self, run: Run, token: str, error: str) -> StartOutcome:
+    def _inline_failed(self, run: Run, token: str, error: str, final: bool = False) -> StartOutcome:
         """A one-slice run's attempt failed: let go to be retried after a backoff, or, after
-        its last attempt, failed."""
+        its last attempt (or a `final` failure), failed."""
         now = self.clock.now()
-        if run.may_retry:
+        if run.may_retry and not final:
             delay = retry_delay(run.attempts)
             if self.apply(run, run.retry_inline(token, now, delay, error)):
                 self.queue.send_starts([StartMessage(run.job_id, run.slot, delay)])

@@ -12,12 +12,12 @@ import pytest
 
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
+from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ops.clients import TargetClients, use
 from chalicelib.ops.registry import SliceContext, validate_operations
 from chalicelib.ports import FakeClock
-from chalicelib.domain.errors import InvalidInput
 from tests.fakes.targets import FakeWaitTargets
 from tests.helpers import deliver
 
@@ -104,7 +104,8 @@ def test_an_execution_that_ends_badly_fails_the_slice_with_its_cause_without_ret
     assert _step(c, queue, clock) == "failed"
     assert _now(c, run).status == ExStatus.failed
     [sl] = c.store.list_slices(run.ex_id)
-    assert sl.error == f"TargetFailed: execution {status}: States.TaskFailed: disk full"
+    assert sl.error is not None
+    assert sl.error.endswith(f"TargetFailed: execution {status}: States.TaskFailed: disk full")
     assert len(fake.named("start_execution")) == 1 and not queue.messages
 
 
@@ -166,10 +167,14 @@ def test_a_state_machine_outside_the_allow_list_fails_the_slice_before_any_call(
     memory_container: Container, queue: MemoryQueue, clock: FakeClock, fake: FakeWaitTargets
 ) -> None:
     c = memory_container
-    run = _run(c, {"_op": "stepfunctions", "state_machine": "other"})
-    assert _step(c, queue, clock) == "failed"
+    run = _run(c, {"_op": "stepfunctions", "state_machine": "other"}, max_retries=3)
+    assert _step(c, queue, clock) == "failed"  # not retried: it cannot succeed
     assert not fake.calls
     assert "'other' is not in this stage's allow-list" in str(_now(c, run).errors)
+    run = _run(c, {**SFN_WAIT, "state_machine": "other"}, max_retries=3)
+    _step(c, queue, clock)
+    assert _step(c, queue, clock) == "failed"  # a sliced run's slice: not retried either
+    assert not fake.calls and not queue.messages
 
 
 def test_without_wait_a_one_slice_run_ends_once_the_execution_started(
@@ -228,14 +233,18 @@ def test_an_ecs_task_is_run_with_its_client_token_and_its_exit_decides(
         "overrides": {"containerOverrides": [{"name": "app", "command": ["run"]}]},
     }
     [arn] = fake.tasks
-    fake.finish(arn, lastStatus="STOPPED", stoppedReason="Essential container exited",
-                containers=[{"name": "app", "exitCode": code}])
+    fake.finish(
+        arn,
+        lastStatus="STOPPED",
+        stoppedReason="Essential container exited",
+        containers=[{"name": "app", "exitCode": code}],
+    )
     assert _step(c, queue, clock) == outcome
     [sl] = c.store.list_slices(run.ex_id)
     if code == 0:
         assert sl.result["exitCodes"] == {"app": 0}
     else:
-        assert sl.error == (
+        assert sl.error is not None and sl.error.endswith(
             "TargetFailed: task stopped: Essential container exited; exit codes {'app': 3}"
         )
 
@@ -254,4 +263,6 @@ def test_stopping_a_waiting_ecs_run_stops_its_task(
 def test_a_waiting_op_must_be_the_last() -> None:
     with pytest.raises(InvalidInput) as err:
         validate_operations([{"_op": "noop"}, SFN_WAIT, {"_op": "noop"}])
-    assert err.value.errors[0]["field"] == "operations[1].wait"
+    assert err.value.to_dict()["errors"] == [
+        {"field": "operations[1].wait", "reason": "a waiting op must be the job's last operation"}
+    ]
