@@ -62,7 +62,7 @@ def _range_lines(get: Any, size: int, first: int, last: int) -> bytes:
     buf: bytes = get(start, last)
     if first > 0:
         newline = buf.find(b"\n")
-        if newline < 0:
+        if newline < 0 or start + newline + 1 > last:
             return b""  # no line starts in this range
         buf = buf[newline + 1 :]
     end = last

@@ -96,25 +96,19 @@ def test_the_same_name_and_input_start_one_execution(env: tuple[Container, str])
     assert targets.describe_execution(first["executionArn"])["status"] == "ABORTED"
 
 
-def test_a_task_run_and_stopped_in_moto_completes_the_run(
-    env: tuple[Container, str], queue: MemoryQueue, clock: FakeClock
+@pytest.mark.parametrize(("code", "status"), [(0, ExStatus.completed), (2, ExStatus.failed)])
+def test_a_task_stopped_in_moto_ends_the_run_by_its_exit_code(
+    env: tuple[Container, str], queue: MemoryQueue, clock: FakeClock, code: int, status: ExStatus
 ) -> None:
+    """(Moto needs container instances for EC2 tasks, and ignores `clientToken`.)"""
     c, _ = env
-    run = _run(
-        c,
-        {
-            "_op": "ecs",
-            "cluster": "batch",
-            "task_definition": "report",
-            "launch_type": "EC2",
-            "wait": True,
-            "check_seconds": 5,
-        },
-    )
+    last = {"_op": "ecs", "cluster": "batch", "task_definition": "report", "wait": True}
+    run = _run(c, {**last, "launch_type": "FARGATE", "check_seconds": 5})
     assert [_step(c, queue, clock), _step(c, queue, clock)] == ["running", "waiting"]
     [task] = ecs_backends["123456789012"]["us-east-1"].tasks["batch"].values()
+    assert task.started_by == "cadenza"
     assert _step(c, queue, clock) == "waiting"
     task.last_status = "STOPPED"
-    task.containers = [{"name": "app", "exitCode": 0}]
-    assert _step(c, queue, clock) == "completed"
-    assert _status(c, run) == ExStatus.completed
+    task.containers[0].exitCode = code
+    assert _step(c, queue, clock) == ("completed" if code == 0 else "failed")
+    assert _status(c, run) == status
