@@ -107,19 +107,16 @@ class StepFunctionsParams(Params):
     check_seconds: int = Field(default=30, ge=1, le=900)
 
 
-class EcsNetwork(Params):
-    subnets: list[str] = Field(min_length=1, max_length=16)
-    security_groups: list[str] = Field(default_factory=list, max_length=5)
-    assign_public_ip: bool = False
-
-
 class EcsParams(Params):
-    """Run one task of `task_definition` on `cluster` (in the stage's allow-list)."""
+    """Run one task of `task_definition` on `cluster` (in the stage's allow-list); with
+    `subnets`, in awsvpc network mode."""
 
     cluster: str = ARN_OR_NAME
     task_definition: str = ARN_OR_NAME
     launch_type: Literal["FARGATE", "EC2", "EXTERNAL"] | None = None
-    network: EcsNetwork | None = None
+    subnets: list[str] | None = Field(default=None, min_length=1, max_length=16)
+    security_groups: list[str] = Field(default_factory=list, max_length=5)
+    assign_public_ip: bool = False
     overrides: dict[str, Any] | None = None
     wait: bool = False
     check_seconds: int = Field(default=30, ge=1, le=900)

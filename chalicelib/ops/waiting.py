@@ -104,13 +104,13 @@ def _run_request(p: Any, cluster: str, token: str) -> dict[str, Any]:
     }
     if p.launch_type is not None:
         request["launchType"] = p.launch_type
-    if p.network is not None:
+    if p.subnets is not None:
         vpc: dict[str, Any] = {
-            "subnets": p.network.subnets,
-            "assignPublicIp": "ENABLED" if p.network.assign_public_ip else "DISABLED",
+            "subnets": p.subnets,
+            "assignPublicIp": "ENABLED" if p.assign_public_ip else "DISABLED",
         }
-        if p.network.security_groups:
-            vpc["securityGroups"] = p.network.security_groups
+        if p.security_groups:
+            vpc["securityGroups"] = p.security_groups
         request["networkConfiguration"] = {"awsvpcConfiguration": vpc}
     if p.overrides is not None:
         request["overrides"] = p.overrides

@@ -196,7 +196,8 @@ ECS = {
     "cluster": "batch",
     "task_definition": "report:3",
     "launch_type": "FARGATE",
-    "network": {"subnets": ["subnet-1"], "security_groups": ["sg-1"]},
+    "subnets": ["subnet-1"],
+    "security_groups": ["sg-1"],
     "overrides": {"containerOverrides": [{"name": "app", "command": ["run"]}]},
     "wait": True,
 }
