@@ -88,7 +88,7 @@ class SlicePath(RunLifecycle):
         since = float((sl.wait or {}).get("since", now))
         if now - since > run.timeout_seconds:
             error = f"timed out: waited {now - since:.0f} s (timeout_seconds {run.timeout_seconds})"
-            error += "; " + stop_what_waits(waiting.record, "cadenza: timeout_seconds passed")
+            error += "; " + stop_what_waits(waiting.record, "cadenza: timeout_seconds passed")[1]
             if not self.store.finish_slice(sl, run, sl.fail(token, now, error)):
                 return SliceOutcome.lost_lease
             self.after_slice(run, now)

@@ -21,6 +21,7 @@ class FakeWaitTargets(WaitTargets):
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by ARN
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # by ARN, per client token
     tokens: dict[str, str] = field(default_factory=dict)
+    refuse_stops: bool = False  # StopExecution / StopTask raise, as AccessDenied would
 
     def _called(self, what: str, **kw: Any) -> None:
         self.calls.append((what, kw))
@@ -47,6 +48,8 @@ class FakeWaitTargets(WaitTargets):
 
     def stop_execution(self, execution_arn: str, cause: str) -> None:
         self._called("stop_execution", arn=execution_arn, cause=cause)
+        if self.refuse_stops:
+            raise PermissionError("stop_execution: access denied")
         self.executions[execution_arn]["status"] = "ABORTED"
 
     def finish(self, arn: str, **desc: Any) -> None:

@@ -148,6 +148,36 @@ def test_stopping_a_waiting_run_stops_its_execution(
     assert _step(c, queue, clock) == "dropped"  # the pending check does nothing
 
 
+def test_an_execution_that_cannot_be_stopped_is_an_alert_saying_why(
+    memory_container: Container, queue: MemoryQueue, clock: FakeClock, fake: FakeWaitTargets
+) -> None:
+    c = memory_container
+    run = _run(c, SFN_WAIT)
+    _step(c, queue, clock), _step(c, queue, clock)
+    fake.refuse_stops = True
+    assert c.executions.stop(_now(c, run), None, False) == {"status": "stopped"}
+    [alert] = c.store.list_alerts(10)
+    assert alert.reason == "a waiting target was not stopped" and alert.ex_id == run.ex_id
+    assert alert.detail == {
+        "slice": "000000",
+        "kind": "stepfunctions",
+        "why": "could not stop the execution: PermissionError: stop_execution: access denied",
+    }
+
+
+def test_a_run_the_sweep_times_out_stops_what_it_waits_for(
+    memory_container: Container, queue: MemoryQueue, clock: FakeClock, fake: FakeWaitTargets
+) -> None:
+    c = memory_container
+    run = _run(c, {**SFN_WAIT, "check_seconds": 900}, timeout_seconds=600)
+    _step(c, queue, clock), _step(c, queue, clock)
+    clock.advance(700)
+    c.supervisor.tick(clock.now())
+    assert _now(c, run).status == ExStatus.failed
+    [stop] = fake.named("stop_execution")
+    assert stop["cause"] == "cadenza: the run ended (failed)"
+
+
 def test_a_wait_longer_than_timeout_seconds_stops_the_execution_and_fails(
     memory_container: Container, queue: MemoryQueue, clock: FakeClock, fake: FakeWaitTargets
 ) -> None:
