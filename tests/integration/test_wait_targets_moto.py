@@ -21,7 +21,7 @@ from chalicelib.ops.clients import TargetClients, use
 from chalicelib.ports import FakeClock
 from tests.conftest import moto_container
 from tests.conftest import test_settings as make_settings
-from tests.helpers import deliver
+from tests.helpers import deliver_next
 
 ROLE = "arn:aws:iam::123456789012:role/sfn"
 PASS = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
@@ -49,13 +49,6 @@ def _run(c: Container, last: dict[str, Any]) -> Run:
     return c.jobs.start_run(job.job_id)
 
 
-def _step(c: Container, queue: MemoryQueue, clock: FakeClock) -> str:
-    msg = min(queue.messages, key=lambda m: m.visible_at)
-    clock.t = max(clock.t, msg.visible_at)
-    queue.messages.remove(msg)
-    return deliver(c, msg)
-
-
 def _status(c: Container, run: Run) -> ExStatus:
     current = c.store.get_run(run.job_id, run.slot)
     assert current is not None
@@ -70,14 +63,14 @@ def test_an_execution_waited_for_and_aborted_fails_the_run(
     run = _run(
         c, {"_op": "stepfunctions", "state_machine": "nightly", "input": {"a": 1}, "wait": True}
     )
-    assert [_step(c, queue, clock), _step(c, queue, clock)] == ["running", "waiting"]
+    assert [deliver_next(c, queue, clock), deliver_next(c, queue, clock)] == ["running", "waiting"]
     [ex] = sfn.list_executions(stateMachineArn=machine)["executions"]
     assert ex["status"] == "RUNNING"
     assert json.loads(sfn.describe_execution(executionArn=ex["executionArn"])["input"]) == {"a": 1}
-    assert _step(c, queue, clock) == "waiting"
+    assert deliver_next(c, queue, clock) == "waiting"
     assert _status(c, run) == ExStatus.running
     sfn.stop_execution(executionArn=ex["executionArn"], error="Oops", cause="by hand")
-    assert _step(c, queue, clock) == "failed"
+    assert deliver_next(c, queue, clock) == "failed"
     assert _status(c, run) == ExStatus.failed
     [sl] = c.store.list_slices(run.ex_id)
     assert sl.error is not None and "TargetFailed: execution ABORTED" in sl.error
@@ -104,11 +97,11 @@ def test_a_task_stopped_in_moto_ends_the_run_by_its_exit_code(
     c, _ = env
     last = {"_op": "ecs", "cluster": "batch", "task_definition": "report", "wait": True}
     run = _run(c, {**last, "launch_type": "FARGATE", "check_seconds": 5})
-    assert [_step(c, queue, clock), _step(c, queue, clock)] == ["running", "waiting"]
+    assert [deliver_next(c, queue, clock), deliver_next(c, queue, clock)] == ["running", "waiting"]
     [task] = ecs_backends["123456789012"]["us-east-1"].tasks["batch"].values()
     assert task.started_by == "cadenza"
-    assert _step(c, queue, clock) == "waiting"
+    assert deliver_next(c, queue, clock) == "waiting"
     task.last_status = "STOPPED"
     task.containers[0].exitCode = code
-    assert _step(c, queue, clock) == ("completed" if code == 0 else "failed")
+    assert deliver_next(c, queue, clock) == ("completed" if code == 0 else "failed")
     assert _status(c, run) == status

@@ -19,7 +19,7 @@ from chalicelib.ops.clients import TargetClients, use
 from chalicelib.ops.registry import SliceContext, validate_operations
 from chalicelib.ports import FakeClock
 from tests.fakes.targets import FakeWaitTargets
-from tests.helpers import deliver
+from tests.helpers import deliver, deliver_next
 
 pytestmark = pytest.mark.fakes
 
@@ -37,14 +37,6 @@ def fake(memory_container: Container) -> Iterator[FakeWaitTargets]:
 def _run(c: Container, last: dict[str, Any], **kw: Any) -> Run:
     job, _ = c.jobs.submit({"name": "w", "operations": [{"_op": "noop"}, last], **kw}, start=False)
     return c.jobs.start_run(job.job_id)
-
-
-def _step(c: Container, queue: MemoryQueue, clock: FakeClock) -> str:
-    """Deliver the next message once it is due, moving the fake clock on to it."""
-    msg = min(queue.messages, key=lambda m: m.visible_at)
-    clock.t = max(clock.t, msg.visible_at)
-    queue.messages.remove(msg)
-    return deliver(c, msg)
 
 
 def _now(c: Container, run: Run) -> Run:
@@ -65,8 +57,8 @@ def test_a_waiting_execution_keeps_the_run_running_and_its_end_completes_it(
 ) -> None:
     c = memory_container
     run = _run(c, {**SFN_WAIT, "check_seconds": 60})
-    assert _step(c, queue, clock) == "running"  # a one-slice waiting run is sliced
-    assert _step(c, queue, clock) == "waiting"
+    assert deliver_next(c, queue, clock) == "running"  # a one-slice waiting run is sliced
+    assert deliver_next(c, queue, clock) == "waiting"
     [call] = fake.named("start_execution")
     assert call == {"arn": MACHINE, "name": _key(run), "input": '{"day":1}'}
     current = _now(c, run)
@@ -76,10 +68,10 @@ def test_a_waiting_execution_keeps_the_run_running_and_its_end_completes_it(
     assert sl.wait is not None and sl.wait["kind"] == "stepfunctions"
     [msg] = queue.messages
     assert msg.visible_at == clock.now() + 60  # the check, a delayed message
-    assert _step(c, queue, clock) == "waiting"  # still RUNNING
+    assert deliver_next(c, queue, clock) == "waiting"  # still RUNNING
     assert len(fake.named("start_execution")) == 1
     fake.finish(sl.wait["executionArn"], status="SUCCEEDED", output='{"rows": 3}')
-    assert _step(c, queue, clock) == "completed"
+    assert deliver_next(c, queue, clock) == "completed"
     done = _now(c, run)
     assert done.status == ExStatus.completed and done.processed == 1
     [sl] = c.store.list_slices(run.ex_id)
@@ -98,10 +90,10 @@ def test_an_execution_that_ends_badly_fails_the_slice_with_its_cause_without_ret
 ) -> None:
     c = memory_container
     run = _run(c, SFN_WAIT, max_retries=3)
-    _step(c, queue, clock), _step(c, queue, clock)
+    deliver_next(c, queue, clock), deliver_next(c, queue, clock)
     [arn] = fake.executions
     fake.finish(arn, status=status, error="States.TaskFailed", cause="disk full")
-    assert _step(c, queue, clock) == "failed"
+    assert deliver_next(c, queue, clock) == "failed"
     assert _now(c, run).status == ExStatus.failed
     [sl] = c.store.list_slices(run.ex_id)
     assert sl.error is not None
@@ -116,7 +108,7 @@ def test_a_redelivered_slice_starts_the_same_execution(
     slice is claimed again and starts again, under the same name: one execution."""
     c = memory_container
     run = _run(c, SFN_WAIT)
-    _step(c, queue, clock)
+    deliver_next(c, queue, clock)
     [msg] = queue.messages
     real = c.store.wait_slice
 
@@ -139,13 +131,13 @@ def test_stopping_a_waiting_run_stops_its_execution(
 ) -> None:
     c = memory_container
     run = _run(c, SFN_WAIT)
-    _step(c, queue, clock), _step(c, queue, clock)
+    deliver_next(c, queue, clock), deliver_next(c, queue, clock)
     assert c.executions.stop(_now(c, run), None, False) == {"status": "stopped"}
     [arn] = fake.executions
     [stop] = fake.named("stop_execution")
     assert stop["arn"] == arn and "stopped" in stop["cause"]
     assert fake.executions[arn]["status"] == "ABORTED"
-    assert _step(c, queue, clock) == "dropped"  # the pending check does nothing
+    assert deliver_next(c, queue, clock) == "dropped"  # the pending check does nothing
 
 
 def test_an_execution_that_cannot_be_stopped_is_an_alert_saying_why(
@@ -153,7 +145,7 @@ def test_an_execution_that_cannot_be_stopped_is_an_alert_saying_why(
 ) -> None:
     c = memory_container
     run = _run(c, SFN_WAIT)
-    _step(c, queue, clock), _step(c, queue, clock)
+    deliver_next(c, queue, clock), deliver_next(c, queue, clock)
     fake.refuse_stops = True
     assert c.executions.stop(_now(c, run), None, False) == {"status": "stopped"}
     [alert] = c.store.list_alerts(10)
@@ -170,7 +162,7 @@ def test_a_run_the_sweep_times_out_stops_what_it_waits_for(
 ) -> None:
     c = memory_container
     run = _run(c, {**SFN_WAIT, "check_seconds": 900}, timeout_seconds=600)
-    _step(c, queue, clock), _step(c, queue, clock)
+    deliver_next(c, queue, clock), deliver_next(c, queue, clock)
     clock.advance(700)
     c.supervisor.tick(clock.now())
     assert _now(c, run).status == ExStatus.failed
@@ -183,9 +175,9 @@ def test_a_wait_longer_than_timeout_seconds_stops_the_execution_and_fails(
 ) -> None:
     c = memory_container
     run = _run(c, {**SFN_WAIT, "check_seconds": 900}, timeout_seconds=1200, max_retries=2)
-    _step(c, queue, clock), _step(c, queue, clock)
-    assert _step(c, queue, clock) == "waiting"  # 900 s waited
-    assert _step(c, queue, clock) == "failed"  # 1800 s > 1200
+    deliver_next(c, queue, clock), deliver_next(c, queue, clock)
+    assert deliver_next(c, queue, clock) == "waiting"  # 900 s waited
+    assert deliver_next(c, queue, clock) == "failed"  # 1800 s > 1200
     [sl] = c.store.list_slices(run.ex_id)
     assert sl.error is not None and sl.error.startswith("timed out: waited 1800 s")
     assert sl.error.endswith("stopped the execution")
@@ -198,12 +190,12 @@ def test_a_state_machine_outside_the_allow_list_fails_the_slice_before_any_call(
 ) -> None:
     c = memory_container
     run = _run(c, {"_op": "stepfunctions", "state_machine": "other"}, max_retries=3)
-    assert _step(c, queue, clock) == "failed"  # not retried: it cannot succeed
+    assert deliver_next(c, queue, clock) == "failed"  # not retried: it cannot succeed
     assert not fake.calls
     assert "'other' is not in this stage's allow-list" in str(_now(c, run).errors)
     run = _run(c, {**SFN_WAIT, "state_machine": "other"}, max_retries=3)
-    _step(c, queue, clock)
-    assert _step(c, queue, clock) == "failed"  # a sliced run's slice: not retried either
+    deliver_next(c, queue, clock)
+    assert deliver_next(c, queue, clock) == "failed"  # a sliced run's slice: not retried either
     assert not fake.calls and not queue.messages
 
 
@@ -212,7 +204,7 @@ def test_without_wait_a_one_slice_run_ends_once_the_execution_started(
 ) -> None:
     c = memory_container
     run = _run(c, {"_op": "stepfunctions", "state_machine": MACHINE})
-    assert _step(c, queue, clock) == "completed"
+    assert deliver_next(c, queue, clock) == "completed"
     current = _now(c, run)
     assert current.inline and current.status == ExStatus.completed
     [arn] = fake.executions
@@ -244,8 +236,8 @@ def test_an_ecs_task_is_run_with_its_client_token_and_its_exit_decides(
 ) -> None:
     c = memory_container
     run = _run(c, ECS)
-    _step(c, queue, clock)
-    assert _step(c, queue, clock) == "waiting"
+    deliver_next(c, queue, clock)
+    assert deliver_next(c, queue, clock) == "waiting"
     [call] = fake.named("run_task")
     assert call == {
         "cluster": "batch",
@@ -270,7 +262,7 @@ def test_an_ecs_task_is_run_with_its_client_token_and_its_exit_decides(
         stoppedReason="Essential container exited",
         containers=[{"name": "app", "exitCode": code}],
     )
-    assert _step(c, queue, clock) == outcome
+    assert deliver_next(c, queue, clock) == outcome
     [sl] = c.store.list_slices(run.ex_id)
     if code == 0:
         assert sl.result["exitCodes"] == {"app": 0}
@@ -285,7 +277,7 @@ def test_stopping_a_waiting_ecs_run_stops_its_task(
 ) -> None:
     c = memory_container
     run = _run(c, ECS)
-    _step(c, queue, clock), _step(c, queue, clock)
+    deliver_next(c, queue, clock), deliver_next(c, queue, clock)
     c.executions.stop(_now(c, run), None, False)
     [stop] = fake.named("stop_task")
     assert stop["cluster"] == "batch" and stop["arn"] in fake.tasks
