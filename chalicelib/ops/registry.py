@@ -132,7 +132,7 @@ class S3ReadParams(Params):
 
 
 class S3GetParams(Params):
-    format: Literal["lines", "text", "json_lines"] = "lines"
+    format: Literal["lines", "text", "json_lines", "base64"] = "lines"
     encoding: str = "utf-8"
 
 

@@ -4,6 +4,7 @@ writer (a slice's data as JSON lines or CSV, one object per slice)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -48,11 +49,17 @@ def get_object(p: Any, data: Any, ctx: Any) -> Any:
             int(span[0]),
             int(span[1]),
         )
-    text = raw.decode(p.encoding, errors="replace")
-    body: Any = text if p.format == "text" else text.splitlines()
-    if p.format == "json_lines":
-        body = [json.loads(line) for line in body if line.strip()]
-    return {"bucket": bucket, "key": key, "range": span, p.format: body}
+    return {"bucket": bucket, "key": key, "range": span, p.format: _body(raw, p.format, p.encoding)}
+
+
+def _body(raw: bytes, fmt: str, encoding: str) -> Any:
+    if fmt == "base64":
+        return base64.b64encode(raw).decode()
+    text = raw.decode(encoding, errors="replace")
+    if fmt == "text":
+        return text
+    lines = text.splitlines()
+    return [json.loads(line) for line in lines if line.strip()] if fmt == "json_lines" else lines
 
 
 def _range_lines(get: Any, size: int, first: int, last: int) -> bytes:

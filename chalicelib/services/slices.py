@@ -24,6 +24,8 @@ from chalicelib.ops.waiting import is_final
 from chalicelib.ports import BlobStore
 from chalicelib.services.lifecycle import RunLifecycle, stop_what_waits
 
+CHECK_SLACK_S = 1.0  # a check message may come this much before its time (clocks differ)
+
 
 @dataclass
 class Refill:
@@ -61,6 +63,8 @@ class SlicePath(RunLifecycle):
         sl = self.store.claim_slice(ex_id, slice_id, token, now, now + run.lease_seconds)
         if sl is None:
             return SliceOutcome.duplicate
+        if sl.wait is not None and now < float(sl.wait.get("check_at", 0)) - CHECK_SLACK_S:
+            return self._not_yet(sl, token, now)
         ctx = SliceContext(
             ex_id, job_id, sl.order, sl.attempts, run.args, self.files, slot=run.slot, wait=sl.wait
         )
@@ -94,11 +98,19 @@ class SlicePath(RunLifecycle):
             self.after_slice(run, now)
             return SliceOutcome.failed
         delay = min(MAX_SQS_DELAY, waiting.check_seconds)
-        record = {**waiting.record, "since": since}
+        record = {**waiting.record, "since": since, "check_at": now + delay}
         if not self.store.wait_slice(sl, token, now + delay, record, now):
             return SliceOutcome.lost_lease
         self.send_slices(run, [sl.position], delay)
         return SliceOutcome.waiting
+
+    def _not_yet(self, sl: Slice, token: str, now: float) -> SliceOutcome:
+        """A check message before its time: a duplicate (SQS delivers at least once, the
+        sweep may re-send one as the delayed one comes). The slice is given back as it was,
+        and no message sent, so a waiting slice keeps one chain of checks."""
+        assert sl.wait is not None
+        self.store.wait_slice(sl, token, float(sl.wait["check_at"]), sl.wait, now)
+        return SliceOutcome.duplicate
 
     def _slice_failed(
         self, run: Run, sl: Slice, token: str, error: str, final: bool = False

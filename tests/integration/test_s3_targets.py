@@ -126,6 +126,24 @@ def test_a_bucket_outside_the_allow_list_fails_the_run_clearly(
     assert "CADENZA_ALLOW_BUCKETS" in str(run.errors)
 
 
+def test_s3_get_gives_text_json_lines_or_bytes(env: Container, queue: MemoryQueue) -> None:
+    _put("fmt/a.jsonl", b'{"n": 1}\n\n{"n": 2}\n')
+    got = {}
+    for fmt in ("text", "json_lines", "base64"):
+        run = _run(
+            env,
+            queue,
+            [{"_op": "s3", "bucket": IN, "prefix": "fmt/"}, {"_op": "s3_get", "format": fmt}],
+        )
+        assert run.status == ExStatus.completed
+        got[fmt] = run.result[fmt]
+    assert got == {
+        "text": '{"n": 1}\n\n{"n": 2}\n',
+        "json_lines": [{"n": 1}, {"n": 2}],
+        "base64": "eyJuIjogMX0KCnsibiI6IDJ9Cg==",
+    }
+
+
 @pytest.mark.parametrize("size", [1, 7, 10, 64])
 def test_range_lines_split_at_any_size_keeps_each_line_once(size: int) -> None:
     data = b"a\nbb\n\nccc\ndddd\ne"

@@ -101,6 +101,28 @@ def test_an_execution_that_ends_badly_fails_the_slice_with_its_cause_without_ret
     assert len(fake.named("start_execution")) == 1 and not queue.messages
 
 
+def test_a_duplicate_check_message_does_nothing_and_keeps_one_chain_of_checks(
+    memory_container: Container, queue: MemoryQueue, clock: FakeClock, fake: FakeWaitTargets
+) -> None:
+    c = memory_container
+    run = _run(c, {**SFN_WAIT, "check_seconds": 60})
+    deliver_next(c, queue, clock), deliver_next(c, queue, clock)
+    [check] = queue.messages
+    clock.advance(60)
+    assert deliver(c, check) == "waiting"  # the check, on time
+    [after] = c.store.list_slices(run.ex_id)
+    assert deliver(c, check) == "duplicate"  # delivered again (or re-sent by the sweep)
+    [again] = c.store.list_slices(run.ex_id)
+    assert (again.state, again.not_before, again.attempts, again.wait) == (
+        after.state,
+        after.not_before,
+        after.attempts,
+        after.wait,
+    )
+    assert len(fake.named("describe_execution")) == 1
+    assert len(queue.messages) == 2  # the first check's own message (and `check`, kept here)
+
+
 def test_a_redelivered_slice_starts_the_same_execution(
     memory_container: Container, queue: MemoryQueue, clock: FakeClock, fake: FakeWaitTargets
 ) -> None:
@@ -289,3 +311,23 @@ def test_a_waiting_op_must_be_the_last() -> None:
     assert err.value.to_dict()["errors"] == [
         {"field": "operations[1].wait", "reason": "a waiting op must be the job's last operation"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("op", "field"),
+    [
+        ({**ECS, "launch_type": "LAMBDA"}, "operations[1].launch_type"),
+        ({**SFN_WAIT, "wait": "yes"}, "operations[1].wait"),
+        ({**SFN_WAIT, "check_seconds": 901}, "operations[1].check_seconds"),
+        ({"_op": "stepfunctions"}, "operations[1].state_machine"),
+        (
+            {"_op": "ecs", "cluster": "batch", "task_definition": "t", "subnets": []},
+            "operations[1].subnets",
+        ),
+    ],
+)
+def test_bad_target_params_are_refused_naming_the_field(op: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        validate_operations([{"_op": "noop"}, op])
+    errors = err.value.to_dict()["errors"]
+    assert isinstance(errors, list) and [e["field"] for e in errors] == [field]
