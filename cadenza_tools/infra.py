@@ -627,6 +627,10 @@ class Grants:
     lists_bucket: bool = False  # a run's result file is the listing of its parts
     publishes: bool = False  # alerts, to the stage's topic
     reads_secrets: bool = False  # the secrets jobs name, under the stage's prefix
+    # the stepfunctions, ecs and s3 ops' calls on what the stage allows (CADENZA_ALLOW_*):
+    # "run" starts and checks them, "stop" stops them (a stopped or timed-out run), "list"
+    # lists a bucket (slicing an s3 reader's run again: a recovery)
+    targets: tuple[str, ...] = ()
 
 
 GET, PUT, UPDATE, DELETE, QUERY = (
@@ -661,6 +665,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             LOGS_PREFIX: ("s3:GetObject",),
         },
         lists_bucket=True,
+        targets=("stop", "list"),
     ),
     # the tick (due jobs, their runs) and the sweep (stalled runs and slices re-sent,
     # slices given up on, alerts)
@@ -675,6 +680,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         indexes={"job": ("due-index",), "run": ("sweep-index",)},
         sends=("start", "slice"),
         publishes=True,
+        targets=("stop",),
     ),
     # claims and slices runs, runs one-slice runs (asset ops, result parts); a failed
     # one-slice run's retry and an early start are sent again, and the end of a run nudges
@@ -689,6 +695,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             LOGS_PREFIX: ("s3:PutObject",),
         },
         reads_secrets=True,
+        targets=("run", "stop", "list"),
     ),
     # claims and finishes slices, hands out the next, finishes runs (as the start worker)
     SLICE_WORKER: Grants(
@@ -706,6 +713,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             LOGS_PREFIX: ("s3:PutObject",),
         },
         reads_secrets=True,
+        targets=("run", "stop", "list"),
     ),
 }
 SQS_SEND_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
@@ -810,11 +818,89 @@ def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str
             if grants.reads_secrets
             else []
         ),
+        *target_statements(stage_settings(config, stage), grants.targets),
     ]
     return {
         "Version": "2012-10-17",
         "Statement": [{"Sid": s.pop("Sid"), "Effect": "Allow", **s} for s in statements],
     }
+
+
+def _cluster_arn(ref: str) -> Any:
+    return ref if ref.startswith("arn:") else {"Fn::Sub": f"{REGIONAL}:ecs:{HERE}:cluster/{ref}"}
+
+
+def _tasks_of(ref: str) -> Any:
+    if ref.startswith("arn:"):
+        return ref.replace(":cluster/", ":task/", 1) + "/*"
+    return {"Fn::Sub": f"{REGIONAL}:ecs:{HERE}:task/{ref}/*"}
+
+
+def target_statements(s: Settings, uses: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The stepfunctions, ecs and s3 ops' grants, on exactly what the stage allows
+    (CADENZA_ALLOW_STATE_MACHINES, _ECS_CLUSTERS, _BUCKETS; empty: none). RunTask of a task
+    definition with roles also needs iam:PassRole on them: the deployer grants that."""
+    machines = list(s.allow_state_machines)
+    executions = [m.replace(":stateMachine:", ":execution:", 1) + ":*" for m in machines]
+    clusters = list(s.allow_ecs_clusters)
+    buckets = list(s.allow_buckets)
+    out: list[dict[str, Any]] = []
+    if "run" in uses and machines:
+        out.append(
+            {"Sid": "StartExecutions", "Action": ["states:StartExecution"], "Resource": machines}
+        )
+        out.append(
+            {
+                "Sid": "CheckExecutions",
+                "Action": ["states:DescribeExecution"],
+                "Resource": executions,
+            }
+        )
+    if "stop" in uses and machines:
+        out.append(
+            {"Sid": "StopExecutions", "Action": ["states:StopExecution"], "Resource": executions}
+        )
+    if "run" in uses and clusters:
+        out.append(
+            {
+                "Sid": "RunTasks",
+                "Action": ["ecs:RunTask"],
+                "Resource": "*",
+                "Condition": {"ArnEquals": {"ecs:cluster": [_cluster_arn(c) for c in clusters]}},
+            }
+        )
+        out.append(
+            {
+                "Sid": "CheckTasks",
+                "Action": ["ecs:DescribeTasks"],
+                "Resource": [_tasks_of(c) for c in clusters],
+            }
+        )
+    if "stop" in uses and clusters:
+        out.append(
+            {
+                "Sid": "StopTasks",
+                "Action": ["ecs:StopTask"],
+                "Resource": [_tasks_of(c) for c in clusters],
+            }
+        )
+    if "list" in uses and buckets:
+        out.append(
+            {
+                "Sid": "ListDataBuckets",
+                "Action": ["s3:ListBucket"],
+                "Resource": [{"Fn::Sub": f"{REGIONAL}:s3:::{b}"} for b in buckets],
+            }
+        )
+    if "run" in uses and buckets:
+        out.append(
+            {
+                "Sid": "DataObjects",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": [{"Fn::Sub": f"{REGIONAL}:s3:::{b}/*"} for b in buckets],
+            }
+        )
+    return out
 
 
 def _secrets_statements(prefix: str) -> list[dict[str, Any]]:

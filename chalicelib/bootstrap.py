@@ -17,10 +17,12 @@ from chalicelib.adapters.s3_logs import S3RunLogStore
 from chalicelib.adapters.secrets import AwsSecretSource
 from chalicelib.adapters.sns import SnsNotifier
 from chalicelib.adapters.sqs import SqsQueue, ensure_queues
+from chalicelib.adapters.targets_wait import AwsWaitTargets, S3ObjectStore
 from chalicelib.config import Settings, get_settings
 from chalicelib.domain.assets import AssetLimits
 from chalicelib.domain.identity import Principal
 from chalicelib.ops.assets import AssetOpLoader
+from chalicelib.ops.clients import TargetClients, use
 from chalicelib.ops.registry import REGISTRY, Secrets
 from chalicelib.ops.sandbox import Sandbox
 from chalicelib.ports import (
@@ -126,6 +128,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     worker.secrets = Secrets(source, s.secrets_prefix)
     logs = run_log_store(s, clock, files, parts)
     worker.run_logs = logs
+    use_target_clients(s)
     jobs = JobService(store, queue, clock, s, asset_ops=assets.pin)
     executions = ExecutionService(store, clock, worker, max_workers=s.limits.max_workers)
     return Container(
@@ -158,6 +161,24 @@ def run_log_store(s: Settings, clock: Clock, files: BlobStore, parts: Parts) -> 
     if not isinstance(files, S3BlobStore):
         return None
     return S3RunLogStore(files.client, s.bucket, clock)
+
+
+def use_target_clients(s: Settings) -> None:
+    """The stepfunctions, ecs and s3 ops' clients and allow-lists (clients only where the
+    stage allows something: a stage that allows nothing makes none)."""
+    waits = None
+    if s.allow_state_machines or s.allow_ecs_clusters:
+        waits = AwsWaitTargets(aws_client("stepfunctions", s), aws_client("ecs", s))
+    objects = S3ObjectStore(aws_client("s3", s)) if s.allow_buckets else None
+    use(
+        TargetClients(
+            waits=waits,
+            objects=objects,
+            state_machines=s.allow_state_machines,
+            clusters=s.allow_ecs_clusters,
+            buckets=s.allow_buckets,
+        )
+    )
 
 
 def asset_limits(s: Settings) -> AssetLimits:

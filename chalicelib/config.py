@@ -109,6 +109,11 @@ class Settings:
     authorizer: str = "iam"
     cognito_user_pools: tuple[str, ...] = ()
     admin_group: str = "cadenza-admins"
+    # what the stepfunctions, ecs and s3 ops may reach (comma separated; empty: nothing):
+    # state machine ARNs, ECS cluster names or ARNs, bucket names (docs/targets-waiting.md)
+    allow_state_machines: tuple[str, ...] = ()
+    allow_ecs_clusters: tuple[str, ...] = ()
+    allow_buckets: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -181,6 +186,9 @@ class Settings:
             authorizer=_authorizer(e),
             cognito_user_pools=_list(e.get("CADENZA_COGNITO_USER_POOL_ARNS")),
             admin_group=e.get("CADENZA_ADMIN_GROUP") or base.admin_group,
+            allow_state_machines=_list(e.get("CADENZA_ALLOW_STATE_MACHINES")),
+            allow_ecs_clusters=_list(e.get("CADENZA_ALLOW_ECS_CLUSTERS")),
+            allow_buckets=_list(e.get("CADENZA_ALLOW_BUCKETS")),
         )
 
 

@@ -377,6 +377,14 @@ class SliceStore(ABC):
         workers_lost + 1 when the sweep gave up). False if the slice was not so held or the
         run has ended."""
 
+    @abstractmethod
+    def wait_slice(
+        self, sl: Slice, token: str, check_at: float, wait: dict[str, Any], now: float
+    ) -> bool:
+        """started (held by `token`) -> pending with `wait` recorded, to be checked not
+        before `check_at`; attempts - 1, so that the check's claim is not an attempt. False
+        if the slice was not so held."""
+
 
 class SupervisorStore(ABC):
     """The supervisor's single record."""
@@ -690,3 +698,49 @@ class AssetStore(ABC):
     def delete_asset(self, asset: Asset, when: float) -> bool:
         """Remove the asset and mark its name/version claim deleted at `when`, together;
         the claim stays, so the name and version are never reused. False if it was gone."""
+
+
+class WaitTargets(ABC):
+    """Step Functions executions and ECS tasks, as the `stepfunctions` and `ecs` ops start,
+    check and stop them. Answers are the services' own response shapes (dicts)."""
+
+    @abstractmethod
+    def start_execution(self, state_machine_arn: str, name: str, input_json: str) -> dict[str, Any]:
+        """StartExecution (idempotent for the same name and input while it runs)."""
+
+    @abstractmethod
+    def describe_execution(self, execution_arn: str) -> dict[str, Any]:
+        """DescribeExecution: status, output, error, cause."""
+
+    @abstractmethod
+    def stop_execution(self, execution_arn: str, cause: str) -> None:
+        """StopExecution (an execution that has ended is not an error)."""
+
+    @abstractmethod
+    def run_task(self, request: dict[str, Any]) -> dict[str, Any]:
+        """RunTask with these parameters (`clientToken` included): tasks and failures."""
+
+    @abstractmethod
+    def describe_task(self, cluster: str, task_arn: str) -> dict[str, Any] | None:
+        """DescribeTasks for one task: the task, or None if ECS does not know it."""
+
+    @abstractmethod
+    def stop_task(self, cluster: str, task_arn: str, reason: str) -> None:
+        """StopTask."""
+
+
+class ObjectStore(ABC):
+    """Objects in buckets that jobs read and write (the `s3` reader and writer), any bucket
+    the stage allows, unlike BlobStore's one bucket of Cadenza's own."""
+
+    @abstractmethod
+    def list_objects(self, bucket: str, prefix: str) -> list[tuple[str, int]]:
+        """Every (key, size) under `prefix`, in key order."""
+
+    @abstractmethod
+    def get_object(self, bucket: str, key: str, byte_range: tuple[int, int] | None) -> bytes:
+        """The object's bytes, or the inclusive range `(first, last)` of them."""
+
+    @abstractmethod
+    def put_object(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        """Write (or overwrite) an object."""

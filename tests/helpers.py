@@ -72,3 +72,12 @@ def start_due(c: Container, queue: MemoryQueue, clock: FakeClock, t: float) -> l
         queue.messages.remove(msg)
         outcomes.append(deliver(c, msg))
     return outcomes
+
+
+def deliver_next(c: Container, queue: MemoryQueue, clock: FakeClock) -> str:
+    """Deliver the next message once it is due, moving the fake clock on to it (one step
+    of a run whose messages keep coming, as a waiting slice's checks do)."""
+    msg = min(queue.messages, key=lambda m: m.visible_at)
+    clock.t = max(clock.t, msg.visible_at)
+    queue.messages.remove(msg)
+    return deliver(c, msg)

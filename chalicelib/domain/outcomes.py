@@ -34,3 +34,4 @@ class SliceOutcome(StrEnum):
     retry = "retry"
     failed = "failed"  # its last attempt failed
     lost_lease = "lost-lease"  # its lease was taken over while it ran
+    waiting = "waiting"  # its op started something and waits for its end: checked later

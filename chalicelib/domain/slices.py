@@ -20,6 +20,17 @@ def retry_delay(attempt: int, base: float = 1.0, cap: float = MAX_SQS_DELAY) -> 
     return int(min(cap, base * (2 ** max(0, attempt - 1))))
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """What a waiting op (`stepfunctions` or `ecs` with `wait: true`) returns instead of
+    its result: the thing it started, to be checked again in `check_seconds` (the slice
+    stays open; no worker is held). `record` is kept on the slice (`Slice.wait`) and given
+    back to the op at the check."""
+
+    record: dict[str, Any]
+    check_seconds: int
+
+
 @dataclass
 class Slice:
     """One slice of an execution. `order` is its identity, the reader's order, kept by
@@ -39,6 +50,9 @@ class Slice:
     error: str | None = None
     created: float = 0.0
     updated: float = 0.0
+    # what the slice waits for (a started Step Functions execution, an ECS task), while its
+    # op waits: see Slice.waiting and docs/targets-waiting.md
+    wait: dict[str, Any] | None = None
 
     @property
     def position(self) -> int:

@@ -9,7 +9,7 @@ import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -32,6 +32,7 @@ class SliceContext:
     args: str | None
     files: BlobStore | None = None
     slot: str = ""
+    wait: dict[str, Any] | None = None  # a waiting slice's check: what its op started
 
     @property
     def idempotency_key(self) -> str:
@@ -90,6 +91,56 @@ class FailParams(Params):
 
 
 class CsvParams(Params):
+    columns: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+
+
+ARN_OR_NAME = Field(min_length=1, max_length=2048)
+
+
+class StepFunctionsParams(Params):
+    """Start an execution of `state_machine` (its ARN, or its name in the stage's
+    allow-list) with `input` (any JSON; default: the slice's data); `wait`: the slice ends
+    when the execution does, checked every `check_seconds`."""
+
+    state_machine: str = ARN_OR_NAME
+    input: Any = None
+    wait: bool = False
+    check_seconds: int = Field(default=30, ge=1, le=900)
+
+
+class EcsParams(Params):
+    """Run one task of `task_definition` on `cluster` (in the stage's allow-list); with
+    `subnets`, in awsvpc network mode."""
+
+    cluster: str = ARN_OR_NAME
+    task_definition: str = ARN_OR_NAME
+    launch_type: Literal["FARGATE", "EC2", "EXTERNAL"] | None = None
+    subnets: list[str] | None = Field(default=None, min_length=1, max_length=16)
+    security_groups: list[str] = Field(default_factory=list, max_length=5)
+    assign_public_ip: bool = False
+    overrides: dict[str, Any] | None = None
+    wait: bool = False
+    check_seconds: int = Field(default=30, ge=1, le=900)
+
+
+class S3ReadParams(Params):
+    """One slice per object under `prefix` in `bucket`; objects larger than `chunk_bytes`
+    make one slice per range of that many bytes."""
+
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = Field(default="", max_length=1024)
+    chunk_bytes: int | None = Field(default=None, ge=1024)
+
+
+class S3GetParams(Params):
+    format: Literal["lines", "text", "json_lines", "base64"] = "lines"
+    encoding: str = "utf-8"
+
+
+class S3PutParams(Params):
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = Field(default="", max_length=1024)
+    format: Literal["json_lines", "csv"] = "json_lines"
     columns: list[str] | None = Field(default=None, min_length=1, max_length=1000)
 
 
@@ -208,6 +259,36 @@ def _csv_result(p: Any, data: Any, ctx: SliceContext) -> Any:
     return data
 
 
+def _stepfunctions(p: Any, data: Any, ctx: SliceContext) -> Any:
+    from chalicelib.ops.waiting import start_execution
+
+    return start_execution(p, data, ctx)
+
+
+def _ecs(p: Any, data: Any, ctx: SliceContext) -> Any:
+    from chalicelib.ops.waiting import run_task
+
+    return run_task(p, data, ctx)
+
+
+def _s3_reader(p: Any, args: str | None) -> Iterator[dict[str, Any]]:
+    from chalicelib.ops.s3_data import read_objects
+
+    return read_objects(p, args)
+
+
+def _s3_get(p: Any, data: Any, ctx: SliceContext) -> Any:
+    from chalicelib.ops.s3_data import get_object
+
+    return get_object(p, data, ctx)
+
+
+def _s3_put(p: Any, data: Any, ctx: SliceContext) -> Any:
+    from chalicelib.ops.s3_data import put_object
+
+    return put_object(p, data, ctx)
+
+
 REGISTRY: dict[str, OpSpec] = {
     s.name: s
     for s in (
@@ -217,8 +298,35 @@ REGISTRY: dict[str, OpSpec] = {
         OpSpec("fail", FailParams, processor=_fail),
         OpSpec("echo", NoParams, processor=_echo),
         OpSpec("csv_result", CsvParams, processor=_csv_result),
+        OpSpec("stepfunctions", StepFunctionsParams, processor=_stepfunctions),
+        OpSpec("ecs", EcsParams, processor=_ecs),
+        OpSpec("s3", S3ReadParams, reader=_s3_reader),
+        OpSpec("s3_get", S3GetParams, processor=_s3_get),
+        OpSpec("s3_put", S3PutParams, processor=_s3_put),
     )
 }
+
+WAITING_OPS = frozenset({"stepfunctions", "ecs"})
+
+
+def waits(operations: list[dict[str, Any]]) -> bool:
+    """Whether the job's last op waits for what it started (`wait: true`): its runs are
+    sliced, even with one slice, so the slice record can wait (docs/targets-waiting.md)."""
+    last = operations[-1] if len(operations) > 1 else {}
+    return last.get("_op") in WAITING_OPS and last.get("wait") is True
+
+
+def runs_inline(operations: list[dict[str, Any]], slices: int) -> bool:
+    """Whether a run of so many slices runs on its own record (one slice, not waiting)."""
+    return slices == 1 and not waits(operations)
+
+
+def check_wait(operations: list[dict[str, Any]], ctx: SliceContext) -> Any:
+    """A waiting slice's check: only its last op runs again, given what it waits for
+    (`ctx.wait`); the ops before it ran when it started."""
+    spec, params = _spec(len(operations) - 1, operations[-1], "processor")
+    assert spec.processor is not None
+    return spec.processor(params, None, ctx)
 
 
 def _unknown(where: str, name: object, known: list[str]) -> InvalidInput:
@@ -278,6 +386,7 @@ def validate_operations(
     none running longer than `max_op_seconds`. `declared`: the ops the job's assets provide
     and their roles (their params are the asset's business, checked when they run)."""
     for i, op in enumerate(operations):
+        _waits_last(i, op, len(operations))
         role = "reader" if i == 0 else "processor"
         name = str(op.get("_op"))
         if name not in REGISTRY and declared and name in declared:
@@ -287,6 +396,16 @@ def validate_operations(
         spec, params = _spec(i, op, role, {k: OpSpec(k, AnyParams) for k in declared or {}})
         if spec.run_seconds is not None and max_op_seconds is not None:
             _check_run_time(f"operations[{i}].{spec.run_seconds}", params, spec, max_op_seconds)
+
+
+def _waits_last(index: int, op: dict[str, Any], count: int) -> None:
+    """A waiting op must be the last: a check runs it again alone."""
+    if op.get("_op") in WAITING_OPS and op.get("wait") is True and index != count - 1:
+        field = f"operations[{index}].wait"
+        raise InvalidInput(
+            f"{field}: a waiting op must be the job's last operation",
+            [{"field": field, "reason": "a waiting op must be the job's last operation"}],
+        )
 
 
 def _check_run_time(field: str, params: Params, spec: OpSpec, limit: float) -> None:

@@ -3,15 +3,30 @@ stops, which are transitions plus a look at what is still in flight."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.runs import Run, RunTransition
 from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
-from chalicelib.ports import Clock, Queue, SliceMessage, StartMessage, Store
+from chalicelib.ops.registry import error_text, waits
+from chalicelib.ops.waiting import stop_waited
+from chalicelib.ports import Alert, Clock, Queue, SliceMessage, StartMessage, Store
 
 BUFFERING = ("buffer_one", "cancel_other")
+
+
+def stop_what_waits(record: dict[str, Any], cause: str) -> tuple[bool, str]:
+    """Stop the execution or task a waiting slice waits for: whether it was, and what
+    happened in words."""
+    what = "the execution" if record.get("kind") == "stepfunctions" else "the task"
+    try:
+        stop_waited(record, cause)
+    except Exception as exc:
+        return False, f"could not stop {what}: {error_text(exc)}"
+    return True, f"stopped {what}"
 
 
 def may_have_waiters(run: Run) -> bool:
@@ -35,6 +50,8 @@ class RunLifecycle:
         """Persist `transition` of `run` (one conditional write); the run as written, or
         None if its guard did not hold."""
         done = self.store.apply_run(run, transition)
+        if done is not None and transition.terminal and done.remaining > 0:
+            self.stop_waits(done)
         if done is None or not (transition.terminal and run.holds_slot):
             return done
         if may_have_waiters(run):
@@ -53,6 +70,32 @@ class RunLifecycle:
         nxt = job.buffered_slot or min(job.waiting_slots, default=None)
         if nxt is not None:
             self.queue.send_starts([StartMessage(job_id, nxt)])
+
+    def stop_waits(self, run: Run) -> int:
+        """A run that ended (stopped, timed out) before its waiting slices did: stop what
+        they wait for (StopExecution / StopTask); what could not be stopped is an alert
+        that says why. Only jobs whose last op waits have any. How many were stopped."""
+        if run.inline or not waits(run.operations):
+            return 0
+        stopped = 0
+        for sl in self.store.list_slices(run.ex_id):
+            if sl.wait is None or sl.state not in (SliceState.pending, SliceState.started):
+                continue
+            ok, note = stop_what_waits(sl.wait, f"cadenza: the run ended ({run.status})")
+            stopped += ok
+            if not ok:
+                self.store.put_alert(
+                    Alert(
+                        alert_id=uuid.uuid4().hex,
+                        created=self.clock.now(),
+                        reason="a waiting target was not stopped",
+                        job_id=run.job_id,
+                        ex_id=run.ex_id,
+                        slot=run.slot,
+                        detail={"slice": sl.slice_id, "kind": sl.wait.get("kind"), "why": note},
+                    )
+                )
+        return stopped
 
     def send_slices(self, run: Run, orders: Sequence[int], delay: int = 0) -> None:
         """Slice messages for these slices (by order) of the run."""

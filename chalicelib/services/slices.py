@@ -10,19 +10,23 @@ from typing import Any
 
 from chalicelib.domain.outcomes import SliceOutcome
 from chalicelib.domain.runs import Run
-from chalicelib.domain.slices import Slice, retry_delay
+from chalicelib.domain.slices import MAX_SQS_DELAY, Slice, Waiting, retry_delay
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ops.registry import (
     OpSource,
     Secrets,
     SliceContext,
     asset_ops,
+    check_wait,
     error_text,
     process,
 )
+from chalicelib.ops.waiting import is_final
 from chalicelib.ports import BlobStore
-from chalicelib.services.lifecycle import RunLifecycle
+from chalicelib.services.lifecycle import RunLifecycle, stop_what_waits
 from chalicelib.services.runlogs import RunLogging
+
+CHECK_SLACK_S = 1.0  # a check message may come this much before its time (clocks differ)
 
 
 @dataclass
@@ -61,29 +65,66 @@ class SlicePath(RunLifecycle, RunLogging):
         sl = self.store.claim_slice(ex_id, slice_id, token, now, now + run.lease_seconds)
         if sl is None:
             return SliceOutcome.duplicate
+        if sl.wait is not None and now < float(sl.wait.get("check_at", 0)) - CHECK_SLACK_S:
+            return self._not_yet(sl, token, now)
         ctx = SliceContext(
-            ex_id, job_id, sl.order, sl.attempts, run.args, self.files, slot=run.slot
+            ex_id, job_id, sl.order, sl.attempts, run.args, self.files, slot=run.slot, wait=sl.wait
         )
 
         def work() -> Any:
+            if sl.wait is not None:
+                return check_wait(run.operations, ctx)
             return process(
                 run.operations, sl.request, ctx, asset_ops(self.ops, run.assets), self.secrets
             )
 
         result, failure = self.logged(ex_id, sl.slice_id, sl.attempts, work)
         if failure is not None:
-            return self._slice_failed(run, sl, token, error_text(failure))
+            final = is_final(failure, sl.wait)
+            return self._slice_failed(run, sl, token, error_text(failure), final)
+        if isinstance(result, Waiting):
+            return self._wait_for(run, sl, token, result)
         end = self.clock.now()
         if not self.store.finish_slice(sl, run, sl.complete(token, end, result)):
             return SliceOutcome.lost_lease
         self.after_slice(run, end)
         return SliceOutcome.completed
 
-    def _slice_failed(self, run: Run, sl: Slice, token: str, error: str) -> SliceOutcome:
+    def _wait_for(self, run: Run, sl: Slice, token: str, waiting: Waiting) -> SliceOutcome:
+        """The slice's op started something and waits for its end: the slice records what,
+        and a delayed message (or the sweep, if it is lost) checks it later. No worker waits.
+        Waiting longer than the job's timeout_seconds stops it and fails the slice."""
+        now = self.clock.now()
+        since = float((sl.wait or {}).get("since", now))
+        if now - since > run.timeout_seconds:
+            error = f"timed out: waited {now - since:.0f} s (timeout_seconds {run.timeout_seconds})"
+            error += "; " + stop_what_waits(waiting.record, "cadenza: timeout_seconds passed")[1]
+            if not self.store.finish_slice(sl, run, sl.fail(token, now, error)):
+                return SliceOutcome.lost_lease
+            self.after_slice(run, now)
+            return SliceOutcome.failed
+        delay = min(MAX_SQS_DELAY, waiting.check_seconds)
+        record = {**waiting.record, "since": since, "check_at": now + delay}
+        if not self.store.wait_slice(sl, token, now + delay, record, now):
+            return SliceOutcome.lost_lease
+        self.send_slices(run, [sl.position], delay)
+        return SliceOutcome.waiting
+
+    def _not_yet(self, sl: Slice, token: str, now: float) -> SliceOutcome:
+        """A check message before its time: a duplicate (SQS delivers at least once, the
+        sweep may re-send one as the delayed one comes). The slice is given back as it was,
+        and no message sent, so a waiting slice keeps one chain of checks."""
+        assert sl.wait is not None
+        self.store.wait_slice(sl, token, float(sl.wait["check_at"]), sl.wait, now)
+        return SliceOutcome.duplicate
+
+    def _slice_failed(
+        self, run: Run, sl: Slice, token: str, error: str, final: bool = False
+    ) -> SliceOutcome:
         """A slice's attempt failed: released to be retried after a backoff, or, after its
-        last attempt, recorded in error."""
+        last attempt (or a `final` failure), recorded in error."""
         end = self.clock.now()
-        if sl.attempts <= run.max_retries:
+        if sl.attempts <= run.max_retries and not final:
             delay = retry_delay(sl.attempts)
             if self.store.release_slice(sl, token, end + delay, error, end):
                 self.send_slices(run, [sl.position], delay)

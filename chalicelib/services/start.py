@@ -24,8 +24,11 @@ from chalicelib.ops.registry import (
     asset_ops,
     error_text,
     process,
+    runs_inline,
     slice_requests,
+    waits,
 )
+from chalicelib.ops.waiting import is_final
 from chalicelib.ports import BlobStore, StartMessage
 from chalicelib.services.entry import PreparedStart, SlotEntry, may_enter_ahead
 from chalicelib.services.runlogs import RunLogging
@@ -50,6 +53,7 @@ def start_message(
         run.status == ExStatus.pending
         and not (run.buffered or run.presliced or run.assets)
         and always_one_slice(run.operations)
+        and not waits(run.operations)
     )
     hint = None
     if hinted and not _enters_at_its_second(run):
@@ -202,7 +206,7 @@ class StartPath(SlotEntry, RunLogging):
             done = self.apply(run, run.complete_unsliced(begin, now))
             return StartOutcome.completed if done else StartOutcome.busy
         token = _token(claim_id)
-        if len(requests) == 1:
+        if runs_inline(run.operations, len(requests)):
             claimed = self.apply(run, run.claim_inline(token, begin, now, config=pinned))
         else:
             lease = begin + run.lease_seconds
@@ -336,7 +340,7 @@ class StartPath(SlotEntry, RunLogging):
         begin = self.clock.now()
         if p.run.presliced:
             return self._set_going(p.run, p.token, p.run.slices_total, begin)
-        if len(p.requests) == 1:
+        if runs_inline(p.run.operations, len(p.requests)):
             return self._run_inline(p.run, p.token, p.requests[0], begin)
         return self._set_going(p.run, p.token, len(p.requests), begin)
 
@@ -368,7 +372,8 @@ class StartPath(SlotEntry, RunLogging):
 
         result, failure = self.logged(claimed.ex_id, slice_id_for(0), claimed.attempts, work)
         if failure is not None:
-            return self._inline_failed(claimed, token, error_text(failure))
+            final = is_final(failure, None)
+            return self._inline_failed(claimed, token, error_text(failure), final)
         end = self.clock.now()
         if self.apply(claimed, claimed.complete_inline(token, result, begin, end)):
             return StartOutcome.completed
@@ -376,11 +381,11 @@ class StartPath(SlotEntry, RunLogging):
             return StartOutcome.stopped
         return StartOutcome.lost_lease
 
-    def _inline_failed(self, run: Run, token: str, error: str) -> StartOutcome:
+    def _inline_failed(self, run: Run, token: str, error: str, final: bool = False) -> StartOutcome:
         """A one-slice run's attempt failed: let go to be retried after a backoff, or, after
-        its last attempt, failed."""
+        its last attempt (or a `final` failure), failed."""
         now = self.clock.now()
-        if run.may_retry:
+        if run.may_retry and not final:
             delay = retry_delay(run.attempts)
             if self.apply(run, run.retry_inline(token, now, delay, error)):
                 self.queue.send_starts([StartMessage(run.job_id, run.slot, delay)])

@@ -89,3 +89,21 @@ def test_a_released_slice_is_pending_again_without_its_lease(store: Store) -> No
     assert (got.state, got.lease_token, got.not_before) == (SliceState.pending, None, T + 10)
     again = store.claim_slice("ex-3", sl.slice_id, "b", T + 2, T + 32)
     assert again is not None and again.attempts == 2 and again.not_before is None
+
+
+def test_a_waiting_slice_is_pending_with_its_wait_and_its_attempt_given_back(
+    store: Store,
+) -> None:
+    store.put_slices(make_slices("ex-w", 1))
+    sl = store.claim_slice("ex-w", slice_id_for(0), "a", T, T + 30)
+    assert sl is not None and sl.attempts == 1
+    wait = {"kind": "stepfunctions", "executionArn": "arn:x", "since": T}
+    assert not store.wait_slice(sl, "b", T + 60, wait, T + 1)  # not its lease
+    assert store.wait_slice(sl, "a", T + 60, wait, T + 1)
+    assert not store.wait_slice(sl, "a", T + 60, wait, T + 1)  # no longer started
+    got = store.get_slice("ex-w", sl.slice_id)
+    assert got is not None
+    assert (got.state, got.lease_token, got.not_before) == (SliceState.pending, None, T + 60)
+    assert (got.wait, got.attempts) == (wait, 0)
+    check = store.claim_slice("ex-w", sl.slice_id, "c", T + 60, T + 90)
+    assert check is not None and check.attempts == 1 and check.wait == wait

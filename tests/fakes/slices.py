@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import due_shard
@@ -63,6 +64,18 @@ class SlicesMixin(Tables, SliceStore, RepairStore):
                 return False
             stored.state, stored.not_before = SliceState.pending, not_before
             stored.error, stored.updated = error[:ERROR_CHARS], now
+            stored.lease_token = stored.lease_expires_at = None
+            return True
+
+    def wait_slice(
+        self, sl: Slice, token: str, check_at: float, wait: dict[str, Any], now: float
+    ) -> bool:
+        with self._lock:
+            stored = self.slices.get((sl.ex_id, sl.slice_id))
+            if stored is None or stored.state != SliceState.started or stored.lease_token != token:
+                return False
+            stored.state, stored.not_before, stored.wait = SliceState.pending, check_at, wait
+            stored.attempts, stored.updated = stored.attempts - 1, now
             stored.lease_token = stored.lease_expires_at = None
             return True
 

@@ -371,3 +371,37 @@ def test_api_throttling_refuses_what_api_gateway_would_not_take() -> None:
         config = {"stages": {"x": {infra.THROTTLING_KEY: bad}}}
         with pytest.raises(ValueError, match=infra.THROTTLING_KEY):
             infra.api_throttling(config, "x")
+
+
+def test_target_grants_name_exactly_what_the_stage_allows() -> None:
+    machine = "arn:aws:states:eu-west-1:123456789012:stateMachine:nightly"
+    s = Settings.from_env(
+        {
+            "CADENZA_ALLOW_STATE_MACHINES": machine,
+            "CADENZA_ALLOW_ECS_CLUSTERS": "batch",
+            "CADENZA_ALLOW_BUCKETS": "acme-in, acme-out",
+        }
+    )
+    workers = {st["Sid"]: st for st in infra.target_statements(s, ("run", "stop", "list"))}
+    execution = "arn:aws:states:eu-west-1:123456789012:execution:nightly:*"
+    assert workers["StartExecutions"]["Resource"] == [machine]
+    assert workers["CheckExecutions"]["Resource"] == [execution]
+    assert workers["StopExecutions"]["Resource"] == [execution]
+    assert workers["RunTasks"]["Condition"] == {
+        "ArnEquals": {
+            "ecs:cluster": [
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:"
+                    "${AWS::AccountId}:cluster/batch"
+                }
+            ]
+        }
+    }
+    assert workers["DataObjects"]["Action"] == ["s3:GetObject", "s3:PutObject"]
+    assert workers["DataObjects"]["Resource"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:s3:::acme-in/*"},
+        {"Fn::Sub": "arn:${AWS::Partition}:s3:::acme-out/*"},
+    ]
+    supervisor = {st["Sid"] for st in infra.target_statements(s, ("stop",))}
+    assert supervisor == {"StopExecutions", "StopTasks"}
+    assert infra.target_statements(Settings.from_env({}), ("run", "stop", "list")) == []

@@ -165,6 +165,7 @@ class SliceModel(Model):
     err_shard = NumberAttribute(null=True)
     created = NumberAttribute()
     updated = NumberAttribute()
+    wait = JSONAttribute(null=True)
     errors_created_index: ErrorsCreatedIndex[SliceModel] = ErrorsCreatedIndex()
     errors_updated_index: ErrorsUpdatedIndex[SliceModel] = ErrorsUpdatedIndex()
 

@@ -4,6 +4,7 @@ finishing it together with its run's counters."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pynamodb.exceptions import PutError
 from pynamodb.expressions.condition import Condition
@@ -39,6 +40,7 @@ def to_slice(m: SliceModel) -> Slice:
         error=m.error,
         created=float(m.created),
         updated=float(m.updated),
+        wait=m.wait,
     )
 
 
@@ -63,6 +65,7 @@ class SliceRecords(StoreBase, SliceStore):
             else None,
             created=sl.created,
             updated=sl.updated,
+            wait=sl.wait,
         )
 
     def put_slices(self, slices: Sequence[Slice]) -> int:
@@ -125,21 +128,33 @@ class SliceRecords(StoreBase, SliceStore):
     def release_slice(
         self, sl: Slice, token: str, not_before: float, error: str, now: float
     ) -> bool:
-        S = self.m.slice
-        item = self._slice_update(
-            sl.ex_id,
-            sl.slice_id,
-            [
-                S.state.set(str(SliceState.pending)),
-                S.not_before.set(not_before),
-                S.error.set(error[:4000]),
-                S.updated.set(now),
-                S.lease_token.remove(),
-                S.lease_expires_at.remove(),
-            ],
-            (S.state == str(SliceState.started)) & (S.lease_token == token),
+        return self._back_to_pending(
+            sl, token, not_before, now, [self.m.slice.error.set(error[:4000])]
         )
-        return item is not None
+
+    def wait_slice(
+        self, sl: Slice, token: str, check_at: float, wait: dict[str, Any], now: float
+    ) -> bool:
+        S = self.m.slice
+        return self._back_to_pending(
+            sl, token, check_at, now, [S.wait.set(wait), S.attempts.add(-1)]
+        )
+
+    def _back_to_pending(
+        self, sl: Slice, token: str, not_before: float, now: float, more: list[Action]
+    ) -> bool:
+        """started (held by `token`) -> pending, not to be re-sent before `not_before`."""
+        S = self.m.slice
+        actions: list[Action] = [
+            S.state.set(str(SliceState.pending)),
+            S.not_before.set(not_before),
+            S.updated.set(now),
+            S.lease_token.remove(),
+            S.lease_expires_at.remove(),
+            *more,
+        ]
+        held = (S.state == str(SliceState.started)) & (S.lease_token == token)
+        return self._slice_update(sl.ex_id, sl.slice_id, actions, held) is not None
 
     def finish_slice(self, sl: Slice, run: Run, ending: SliceEnding) -> bool:
         S, R = self.m.slice, self.m.run
