@@ -1,0 +1,295 @@
+"""Targets run as jobs, through the routes and the workers: on moto (SQS, SNS, EventBridge,
+Lambda without Docker: moto answers an Invoke without running the function's code, so what
+is checked is the call and its parameters) and a local HTTP server. Each: the call made
+with its parameters, the outcome recorded as the run's result, a failure retried under the
+job's `max_retries` with the same idempotency key, a call outside the stage's allow-list
+(or one AWS denies) reported on the run without calling and without an ARN."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from chalicelib.adapters.memory import MemoryQueue
+from chalicelib.bootstrap import Container
+from chalicelib.ops.registry import SliceContext
+from chalicelib.ops.targets.base import TargetAccess, use
+from tests.clients import SignedClient
+from tests.conftest import drain
+from tests.target_server import TargetServer, target_server
+
+JSON = {"Content-Type": "application/json"}
+REGION = "us-east-1"
+ALLOW = (
+    ("http", "127.0.0.1"),
+    ("lambda", "nightly-*"),
+    ("sqs", "orders*"),
+    ("sns", "ops-alerts"),
+    ("eventbridge", "default"),
+)
+Calls = list[tuple[str, dict[str, Any]]]
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """moto, with Lambda answering Invoke without Docker (no code runs)."""
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        yield
+
+
+@pytest.fixture
+def calls(container: Container) -> Iterator[Calls]:
+    """The AWS calls the targets make (operation, parameters), on moto's clients."""
+    made: Calls = []
+
+    def client(service: str, timeout: float) -> Any:
+        c = boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+
+        def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+            made.append((model.name, dict(params)))
+
+        c.meta.events.register("provide-client-params.*.*", record)
+        return c
+
+    use(TargetAccess(ALLOW, client))
+    yield made
+    use(None)
+
+
+@pytest.fixture
+def server() -> Iterator[TargetServer]:
+    with target_server() as s:
+        yield s
+
+
+def _job(client: SignedClient, op: dict[str, Any], **more: Any) -> str:
+    body = json.dumps({"name": "t", "operations": [op], **more})
+    r = client.http.post("/v1/jobs", body=body, headers=JSON)
+    assert r.status_code in (200, 201), r.body
+    return str(r.json_body["job_id"])
+
+
+def _run(client: SignedClient, container: Container, queue: MemoryQueue, job_id: str) -> Any:
+    r = client.http.post(f"/scheduled-jobs/{job_id}/runs", body="{}", headers=JSON)
+    assert r.status_code in (200, 201), r.body
+    drain(container, queue)
+    return client.http.get(f"/v1/ex/{r.json_body['id']}").json_body
+
+
+def _ctx(ex: Any) -> SliceContext:
+    return SliceContext(ex["ex_id"], ex["job_id"], 0, 1, None, slot=ex["slot"])
+
+
+# ---- http ---------------------------------------------------------------------------------
+def test_http_job_calls_and_records_the_answer(
+    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls,
+    server: TargetServer,
+) -> None:
+    op = {"_op": "http", "method": "POST", "url": server.url + "/ok", "json": {"s": "{{ slot }}"}}
+    ex = _run(client, container, queue, _job(client, op))
+    assert ex["_status"] == "completed", ex
+    assert ex["result"]["status"] == 200 and json.loads(ex["result"]["body"])["ok"] is True
+    (seen,) = server.seen
+    assert json.loads(seen.body) == {"s": ex["slot"]}
+    assert seen.headers["Idempotency-Key"] == _ctx(ex).idempotency_key
+
+
+def test_http_failure_is_retried_by_the_job_with_the_same_key(
+    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls,
+    server: TargetServer,
+) -> None:
+    op = {"_op": "http", "url": server.url + "/flaky/1", "retries": 0}
+    ex = _run(client, container, queue, _job(client, op, max_retries=1))
+    assert ex["_status"] == "completed", ex
+    first, second = server.seen
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
+    assert first.headers["Idempotency-Key"] == _ctx(ex).idempotency_key
+
+
+def test_http_failure_after_the_last_retry_fails_the_run_saying_why(
+    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls,
+    server: TargetServer,
+) -> None:
+    op = {"_op": "http", "url": server.url + "/status/500", "retries": 0}
+    ex = _run(client, container, queue, _job(client, op, max_retries=0))
+    assert ex["_status"] == "failed"
+    assert "status 500" in json.dumps(ex)
+
+
+def test_http_as_a_processor_of_slices_has_a_key_per_slice(
+    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls,
+    server: TargetServer,
+) -> None:
+    ops = [{"_op": "range", "end": 2}, {"_op": "http", "url": server.url + "/ok"}]
+    body = json.dumps({"name": "t", "operations": ops})
+    job_id = client.http.post("/v1/jobs", body=body, headers=JSON).json_body["job_id"]
+    ex = _run(client, container, queue, job_id)
+    assert ex["_status"] == "completed", ex
+    keys = {s.headers["Idempotency-Key"] for s in server.seen}
+    assert len(server.seen) == 2 and len(keys) == 2
+
+
+# ---- sqs ----------------------------------------------------------------------------------
+def test_sqs_fifo_message_with_group_and_deduplication(
+    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
+) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(
+        QueueName="orders.fifo", Attributes={"FifoQueue": "true"}
+    )["QueueUrl"]
+    op = {
+        "_op": "sqs",
+        "queue": "orders.fifo",
+        "body": {"run": "{{ run_id }}", "args": "{{ args }}"},
+        "attributes": {"kind": "nightly"},
+    }
+    ex = _run(client, container, queue, _job(client, op))
+    assert ex["_status"] == "completed", ex
+    key = _ctx(ex).idempotency_key
+    assert ex["result"]["deduplication_id"] == key and ex["result"]["message_id"]
+    (_, sent) = next(c for c in calls if c[0] == "SendMessage")
+    assert sent["MessageGroupId"] == ex["job_id"] and sent["MessageDeduplicationId"] == key
+    got = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"])["Messages"]
+    assert json.loads(got[0]["Body"]) == {"run": ex["ex_id"], "args": ""}
+    assert got[0]["MessageAttributes"]["kind"]["StringValue"] == "nightly"
+
+
+def test_a_queue_outside_the_allow_list_is_refused_before_calling(
+    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
+) -> None:
+    op = {"_op": "sqs", "queue": "payroll", "body": "x"}
+    ex = _run(client, container, queue, _job(client, op))
+    assert ex["_status"] == "failed"
+    assert "sqs target 'payroll' is not allowed in this stage" in json.dumps(ex)
+    assert calls == []
+
+
+def test_aws_access_denied_is_said_plainly_without_an_arn(
+    client: SignedClient, container: Container, queue: MemoryQueue
+) -> None:
+    class Denying:
+        def get_queue_url(self, **kw: Any) -> Any:
+            msg = (
+                "User: arn:aws:sts::123456789012:assumed-role/cadenza-dev-slice_worker/x is "
+                "not authorized to perform: sqs:getqueueurl on resource: "
+                "arn:aws:sqs:us-east-1:123456789012:orders"
+            )
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": msg}}, "GetQueueUrl")
+
+    use(TargetAccess(ALLOW, lambda service, timeout: Denying()))
+    try:
+        ex = _run(client, container, queue, _job(client, {"_op": "sqs", "queue": "orders", "body": "x"}))
+    finally:
+        use(None)
+    assert ex["_status"] == "failed"
+    text = json.dumps(ex)
+    assert "AWS denied the call (AccessDenied)" in text
+    assert "arn:" not in text and "123456789012" not in text
+
+
+# ---- sns ----------------------------------------------------------------------------------
+def test_sns_publish_with_subject_and_attributes(
+    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
+) -> None:
+    sns = boto3.client("sns", region_name=REGION)
+    topic = sns.create_topic(Name="ops-alerts")["TopicArn"]
+    op = {
+        "_op": "sns",
+        "topic": "ops-alerts",
+        "message": "job {{ job_id }} ran for {{ scheduled_time }}",
+        "subject": "run {{ run_id }}",
+        "attributes": {"severity": "info"},
+    }
+    ex = _run(client, container, queue, _job(client, op))
+    assert ex["_status"] == "completed", ex
+    assert ex["result"]["message_id"]
+    (_, sent) = next(c for c in calls if c[0] == "Publish")
+    assert sent["TopicArn"] == topic
+    assert sent["Message"] == f"job {ex['job_id']} ran for {ex['slot'].split('#')[0]}"
+    assert sent["Subject"] == f"run {ex['ex_id']}"
+    assert sent["MessageAttributes"] == {"severity": {"DataType": "String", "StringValue": "info"}}
+    assert topic not in json.dumps(ex)
+
+
+# ---- eventbridge --------------------------------------------------------------------------
+def test_eventbridge_put_events(
+    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
+) -> None:
+    op = {
+        "_op": "eventbridge",
+        "source": "cadenza.jobs",
+        "detail_type": "nightly",
+        "detail": {"slot": "{{ slot }}", "n": 3},
+    }
+    ex = _run(client, container, queue, _job(client, op))
+    assert ex["_status"] == "completed", ex
+    assert ex["result"]["event_id"]
+    (_, sent) = next(c for c in calls if c[0] == "PutEvents")
+    (entry,) = sent["Entries"]
+    assert entry["EventBusName"] == "default" and entry["Source"] == "cadenza.jobs"
+    assert json.loads(entry["Detail"]) == {"slot": ex["slot"], "n": 3}
+
+
+def test_an_unknown_template_is_400_at_submit_naming_the_field(client: SignedClient) -> None:
+    op = {"_op": "eventbridge", "source": "s", "detail_type": "d", "detail": {"a": "{{ env }}"}}
+    r = client.http.post(
+        "/v1/jobs", body=json.dumps({"name": "t", "operations": [op]}), headers=JSON
+    )
+    assert r.status_code == 400
+    assert r.json_body["errors"][0]["field"] == "operations[0].detail"
+    assert "unknown template {{ env }}" in r.json_body["errors"][0]["reason"]
+
+
+# ---- lambda -------------------------------------------------------------------------------
+def _function(name: str) -> None:
+    role = boto3.client("iam", region_name=REGION).create_role(
+        RoleName="fn", AssumeRolePolicyDocument="{}"
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("f.py", "def handler(e, c):\n    return e\n")
+    boto3.client("lambda", region_name=REGION).create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=role,
+        Handler="f.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+
+
+def test_lambda_invoke_the_call_and_its_parameters(
+    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
+) -> None:
+    _function("nightly-report")
+    op = {
+        "_op": "lambda",
+        "function": "nightly-report",
+        "payload": {"slot": "{{ slot }}", "attempt": "{{ attempt }}"},
+    }
+    ex = _run(client, container, queue, _job(client, op))
+    assert ex["_status"] == "completed", ex
+    assert ex["result"]["status"] == 200 and ex["result"]["request_id"]
+    (_, sent) = next(c for c in calls if c[0] == "Invoke")
+    assert sent["FunctionName"] == "nightly-report"
+    assert sent["InvocationType"] == "RequestResponse"
+    assert json.loads(sent["Payload"]) == {"slot": ex["slot"], "attempt": "1"}
+
+
+def test_lambda_outside_the_allow_list_and_event_invocation(
+    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
+) -> None:
+    _function("nightly-x")
+    ex = _run(client, container, queue, _job(client, {"_op": "lambda", "function": "billing"}))
+    assert ex["_status"] == "failed" and "not allowed in this stage" in json.dumps(ex)
+    op = {"_op": "lambda", "function": "nightly-x", "invocation": "Event"}
+    ex = _run(client, container, queue, _job(client, op))
+    assert ex["_status"] == "completed", ex
+    assert ex["result"]["status"] == 202
