@@ -617,6 +617,7 @@ class Grants:
     lists_bucket: bool = False  # a run's result file is the listing of its parts
     publishes: bool = False  # alerts, to the stage's topic
     reads_secrets: bool = False  # the secrets jobs name, under the stage's prefix
+    calls_targets: bool = False  # the targets the stage allows (CADENZA_TARGETS_ALLOW)
 
 
 GET, PUT, UPDATE, DELETE, QUERY = (
@@ -672,6 +673,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         consumes="start",
         objects={ASSETS_PREFIX: ("s3:GetObject",), RESULTS_PREFIX: ("s3:PutObject",)},
         reads_secrets=True,
+        calls_targets=True,
     ),
     # claims and finishes slices, hands out the next, finishes runs (as the start worker)
     SLICE_WORKER: Grants(
@@ -685,6 +687,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         consumes="slice",
         objects={ASSETS_PREFIX: ("s3:GetObject",), RESULTS_PREFIX: ("s3:PutObject",)},
         reads_secrets=True,
+        calls_targets=True,
     ),
 }
 SQS_SEND_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
@@ -787,6 +790,11 @@ def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str
             if grants.reads_secrets
             else []
         ),
+        *(
+            target_statements(stage_settings(config, stage).targets_allow)
+            if grants.calls_targets
+            else []
+        ),
     ]
     return {
         "Version": "2012-10-17",
@@ -809,6 +817,32 @@ def _secrets_statements(prefix: str) -> list[dict[str, Any]]:
             "Resource": {"Fn::Sub": f"{REGIONAL}:secretsmanager:{HERE}:secret:{prefix}*"},
         },
     ]
+
+
+# a target kind -> (the actions its op makes, the ARN of one allowed name under REGIONAL)
+TARGET_GRANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "lambda": (
+        ("lambda:InvokeFunction",),
+        (f"lambda:{HERE}:function:{{}}", f"lambda:{HERE}:function:{{}}:*"),
+    ),
+    "sqs": (SQS_SEND_ACTIONS, (f"sqs:{HERE}:{{}}",)),
+    "sns": (("sns:Publish",), (f"sns:{HERE}:{{}}",)),
+    "eventbridge": (("events:PutEvents",), (f"events:{HERE}:event-bus/{{}}",)),
+}
+
+
+def target_statements(allow: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """What the workers may call as targets: each allowed name (a pattern's `*` is IAM's),
+    in the stage's account and region. `http` needs no grant; nothing allowed, no statement."""
+    statements = []
+    for kind, (actions, arns) in TARGET_GRANTS.items():
+        names = sorted({name for k, name in allow if k == kind})
+        if names:
+            resources = [{"Fn::Sub": f"{REGIONAL}:{arn.format(n)}"} for n in names for arn in arns]
+            statements.append(
+                {"Sid": f"Targets{cfn_name(kind)}", "Action": list(actions), "Resource": resources}
+            )
+    return statements
 
 
 def function_policy_file(stage: str, function: str) -> str:

@@ -39,6 +39,22 @@ class TargetServer:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def _answer_for(parts: list[str], n: int) -> tuple[int, bytes, dict[str, str]]:
+    """What the server answers the `n`th request of a path, by the path's parts."""
+    if parts[0] == "flaky" and n <= int(parts[1]):
+        return 503, b"try later", {}
+    if parts[0] == "busy" and n == 1:
+        return 429, b"slow down", {"Retry-After": parts[1]}
+    if parts[0] == "slow":
+        time.sleep(float(parts[1]))
+    if parts[0] == "status":
+        return int(parts[1]), b"as asked", {}
+    if parts[0] == "big":
+        return 200, b"x" * 100_000, {}
+    ok = json.dumps({"ok": True, "n": n}).encode()
+    return 200, ok, {"Content-Type": "application/json", "X-Request-Id": f"r{n}"}
+
+
 def _handler(server: TargetServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -63,19 +79,8 @@ def _handler(server: TargetServer) -> type[BaseHTTPRequestHandler]:
                 )
                 server.counts[path] += 1
                 n = server.counts[path]
-            parts = path.strip("/").split("/")
-            ok = json.dumps({"ok": True, "n": n}).encode()
-            if parts[0] == "flaky" and n <= int(parts[1]):
-                return self._answer(503, b"try later")
-            if parts[0] == "busy" and n == 1:
-                return self._answer(429, b"slow down", {"Retry-After": parts[1]})
-            if parts[0] == "slow":
-                time.sleep(float(parts[1]))
-            if parts[0] == "status":
-                return self._answer(int(parts[1]), b"as asked")
-            if parts[0] == "big":
-                return self._answer(200, b"x" * 100_000)
-            self._answer(200, ok, {"Content-Type": "application/json", "X-Request-Id": f"r{n}"})
+            status, body, headers = _answer_for(path.strip("/").split("/"), n)
+            self._answer(status, body, headers)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
 

@@ -78,7 +78,9 @@ def unknown_names(field: str, value: Any) -> list[tuple[str, str]]:
         for match in _TEMPLATE.finditer(text):
             name = match[1]
             if name not in NAMES:
-                found.append((where, f"unknown template {{{{ {name} }}}}; known: {', '.join(NAMES)}"))
+                found.append(
+                    (where, f"unknown template {{{{ {name} }}}}; known: {', '.join(NAMES)}")
+                )
     return found
 
 
@@ -90,7 +92,9 @@ def check(value: Any, field: str = "") -> Any:
     if isinstance(value, dict):
         for key in value:
             if _TEMPLATE.search(str(key)):
-                raise ValueError(f"{field}.{key}: a key is not substituted; use a value".lstrip("."))
+                raise ValueError(
+                    f"{field}.{key}: a key is not substituted; use a value".lstrip(".")
+                )
     return value
 
 

@@ -150,7 +150,7 @@ def test_a_host_outside_the_allow_list_is_refused_before_calling(server: TargetS
         ({"url": "https://e.com/", "headers": {"X": "{{ __import__ }}"}}, "", "unknown"),
         ({"url": "https://e.com/", "json": 1, "text": "a"}, "operations[0]", "not both"),
         ({"url": "https://e.com/", "expect": [700]}, "operations[0].expect", "status code"),
-        ({"url": "https://e.com/", "timeout": 60}, "operations[0].timeout", "max_op_seconds"),
+        ({"url": "https://e.com/", "timeout": 60}, "operations[0].timeout", "at most 50 seconds"),
     ],
 )
 def test_refused_at_submit_naming_the_field(op: dict[str, Any], field: str, words: str) -> None:

@@ -66,7 +66,7 @@ class LambdaParams(_AwsParams):
     qualifier: str | None = Field(default=None, pattern=r"^[A-Za-z0-9$_\-]{1,128}$")
     invocation: Literal["RequestResponse", "Event"] = "RequestResponse"
     payload: JsonValue = None
-    timeout: float = Field(default=60.0, gt=0, le=900, allow_inf_nan=False)
+    timeout: float = Field(default=30.0, gt=0, le=900, allow_inf_nan=False)
     max_response_bytes: int = Field(default=DEFAULT_EXCERPT, ge=0, le=MAX_EXCERPT)
 
     @field_validator("payload")
@@ -94,7 +94,9 @@ def invoke(p: LambdaParams, data: Any, ctx: TargetContext) -> dict[str, Any]:
     raw = out["Payload"].read() if "Payload" in out else b""
     text, cut = excerpt(raw, p.max_response_bytes)
     if out.get("FunctionError"):
-        raise TargetFailed(f"lambda {p.function!r}: function error ({out['FunctionError']}): {text[:500]}")
+        raise TargetFailed(
+            f"lambda {p.function!r}: function error ({out['FunctionError']}): {text[:500]}"
+        )
     return {
         "status": out.get("StatusCode"),
         "request_id": out.get("ResponseMetadata", {}).get("RequestId"),

@@ -148,7 +148,9 @@ def _wait(seconds: float, deadline: float) -> bool:
     return True
 
 
-def _attempt(p: HttpParams, url: str, headers: dict[str, str], body: bytes | None, left: float) -> tuple[int, bytes, Any]:
+def _attempt(
+    p: HttpParams, url: str, headers: dict[str, str], body: bytes | None, left: float
+) -> tuple[int, bytes, Any]:
     """One request: its status, up to `max_response_bytes + 1` of its body, its headers."""
     response = _POOL.request(
         p.method,
@@ -200,6 +202,8 @@ def call(p: HttpParams, data: Any, ctx: TargetContext) -> dict[str, Any]:
             return _result(status, attempt, text, cut, answered)
         last = f"status {status}: {text[:200]}"
         after = _retry_after(answered)
-        if status not in RETRIED or not _wait(_backoff(attempt) if after is None else after, deadline):
+        if status not in RETRIED or not _wait(
+            _backoff(attempt) if after is None else after, deadline
+        ):
             break
     raise TargetFailed(f"http {p.method} {where}: {last} (after {attempt} attempts)")
