@@ -838,7 +838,9 @@ def target_statements(allow: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
     for kind, (actions, arns) in TARGET_GRANTS.items():
         names = sorted({name for k, name in allow if k == kind})
         if names:
-            resources = [{"Fn::Sub": f"{REGIONAL}:{arn.format(n)}"} for n in names for arn in arns]
+            resources = [
+                {"Fn::Sub": f"{REGIONAL}:{arn.replace('{}', n)}"} for n in names for arn in arns
+            ]
             statements.append(
                 {"Sid": f"Targets{cfn_name(kind)}", "Action": list(actions), "Resource": resources}
             )

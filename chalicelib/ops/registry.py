@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from chalicelib.domain.errors import InvalidInput, LimitExceeded
 from chalicelib.domain.secrets import Substitution, has_references
-from chalicelib.ops.params import Params
+from chalicelib.ops.params import Params as Params  # re-exported: ops and tests import it here
 from chalicelib.ops.targets import aws as aws_targets
 from chalicelib.ops.targets import http as http_target
 from chalicelib.ports import BlobStore, SecretSource

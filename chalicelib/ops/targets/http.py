@@ -168,7 +168,7 @@ def _attempt(
 
 
 def _backoff(attempt: int) -> float:
-    return min(0.2 * 2**attempt, 2.0)
+    return min(0.2 * 2.0**attempt, 2.0)
 
 
 def _result(status: int, attempt: int, text: str, cut: bool, headers: Any) -> dict[str, Any]:
