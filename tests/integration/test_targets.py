@@ -18,10 +18,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from cadenza_tools import infra
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
-from chalicelib.ops.registry import SliceContext
+from chalicelib.ops.registry import SliceContext, process
 from chalicelib.ops.targets.base import TargetAccess, use
+from tests.aws_calls import Recorder, allowed, resolved, stack_arns, unused
 from tests.clients import SignedClient
 from tests.conftest import drain
 from tests.target_server import TargetServer, target_server
@@ -305,3 +307,56 @@ def test_lambda_outside_the_allow_list_and_event_invocation(
     ex = _run(client, container, queue, _job(client, op))
     assert ex["_status"] == "completed", ex
     assert ex["result"]["status"] == 202
+
+
+# ---- IAM ----------------------------------------------------------------------------------
+def test_each_target_call_is_granted_by_the_generated_worker_policy(aws: None) -> None:
+    """The workers' policy generated from an allow-list grants every call the targets make
+    (sts:GetCallerIdentity, which the sns target makes once to name its topic's ARN, needs no
+    grant), and each target grant it makes is needed."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    sqs.create_queue(QueueName="orders.fifo", Attributes={"FifoQueue": "true"})
+    boto3.client("sns", region_name=REGION).create_topic(Name="ops-alerts")
+    _function("nightly-report")
+    ops = [
+        {"_op": "lambda", "function": "nightly-report"},
+        {"_op": "lambda", "function": "nightly-report", "qualifier": "live"},
+        {"_op": "sqs", "queue": "orders.fifo", "body": "x"},
+        {"_op": "sns", "topic": "ops-alerts", "message": "m"},
+        {"_op": "eventbridge", "source": "s", "detail_type": "d"},
+    ]
+    recorder = Recorder()
+    with recorder.installed(), recorder.as_(infra.SLICE_WORKER):
+        use(TargetAccess(ALLOW, lambda service, timeout: boto3.client(service, region_name=REGION)))
+        try:
+            for op in ops:
+                try:
+                    process([op], {}, SliceContext("ex", "job", 0, 1, None, slot="s"))
+                except Exception as exc:  # moto has no alias `live`: the call was made
+                    assert "live" in str(exc), exc
+        finally:
+            use(None)
+    config = json.loads(json.dumps(infra.load_chalice_config(infra.PROJECT_DIR)))
+    env = config["stages"]["dev"]["environment_variables"]
+    env["CADENZA_TARGETS_ALLOW"] = ",".join(f"{k}:{n}" for k, n in ALLOW)
+    template = json.loads((infra.PROJECT_DIR / infra.TEMPLATE_PATH).read_text())
+    arns = stack_arns(template, template["Mappings"][infra.NAMES_MAPPING]["dev"], REGION)
+    policy = resolved(infra.iam_policy(config, "dev", infra.SLICE_WORKER), arns, REGION)
+    made = {r for r in recorder.of(infra.SLICE_WORKER) if r.action != "sts:GetCallerIdentity"}
+    assert {r.action for r in made} == {
+        "lambda:InvokeFunction",
+        "sqs:GetQueueUrl",
+        "sqs:SendMessage",
+        "sns:Publish",
+        "events:PutEvents",
+    }
+    assert [str(r) for r in made if not allowed(policy, r)] == []
+    targets = {
+        (action, resource)
+        for s in policy["Statement"]
+        if s["Sid"].startswith("Targets")
+        for action in s["Action"]
+        for resource in s["Resource"]
+    }
+    assert len(targets) == 6
+    assert [g for g in unused(policy, made) if tuple(g[:2]) in targets] == []
