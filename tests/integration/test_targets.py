@@ -23,6 +23,7 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.ops.registry import SliceContext, process
 from chalicelib.ops.targets.base import TargetAccess, use
+from chalicelib.ports import FakeClock
 from tests.aws_calls import Recorder, allowed, resolved, stack_arns, unused
 from tests.clients import SignedClient
 from tests.conftest import drain
@@ -360,3 +361,41 @@ def test_each_target_call_is_granted_by_the_generated_worker_policy(aws: None) -
     }
     assert len(targets) == 6
     assert [g for g in unused(policy, made) if tuple(g[:2]) in targets] == []
+
+
+@pytest.mark.usefixtures("calls")
+def test_http_slice_redelivered_after_a_lost_lease_sends_the_same_key(
+    client: SignedClient,
+    container: Container,
+    queue: MemoryQueue,
+    server: TargetServer,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: FakeClock,
+) -> None:
+    """A worker calls the target, then loses its lease before recording the outcome (it
+    stalled): the sweep re-sends the slice's message and the next worker calls again, with
+    the same `Idempotency-Key`."""
+    store = container.worker.store
+    finish, lost = store.finish_slice, []
+
+    def stalled_once(sl: Any, run: Any, outcome: Any) -> bool:
+        if not lost:
+            lost.append(sl.order)
+            return False
+        return bool(finish(sl, run, outcome))
+
+    monkeypatch.setattr(store, "finish_slice", stalled_once)
+    ops = [{"_op": "range", "end": 2}, {"_op": "http", "url": server.url + "/ok"}]
+    body = json.dumps({"name": "t", "operations": ops, "lease_seconds": 30, "workers": 2})
+    job_id = client.http.post("/v1/jobs", body=body, headers=JSON).json_body["job_id"]
+    r = client.http.post(f"/scheduled-jobs/{job_id}/runs", body="{}", headers=JSON)
+    drain(container, queue)
+    assert len(server.seen) == 2 and lost == [0]
+    clock.advance(31)
+    container.supervisor.tick(clock.now())
+    drain(container, queue)
+    ex = client.http.get(f"/v1/ex/{r.json_body['id']}").json_body
+    assert ex["_status"] == "completed", ex
+    keys = [s.headers["Idempotency-Key"] for s in server.seen]
+    first = SliceContext(ex["ex_id"], ex["job_id"], 0, 1, None, slot=ex["slot"]).idempotency_key
+    assert len(keys) == 3 and keys.count(first) == 2
