@@ -6,7 +6,8 @@ every request (method, path, headers, body) and answers by path:
 - `/busy/N`: 429 with `Retry-After: N` (seconds) to the first request, then 200;
 - `/slow/S`: waits S seconds, then 200;
 - `/status/C`: answers C;
-- `/big`: 200 with a 100 kB body.
+- `/big`: 200 with a 100 kB body;
+- `/echo`: 200 with the request's headers as JSON.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def _handler(server: TargetServer) -> type[BaseHTTPRequestHandler]:
                 )
                 server.counts[path] += 1
                 n = server.counts[path]
+            if path == "/echo":  # the request's headers, as a careless server would
+                return self._answer(200, json.dumps(dict(self.headers.items())).encode())
             status, body, headers = _answer_for(path.strip("/").split("/"), n)
             self._answer(status, body, headers)
 

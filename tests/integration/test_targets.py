@@ -108,6 +108,29 @@ def test_http_job_calls_and_records_the_answer(
     assert seen.headers["Idempotency-Key"] == _ctx(ex).idempotency_key
 
 
+def test_http_token_from_a_secret_is_sent_and_never_shown(
+    client: SignedClient,
+    container: Container,
+    queue: MemoryQueue,
+    calls: Calls,
+    server: TargetServer,
+) -> None:
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name="/cadenza/dev/hook-token", Value="tok-s3cr3t-42", Type="SecureString"
+    )
+    op = {
+        "_op": "http",
+        "url": server.url + "/echo",
+        "headers": {"Authorization": "Bearer {{resolve:ssm:/cadenza/dev/hook-token}}"},
+    }
+    ex = _run(client, container, queue, _job(client, op))
+    assert ex["_status"] == "completed", ex
+    assert server.seen[0].headers["Authorization"] == "Bearer tok-s3cr3t-42"
+    assert json.loads(ex["result"]["body"])["Authorization"] == "Bearer ***"
+    job = client.http.get(f"/v1/jobs/{ex['job_id']}").json_body
+    assert "tok-s3cr3t-42" not in json.dumps([ex, job])
+
+
 def test_http_failure_is_retried_by_the_job_with_the_same_key(
     client: SignedClient,
     container: Container,

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Any, Protocol
 
 from chalicelib.config import get_settings
@@ -93,7 +94,9 @@ class TargetAccess:
         return self._cache[key]
 
 
+@lru_cache(maxsize=32)
 def _boto_client(service: str, timeout: float) -> Any:
+    """One client per service and timeout, for the process (clients are thread-safe)."""
     import boto3
     from botocore.config import Config
 
