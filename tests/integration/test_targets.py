@@ -48,13 +48,18 @@ def aws() -> Iterator[None]:
         yield
 
 
+def _client(service: str, timeout: float) -> Any:
+    """A client of moto's (the service a runtime string, as the targets' client maker has it)."""
+    return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+
+
 @pytest.fixture
 def calls(container: Container) -> Iterator[Calls]:
     """The AWS calls the targets make (operation, parameters), on moto's clients."""
     made: Calls = []
 
     def client(service: str, timeout: float) -> Any:
-        c = boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+        c = _client(service, timeout)
 
         def record(params: dict[str, Any], model: Any, **_: Any) -> None:
             made.append((model.name, dict(params)))
@@ -351,7 +356,7 @@ def test_each_target_call_is_granted_by_the_generated_worker_policy(aws: None) -
     ]
     recorder = Recorder()
     with recorder.installed(), recorder.as_(infra.SLICE_WORKER):
-        use(TargetAccess(ALLOW, lambda service, timeout: boto3.client(service, region_name=REGION)))
+        use(TargetAccess(ALLOW, _client))
         try:
             for op in ops:
                 try:
@@ -399,7 +404,7 @@ def test_http_slice_redelivered_after_a_lost_lease_sends_the_same_key(
     stalled): the sweep re-sends the slice's message and the next worker calls again, with
     the same `Idempotency-Key`."""
     store = container.worker.store
-    finish, lost = store.finish_slice, []
+    finish, lost = store.finish_slice, list[int]()
 
     def stalled_once(sl: Any, run: Any, outcome: Any) -> bool:
         if not lost:
