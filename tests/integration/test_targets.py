@@ -11,6 +11,7 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -78,18 +79,39 @@ def server() -> Iterator[TargetServer]:
         yield s
 
 
-def _job(client: SignedClient, op: dict[str, Any], **more: Any) -> str:
-    body = json.dumps({"name": "t", "operations": [op], **more})
-    r = client.http.post("/v1/jobs", body=body, headers=JSON)
-    assert r.status_code in (200, 201), r.body
-    return str(r.json_body["job_id"])
+@dataclass
+class Jobs:
+    """Jobs submitted and run through the routes, their messages drained by the workers;
+    the targets' AWS calls recorded in `calls`."""
+
+    client: SignedClient
+    container: Container
+    queue: MemoryQueue
+    calls: Calls
+
+    def submit(self, operations: list[dict[str, Any]], **more: Any) -> str:
+        body = json.dumps({"name": "t", "operations": operations, **more})
+        r = self.client.http.post("/v1/jobs", body=body, headers=JSON)
+        assert r.status_code == 201, r.body
+        return str(r.json_body["job_id"])
+
+    def start(self, job_id: str) -> str:
+        r = self.client.http.post(f"/scheduled-jobs/{job_id}/runs", body="{}", headers=JSON)
+        assert r.status_code == 202, r.body
+        drain(self.container, self.queue)
+        return str(r.json_body["id"])
+
+    def ex(self, run_id: str) -> Any:
+        return self.client.http.get(f"/v1/ex/{run_id}").json_body
+
+    def once(self, op: dict[str, Any], **more: Any) -> Any:
+        """A job of one target, run once on demand: its execution."""
+        return self.ex(self.start(self.submit([op], **more)))
 
 
-def _run(client: SignedClient, container: Container, queue: MemoryQueue, job_id: str) -> Any:
-    r = client.http.post(f"/scheduled-jobs/{job_id}/runs", body="{}", headers=JSON)
-    assert r.status_code == 202, r.body
-    drain(container, queue)
-    return client.http.get(f"/v1/ex/{r.json_body['id']}").json_body
+@pytest.fixture
+def jobs(client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls) -> Jobs:
+    return Jobs(client, container, queue, calls)
 
 
 def _ctx(ex: Any) -> SliceContext:
@@ -98,14 +120,11 @@ def _ctx(ex: Any) -> SliceContext:
 
 # ---- http ---------------------------------------------------------------------------------
 def test_http_job_calls_and_records_the_answer(
-    client: SignedClient,
-    container: Container,
-    queue: MemoryQueue,
-    calls: Calls,
+    jobs: Jobs,
     server: TargetServer,
 ) -> None:
     op = {"_op": "http", "method": "POST", "url": server.url + "/ok", "json": {"s": "{{ slot }}"}}
-    ex = _run(client, container, queue, _job(client, op))
+    ex = jobs.once(op)
     assert ex["_status"] == "completed", ex
     assert ex["result"]["status"] == 200 and json.loads(ex["result"]["body"])["ok"] is True
     (seen,) = server.seen
@@ -114,10 +133,7 @@ def test_http_job_calls_and_records_the_answer(
 
 
 def test_http_token_from_a_secret_is_sent_and_never_shown(
-    client: SignedClient,
-    container: Container,
-    queue: MemoryQueue,
-    calls: Calls,
+    jobs: Jobs,
     server: TargetServer,
 ) -> None:
     boto3.client("ssm", region_name=REGION).put_parameter(
@@ -128,23 +144,20 @@ def test_http_token_from_a_secret_is_sent_and_never_shown(
         "url": server.url + "/echo",
         "headers": {"Authorization": "Bearer {{resolve:ssm:/cadenza/dev/hook-token}}"},
     }
-    ex = _run(client, container, queue, _job(client, op))
+    ex = jobs.once(op)
     assert ex["_status"] == "completed", ex
     assert server.seen[0].headers["Authorization"] == "Bearer tok-s3cr3t-42"
     assert json.loads(ex["result"]["body"])["Authorization"] == "Bearer ***"
-    job = client.http.get(f"/v1/jobs/{ex['job_id']}").json_body
+    job = jobs.client.http.get(f"/v1/jobs/{ex['job_id']}").json_body
     assert "tok-s3cr3t-42" not in json.dumps([ex, job])
 
 
 def test_http_failure_is_retried_by_the_job_with_the_same_key(
-    client: SignedClient,
-    container: Container,
-    queue: MemoryQueue,
-    calls: Calls,
+    jobs: Jobs,
     server: TargetServer,
 ) -> None:
     op = {"_op": "http", "url": server.url + "/flaky/1", "retries": 0}
-    ex = _run(client, container, queue, _job(client, op, max_retries=1))
+    ex = jobs.once(op, max_retries=1)
     assert ex["_status"] == "completed", ex
     first, second = server.seen
     assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
@@ -152,38 +165,31 @@ def test_http_failure_is_retried_by_the_job_with_the_same_key(
 
 
 def test_http_failure_after_the_last_retry_fails_the_run_saying_why(
-    client: SignedClient,
-    container: Container,
-    queue: MemoryQueue,
-    calls: Calls,
+    jobs: Jobs,
     server: TargetServer,
 ) -> None:
     op = {"_op": "http", "url": server.url + "/status/500", "retries": 0}
-    ex = _run(client, container, queue, _job(client, op, max_retries=0))
+    ex = jobs.once(op, max_retries=0)
     assert ex["_status"] == "failed"
     assert "status 500" in json.dumps(ex)
 
 
 def test_http_as_a_processor_of_slices_has_a_key_per_slice(
-    client: SignedClient,
-    container: Container,
-    queue: MemoryQueue,
-    calls: Calls,
+    jobs: Jobs,
     server: TargetServer,
 ) -> None:
-    ops = [{"_op": "range", "end": 2}, {"_op": "http", "url": server.url + "/ok"}]
-    body = json.dumps({"name": "t", "operations": ops})
-    job_id = client.http.post("/v1/jobs", body=body, headers=JSON).json_body["job_id"]
-    ex = _run(client, container, queue, job_id)
+    ops: list[dict[str, Any]] = [
+        {"_op": "range", "end": 2},
+        {"_op": "http", "url": server.url + "/ok"},
+    ]
+    ex = jobs.ex(jobs.start(jobs.submit(ops)))
     assert ex["_status"] == "completed", ex
     keys = {s.headers["Idempotency-Key"] for s in server.seen}
     assert len(server.seen) == 2 and len(keys) == 2
 
 
 # ---- sqs ----------------------------------------------------------------------------------
-def test_sqs_fifo_message_with_group_and_deduplication(
-    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
-) -> None:
+def test_sqs_fifo_message_with_group_and_deduplication(jobs: Jobs) -> None:
     sqs = boto3.client("sqs", region_name=REGION)
     url = sqs.create_queue(QueueName="orders.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
     op = {
@@ -192,30 +198,26 @@ def test_sqs_fifo_message_with_group_and_deduplication(
         "body": {"run": "{{ run_id }}", "args": "{{ args }}"},
         "attributes": {"kind": "nightly"},
     }
-    ex = _run(client, container, queue, _job(client, op))
+    ex = jobs.once(op)
     assert ex["_status"] == "completed", ex
     key = _ctx(ex).idempotency_key
     assert ex["result"]["deduplication_id"] == key and ex["result"]["message_id"]
-    (_, sent) = next(c for c in calls if c[0] == "SendMessage")
+    (_, sent) = next(c for c in jobs.calls if c[0] == "SendMessage")
     assert sent["MessageGroupId"] == ex["job_id"] and sent["MessageDeduplicationId"] == key
     got = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"])["Messages"]
     assert json.loads(got[0]["Body"]) == {"run": ex["ex_id"], "args": ""}
     assert got[0]["MessageAttributes"]["kind"]["StringValue"] == "nightly"
 
 
-def test_a_queue_outside_the_allow_list_is_refused_before_calling(
-    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
-) -> None:
+def test_a_queue_outside_the_allow_list_is_refused_before_calling(jobs: Jobs) -> None:
     op = {"_op": "sqs", "queue": "payroll", "body": "x"}
-    ex = _run(client, container, queue, _job(client, op))
+    ex = jobs.once(op)
     assert ex["_status"] == "failed"
     assert "sqs target 'payroll' is not allowed in this stage" in json.dumps(ex)
-    assert calls == []
+    assert jobs.calls == []
 
 
-def test_aws_access_denied_is_said_plainly_without_an_arn(
-    client: SignedClient, container: Container, queue: MemoryQueue
-) -> None:
+def test_aws_access_denied_is_said_plainly_without_an_arn(jobs: Jobs) -> None:
     class Denying:
         def get_queue_url(self, **kw: Any) -> Any:
             msg = (
@@ -226,12 +228,7 @@ def test_aws_access_denied_is_said_plainly_without_an_arn(
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": msg}}, "GetQueueUrl")
 
     use(TargetAccess(ALLOW, lambda service, timeout: Denying()))
-    try:
-        ex = _run(
-            client, container, queue, _job(client, {"_op": "sqs", "queue": "orders", "body": "x"})
-        )
-    finally:
-        use(None)
+    ex = jobs.once({"_op": "sqs", "queue": "orders", "body": "x"})
     assert ex["_status"] == "failed"
     reason = ex["_failureReason"]
     assert "AWS denied the call (AccessDenied)" in reason
@@ -239,9 +236,7 @@ def test_aws_access_denied_is_said_plainly_without_an_arn(
 
 
 # ---- sns ----------------------------------------------------------------------------------
-def test_sns_publish_with_subject_and_attributes(
-    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
-) -> None:
+def test_sns_publish_with_subject_and_attributes(jobs: Jobs) -> None:
     sns = boto3.client("sns", region_name=REGION)
     topic = sns.create_topic(Name="ops-alerts")["TopicArn"]
     op = {
@@ -251,10 +246,10 @@ def test_sns_publish_with_subject_and_attributes(
         "subject": "run {{ run_id }}",
         "attributes": {"severity": "info"},
     }
-    ex = _run(client, container, queue, _job(client, op))
+    ex = jobs.once(op)
     assert ex["_status"] == "completed", ex
     assert ex["result"]["message_id"]
-    (_, sent) = next(c for c in calls if c[0] == "Publish")
+    (_, sent) = next(c for c in jobs.calls if c[0] == "Publish")
     assert sent["TopicArn"] == topic
     assert sent["Message"] == f"job {ex['job_id']} ran for {ex['slot'].split('#')[0]}"
     assert sent["Subject"] == f"run {ex['ex_id']}"
@@ -263,19 +258,17 @@ def test_sns_publish_with_subject_and_attributes(
 
 
 # ---- eventbridge --------------------------------------------------------------------------
-def test_eventbridge_put_events(
-    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
-) -> None:
+def test_eventbridge_put_events(jobs: Jobs) -> None:
     op = {
         "_op": "eventbridge",
         "source": "cadenza.jobs",
         "detail_type": "nightly",
         "detail": {"slot": "{{ slot }}", "n": 3},
     }
-    ex = _run(client, container, queue, _job(client, op))
+    ex = jobs.once(op)
     assert ex["_status"] == "completed", ex
     assert ex["result"]["event_id"]
-    (_, sent) = next(c for c in calls if c[0] == "PutEvents")
+    (_, sent) = next(c for c in jobs.calls if c[0] == "PutEvents")
     (entry,) = sent["Entries"]
     assert entry["EventBusName"] == "default" and entry["Source"] == "cadenza.jobs"
     assert json.loads(entry["Detail"]) == {"slot": ex["slot"], "n": 3}
@@ -308,32 +301,28 @@ def _function(name: str) -> None:
     )
 
 
-def test_lambda_invoke_the_call_and_its_parameters(
-    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
-) -> None:
+def test_lambda_invoke_the_call_and_its_parameters(jobs: Jobs) -> None:
     _function("nightly-report")
     op = {
         "_op": "lambda",
         "function": "nightly-report",
         "payload": {"slot": "{{ slot }}", "attempt": "{{ attempt }}"},
     }
-    ex = _run(client, container, queue, _job(client, op))
+    ex = jobs.once(op)
     assert ex["_status"] == "completed", ex
     assert ex["result"]["status"] == 200 and ex["result"]["request_id"]
-    (_, sent) = next(c for c in calls if c[0] == "Invoke")
+    (_, sent) = next(c for c in jobs.calls if c[0] == "Invoke")
     assert sent["FunctionName"] == "nightly-report"
     assert sent["InvocationType"] == "RequestResponse"
     assert json.loads(sent["Payload"]) == {"slot": ex["slot"], "attempt": "1"}
 
 
-def test_lambda_outside_the_allow_list_and_event_invocation(
-    client: SignedClient, container: Container, queue: MemoryQueue, calls: Calls
-) -> None:
+def test_lambda_outside_the_allow_list_and_event_invocation(jobs: Jobs) -> None:
     _function("nightly-x")
-    ex = _run(client, container, queue, _job(client, {"_op": "lambda", "function": "billing"}))
+    ex = jobs.once({"_op": "lambda", "function": "billing"})
     assert ex["_status"] == "failed" and "not allowed in this stage" in json.dumps(ex)
     op = {"_op": "lambda", "function": "nightly-x", "invocation": "Event"}
-    ex = _run(client, container, queue, _job(client, op))
+    ex = jobs.once(op)
     assert ex["_status"] == "completed", ex
     assert ex["result"]["status"] == 202
 
@@ -391,19 +380,13 @@ def test_each_target_call_is_granted_by_the_generated_worker_policy(aws: None) -
     assert [g for g in unused(policy, made) if tuple(g[:2]) in targets] == []
 
 
-@pytest.mark.usefixtures("calls")
 def test_http_slice_redelivered_after_a_lost_lease_sends_the_same_key(
-    client: SignedClient,
-    container: Container,
-    queue: MemoryQueue,
-    server: TargetServer,
-    monkeypatch: pytest.MonkeyPatch,
-    clock: FakeClock,
+    jobs: Jobs, server: TargetServer, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
 ) -> None:
     """A worker calls the target, then loses its lease before recording the outcome (it
     stalled): the sweep re-sends the slice's message and the next worker calls again, with
     the same `Idempotency-Key`."""
-    store = container.worker.store
+    store = jobs.container.worker.store
     finish, lost = store.finish_slice, list[int]()
 
     def stalled_once(sl: Any, run: Any, outcome: Any) -> bool:
@@ -413,16 +396,16 @@ def test_http_slice_redelivered_after_a_lost_lease_sends_the_same_key(
         return bool(finish(sl, run, outcome))
 
     monkeypatch.setattr(store, "finish_slice", stalled_once)
-    ops = [{"_op": "range", "end": 2}, {"_op": "http", "url": server.url + "/ok"}]
-    body = json.dumps({"name": "t", "operations": ops, "lease_seconds": 30, "workers": 2})
-    job_id = client.http.post("/v1/jobs", body=body, headers=JSON).json_body["job_id"]
-    r = client.http.post(f"/scheduled-jobs/{job_id}/runs", body="{}", headers=JSON)
-    drain(container, queue)
+    ops: list[dict[str, Any]] = [
+        {"_op": "range", "end": 2},
+        {"_op": "http", "url": server.url + "/ok"},
+    ]
+    run_id = jobs.start(jobs.submit(ops, lease_seconds=30, workers=2))
     assert len(server.seen) == 2 and lost == [0]
     clock.advance(31)
-    container.supervisor.tick(clock.now())
-    drain(container, queue)
-    ex = client.http.get(f"/v1/ex/{r.json_body['id']}").json_body
+    jobs.container.supervisor.tick(clock.now())
+    drain(jobs.container, jobs.queue)
+    ex = jobs.ex(run_id)
     assert ex["_status"] == "completed", ex
     keys = [s.headers["Idempotency-Key"] for s in server.seen]
     first = SliceContext(ex["ex_id"], ex["job_id"], 0, 1, None, slot=ex["slot"]).idempotency_key

@@ -32,7 +32,7 @@ _FUNCTION = r"^[A-Za-z0-9_\-]{1,64}$"
 _ATTRIBUTE = r"^[A-Za-z0-9_.\-]{1,256}$"
 
 
-def _attributes(attrs: dict[str, str]) -> dict[str, dict[str, str]]:
+def _as_attributes(attrs: dict[str, str]) -> dict[str, dict[str, str]]:
     return {k: {"DataType": "String", "StringValue": v} for k, v in attrs.items()}
 
 
@@ -45,6 +45,29 @@ def _checked_attributes(attrs: dict[str, str]) -> dict[str, str]:
 
 class _AwsParams(Params):
     timeout: float = Field(default=10.0, gt=0, le=900, allow_inf_nan=False)
+
+
+class _MessageParams(_AwsParams):
+    """What a message to a queue or a topic may carry besides its body."""
+
+    attributes: dict[str, str] = Field(default_factory=dict, max_length=10)
+    group_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes(cls, value: Any) -> Any:
+        return _checked_attributes(value)
+
+    def options(self, fifo: bool, found: dict[str, str], ctx: TargetContext) -> dict[str, Any]:
+        """The attributes; on FIFO the group (default: the job's id) and the slice's
+        idempotency key as the deduplication id."""
+        out: dict[str, Any] = {}
+        if self.attributes:
+            out["MessageAttributes"] = _as_attributes(templates.render_json(self.attributes, found))
+        if fifo:
+            group = templates.render_text(self.group_id, found) if self.group_id else ctx.job_id
+            out |= {"MessageGroupId": group, "MessageDeduplicationId": ctx.idempotency_key}
+        return out
 
 
 def _call(kind: str, name: str, fn: Any, **kwargs: Any) -> Any:
@@ -109,26 +132,19 @@ def invoke(p: LambdaParams, data: Any, ctx: TargetContext) -> dict[str, Any]:
 # ---- sqs ----------------------------------------------------------------------------------
 
 
-class SqsParams(_AwsParams):
+class SqsParams(_MessageParams):
     """Send `body` (text as it is, any other JSON value as JSON) to the queue named `queue`,
     with `attributes` (strings). A FIFO queue (`.fifo`): `group_id` (default: the job's id)
     and the slice's idempotency key as its deduplication id. `delay_seconds`: not on FIFO."""
 
     queue: str = Field(pattern=_NAME, max_length=80)
     body: JsonValue = Field()
-    attributes: dict[str, str] = Field(default_factory=dict, max_length=10)
-    group_id: str | None = Field(default=None, min_length=1, max_length=128)
     delay_seconds: int | None = Field(default=None, ge=0, le=900)
 
     @field_validator("body", "group_id")
     @classmethod
     def _templates(cls, value: Any) -> Any:
         return templates.check(value)
-
-    @field_validator("attributes")
-    @classmethod
-    def _attributes(cls, value: Any) -> Any:
-        return _checked_attributes(value)
 
 
 def send(p: SqsParams, data: Any, ctx: TargetContext) -> dict[str, Any]:
@@ -145,12 +161,8 @@ def send(p: SqsParams, data: Any, ctx: TargetContext) -> dict[str, Any]:
         "QueueUrl": url,
         "MessageBody": body_bytes(templates.render_json(p.body, found)),
     }
-    if p.attributes:
-        kwargs["MessageAttributes"] = _attributes(templates.render_json(p.attributes, found))
-    if p.queue.endswith(".fifo"):
-        group = templates.render_text(p.group_id, found) if p.group_id else ctx.job_id
-        kwargs |= {"MessageGroupId": group, "MessageDeduplicationId": ctx.idempotency_key}
-    elif p.delay_seconds is not None:
+    kwargs |= p.options(p.queue.endswith(".fifo"), found, ctx)
+    if p.delay_seconds is not None and not p.queue.endswith(".fifo"):
         kwargs["DelaySeconds"] = p.delay_seconds
     out = _call("sqs", p.queue, client.send_message, **kwargs)
     return {
@@ -163,7 +175,7 @@ def send(p: SqsParams, data: Any, ctx: TargetContext) -> dict[str, Any]:
 # ---- sns ----------------------------------------------------------------------------------
 
 
-class SnsParams(_AwsParams):
+class SnsParams(_MessageParams):
     """Publish `message` (text, or any JSON value as JSON) to the topic named `topic`, with
     `subject` and `attributes`; a FIFO topic: `group_id` (default: the job's id) and the
     slice's idempotency key as the deduplication id."""
@@ -171,18 +183,11 @@ class SnsParams(_AwsParams):
     topic: str = Field(pattern=_NAME)
     message: JsonValue = Field()
     subject: str | None = Field(default=None, min_length=1, max_length=100)
-    attributes: dict[str, str] = Field(default_factory=dict, max_length=10)
-    group_id: str | None = Field(default=None, min_length=1, max_length=128)
 
     @field_validator("message", "subject", "group_id")
     @classmethod
     def _templates(cls, value: Any) -> Any:
         return templates.check(value)
-
-    @field_validator("attributes")
-    @classmethod
-    def _attributes(cls, value: Any) -> Any:
-        return _checked_attributes(value)
 
 
 def _topic_arn(a: Any, topic: str, timeout: float) -> str:
@@ -206,11 +211,7 @@ def publish(p: SnsParams, data: Any, ctx: TargetContext) -> dict[str, Any]:
     }
     if p.subject:
         kwargs["Subject"] = templates.render_header("subject", p.subject, found)
-    if p.attributes:
-        kwargs["MessageAttributes"] = _attributes(templates.render_json(p.attributes, found))
-    if p.topic.endswith(".fifo"):
-        group = templates.render_text(p.group_id, found) if p.group_id else ctx.job_id
-        kwargs |= {"MessageGroupId": group, "MessageDeduplicationId": ctx.idempotency_key}
+    kwargs |= p.options(p.topic.endswith(".fifo"), found, ctx)
     out = _call("sns", p.topic, a.client("sns", p.timeout).publish, **kwargs)
     return {"message_id": out["MessageId"], "sequence_number": out.get("SequenceNumber")}
 

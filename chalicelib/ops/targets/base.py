@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from chalicelib.config import get_settings
+from chalicelib.ops.templates import TemplateContext
 
 DEFAULT_EXCERPT = 4096
 MAX_EXCERPT = 65536
@@ -22,23 +23,8 @@ _ARN = re.compile(r"arn:aws[a-z-]*:[^\s\"',]+")
 _ACCOUNT = re.compile(r"(?<!\d)\d{12}(?!\d)")
 
 
-class TargetContext(Protocol):
-    """What a target knows of its slice (SliceContext)."""
-
-    @property
-    def ex_id(self) -> str: ...
-
-    @property
-    def job_id(self) -> str: ...
-
-    @property
-    def attempt(self) -> int: ...
-
-    @property
-    def args(self) -> str | None: ...
-
-    @property
-    def slot(self) -> str: ...
+class TargetContext(TemplateContext, Protocol):
+    """What a target knows of its slice (SliceContext): its templates' values and its key."""
 
     @property
     def idempotency_key(self) -> str: ...
