@@ -410,3 +410,34 @@ def test_http_slice_redelivered_after_a_lost_lease_sends_the_same_key(
     keys = [s.headers["Idempotency-Key"] for s in server.seen]
     first = SliceContext(ex["ex_id"], ex["job_id"], 0, 1, None, slot=ex["slot"]).idempotency_key
     assert len(keys) == 3 and keys.count(first) == 2
+
+
+class _Answers:
+    """A stand-in client answering each operation as given (what moto cannot: a function's
+    error, a refused event)."""
+
+    def __init__(self, **answers: Any) -> None:
+        for name, answer in answers.items():
+            setattr(self, name, lambda answer=answer, **_: answer)
+
+
+def test_a_function_error_fails_the_slice_with_the_functions_error(jobs: Jobs) -> None:
+    error = b'{"errorMessage": "division by zero", "errorType": "ZeroDivisionError"}'
+    client = _Answers(
+        invoke={"StatusCode": 200, "FunctionError": "Unhandled", "Payload": io.BytesIO(error)}
+    )
+    use(TargetAccess(ALLOW, lambda service, timeout: client))
+    ex = jobs.once({"_op": "lambda", "function": "nightly-report"}, max_retries=0)
+    assert ex["_status"] == "failed"
+    assert "lambda 'nightly-report': function error (Unhandled)" in ex["_failureReason"]
+    assert "division by zero" in ex["_failureReason"]
+
+
+def test_an_event_eventbridge_refuses_fails_the_slice_saying_why(jobs: Jobs) -> None:
+    refused = {"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}
+    client = _Answers(put_events={"FailedEntryCount": 1, "Entries": [refused]})
+    use(TargetAccess(ALLOW, lambda service, timeout: client))
+    op = {"_op": "eventbridge", "source": "s", "detail_type": "d"}
+    ex = jobs.once(op, max_retries=0)
+    assert ex["_status"] == "failed"
+    assert "the event was refused (InternalFailure: try again)" in ex["_failureReason"]

@@ -172,3 +172,15 @@ def test_templates_are_data_escaped_for_their_place() -> None:
     assert templates.render_text("{{resolve:ssm:/x}} {{ attempt }}", found) == (
         "{{resolve:ssm:/x}} 1"
     )
+
+
+def test_check_field_names_the_field_for_other_callers() -> None:
+    templates.check_field("operations[1].input", {"ok": "{{ run_id }}"})
+    with pytest.raises(InvalidInput) as err:
+        templates.check_field("operations[1].input", {"a": ["x", "{{ nope }}"]})
+    assert err.value.details["errors"] == [
+        {
+            "field": "operations[1].input.a[1]",
+            "reason": "unknown template {{ nope }}; known: " + ", ".join(templates.NAMES),
+        }
+    ]
