@@ -7,6 +7,7 @@ job's `max_retries` with the same idempotency key, a call outside the stage's al
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import zipfile
@@ -315,6 +316,8 @@ def test_lambda_invoke_the_call_and_its_parameters(jobs: Jobs) -> None:
     assert sent["FunctionName"] == "nightly-report"
     assert sent["InvocationType"] == "RequestResponse"
     assert json.loads(sent["Payload"]) == {"slot": ex["slot"], "attempt": "1"}
+    context = json.loads(base64.b64decode(sent["ClientContext"]))
+    assert context["custom"]["idempotency_key"] == _ctx(ex).idempotency_key
 
 
 def test_lambda_outside_the_allow_list_and_event_invocation(jobs: Jobs) -> None:

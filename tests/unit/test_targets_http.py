@@ -184,3 +184,9 @@ def test_check_field_names_the_field_for_other_callers() -> None:
             "reason": "unknown template {{ nope }}; known: " + ", ".join(templates.NAMES),
         }
     ]
+
+
+def test_a_key_given_in_any_case_is_not_sent_twice(server: TargetServer) -> None:
+    _run({"url": server.url + "/ok", "headers": {"idempotency-key": "mine"}})
+    (seen,) = server.seen
+    assert [v for k, v in seen.headers.items() if k.lower() == "idempotency-key"] == ["mine"]

@@ -109,8 +109,9 @@ def invoke(p: LambdaParams, data: Any, ctx: TargetContext) -> dict[str, Any]:
         "FunctionName": p.function,
         "InvocationType": p.invocation,
         "Payload": payload.encode(),
-        "ClientContext": base64.b64encode(json.dumps(client_context).encode()).decode(),
     }
+    if p.invocation == "RequestResponse":  # Lambda passes it on synchronous calls only
+        kwargs["ClientContext"] = base64.b64encode(json.dumps(client_context).encode()).decode()
     if p.qualifier:
         kwargs["Qualifier"] = p.qualifier
     out = _call("lambda", p.function, a.client("lambda", p.timeout).invoke, **kwargs)

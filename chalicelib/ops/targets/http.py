@@ -17,6 +17,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import urllib3
 from pydantic import Field, JsonValue, field_validator, model_validator
+from urllib3 import HTTPHeaderDict
 from urllib3.util.retry import Retry
 
 from chalicelib.ops import templates
@@ -107,7 +108,9 @@ def _link_local(host: str) -> bool:
         return False
 
 
-def _request(p: HttpParams, ctx: TargetContext) -> tuple[str, dict[str, str], bytes | None]:
+def _request(p: HttpParams, ctx: TargetContext) -> tuple[str, HTTPHeaderDict, bytes | None]:
+    """The URL, headers (case-insensitive: a header given in any case is not added again)
+    and body of the request, templates rendered; TargetDenied for a host not allowed."""
     found = templates.values(ctx)
     parts = urlsplit(templates.render_url(p.url, found))
     host = parts.hostname or ""
@@ -118,7 +121,9 @@ def _request(p: HttpParams, ctx: TargetContext) -> tuple[str, dict[str, str], by
     if query:
         joined = "&".join(q for q in (parts.query, urlencode(query)) if q)
         parts = parts._replace(query=joined)
-    headers = {k: templates.render_header(k, v, found) for k, v in p.headers.items()}
+    headers = HTTPHeaderDict(
+        {k: templates.render_header(k, v, found) for k, v in p.headers.items()}
+    )
     headers.setdefault("Idempotency-Key", ctx.idempotency_key)
     body: bytes | None = None
     if p.json_body is not None:
@@ -149,7 +154,7 @@ def _wait(seconds: float, deadline: float) -> bool:
 
 
 def _attempt(
-    p: HttpParams, url: str, headers: dict[str, str], body: bytes | None, left: float
+    p: HttpParams, url: str, headers: HTTPHeaderDict, body: bytes | None, left: float
 ) -> tuple[int, bytes, Any]:
     """One request: its status, up to `max_response_bytes + 1` of its body, its headers."""
     response = _POOL.request(
