@@ -631,6 +631,7 @@ class Grants:
     # "run" starts and checks them, "stop" stops them (a stopped or timed-out run), "list"
     # lists a bucket (slicing an s3 reader's run again: a recovery)
     targets: tuple[str, ...] = ()
+    calls_targets: bool = False  # the targets the stage allows (CADENZA_TARGETS_ALLOW)
 
 
 GET, PUT, UPDATE, DELETE, QUERY = (
@@ -696,6 +697,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         },
         reads_secrets=True,
         targets=("run", "stop", "list"),
+        calls_targets=True,
     ),
     # claims and finishes slices, hands out the next, finishes runs (as the start worker)
     SLICE_WORKER: Grants(
@@ -714,6 +716,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         },
         reads_secrets=True,
         targets=("run", "stop", "list"),
+        calls_targets=True,
     ),
 }
 SQS_SEND_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
@@ -818,7 +821,12 @@ def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str
             if grants.reads_secrets
             else []
         ),
-        *target_statements(stage_settings(config, stage), grants.targets),
+        *wait_target_statements(stage_settings(config, stage), grants.targets),
+        *(
+            target_statements(stage_settings(config, stage).targets_allow)
+            if grants.calls_targets
+            else []
+        ),
     ]
     return {
         "Version": "2012-10-17",
@@ -836,7 +844,7 @@ def _tasks_of(ref: str) -> Any:
     return {"Fn::Sub": f"{REGIONAL}:ecs:{HERE}:task/{ref}/*"}
 
 
-def target_statements(s: Settings, uses: tuple[str, ...]) -> list[dict[str, Any]]:
+def wait_target_statements(s: Settings, uses: tuple[str, ...]) -> list[dict[str, Any]]:
     """The stepfunctions, ecs and s3 ops' grants, on exactly what the stage allows
     (CADENZA_ALLOW_STATE_MACHINES, _ECS_CLUSTERS, _BUCKETS; empty: none). RunTask of a task
     definition with roles also needs iam:PassRole on them: the deployer grants that."""
@@ -918,6 +926,34 @@ def _secrets_statements(prefix: str) -> list[dict[str, Any]]:
             "Resource": {"Fn::Sub": f"{REGIONAL}:secretsmanager:{HERE}:secret:{prefix}*"},
         },
     ]
+
+
+# a target kind -> (the actions its op makes, the ARN of one allowed name under REGIONAL)
+TARGET_GRANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "lambda": (
+        ("lambda:InvokeFunction",),
+        (f"lambda:{HERE}:function:{{}}", f"lambda:{HERE}:function:{{}}:*"),
+    ),
+    "sqs": (SQS_SEND_ACTIONS, (f"sqs:{HERE}:{{}}",)),
+    "sns": (("sns:Publish",), (f"sns:{HERE}:{{}}",)),
+    "eventbridge": (("events:PutEvents",), (f"events:{HERE}:event-bus/{{}}",)),
+}
+
+
+def target_statements(allow: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """What the workers may call as targets: each allowed name (a pattern's `*` is IAM's),
+    in the stage's account and region. `http` needs no grant; nothing allowed, no statement."""
+    statements = []
+    for kind, (actions, arns) in TARGET_GRANTS.items():
+        names = sorted({name for k, name in allow if k == kind})
+        if names:
+            resources = [
+                {"Fn::Sub": f"{REGIONAL}:{arn.replace('{}', n)}"} for n in names for arn in arns
+            ]
+            statements.append(
+                {"Sid": f"Targets{cfn_name(kind)}", "Action": list(actions), "Resource": resources}
+            )
+    return statements
 
 
 def function_policy_file(stage: str, function: str) -> str:

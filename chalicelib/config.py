@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -115,6 +116,10 @@ class Settings:
     allow_ecs_clusters: tuple[str, ...] = ()
     allow_buckets: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
+    # what the targets of this stage's jobs may call (docs/targets.md#grants): (kind, name
+    # pattern) pairs from CADENZA_TARGETS_ALLOW, e.g. `lambda:nightly-*,http:api.example.com`;
+    # the workers' IAM policy is generated from it. Empty: no target may be called.
+    targets_allow: tuple[tuple[str, str], ...] = ()
 
     @property
     def ddb_endpoint(self) -> str | None:
@@ -189,6 +194,7 @@ class Settings:
             allow_state_machines=_list(e.get("CADENZA_ALLOW_STATE_MACHINES")),
             allow_ecs_clusters=_list(e.get("CADENZA_ALLOW_ECS_CLUSTERS")),
             allow_buckets=_list(e.get("CADENZA_ALLOW_BUCKETS")),
+            targets_allow=_targets_allow(e),
         )
 
 
@@ -210,3 +216,24 @@ def _authorizer(e: Mapping[str, str]) -> str:
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
     return Settings.from_env()
+
+
+TARGET_KINDS = ("http", "lambda", "sqs", "sns", "eventbridge")
+_TARGET_NAME = re.compile(r"[A-Za-z0-9_.*:/\-]{1,256}")
+
+
+def _targets_allow(e: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """CADENZA_TARGETS_ALLOW, checked where it is read (a typo fails at import, not when a
+    slice runs): `kind:pattern` entries, comma separated; a pattern may hold `*`."""
+    out = []
+    for entry in _list(e.get("CADENZA_TARGETS_ALLOW")):
+        kind, _, pattern = entry.partition(":")
+        kind, pattern = kind.strip().lower(), pattern.strip()
+        if kind not in TARGET_KINDS:
+            raise ValueError(
+                f"CADENZA_TARGETS_ALLOW: {entry!r}: expected kind:name, kind one of {TARGET_KINDS}"
+            )
+        if not _TARGET_NAME.fullmatch(pattern):
+            raise ValueError(f"CADENZA_TARGETS_ALLOW: {entry!r}: not a name or a pattern")
+        out.append((kind, pattern.lower() if kind == "http" else pattern))
+    return tuple(out)

@@ -36,6 +36,7 @@ RENAMED = {
     ("s3", "ListObjects"): "ListBucket",
     ("s3", "HeadBucket"): "ListBucket",
     ("s3", "HeadObject"): "GetObject",
+    ("lambda", "Invoke"): "InvokeFunction",
 }
 TRANSACT_ITEMS = {
     "Put": "PutItem",
@@ -112,6 +113,17 @@ def _secretsmanager(region: str, op: str, params: Mapping[str, Any]) -> list[tup
     return [(op, arn)]
 
 
+def _lambda(region: str, op: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{params.get('FunctionName', '*')}"
+    qualifier = params.get("Qualifier")
+    return [(RENAMED.get(("lambda", op), op), f"{arn}:{qualifier}" if qualifier else arn)]
+
+
+def _events(region: str, op: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    buses = {e.get("EventBusName") or "default" for e in params.get("Entries", [{}])}
+    return [(op, f"arn:aws:events:{region}:{ACCOUNT}:event-bus/{b}") for b in sorted(buses)]
+
+
 RESOURCES: dict[str, Callable[[str, str, Mapping[str, Any]], list[tuple[str, str]]]] = {
     "dynamodb": _dynamodb,
     "sqs": _sqs,
@@ -119,6 +131,8 @@ RESOURCES: dict[str, Callable[[str, str, Mapping[str, Any]], list[tuple[str, str
     "sns": _sns,
     "ssm": _ssm,
     "secretsmanager": _secretsmanager,
+    "lambda": _lambda,
+    "events": _events,
 }
 
 

@@ -156,12 +156,15 @@ READER_REASON = (
 )
 
 
-def check_operations(operations: list[dict[str, Any]], prefix: str) -> None:
+def check_operations(
+    operations: list[dict[str, Any]], prefix: str, reader_resolved: bool = False
+) -> None:
     """The references in a job's operations, checked at submit: none in the reader's
-    parameters, each processor's under the stage's `prefix`."""
+    parameters (unless `reader_resolved`: a target as the reader, which acts when its one
+    slice is processed and is resolved then), each processor's under the stage's `prefix`."""
     for i, op in enumerate(operations):
         params = {k: v for k, v in op.items() if k != "_op"}
-        if i == 0:
+        if i == 0 and not reader_resolved:
             refuse_references("operations[0]", params, READER_REASON)
         else:
             check_references(f"operations[{i}]", params, prefix)

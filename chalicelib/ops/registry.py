@@ -11,11 +11,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from chalicelib.domain.errors import InvalidInput, LimitExceeded
 from chalicelib.domain.secrets import Substitution, has_references
 from chalicelib.ops import runlog
+from chalicelib.ops.params import Params as Params  # re-exported: ops and tests import it here
+from chalicelib.ops.targets import aws as aws_targets
+from chalicelib.ops.targets import http as http_target
 from chalicelib.ports import BlobStore, SecretSource
 
 MAX_SLICES = 100_000
@@ -41,12 +44,6 @@ class SliceContext:
         Step Functions execution name, an ECS client token) does the side effect once."""
         raw = f"{self.job_id}/{self.slot}/{self.order}".encode()
         return hashlib.sha256(raw).hexdigest()[:32]
-
-
-class Params(BaseModel):
-    """An op's parameters, strict: `true` is not a number, nor `"5"` an integer."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class AnyParams(Params):
@@ -158,6 +155,8 @@ class OpSpec:
     reader: Reader | None = None
     processor: Processor | None = None
     run_seconds: str | None = None
+    # a target: as the reader it makes one slice, and acts when that slice is processed
+    acts: bool = False
 
 
 class OpSource(ABC):
@@ -211,7 +210,8 @@ def _noop_reader(p: Any, args: str | None) -> Iterator[dict[str, Any]]:
     yield {}
 
 
-ONE_SLICE_READERS = frozenset({"noop"})  # built-in: an asset cannot take these names
+TARGETS = ("http", "lambda", "sqs", "sns", "eventbridge")
+ONE_SLICE_READERS = frozenset({"noop", *TARGETS})  # built-in: an asset cannot take these names
 
 
 def always_one_slice(operations: list[dict[str, Any]]) -> bool:
@@ -303,6 +303,16 @@ REGISTRY: dict[str, OpSpec] = {
         OpSpec("s3", S3ReadParams, reader=_s3_reader),
         OpSpec("s3_get", S3GetParams, processor=_s3_get),
         OpSpec("s3_put", S3PutParams, processor=_s3_put),
+        *(
+            OpSpec(name, params, _noop_reader, processor, run_seconds="timeout", acts=True)
+            for name, params, processor in (
+                ("http", http_target.HttpParams, http_target.call),
+                ("lambda", aws_targets.LambdaParams, aws_targets.invoke),
+                ("sqs", aws_targets.SqsParams, aws_targets.send),
+                ("sns", aws_targets.SnsParams, aws_targets.publish),
+                ("eventbridge", aws_targets.EventBridgeParams, aws_targets.put_event),
+            )
+        ),
     )
 }
 
@@ -447,14 +457,15 @@ def process(
     `secrets`, the references in the processors' parameters and the run's args are
     replaced by their values first, and those values are redacted from the output and from
     any error (RedactedError): they are never stored or returned."""
-    if secrets is None or not has_references([operations[1:], ctx.args]):
+    acting = 0 if acting_reader(operations) else 1
+    if secrets is None or not has_references([operations[acting:], ctx.args]):
         return _process(operations, request, ctx, extra)
     sub = secrets.substitution()
     slice_log = runlog.current()
     if slice_log is not None:
         slice_log.redact_with(sub.redact)
     try:
-        resolved = [operations[0], *sub.value(operations[1:])]
+        resolved = [*operations[:acting], *sub.value(operations[acting:])]
         args = None if ctx.args is None else sub.text(ctx.args)
         return sub.redact(_process(resolved, request, replace(ctx, args=args), extra))
     except Exception as exc:
@@ -470,8 +481,15 @@ def _process(
     extra: Mapping[str, OpSpec] | None = None,
 ) -> Any:
     data = request
-    for i, op in enumerate(operations[1:], start=1):
+    first = 0 if acting_reader(operations) else 1
+    for i, op in enumerate(operations[first:], start=first):
         spec, params = _spec(i, op, "processor", extra)
         assert spec.processor is not None
         data = spec.processor(params, data, ctx)
     return data
+
+
+def acting_reader(operations: list[dict[str, Any]]) -> bool:
+    """Whether the job's reader is a target, which acts on its one slice."""
+    spec = REGISTRY.get(str(operations[0].get("_op"))) if operations else None
+    return spec is not None and spec.acts

@@ -33,7 +33,7 @@ from chalicelib.domain.transitions import (
     JobState,
     apply,
 )
-from chalicelib.ops.registry import validate_operations
+from chalicelib.ops.registry import acting_reader, validate_operations
 from chalicelib.ports import Clock, Queue, Sort, Store
 from chalicelib.services.quotas import Quotas
 from chalicelib.services.scheduling import next_slot
@@ -113,7 +113,7 @@ def parse_definition(
     operations = [op.to_dict() for op in spec.operations]
     validate_operations(operations, declared, max_op_seconds)
     if secrets_prefix is not None:
-        check_operations(operations, secrets_prefix)
+        check_operations(operations, secrets_prefix, acting_reader(operations))
     return spec
 
 

@@ -382,7 +382,7 @@ def test_target_grants_name_exactly_what_the_stage_allows() -> None:
             "CADENZA_ALLOW_BUCKETS": "acme-in, acme-out",
         }
     )
-    workers = {st["Sid"]: st for st in infra.target_statements(s, ("run", "stop", "list"))}
+    workers = {st["Sid"]: st for st in infra.wait_target_statements(s, ("run", "stop", "list"))}
     execution = "arn:aws:states:eu-west-1:123456789012:execution:nightly:*"
     assert workers["StartExecutions"]["Resource"] == [machine]
     assert workers["CheckExecutions"]["Resource"] == [execution]
@@ -402,6 +402,52 @@ def test_target_grants_name_exactly_what_the_stage_allows() -> None:
         {"Fn::Sub": "arn:${AWS::Partition}:s3:::acme-in/*"},
         {"Fn::Sub": "arn:${AWS::Partition}:s3:::acme-out/*"},
     ]
-    supervisor = {st["Sid"] for st in infra.target_statements(s, ("stop",))}
+    supervisor = {st["Sid"] for st in infra.wait_target_statements(s, ("stop",))}
     assert supervisor == {"StopExecutions", "StopTasks"}
-    assert infra.target_statements(Settings.from_env({}), ("run", "stop", "list")) == []
+    assert infra.wait_target_statements(Settings.from_env({}), ("run", "stop", "list")) == []
+
+
+def test_the_workers_may_call_the_targets_the_stage_allows() -> None:
+    """CADENZA_TARGETS_ALLOW -> the workers' statements (a pattern's `*` is IAM's), in the
+    stack's account and region; nothing for `http`; none for the other functions."""
+    config = json.loads(json.dumps(CONFIG))
+    allow = (
+        "http:api.example.com,lambda:nightly-*,sqs:orders.fifo,sns:ops-alerts,eventbridge:default"
+    )
+    config["stages"]["dev"]["environment_variables"]["CADENZA_TARGETS_ALLOW"] = allow
+    names = TEMPLATE["Mappings"][infra.NAMES_MAPPING]["dev"]
+    arns = stack_arns(TEMPLATE, names, REGION)
+    here = f"{REGION}:{ACCOUNT}"
+    for function in infra.FUNCTIONS:
+        policy = resolved(infra.iam_policy(config, "dev", function), arns, REGION)
+        targets = {s["Sid"]: s for s in policy["Statement"] if s["Sid"].startswith("Targets")}
+        if function not in (infra.START_WORKER, infra.SLICE_WORKER):
+            assert targets == {}
+            continue
+        assert {sid: (s["Action"], s["Resource"]) for sid, s in targets.items()} == {
+            "TargetsLambda": (
+                ["lambda:InvokeFunction"],
+                [
+                    f"arn:aws:lambda:{here}:function:nightly-*",
+                    f"arn:aws:lambda:{here}:function:nightly-*:*",
+                ],
+            ),
+            "TargetsSqs": (
+                ["sqs:GetQueueUrl", "sqs:SendMessage"],
+                [f"arn:aws:sqs:{here}:orders.fifo"],
+            ),
+            "TargetsSns": (["sns:Publish"], [f"arn:aws:sns:{here}:ops-alerts"]),
+            "TargetsEventbridge": (
+                ["events:PutEvents"],
+                [f"arn:aws:events:{here}:event-bus/default"],
+            ),
+        }
+
+
+def test_a_malformed_target_allow_list_fails_where_it_is_read() -> None:
+    with pytest.raises(ValueError, match="kind one of"):
+        Settings.from_env({"CADENZA_TARGETS_ALLOW": "ftp:host"})
+    with pytest.raises(ValueError, match="not a name or a pattern"):
+        Settings.from_env({"CADENZA_TARGETS_ALLOW": "sqs:a b"})
+    parsed = Settings.from_env({"CADENZA_TARGETS_ALLOW": " http:API.example.com , sqs:q* "})
+    assert parsed.targets_allow == (("http", "api.example.com"), ("sqs", "q*"))

@@ -41,6 +41,8 @@ def _op_schema(name: str) -> dict[str, Any]:
 def _operation_schemas() -> dict[str, Any]:
     """`Op_<name>` per registered op; `Reader` / `Processor`: the ops fit for each place."""
     out: dict[str, Any] = {f"Op_{name}": _op_schema(name) for name in sorted(REGISTRY)}
+    for name in sorted(REGISTRY):  # what an op's params refer to (JsonValue), as components
+        out.update(out[f"Op_{name}"].pop("$defs", {}))
     for role, attr in (("Reader", "reader"), ("Processor", "processor")):
         names = sorted(n for n, s in REGISTRY.items() if getattr(s, attr) is not None)
         out[role] = {"oneOf": [{"$ref": REF_TEMPLATE.format(model=f"Op_{n}")} for n in names]}

@@ -1,0 +1,1 @@
+"""Built-in targets: ops that act on the world (docs/targets.md)."""
