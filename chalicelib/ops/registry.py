@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chalicelib.domain.errors import InvalidInput, LimitExceeded
 from chalicelib.domain.secrets import Substitution, has_references
-from chalicelib.ops import runlog
+from chalicelib.ops import runlog, templates
 from chalicelib.ops.params import Params as Params  # re-exported: ops and tests import it here
 from chalicelib.ops.targets import aws as aws_targets
 from chalicelib.ops.targets import http as http_target
@@ -104,6 +104,11 @@ class StepFunctionsParams(Params):
     wait: bool = False
     check_seconds: int = Field(default=30, ge=1, le=900)
 
+    @field_validator("input")
+    @classmethod
+    def _templates(cls, value: Any) -> Any:
+        return templates.check(value)
+
 
 class EcsParams(Params):
     """Run one task of `task_definition` on `cluster` (in the stage's allow-list); with
@@ -118,6 +123,11 @@ class EcsParams(Params):
     overrides: dict[str, Any] | None = None
     wait: bool = False
     check_seconds: int = Field(default=30, ge=1, le=900)
+
+    @field_validator("overrides")
+    @classmethod
+    def _templates(cls, value: Any) -> Any:
+        return templates.check(value)
 
 
 class S3ReadParams(Params):

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from chalicelib.domain.slices import Waiting
+from chalicelib.ops import templates
 from chalicelib.ops.clients import NotAllowed, current
 
 EXCERPT_CHARS = 4000
@@ -44,7 +45,8 @@ def start_execution(p: Any, data: Any, ctx: Any) -> Any:
     if ctx.wait is not None:
         return _check_execution(ctx.wait, p.check_seconds)
     arn = clients.state_machine(p.state_machine)
-    payload = p.input if "input" in p.model_fields_set else data
+    found = templates.values(ctx)
+    payload = templates.render_json(p.input, found) if "input" in p.model_fields_set else data
     started = clients.need_waits("stepfunctions").start_execution(
         arn, ctx.idempotency_key, json.dumps(payload, separators=(",", ":"), sort_keys=True)
     )
@@ -82,7 +84,7 @@ def run_task(p: Any, data: Any, ctx: Any) -> Any:
     if ctx.wait is not None:
         return _check_task(ctx.wait, p.check_seconds)
     cluster = clients.cluster(p.cluster)
-    answer = clients.need_waits("ecs").run_task(_run_request(p, cluster, ctx.idempotency_key))
+    answer = clients.need_waits("ecs").run_task(_run_request(p, cluster, ctx))
     tasks, failures = answer.get("tasks") or [], answer.get("failures") or []
     if not tasks:
         reasons = "; ".join(f"{f.get('arn', '')} {f.get('reason', '')}".strip() for f in failures)
@@ -94,12 +96,12 @@ def run_task(p: Any, data: Any, ctx: Any) -> Any:
     return Waiting({"kind": "ecs", **out}, p.check_seconds)
 
 
-def _run_request(p: Any, cluster: str, token: str) -> dict[str, Any]:
+def _run_request(p: Any, cluster: str, ctx: Any) -> dict[str, Any]:
     request: dict[str, Any] = {
         "cluster": cluster,
         "taskDefinition": p.task_definition,
         "count": 1,
-        "clientToken": token,
+        "clientToken": ctx.idempotency_key,
         "startedBy": "cadenza",
     }
     if p.launch_type is not None:
@@ -113,7 +115,7 @@ def _run_request(p: Any, cluster: str, token: str) -> dict[str, Any]:
             vpc["securityGroups"] = p.security_groups
         request["networkConfiguration"] = {"awsvpcConfiguration": vpc}
     if p.overrides is not None:
-        request["overrides"] = p.overrides
+        request["overrides"] = templates.render_json(p.overrides, templates.values(ctx))
     return request
 
 

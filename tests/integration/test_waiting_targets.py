@@ -331,3 +331,35 @@ def test_bad_target_params_are_refused_naming_the_field(op: dict[str, Any], fiel
         validate_operations([{"_op": "noop"}, op])
     errors = err.value.to_dict()["errors"]
     assert isinstance(errors, list) and [e["field"] for e in errors] == [field]
+
+
+def test_templates_in_an_executions_input_and_a_tasks_overrides_are_the_slices_values(
+    memory_container: Container, queue: MemoryQueue, clock: FakeClock, fake: FakeWaitTargets
+) -> None:
+    c = memory_container
+    sfn = {**SFN_WAIT, "input": {"slot": "{{ slot }}", "run": "run {{ run_id }}"}}
+    run = _run(c, sfn)
+    deliver_next(c, queue, clock)
+    deliver_next(c, queue, clock)
+    [call] = fake.named("start_execution")
+    assert json.loads(call["input"]) == {"slot": run.slot, "run": f"run {run.ex_id}"}
+    command = {"containerOverrides": [{"name": "app", "command": ["run", "{{ job_id }}"]}]}
+    run = _run(c, {**ECS, "overrides": command})
+    deliver_next(c, queue, clock)
+    deliver_next(c, queue, clock)
+    [task] = fake.named("run_task")
+    assert task["overrides"]["containerOverrides"][0]["command"] == ["run", run.job_id]
+
+
+@pytest.mark.parametrize(
+    ("op", "field"),
+    [
+        ({**SFN_WAIT, "input": {"x": "{{ nope }}"}}, "operations[1].input"),
+        ({**ECS, "overrides": {"x": "{{ nope }}"}}, "operations[1].overrides"),
+    ],
+)
+def test_an_unknown_template_name_is_refused_at_submit(op: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        validate_operations([{"_op": "noop"}, op])
+    errors = err.value.to_dict()["errors"]
+    assert isinstance(errors, list) and [e["field"] for e in errors] == [field]
