@@ -10,6 +10,7 @@ from typing import Any, TypedDict, Unpack
 import boto3
 from botocore.config import Config
 
+from chalicelib.adapters.dynamodb.agents import DynamoAgentStore
 from chalicelib.adapters.dynamodb.assets import DynamoAssetStore
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.s3 import S3BlobStore
@@ -23,16 +24,19 @@ from chalicelib.ops.assets import AssetOpLoader
 from chalicelib.ops.registry import REGISTRY, Secrets
 from chalicelib.ops.sandbox import Sandbox
 from chalicelib.ports import (
+    AgentStore,
     AssetStore,
     BlobStore,
     Clock,
     Notifier,
     Queue,
+    RunLogStore,
     SecretSource,
     Store,
     SystemClock,
 )
 from chalicelib.services.admin import AdminService
+from chalicelib.services.agents import AgentService
 from chalicelib.services.assets import AssetService
 from chalicelib.services.cluster import ClusterService
 from chalicelib.services.executions import ExecutionService
@@ -65,6 +69,7 @@ class Container:
     # the principals (or patterns) with the admin role now: the stage's settings, and
     # locally the stack's admin users too, read per request (a new admin needs no restart)
     admins: Callable[[], Sequence[str]]
+    agents: AgentService
 
     def scoped(self, who: Principal) -> Container:
         """The services that serve a caller, acting on behalf of `who` (see
@@ -100,6 +105,8 @@ class Parts(TypedDict, total=False):
     files: BlobStore
     secrets: SecretSource
     admins: Callable[[], Sequence[str]]
+    agent_store: AgentStore
+    run_logs: RunLogStore
 
 
 def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) -> Container:
@@ -138,6 +145,13 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         history=HistoryService(store, clock),
         job_errors=JobErrorService(store, jobs, executions),
         admins=parts.get("admins") or (lambda: s.admins),
+        agents=AgentService(
+            parts.get("agent_store") or DynamoAgentStore(s),
+            clock,
+            logs=parts.get("run_logs"),
+            alerts=store,
+            notifier=notifier,
+        ),
     )
 
 
