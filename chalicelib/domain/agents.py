@@ -188,7 +188,9 @@ class Task:
         if self.state == TaskState.waiting:
             return True
         return (
-            self.state == TaskState.leased and self.reclaim_at is not None and now >= self.reclaim_at
+            self.state == TaskState.leased
+            and self.reclaim_at is not None
+            and now >= self.reclaim_at
         )
 
     def lease(self, agent: str, token: str, deadline_s: float, now: float, margin_s: float) -> Task:

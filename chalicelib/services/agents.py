@@ -108,7 +108,7 @@ class AgentService:
             )
         return agent.doc(agent.created, self.timing)
 
-    def list(self) -> list[dict[str, Any]]:
+    def listing(self) -> list[dict[str, Any]]:
         now = self.clock.now()
         return [a.doc(now, self.timing) for a in self.agents.agents(self.who.scope)]
 
@@ -291,9 +291,7 @@ class AgentService:
         key = f"{reason}:{task.task_id}:{task.attempt}"
         self._put_alert(key, reason, task, {"task_id": task.task_id, **detail})
 
-    def _put_alert(
-        self, key: str, reason: str, task: Task | None, detail: dict[str, Any]
-    ) -> None:
+    def _put_alert(self, key: str, reason: str, task: Task | None, detail: dict[str, Any]) -> None:
         alert = Alert(
             alert_id=str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
             created=self.clock.now(),

@@ -20,9 +20,7 @@ class MemoryAgentStore(AgentStore):
         return None
 
     def _named(self, owner: str, name: str) -> Agent | None:
-        return next(
-            (a for a in self._agents.values() if a.owner == owner and a.name == name), None
-        )
+        return next((a for a in self._agents.values() if a.owner == owner and a.name == name), None)
 
     def put_agent(self, agent: Agent) -> bool:
         with self._lock:

@@ -41,7 +41,8 @@ class MemoryRunLogs(RunLogStore):
         start = int(token or 0)
         taken: list[LogEntry] = []
         end = start
-        for end, e in enumerate(ordered[start:], start + 1):
+        for e in ordered[start:]:
+            end += 1
             if (slice_id is None or e.slice_id == slice_id) and (
                 level is None or _RANK[e.level] >= _RANK[level]
             ):

@@ -64,9 +64,7 @@ def _json(value: Any) -> str:
 
 
 def _post(client: SignedClient, path: str, body: Any) -> Any:
-    return client.http.post(
-        path, body=_json(body), headers={"Content-Type": "application/json"}
-    )
+    return client.http.post(path, body=_json(body), headers={"Content-Type": "application/json"})
 
 
 def test_an_agent_registers_takes_reports_and_is_listed(

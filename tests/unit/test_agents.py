@@ -109,8 +109,8 @@ def test_an_owner_adds_lists_and_sees_only_its_agents(
     parts: tuple[AgentService, MemoryRunLogs, Alerts],
 ) -> None:
     service, _, _ = parts
-    assert [a["name"] for a in service.as_(OWNER).list()] == ["box1", "box2"]
-    assert service.as_(OTHER).list() == []
+    assert [a["name"] for a in service.as_(OWNER).listing()] == ["box1", "box2"]
+    assert service.as_(OTHER).listing() == []
     with pytest.raises(NotFound):
         service.as_(OTHER).get("box1")
     with pytest.raises(Conflict):

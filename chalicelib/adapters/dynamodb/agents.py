@@ -5,6 +5,7 @@ set of open tasks change together in one transaction when it ends."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from pynamodb.exceptions import PutError, UpdateError
@@ -167,7 +168,8 @@ class DynamoAgentStore(AgentStore):
 
     def agents(self, owner: str | None, name: str | None = None) -> list[Agent]:
         registry = self._read(REGISTRY)
-        rows = sorted(tuple(m.split("\t", 2)) for m in (registry.members or ()) if registry)
+        members = (registry.members if registry is not None else None) or set()
+        rows = sorted(tuple(m.split("\t", 2)) for m in members)
         keys = [
             _agent_key(p)
             for o, n, p in rows
@@ -179,9 +181,11 @@ class DynamoAgentStore(AgentStore):
     def _batch(self, keys: list[str]) -> list[AgentItemModel]:
         out: list[AgentItemModel] = []
         for i in range(0, len(keys), BATCH):
-            chunk = keys[i : i + BATCH]
-            out.extend(_get(lambda c=chunk: list(self.m.batch_get(c, consistent_read=True))))
+            out.extend(_get(partial(self._batch_get, keys[i : i + BATCH])))
         return out
+
+    def _batch_get(self, keys: list[str]) -> list[AgentItemModel]:
+        return list(self.m.batch_get(keys, consistent_read=True))
 
     # ---- tasks ---------------------------------------------------------------------------
 
@@ -219,9 +223,7 @@ class DynamoAgentStore(AgentStore):
         held = self._read(_open_key(owner))
         ids = sorted(held.members or ()) if held is not None else []
         found = [task_from(m) for m in self._batch([_task_key(i) for i in ids[:limit]]) if m.body]
-        return sorted(
-            (t for t in found if t.state != TaskState.ended), key=lambda t: t.task_id
-        )
+        return sorted((t for t in found if t.state != TaskState.ended), key=lambda t: t.task_id)
 
     def lease_task(self, seen: Task, leased: Task, now: float) -> bool:
         A = self.m
@@ -254,4 +256,3 @@ class DynamoAgentStore(AgentStore):
             tx.update(A(_open_key(ended.owner)), actions=[A.members.delete({ended.task_id})])
 
         return self.tx._transact(build)
-

@@ -33,7 +33,7 @@ def _body(request: Request, required: bool = True) -> dict[str, Any]:
 
 @routes("/agents")
 def list_agents(request: Request) -> Response:
-    return json_response(_agents(request).list())
+    return json_response(_agents(request).listing())
 
 
 @routes("/agents", ("POST",), BODY_TYPES)
@@ -84,7 +84,9 @@ def agent_report(request: Request, task_id: str) -> Response:
 def _report(body: dict[str, Any]) -> Report:
     token, lines, end = body.get("token"), body.get("lines", []), body.get("end")
     if not isinstance(token, str) or not token:
-        raise InvalidInput("token: the task's lease token", [{"field": "token", "reason": "missing"}])
+        raise InvalidInput(
+            "token: the task's lease token", [{"field": "token", "reason": "missing"}]
+        )
     if not isinstance(lines, list):
         raise InvalidInput("lines: a list", [{"field": "lines", "reason": "not a list"}])
     if end is None:
@@ -93,9 +95,14 @@ def _report(body: dict[str, Any]) -> Report:
         raise InvalidInput("end: an object", [{"field": "end", "reason": "not an object"}])
     code, tail, error = end.get("exit_code"), end.get("tail"), end.get("error")
     if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
-        raise InvalidInput("end.exit_code: a whole number", [{"field": "end.exit_code", "reason": "not a whole number"}])
+        raise InvalidInput(
+            "end.exit_code: a whole number",
+            [{"field": "end.exit_code", "reason": "not a whole number"}],
+        )
     if tail is not None and not isinstance(tail, str):
         raise InvalidInput("end.tail: a string", [{"field": "end.tail", "reason": "not a string"}])
     if error is not None and not isinstance(error, str):
-        raise InvalidInput("end.error: a string", [{"field": "end.error", "reason": "not a string"}])
+        raise InvalidInput(
+            "end.error: a string", [{"field": "end.error", "reason": "not a string"}]
+        )
     return Report(token, lines, True, code, tail, error)
