@@ -128,6 +128,15 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     worker.secrets = Secrets(source, s.secrets_prefix)
     jobs = JobService(store, queue, clock, s, asset_ops=assets.pin)
     executions = ExecutionService(store, clock, worker, max_workers=s.limits.max_workers)
+    agents = AgentService(
+        parts.get("agent_store") or DynamoAgentStore(s),
+        clock,
+        store=store,
+        logs=parts.get("run_logs"),
+    )
+    agents.notifier, agents.secrets = notifier, worker.secrets
+    agents.ended = worker.agent_slice_ended
+    worker.agent_tasks = agents.offer_slices
     return Container(
         settings=s,
         store=store,
@@ -145,13 +154,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         history=HistoryService(store, clock),
         job_errors=JobErrorService(store, jobs, executions),
         admins=parts.get("admins") or (lambda: s.admins),
-        agents=AgentService(
-            parts.get("agent_store") or DynamoAgentStore(s),
-            clock,
-            logs=parts.get("run_logs"),
-            alerts=store,
-            notifier=notifier,
-        ),
+        agents=agents,
     )
 
 

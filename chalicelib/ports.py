@@ -746,5 +746,10 @@ class AgentStore(ABC):
         token; False otherwise."""
 
     @abstractmethod
+    def release_task(self, released: Task, token: str) -> bool:
+        """Write `released` (waiting again, for another attempt) if the task is still
+        leased by `token`; False otherwise."""
+
+    @abstractmethod
     def end_task(self, ended: Task) -> bool:
         """Write the ending if the task is still leased by `ended.token`; False otherwise."""

@@ -30,6 +30,8 @@ from chalicelib.config import Settings  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402
 from tests.clients import ADMINS  # noqa: E402
 from tests.fakes import MemoryAssetStore, MemoryBlobStore, MemoryStore  # noqa: E402
+from tests.fakes.agents import MemoryAgentStore  # noqa: E402
+from tests.fakes.run_logs import MemoryRunLogs  # noqa: E402
 from tests.helpers import deliver  # noqa: E402
 
 moto_serial.install()  # moto's DynamoDB serialised as DynamoDB's condition checks are
@@ -101,6 +103,8 @@ def memory_container(clock: FakeClock, queue: MemoryQueue) -> Iterator[Container
         notifier=MemoryNotifier(),
         asset_store=MemoryAssetStore(),
         files=MemoryBlobStore(),
+        agent_store=MemoryAgentStore(),
+        run_logs=MemoryRunLogs(),
     )
     yield from _installed(c, clock)
 

@@ -209,6 +209,17 @@ class Task:
         deadline = self.deadline_s or 0.0
         return replace(self, renewed_at=now, reclaim_at=now + deadline + margin_s)
 
+    def release(self, now: float, error: str | None) -> Task:
+        """Waiting again, for another attempt (its last one failed)."""
+        return replace(
+            self, state=TaskState.waiting, holder=None, token=None, reclaim_at=None, error=error
+        )
+
+    @property
+    def retries(self) -> int:
+        """How many attempts after the first it may have (the job's max_retries)."""
+        return int(self.spec.get("retries", 0))
+
     def end(self, now: float, exit_code: int | None, result: Any, error: str | None) -> Task:
         return replace(
             self,

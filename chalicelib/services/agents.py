@@ -15,16 +15,31 @@ from chalicelib.domain.agents import (
     Agent,
     AgentState,
     AgentTiming,
+    Selector,
     Task,
     TaskState,
     check_deadline,
     check_labels,
     check_name,
+    task_id_for,
 )
 from chalicelib.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from chalicelib.domain.identity import SYSTEM, Principal
+from chalicelib.domain.identity import SYSTEM, Principal, owner_of
 from chalicelib.domain.logs import LogEntry, LogLevel
-from chalicelib.ports import AgentStore, Alert, AlertStore, Clock, Notifier, RunLogStore
+from chalicelib.domain.runs import Run
+from chalicelib.domain.secrets import has_references
+from chalicelib.domain.slices import slice_id_for
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SupervisorState
+from chalicelib.ops.registry import Secrets, agent_command
+from chalicelib.ports import (
+    AgentStore,
+    Alert,
+    AlertStore,
+    Clock,
+    Notifier,
+    RunLogStore,
+    Store,
+)
 
 MAX_TAKE = 16
 MAX_LINES = 1000
@@ -33,11 +48,13 @@ MAX_TAIL_CHARS = 4096
 STREAMS = {"stdout": LogLevel.INFO, "stderr": LogLevel.WARNING, "agent": LogLevel.INFO}
 
 Gate = Callable[[Task], str | None]
-"""Why a task may not be handed out now (its run paused or ended, the supervisor halted),
-or None. Also asked at each heartbeat for the tasks an agent runs: a reason means stop it."""
+"""Why a task may not be handed out now (its run paused, stopping or ended), or None."""
 
-Ended = Callable[[Task], None]
-"""Told once of each task that ended (the slice path records the slice's outcome)."""
+Stops = Callable[[Task], bool]
+"""Whether a running task must be stopped (its run is stopping or ended)."""
+
+Ended = Callable[[Task], object]
+"""Told once of each task that ended for good (the slice path records the slice's outcome)."""
 
 
 @dataclass(frozen=True)
@@ -65,15 +82,18 @@ class AgentService:
         clock: Clock,
         timing: AgentTiming | None = None,
         *,
+        store: Store | None = None,
         logs: RunLogStore | None = None,
-        alerts: AlertStore | None = None,
-        notifier: Notifier | None = None,
     ) -> None:
-        self.agents, self.clock = agents, clock
+        self.agents, self.clock, self.store, self.logs = agents, clock, store, logs
         self.timing = timing or AgentTiming()
-        self.logs, self.alerts, self.notifier = logs, alerts, notifier
-        self.gate: Gate = lambda task: None
+        # where alerts are kept and published (the composition root sets them)
+        self.alerts: AlertStore | None = store
+        self.notifier: Notifier | None = None
+        self.gate: Gate = self._hold
+        self.stops: Stops = self._stops
         self.ended: Ended = lambda task: None
+        self.secrets: Secrets | None = None
         self.who = SYSTEM
 
     def as_(self, who: Principal) -> AgentService:
@@ -190,7 +210,7 @@ class AgentService:
                 continue
             if self.agents.renew_task(task.renew(now, self.timing.margin_s)):
                 renewed.append(task_id)
-                if self.gate(task) is not None:
+                if self.stops(task):
                     stop.append(task_id)
             else:
                 lost.append(task_id)
@@ -204,6 +224,9 @@ class AgentService:
             raise _bad("max", f"a whole number from 1 to {MAX_TAKE}")
         agent = self.me()
         now = self.clock.now()
+        if self._halted():
+            self.agents.update_agent(agent.beat(now, agent.running))
+            return []
         taken: list[dict[str, Any]] = []
         for task in self.agents.open_tasks(agent.owner):
             if len(taken) >= wanted:
@@ -212,17 +235,67 @@ class AgentService:
                 continue
             if self.gate(task) is not None:
                 continue
-            if task.state == TaskState.leased:
-                self._alert("agent_task_reclaimed", task, {"from": task.holder, "to": agent.name})
-            leased = task.lease(
-                agent.name, uuid.uuid4().hex, agent.deadline_s, now, self.timing.margin_s
-            )
-            if self.agents.lease_task(task, leased, now):
-                taken.append(leased.handed())
+            if task.state == TaskState.leased and self._reclaimed(task, agent, now):
+                continue
+            handed = self._lease(task, agent, now)
+            if handed is not None:
+                taken.append(handed)
         if taken:
             running = tuple(dict.fromkeys([*agent.running, *(t["task_id"] for t in taken)]))
             self.agents.update_agent(agent.beat(now, running))
         return taken
+
+    def _lease(self, task: Task, agent: Agent, now: float) -> dict[str, Any] | None:
+        deadline = float(task.spec.get("deadline_seconds") or agent.deadline_s)
+        leased = task.lease(agent.name, uuid.uuid4().hex, deadline, now, self.timing.margin_s)
+        if not self.agents.lease_task(task, leased, now):
+            return None
+        handed = leased.handed()
+        env = dict(task.spec.get("env") or {})
+        if env and self.secrets is not None and has_references(env):
+            resolved = self.secrets.substitution().value(env)
+            handed["command"]["env"] = resolved
+            handed["command"]["secret_env"] = sorted(k for k in env if resolved[k] != env[k])
+        return handed
+
+    def _reclaimed(self, task: Task, agent: Agent, now: float) -> bool:
+        """A task whose holder was lost: alerted; given up (True) if that was its last
+        attempt, so the slice fails."""
+        self._alert("agent_task_reclaimed", task, {"from": task.holder, "to": agent.name})
+        if task.attempt <= task.retries:
+            return False
+        error = f"agent {task.holder} lost (no contact past its deadline), attempt {task.attempt}"
+        ended = task.end(now, None, None, error)
+        if self.agents.end_task(ended):
+            self.ended(ended)
+        return True
+
+    def _halted(self) -> bool:
+        """A supervisor halted (or started halted): agents take no new work."""
+        if self.store is None:
+            return False
+        sup = self.store.get_supervisor()
+        return sup is not None and sup.state == SupervisorState.HALTED
+
+    def _run(self, task: Task) -> Run | None:
+        if self.store is None:
+            return None
+        run = self.store.get_run(task.job_id, task.slot)
+        return run if run is not None and run.ex_id == task.ex_id else None
+
+    def _hold(self, task: Task) -> str | None:
+        if self.store is None:
+            return None
+        run = self._run(task)
+        if run is None:
+            return "its run is gone"
+        return None if run.status == ExStatus.running else f"its run is {run.status}"
+
+    def _stops(self, task: Task) -> bool:
+        if self.store is None:
+            return False
+        run = self._run(task)
+        return run is None or run.status in TERMINAL_EX or run.status == ExStatus.stopping
 
     def report(self, task_id: str, report: Report) -> dict[str, Any]:
         """Apply an agent's report once: its lines are kept once each (by attempt and seq),
@@ -243,11 +316,17 @@ class AgentService:
         if task.state == TaskState.ended:
             return {"task_id": task_id, "state": task.state.value, "applied": False}
         tail = None if report.tail is None else report.tail[-MAX_TAIL_CHARS:]
-        ended = task.end(self.clock.now(), report.exit_code, tail, report.error)
+        now = self.clock.now()
+        if report.error and report.error.startswith("killed"):
+            self._alert("agent_task_killed", task, {"agent": agent.name, "error": report.error})
+        failed = report.error is not None or report.exit_code != 0
+        if failed and task.attempt <= task.retries and not self.stops(task):
+            error = report.error or f"exit code {report.exit_code}"
+            applied = self.agents.release_task(task.release(now, error), report.token)
+            return {"task_id": task_id, "state": TaskState.waiting.value, "applied": applied}
+        ended = task.end(now, report.exit_code, tail, report.error)
         applied = self.agents.end_task(ended)
         if applied:
-            if report.error and report.error.startswith("killed"):
-                self._alert("agent_task_killed", ended, {"agent": agent.name})
             self.ended(ended)
         elif (self.agents.get_task(task_id) or task).token != report.token:
             raise Conflict(f"task {task_id!r}: this agent does not hold it (any more)")
@@ -267,6 +346,38 @@ class AgentService:
     def offer(self, tasks: Sequence[Task]) -> int:
         """Make tasks available to agents (those that exist already are kept as they are)."""
         return self.agents.put_tasks(tasks)
+
+    def offer_slices(self, run: Run, orders: Sequence[int]) -> None:
+        """A command run's slices handed out (`RunLifecycle.send_slices`): each a task that
+        waits for an agent; offering one again changes nothing."""
+        command = agent_command(run.operations)
+        if command is None or self.store is None:
+            return
+        selector = Selector(command.get("agent"), dict(command.get("labels") or {}))
+        spec = {k: v for k, v in command.items() if k not in ("_op", "agent", "labels")}
+        spec.update(args=run.args, retries=run.max_retries)
+        now, tasks = self.clock.now(), []
+        for order in orders:
+            sl = self.store.get_slice(run.ex_id, slice_id_for(order))
+            if sl is None:
+                continue
+            task_id = task_id_for(run.ex_id, sl.slice_id)
+            owner = owner_of(run.config)
+            task_spec = {**spec, "slice": sl.request}
+            tasks.append(
+                Task(
+                    owner,
+                    task_id,
+                    run.ex_id,
+                    run.job_id,
+                    run.slot,
+                    sl.slice_id,
+                    task_spec,
+                    selector,
+                    now,
+                )
+            )
+        self.agents.put_tasks(tasks)
 
     def sweep_lost(self) -> list[str]:
         """Alert once for each agent that became lost (its tasks may now go elsewhere)."""

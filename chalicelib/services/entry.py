@@ -15,6 +15,7 @@ from chalicelib.domain.runs import Delivery, MissReason, Run, Trigger
 from chalicelib.domain.schedules import Schedule
 from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
+from chalicelib.ops.registry import agent_command
 from chalicelib.services.lifecycle import RunLifecycle
 from chalicelib.services.scheduling import next_slot
 from chalicelib.services.slots import free_ended_slots
@@ -92,7 +93,7 @@ class SlotEntry(RunLifecycle):
     def _claim_with_slot(self, p: PreparedStart, now: float, limit: int) -> PreparedStart | None:
         run = p.run
         begin = max(now, run.start_at)
-        if run.presliced or len(p.requests) > 1:
+        if run.presliced or len(p.requests) > 1 or agent_command(run.operations) is not None:
             lease = begin + run.lease_seconds
             transition = run.claim_initializing(p.token, lease, now, p.pinned)
         else:

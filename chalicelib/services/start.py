@@ -19,6 +19,7 @@ from chalicelib.ops.registry import (
     OpSource,
     Secrets,
     SliceContext,
+    agent_command,
     always_one_slice,
     asset_ops,
     error_text,
@@ -48,9 +49,15 @@ def start_message(
         and not (run.buffered or run.presliced or run.assets)
         and not _enters_at_its_second(run)
         and always_one_slice(run.operations)
+        and agent_command(run.operations) is None
     )
     hint = StartHint(run.ex_id, run.start_at, run.lease_seconds) if hinted else None
     return StartMessage(run.job_id, run.slot, delay, hint, lead, sent_at)
+
+
+def _inline(run: Run, requests: list[dict[str, Any]]) -> bool:
+    """A one-slice run runs on its own record, unless remote agents run its slices."""
+    return len(requests) == 1 and agent_command(run.operations) is None
 
 
 def _enters_at_its_second(run: Run) -> bool:
@@ -187,7 +194,7 @@ class StartPath(SlotEntry):
             done = self.apply(run, run.complete_unsliced(begin, now))
             return StartOutcome.completed if done else StartOutcome.busy
         token = _token(claim_id)
-        if len(requests) == 1:
+        if _inline(run, requests):
             claimed = self.apply(run, run.claim_inline(token, begin, now, config=pinned))
         else:
             lease = begin + run.lease_seconds
@@ -298,7 +305,7 @@ class StartPath(SlotEntry):
         begin = self.clock.now()
         if p.run.presliced:
             return self._set_going(p.run, p.token, p.run.slices_total, begin)
-        if len(p.requests) == 1:
+        if _inline(p.run, p.requests):
             return self._run_inline(p.run, p.token, p.requests[0], begin)
         return self._set_going(p.run, p.token, len(p.requests), begin)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 
 from chalicelib.domain.agents import Agent, Task, TaskState
 from chalicelib.ports import AgentStore
@@ -91,6 +92,13 @@ class MemoryAgentStore(AgentStore):
             if not self._held(renewed):
                 return False
             self._tasks[renewed.task_id] = renewed
+            return True
+
+    def release_task(self, released: Task, token: str) -> bool:
+        with self._lock:
+            if not self._held(replace(released, token=token)):
+                return False
+            self._tasks[released.task_id] = released
             return True
 
     def end_task(self, ended: Task) -> bool:

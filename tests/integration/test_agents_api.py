@@ -37,7 +37,7 @@ def _task(owner: str, n: int, labels: dict[str, str] | None = None) -> Task:
         "job1",
         "slot1",
         slice_id,
-        {"argv": ["echo", str(n)]},
+        {"argv": ["echo", str(n)], "retries": 1},
         Selector(labels=labels or {"site": "lab"}),
         T0,
     )
@@ -79,7 +79,7 @@ def test_an_agent_registers_takes_reports_and_is_listed(
     container.agents.offer([_task(OWNER.arn, 0)])
     r = _post(box1, "/v1/agent/tasks", {"max": 2})
     (task,) = r.json_body["tasks"]
-    assert task["command"] == {"argv": ["echo", "0"]} and task["deadline_seconds"] == 60
+    assert task["command"]["argv"] == ["echo", "0"] and task["deadline_seconds"] == 60
     line = {"seq": 0, "ts": T0, "stream": "stdout", "text": "0"}
     report = {"token": task["token"], "lines": [line], "end": {"exit_code": 0, "tail": "0\n"}}
     path = f"/v1/agent/tasks/{task['task_id']}/report"

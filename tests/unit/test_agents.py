@@ -83,7 +83,8 @@ def clock() -> FakeClock:
 @pytest.fixture
 def parts(clock: FakeClock) -> tuple[AgentService, MemoryRunLogs, Alerts]:
     logs, alerts = MemoryRunLogs(), Alerts()
-    service = AgentService(MemoryAgentStore(), clock, TIMING, logs=logs, alerts=alerts)  # type: ignore[arg-type]  # Alerts is a minimal AlertStore
+    service = AgentService(MemoryAgentStore(), clock, TIMING, logs=logs)
+    service.alerts = alerts  # type: ignore[assignment]  # a list is all these tests read
     owner = service.as_(OWNER)
     owner.add("box1", BOX1.id, {"gpu": "yes"})
     owner.add("box2", BOX2.id, {"gpu": "yes"})
@@ -99,7 +100,7 @@ def _task(n: int, selector: Selector | None = None) -> Task:
         "job1",
         "slot1",
         slice_id,
-        {"argv": ["true"]},
+        {"argv": ["true"], "retries": 1},
         selector or Selector(labels={"gpu": "yes"}),
         T0,
     )
@@ -140,7 +141,7 @@ def test_a_task_goes_to_one_agent_and_to_another_only_after_deadline_and_margin(
     service.offer([_task(0)])
     first = service.as_(BOX1).take(4)
     assert [t["task_id"] for t in first] == ["ex1.000000"]
-    assert first[0]["command"] == {"argv": ["true"]} and first[0]["deadline_seconds"] == 60
+    assert first[0]["command"]["argv"] == ["true"] and first[0]["deadline_seconds"] == 60
     clock.advance(79)
     assert service.as_(BOX2).take(4) == []  # box1's deadline + margin not yet passed
     clock.advance(1)
@@ -214,7 +215,41 @@ def test_the_gate_holds_tasks_back_and_stops_running_ones(
     service.gate = lambda task: "paused"
     assert service.as_(BOX2).take(4) == []
     beat = service.as_(BOX1).heartbeat([{"task_id": held["task_id"], "token": held["token"]}])
+    assert beat["stop"] == []  # paused: what runs goes on
+    service.stops = lambda task: True
+    beat = service.as_(BOX1).heartbeat([{"task_id": held["task_id"], "token": held["token"]}])
     assert beat["stop"] == [held["task_id"]]
+
+
+def test_a_failed_attempt_waits_for_another_agent_while_retries_remain(
+    parts: tuple[AgentService, MemoryRunLogs, Alerts], clock: FakeClock
+) -> None:
+    service, _, _ = parts
+    ended: list[Task] = []
+    service.ended = ended.append
+    retried = _task(0)
+    service.offer([Task(**{**retried.__dict__, "spec": {"argv": ["false"], "retries": 1}})])
+    (first,) = service.as_(BOX1).take(1)
+    out = service.as_(BOX1).report(first["task_id"], Report(first["token"], (), True, 1))
+    assert out["state"] == "waiting" and ended == []
+    (second,) = service.as_(BOX2).take(1)
+    assert second["attempt"] == 2
+    out = service.as_(BOX2).report(second["task_id"], Report(second["token"], (), True, 1))
+    assert out["state"] == "ended" and [t.exit_code for t in ended] == [1]
+
+
+def test_a_lost_holders_last_attempt_is_given_up(
+    parts: tuple[AgentService, MemoryRunLogs, Alerts], clock: FakeClock
+) -> None:
+    service, _, _ = parts
+    ended: list[Task] = []
+    service.ended = ended.append
+    last = _task(0)
+    service.offer([Task(**{**last.__dict__, "spec": {"argv": ["true"]}})])  # no retries
+    service.as_(BOX1).take(1)
+    clock.advance(80)
+    assert service.as_(BOX2).take(1) == []
+    assert ended and ended[0].error is not None and "lost" in ended[0].error
 
 
 def test_a_selector_by_name_and_bad_input(

@@ -238,6 +238,10 @@ class DynamoAgentStore(AgentStore):
             renewed, (A.state == TaskState.leased.value) & (A.token == (renewed.token or ""))
         )
 
+    def release_task(self, released: Task, token: str) -> bool:
+        A = self.m
+        return self._save_if(released, (A.state == TaskState.leased.value) & (A.token == token))
+
     def _save_if(self, task: Task, condition: Condition) -> bool:
         try:
             self._task_item(task).save(condition=condition)
