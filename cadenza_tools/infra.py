@@ -636,9 +636,11 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         tables={
             "job": (GET, PUT, UPDATE),
             "run": (GET, PUT, UPDATE, QUERY),
-            "slice": (PUT, DELETE, QUERY),
-            "supervisor": (GET, UPDATE, "dynamodb:BatchGetItem"),
-            "alert": (QUERY,),
+            # remote agents: their slices finished (UPDATE), their tasks and records kept
+            # in the supervisor table, their alerts kept (alert PUT) and published
+            "slice": (PUT, DELETE, QUERY, UPDATE),
+            "supervisor": (GET, UPDATE, "dynamodb:BatchGetItem", PUT, DELETE),
+            "alert": (QUERY, PUT),
             "asset": (GET, PUT, UPDATE, DELETE),
         },
         indexes={"job": ("*",), "run": ("*",), "slice": ("*",), "asset": ("*",)},
@@ -648,6 +650,8 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             RESULTS_PREFIX: ("s3:GetObject",),
         },
         lists_bucket=True,
+        publishes=True,
+        reads_secrets=True,  # a command's env, resolved when an agent takes its task
     ),
     # the tick (due jobs, their runs) and the sweep (stalled runs and slices re-sent,
     # slices given up on, alerts)
@@ -655,7 +659,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         tables={
             "job": (UPDATE,),
             "run": (GET, PUT, UPDATE),
-            "slice": (UPDATE, QUERY),
+            "slice": (UPDATE, QUERY, GET),  # GET: a command run's refill offers its slices
             "supervisor": (GET, PUT, UPDATE),
             "alert": (PUT,),
         },
@@ -666,8 +670,16 @@ FUNCTION_GRANTS: dict[str, Grants] = {
     # claims and slices runs, runs one-slice runs (asset ops, result parts); a failed
     # one-slice run's retry and an early start are sent again, and the end of a run nudges
     # its job's buffered run (a job read, a start sent)
+    # (a command run's slices are offered to agents: read, and kept as tasks in the
+    # supervisor table)
     START_WORKER: Grants(
-        tables={"job": (GET, UPDATE), "run": (GET, UPDATE), "slice": (PUT,), "asset": (GET,)},
+        tables={
+            "job": (GET, UPDATE),
+            "run": (GET, UPDATE),
+            "slice": (PUT, GET),
+            "asset": (GET,),
+            "supervisor": (PUT, UPDATE),
+        },
         sends=("start", "slice"),
         consumes="start",
         objects={ASSETS_PREFIX: ("s3:GetObject",), RESULTS_PREFIX: ("s3:PutObject",)},

@@ -297,11 +297,11 @@ class AgentService:
         run = self._run(task)
         return run is None or run.status in TERMINAL_EX or run.status == ExStatus.stopping
 
-    def report(self, task_id: str, report: Report) -> dict[str, Any]:
+    def report(self, task_id: str, report: Report, agent: Agent | None = None) -> dict[str, Any]:
         """Apply an agent's report once: its lines are kept once each (by attempt and seq),
         its end is applied once. A report for a task the agent does not hold (any more) is
-        refused (409) and recorded as an alert."""
-        agent = self.me()
+        refused (409) and recorded as an alert. `agent`: the caller's, if already read."""
+        agent = agent or self.me()
         task = self.agents.get_task(task_id)
         if task is None or task.owner != agent.owner:
             raise NotFound(f"task {task_id!r} not found")

@@ -78,7 +78,9 @@ def agent_take(request: Request) -> Response:
 
 @routes("/agent/tasks/{task_id}/report", ("POST",), BODY_TYPES)
 def agent_report(request: Request, task_id: str) -> Response:
-    return json_response(_agents(request).report(task_id, _report(_body(request))))
+    agents = _agents(request)
+    agent = agents.me()  # a caller that is not an agent learns nothing of the body's faults
+    return json_response(agents.report(task_id, _report(_body(request)), agent))
 
 
 def _report(body: dict[str, Any]) -> Report:
