@@ -280,11 +280,11 @@ def _run_commands_on_an_agent(stack: Stack) -> None:
         stack.api("POST", "/v1/agent/register", {"version": "1"}, client=agent).status_code == 200
     )
     prefix = stack.settings.secrets_prefix
-    command = {"_op": "command", "argv": ["env"], "agent": "box1"}
-    command["env"] = {
+    env = {
         "TOKEN": f"{{{{resolve:ssm:{prefix}db}}}}",
         "API": f"{{{{resolve:secretsmanager:{prefix}api}}}}",
     }
+    command: dict[str, Any] = {"_op": "command", "argv": ["env"], "agent": "box1", "env": env}
     _, ex_id = stack.submit(
         {
             "name": "cmd",
