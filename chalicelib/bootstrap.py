@@ -137,6 +137,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     agents.notifier, agents.secrets = notifier, worker.secrets
     agents.ended = worker.agent_slice_ended
     worker.agent_tasks = agents.offer_slices
+    jobs.check_command = agents.check_command
     return Container(
         settings=s,
         store=store,

@@ -153,16 +153,15 @@ class AgentService:
         found = (self.agents.get_task(t) for t in agent.running)
         return [t for t in found if t is not None and t.holder == agent.name]
 
-    def check_selector(self, owner: str, agent: str | None, labels: Mapping[str, str]) -> None:
+    def check_command(self, owner: str, command: Mapping[str, Any], where: str) -> None:
         """Refuse (4xx) a command naming an agent the owner does not have, or labels none of
-        its agents has."""
+        its agents has (`where`: the op's place in the job, for the error's field)."""
         mine = self.agents.agents(owner)
+        agent, labels = command.get("agent"), dict(command.get("labels") or {})
         if agent is not None and not any(a.name == agent for a in mine):
-            raise _bad("agent", f"no agent named {agent!r}")
-        if agent is None and not any(
-            all(a.labels.get(k) == v for k, v in labels.items()) for a in mine
-        ):
-            raise _bad("labels", "no agent has all of these labels")
+            raise _bad(f"{where}.agent", f"no agent named {agent!r}")
+        if agent is None and not any(Selector(None, labels).matches(a) for a in mine):
+            raise _bad(f"{where}.labels", "no agent has all of these labels")
 
     # ---- the agent's side ----------------------------------------------------------------
 

@@ -131,3 +131,17 @@ def test_a_halted_supervisor_hands_out_nothing(
     assert _post(box1, "/v1/agent/tasks", {"max": 4}).json_body["tasks"] == []
     assert _post(admin_client, "/v1/supervisor/restart", {}).status_code == 200
     assert len(_post(box1, "/v1/agent/tasks", {"max": 4}).json_body["tasks"]) == 2
+
+
+def test_a_command_naming_no_agent_of_the_owners_is_refused(client: SignedClient) -> None:
+    _agents(client)
+    r = _post(client, "/v1/jobs?start=true", _job(agent="box9", labels={}))
+    assert r.status_code == 400 and r.json_body["errors"][0]["field"] == "operations[1].agent"
+    r = _post(client, "/v1/jobs?start=true", _job(labels={"site": "moon"}))
+    assert r.status_code == 400 and r.json_body["errors"][0]["field"] == "operations[1].labels"
+    r = _post(client, "/v1/jobs?start=true", _job(labels={}))  # neither agent nor labels
+    assert r.status_code == 400 and r.json_body["errors"][0]["field"].startswith("operations[1]")
+    r = _post(
+        client, "/v1/jobs", {**_job(), "operations": [*_job()["operations"], {"_op": "noop"}]}
+    )
+    assert r.status_code == 400 and "only processor" in r.json_body["message"]

@@ -261,9 +261,9 @@ def test_a_selector_by_name_and_bad_input(
     assert len(service.as_(BOX2).take(4)) == 1
     with pytest.raises(InvalidInput, match="max"):
         service.as_(BOX1).take(0)
-    service.check_selector(OWNER.id, "box1", {})
-    with pytest.raises(InvalidInput, match="agent"):
-        service.check_selector(OWNER.id, "box9", {})
-    with pytest.raises(InvalidInput, match="labels"):
-        service.check_selector(OWNER.id, None, {"gpu": "no"})
+    service.check_command(OWNER.id, {"agent": "box1"}, "op")
+    with pytest.raises(InvalidInput, match=r"op\.agent"):
+        service.check_command(OWNER.id, {"agent": "box9"}, "op")
+    with pytest.raises(InvalidInput, match=r"op\.labels"):
+        service.check_command(OWNER.id, {"labels": {"gpu": "no"}}, "op")
     assert TaskState.ended.value == "ended"
