@@ -660,7 +660,8 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             "job": (UPDATE,),
             "run": (GET, PUT, UPDATE),
             "slice": (UPDATE, QUERY, GET),  # GET: a command run's refill offers its slices
-            "supervisor": (GET, PUT, UPDATE),
+            # BatchGetItem: the agents' sweep reads every agent (lost ones are alerted)
+            "supervisor": (GET, PUT, UPDATE, "dynamodb:BatchGetItem"),
             "alert": (PUT,),
         },
         indexes={"job": ("due-index",), "run": ("sweep-index",)},

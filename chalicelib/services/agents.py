@@ -306,6 +306,14 @@ class AgentService:
             raise NotFound(f"task {task_id!r} not found")
         if task.token != report.token or task.holder != agent.name:
             self._alert("agent_report_refused", task, {"agent": agent.name})
+            if report.error and report.error.startswith("killed"):  # an earlier attempt's
+                detail = {"agent": agent.name, "error": report.error}
+                self._put_alert(
+                    f"agent_task_killed:{task.task_id}:{agent.name}:{report.token}",
+                    "agent_task_killed",
+                    task,
+                    {"task_id": task.task_id, **detail},
+                )
             raise Conflict(
                 f"task {task_id!r}: this agent does not hold it (any more)", task_id=task_id
             )

@@ -308,6 +308,8 @@ def _run_commands_on_an_agent(stack: Stack) -> None:
     beat = stack.api("POST", "/v1/agent/heartbeat", {"tasks": []}, client=agent)
     assert beat.status_code == 200
     assert stack.api("GET", f"/v1/ex/{ex_id}").json_body["_status"] == "failed"
+    stack.clock.advance(1000)  # the agent silent: the tick's sweep alerts it lost
+    stack.tick()
     assert stack.api("DELETE", "/v1/agents/box1").status_code == 200
 
 
