@@ -145,3 +145,20 @@ def test_a_command_naming_no_agent_of_the_owners_is_refused(client: SignedClient
         client, "/v1/jobs", {**_job(), "operations": [*_job()["operations"], {"_op": "noop"}]}
     )
     assert r.status_code == 400 and "only processor" in r.json_body["message"]
+
+
+def test_agents_are_nodes_of_the_cluster_state(
+    client: SignedClient, container: Container, queue: MemoryQueue
+) -> None:
+    box1, _ = _agents(client)
+    _post(client, "/v1/jobs?start=true", _job())
+    drain(container, queue)
+    two = _post(box1, "/v1/agent/tasks", {"max": 4}).json_body["tasks"]
+    state = client.http.get("/v1/cluster/state").json_body
+    node = state["agent:box1"]
+    assert node["state"] == "connected" and node["hostname"] == "box1"
+    assert sorted(w["worker_id"] for w in node["active"]) == sorted(t["task_id"] for t in two)
+    assert state["agent:box2"]["state"] == "disconnected" and state["agent:box2"]["active"] == []
+    assert "agent:box1" not in client.as_(None).http.get("/v1/cluster/state").body.decode()
+    other = client.as_(USERS.get("other")).http.get("/v1/cluster/state").json_body
+    assert not [k for k in other if k.startswith("agent:")]
