@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from app import app
 from cadenza_tools.agent.journal import Journal
+from cadenza_tools.cli import main as cli_main
 from cadenza_tools.local.api_server import ApiServer
 from cadenza_tools.local.users import LocalUsers
 from chalicelib.adapters.memory import MemoryNotifier, MemoryQueue
@@ -122,6 +124,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     set_container(c)
     users = LocalUsers(tmp_path / "credentials.json")
     agents = {name: users.add(name) for name in ("box1", "box2")}
+    users.add("owner")  # the CLI's owner: the same principal as tests.clients.OWNER
     owner = SignedClient(app)
     for name, user in agents.items():
         body: dict[str, Any] = {"name": name, "principal": user.arn, "labels": {"site": "lab"}}
@@ -139,6 +142,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "procs": procs,
             "tmp": tmp_path,
             "users": users,
+            "url": server.url,
         }
         for p in procs:
             if p.poll() is None:
@@ -294,3 +298,27 @@ def test_an_agent_killed_and_restarted_mid_task_reports_it_once(stack: dict[str,
     assert [(r[0], r[2]) for r in _stamps(stamps)] == [("start", 1), ("end", 1)]
     logs = _logs(stack)
     assert logs.appended == len(logs.read(ex_id).entries)
+
+
+def test_cadenza_agents_list_show_add_remove(stack: dict[str, Any]) -> None:
+    env = {"CADENZA_CREDENTIALS": str(stack["tmp"] / "credentials.json")}
+    root = ["--url", stack["url"], "--user", "owner"]
+
+    def cli(*args: str) -> Any:
+        result = CliRunner().invoke(cli_main.app, [*root, *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    listed = json.loads(cli("--json", "agents", "list"))
+    assert [(a["name"], a["state"]) for a in listed] == [
+        ("box1", "disconnected"),
+        ("box2", "disconnected"),
+    ]
+    assert "box1" in cli("agents", "list")  # the table
+    arn = stack["users"].get("box1").arn.replace("box1", "box3")
+    added = json.loads(cli("agents", "add", "box3", "--principal", arn, "-l", "gpu=yes"))
+    assert added["labels"] == {"gpu": "yes"}
+    assert json.loads(cli("agents", "show", "box3"))["name"] == "box3"
+    cli("agents", "remove", "box3")
+    result = CliRunner().invoke(cli_main.app, [*root, "agents", "show", "box3"], env=env)
+    assert result.exit_code == 3  # not found
