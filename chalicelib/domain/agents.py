@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.timefmt import iso
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,62}$")
@@ -82,8 +83,8 @@ class Agent:
             "labels": dict(self.labels),
             "version": self.version,
             "deadline_seconds": self.deadline_s,
-            "created": self.created,
-            "last_heartbeat": self.last_heartbeat,
+            "created": iso(self.created),
+            "last_heartbeat": iso(self.last_heartbeat),
             "running_tasks": list(self.running),
         }
 
@@ -242,8 +243,8 @@ class Task:
             "agent": self.holder,
             "attempt": self.attempt,
             "deadline_seconds": self.deadline_s,
-            "renewed_at": self.renewed_at,
-            "reclaim_at": self.reclaim_at,
+            "renewed_at": iso(self.renewed_at),
+            "reclaim_at": iso(self.reclaim_at),
             "exit_code": self.exit_code,
             "error": self.error,
             "selector": self.selector.doc(),

@@ -252,7 +252,7 @@ def agent_nodes(agents: list[dict[str, Any]]) -> dict[str, Any]:
             "active": active,
             "labels": a["labels"],
             "version": a["version"],
-            "last_heartbeat": iso(a["last_heartbeat"]) if a["last_heartbeat"] else None,
+            "last_heartbeat": a["last_heartbeat"],
         }
     return nodes
 
