@@ -43,6 +43,13 @@ def _task(owner: str, n: int, labels: dict[str, str] | None = None) -> Task:
     )
 
 
+@pytest.fixture(autouse=True)
+def runless(container: Container) -> None:
+    """These tasks belong to no run: hand them out (the run's gate is test_agent_runs')."""
+    container.agents.gate = lambda task: None
+    container.agents.stops = lambda task: False
+
+
 @pytest.fixture
 def logs(container: Container) -> MemoryRunLogs:
     logs = MemoryRunLogs()
