@@ -4,17 +4,23 @@ the run finished by the agents' reports; output is the run's log."""
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 from typing import Any
 
 import pytest
 
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
+from chalicelib.domain.agents import Task
+from chalicelib.domain.identity import Principal
 from chalicelib.ports import FakeClock
-from tests.clients import USERS, SignedClient
+from chalicelib.services.agents import Report
+from tests.clients import AS_OWNER, USERS, SignedClient
 from tests.conftest import drain
 from tests.fakes.run_logs import MemoryRunLogs
+from tests.helpers import race
 
 pytestmark = pytest.mark.fakes
 
@@ -162,3 +168,43 @@ def test_agents_are_nodes_of_the_cluster_state(
     assert "agent:box1" not in client.as_(None).http.get("/v1/cluster/state").body.decode()
     other = client.as_(USERS.get("other")).http.get("/v1/cluster/state").json_body
     assert not [k for k in other if k.startswith("agent:")]
+
+
+def test_ten_agents_run_a_hundred_slices_each_once(
+    client: SignedClient, container: Container, queue: MemoryQueue
+) -> None:
+    names = [f"many{i}" for i in range(10)]
+    users = [USERS.get(n) or USERS.add(n) for n in names]
+    owner = container.agents.as_(AS_OWNER)
+    for name, user in zip(names, users, strict=True):
+        owner.add(name, user.arn, {"site": "many"})
+    job = _job(labels={"site": "many"})
+    job["operations"][0] = {"_op": "range", "end": 100}
+    job["workers"] = 10
+    ex_id = _post(client, "/v1/jobs?start=true", job).json_body["ex_id"]
+    drain(container, queue)
+    ended: list[str] = []
+    finish = container.agents.ended
+    lock = threading.Lock()
+
+    def counted(task: Task) -> object:
+        with lock:
+            ended.append(task.task_id)
+        return finish(task)
+
+    container.agents.ended = counted
+
+    def agent(user_arn: str) -> None:
+        me = container.agents.as_(Principal(user_arn))
+        idle = 0
+        while idle < 50:
+            tasks = me.take(2)
+            idle = 0 if tasks else idle + 1
+            for t in tasks:
+                me.report(t["task_id"], Report(t["token"], (), True, 0, "ok"))
+
+    race(*(functools.partial(agent, u.arn) for u in users))
+    assert sorted(ended) == sorted(f"{ex_id}.{i:06d}" for i in range(100))  # each once
+    slices = container.store.list_slices(ex_id)
+    assert len(slices) == 100 and {s.attempts for s in slices} == {1}
+    assert client.http.get(f"/v1/ex/{ex_id}").json_body["_status"] == "completed"
