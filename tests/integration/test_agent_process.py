@@ -143,6 +143,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "tmp": tmp_path,
             "users": users,
             "url": server.url,
+            "server": server,
         }
         for p in procs:
             if p.poll() is None:
@@ -322,3 +323,19 @@ def test_cadenza_agents_list_show_add_remove(stack: dict[str, Any]) -> None:
     cli("agents", "remove", "box3")
     result = CliRunner().invoke(cli_main.app, [*root, "agents", "show", "box3"], env=env)
     assert result.exit_code == 3  # not found
+
+
+def test_the_control_plane_restarted_mid_task(stack: dict[str, Any]) -> None:
+    stamps = stack["tmp"] / "stamps"
+    _agent(stack, "box1")
+    ex_id = _submit(stack, _stamped(stamps, 3))
+    _until(lambda: any(r[0] == "start" for r in _stamps(stamps)))
+    server: ApiServer = stack["server"]
+    port = server.port
+    server.stop()  # the API is down: the same case as a cut, for the agent
+    time.sleep(1.5)
+    with ApiServer(app, port=port, users=stack["users"]):
+        _until(lambda: _status(stack, ex_id) == "completed")
+    assert [(r[0], r[2]) for r in _stamps(stamps)] == [("start", 1), ("end", 1)]
+    logs = _logs(stack)
+    assert logs.appended == len(logs.read(ex_id).entries)
