@@ -653,9 +653,11 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         tables={
             "job": (GET, PUT, UPDATE),
             "run": (GET, PUT, UPDATE, QUERY),
-            "slice": (PUT, DELETE, QUERY),
-            "supervisor": (GET, UPDATE, "dynamodb:BatchGetItem"),
-            "alert": (QUERY,),
+            # remote agents: their slices finished (UPDATE), their tasks and records kept
+            # in the supervisor table, their alerts kept (alert PUT) and published
+            "slice": (PUT, DELETE, QUERY, UPDATE),
+            "supervisor": (GET, UPDATE, "dynamodb:BatchGetItem", PUT, DELETE),
+            "alert": (QUERY, PUT),
             "asset": (GET, PUT, UPDATE, DELETE),
         },
         indexes={"job": ("*",), "run": ("*",), "slice": ("*",), "asset": ("*",)},
@@ -667,6 +669,8 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         },
         lists_bucket=True,
         targets=("stop", "list"),
+        publishes=True,
+        reads_secrets=True,  # a command's env, resolved when an agent takes its task
     ),
     # the tick (due jobs, their runs) and the sweep (stalled runs and slices re-sent,
     # slices given up on, alerts)
@@ -674,8 +678,9 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         tables={
             "job": (UPDATE,),
             "run": (GET, PUT, UPDATE),
-            "slice": (UPDATE, QUERY),
-            "supervisor": (GET, PUT, UPDATE),
+            "slice": (UPDATE, QUERY, GET),  # GET: a command run's refill offers its slices
+            # BatchGetItem: the agents' sweep reads every agent (lost ones are alerted)
+            "supervisor": (GET, PUT, UPDATE, "dynamodb:BatchGetItem"),
             "alert": (PUT,),
         },
         indexes={"job": ("due-index",), "run": ("sweep-index",)},
@@ -686,8 +691,16 @@ FUNCTION_GRANTS: dict[str, Grants] = {
     # claims and slices runs, runs one-slice runs (asset ops, result parts); a failed
     # one-slice run's retry and an early start are sent again, and the end of a run nudges
     # its job's buffered run (a job read, a start sent)
+    # (a command run's slices are offered to agents: read, and kept as tasks in the
+    # supervisor table)
     START_WORKER: Grants(
-        tables={"job": (GET, UPDATE), "run": (GET, UPDATE), "slice": (PUT,), "asset": (GET,)},
+        tables={
+            "job": (GET, UPDATE),
+            "run": (GET, UPDATE),
+            "slice": (PUT, GET),
+            "asset": (GET,),
+            "supervisor": (PUT, UPDATE),
+        },
         sends=("start", "slice"),
         consumes="start",
         objects={

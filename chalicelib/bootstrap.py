@@ -10,6 +10,7 @@ from typing import Any, TypedDict, Unpack
 import boto3
 from botocore.config import Config
 
+from chalicelib.adapters.dynamodb.agents import DynamoAgentStore
 from chalicelib.adapters.dynamodb.assets import DynamoAssetStore
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.s3 import S3BlobStore
@@ -26,6 +27,7 @@ from chalicelib.ops.clients import TargetClients, use
 from chalicelib.ops.registry import REGISTRY, Secrets
 from chalicelib.ops.sandbox import Sandbox
 from chalicelib.ports import (
+    AgentStore,
     AssetStore,
     BlobStore,
     Clock,
@@ -37,6 +39,7 @@ from chalicelib.ports import (
     SystemClock,
 )
 from chalicelib.services.admin import AdminService
+from chalicelib.services.agents import AgentService
 from chalicelib.services.assets import AssetService
 from chalicelib.services.cluster import ClusterService
 from chalicelib.services.executions import ExecutionService
@@ -71,6 +74,7 @@ class Container:
     # locally the stack's admin users too, read per request (a new admin needs no restart)
     admins: Callable[[], Sequence[str]]
     run_logs: RunLogService
+    agents: AgentService
 
     def scoped(self, who: Principal) -> Container:
         """The services that serve a caller, acting on behalf of `who` (see
@@ -106,6 +110,7 @@ class Parts(TypedDict, total=False):
     files: BlobStore
     secrets: SecretSource
     admins: Callable[[], Sequence[str]]
+    agent_store: AgentStore
     run_logs: RunLogStore
 
 
@@ -131,6 +136,16 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     use_target_clients(s)
     jobs = JobService(store, queue, clock, s, asset_ops=assets.pin)
     executions = ExecutionService(store, clock, worker, max_workers=s.limits.max_workers)
+    agents = AgentService(
+        parts.get("agent_store") or DynamoAgentStore(s),
+        clock,
+        store=store,
+        logs=logs,
+    )
+    agents.notifier, agents.secrets = notifier, worker.secrets
+    agents.ended = worker.agent_slice_ended
+    worker.agent_tasks = agents.offer_slices
+    jobs.check_command = agents.check_command
     return Container(
         settings=s,
         store=store,
@@ -149,6 +164,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         job_errors=JobErrorService(store, jobs, executions),
         admins=parts.get("admins") or (lambda: s.admins),
         run_logs=RunLogService(logs),
+        agents=agents,
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.domain.agents import Agent, Task
 from chalicelib.domain.assets import Asset
 from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
@@ -744,3 +745,65 @@ class ObjectStore(ABC):
     @abstractmethod
     def put_object(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         """Write (or overwrite) an object."""
+
+
+class AgentStore(ABC):
+    """Remote agents and their tasks (slices of command runs). Every change is one
+    conditional write: a task is leased to one agent at a time."""
+
+    @abstractmethod
+    def ensure_table(self) -> None:
+        """Create the table (and its indexes) if missing."""
+
+    @abstractmethod
+    def put_agent(self, agent: Agent) -> bool:
+        """Add an agent if neither its principal nor its (owner, name) is taken; False if
+        one is."""
+
+    @abstractmethod
+    def update_agent(self, agent: Agent) -> bool:
+        """Replace an existing agent's record (labels, version, heartbeat, running tasks);
+        False if it was removed."""
+
+    @abstractmethod
+    def delete_agent(self, agent: Agent) -> bool:
+        """Remove an agent and its name; False if it was not there."""
+
+    @abstractmethod
+    def agent_by_principal(self, principal: str) -> Agent | None:
+        """The agent a principal acts as (a consistent read)."""
+
+    @abstractmethod
+    def agents(self, owner: str | None, name: str | None = None) -> list[Agent]:
+        """The agents of `owner` (None: every owner's), by owner then name; only `name`'s if
+        given (one index query)."""
+
+    @abstractmethod
+    def put_tasks(self, tasks: Sequence[Task]) -> int:
+        """Write the tasks that do not exist yet; how many were new."""
+
+    @abstractmethod
+    def get_task(self, task_id: str) -> Task | None: ...
+
+    @abstractmethod
+    def open_tasks(self, owner: str, limit: int = 100) -> list[Task]:
+        """The owner's tasks not ended (waiting or leased), oldest first (a sparse index)."""
+
+    @abstractmethod
+    def lease_task(self, seen: Task, leased: Task, now: float) -> bool:
+        """Write `leased` if the task is still as `seen` (same attempt) and takeable at
+        `now`: waiting, or leased with its reclaim time passed. False otherwise."""
+
+    @abstractmethod
+    def renew_task(self, renewed: Task) -> bool:
+        """Write the new renewal and reclaim times if the task is still leased by the same
+        token; False otherwise."""
+
+    @abstractmethod
+    def release_task(self, released: Task, token: str) -> bool:
+        """Write `released` (waiting again, for another attempt) if the task is still
+        leased by `token`; False otherwise."""
+
+    @abstractmethod
+    def end_task(self, ended: Task) -> bool:
+        """Write the ending if the task is still leased by `ended.token`; False otherwise."""

@@ -30,6 +30,7 @@ from chalicelib.config import Settings  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402
 from tests.clients import ADMINS  # noqa: E402
 from tests.fakes import MemoryAssetStore, MemoryBlobStore, MemoryStore  # noqa: E402
+from tests.fakes.agents import MemoryAgentStore  # noqa: E402
 from tests.fakes.runlogs import MemoryRunLogStore  # noqa: E402
 from tests.helpers import deliver  # noqa: E402
 
@@ -103,6 +104,7 @@ def memory_container(clock: FakeClock, queue: MemoryQueue) -> Iterator[Container
         asset_store=MemoryAssetStore(),
         files=MemoryBlobStore(),
         run_logs=MemoryRunLogStore(),
+        agent_store=MemoryAgentStore(),
     )
     yield from _installed(c, clock)
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from cadenza_tools.cli import (
+    agents,
     alerts,
     assets,
     cluster,
@@ -86,6 +87,8 @@ app.add_typer(supervisor.app, name="supervisor")
 app.add_typer(users.app, name="users")
 app.add_typer(secrets.app, name="secrets")
 app.command("dev")(dev)
+app.add_typer(agents.app, name="agents")
+app.command("agent")(agents.run_agent)
 
 
 def main() -> None:

@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 
 def on_tick(event: dict[str, Any] | None = None) -> dict[str, Any]:
     """One supervisor tick (EventBridge schedule)."""
-    stats = get_container().supervisor.tick()
+    container = get_container()
+    stats = container.supervisor.tick()
+    try:  # remote agents silent past their deadline: alerted once each
+        container.agents.sweep_lost()
+    except Exception:
+        log.exception("the agents' sweep failed this tick")
     return asdict(stats)
 
 

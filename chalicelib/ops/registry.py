@@ -151,6 +151,31 @@ class S3PutParams(Params):
     columns: list[str] | None = Field(default=None, min_length=1, max_length=1000)
 
 
+class CommandParams(Params):
+    """A command run by a remote agent (docs/agents.md): `argv` (no shell; with `shell`, one
+    string the agent's `/bin/sh -c` runs), `env` (values may be secret references), `cwd`,
+    `timeout_seconds`, and which agent: `agent` (a name) or `labels` (any agent with all of
+    them); `deadline_seconds`: how long the agent keeps running it without reaching the
+    control plane (default: the agent's)."""
+
+    argv: list[str] = Field(min_length=1, max_length=1000)
+    shell: bool = False
+    env: dict[str, str] = Field(default_factory=dict, max_length=200)
+    cwd: str | None = Field(default=None, min_length=1, max_length=4096)
+    timeout_seconds: float = Field(default=3600, gt=0, le=7 * 86_400, allow_inf_nan=False)
+    agent: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    deadline_seconds: float | None = Field(default=None, ge=30, le=86_400, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _chosen(self) -> CommandParams:
+        if (self.agent is None) == (not self.labels):
+            raise ValueError("name the agent (agent) or the labels it must have (labels)")
+        if self.shell and len(self.argv) != 1:
+            raise ValueError("with shell, argv is one string: the script")
+        return self
+
+
 Reader = Callable[[Any, str | None], Iterator[dict[str, Any]]]
 Processor = Callable[[Any, Any, SliceContext], Any]
 
@@ -299,6 +324,19 @@ def _s3_put(p: Any, data: Any, ctx: SliceContext) -> Any:
     return put_object(p, data, ctx)
 
 
+def _command(p: Any, data: Any, ctx: SliceContext) -> Any:
+    raise OpFailed("a command runs on a remote agent, not in a worker function")
+
+
+COMMAND = "command"
+
+
+def agent_command(operations: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The `command` op of a run whose slices remote agents run, else None."""
+    found = [op for op in operations[1:] if op.get("_op") == COMMAND]
+    return dict(found[0]) if found else None
+
+
 REGISTRY: dict[str, OpSpec] = {
     s.name: s
     for s in (
@@ -323,6 +361,7 @@ REGISTRY: dict[str, OpSpec] = {
                 ("eventbridge", aws_targets.EventBridgeParams, aws_targets.put_event),
             )
         ),
+        OpSpec(COMMAND, CommandParams, processor=_command),
     )
 }
 
@@ -337,8 +376,9 @@ def waits(operations: list[dict[str, Any]]) -> bool:
 
 
 def runs_inline(operations: list[dict[str, Any]], slices: int) -> bool:
-    """Whether a run of so many slices runs on its own record (one slice, not waiting)."""
-    return slices == 1 and not waits(operations)
+    """Whether a run of so many slices runs on its own record (one slice, not waiting,
+    not a remote agent's command)."""
+    return slices == 1 and not waits(operations) and agent_command(operations) is None
 
 
 def check_wait(operations: list[dict[str, Any]], ctx: SliceContext) -> Any:
@@ -414,6 +454,12 @@ def validate_operations(
                 raise _not_role(f"operations[{i}]", name, role)
             continue
         spec, params = _spec(i, op, role, {k: OpSpec(k, AnyParams) for k in declared or {}})
+        if name == COMMAND and len(operations) != 2:
+            reason = "a command is the only processor, after the reader"
+            raise InvalidInput(
+                f"operations[{i}]._op: {reason}",
+                [{"field": f"operations[{i}]._op", "reason": reason}],
+            )
         if spec.run_seconds is not None and max_op_seconds is not None:
             _check_run_time(f"operations[{i}].{spec.run_seconds}", params, spec, max_op_seconds)
 

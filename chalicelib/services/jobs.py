@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,7 +33,7 @@ from chalicelib.domain.transitions import (
     JobState,
     apply,
 )
-from chalicelib.ops.registry import acting_reader, validate_operations
+from chalicelib.ops.registry import acting_reader, agent_command, validate_operations
 from chalicelib.ports import Clock, Queue, Sort, Store
 from chalicelib.services.quotas import Quotas
 from chalicelib.services.scheduling import next_slot
@@ -138,6 +138,9 @@ class JobService:
         self.store, self.queue, self.clock, self.settings = store, queue, clock, settings
         self.asset_ops = asset_ops
         self.who = SYSTEM
+        # refuses a command op naming an agent, or labels, that none of the owner's agents
+        # has (the composition root sets it: `AgentService.check_command`)
+        self.check_command: Callable[[str, Mapping[str, Any], str], None] | None = None
 
     def as_(self, who: Principal) -> JobService:
         """The same use cases on behalf of `who`: it owns what it submits, and another
@@ -152,6 +155,10 @@ class JobService:
         spec = parse_definition(payload, self.asset_ops, limits, self.settings.secrets_prefix)
         if spec.schedule is not None:
             check_schedule_period(spec.schedule, from_epoch(now), limits.min_schedule_seconds)
+        operations = [op.to_dict() for op in spec.operations]
+        command = agent_command(operations)
+        if command is not None and self.check_command is not None:
+            self.check_command(spec.owner, command, "operations[1]")
         return spec
 
     def submit(self, payload: Any, start: bool) -> tuple[Job, Run | None]:

@@ -4,14 +4,14 @@ stops, which are transitions plus a look at what is still in flight."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.runs import Run, RunTransition
 from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
-from chalicelib.ops.registry import error_text, waits
+from chalicelib.ops.registry import agent_command, error_text, waits
 from chalicelib.ops.waiting import stop_waited
 from chalicelib.ports import Alert, Clock, Queue, SliceMessage, StartMessage, Store
 
@@ -45,6 +45,9 @@ class RunLifecycle:
 
     def __init__(self, store: Store, queue: Queue, clock: Clock) -> None:
         self.store, self.queue, self.clock = store, queue, clock
+        # where a command run's slices go instead of the slice queue: remote agents' tasks
+        # (set by the composition root; without it they go to the queue, and fail there)
+        self.agent_tasks: Callable[[Run, Sequence[int]], None] | None = None
 
     def apply(self, run: Run, transition: RunTransition) -> Run | None:
         """Persist `transition` of `run` (one conditional write); the run as written, or
@@ -98,7 +101,11 @@ class RunLifecycle:
         return stopped
 
     def send_slices(self, run: Run, orders: Sequence[int], delay: int = 0) -> None:
-        """Slice messages for these slices (by order) of the run."""
+        """Slice messages for these slices (by order) of the run; a command run's slices
+        are offered to remote agents instead (a retry's delay does not apply to them)."""
+        if self.agent_tasks is not None and agent_command(run.operations) is not None:
+            self.agent_tasks(run, orders)
+            return
         self.queue.send_slices(
             [SliceMessage(run.job_id, run.slot, run.ex_id, slice_id_for(i), delay) for i in orders]
         )

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.domain.agents import Task
 from chalicelib.domain.outcomes import SliceOutcome
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import MAX_SQS_DELAY, Slice, Waiting, retry_delay
@@ -117,6 +118,28 @@ class SlicePath(RunLifecycle, RunLogging):
         assert sl.wait is not None
         self.store.wait_slice(sl, token, float(sl.wait["check_at"]), sl.wait, now)
         return SliceOutcome.duplicate
+
+    def agent_slice_ended(self, task: Task) -> bool:
+        """A remote agent's task ended for good: its slice's outcome recorded once (claimed
+        and finished under a token of its own), then the next slice handed out, or the run
+        finalized. False if the run or the slice had moved on."""
+        run = self.store.get_run(task.job_id, task.slot)
+        live = (ExStatus.running, ExStatus.stopping)
+        if run is None or run.ex_id != task.ex_id or run.status not in live:
+            return False
+        now = self.clock.now()
+        token = uuid.uuid4().hex
+        sl = self.store.claim_slice(task.ex_id, task.slice_id, token, now, now + run.lease_seconds)
+        if sl is None:
+            return False
+        ok = task.error is None and task.exit_code == 0
+        error = task.error or f"exit code {task.exit_code}"
+        ending = sl.complete(token, now, task.result) if ok else sl.fail(token, now, error)
+        if not self.store.finish_slice(sl, run, ending):
+            return False
+        if run.status == ExStatus.running:
+            self.after_slice(run, now)
+        return True
 
     def _slice_failed(
         self, run: Run, sl: Slice, token: str, error: str, final: bool = False

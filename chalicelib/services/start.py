@@ -20,6 +20,7 @@ from chalicelib.ops.registry import (
     OpSource,
     Secrets,
     SliceContext,
+    agent_command,
     always_one_slice,
     asset_ops,
     error_text,
@@ -54,6 +55,7 @@ def start_message(
         and not (run.buffered or run.presliced or run.assets)
         and always_one_slice(run.operations)
         and not waits(run.operations)
+        and agent_command(run.operations) is None
     )
     hint = None
     if hinted and not _enters_at_its_second(run):

@@ -33,19 +33,21 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.entrypoints.http import ROOT_ONLY, VERSIONED
 from chalicelib.entrypoints.http.routing import Route
-from tests.clients import ADMIN, AS_OWNER, OTHER, OWNER, SignedClient
+from tests.clients import ADMIN, AS_OWNER, OTHER, OWNER, USERS, SignedClient
 from tests.conftest import drain
 from tests.integration.test_assets import ops_bundle
 
 pytestmark = pytest.mark.fakes  # services on the in-memory fakes (tests/fakes)
 
-OWNED = ("{job_id}", "{ex_id}", "{run_id}")
+OWNED = ("{job_id}", "{ex_id}", "{run_id}", "{name}")
+AGENT_ROUTES = ("/agent/",)  # an agent's own: 403 for any caller that is not an agent
 CALLERS: dict[str, LocalUser | None] = {
     "anonymous": None,
     "other": OTHER,
     "owner": OWNER,
     "admin": ADMIN,
 }
+AGENT = USERS.add("matrix-agent")  # the principal the owner's agent acts as
 # it writes a result file: result-file answers its owner 200
 JOB = {"name": "matrix", "operations": [{"_op": "range", "end": 2}, {"_op": "csv_result"}]}
 
@@ -83,6 +85,8 @@ def expected(ep: Endpoint, caller: str) -> int | None:
     """The status `caller` gets from `ep`; None: it reaches the route."""
     if caller == "anonymous" or (ep.route.admin and caller != "admin"):
         return 403
+    if any(part in ep.path for part in AGENT_ROUTES):
+        return 403
     if ep.owned and caller == "other":
         return 404
     return None
@@ -96,6 +100,7 @@ class World:
     job_id: str
     ex_id: str
     asset_id: str
+    agent: str = "matrix"  # the owner's agent
 
     def url(self, ep: Endpoint) -> str:
         values = {
@@ -104,6 +109,8 @@ class World:
             "run_id": self.ex_id,
             "asset": self.asset_id,
             "version": "1.0.0",
+            "name": self.agent,
+            "task_id": f"{self.ex_id}.000000",
         }
         return re.sub(r"\{(\w+)\}", lambda m: values[m[1]], ep.path)
 
@@ -115,7 +122,9 @@ def world(container: Container, queue: MemoryQueue) -> World:
     assert run is not None
     drain(container, queue)
     container.supervisor.tick(container.clock.now())  # the supervisor's routes need a tick
-    return World(job.job_id, run.ex_id, asset.asset_id)
+    world = World(job.job_id, run.ex_id, asset.asset_id)
+    container.agents.as_(AS_OWNER).add(world.agent, AGENT.arn)
+    return world
 
 
 @pytest.fixture

@@ -49,16 +49,18 @@ from tests.aws_calls import (
     stack_arns,
     unused,
 )
-from tests.clients import ADMIN, ADMINS, SignedClient
+from tests.clients import ADMIN, ADMINS, USERS, SignedClient
 from tests.conftest import T0
 from tests.integration.test_assets import ops_bundle
 from tests.integration.test_authorization_matrix import ENDPOINTS, World, call
 
 ROOT = Path(__file__).resolve().parents[2]
+IAM_AGENT = USERS.add("iam-agent")
 CONFIG = infra.load_chalice_config(ROOT)
 STAGE = "dev"
 JSON = {"Content-Type": "application/json"}
 
+SLICES_TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/cadenza-dev-slices"
 LOGS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
 # Grants the flows here do not need, and why (action, resource pattern; "*": any). Anything
 # else granted and not needed fails.
@@ -66,6 +68,12 @@ UNEXERCISED: dict[str, dict[tuple[str, str], str]] = {
     function: {(action, "*"): "Lambda's runtime writes the logs, not botocore" for action in LOGS}
     for function in infra.FUNCTIONS
 }
+
+
+UNEXERCISED[infra.SUPERVISOR][("dynamodb:GetItem", SLICES_TABLE)] = (
+    "the sweep's refill of a stalled command run offers its slices to agents again (reads "
+    "them); the command run here ends before a sweep looks at it"
+)
 
 
 def _unexercised(function: str, action: str, resource: str) -> bool:
@@ -277,6 +285,50 @@ def _resolve_secrets(stack: Stack) -> None:
     stack.pump()
 
 
+def _run_commands_on_an_agent(stack: Stack) -> None:
+    """A command job's slices run by a remote agent (its own principal): the start worker
+    offers them as tasks, the agent takes them (a secret in the env resolved), reports one
+    killed (an alert) and the rest ended, which finishes the run through the API."""
+    r = stack.api("POST", "/v1/agents", {"name": "box1", "principal": IAM_AGENT.arn})
+    assert r.status_code == 201, r.body
+    agent = SignedClient(app_module.app, IAM_AGENT)
+    assert (
+        stack.api("POST", "/v1/agent/register", {"version": "1"}, client=agent).status_code == 200
+    )
+    prefix = stack.settings.secrets_prefix
+    env = {
+        "TOKEN": f"{{{{resolve:ssm:{prefix}db}}}}",
+        "API": f"{{{{resolve:secretsmanager:{prefix}api}}}}",
+    }
+    command: dict[str, Any] = {"_op": "command", "argv": ["env"], "agent": "box1", "env": env}
+    _, ex_id = stack.submit(
+        {
+            "name": "cmd",
+            "operations": [{"_op": "range", "end": 2}, command],
+            "workers": 2,
+            "max_retries": 0,
+        }
+    )
+    stack.pump()
+    tasks = stack.api("POST", "/v1/agent/tasks", {"max": 2}, client=agent).json_body["tasks"]
+    assert len(tasks) == 2 and tasks[0]["command"]["env"] == {"TOKEN": "pw", "API": "tok"}
+    ends = (
+        {"exit_code": -9, "error": "killed: no contact with the control plane"},
+        {"exit_code": 0},
+    )
+    for task, end in zip(tasks, ends, strict=True):
+        line = {"seq": 0, "ts": stack.clock.now(), "stream": "stdout", "text": "x"}
+        body = {"token": task["token"], "lines": [line], "end": end}
+        r = stack.api("POST", f"/v1/agent/tasks/{task['task_id']}/report", body, client=agent)
+        assert r.status_code == 200, r.body
+    beat = stack.api("POST", "/v1/agent/heartbeat", {"tasks": []}, client=agent)
+    assert beat.status_code == 200
+    assert stack.api("GET", f"/v1/ex/{ex_id}").json_body["_status"] == "failed"
+    stack.clock.advance(1000)  # the agent silent: the tick's sweep alerts it lost
+    stack.tick()
+    assert stack.api("DELETE", "/v1/agents/box1").status_code == 200
+
+
 def _drive(stack: Stack) -> None:
     r = stack.api("POST", "/v1/assets", ops_bundle(), client=stack.admin)
     assert r.status_code in (200, 201), r.body
@@ -319,6 +371,7 @@ def _drive(stack: Stack) -> None:
     _retry_an_inline_run(stack)
     _read_a_traceback(stack)
     _resolve_secrets(stack)
+    _run_commands_on_an_agent(stack)
     failed_job, failed_ex = _lose_a_slice(stack)
     # a new execution of a failed run's failed slices; another's rerun (its slices deleted)
     assert stack.api("POST", f"/v1/ex/{failed_ex}/_recover").status_code == 202

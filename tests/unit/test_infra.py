@@ -259,7 +259,8 @@ def test_policy_reads_secrets_only_under_the_stage_prefix(stage: str) -> None:
     assert prefix == f"/cadenza/{stage}/"
     for function in infra.FUNCTIONS:
         statements = {s["Sid"]: s for s in _policy(stage, function)["Statement"]}
-        if function not in (infra.START_WORKER, infra.SLICE_WORKER):
+        # the API hands a command's secrets to the remote agent that takes its task
+        if function not in (infra.START_WORKER, infra.SLICE_WORKER, infra.API_HANDLER):
             assert "SecretParameters" not in statements and "Secrets" not in statements
             continue
         parameters, secrets = statements["SecretParameters"], statements["Secrets"]
@@ -333,12 +334,14 @@ def test_policies_name_only_the_stacks_resources(stage: str, function: str) -> N
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_only_the_supervisor_publishes_and_only_the_api_lists_or_deletes(stage: str) -> None:
+def test_only_the_supervisor_and_api_publish_and_only_the_api_lists_or_deletes(stage: str) -> None:
     def actions(function: str) -> set[str]:
         return {a for s in _policy(stage, function)["Statement"] for a in s["Action"]}
 
     granted = {f: actions(f) for f in infra.FUNCTIONS}
-    assert {f for f, a in granted.items() if "sns:Publish" in a} == {infra.SUPERVISOR}
+    # the API: remote agents' alerts (a task killed or reclaimed, a report refused)
+    publishers = {infra.SUPERVISOR, infra.API_HANDLER}
+    assert {f for f, a in granted.items() if "sns:Publish" in a} == publishers
     assert not any("sns:CreateTopic" in a for a in granted.values())
     assert {f for f, a in granted.items() if "s3:ListBucket" in a} == {infra.API_HANDLER}
     assert {f for f, a in granted.items() if "s3:DeleteObject" in a} == {infra.API_HANDLER}

@@ -340,3 +340,30 @@ def build_quota_model(settings: Settings) -> type[QuotaModel]:
 def build_stats_model(settings: Settings) -> type[StatsModel]:
     """The counters' model, bound to the settings' supervisor table."""
     return _stats(Place(settings.region, settings.ddb_endpoint), settings.supervisor_table)
+
+
+class AgentItemModel(Model):
+    """Remote agents and their tasks, as items in the supervisor table (its key is a plain
+    string): `agent#<principal>` (an agent, `body`), `agents` (the registry: `names` holds
+    each `owner<TAB>name` once, `members` each `owner<TAB>name<TAB>principal`),
+    `task#<task_id>` (a task: its lease in `state`, `token`, `attempt`, `reclaim_at`, the
+    rest in `body`) and `open#<owner>` (`members`: the owner's tasks not ended)."""
+
+    key = UnicodeAttribute(hash_key=True)
+    body = JSONAttribute(null=True)
+    names = UnicodeSetAttribute(null=True)
+    members = UnicodeSetAttribute(null=True)
+    state = UnicodeAttribute(null=True)
+    token = UnicodeAttribute(null=True)
+    attempt = NumberAttribute(null=True)
+    reclaim_at = NumberAttribute(null=True)
+
+
+@functools.lru_cache(maxsize=BINDINGS_CACHED)
+def _agent_items(place: Place, table: str) -> type[AgentItemModel]:
+    return place.bind(AgentItemModel, table)
+
+
+def build_agent_model(settings: Settings) -> type[AgentItemModel]:
+    """The agents' and tasks' model, bound to the settings' supervisor table."""
+    return _agent_items(Place(settings.region, settings.ddb_endpoint), settings.supervisor_table)

@@ -6,6 +6,7 @@ from chalice.app import Blueprint
 
 from chalicelib.entrypoints.http import (
     admin,
+    agents,
     assets,
     cluster,
     executions,
@@ -23,6 +24,7 @@ VERSIONED: tuple[Routes, ...] = (
     assets.routes,
     openapi.routes,
     admin.routes,
+    agents.routes,
 )
 # OpenSpecimen's scheduled jobs (seed 004) and the supervisor admin at its seed's (000)
 # /api/supervisor: root only

@@ -24,7 +24,7 @@ from chalicelib.domain.runs import Run
 from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import TERMINAL_EX, SupervisorState
 from chalicelib.entrypoints.http.errors import json_response, query_int
-from chalicelib.entrypoints.http.identity import scoped
+from chalicelib.entrypoints.http.identity import caller, scoped
 from chalicelib.entrypoints.http.routing import Routes, query
 from chalicelib.entrypoints.http.views import controller_view
 from chalicelib.services.cluster import ClusterState, ClusterStats, Held
@@ -219,7 +219,42 @@ def cluster_controllers(request: Request) -> Response:
 @routes("/cluster/state")
 def cluster_state(request: Request) -> Response:
     c = scoped(request)
-    return json_response(state_view(c.cluster.state(), c.settings))
+    view = state_view(c.cluster.state(), c.settings)
+    agents = get_container().agents.as_(caller(request)).listing()
+    return json_response({**view, **agent_nodes(agents)})
+
+
+def agent_nodes(agents: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each remote agent the caller sees as a node (`agent:<name>`; an admin's view of two
+    owners' agents of one name: `agent:<name>@<owner>`), its running tasks its workers."""
+    nodes: dict[str, Any] = {}
+    for a in agents:
+        node_id = f"agent:{a['name']}"
+        if node_id in nodes:
+            node_id = f"{node_id}@{a['owner']}"
+        active = [
+            {
+                "worker_id": task_id,
+                "assignment": "worker",
+                "pid": None,
+                "ex_id": task_id.rsplit(".", 1)[0],
+                "slices": 1,
+            }
+            for task_id in a["running_tasks"]
+        ]
+        nodes[node_id] = {
+            "node_id": node_id,
+            "hostname": a["name"],
+            "pid": None,
+            "total": len(active),
+            "state": a["state"],
+            "available": 0,
+            "active": active,
+            "labels": a["labels"],
+            "version": a["version"],
+            "last_heartbeat": a["last_heartbeat"],
+        }
+    return nodes
 
 
 @routes("/cluster/stats", admin=True)
