@@ -665,7 +665,8 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         objects={
             ASSETS_PREFIX: ("s3:PutObject", "s3:DeleteObject"),
             RESULTS_PREFIX: ("s3:GetObject",),
-            LOGS_PREFIX: ("s3:GetObject",),
+            # GET: the logs route; PUT: remote agents' output, reported through the API
+            LOGS_PREFIX: ("s3:GetObject", "s3:PutObject"),
         },
         lists_bucket=True,
         targets=("stop", "list"),
