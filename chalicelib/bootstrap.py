@@ -11,7 +11,9 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.adapters.dynamodb.assets import DynamoAssetStore
+from chalicelib.adapters.dynamodb.notifications import DynamoNotificationStore
 from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.notify import Sender
 from chalicelib.adapters.s3 import S3BlobStore
 from chalicelib.adapters.secrets import AwsSecretSource
 from chalicelib.adapters.sns import SnsNotifier
@@ -26,6 +28,8 @@ from chalicelib.ports import (
     AssetStore,
     BlobStore,
     Clock,
+    NotificationSender,
+    NotificationStore,
     Notifier,
     Queue,
     SecretSource,
@@ -39,6 +43,7 @@ from chalicelib.services.executions import ExecutionService
 from chalicelib.services.history import HistoryService
 from chalicelib.services.job_errors import JobErrorService
 from chalicelib.services.jobs import JobService
+from chalicelib.services.notifications import NotificationService
 from chalicelib.services.supervisor import SupervisorService
 from chalicelib.services.worker import WorkerService
 
@@ -65,6 +70,7 @@ class Container:
     # the principals (or patterns) with the admin role now: the stage's settings, and
     # locally the stack's admin users too, read per request (a new admin needs no restart)
     admins: Callable[[], Sequence[str]]
+    notifications: NotificationService | None = None
 
     def scoped(self, who: Principal) -> Container:
         """The services that serve a caller, acting on behalf of `who` (see
@@ -100,6 +106,8 @@ class Parts(TypedDict, total=False):
     files: BlobStore
     secrets: SecretSource
     admins: Callable[[], Sequence[str]]
+    notification_store: NotificationStore
+    sender: NotificationSender
 
 
 def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) -> Container:
@@ -121,6 +129,15 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     worker.secrets = Secrets(source, s.secrets_prefix)
     jobs = JobService(store, queue, clock, s, asset_ops=assets.pin)
     executions = ExecutionService(store, clock, worker, max_workers=s.limits.max_workers)
+    notifications = NotificationService(
+        parts.get("notification_store") or DynamoNotificationStore(s),
+        parts.get("sender")
+        or Sender(aws_client("sns", s), source, s.notify_topics, s.secrets_prefix, alerts=notifier),
+        clock,
+    )
+    worker.notifications = notifications
+    supervisor = SupervisorService(store, queue, clock, s, worker, notifier)
+    supervisor.use_notifications(notifications)
     return Container(
         settings=s,
         store=store,
@@ -128,7 +145,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         clock=clock,
         jobs=jobs,
         worker=worker,
-        supervisor=SupervisorService(store, queue, clock, s, worker, notifier),
+        supervisor=supervisor,
         executions=executions,
         notifier=notifier,
         assets=assets,
@@ -138,6 +155,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         history=HistoryService(store, clock),
         job_errors=JobErrorService(store, jobs, executions),
         admins=parts.get("admins") or (lambda: s.admins),
+        notifications=notifications,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -110,6 +111,11 @@ class Settings:
     cognito_user_pools: tuple[str, ...] = ()
     admin_group: str = "cadenza-admins"
     extra: dict[str, str] = field(default_factory=dict)
+    # notifications (docs/notifications.md): the SNS topics jobs may name (ARNs,
+    # CADENZA_NOTIFY_TOPICS, comma separated), and the `notify` a job without one gets
+    # (CADENZA_NOTIFY_DEFAULT, JSON; checked as a job's is)
+    notify_topics: tuple[str, ...] = ()
+    notify_default: str | None = None
 
     @property
     def ddb_endpoint(self) -> str | None:
@@ -181,7 +187,23 @@ class Settings:
             authorizer=_authorizer(e),
             cognito_user_pools=_list(e.get("CADENZA_COGNITO_USER_POOL_ARNS")),
             admin_group=e.get("CADENZA_ADMIN_GROUP") or base.admin_group,
+            notify_topics=_list(e.get("CADENZA_NOTIFY_TOPICS")),
+            notify_default=_json_object("CADENZA_NOTIFY_DEFAULT", e.get("CADENZA_NOTIFY_DEFAULT")),
         )
+
+
+def _json_object(name: str, value: str | None) -> str | None:
+    """A setting holding a JSON object, checked where it is read (at import, not at a
+    request)."""
+    if not value:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError as err:
+        raise ValueError(f"{name}: not JSON: {err}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name}: expected a JSON object")
+    return value
 
 
 AUTHORIZERS = ("iam", "cognito")

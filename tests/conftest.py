@@ -30,6 +30,7 @@ from chalicelib.config import Settings  # noqa: E402
 from chalicelib.ports import FakeClock  # noqa: E402
 from tests.clients import ADMINS  # noqa: E402
 from tests.fakes import MemoryAssetStore, MemoryBlobStore, MemoryStore  # noqa: E402
+from tests.fakes.notifications import MemoryNotificationStore  # noqa: E402
 from tests.helpers import deliver  # noqa: E402
 
 moto_serial.install()  # moto's DynamoDB serialised as DynamoDB's condition checks are
@@ -101,6 +102,7 @@ def memory_container(clock: FakeClock, queue: MemoryQueue) -> Iterator[Container
         notifier=MemoryNotifier(),
         asset_store=MemoryAssetStore(),
         files=MemoryBlobStore(),
+        notification_store=MemoryNotificationStore(),
     )
     yield from _installed(c, clock)
 

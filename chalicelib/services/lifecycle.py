@@ -10,6 +10,7 @@ from chalicelib.domain.runs import Run, RunTransition
 from chalicelib.domain.slices import slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ports import Clock, Queue, SliceMessage, StartMessage, Store
+from chalicelib.services.notifications import NotificationService
 
 BUFFERING = ("buffer_one", "cancel_other")
 
@@ -30,11 +31,17 @@ class RunLifecycle:
 
     def __init__(self, store: Store, queue: Queue, clock: Clock) -> None:
         self.store, self.queue, self.clock = store, queue, clock
+        # set by the composition root: without, no event is recorded
+        self.notifications: NotificationService | None = None
 
     def apply(self, run: Run, transition: RunTransition) -> Run | None:
         """Persist `transition` of `run` (one conditional write); the run as written, or
-        None if its guard did not hold."""
+        None if its guard did not hold. A write that ends the run, or starts it late, also
+        records its event for the job's `notify` (one more conditional write, only if the
+        job asks; delivered later, from the outbox)."""
         done = self.store.apply_run(run, transition)
+        if done is not None and self.notifications is not None:
+            self.notifications.run_ended(run, done, self.clock.now())
         if done is None or not (transition.terminal and run.holds_slot):
             return done
         if may_have_waiters(run):

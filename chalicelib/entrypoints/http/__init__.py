@@ -10,6 +10,7 @@ from chalicelib.entrypoints.http import (
     cluster,
     executions,
     jobs,
+    notifications,
     openapi,
     scheduled_jobs,
 )
@@ -23,6 +24,7 @@ VERSIONED: tuple[Routes, ...] = (
     assets.routes,
     openapi.routes,
     admin.routes,
+    notifications.routes,
 )
 # OpenSpecimen's scheduled jobs (seed 004) and the supervisor admin at its seed's (000)
 # /api/supervisor: root only
