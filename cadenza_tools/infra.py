@@ -617,6 +617,8 @@ class Grants:
     lists_bucket: bool = False  # a run's result file is the listing of its parts
     publishes: bool = False  # alerts, to the stage's topic
     reads_secrets: bool = False  # the secrets jobs name, under the stage's prefix
+    # notifications: publishes to the topics jobs may name (the stage's CADENZA_NOTIFY_TOPICS)
+    notifies: bool = False
 
 
 GET, PUT, UPDATE, DELETE, QUERY = (
@@ -626,6 +628,8 @@ GET, PUT, UPDATE, DELETE, QUERY = (
     "dynamodb:DeleteItem",
     "dynamodb:Query",
 )
+# a transaction's condition on an item it does not write (a notification's settled record)
+CHECK = "dynamodb:ConditionCheckItem"
 ASSETS_PREFIX, RESULTS_PREFIX = "assets/", "results/"
 # Checked against the calls each function makes: tests/integration/test_iam_calls.py.
 FUNCTION_GRANTS: dict[str, Grants] = {
@@ -657,17 +661,26 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             "run": (GET, PUT, UPDATE),
             "slice": (UPDATE, QUERY),
             "supervisor": (GET, PUT, UPDATE),
-            "alert": (PUT,),
+            # alerts; and notifications: emitted (missed slots, alerts), claimed, settled
+            "alert": (PUT, UPDATE, DELETE, QUERY, CHECK),
         },
         indexes={"job": ("due-index",), "run": ("sweep-index",)},
         sends=("start", "slice"),
         publishes=True,
+        reads_secrets=True,  # webhooks' signing secrets
+        notifies=True,
     ),
     # claims and slices runs, runs one-slice runs (asset ops, result parts); a failed
     # one-slice run's retry and an early start are sent again, and the end of a run nudges
     # its job's buffered run (a job read, a start sent)
     START_WORKER: Grants(
-        tables={"job": (GET, UPDATE), "run": (GET, UPDATE), "slice": (PUT,), "asset": (GET,)},
+        tables={
+            "job": (GET, UPDATE),
+            "run": (GET, UPDATE),
+            "slice": (PUT,),
+            "asset": (GET,),
+            "alert": (PUT, CHECK),  # a run's events, into the notifications' outbox
+        },
         sends=("start", "slice"),
         consumes="start",
         objects={ASSETS_PREFIX: ("s3:GetObject",), RESULTS_PREFIX: ("s3:PutObject",)},
@@ -680,6 +693,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             "run": (GET, UPDATE),
             "slice": (UPDATE,),
             "asset": (GET,),
+            "alert": (PUT, CHECK),  # a run's events, into the notifications' outbox
         },
         sends=("start", "slice"),
         consumes="slice",
@@ -787,6 +801,11 @@ def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str
             if grants.reads_secrets
             else []
         ),
+        *(
+            _notify_statements(stage_settings(config, stage).notify_topics)
+            if grants.notifies
+            else []
+        ),
     ]
     return {
         "Version": "2012-10-17",
@@ -809,6 +828,13 @@ def _secrets_statements(prefix: str) -> list[dict[str, Any]]:
             "Resource": {"Fn::Sub": f"{REGIONAL}:secretsmanager:{HERE}:secret:{prefix}*"},
         },
     ]
+
+
+def _notify_statements(topics: Sequence[str]) -> list[dict[str, Any]]:
+    """Publishing notifications to the topics a stage lets jobs name (none: no statement)."""
+    if not topics:
+        return []
+    return [{"Sid": "NotificationTopics", "Action": ["sns:Publish"], "Resource": list(topics)}]
 
 
 def function_policy_file(stage: str, function: str) -> str:

@@ -8,10 +8,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -32,45 +30,13 @@ from tests.clients import ADMIN, SignedClient
 from tests.conftest import drain, moto_container
 from tests.conftest import test_settings as settings_for
 from tests.helpers import deliver
+from tests.webhook import Hook
 
 JSON = {"Content-Type": "application/json"}
 SECRET_NAME = "/cadenza/dev/hook-key"
 SECRET_VALUE = "whsec-0123456789"
 SECRET_REF = "{{resolve:ssm:" + SECRET_NAME + "}}"
 TOPIC = "cadenza-test-ops"
-
-
-class Hook:
-    """A local webhook: answers each request with the next status of `script` (then 200)
-    and records what it got."""
-
-    def __init__(self, script: list[int]) -> None:
-        self.script = list(script)
-        self.requests: list[tuple[dict[str, str], bytes, int]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = hook.script.pop(0) if hook.script else 200
-                hook.requests.append((dict(self.headers.items()), body, status))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def accepted(self) -> list[tuple[dict[str, str], bytes, int]]:
-        return [r for r in self.requests if 200 <= r[2] < 300]
 
 
 @pytest.fixture
