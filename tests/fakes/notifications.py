@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from chalicelib.domain.notifications import CLAIM_S, MAX_ATTEMPTS, Notification
-from chalicelib.ports import NotificationStore
+from chalicelib.ports import DeliveryFailed, NotificationSender, NotificationStore
 
 
 class MemoryNotificationStore(NotificationStore):
@@ -70,3 +70,18 @@ class MemoryNotificationStore(NotificationStore):
         with self.lock:
             found = [n for n in self.records.values() if n.status == status]
         return sorted(found, key=lambda n: n.settled_at or n.created, reverse=True)[:limit]
+
+
+class MemorySender(NotificationSender):
+    """Keeps what it is asked to send; fails the first `failures` attempts."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.sent: list[Notification] = []
+        self.attempts = 0
+
+    def send(self, note: Notification) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise DeliveryFailed("refused by the test")
+        self.sent.append(note)
