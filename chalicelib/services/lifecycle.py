@@ -48,6 +48,12 @@ class RunLifecycle:
             self.nudge_buffered(run.job_id)
         return done
 
+    def seen_ended(self, run: Run) -> None:
+        """A message found `run` ended: its event is recorded if it is not yet (the worker
+        that ended it may have died between the two writes)."""
+        if self.notifications is not None:
+            self.notifications.ended(run, self.clock.now())
+
     def nudge_buffered(self, job_id: str) -> None:
         """If the job has a free slot, send a start to the run next in line for it: its
         buffered run, else its earliest waiting catch-up run."""

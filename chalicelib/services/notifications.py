@@ -86,15 +86,21 @@ class NotificationService:
     def run_ended(self, before: Run, after: Run, now: float) -> None:
         """A transition of a run was written: its terminal status's event (a run is failed
         only once its retries are spent), and `late` for a start past the threshold."""
-        event = EVENT_OF_STATUS.get(after.status)
-        if event is not None and before.status != after.status:
-            detail = {"reason": after.reason} if after.reason else {}
-            self.event(after, event, now, **detail)
+        if before.status != after.status and after.status in EVENT_OF_STATUS:
+            self.ended(after, now)
         elif before.started_at is None and after.started_at is not None:
             notify = after.config.get("notify")
             if is_late(notify, after.scheduled_start, after.started_at):
                 late_by = round(after.started_at - after.scheduled_start, 3)
                 self.event(after, "late", now, late_by_seconds=late_by)
+
+    def ended(self, run: Run, now: float) -> None:
+        """The event of a run's terminal status (none for a stop). Also called when a
+        message finds its run ended already: if the writer that ended it died before
+        recording the event, this records it; else the put-if-absent finds it there."""
+        event = EVENT_OF_STATUS.get(run.status)
+        if event is not None:
+            self.event(run, event, now, **({"reason": run.reason} if run.reason else {}))
 
     def deliver_due(self, now: float, limit: int = 100) -> DeliveryStats:
         """Deliver the due notifications of the outbox, each once: claimed first (one

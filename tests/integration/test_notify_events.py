@@ -13,11 +13,12 @@ import pytest
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.jobs import Job
+from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
 from tests.clients import AS_OWNER
 from tests.conftest import T0, drain
 from tests.fakes.notifications import MemoryNotificationStore, MemorySender
-from tests.helpers import start_due
+from tests.helpers import deliver, start_due
 
 pytestmark = pytest.mark.fakes
 
@@ -130,3 +131,26 @@ def test_fails_twice_then_delivered_once(w: World) -> None:
         3,
     )
     assert w.notes.emits == 1  # one conditional write on the finishing path
+
+
+def test_a_worker_that_dies_between_the_runs_end_and_its_event(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start message comes back (its handler died): the run is found ended, and its
+    event recorded then; a further redelivery records nothing more."""
+    _submit(w.c, ["succeeded"], operations=[{"_op": "noop"}, {"_op": "noop"}], schedule=None)
+    [start] = w.queue.take()
+    emit = w.notes.emit
+
+    def dies(notes: Any) -> int:
+        monkeypatch.setattr(w.notes, "emit", emit)
+        raise RuntimeError("the worker died")
+
+    monkeypatch.setattr(w.notes, "emit", dies)
+    with pytest.raises(RuntimeError):
+        deliver(w.c, start)
+    (run,) = w.c.store.list_runs(start.body["job_id"])
+    assert run.status == ExStatus.completed and w.notes.records == {}
+    assert deliver(w.c, start) == "dropped"
+    assert deliver(w.c, start) == "dropped"
+    assert [n.event for n in w.notes.records.values()] == ["succeeded"]
