@@ -13,6 +13,7 @@ from botocore.config import Config
 from chalicelib.adapters.dynamodb.assets import DynamoAssetStore
 from chalicelib.adapters.dynamodb.notifications import DynamoNotificationStore
 from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.memory import MemoryNotificationStore
 from chalicelib.adapters.notify import Sender
 from chalicelib.adapters.s3 import S3BlobStore
 from chalicelib.adapters.secrets import AwsSecretSource
@@ -130,7 +131,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     jobs = JobService(store, queue, clock, s, asset_ops=assets.pin)
     executions = ExecutionService(store, clock, worker, max_workers=s.limits.max_workers)
     notifications = NotificationService(
-        parts.get("notification_store") or DynamoNotificationStore(s),
+        parts.get("notification_store") or notification_store_for(store),
         parts.get("sender")
         or Sender(aws_client("sns", s), source, s.notify_topics, s.secrets_prefix, alerts=notifier),
         clock,
@@ -157,6 +158,14 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         admins=parts.get("admins") or (lambda: s.admins),
         notifications=notifications,
     )
+
+
+def notification_store_for(store: Store) -> NotificationStore:
+    """Notifications beside the runs: in the DynamoDB store's alerts table, or in memory
+    beside a store that is not DynamoDB (tests, simulations)."""
+    if isinstance(store, DynamoStore):
+        return DynamoNotificationStore(store.settings)
+    return MemoryNotificationStore()
 
 
 def asset_limits(s: Settings) -> AssetLimits:
