@@ -4,6 +4,7 @@ subscriptions) through the SNS client, webhooks through urllib3 (which botocore 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +23,13 @@ from chalicelib.domain.secrets import SecretUnavailable, Substitution
 from chalicelib.ports import Alert, DeliveryFailed, NotificationSender, Notifier, SecretSource
 
 WEBHOOK_TIMEOUT_S = 10.0
+
+
+def _runtime_api(url: str) -> bool:
+    """Whether `url` points at Lambda's runtime API of this very function (a webhook there
+    could answer the supervisor's own invocation)."""
+    api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    return bool(api) and urllib3.util.parse_url(url).netloc == api
 
 
 def body_bytes(note: Notification) -> bytes:
@@ -94,6 +102,8 @@ class Sender(NotificationSender):
             SIGNATURE_HEADER: sign(self._secret(note), stamp, body),
         }
         url = str(note.destination.get("url", ""))
+        if _runtime_api(url):
+            raise DeliveryFailed("the webhook's address is the function's own runtime API")
         try:
             resp = self.http.request("POST", url, body=body, headers=headers, redirect=False)
         except urllib3.exceptions.HTTPError as err:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -109,6 +111,15 @@ def _refused(field_name: str, reason: str) -> InvalidInput:
     return InvalidInput(f"{field_name}: {reason}", [{"field": field_name, "reason": reason}])
 
 
+def _internal_host(url: str) -> bool:
+    """Whether a URL's host is a link-local address (where instance metadata answers)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_link_local
+    except ValueError:
+        return False
+
+
 def topic_arn(topic: str, allowed: Sequence[str]) -> str | None:
     """The allow-list's ARN that `topic` names (the ARN itself, or the topic's name)."""
     for arn in allowed:
@@ -125,6 +136,8 @@ def check_notify(spec: NotifySpec, topics: Sequence[str], secrets_prefix: str) -
         if isinstance(dest, SnsDestination | EmailDestination):
             if topic_arn(dest.topic, topics) is None:
                 raise _refused(f"{where}.topic", "is not one of this stage's notification topics")
+        elif _internal_host(dest.url):
+            raise _refused(f"{where}.url", "names a link-local address (instance metadata)")
         elif len(check_references(f"{where}.secret", dest.secret, secrets_prefix)) != 1 or (
             not dest.secret.strip().startswith("{{")
         ):

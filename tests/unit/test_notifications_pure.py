@@ -61,6 +61,7 @@ def test_the_stage_checks_topics_and_secrets() -> None:
         ({**HOOK, "secret": "hunter2"}, "notify.destinations[0].secret"),
         ({**HOOK, "secret": "{{resolve:ssm:/other/k}}"}, "notify.destinations[0].secret"),
         ({**HOOK, "secret": "x{{resolve:ssm:/cadenza/dev/k}}"}, "notify.destinations[0].secret"),
+        ({**HOOK, "url": "http://169.254.169.254/latest"}, "notify.destinations[0].url"),
     ]
     for dest, field in cases:
         with pytest.raises(InvalidInput) as err:
