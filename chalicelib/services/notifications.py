@@ -19,6 +19,7 @@ from chalicelib.domain.notifications import (
     notifications_for,
 )
 from chalicelib.domain.runs import Run
+from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import Alert, Clock, DeliveryFailed, NotificationSender, NotificationStore
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,12 @@ class NotificationService:
         message finds its run ended already: if the writer that ended it died before
         recording the event, this records it; else the put-if-absent finds it there."""
         event = EVENT_OF_STATUS.get(run.status)
-        if event is not None:
-            self.event(run, event, now, **({"reason": run.reason} if run.reason else {}))
+        if event is None:
+            return
+        detail: dict[str, Any] = {"reason": run.reason} if run.reason else {}
+        if run.status == ExStatus.failed and run.errors:  # redacted already by the worker
+            detail["error"] = str(run.errors[-1].get("error", ""))[:MAX_ERROR_CHARS]
+        self.event(run, event, now, **detail)
 
     def deliver_due(self, now: float, limit: int = 100) -> DeliveryStats:
         """Deliver the due notifications of the outbox, each once: claimed first (one

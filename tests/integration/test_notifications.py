@@ -132,6 +132,7 @@ def test_failed_once_after_the_last_retry_and_a_webhook_failing_twice_gets_one_d
         sent = json.loads(body)
         assert (sent["event"], sent["ex_id"], sent["job_id"]) == ("failed", ex_id, job_id)
         assert sent["link"] == f"/v1/ex/{ex_id}"
+        assert "fail" in sent["detail"]["error"]  # the run's last error
         assert SECRET_VALUE not in body.decode()
         done = _notes(container, "delivered")
         assert [(n.event, n.attempts) for n in done] == [("failed", 3)]
