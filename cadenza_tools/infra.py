@@ -632,6 +632,8 @@ class Grants:
     # lists a bucket (slicing an s3 reader's run again: a recovery)
     targets: tuple[str, ...] = ()
     calls_targets: bool = False  # the targets the stage allows (CADENZA_TARGETS_ALLOW)
+    # notifications: publishes to the topics jobs may name (the stage's CADENZA_NOTIFY_TOPICS)
+    notifies: bool = False
 
 
 GET, PUT, UPDATE, DELETE, QUERY = (
@@ -641,6 +643,8 @@ GET, PUT, UPDATE, DELETE, QUERY = (
     "dynamodb:DeleteItem",
     "dynamodb:Query",
 )
+# a transaction's condition on an item it does not write (a notification's settled record)
+CHECK = "dynamodb:ConditionCheckItem"
 ASSETS_PREFIX, RESULTS_PREFIX = "assets/", "results/"
 LOGS_PREFIX = "logs/"  # run logs (chalicelib/adapters/s3_logs.py), kept RUN_LOG_DAYS
 RUN_LOG_DAYS = 30
@@ -682,12 +686,15 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             "slice": (UPDATE, QUERY, GET),  # GET: a command run's refill offers its slices
             # BatchGetItem: the agents' sweep reads every agent (lost ones are alerted)
             "supervisor": (GET, PUT, UPDATE, "dynamodb:BatchGetItem"),
-            "alert": (PUT,),
+            # alerts; and notifications: emitted (missed slots, alerts), claimed, settled
+            "alert": (PUT, UPDATE, DELETE, QUERY, CHECK),
         },
         indexes={"job": ("due-index",), "run": ("sweep-index",)},
         sends=("start", "slice"),
         publishes=True,
         targets=("stop",),
+        reads_secrets=True,  # webhooks' signing secrets
+        notifies=True,
     ),
     # claims and slices runs, runs one-slice runs (asset ops, result parts); a failed
     # one-slice run's retry and an early start are sent again, and the end of a run nudges
@@ -701,6 +708,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             "slice": (PUT, GET),
             "asset": (GET,),
             "supervisor": (PUT, UPDATE),
+            "alert": (PUT, CHECK),  # a run's events, into the notifications' outbox
         },
         sends=("start", "slice"),
         consumes="start",
@@ -720,6 +728,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             "run": (GET, UPDATE),
             "slice": (UPDATE,),
             "asset": (GET,),
+            "alert": (PUT, CHECK),  # a run's events, into the notifications' outbox
         },
         sends=("start", "slice"),
         consumes="slice",
@@ -839,6 +848,11 @@ def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str
         *(
             target_statements(stage_settings(config, stage).targets_allow)
             if grants.calls_targets
+            else []
+        ),
+        *(
+            _notify_statements(stage_settings(config, stage).notify_topics)
+            if grants.notifies
             else []
         ),
     ]
@@ -968,6 +982,13 @@ def target_statements(allow: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
                 {"Sid": f"Targets{cfn_name(kind)}", "Action": list(actions), "Resource": resources}
             )
     return statements
+
+
+def _notify_statements(topics: Sequence[str]) -> list[dict[str, Any]]:
+    """Publishing notifications to the topics a stage lets jobs name (none: no statement)."""
+    if not topics:
+        return []
+    return [{"Sid": "NotificationTopics", "Action": ["sns:Publish"], "Resource": list(topics)}]
 
 
 def function_policy_file(stage: str, function: str) -> str:

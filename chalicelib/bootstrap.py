@@ -12,7 +12,10 @@ from botocore.config import Config
 
 from chalicelib.adapters.dynamodb.agents import DynamoAgentStore
 from chalicelib.adapters.dynamodb.assets import DynamoAssetStore
+from chalicelib.adapters.dynamodb.notifications import DynamoNotificationStore
 from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.memory import MemoryNotificationStore
+from chalicelib.adapters.notify import Sender
 from chalicelib.adapters.s3 import S3BlobStore
 from chalicelib.adapters.s3_logs import S3RunLogStore
 from chalicelib.adapters.secrets import AwsSecretSource
@@ -31,6 +34,8 @@ from chalicelib.ports import (
     AssetStore,
     BlobStore,
     Clock,
+    NotificationSender,
+    NotificationStore,
     Notifier,
     Queue,
     RunLogStore,
@@ -46,6 +51,7 @@ from chalicelib.services.executions import ExecutionService
 from chalicelib.services.history import HistoryService
 from chalicelib.services.job_errors import JobErrorService
 from chalicelib.services.jobs import JobService
+from chalicelib.services.notifications import NotificationService
 from chalicelib.services.runlogs import RunLogService
 from chalicelib.services.supervisor import SupervisorService
 from chalicelib.services.worker import WorkerService
@@ -75,6 +81,7 @@ class Container:
     admins: Callable[[], Sequence[str]]
     run_logs: RunLogService
     agents: AgentService
+    notifications: NotificationService | None = None
 
     def scoped(self, who: Principal) -> Container:
         """The services that serve a caller, acting on behalf of `who` (see
@@ -112,6 +119,8 @@ class Parts(TypedDict, total=False):
     admins: Callable[[], Sequence[str]]
     agent_store: AgentStore
     run_logs: RunLogStore
+    notification_store: NotificationStore
+    sender: NotificationSender
 
 
 def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) -> Container:
@@ -146,6 +155,15 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
     agents.ended = worker.agent_slice_ended
     worker.agent_tasks = agents.offer_slices
     jobs.check_command = agents.check_command
+    notifications = NotificationService(
+        parts.get("notification_store") or notification_store_for(store),
+        parts.get("sender")
+        or Sender(aws_client("sns", s), source, s.notify_topics, s.secrets_prefix, alerts=notifier),
+        clock,
+    )
+    worker.notifications = notifications
+    supervisor = SupervisorService(store, queue, clock, s, worker, notifier)
+    supervisor.use_notifications(notifications)
     return Container(
         settings=s,
         store=store,
@@ -153,7 +171,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         clock=clock,
         jobs=jobs,
         worker=worker,
-        supervisor=SupervisorService(store, queue, clock, s, worker, notifier),
+        supervisor=supervisor,
         executions=executions,
         notifier=notifier,
         assets=assets,
@@ -165,6 +183,7 @@ def build_container(settings: Settings | None = None, **parts: Unpack[Parts]) ->
         admins=parts.get("admins") or (lambda: s.admins),
         run_logs=RunLogService(logs),
         agents=agents,
+        notifications=notifications,
     )
 
 
@@ -195,6 +214,14 @@ def use_target_clients(s: Settings) -> None:
             buckets=s.allow_buckets,
         )
     )
+
+
+def notification_store_for(store: Store) -> NotificationStore:
+    """Notifications beside the runs: in the DynamoDB store's alerts table, or in memory
+    beside a store that is not DynamoDB (tests, simulations)."""
+    if isinstance(store, DynamoStore):
+        return DynamoNotificationStore(store.settings)
+    return MemoryNotificationStore()
 
 
 def asset_limits(s: Settings) -> AssetLimits:

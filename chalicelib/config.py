@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -120,6 +121,11 @@ class Settings:
     # pattern) pairs from CADENZA_TARGETS_ALLOW, e.g. `lambda:nightly-*,http:api.example.com`;
     # the workers' IAM policy is generated from it. Empty: no target may be called.
     targets_allow: tuple[tuple[str, str], ...] = ()
+    # notifications (docs/notifications.md): the SNS topics jobs may name (ARNs,
+    # CADENZA_NOTIFY_TOPICS, comma separated), and the `notify` a job without one gets
+    # (CADENZA_NOTIFY_DEFAULT, JSON; checked as a job's is)
+    notify_topics: tuple[str, ...] = ()
+    notify_default: str | None = None
 
     @property
     def ddb_endpoint(self) -> str | None:
@@ -195,7 +201,23 @@ class Settings:
             allow_ecs_clusters=_list(e.get("CADENZA_ALLOW_ECS_CLUSTERS")),
             allow_buckets=_list(e.get("CADENZA_ALLOW_BUCKETS")),
             targets_allow=_targets_allow(e),
+            notify_topics=_list(e.get("CADENZA_NOTIFY_TOPICS")),
+            notify_default=_json_object("CADENZA_NOTIFY_DEFAULT", e.get("CADENZA_NOTIFY_DEFAULT")),
         )
+
+
+def _json_object(name: str, value: str | None) -> str | None:
+    """A setting holding a JSON object, checked where it is read (at import, not at a
+    request)."""
+    if not value:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError as err:
+        raise ValueError(f"{name}: not JSON: {err}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name}: expected a JSON object")
+    return value
 
 
 AUTHORIZERS = ("iam", "cognito")

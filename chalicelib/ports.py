@@ -17,6 +17,7 @@ from chalicelib.domain.assets import Asset
 from chalicelib.domain.cluster import ClusterTotals
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.logs import LogEntry, LogLevel, LogPage
+from chalicelib.domain.notifications import Notification
 from chalicelib.domain.runs import (
     START_LEAD_S,
     Delivery,
@@ -477,6 +478,11 @@ class Notifier(ABC):
     @abstractmethod
     def publish(self, alert: Alert) -> None: ...
 
+    def deliver(self, alert: Alert) -> None:
+        """Publish from the notifications' outbox: raises DeliveryFailed if the alert was
+        not accepted, so that it is tried again (by default: `publish`)."""
+        self.publish(alert)
+
 
 class RunLogStore(ABC):
     """Where run logs are kept (CloudWatch Logs or S3 on AWS; locally the local stack's
@@ -807,3 +813,46 @@ class AgentStore(ABC):
     @abstractmethod
     def end_task(self, ended: Task) -> bool:
         """Write the ending if the task is still leased by `ended.token`; False otherwise."""
+
+
+class NotificationStore(ABC):
+    """Notifications (docs/notifications.md): each written once, by its key, into an outbox
+    that the supervisor's tick delivers from; settled ones are kept (delivered or failed)."""
+
+    @abstractmethod
+    def emit(self, notes: Sequence[Notification]) -> int:
+        """Put each notification into the outbox unless its key was ever written (pending or
+        settled): one conditional write each. Returns how many were new."""
+
+    @abstractmethod
+    def due_notifications(self, now: float, limit: int = 100) -> list[Notification]:
+        """Pending notifications whose next attempt is due by `now` and that no delivery
+        holds (the outbox only: its size is the work due, not every notification kept)."""
+
+    @abstractmethod
+    def claim_notification(self, note: Notification, now: float) -> Notification | None:
+        """Take a delivery attempt (attempts + 1, held for CLAIM_S) if the stored record is
+        still as read; None if another supervisor took it."""
+
+    @abstractmethod
+    def settle_notification(self, note: Notification, now: float, error: str | None) -> None:
+        """After the claimed attempt: delivered (error None), or to try again at
+        `note.next_at`, or, past MAX_ATTEMPTS, kept as failed; out of the outbox once
+        settled."""
+
+    @abstractmethod
+    def list_notifications(self, status: str, limit: int = 100) -> list[Notification]:
+        """Notifications in `status` (pending, delivered, failed), newest first."""
+
+
+class DeliveryFailed(Exception):
+    """A notification could not be delivered this time; the reason is shown on it (no
+    secret, no credential)."""
+
+
+class NotificationSender(ABC):
+    """Delivers one notification to its destination (SNS, a webhook)."""
+
+    @abstractmethod
+    def send(self, note: Notification) -> None:
+        """Deliver it once; DeliveryFailed if it was not accepted."""

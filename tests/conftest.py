@@ -31,6 +31,7 @@ from chalicelib.ports import FakeClock  # noqa: E402
 from tests.clients import ADMINS  # noqa: E402
 from tests.fakes import MemoryAssetStore, MemoryBlobStore, MemoryStore  # noqa: E402
 from tests.fakes.agents import MemoryAgentStore  # noqa: E402
+from tests.fakes.notifications import MemoryNotificationStore  # noqa: E402
 from tests.fakes.runlogs import MemoryRunLogStore  # noqa: E402
 from tests.helpers import deliver  # noqa: E402
 
@@ -105,6 +106,7 @@ def memory_container(clock: FakeClock, queue: MemoryQueue) -> Iterator[Container
         files=MemoryBlobStore(),
         run_logs=MemoryRunLogStore(),
         agent_store=MemoryAgentStore(),
+        notification_store=MemoryNotificationStore(),
     )
     yield from _installed(c, clock)
 

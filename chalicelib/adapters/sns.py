@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from chalicelib.ports import Alert, Notifier
+from chalicelib.ports import Alert, DeliveryFailed, Notifier
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,12 @@ class SnsNotifier(Notifier):
         self.client, self.topic_arn = client, topic_arn
 
     def publish(self, alert: Alert) -> None:
+        try:
+            self.deliver(alert)
+        except DeliveryFailed:  # the alert is stored already; a lost page must not fail a tick
+            log.exception("publishing alert %s failed", alert.alert_id)
+
+    def deliver(self, alert: Alert) -> None:
         if not self.topic_arn:
             log.warning("alert %s kept, not published: no CADENZA_ALERTS_TOPIC_ARN", alert.alert_id)
             return
@@ -29,5 +35,6 @@ class SnsNotifier(Notifier):
                 Subject=f"cadenza: {alert.reason}"[:100],
                 Message=json.dumps(asdict(alert), default=str),
             )
-        except Exception:  # the alert is stored already; a lost page must not fail a tick
-            log.exception("publishing alert %s failed", alert.alert_id)
+        except Exception as err:  # botocore's: kept on the notification by its code only
+            code = getattr(err, "response", {}).get("Error", {}).get("Code")
+            raise DeliveryFailed(f"SNS refused the alert: {code or type(err).__name__}") from err

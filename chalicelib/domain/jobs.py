@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from chalicelib.domain.notifications import NotifySpec
 from chalicelib.domain.schedules import Schedule
 from chalicelib.domain.transitions import JobState
 
@@ -54,6 +55,8 @@ class JobDefinition(BaseModel):
     assets: list[str] = Field(default_factory=list, max_length=50)
     slicers: int = Field(default=1, ge=1, le=1)
     probation_window: int = Field(default=300000, ge=0)
+    # which events to be told about, and where (docs/notifications.md)
+    notify: NotifySpec | None = None
 
     @field_validator("name", "owner")
     @classmethod
@@ -83,6 +86,10 @@ class JobDefinition(BaseModel):
         out["schedule"] = (
             self.schedule.model_dump(mode="json", exclude_none=True) if self.schedule else None
         )
+        if self.notify is None:
+            out.pop("notify", None)
+        else:
+            out["notify"] = self.notify.model_dump(mode="json", exclude_none=True)
         return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from chalicelib.domain.limits import (
     check_stored_size,
     too_many_workers,
 )
+from chalicelib.domain.notifications import check_notify
 from chalicelib.domain.runs import Run, Trigger, manual_slot
 from chalicelib.domain.secrets import check_operations, check_references
 from chalicelib.domain.timefmt import from_epoch
@@ -72,6 +74,14 @@ def with_owner(payload: Any, owner: str) -> Any:
         reason = "is the principal that submitted the job and cannot be changed; leave it out"
         raise InvalidInput(f"owner: {reason}", [{"field": "owner", "reason": reason}])
     return {**payload, "owner": owner}
+
+
+def with_notify_default(payload: Any, default: str | None) -> Any:
+    """The definition with the stage's default `notify` (JSON) if it names none; checked
+    as the job's own would be."""
+    if default is None or not isinstance(payload, dict) or "notify" in payload:
+        return payload
+    return {**payload, "notify": json.loads(default)}
 
 
 def parse_definition(
@@ -152,7 +162,10 @@ class JobService:
     def _parse(self, payload: Any, now: float) -> JobDefinition:
         """The definition, validated and within the stage's limits; nothing is written."""
         limits = self.settings.limits
+        payload = with_notify_default(payload, self.settings.notify_default)
         spec = parse_definition(payload, self.asset_ops, limits, self.settings.secrets_prefix)
+        if spec.notify is not None:
+            check_notify(spec.notify, self.settings.notify_topics, self.settings.secrets_prefix)
         if spec.schedule is not None:
             check_schedule_period(spec.schedule, from_epoch(now), limits.min_schedule_seconds)
         operations = [op.to_dict() for op in spec.operations]

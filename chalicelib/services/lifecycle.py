@@ -14,6 +14,7 @@ from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ops.registry import agent_command, error_text, waits
 from chalicelib.ops.waiting import stop_waited
 from chalicelib.ports import Alert, Clock, Queue, SliceMessage, StartMessage, Store
+from chalicelib.services.notifications import NotificationService
 
 BUFFERING = ("buffer_one", "cancel_other")
 
@@ -48,18 +49,30 @@ class RunLifecycle:
         # where a command run's slices go instead of the slice queue: remote agents' tasks
         # (set by the composition root; without it they go to the queue, and fail there)
         self.agent_tasks: Callable[[Run, Sequence[int]], None] | None = None
+        # set by the composition root: without, no event is recorded
+        self.notifications: NotificationService | None = None
 
     def apply(self, run: Run, transition: RunTransition) -> Run | None:
         """Persist `transition` of `run` (one conditional write); the run as written, or
-        None if its guard did not hold."""
+        None if its guard did not hold. A write that ends the run, or starts it late, also
+        records its event for the job's `notify` (one more conditional write, only if the
+        job asks; delivered later, from the outbox)."""
         done = self.store.apply_run(run, transition)
         if done is not None and transition.terminal and done.remaining > 0:
             self.stop_waits(done)
+        if done is not None and self.notifications is not None:
+            self.notifications.run_ended(run, done, self.clock.now())
         if done is None or not (transition.terminal and run.holds_slot):
             return done
         if may_have_waiters(run):
             self.nudge_buffered(run.job_id)
         return done
+
+    def seen_ended(self, run: Run) -> None:
+        """A message found `run` ended: its event is recorded if it is not yet (the worker
+        that ended it may have died between the two writes)."""
+        if self.notifications is not None:
+            self.notifications.ended(run, self.clock.now())
 
     def nudge_buffered(self, job_id: str) -> None:
         """If the job has a free slot, send a start to the run next in line for it: its

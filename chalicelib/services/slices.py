@@ -12,7 +12,7 @@ from chalicelib.domain.agents import Task
 from chalicelib.domain.outcomes import SliceOutcome
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import MAX_SQS_DELAY, Slice, Waiting, retry_delay
-from chalicelib.domain.transitions import ExStatus, SliceState
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SliceState
 from chalicelib.ops.registry import (
     OpSource,
     Secrets,
@@ -60,6 +60,8 @@ class SlicePath(RunLifecycle, RunLogging):
         """Claim one slice, run the processors, record the outcome exactly once."""
         run = self.store.get_run(job_id, slot)
         if run is None or run.ex_id != ex_id or run.status != ExStatus.running:
+            if run is not None and run.ex_id == ex_id and run.status in TERMINAL_EX:
+                self.seen_ended(run)
             return SliceOutcome.dropped
         now = self.clock.now()
         token = uuid.uuid4().hex

@@ -157,6 +157,8 @@ class StartPath(SlotEntry, RunLogging):
                 return fast
         run = self.store.get_run(job_id, slot)
         if run is None or run.status in TERMINAL_EX:
+            if run is not None:
+                self.seen_ended(run)
             return StartOutcome.dropped
         now = self.clock.now()
         if claim_id is not None and _claimed_by(run, claim_id):

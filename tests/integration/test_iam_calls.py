@@ -53,6 +53,7 @@ from tests.clients import ADMIN, ADMINS, USERS, SignedClient
 from tests.conftest import T0
 from tests.integration.test_assets import ops_bundle
 from tests.integration.test_authorization_matrix import ENDPOINTS, World, call
+from tests.webhook import Hook
 
 ROOT = Path(__file__).resolve().parents[2]
 IAM_AGENT = USERS.add("iam-agent")
@@ -329,6 +330,35 @@ def _run_commands_on_an_agent(stack: Stack) -> None:
     assert stack.api("DELETE", "/v1/agents/box1").status_code == 200
 
 
+def _notify(stack: Stack) -> None:
+    """Runs whose job asks to be told when they succeed (a one-slice run: the start worker;
+    a sliced one: the slice worker), delivered by the supervisor's tick to a webhook
+    signed with a secret under the stage's prefix."""
+    prefix = stack.settings.secrets_prefix
+    aws_client("ssm", stack.settings).put_parameter(
+        Name=f"{prefix}hook", Value="k", Type="SecureString"
+    )
+    aws_client("secretsmanager", stack.settings).create_secret(
+        Name=f"{prefix}hook2", SecretString="k2"
+    )
+    hook = Hook([])
+    try:
+        for reader, service, name in (
+            ({"_op": "noop"}, "ssm", "hook"),
+            ({"_op": "range", "end": 2}, "secretsmanager", "hook2"),
+        ):
+            secret = f"{{{{resolve:{service}:{prefix}{name}}}}}"
+            dest = {"type": "webhook", "url": hook.url, "secret": secret}
+            notify = {"events": ["succeeded"], "destinations": [dest]}
+            ops = [reader, {"_op": "noop"}]
+            stack.submit({"name": "told", "operations": ops, "workers": 1, "notify": notify})
+        stack.pump()
+        assert stack.tick()["notified"] == 2
+        assert len(hook.accepted()) == 2
+    finally:
+        hook.close()
+
+
 def _drive(stack: Stack) -> None:
     r = stack.api("POST", "/v1/assets", ops_bundle(), client=stack.admin)
     assert r.status_code in (200, 201), r.body
@@ -372,6 +402,8 @@ def _drive(stack: Stack) -> None:
     _read_a_traceback(stack)
     _resolve_secrets(stack)
     _run_commands_on_an_agent(stack)
+
+    _notify(stack)
     failed_job, failed_ex = _lose_a_slice(stack)
     # a new execution of a failed run's failed slices; another's rerun (its slices deleted)
     assert stack.api("POST", f"/v1/ex/{failed_ex}/_recover").status_code == 202

@@ -259,8 +259,14 @@ def test_policy_reads_secrets_only_under_the_stage_prefix(stage: str) -> None:
     assert prefix == f"/cadenza/{stage}/"
     for function in infra.FUNCTIONS:
         statements = {s["Sid"]: s for s in _policy(stage, function)["Statement"]}
-        # the API hands a command's secrets to the remote agent that takes its task
-        if function not in (infra.START_WORKER, infra.SLICE_WORKER, infra.API_HANDLER):
+        # the workers for jobs' ops, the API for a command's secrets handed to its agent,
+        # the supervisor for webhooks' signing secrets
+        if function not in (
+            infra.START_WORKER,
+            infra.SLICE_WORKER,
+            infra.API_HANDLER,
+            infra.SUPERVISOR,
+        ):
             assert "SecretParameters" not in statements and "Secrets" not in statements
             continue
         parameters, secrets = statements["SecretParameters"], statements["Secrets"]

@@ -367,3 +367,37 @@ def _agent_items(place: Place, table: str) -> type[AgentItemModel]:
 def build_agent_model(settings: Settings) -> type[AgentItemModel]:
     """The agents' and tasks' model, bound to the settings' supervisor table."""
     return _agent_items(Place(settings.region, settings.ddb_endpoint), settings.supervisor_table)
+
+
+# ---- notifications (in the alerts table) -------------------------------------------------------
+
+
+class NotificationModel(Model):
+    """Notifications, in the alerts table under their own keys: the outbox
+    (`notify#outbox`, by notification id: only pending ones, so reading it costs the work
+    due), the settled record of each id (`notify#done`: it stops the id from being written
+    again), and the listings (`notify#delivered`, `notify#failed`, by time and id)."""
+
+    kind = UnicodeAttribute(hash_key=True)
+    alert_id = UnicodeAttribute(range_key=True)
+    event = UnicodeAttribute()
+    job_id = UnicodeAttribute()
+    destination = JSONAttribute()
+    body = JSONAttribute()
+    created = NumberAttribute()
+    next_at = NumberAttribute()
+    status = UnicodeAttribute()
+    attempts = NumberAttribute(default=0)
+    claimed_until = NumberAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    settled_at = NumberAttribute(null=True)
+
+
+@functools.lru_cache(maxsize=BINDINGS_CACHED)
+def _notification(place: Place, table: str) -> type[NotificationModel]:
+    return place.bind(NotificationModel, table)
+
+
+def build_notification_model(settings: Settings) -> type[NotificationModel]:
+    """The notifications' model, bound to the settings' alerts table."""
+    return _notification(Place(settings.region, settings.ddb_endpoint), settings.alerts_table)

@@ -11,6 +11,7 @@ from chalicelib.entrypoints.http import (
     cluster,
     executions,
     jobs,
+    notifications,
     openapi,
     scheduled_jobs,
 )
@@ -25,6 +26,7 @@ VERSIONED: tuple[Routes, ...] = (
     openapi.routes,
     admin.routes,
     agents.routes,
+    notifications.routes,
 )
 # OpenSpecimen's scheduled jobs (seed 004) and the supervisor admin at its seed's (000)
 # /api/supervisor: root only

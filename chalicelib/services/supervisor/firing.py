@@ -19,6 +19,7 @@ from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import START_LEAD_S, Run, burst_lead
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import Clock, Queue, SlotWrite, StartMessage, Store, SupervisorRecord
+from chalicelib.services.notifications import NotificationService
 from chalicelib.services.start import start_message
 from chalicelib.services.supervisor.planning import (
     JobPlan,
@@ -111,6 +112,7 @@ class Firer:
 
     def __init__(self, store: Store, queue: Queue, clock: Clock, settings: Settings) -> None:
         self.store, self.queue, self.clock, self.settings = store, queue, clock, settings
+        self.notifications: NotificationService | None = None  # missed slots' events
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -241,6 +243,8 @@ class Firer:
         for record in write.records:
             if record.status == ExStatus.missed:
                 stats.slots_missed += 1
+                if self.notifications is not None:
+                    self.notifications.event(record, "missed", self.clock.now())
                 continue
             stats.runs_created += 1
             stats.catchup_runs += record.catchup

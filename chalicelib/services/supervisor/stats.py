@@ -28,6 +28,8 @@ class TickStats:
     duration_s: float = 0.0
     created_from_slot_min_s: float | None = None
     created_from_slot_max_s: float | None = None
+    notified: int = 0  # notifications delivered from the outbox
+    notify_failed: int = 0  # notifications given up on (kept as failed)
 
     def merge(self, other: TickStats) -> None:
         """Add another tick's counts and widen the creation range (the halted flag and

@@ -11,6 +11,7 @@ from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import Alert, Notifier, Queue, StartMessage, Store
+from chalicelib.services.notifications import NotificationService
 from chalicelib.services.supervisor.stats import TickStats
 from chalicelib.services.worker import WorkerService
 
@@ -30,6 +31,8 @@ class Sweeper:
     ) -> None:
         self.store, self.queue, self.worker, self.notifier = store, queue, worker, notifier
         self.lease_shards = lease_shards
+        # set by the composition root: alerts then go through the notifications' outbox
+        self.notifications: NotificationService | None = None
 
     def sweep(self, now: float, stats: TickStats) -> None:
         """Repair every run of every lease shard whose check is due by `now`."""
@@ -60,7 +63,11 @@ class Sweeper:
             detail={"status": str(run.status), **detail},
         )
         self.store.put_alert(alert)
-        if self.notifier is not None:
+        if self.notifications is not None:
+            self.notifications.alert(alert, self.notifier is not None)
+            event = "timed_out" if reason == "timed out" else "hanging"
+            self.notifications.event(run, event, now, reason=reason, **detail)
+        elif self.notifier is not None:
             self.notifier.publish(alert)
         return alert
 

@@ -13,6 +13,7 @@ from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import SupervisorState
 from chalicelib.ports import Alert, Clock, Notifier, Queue, Store, SupervisorRecord, TickFailure
+from chalicelib.services.notifications import NotificationService
 from chalicelib.services.supervisor.firing import Firer
 from chalicelib.services.supervisor.stats import TickStats
 from chalicelib.services.supervisor.sweep import Sweeper
@@ -39,6 +40,14 @@ class SupervisorService:
         self._unnoted: TickFailure | None = None
         self._firer = Firer(store, queue, clock, settings)
         self._sweeper = Sweeper(store, queue, worker, notifier, settings.lease_shards)
+        self.notifications: NotificationService | None = None
+
+    def use_notifications(self, notifications: NotificationService) -> None:
+        """Record events (alerts, missed slots) as notifications, and deliver the due ones
+        on each tick."""
+        self.notifications = notifications
+        self._sweeper.notifications = notifications
+        self._firer.notifications = notifications
 
     def state(self) -> SupervisorRecord:
         """The supervisor's record, created (running, or halted if so configured) if none."""
@@ -93,8 +102,22 @@ class SupervisorService:
             due += jobs
         self._firer.fire_due(due, now, horizon, sup, stats)
         self._sweeper.sweep(now, stats)
+        if self.notifications is not None:
+            self._deliver(now, stats)
         self._record(now, stats, began)
         return stats
+
+    def _deliver(self, now: float, stats: TickStats) -> None:
+        """The outbox's due notifications; a failure to read it is left to the next tick."""
+        assert self.notifications is not None
+        try:
+            done = self.notifications.deliver_due(now)
+        except StoreUnavailable:
+            stats.errors += 1
+            log.exception("notifications not delivered this tick")
+            return
+        stats.notified += done.delivered
+        stats.notify_failed += done.failed
 
     def _record(self, now: float, stats: TickStats, began: float) -> None:
         stats.duration_s = round(self.clock.now() - began, 3)
