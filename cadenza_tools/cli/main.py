@@ -22,6 +22,7 @@ from cadenza_tools.cli import (
 )
 from cadenza_tools.cli.client import DEFAULT_TIMEOUT, DEFAULT_URL, Client
 from cadenza_tools.cli.context import Cli
+from cadenza_tools.cli.deploy import deploy, destroy
 from cadenza_tools.cli.dev import dev
 
 app = typer.Typer(
@@ -86,6 +87,8 @@ app.add_typer(supervisor.app, name="supervisor")
 app.add_typer(users.app, name="users")
 app.add_typer(secrets.app, name="secrets")
 app.command("dev")(dev)
+app.command("deploy")(deploy)
+app.command("destroy")(destroy)
 
 
 def main() -> None:
