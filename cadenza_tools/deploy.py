@@ -211,8 +211,7 @@ def upload(aws: Aws, bucket: str, prefix: str, body: bytes, suffix: str) -> str:
 
 
 def template_url(aws: Aws, bucket: str, key: str) -> str:
-    if aws.target.endpoint_url:  # an emulator: path-style on its endpoint
-        return f"{aws.target.endpoint_url.rstrip('/')}/{bucket}/{key}"
+    """The template's S3 URL (an emulator's CloudFormation reads this form from its S3)."""
     return f"https://{bucket}.s3.{aws.region}.amazonaws.com/{key}"
 
 
