@@ -61,15 +61,15 @@ def _keeping_data(delete: Callable[[ResourceMap], None]) -> Callable[[ResourceMa
 
 
 def install() -> None:
-    """Make moto's CloudFormation import a REST API's ``Body`` (idempotent)."""
+    """Make moto's CloudFormation import a REST API's ``Body`` and keep what
+    ``RetainExceptOnCreate`` keeps (idempotent). Patching moto's classes is the point:
+    every stack moto builds in this process then behaves so."""
     global _installed
     with _lock:
         if _installed:
             return
-        # a classmethod: wrap the bound function, store it back as a classmethod
+        # a classmethod: the bound function wrapped, stored back as a static method
         create = RestAPI.create_from_cloudformation_json
-        RestAPI.create_from_cloudformation_json = staticmethod(  # type: ignore[method-assign,assignment]
-            _with_body(create)
-        )
-        ResourceMap.delete = _keeping_data(ResourceMap.delete)  # type: ignore[method-assign]
+        RestAPI.create_from_cloudformation_json = staticmethod(_with_body(create))  # type: ignore[method-assign]
+        setattr(ResourceMap, "delete", _keeping_data(ResourceMap.delete))  # noqa: B010
         _installed = True

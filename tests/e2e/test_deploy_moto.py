@@ -98,7 +98,7 @@ def _destroy(moto: str, *extra: str) -> str:
 
 
 def _client(moto: str, service: str) -> Any:
-    return boto3.client(service, endpoint_url=moto, region_name=REGION)
+    return boto3.session.Session(region_name=REGION).client(service, endpoint_url=moto)  # type: ignore[call-overload]  # the service is a variable
 
 
 def _tables(moto: str) -> set[str]:

@@ -19,7 +19,7 @@ def lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved, level = root.handlers[:], root.level
     out = io.StringIO()
-    monkeypatch.setattr(logs.sys, "stdout", out)
+    monkeypatch.setattr("sys.stdout", out)
     logs.configure()
     try:
         yield out
