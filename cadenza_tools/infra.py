@@ -739,7 +739,9 @@ def _operations(tables: Iterable[str]) -> dict[str, Any]:
         # API Gateway writes logs with a role set once per account and region
         "ApiGatewayLogsRole": {
             "Type": "AWS::IAM::Role",
-            "DeletionPolicy": "Retain",  # other stacks' APIs in the account may log through it
+            # other stacks' APIs in the account may log through it
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
             "Properties": {
                 "AssumeRolePolicyDocument": {
                     "Version": "2012-10-17",
@@ -752,14 +754,17 @@ def _operations(tables: Iterable[str]) -> dict[str, Any]:
                     ],
                 },
                 "ManagedPolicyArns": [
-                    "arn:${AWS::Partition}:iam::aws:policy/service-role/"
-                    "AmazonAPIGatewayPushToCloudWatchLogs"
+                    {
+                        "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+                        "AmazonAPIGatewayPushToCloudWatchLogs"
+                    }
                 ],
             },
         },
         "ApiGatewayAccount": {
             "Type": "AWS::ApiGateway::Account",
             "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
             "Properties": {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}},
         },
     }
