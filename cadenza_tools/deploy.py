@@ -33,8 +33,12 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError, WaiterError
-from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
-from samtranslator.translator.transform import transform
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+from samtranslator.utils.py27hash_fix import (
+    to_py27_compatible_template,
+    undo_mark_unicode_str_in_template,
+)
 
 from cadenza_tools import infra
 
@@ -120,16 +124,6 @@ def package(project_dir: Path, stage: str, out_dir: Path, say: Say) -> Path:
 # ---- the template -----------------------------------------------------------------------------
 
 
-class _NoManagedPolicies(ManagedPolicyLoader):  # type: ignore[misc]  # untyped base class
-    """Every function's role is Chalice's own with inline policies: nothing to look up."""
-
-    def __init__(self) -> None:
-        pass
-
-    def load(self) -> dict[str, str]:
-        return {}
-
-
 def pin_stage(sam: Mapping[str, Any], stage: str) -> dict[str, Any]:
     """The packaged template, taking only the stage it was packaged for: the policies, the
     function settings and the secrets prefix were read from that stage's configuration."""
@@ -158,9 +152,15 @@ def with_code(sam: Mapping[str, Any], bucket: str, key: str) -> dict[str, Any]:
 
 def expand(sam: Mapping[str, Any], stage: str, region: str) -> dict[str, Any]:
     """The SAM template as plain CloudFormation (the ``AWS::Serverless`` transform)."""
-    values = {infra.STAGE_PARAMETER: stage, "AWS::Region": region}
-    expanded: dict[str, Any] = transform(copy.deepcopy(dict(sam)), values, _NoManagedPolicies())
-    return expanded
+    # every function's role is Chalice's own with inline policies: no managed policy to look
+    # up; the session gives the region (and the partition) to the pseudo parameters
+    translator = Translator({}, Parser(), boto_session=boto3.session.Session(region_name=region))
+    values: dict[str, Any] = {infra.STAGE_PARAMETER: stage}
+    template = copy.deepcopy(dict(sam))
+    to_py27_compatible_template(template, values)  # as samtranslator's own transform() does
+    expanded = translator.translate(template, parameter_values=values, get_managed_policy_map=dict)
+    result: dict[str, Any] = undo_mark_unicode_str_in_template(expanded)
+    return result
 
 
 # ---- artifacts ----------------------------------------------------------------------------------

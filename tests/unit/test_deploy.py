@@ -48,7 +48,11 @@ def test_a_package_takes_only_its_own_stage() -> None:
         deploy.pin_stage(_sam(), "qa")
 
 
-def test_the_sam_transform_is_expanded_with_the_uploaded_code() -> None:
+def test_the_sam_transform_is_expanded_with_the_uploaded_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable in ("AWS_DEFAULT_REGION", "AWS_REGION"):  # the region comes from --region
+        monkeypatch.delenv(variable, raising=False)
     sam = deploy.with_code(deploy.pin_stage(_sam(), "dev"), "artifacts", "cadenza-dev/abc.zip")
     template = deploy.expand(sam, "dev", "eu-west-1")
     assert "Transform" not in template
@@ -61,6 +65,7 @@ def test_the_sam_transform_is_expanded_with_the_uploaded_code() -> None:
     kinds = {r["Type"] for r in template["Resources"].values()}
     assert "AWS::Events::Rule" in kinds
     assert not any(k.startswith("AWS::Serverless") for k in kinds)
+    assert template["Parameters"]["Stage"]["AllowedValues"] == ["dev"]
 
 
 def test_first_steps_name_the_url_and_how_to_subscribe() -> None:
