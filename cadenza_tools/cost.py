@@ -71,6 +71,7 @@ class Tally:
     """What one stretch of the stack's life made AWS do."""
 
     calls: Counter[str] = field(default_factory=Counter)  # "service:Operation" -> count
+    units: Counter[str] = field(default_factory=Counter)  # "Operation table" -> DynamoDB units
     read_units: float = 0.0
     write_units: float = 0.0
     invocations: Counter[str] = field(default_factory=Counter)  # function -> count
@@ -139,12 +140,12 @@ class Meter:
         if service == "sqs" and model.name == "ReceiveMessage" and not parsed.get("Messages"):
             return  # an empty poll
         consumed = parsed.get("ConsumedCapacity") or []
-        units = sum(
-            float(c.get("CapacityUnits", 0))
-            for c in (consumed if isinstance(consumed, list) else [consumed])
-        )
+        consumed = consumed if isinstance(consumed, list) else [consumed]
+        units = sum(float(c.get("CapacityUnits", 0)) for c in consumed)
         with self._lock:
             self.tally.calls[f"{service}:{model.name}"] += 1
+            for c in consumed:
+                self.tally.units[f"{model.name} {c.get('TableName')}"] += c.get("CapacityUnits", 0)
             if model.name in DYNAMODB_WRITES:
                 self.tally.write_units += units
             else:
