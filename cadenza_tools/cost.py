@@ -198,9 +198,15 @@ class Meter:
 
 # ---- the runs --------------------------------------------------------------------------------
 
-ONE_SLICE = [{"_op": "noop"}]
-TEN_SLICES = [{"_op": "range", "start": 0, "end": 100, "size": 10}, {"_op": "noop"}]
-KINDS_ON_DEMAND = {"one-slice, on demand": ONE_SLICE, "10 slices, on demand": TEN_SLICES}
+ONE_SLICE: list[dict[str, Any]] = [{"_op": "noop"}]
+TEN_SLICES: list[dict[str, Any]] = [
+    {"_op": "range", "start": 0, "end": 100, "size": 10},
+    {"_op": "noop"},
+]
+KINDS_ON_DEMAND: dict[str, list[dict[str, Any]]] = {
+    "one-slice, on demand": ONE_SLICE,
+    "10 slices, on demand": TEN_SLICES,
+}
 DONE = {"completed", "failed", "stopped"}
 
 
