@@ -72,3 +72,14 @@ def start_due(c: Container, queue: MemoryQueue, clock: FakeClock, t: float) -> l
         queue.messages.remove(msg)
         outcomes.append(deliver(c, msg))
     return outcomes
+
+
+def pypi_reachable() -> bool:
+    """Whether PyPI answers (`chalice package` pip-downloads Linux wheels from it)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("https://pypi.org/simple/pynamodb/", timeout=15) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typer.testing import CliRunner
 from cadenza_tools.cli.main import app
 from cadenza_tools.local import moto_cfn
 from cadenza_tools.local.moto_server import MotoServer
+from tests.helpers import pypi_reachable
 
 pytestmark = [
     pytest.mark.e2e,
@@ -44,18 +44,10 @@ REPO = Path(__file__).resolve().parents[2]
 STAGE, STACK, REGION = "dev", "cadenza-dev", "us-east-1"
 
 
-def _pypi_reachable() -> bool:
-    try:
-        with urllib.request.urlopen("https://pypi.org/simple/pynamodb/", timeout=15) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh copy of the work tree: what `git ls-files` lists, tracked or new."""
-    if not _pypi_reachable():
+    if not pypi_reachable():
         pytest.skip("PyPI is unreachable: chalice package pip-downloads Linux wheels from it")
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
