@@ -8,6 +8,9 @@ from chalicelib.config import Settings
 from chalicelib.entrypoints import handlers
 from chalicelib.entrypoints.http import blueprints
 from chalicelib.entrypoints.http.errors import method_not_allowed
+from chalicelib.entrypoints.logs import configure as configure_logs
+
+configure_logs()  # JSON lines with the job and run ids, in Lambda only
 
 app = Chalice(app_name="cadenza")
 for blueprint, url_prefix in blueprints():

@@ -280,6 +280,12 @@ def stage_names(config: Mapping[str, Any], stage: str) -> dict[str, str]:
         AlertsTopic=alerts_topic_name(settings),
         MaxReceiveCount=str(settings.max_receive_count),
     )
+    if len(settings.bucket) > MAX_BUCKET_BASE:
+        raise ValueError(
+            f"stage {stage}: CADENZA_BUCKET {settings.bucket!r} is longer than "
+            f"{MAX_BUCKET_BASE} characters (the account and region are appended)"
+        )
+    row.update(operations_names(config, stage))
     throttling = api_throttling(config, stage)
     row.update(
         ApiThrottleRate=str(throttling["rate_limit"]),
@@ -306,11 +312,45 @@ def _tables(config: Mapping[str, Any]) -> dict[str, Any]:
         logical = table_logical_name(field_name)
         resources[logical] = {
             "Type": "AWS::DynamoDB::Table",
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
-            "Properties": {"TableName": _name(logical), **props, "Tags": _tags()},
+            **KEEP_DATA,
+            "Properties": {
+                "TableName": _name(logical),
+                **props,
+                "DeletionProtectionEnabled": True,
+                "Tags": _tags(),
+            },
         }
     return resources
+
+
+# Data outlives the stack (a deleted stack keeps its tables and bucket; `cadenza destroy
+# --delete-data` removes them), but a first create that fails removes what it created, so
+# that the retry does not meet "already exists".
+KEEP_DATA = {"DeletionPolicy": "RetainExceptOnCreate", "UpdateReplacePolicy": "Retain"}
+# an overwritten or deleted object's old version is kept this long, then expires
+NONCURRENT_VERSION_DAYS = 30
+NONCURRENT_VERSIONS_RULE = {
+    "Id": "noncurrent-versions",
+    "Status": "Enabled",
+    "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_VERSION_DAYS},
+    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+}
+
+
+# 63 - len("-123456789012-ap-southeast-2")
+MAX_BUCKET_BASE = 35
+
+
+def bucket_name() -> dict[str, Any]:
+    """The results bucket's name: the stage's ``CADENZA_BUCKET`` followed by the account and
+    the region (S3 names are global; this one is unique per account and region, and at most
+    63 characters for a base name of up to 35)."""
+    return {
+        "Fn::Sub": [
+            "${Base}-${AWS::AccountId}-${AWS::Region}",
+            {"Base": _name("ResultsBucket")},
+        ]
+    }
 
 
 def _tags() -> list[dict[str, Any]]:
@@ -350,10 +390,11 @@ def _bucket_and_alerts() -> dict[str, Any]:
     return {
         "ResultsBucket": {
             "Type": "AWS::S3::Bucket",
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
+            **KEEP_DATA,
             "Properties": {
-                "BucketName": _name("ResultsBucket"),
+                "BucketName": bucket_name(),
+                # it holds code (asset zips): an overwritten or deleted zip can be restored
+                "VersioningConfiguration": {"Status": "Enabled"},
                 "BucketEncryption": {
                     "ServerSideEncryptionConfiguration": [
                         {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
@@ -368,6 +409,7 @@ def _bucket_and_alerts() -> dict[str, Any]:
                 "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
                 "LifecycleConfiguration": {
                     "Rules": [
+                        NONCURRENT_VERSIONS_RULE,
                         {
                             "Id": "run-logs",
                             "Status": "Enabled",
@@ -528,7 +570,13 @@ def _rest_api_patch() -> dict[str, Any]:
     """The REST API's gateway responses and throttling, in one patch of `RestAPI`."""
     responses = _gateway_responses_patch()["RestAPI"]["Properties"]
     throttling = _api_throttling_patch()["RestAPI"]["Properties"]
-    return {"RestAPI": {"Properties": {**responses, **throttling}}}
+    access = _api_access_log_patch()["RestAPI"]
+    return {
+        "RestAPI": {
+            "DependsOn": access["DependsOn"],
+            "Properties": {**responses, **throttling, **access["Properties"]},
+        }
+    }
 
 
 def _api_log_group_patch(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -544,6 +592,207 @@ def _api_log_group_patch(config: Mapping[str, Any]) -> dict[str, Any]:
     return {
         cfn_name(f"{API_HANDLER}-log-group"): {
             "Properties": {"LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{cfn_name(API_HANDLER)}}}"}}
+        }
+    }
+
+
+# ---- operations: alarms, API access logs ----------------------------------------------------
+
+ALARM_PERIOD = 300  # seconds, CloudWatch's usual 5 minutes
+# an oldest message older than this many visibility timeouts: the worker is not keeping up
+# (or not consuming at all)
+AGE_ALARM_VISIBILITY_TIMEOUTS = 2
+DEFAULT_LOG_RETENTION_DAYS = 30
+# API Gateway's access log, one JSON object a request ($context variables)
+ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": "$context.requestId",
+        "time": "$context.requestTimeEpoch",
+        "ip": "$context.identity.sourceIp",
+        "caller": "$context.identity.caller",
+        "userArn": "$context.identity.userArn",
+        "method": "$context.httpMethod",
+        "path": "$context.path",
+        "resource": "$context.resourcePath",
+        "status": "$context.status",
+        "responseLength": "$context.responseLength",
+        "latencyMs": "$context.responseLatency",
+        "integrationLatencyMs": "$context.integrationLatency",
+        "error": "$context.error.message",
+    },
+    separators=(",", ":"),
+)
+
+
+def operations_names(config: Mapping[str, Any], stage: str) -> dict[str, str]:
+    """The stage's names and numbers the alarms and access logs take (``StageNames``)."""
+    row = {
+        "ApiName": f"{stage_settings(config, stage).prefix}-api",
+        "ApiStage": str(_chalice_config(config, stage, API_HANDLER).api_gateway_stage),
+    }
+    days = log_retention(config, stage, API_HANDLER)
+    row["AccessLogRetentionDays"] = str(days or DEFAULT_LOG_RETENTION_DAYS)
+    for function, queue in WORKER_QUEUES.items():
+        visibility = VISIBILITY_TIMEOUT_FACTOR * function_timeout(config, stage, function)
+        row[f"{queue}AgeAlarmSeconds"] = str(AGE_ALARM_VISIBILITY_TIMEOUTS * visibility)
+    return row
+
+
+def _alarm(description: str, metric: Mapping[str, Any], **rule: Any) -> dict[str, Any]:
+    """A CloudWatch alarm on one metric (or a metric math ``Metrics`` list) that notifies
+    the alerts topic when it fires and when it is back to OK."""
+    properties: dict[str, Any] = {
+        "AlarmDescription": description,
+        **metric,
+        "EvaluationPeriods": 1,
+        "Threshold": 0,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "TreatMissingData": "notBreaching",
+        **rule,
+        "AlarmActions": [{"Ref": "AlertsTopic"}],
+        "OKActions": [{"Ref": "AlertsTopic"}],
+    }
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": properties}
+
+
+def _metric(namespace: str, name: str, dimensions: Mapping[str, Any], stat: str) -> dict[str, Any]:
+    return {
+        "Namespace": namespace,
+        "MetricName": name,
+        "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+        "Statistic": stat,
+        "Period": ALARM_PERIOD,
+    }
+
+
+def _worker_alarms() -> dict[str, Any]:
+    alarms: dict[str, Any] = {}
+    for function, queue in WORKER_QUEUES.items():
+        logical = cfn_name(function)
+        fn = {"FunctionName": {"Ref": logical}}
+        alarms[f"{logical}ErrorsAlarm"] = _alarm(
+            f"Cadenza {function} failed (an uncaught error or a timeout)",
+            _metric("AWS/Lambda", "Errors", fn, "Sum"),
+        )
+        alarms[f"{logical}ThrottlesAlarm"] = _alarm(
+            f"Cadenza {function} was throttled (the account's or its concurrency limit)",
+            _metric("AWS/Lambda", "Throttles", fn, "Sum"),
+        )
+        alarms[f"{queue}AgeAlarm"] = _alarm(
+            f"The oldest message in the {queue} waited longer than "
+            f"{AGE_ALARM_VISIBILITY_TIMEOUTS} visibility timeouts: {function} is behind",
+            _metric(
+                "AWS/SQS",
+                "ApproximateAgeOfOldestMessage",
+                {"QueueName": {"Fn::GetAtt": [queue, "QueueName"]}},
+                "Maximum",
+            ),
+            Threshold=_name(f"{queue}AgeAlarmSeconds"),
+        )
+    return alarms
+
+
+def _table_throttle_alarms(tables: Iterable[str]) -> dict[str, Any]:
+    """One alarm per table on its read and write throttle events together (on-demand tables
+    throttle too, on a hot partition or at the account's table limits)."""
+    alarms: dict[str, Any] = {}
+    for table in tables:
+        metrics: list[dict[str, Any]] = [
+            {
+                "Id": f"m{i}",
+                "ReturnData": False,
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/DynamoDB",
+                        "MetricName": name,
+                        "Dimensions": [{"Name": "TableName", "Value": {"Ref": table}}],
+                    },
+                    "Period": ALARM_PERIOD,
+                    "Stat": "Sum",
+                },
+            }
+            for i, name in enumerate(("ReadThrottleEvents", "WriteThrottleEvents"), 1)
+        ]
+        metrics.append({"Id": "throttled", "Expression": "m1 + m2", "ReturnData": True})
+        alarms[f"{table}ThrottleAlarm"] = _alarm(
+            f"DynamoDB throttled requests on the {table}", {"Metrics": metrics}
+        )
+    return alarms
+
+
+def _operations(tables: Iterable[str]) -> dict[str, Any]:
+    """The alarms for a stage (routed to the alerts topic) and the API's access log."""
+    api = {"ApiName": _name("ApiName"), "Stage": _name("ApiStage")}
+    return {
+        **_worker_alarms(),
+        **_table_throttle_alarms(tables),
+        "Api5xxAlarm": _alarm(
+            "The Cadenza API answered 5xx (its own errors or the gateway's)",
+            _metric("AWS/ApiGateway", "5XXError", api, "Sum"),
+        ),
+        "SupervisorNotInvokedAlarm": _alarm(
+            "The Cadenza supervisor was not invoked in 5 minutes (its schedule stopped)",
+            _metric("AWS/Lambda", "Invocations", {"FunctionName": {"Ref": "Supervisor"}}, "Sum"),
+            Threshold=1,
+            ComparisonOperator="LessThanThreshold",
+            TreatMissingData="breaching",
+        ),
+        "ApiAccessLogGroup": {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {
+                "LogGroupName": {
+                    "Fn::Sub": ["/aws/apigateway/${Name}", {"Name": _name("ApiName")}]
+                },
+                "RetentionInDays": _name("AccessLogRetentionDays"),
+            },
+        },
+        # API Gateway writes logs with a role set once per account and region
+        "ApiGatewayLogsRole": {
+            "Type": "AWS::IAM::Role",
+            # other stacks' APIs in the account may log through it
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "apigateway.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                "ManagedPolicyArns": [
+                    {
+                        "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+                        "AmazonAPIGatewayPushToCloudWatchLogs"
+                    }
+                ],
+            },
+        },
+        "ApiGatewayAccount": {
+            "Type": "AWS::ApiGateway::Account",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}},
+        },
+    }
+
+
+def _api_access_log_patch() -> dict[str, Any]:
+    """The REST API Chalice generates gets a name per stage (its metrics' ``ApiName``;
+    Chalice's swagger title is the app's name, the same for every stage) and an access log."""
+    return {
+        "RestAPI": {
+            "DependsOn": ["ApiGatewayAccount"],
+            "Properties": {
+                "Name": _name("ApiName"),
+                "AccessLogSetting": {
+                    "DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
+                    "Format": ACCESS_LOG_FORMAT,
+                },
+            },
         }
     }
 
@@ -602,6 +851,7 @@ def build_template(config: Mapping[str, Any]) -> dict[str, Any]:
             **_function_patches(),
             **_rest_api_patch(),
             **_api_log_group_patch(config),
+            **_operations(tables),
         },
         "Outputs": _outputs(tables),
     }

@@ -139,9 +139,20 @@ def drain(c: Container, queue: MemoryQueue) -> int:
     return queue.drain(lambda m: deliver(c, m))
 
 
+# the suites marked `ddblocal` run against this DynamoDB endpoint when it is set (LocalStack's,
+# a DynamoDB Local already running) instead of a DynamoDB Local of their own; every test
+# makes tables of its own prefix there
+DYNAMODB_ENDPOINT_VARIABLE = "CADENZA_TEST_DYNAMODB_ENDPOINT"
+
+
 @pytest.fixture(scope="session")
 def ddb_local() -> Iterator[str]:
-    """A DynamoDB Local (in memory) for the whole session; installed on first use."""
+    """A DynamoDB Local (in memory) for the whole session, installed on first use; or the
+    endpoint ``CADENZA_TEST_DYNAMODB_ENDPOINT`` names."""
+    existing = os.environ.get(DYNAMODB_ENDPOINT_VARIABLE)
+    if existing:
+        yield existing
+        return
     from cadenza_tools.local.dynamodb_local import DynamoDBLocal
 
     with DynamoDBLocal(port=0, data_dir=None) as server:

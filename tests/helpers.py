@@ -81,3 +81,14 @@ def deliver_next(c: Container, queue: MemoryQueue, clock: FakeClock) -> str:
     clock.t = max(clock.t, msg.visible_at)
     queue.messages.remove(msg)
     return deliver(c, msg)
+
+
+def pypi_reachable() -> bool:
+    """Whether PyPI answers (`chalice package` pip-downloads Linux wheels from it)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("https://pypi.org/simple/pynamodb/", timeout=15) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False

@@ -23,6 +23,7 @@ from cadenza_tools.cli import (
 )
 from cadenza_tools.cli.client import DEFAULT_TIMEOUT, DEFAULT_URL, Client
 from cadenza_tools.cli.context import Cli
+from cadenza_tools.cli.deploy import deploy, destroy
 from cadenza_tools.cli.dev import dev
 
 app = typer.Typer(
@@ -89,6 +90,8 @@ app.add_typer(secrets.app, name="secrets")
 app.command("dev")(dev)
 app.add_typer(agents.app, name="agents")
 app.command("agent")(agents.run_agent)
+app.command("deploy")(deploy)
+app.command("destroy")(destroy)
 
 
 def main() -> None:

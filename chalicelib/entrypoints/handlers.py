@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.bootstrap import get_container
 from chalicelib.domain.outcomes import SliceOutcome, StartOutcome
+from chalicelib.entrypoints.logs import log_context
 from chalicelib.ports import SliceMessage, StartMessage
 from chalicelib.services.entry import PreparedStart
 
@@ -43,7 +44,8 @@ def _body(record: SQSRecord) -> dict[str, Any]:
 
 def _slice_record(record: SQSRecord) -> SliceOutcome:
     msg = SliceMessage.from_body(_body(record))
-    return get_container().worker.handle_slice(msg.job_id, msg.slot, msg.ex_id, msg.slice_id)
+    with log_context(job_id=msg.job_id, slot=msg.slot, ex_id=msg.ex_id, slice_id=msg.slice_id):
+        return get_container().worker.handle_slice(msg.job_id, msg.slot, msg.ex_id, msg.slice_id)
 
 
 def _batch(event: dict[str, Any], handler: Any, context: Any) -> dict[str, Any]:
@@ -77,7 +79,14 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
 
     def prepare(record: SQSRecord) -> PreparedStart | StartOutcome:
         msg = StartMessage.from_body(_body(record))
-        return worker.prepare_start(msg.job_id, msg.slot, record.message_id, msg.hint, msg.delivery)
+        with log_context(job_id=msg.job_id, slot=msg.slot):
+            return worker.prepare_start(
+                msg.job_id, msg.slot, record.message_id, msg.hint, msg.delivery
+            )
+
+    def run(p: PreparedStart) -> StartOutcome:
+        with log_context(job_id=p.run.job_id, slot=p.run.slot, ex_id=p.run.ex_id):
+            return worker.run_prepared(p)
 
     with ThreadPoolExecutor(max(1, len(records)), thread_name_prefix="claim") as pool:
         claims = [(r.message_id, pool.submit(prepare, r)) for r in records]
@@ -85,7 +94,7 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     prepared = [(mid, out) for mid, out in outcomes if isinstance(out, PreparedStart)]
     if prepared:
         with ThreadPoolExecutor(len(prepared), thread_name_prefix="start") as pool:
-            runs = [(mid, pool.submit(worker.run_prepared, p)) for mid, p in prepared]
+            runs = [(mid, pool.submit(run, p)) for mid, p in prepared]
         failed += _settle(runs, "after its claim")[1]
     return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failed]}
 

@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 
 from cadenza_tools import infra
+from tests.helpers import pypi_reachable
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = infra.load_chalice_config(ROOT)
@@ -41,14 +41,6 @@ PSEUDO = {
 }
 
 
-def _pypi_reachable() -> bool:
-    try:
-        with urllib.request.urlopen("https://pypi.org/simple/pynamodb/", timeout=15) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 def _chalice() -> list[str]:
     script = Path(sys.executable).parent / "chalice"
     return [str(script) if script.exists() else "chalice"]
@@ -58,7 +50,7 @@ def _chalice() -> list[str]:
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """stage -> the `chalice package` output directory, from a copy of the project (so the
     run neither writes .chalice/deployments in the work tree nor sees its caches)."""
-    if not _pypi_reachable():
+    if not pypi_reachable():
         pytest.skip("PyPI is unreachable: chalice package pip-downloads Linux wheels from it")
     project = tmp_path_factory.mktemp("cadenza")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")

@@ -45,6 +45,9 @@ def _resolve(value: Any, stage: str) -> Any:
         return TEMPLATE["Mappings"][mapping][stage][name]
     if isinstance(value, dict) and value == {"Ref": infra.STAGE_PARAMETER}:
         return stage
+    if isinstance(value, dict) and value == infra.bucket_name():
+        # the stage's base name; the account and region follow it (test_bucket_is_durable)
+        return _resolve(value["Fn::Sub"][1]["Base"], stage)
     return value
 
 
@@ -460,3 +463,89 @@ def test_a_malformed_target_allow_list_fails_where_it_is_read() -> None:
         Settings.from_env({"CADENZA_TARGETS_ALLOW": "sqs:a b"})
     parsed = Settings.from_env({"CADENZA_TARGETS_ALLOW": " http:API.example.com , sqs:q* "})
     assert parsed.targets_allow == (("http", "api.example.com"), ("sqs", "q*"))
+
+
+# ---- durable by default, operations ------------------------------------------------------
+
+
+def test_data_is_kept_but_a_failed_create_cleans_up() -> None:
+    for name, resource in RESOURCES.items():
+        if resource.get("Type") in ("AWS::DynamoDB::Table", "AWS::S3::Bucket"):
+            assert resource["DeletionPolicy"] == "RetainExceptOnCreate", name
+            assert resource["UpdateReplacePolicy"] == "Retain", name
+    for name, table in _table_resources().items():
+        assert table["Properties"]["DeletionProtectionEnabled"] is True, name
+
+
+def test_bucket_is_durable_and_unique_per_account_and_region() -> None:
+    props = RESOURCES["ResultsBucket"]["Properties"]
+    text, variables = props["BucketName"]["Fn::Sub"]
+    assert text == "${Base}-${AWS::AccountId}-${AWS::Region}"
+    assert variables["Base"]["Fn::FindInMap"][2] == "ResultsBucket"
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}  # asset zips are code
+    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] > 0
+    for stage in STAGES:
+        base = TEMPLATE["Mappings"][infra.NAMES_MAPPING][stage]["ResultsBucket"]
+        assert len(f"{base}-123456789012-ap-southeast-2") <= 63
+
+
+def test_a_too_long_bucket_name_is_refused() -> None:
+    config = json.loads(json.dumps(CONFIG))
+    config["stages"]["dev"]["environment_variables"]["CADENZA_BUCKET"] = "x" * 36
+    with pytest.raises(ValueError, match="longer than 35"):
+        infra.stage_names(config, "dev")
+
+
+def _alarms() -> dict[str, dict[str, Any]]:
+    return {
+        k: v["Properties"]
+        for k, v in RESOURCES.items()
+        if v.get("Type") == "AWS::CloudWatch::Alarm"
+    }
+
+
+def test_alarms_cover_the_workers_queues_tables_api_and_supervisor() -> None:
+    alarms = _alarms()
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+    metrics = {(a.get("Namespace"), a.get("MetricName")) for a in alarms.values()}
+    for function in infra.WORKER_QUEUES:
+        name = infra.cfn_name(function)
+        assert alarms[f"{name}ErrorsAlarm"]["Dimensions"][0]["Value"] == {"Ref": name}
+        assert alarms[f"{name}ThrottlesAlarm"]["MetricName"] == "Throttles"
+    for queue in infra.WORKER_QUEUES.values():
+        age = alarms[f"{queue}AgeAlarm"]
+        assert age["MetricName"] == "ApproximateAgeOfOldestMessage"
+        for stage in STAGES:
+            row = TEMPLATE["Mappings"][infra.NAMES_MAPPING][stage]
+            seconds = int(_resolve(age["Threshold"], stage))
+            assert seconds == 2 * int(row[f"{queue}VisibilityTimeout"])
+    for table in _table_resources():
+        expression = alarms[f"{table}ThrottleAlarm"]["Metrics"]
+        assert {m["MetricStat"]["Metric"]["MetricName"] for m in expression[:2]} == {
+            "ReadThrottleEvents",
+            "WriteThrottleEvents",
+        }
+    assert ("AWS/ApiGateway", "5XXError") in metrics
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in metrics  # the DLQ
+    silent = alarms["SupervisorNotInvokedAlarm"]
+    assert (silent["MetricName"], silent["ComparisonOperator"]) == (
+        "Invocations",
+        "LessThanThreshold",
+    )
+    assert silent["TreatMissingData"] == "breaching"  # no data: not invoked at all
+
+
+def test_api_has_an_access_log_and_a_name_per_stage() -> None:
+    api = RESOURCES["RestAPI"]
+    assert api["Properties"]["Name"] == {
+        "Fn::FindInMap": [infra.NAMES_MAPPING, {"Ref": "Stage"}, "ApiName"]
+    }
+    access = api["Properties"]["AccessLogSetting"]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    assert json.loads(access["Format"])["requestId"] == "$context.requestId"
+    group = RESOURCES["ApiAccessLogGroup"]["Properties"]
+    for stage in STAGES:
+        assert int(_resolve(group["RetentionInDays"], stage)) > 0
+    assert "ApiGatewayAccount" in api["DependsOn"]
