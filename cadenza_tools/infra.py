@@ -251,7 +251,16 @@ def table_properties(model: Any) -> dict[str, Any]:
     if stream:
         props["StreamSpecification"] = {"StreamViewType": stream}
     props["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
-    return props
+    return {**props, **time_to_live(model)}
+
+
+def time_to_live(model: Any) -> dict[str, Any]:
+    """The table's TimeToLiveSpecification, if its model has a TTL attribute (retention:
+    DynamoDB deletes an item some time after that attribute's time)."""
+    ttl = model._ttl_attribute()
+    if ttl is None:
+        return {}
+    return {"TimeToLiveSpecification": {"AttributeName": ttl.attr_name, "Enabled": True}}
 
 
 def index_names(model: Any) -> list[str]:
@@ -279,6 +288,7 @@ def stage_names(config: Mapping[str, Any], stage: str) -> dict[str, str]:
         ResultsBucket=settings.bucket,
         AlertsTopic=alerts_topic_name(settings),
         MaxReceiveCount=str(settings.max_receive_count),
+        HistoryDays=str(settings.history_days),
     )
     throttling = api_throttling(config, stage)
     row.update(
@@ -366,6 +376,7 @@ def _bucket_and_alerts() -> dict[str, Any]:
                     "RestrictPublicBuckets": True,
                 },
                 "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                "LifecycleConfiguration": {"Rules": lifecycle_rules()},
                 "Tags": _tags(),
             },
         },
@@ -408,6 +419,34 @@ def _bucket_and_alerts() -> dict[str, Any]:
             },
         },
     }
+
+
+# what the bucket keeps for the stage's history days (CADENZA_HISTORY_DAYS): result files
+# and run logs; asset zips (assets/) stay until their asset is deleted
+EXPIRING_PREFIXES = {"Results": "results/", "Logs": "logs/"}
+ABORT_UPLOADS_DAYS = 7
+
+
+def lifecycle_rules() -> list[dict[str, Any]]:
+    """The bucket's lifecycle: result files and logs expire after the stage's history
+    days; unfinished multipart uploads are aborted."""
+    rules: list[dict[str, Any]] = [
+        {
+            "Id": f"Expire{name}",
+            "Status": "Enabled",
+            "Prefix": prefix,
+            "ExpirationInDays": _name("HistoryDays"),
+        }
+        for name, prefix in EXPIRING_PREFIXES.items()
+    ]
+    rules.append(
+        {
+            "Id": "AbortIncompleteUploads",
+            "Status": "Enabled",
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_UPLOADS_DAYS},
+        }
+    )
+    return rules
 
 
 def environment_refs() -> dict[str, Any]:

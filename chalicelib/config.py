@@ -110,6 +110,9 @@ class Settings:
     cognito_user_pools: tuple[str, ...] = ()
     admin_group: str = "cadenza-admins"
     extra: dict[str, str] = field(default_factory=dict)
+    # how long finished runs, their slices, ledger records and alerts are kept (DynamoDB
+    # TTL), unless a job's `history_days` says otherwise (CADENZA_HISTORY_DAYS)
+    history_days: int = 90
 
     @property
     def ddb_endpoint(self) -> str | None:
@@ -181,7 +184,16 @@ class Settings:
             authorizer=_authorizer(e),
             cognito_user_pools=_list(e.get("CADENZA_COGNITO_USER_POOL_ARNS")),
             admin_group=e.get("CADENZA_ADMIN_GROUP") or base.admin_group,
+            history_days=_positive("CADENZA_HISTORY_DAYS", e, base.history_days),
         )
+
+
+def _positive(name: str, e: Mapping[str, str], default: int) -> int:
+    """A whole number of at least 1 from `name`, checked where it is read."""
+    value = int(e.get(name) or default)
+    if value < 1:
+        raise ValueError(f"{name}: expected a whole number of at least 1, got {value}")
+    return value
 
 
 AUTHORIZERS = ("iam", "cognito")

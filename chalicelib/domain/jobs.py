@@ -54,6 +54,9 @@ class JobDefinition(BaseModel):
     assets: list[str] = Field(default_factory=list, max_length=50)
     slicers: int = Field(default=1, ge=1, le=1)
     probation_window: int = Field(default=300000, ge=0)
+    # days its finished runs, their slices and its ledger records are kept (None: the
+    # stage's CADENZA_HISTORY_DAYS); its latest run is kept however old
+    history_days: int | None = Field(default=None, ge=1, le=3650)
 
     @field_validator("name", "owner")
     @classmethod

@@ -117,7 +117,26 @@ def test_every_table_matches_its_model(stage: str) -> None:
             assert _as_set(lsi["KeySchema"]) == _as_set(expected_lsis[index_name]["key_schema"])
             assert lsi["Projection"] == expected_lsis[index_name]["projection"]
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-        assert "TimeToLiveSpecification" not in props
+        ttl = model._ttl_attribute()
+        if ttl is None:
+            assert "TimeToLiveSpecification" not in props
+        else:  # retention: finished runs, slices, ledger records and alerts expire
+            spec = {"AttributeName": ttl.attr_name, "Enabled": True}
+            assert props["TimeToLiveSpecification"] == spec
+    ttls = {m.Meta.table_name for m in models.all if m._ttl_attribute() is not None}
+    assert ttls == {settings.runs_table, settings.slices_table, settings.alerts_table}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_bucket_expires_result_files_and_logs_after_the_history_days(stage: str) -> None:
+    settings = infra.stage_settings(CONFIG, stage)
+    rules = RESOURCES["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = {r["Prefix"]: r for r in rules if "ExpirationInDays" in r}
+    assert set(expiring) == {"results/", "logs/"}  # never assets/: a job's code
+    for rule in expiring.values():
+        assert rule["Status"] == "Enabled"
+        assert int(_resolve(rule["ExpirationInDays"], stage)) == settings.history_days
+    assert any("AbortIncompleteMultipartUpload" in r for r in rules)
 
 
 # ---- names, queues, bucket, topic ---------------------------------------------------------------
