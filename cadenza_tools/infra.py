@@ -693,7 +693,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
     SUPERVISOR: Grants(
         tables={
             "job": (UPDATE,),
-            "run": (GET, PUT, UPDATE),
+            "run": (GET, PUT, UPDATE, QUERY),  # QUERY: an ended run's neighbours (retention)
             "slice": (UPDATE, QUERY),
             "supervisor": (GET, PUT, UPDATE),
             "alert": (PUT,),
@@ -706,7 +706,12 @@ FUNCTION_GRANTS: dict[str, Grants] = {
     # one-slice run's retry and an early start are sent again, and the end of a run nudges
     # its job's buffered run (a job read, a start sent)
     START_WORKER: Grants(
-        tables={"job": (GET, UPDATE), "run": (GET, UPDATE), "slice": (PUT,), "asset": (GET,)},
+        tables={
+            "job": (GET, UPDATE),
+            "run": (GET, UPDATE, QUERY),  # QUERY: an ended run's neighbours (retention)
+            "slice": (PUT,),
+            "asset": (GET,),
+        },
         sends=("start", "slice"),
         consumes="start",
         objects={ASSETS_PREFIX: ("s3:GetObject",), RESULTS_PREFIX: ("s3:PutObject",)},
@@ -716,7 +721,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
     SLICE_WORKER: Grants(
         tables={
             "job": (GET, UPDATE),
-            "run": (GET, UPDATE),
+            "run": (GET, UPDATE, QUERY),  # QUERY: an ended run's neighbours (retention)
             "slice": (UPDATE,),
             "asset": (GET,),
         },
