@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pynamodb.attributes import TTLAttribute
 
 from cadenza_tools import infra
 from chalicelib.adapters.dynamodb.models import build_models
@@ -117,13 +118,19 @@ def test_every_table_matches_its_model(stage: str) -> None:
             assert _as_set(lsi["KeySchema"]) == _as_set(expected_lsis[index_name]["key_schema"])
             assert lsi["Projection"] == expected_lsis[index_name]["projection"]
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-        ttl = model._ttl_attribute()
+        ttl = next(
+            (a for a in model.get_attributes().values() if isinstance(a, TTLAttribute)), None
+        )
         if ttl is None:
             assert "TimeToLiveSpecification" not in props
         else:  # retention: finished runs, slices, ledger records and alerts expire
             spec = {"AttributeName": ttl.attr_name, "Enabled": True}
             assert props["TimeToLiveSpecification"] == spec
-    ttls = {m.Meta.table_name for m in models.all if m._ttl_attribute() is not None}
+    ttls = {
+        m.Meta.table_name
+        for m in models.all
+        if any(isinstance(a, TTLAttribute) for a in m.get_attributes().values())
+    }
     assert ttls == {settings.runs_table, settings.slices_table, settings.alerts_table}
 
 

@@ -11,8 +11,13 @@ the stage's `CADENZA_HISTORY_DAYS`, counted from when they ended:
   however old. When a run ends, it takes an `expires_at` if a newer run that ran exists,
   and gives one to the newest older run that ran if that one has ended without one (it
   was the latest until now). A run that ends while a newer one already ran is timed by
-  its own end; every other one by the end of the next run that ran after it. A deleted
-  job's runs are all timed when they are marked deleted.
+  its own end; every other one by the end of the next run that ran after it. Only a job
+  that may run more than one run at once can end a run after a newer one ended, so only
+  its runs make the first read. A deleted job's runs are all timed when they are marked
+  deleted.
+
+The cost, per run that ends: one Query (its predecessor; two for a job that overlaps
+itself), and one UpdateItem when the predecessor takes its `expires_at`.
 
 DynamoDB deletes an expired item within a few days of `expires_at`, not at once.
 """
@@ -28,6 +33,7 @@ from chalicelib.adapters.dynamodb._tx import _conditional_update
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.models import RunModel
 from chalicelib.domain.errors import StoreUnavailable
+from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import EX_MACHINE, LEDGER_EX, TERMINAL_EX
 
@@ -90,7 +96,8 @@ class Retention(StoreBase):
         here: a failure only leaves a run kept longer (the next end retries)."""
         try:
             since = ended.finished_at or ended.updated
-            if self._neighbour(ended, newer=True) is not None:
+            overlaps = active_limit_of(ended.config) != 1
+            if overlaps and self._neighbour(ended, newer=True) is not None:
                 self._time(ended.job_id, ended.slot, ended.config, since)
             before = self._neighbour(ended, newer=False)
             if before is not None and before.status in ENDED and before.expires_at is None:

@@ -169,7 +169,7 @@ class SliceRecords(StoreBase, SliceStore):
             counter.add(1),
             R.remaining.add(-1),
             R.updated.set(ending.now),
-            R.check_at.set(ending.now + run.lease_seconds),
+            R.check_at.set(run.check_after(ending.now, ending.now + run.lease_seconds)),
             R.sweep_shard.set(self._sweep_shard(run.ex_id)),
         ]
         if not completed:
