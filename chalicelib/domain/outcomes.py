@@ -34,3 +34,4 @@ class SliceOutcome(StrEnum):
     retry = "retry"
     failed = "failed"  # its last attempt failed
     lost_lease = "lost-lease"  # its lease was taken over while it ran
+    released = "released"  # no time left in the batch: sent again, for another invocation
