@@ -136,6 +136,24 @@ def function_timeout(config: Mapping[str, Any], stage: str, function: str) -> in
     return int(_chalice_config(config, stage, function).lambda_timeout)
 
 
+# How many invocations of a worker its SQS event source runs at once (the mapping's
+# ScalingConfig.MaximumConcurrency, 2 to 1000): `max_concurrency` in the function's section
+# of a stage in .chalice/config.json (a Cadenza key; Chalice ignores it), else this.
+CONCURRENCY_KEY = "max_concurrency"
+DEFAULT_MAX_CONCURRENCY = 50
+MAX_CONCURRENCY_RANGE = (2, 1000)
+
+
+def max_concurrency(config: Mapping[str, Any], stage: str, function: str) -> int:
+    """A worker's maximum concurrency on its queue, checked against SQS's range."""
+    section = config["stages"][stage].get("lambda_functions", {}).get(function, {})
+    value = section.get(CONCURRENCY_KEY, DEFAULT_MAX_CONCURRENCY)
+    low, high = MAX_CONCURRENCY_RANGE
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"stage {stage}: {function}.{CONCURRENCY_KEY} takes {low} to {high}")
+    return value
+
+
 def api_throttling(config: Mapping[str, Any], stage: str) -> dict[str, int]:
     """The stage's API Gateway throttling: steady requests per second and burst."""
     given = config["stages"][stage].get(THROTTLING_KEY, {})
@@ -298,6 +316,7 @@ def stage_names(config: Mapping[str, Any], stage: str) -> dict[str, str]:
     for function, queue in WORKER_QUEUES.items():
         timeout = function_timeout(config, stage, function)
         row[f"{queue}VisibilityTimeout"] = str(VISIBILITY_TIMEOUT_FACTOR * timeout)
+        row[f"{queue}MaxConcurrency"] = str(max_concurrency(config, stage, function))
     return row
 
 
@@ -478,7 +497,8 @@ def _function_patches() -> dict[str, Any]:
     * the SQS event sources read the queue ARN from the queue resource (Chalice writes the
       ARN as text, which gives CloudFormation no ordering) and report partial batch failures
       (the handlers return ``batchItemFailures``; Chalice never sets the response type, and
-      without it Lambda deletes a whole batch when the handler returns normally).
+      without it Lambda deletes a whole batch when the handler returns normally), and
+      run at most the stage's ``max_concurrency`` invocations at once.
     """
     patches: dict[str, Any] = {
         cfn_name(f): {"Properties": {"Environment": {"Variables": environment_refs()}}}
@@ -490,6 +510,7 @@ def _function_patches() -> dict[str, Any]:
                 "Properties": {
                     "Queue": {"Fn::Sub": f"${{{queue}.Arn}}"},
                     "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                    "ScalingConfig": {"MaximumConcurrency": _name(f"{queue}MaxConcurrency")},
                 }
             }
         }

@@ -397,3 +397,20 @@ def test_api_throttling_refuses_what_api_gateway_would_not_take() -> None:
         config = {"stages": {"x": {infra.THROTTLING_KEY: bad}}}
         with pytest.raises(ValueError, match=infra.THROTTLING_KEY):
             infra.api_throttling(config, "x")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_workers_have_a_maximum_concurrency_from_the_stage(stage: str) -> None:
+    for function in infra.WORKER_QUEUES:
+        fn = RESOURCES[infra.cfn_name(function)]["Properties"]
+        source = fn["Events"][infra.sqs_event_source_name(function)]["Properties"]
+        cap = int(_resolve(source["ScalingConfig"]["MaximumConcurrency"], stage))
+        assert cap == infra.max_concurrency(CONFIG, stage, function)
+        assert 2 <= cap <= 1000, (function, cap)
+
+
+@pytest.mark.parametrize("value", [1, 1001, "10", True])
+def test_a_maximum_concurrency_sqs_would_refuse_is_refused(value: object) -> None:
+    config = {"stages": {"s": {"lambda_functions": {"slice_worker": {"max_concurrency": value}}}}}
+    with pytest.raises(ValueError, match="max_concurrency"):
+        infra.max_concurrency(config, "s", "slice_worker")
