@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from cadenza_tools.local.dynamodb_local import free_port
 from tests.e2e.test_cli import cli
-from tests.e2e.test_kill_restart import StackSeries
+from tests.e2e.test_kill_restart import StackSeries, restartable
 from tests.e2e.test_local_stack import needs_java, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -25,10 +24,7 @@ CSV_JOB = {
 
 @needs_java
 def test_a_result_file_survives_a_local_stack_restart(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    api_port, moto_port, ddb_port = free_port(), free_port(), free_port()
-    args = ["--data-dir", str(data_dir), "--tick-interval", "1"]
-    args += ["--moto-port", str(moto_port), "--dynamodb-port", str(ddb_port)]
+    args, (api_port, _, _) = restartable(tmp_path)
     with StackSeries(args, api_port, tmp_path) as series:
         stack = series.start("first")
         _, job = stack.submit(CSV_JOB)

@@ -35,11 +35,12 @@ def _job(owner: str, created: float, state: JobState = JobState.NEW, **kw: objec
     return job
 
 
-def _runs(store: DynamoStore, job: Job, n: int) -> list[Run]:
-    """n runs, three to a creation instant (ties), statuses in rotation."""
+def _runs(store: DynamoStore, job: Job, n: int, every: float | None = None) -> list[Run]:
+    """n runs, three to a creation instant (ties) or one every `every` seconds, statuses
+    in rotation."""
     runs = []
     for i in range(n):
-        created = T + i // 3
+        created = T + i // 3 if every is None else T + every * i
         run = Run(
             job_id=job.job_id,
             slot=manual_slot(created, f"{i:04d}"),
@@ -194,21 +195,7 @@ def test_history_lists_runs_the_global_index_does_not_hold_yet(
 ) -> None:
     job = _job("o", T)
     store.create_job(job)
-    made = []
-    for i in range(12):  # created every 5 s; the newest two not indexed yet
-        created = T + 5 * i
-        run = Run(
-            job_id=job.job_id,
-            slot=manual_slot(created, f"{i:04d}"),
-            ex_id=str(uuid.uuid4()),
-            scheduled_start=created,
-            config=job.definition,
-            status=STATUSES[i % len(STATUSES)],
-            created=created,
-            updated=created,
-        )
-        assert store.create_run(run)
-        made.append(run)
+    made = _runs(store, job, 12, every=5)  # the newest two not indexed yet
     _lagging(store, monkeypatch, indexed_before=T + 50)
     pages = _all(store, job.job_id, limit, hi=T + 60, newest_first=newest_first)
     flat = [r.ex_id for p in pages for r in p]
