@@ -136,6 +136,24 @@ def function_timeout(config: Mapping[str, Any], stage: str, function: str) -> in
     return int(_chalice_config(config, stage, function).lambda_timeout)
 
 
+# How many invocations of a worker its SQS event source runs at once (the mapping's
+# ScalingConfig.MaximumConcurrency, 2 to 1000): `max_concurrency` in the function's section
+# of a stage in .chalice/config.json (a Cadenza key; Chalice ignores it), else this.
+CONCURRENCY_KEY = "max_concurrency"
+DEFAULT_MAX_CONCURRENCY = 50
+MAX_CONCURRENCY_RANGE = (2, 1000)
+
+
+def max_concurrency(config: Mapping[str, Any], stage: str, function: str) -> int:
+    """A worker's maximum concurrency on its queue, checked against SQS's range."""
+    section = config["stages"][stage].get("lambda_functions", {}).get(function, {})
+    value = section.get(CONCURRENCY_KEY, DEFAULT_MAX_CONCURRENCY)
+    low, high = MAX_CONCURRENCY_RANGE
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"stage {stage}: {function}.{CONCURRENCY_KEY} takes {low} to {high}")
+    return value
+
+
 def api_throttling(config: Mapping[str, Any], stage: str) -> dict[str, int]:
     """The stage's API Gateway throttling: steady requests per second and burst."""
     given = config["stages"][stage].get(THROTTLING_KEY, {})
@@ -251,7 +269,16 @@ def table_properties(model: Any) -> dict[str, Any]:
     if stream:
         props["StreamSpecification"] = {"StreamViewType": stream}
     props["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
-    return props
+    return {**props, **time_to_live(model)}
+
+
+def time_to_live(model: Any) -> dict[str, Any]:
+    """The table's TimeToLiveSpecification, if its model has a TTL attribute (retention:
+    DynamoDB deletes an item some time after that attribute's time)."""
+    ttl = model._ttl_attribute()
+    if ttl is None:
+        return {}
+    return {"TimeToLiveSpecification": {"AttributeName": ttl.attr_name, "Enabled": True}}
 
 
 def index_names(model: Any) -> list[str]:
@@ -279,6 +306,7 @@ def stage_names(config: Mapping[str, Any], stage: str) -> dict[str, str]:
         ResultsBucket=settings.bucket,
         AlertsTopic=alerts_topic_name(settings),
         MaxReceiveCount=str(settings.max_receive_count),
+        HistoryDays=str(settings.history_days),
     )
     if len(settings.bucket) > MAX_BUCKET_BASE:
         raise ValueError(
@@ -294,6 +322,7 @@ def stage_names(config: Mapping[str, Any], stage: str) -> dict[str, str]:
     for function, queue in WORKER_QUEUES.items():
         timeout = function_timeout(config, stage, function)
         row[f"{queue}VisibilityTimeout"] = str(VISIBILITY_TIMEOUT_FACTOR * timeout)
+        row[f"{queue}MaxConcurrency"] = str(max_concurrency(config, stage, function))
     return row
 
 
@@ -407,17 +436,7 @@ def _bucket_and_alerts() -> dict[str, Any]:
                     "RestrictPublicBuckets": True,
                 },
                 "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
-                "LifecycleConfiguration": {
-                    "Rules": [
-                        NONCURRENT_VERSIONS_RULE,
-                        {
-                            "Id": "run-logs",
-                            "Status": "Enabled",
-                            "Prefix": LOGS_PREFIX,
-                            "ExpirationInDays": RUN_LOG_DAYS,
-                        }
-                    ]
-                },
+                "LifecycleConfiguration": {"Rules": [NONCURRENT_VERSIONS_RULE, *lifecycle_rules()]},
                 "Tags": _tags(),
             },
         },
@@ -462,6 +481,34 @@ def _bucket_and_alerts() -> dict[str, Any]:
     }
 
 
+# what the bucket keeps for the stage's history days (CADENZA_HISTORY_DAYS): result files
+# and run logs; asset zips (assets/) stay until their asset is deleted
+EXPIRING_PREFIXES = {"Results": "results/", "Logs": "logs/"}
+ABORT_UPLOADS_DAYS = 7
+
+
+def lifecycle_rules() -> list[dict[str, Any]]:
+    """The bucket's lifecycle: result files and logs expire after the stage's history
+    days; unfinished multipart uploads are aborted."""
+    rules: list[dict[str, Any]] = [
+        {
+            "Id": f"Expire{name}",
+            "Status": "Enabled",
+            "Prefix": prefix,
+            "ExpirationInDays": _name("HistoryDays"),
+        }
+        for name, prefix in EXPIRING_PREFIXES.items()
+    ]
+    rules.append(
+        {
+            "Id": "AbortIncompleteUploads",
+            "Status": "Enabled",
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_UPLOADS_DAYS},
+        }
+    )
+    return rules
+
+
 def environment_refs() -> dict[str, Any]:
     """The functions' name variables, as references to the Stage parameter and resources."""
     refs: dict[str, Any] = {
@@ -491,7 +538,8 @@ def _function_patches() -> dict[str, Any]:
     * the SQS event sources read the queue ARN from the queue resource (Chalice writes the
       ARN as text, which gives CloudFormation no ordering) and report partial batch failures
       (the handlers return ``batchItemFailures``; Chalice never sets the response type, and
-      without it Lambda deletes a whole batch when the handler returns normally).
+      without it Lambda deletes a whole batch when the handler returns normally), and
+      run at most the stage's ``max_concurrency`` invocations at once.
     """
     patches: dict[str, Any] = {
         cfn_name(f): {"Properties": {"Environment": {"Variables": environment_refs()}}}
@@ -503,6 +551,7 @@ def _function_patches() -> dict[str, Any]:
                 "Properties": {
                     "Queue": {"Fn::Sub": f"${{{queue}.Arn}}"},
                     "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                    "ScalingConfig": {"MaximumConcurrency": _name(f"{queue}MaxConcurrency")},
                 }
             }
         }
@@ -896,8 +945,7 @@ GET, PUT, UPDATE, DELETE, QUERY = (
 # a transaction's condition on an item it does not write (a notification's settled record)
 CHECK = "dynamodb:ConditionCheckItem"
 ASSETS_PREFIX, RESULTS_PREFIX = "assets/", "results/"
-LOGS_PREFIX = "logs/"  # run logs (chalicelib/adapters/s3_logs.py), kept RUN_LOG_DAYS
-RUN_LOG_DAYS = 30
+LOGS_PREFIX = "logs/"  # run logs (chalicelib/adapters/s3_logs.py), kept the history days
 # Checked against the calls each function makes: tests/integration/test_iam_calls.py.
 FUNCTION_GRANTS: dict[str, Grants] = {
     # every route: jobs and runs written, executions controlled (their slices recovered,
@@ -932,7 +980,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
     SUPERVISOR: Grants(
         tables={
             "job": (UPDATE,),
-            "run": (GET, PUT, UPDATE),
+            "run": (GET, PUT, UPDATE, QUERY),  # QUERY: an ended run's neighbours (retention)
             "slice": (UPDATE, QUERY, GET),  # GET: a command run's refill offers its slices
             # BatchGetItem: the agents' sweep reads every agent (lost ones are alerted)
             "supervisor": (GET, PUT, UPDATE, "dynamodb:BatchGetItem"),
@@ -954,7 +1002,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
     START_WORKER: Grants(
         tables={
             "job": (GET, UPDATE),
-            "run": (GET, UPDATE),
+            "run": (GET, UPDATE, QUERY),  # QUERY: an ended run's neighbours (retention)
             "slice": (PUT, GET),
             "asset": (GET,),
             "supervisor": (PUT, UPDATE),
@@ -975,7 +1023,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
     SLICE_WORKER: Grants(
         tables={
             "job": (GET, UPDATE),
-            "run": (GET, UPDATE),
+            "run": (GET, UPDATE, QUERY),  # QUERY: an ended run's neighbours (retention)
             "slice": (UPDATE,),
             "asset": (GET,),
             "alert": (PUT, CHECK),  # a run's events, into the notifications' outbox

@@ -126,6 +126,9 @@ class Settings:
     # (CADENZA_NOTIFY_DEFAULT, JSON; checked as a job's is)
     notify_topics: tuple[str, ...] = ()
     notify_default: str | None = None
+    # how long finished runs, their slices, ledger records and alerts are kept (DynamoDB
+    # TTL), unless a job's `history_days` says otherwise (CADENZA_HISTORY_DAYS)
+    history_days: int = 90
 
     @property
     def ddb_endpoint(self) -> str | None:
@@ -203,6 +206,7 @@ class Settings:
             targets_allow=_targets_allow(e),
             notify_topics=_list(e.get("CADENZA_NOTIFY_TOPICS")),
             notify_default=_json_object("CADENZA_NOTIFY_DEFAULT", e.get("CADENZA_NOTIFY_DEFAULT")),
+            history_days=_positive("CADENZA_HISTORY_DAYS", e, base.history_days),
         )
 
 
@@ -217,6 +221,14 @@ def _json_object(name: str, value: str | None) -> str | None:
         raise ValueError(f"{name}: not JSON: {err}") from None
     if not isinstance(parsed, dict):
         raise ValueError(f"{name}: expected a JSON object")
+    return value
+
+
+def _positive(name: str, e: Mapping[str, str], default: int) -> int:
+    """A whole number of at least 1 from `name`, checked where it is read."""
+    value = int(e.get(name) or default)
+    if value < 1:
+        raise ValueError(f"{name}: expected a whole number of at least 1, got {value}")
     return value
 
 

@@ -310,8 +310,9 @@ class RunStore(ABC):
         """Non-terminal runs of one sweep shard whose check_at <= now (an index query)."""
 
     # ---- history (OpenSpecimen's runs, Lens stats) -----------------------------------------
-    # Served by the runs' local index (job_id, created), never a Scan; reads are strongly
-    # consistent, so a run just created is listed.
+    # Served by the runs' global index (job_id, created), never a Scan. The index is
+    # eventually consistent: the runs created in the last seconds of a window are read from
+    # the table too (strongly consistent), so a run just created is listed with its status.
 
     @abstractmethod
     def runs_created_between(

@@ -7,7 +7,9 @@ A :class:`LocalStack` plays every AWS part the deployed app uses:
   ``moto``; nothing persists), or emulators already running elsewhere
   (``endpoint_url`` / ``dynamodb_endpoint``, or ``localstack=True``), so that two stacks
   can share one store;
-* SQS, S3 and SNS: moto in server mode (unless ``endpoint_url`` points elsewhere);
+* SQS, S3 and SNS: moto in server mode (unless ``endpoint_url`` points elsewhere); with
+  DynamoDB Local, the app's bucket is files beside its data (:class:`FileBlobStore`),
+  so result files, asset zips and logs survive a restart as jobs and runs do;
 * API Gateway: the Chalice app served over HTTP (:class:`ApiServer`);
 * the EventBridge rule: a :class:`ScheduleFirer` calling ``app.supervisor``;
 * the SQS event source mappings: :class:`SqsPoller` threads calling ``app.start_worker``
@@ -34,8 +36,10 @@ from types import ModuleType
 from typing import Any, Literal, Self
 
 from cadenza_tools.local.api_server import ApiServer
+from cadenza_tools.local.blobs import FileBlobStore
 from cadenza_tools.local.dynamodb_local import DynamoDBLocal, default_home
 from cadenza_tools.local.firer import FirerOptions, ScheduleFirer
+from cadenza_tools.local.migrate import rebuild_changed_tables
 from cadenza_tools.local.moto_server import MotoServer
 from cadenza_tools.local.secrets import LocalSecrets, publish_stack, unpublish_stack
 from cadenza_tools.local.service import LocalService
@@ -355,6 +359,8 @@ class LocalStack(LocalService):
         get_settings.cache_clear()
         app_module = import_app()
         settings = get_settings()
+        if self.dynamodb is not None:  # kept data: tables made by an older model are rebuilt
+            rebuild_changed_tables(settings, self.data_dir.parent / "backups")
         try:
             settings = ensure_resources(settings)
         except Exception as exc:
@@ -370,7 +376,11 @@ class LocalStack(LocalService):
         def admins() -> tuple[str, ...]:  # the admin users now, read when the file changes
             return (*self._configured_admins, *self.users.admin_arns())
 
-        set_container(build_container(settings, admins=admins))
+        if self.dynamodb is not None:  # kept data: the bucket is kept beside the tables
+            files = FileBlobStore(self.data_dir.parent / "blobs")
+            set_container(build_container(settings, admins=admins, files=files))
+        else:
+            set_container(build_container(settings, admins=admins))
 
         sqs = aws_client("sqs", settings)
         start_url: str = sqs.get_queue_url(QueueName=settings.start_queue)["QueueUrl"]

@@ -57,6 +57,9 @@ class JobDefinition(BaseModel):
     probation_window: int = Field(default=300000, ge=0)
     # which events to be told about, and where (docs/notifications.md)
     notify: NotifySpec | None = None
+    # days its finished runs, their slices and its ledger records are kept (None: the
+    # stage's CADENZA_HISTORY_DAYS); its latest run is kept however old
+    history_days: int | None = Field(default=None, ge=1, le=3650)
 
     @field_validator("name", "owner")
     @classmethod

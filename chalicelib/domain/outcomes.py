@@ -35,3 +35,4 @@ class SliceOutcome(StrEnum):
     failed = "failed"  # its last attempt failed
     lost_lease = "lost-lease"  # its lease was taken over while it ran
     waiting = "waiting"  # its op started something and waits for its end: checked later
+    released = "released"  # no time left in the batch: sent again, for another invocation

@@ -14,6 +14,7 @@ from chalicelib.domain.timefmt import slot_key
 from chalicelib.domain.transitions import ACTIVE_EX, TERMINAL_EX, ExStatus, ex_sources
 
 START_LEAD_S = 2  # start messages arrive this early; the start worker waits out the rest
+TIMEOUT_SLACK_S = 1  # a run times out after more than timeout_seconds without progress
 MAX_LEAD_S = 8  # a burst's lead at most: the wait plus an op (max_op_seconds) fit the function
 CLAIM_CALLS = 2  # store calls a run's claim takes ahead of its second (a read, a write)
 RESEND_AFTER_S = 2  # a run created ahead not started this long after its second: re-sent
@@ -203,6 +204,12 @@ class Run:
     def timeout_seconds(self) -> int:
         return int(self.config.get("timeout_seconds", _JOB_DEFAULTS["timeout_seconds"]))
 
+    def check_after(self, progress: float, lease_check: float) -> float:
+        """When the sweep looks at the run after its progress at `progress`: at its lease
+        check, or just past its `timeout_seconds` if that comes first, so a timeout fails
+        the run within a tick of it, not when a longer lease runs out."""
+        return min(lease_check, progress + self.timeout_seconds + TIMEOUT_SLACK_S)
+
     @property
     def lease_seconds(self) -> int:
         return int(self.config.get("lease_seconds", _JOB_DEFAULTS["lease_seconds"]))
@@ -256,7 +263,7 @@ class Run:
             "queued_cursor": 1,
             "lease_token": token,
             "lease_expires_at": lease,
-            "check_at": lease + 1,
+            "check_at": self.check_after(now, lease + 1),
             "started_at": self.started_at or begin,
             "updated": now,
         }
@@ -273,7 +280,7 @@ class Run:
         sets: dict[str, Any] = {
             "lease_token": token,
             "lease_expires_at": lease,
-            "check_at": lease + 1,
+            "check_at": self.check_after(now, lease + 1),
             "updated": now,
         }
         if config is not None:
@@ -294,7 +301,7 @@ class Run:
             "queued_cursor": min(max(1, self.workers), total),
             "lease_token": None,
             "lease_expires_at": None,
-            "check_at": begin + self.lease_seconds,
+            "check_at": self.check_after(begin, begin + self.lease_seconds),
             "started_at": self.started_at or begin,
             "updated": begin,
         }
@@ -325,7 +332,7 @@ class Run:
         sets = {
             "lease_token": None,
             "lease_expires_at": None,
-            "check_at": now + delay + self.lease_seconds,
+            "check_at": self.check_after(now, now + delay + self.lease_seconds),
             "errors": self._slice_error(error, attempt=True),
             "updated": now,
         }
@@ -419,7 +426,7 @@ class Run:
 
     def resume(self, now: float) -> RunTransition:
         """paused -> running."""
-        sets = {"updated": now, "check_at": now + self.lease_seconds}
+        sets = {"updated": now, "check_at": self.check_after(now, now + self.lease_seconds)}
         return RunTransition(Guard(frozenset({_PAUSED})), _R, sets)
 
     def set_workers(self, workers: int, now: float) -> RunTransition:

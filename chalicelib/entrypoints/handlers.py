@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
@@ -100,5 +101,30 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
 
 
 def on_slice_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """A batch of slice messages; failed ones are reported so only they return."""
-    return _batch(event, _slice_record, context)
+    """A batch of slice messages, one after another; failed ones are reported so only they
+    return. A slice the function has no time left for is sent again at once, unclaimed,
+    for another invocation (`released`), never started to run into the timeout."""
+    return _batch(event, _slice_record_within(context), context)
+
+
+# A slice is started only if the function's remaining time holds an op's longest run
+# (max_op_seconds) plus this margin for the claim, the finish and the next hand-out.
+SLICE_TIME_MARGIN_S = 5.0
+
+
+def _remaining_seconds(context: Any) -> float | None:
+    """The Lambda's remaining time (None without a Lambda context: no limit)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return None if remaining is None else float(remaining()) / 1000.0
+
+
+def _slice_record_within(context: Any) -> Callable[[SQSRecord], SliceOutcome]:
+    def handle(record: SQSRecord) -> SliceOutcome:
+        left = _remaining_seconds(context)
+        c = get_container()
+        if left is not None and left < c.settings.limits.max_op_seconds + SLICE_TIME_MARGIN_S:
+            c.queue.send_slices([SliceMessage.from_body(_body(record))])
+            return SliceOutcome.released
+        return _slice_record(record)
+
+    return handle

@@ -132,12 +132,18 @@ class StackSeries:
                 stack.stop()
 
 
+def restartable(tmp_path: Path) -> tuple[list[str], tuple[int, int, int]]:
+    """A stack's command line on a kept data dir and fixed ports (the API's, moto's and
+    DynamoDB Local's), so that a restart finds what the stack before it kept."""
+    api_port, moto_port, ddb_port = free_port(), free_port(), free_port()
+    args = ["--data-dir", str(tmp_path / "data"), "--tick-interval", "1"]
+    args += ["--moto-port", str(moto_port), "--dynamodb-port", str(ddb_port)]
+    return args, (api_port, moto_port, ddb_port)
+
+
 @needs_java
 def test_sigkilled_stack_finishes_its_runs_after_a_restart(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    api_port, moto_port, ddb_port = free_port(), free_port(), free_port()
-    args = ["--data-dir", str(data_dir), "--tick-interval", "1"]
-    args += ["--moto-port", str(moto_port), "--dynamodb-port", str(ddb_port)]
+    args, (api_port, moto_port, ddb_port) = restartable(tmp_path)
     with StackSeries(args, api_port, tmp_path) as series:
         stack = series.start("before-kill")
         assert stack.banner()["backend"] == "ddblocal"

@@ -115,7 +115,8 @@ class SlicesMixin(Tables, SliceStore, RepairStore):
             owner.failed += 1
             owner.has_errors = True
         owner.remaining -= 1
-        owner.updated, owner.check_at = ending.now, ending.now + run.lease_seconds
+        owner.updated = ending.now
+        owner.check_at = run.check_after(ending.now, ending.now + run.lease_seconds)
         if ending.worker_lost:
             owner.workers_lost += 1
 

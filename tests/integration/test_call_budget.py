@@ -92,7 +92,23 @@ def test_on_demand_single_slice_run_costs_three_writes(
         drain(container, queue)
     assert c.writes == 3  # create (taking the job's active slot), start, finish (freeing it)
     assert c.calls["TransactWriteItems"] == 2 and c.calls["UpdateItem"] == 1
-    assert c.reads == 1  # the job (validation); the start is claimed from its hint
+    # the job (validation; the start is claimed from its hint), and, once the run ended,
+    # its predecessor, which takes its expires_at now that it is no longer the latest
+    assert c.reads == 2
+
+
+def test_the_next_run_gives_its_predecessor_an_expiry_for_one_more_write(
+    container: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    job, _ = container.jobs.submit(NOOP, start=False)
+    container.jobs.start_run(job.job_id)
+    drain(container, queue)
+    clock.advance(1)  # a later slot
+    with counting() as c:
+        container.jobs.start_run(job.job_id)
+        drain(container, queue)
+    assert c.writes == 4  # three for the run, one for its predecessor's expires_at
+    assert c.calls["UpdateItem"] == 2 and c.reads == 2
 
 
 def test_a_sliced_run_is_read_before_its_claim(container: Container, queue: MemoryQueue) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pynamodb.attributes import TTLAttribute
 
 from cadenza_tools import infra
 from chalicelib.adapters.dynamodb.models import build_models
@@ -120,7 +121,32 @@ def test_every_table_matches_its_model(stage: str) -> None:
             assert _as_set(lsi["KeySchema"]) == _as_set(expected_lsis[index_name]["key_schema"])
             assert lsi["Projection"] == expected_lsis[index_name]["projection"]
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-        assert "TimeToLiveSpecification" not in props
+        ttl = next(
+            (a for a in model.get_attributes().values() if isinstance(a, TTLAttribute)), None
+        )
+        if ttl is None:
+            assert "TimeToLiveSpecification" not in props
+        else:  # retention: finished runs, slices, ledger records and alerts expire
+            spec = {"AttributeName": ttl.attr_name, "Enabled": True}
+            assert props["TimeToLiveSpecification"] == spec
+    ttls = {
+        m.Meta.table_name
+        for m in models.all
+        if any(isinstance(a, TTLAttribute) for a in m.get_attributes().values())
+    }
+    assert ttls == {settings.runs_table, settings.slices_table, settings.alerts_table}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_bucket_expires_result_files_and_logs_after_the_history_days(stage: str) -> None:
+    settings = infra.stage_settings(CONFIG, stage)
+    rules = RESOURCES["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = {r["Prefix"]: r for r in rules if "ExpirationInDays" in r}
+    assert set(expiring) == {"results/", "logs/"}  # never assets/: a job's code
+    for rule in expiring.values():
+        assert rule["Status"] == "Enabled"
+        assert int(_resolve(rule["ExpirationInDays"], stage)) == settings.history_days
+    assert any("AbortIncompleteMultipartUpload" in r for r in rules)
 
 
 # ---- names, queues, bucket, topic ---------------------------------------------------------------
@@ -549,3 +575,20 @@ def test_api_has_an_access_log_and_a_name_per_stage() -> None:
     for stage in STAGES:
         assert int(_resolve(group["RetentionInDays"], stage)) > 0
     assert "ApiGatewayAccount" in api["DependsOn"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_workers_have_a_maximum_concurrency_from_the_stage(stage: str) -> None:
+    for function in infra.WORKER_QUEUES:
+        fn = RESOURCES[infra.cfn_name(function)]["Properties"]
+        source = fn["Events"][infra.sqs_event_source_name(function)]["Properties"]
+        cap = int(_resolve(source["ScalingConfig"]["MaximumConcurrency"], stage))
+        assert cap == infra.max_concurrency(CONFIG, stage, function)
+        assert 2 <= cap <= 1000, (function, cap)
+
+
+@pytest.mark.parametrize("value", [1, 1001, "10", True])
+def test_a_maximum_concurrency_sqs_would_refuse_is_refused(value: object) -> None:
+    config = {"stages": {"s": {"lambda_functions": {"slice_worker": {"max_concurrency": value}}}}}
+    with pytest.raises(ValueError, match="max_concurrency"):
+        infra.max_concurrency(config, "s", "slice_worker")

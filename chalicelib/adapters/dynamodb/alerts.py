@@ -6,6 +6,7 @@ from pynamodb.exceptions import PutError
 
 from chalicelib.adapters.dynamodb._tx import _unavailable
 from chalicelib.adapters.dynamodb.base import StoreBase
+from chalicelib.adapters.dynamodb.retention import expiry
 from chalicelib.ports import Alert, AlertStore
 
 
@@ -22,6 +23,7 @@ class AlertRecords(StoreBase, AlertStore):
                 ex_id=alert.ex_id,
                 slot=alert.slot,
                 detail=alert.detail,
+                expires_at=expiry({}, self.settings.history_days, alert.created),
             ).save()
         except PutError as err:
             raise _unavailable(err) from err

@@ -14,7 +14,6 @@ from pynamodb.indexes import (
     AllProjection,
     GlobalSecondaryIndex,
     IncludeProjection,
-    LocalSecondaryIndex,
 )
 from pynamodb.models import Model
 
@@ -130,11 +129,15 @@ class TallyIndex(GlobalSecondaryIndex[M]):
     ex_id = UnicodeAttribute(range_key=True)
 
 
-class CreatedIndex(LocalSecondaryIndex[M]):
-    """A job's runs by creation time (OpenSpecimen's fromDate / toDate)."""
+class CreatedIndex(GlobalSecondaryIndex[M]):
+    """A job's runs by creation time (OpenSpecimen's fromDate / toDate). A global index,
+    not a local one: a local index caps each job's item collection at 10 GB, which a job
+    firing every second fills in about two months. A global index is eventually
+    consistent: the history reads add the job's newest runs from the table itself
+    (history.py)."""
 
     class Meta:
-        index_name = "created-index"
+        index_name = "job-created-index"
         projection = AllProjection()
 
     job_id = UnicodeAttribute(hash_key=True)

@@ -16,6 +16,7 @@ from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
     NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
@@ -137,6 +138,9 @@ class RunModel(Model):
     err_shard = NumberAttribute(null=True)
     workers_lost = NumberAttribute(default=0)
     tally_shard = NumberAttribute(null=True)
+    # DynamoDB's TTL (retention.py): set on ledger records when written, on a finished run
+    # once a newer run of its job ran, so a job's latest run is kept
+    expires_at = TTLAttribute(null=True)
     ex_index: ExIndex[RunModel] = ExIndex()
     tally_index: TallyIndex[RunModel] = TallyIndex()
     sweep_index: SweepIndex[RunModel] = SweepIndex()
@@ -166,6 +170,7 @@ class SliceModel(Model):
     created = NumberAttribute()
     updated = NumberAttribute()
     wait = JSONAttribute(null=True)
+    expires_at = TTLAttribute(null=True)  # set when the slice ends (retention.py)
     errors_created_index: ErrorsCreatedIndex[SliceModel] = ErrorsCreatedIndex()
     errors_updated_index: ErrorsUpdatedIndex[SliceModel] = ErrorsUpdatedIndex()
 
@@ -221,6 +226,7 @@ class AlertModel(Model):
     ex_id = UnicodeAttribute(null=True)
     slot = UnicodeAttribute(null=True)
     detail = JSONAttribute(null=True)
+    expires_at = TTLAttribute(null=True)  # the stage's history days after it was raised
 
 
 # ---- assets ----------------------------------------------------------------------------------

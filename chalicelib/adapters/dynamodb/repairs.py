@@ -3,14 +3,15 @@ slices, or reset it to a fresh run in its place."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamodb._tx import MAX_TX_ITEMS
-from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.counters import add_to_counters, totals_of
 from chalicelib.adapters.dynamodb.jobs import has_room
+from chalicelib.adapters.dynamodb.retention import Retention
 from chalicelib.adapters.dynamodb.run_items import run_item
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.runs import Run
@@ -19,7 +20,7 @@ from chalicelib.domain.transitions import EX_MACHINE, TERMINAL_EX, ExStatus, Sli
 from chalicelib.ports import RepairStore
 
 
-class RepairRecords(StoreBase, RepairStore):
+class RepairRecords(Retention, RepairStore):
     def resolve_complete(self, run: Run, open_slices: Sequence[Slice], now: float) -> bool:
         R, S, J = self.m.run, self.m.slice, self.m.job
         if len(open_slices) > MAX_TX_ITEMS - 2:
@@ -56,6 +57,7 @@ class RepairRecords(StoreBase, RepairStore):
                         S.state.set(str(SliceState.completed)),
                         S.updated.set(now),
                         S.error.set("resolved: completed by an operator"),
+                        S.expires_at.set(self._expiry(run.config, now)),
                         S.lease_token.remove(),
                         S.lease_expires_at.remove(),
                     ],
@@ -68,7 +70,11 @@ class RepairRecords(StoreBase, RepairStore):
                     condition=J.job_id.exists(),
                 )
 
-        return self._transact(build)
+        if not self._transact(build):
+            return False
+        ended = ExStatus.completed
+        self._retire_older(dataclasses.replace(run, status=ended, finished_at=now, updated=now))
+        return True
 
     def reset_run(self, run: Run, fresh: Run, slices: Sequence[Slice], limit: int | None) -> bool:
         R, S, J = self.m.run, self.m.slice, self.m.job

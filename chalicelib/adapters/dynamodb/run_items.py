@@ -3,12 +3,14 @@ Run a terminal transaction leaves (which returns no item)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.models import RunModel
+from chalicelib.adapters.dynamodb.retention import expiry
 from chalicelib.domain.runs import Run, Trigger
-from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
+from chalicelib.domain.transitions import LEDGER_EX, TERMINAL_EX, ExStatus
 
 
 def _one_slice_error(run: Run, sets: dict[str, Any] | None = None) -> bool:
@@ -63,7 +65,13 @@ def run_item(base: StoreBase, run: Run) -> RunModel:
         ex_part=base._ex_part(run.ex_id, str(run.status), run.deleted),
         err_shard=base._err_shard(run.ex_id) if _one_slice_error(run) else None,
         workers_lost=run.workers_lost,
+        expires_at=base_expiry(base, run) if run.status in LEDGER_EX else None,
     )
+
+
+def base_expiry(base: StoreBase, run: Run) -> datetime:
+    """When a ledger record, written as it ends, expires."""
+    return expiry(run.config, base.settings.history_days, run.created)
 
 
 def to_run(m: RunModel) -> Run:

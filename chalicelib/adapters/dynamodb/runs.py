@@ -17,16 +17,16 @@ from chalicelib.adapters.dynamodb._tx import (
     _is_conditional,
     _unavailable,
 )
-from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.jobs import has_room, schedule_actions
 from chalicelib.adapters.dynamodb.models import RunModel
+from chalicelib.adapters.dynamodb.retention import Retention
 from chalicelib.adapters.dynamodb.run_items import _one_slice_error, run_item, to_run
 from chalicelib.domain.runs import Run, RunTransition
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, JobState
 from chalicelib.ports import SlotWrite
 
 
-class RunRecords(StoreBase):
+class RunRecords(Retention):
     _run = staticmethod(to_run)
 
     def _run_model(self, run: Run) -> RunModel:
@@ -159,6 +159,12 @@ class RunRecords(StoreBase):
         return self.get_run(found[0].job_id, found[0].slot) or found[0]
 
     def apply_run(self, run: Run, transition: RunTransition) -> Run | None:
+        written = self._apply_run(run, transition)
+        if written is not None and transition.terminal:
+            self._retire_older(written)
+        return written
+
+    def _apply_run(self, run: Run, transition: RunTransition) -> Run | None:
         R = self.m.run
         cond = self._run_guard(run, transition)
         if cond is None:
@@ -295,9 +301,14 @@ class RunRecords(StoreBase):
             for m in R.query(job_id, consistent_read=True):
                 if m.deleted:
                     continue
+                done = float(m.finished_at or m.updated)
                 marked += _conditional_update(
                     R(job_id, m.slot),
-                    [R.deleted.set(True), R.ex_part.set(self._ex_part(m.ex_id, m.status, True))],
+                    [
+                        R.deleted.set(True),
+                        R.ex_part.set(self._ex_part(m.ex_id, m.status, True)),
+                        R.expires_at.set(m.expires_at or self._expiry(dict(m.config), done)),
+                    ],
                     R.status.is_in(*map(str, TERMINAL_EX)),
                 )
             return marked

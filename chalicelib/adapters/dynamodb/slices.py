@@ -19,6 +19,7 @@ from chalicelib.adapters.dynamodb._tx import (
 )
 from chalicelib.adapters.dynamodb.base import StoreBase
 from chalicelib.adapters.dynamodb.models import SliceModel
+from chalicelib.adapters.dynamodb.retention import expiry
 from chalicelib.domain.runs import Run
 from chalicelib.domain.slices import Slice, SliceEnding
 from chalicelib.domain.transitions import EX_MACHINE, TERMINAL_EX, SliceState
@@ -169,6 +170,7 @@ class SliceRecords(StoreBase, SliceStore):
             S.updated.set(ending.now),
             S.lease_token.remove(),
             S.lease_expires_at.remove(),
+            S.expires_at.set(expiry(run.config, self.settings.history_days, ending.now)),
         ]
         if completed:
             slice_actions.append(S.error.remove())
@@ -182,7 +184,7 @@ class SliceRecords(StoreBase, SliceStore):
             counter.add(1),
             R.remaining.add(-1),
             R.updated.set(ending.now),
-            R.check_at.set(ending.now + run.lease_seconds),
+            R.check_at.set(run.check_after(ending.now, ending.now + run.lease_seconds)),
             R.sweep_shard.set(self._sweep_shard(run.ex_id)),
         ]
         if not completed:
