@@ -509,8 +509,10 @@ def test_bucket_is_durable_and_unique_per_account_and_region() -> None:
     assert text == "${Base}-${AWS::AccountId}-${AWS::Region}"
     assert variables["Base"]["Fn::FindInMap"][2] == "ResultsBucket"
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}  # asset zips are code
-    (rule,) = props["LifecycleConfiguration"]["Rules"]
-    assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] > 0
+    rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
+    noncurrent = rules[infra.NONCURRENT_VERSIONS_RULE["Id"]]
+    assert noncurrent["NoncurrentVersionExpiration"]["NoncurrentDays"] > 0
+    assert {"ExpireResults", "ExpireLogs", "AbortIncompleteUploads"} <= set(rules)
     for stage in STAGES:
         base = TEMPLATE["Mappings"][infra.NAMES_MAPPING][stage]["ResultsBucket"]
         assert len(f"{base}-123456789012-ap-southeast-2") <= 63
