@@ -30,6 +30,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     yield from moto_stack(tmp_path_factory, "auth")
 
 
+AGENT_USER = "matrix-agent"  # the principal the owner's agent acts as
+
+
 def add_user(stack: StackProcess, name: str, *options: str) -> LocalUser:
     """A second user, in one command."""
     env = {"CADENZA_CREDENTIALS": str(stack.credentials)}
@@ -104,7 +107,17 @@ def _world(stack: StackProcess, owner: LocalUser) -> World:
     assert r.status_code == 202, r.text
     started: dict[str, Any] = r.json()
     stack.wait_completed(started["job_id"])  # the stack's session signs as the admin
-    return World(started["job_id"], started["ex_id"], asset_id)
+    world = World(started["job_id"], started["ex_id"], asset_id)
+    add_user(stack, AGENT_USER)
+    _agent(stack, owner, world)
+    return world
+
+
+def _agent(stack: StackProcess, owner: LocalUser, world: World) -> None:
+    """The owner's agent (again, after a DELETE took it), acting as AGENT_USER."""
+    body = {"name": world.agent, "principal": f"arn:aws:iam::000000000000:user/{AGENT_USER}"}
+    r = session(owner).post(f"{stack.url}/v1/agents", json=body, timeout=10)
+    assert r.status_code in (201, 409), r.text
 
 
 def _call(s: requests.Session, ep: Endpoint, url: str) -> requests.Response:
@@ -129,6 +142,8 @@ def test_the_authorization_matrix_over_http(stack: StackProcess) -> None:
         if ep.method == "DELETE" and "/assets/" in ep.path:  # one asset for each to delete
             world.asset_id = _asset(stack, f"2.{n}.0")
         for caller in ("anonymous", "other", "owner", "admin"):
+            if ep.method == "DELETE" and "/agents/" in ep.path:  # each deletes its own
+                _agent(stack, owner, world)
             r = _call(sessions[caller], ep, stack.url + world.url(ep))
             want = expected(ep, caller)
             ok = (
