@@ -284,6 +284,14 @@ class RunStore(ABC):
         condition did not hold."""
 
     @abstractmethod
+    def claim_runs_together(self, claims: Sequence[tuple[Run, RunTransition]]) -> list[Run] | None:
+        """Persist claims of several runs (non-terminal transitions, as `apply_run` would,
+        slots taken with them) in one transaction, all or none: a burst's runs claimed
+        ahead of their second at once. The runs as written, or None if any condition did
+        not hold, two runs are of one job, or they do not fit one transaction: the caller
+        then claims them one by one."""
+
+    @abstractmethod
     def run_window(
         self,
         statuses: Iterable[ExStatus],
@@ -610,6 +618,27 @@ class StartMessage:
         )
 
 
+@dataclass(frozen=True)
+class StartGroup:
+    """A burst's start messages due on the same second, sent as one message: a start
+    worker takes many runs at once, so a burst's runs are all claimed before their second
+    (a worker holds a batch of messages while it waits for their second)."""
+
+    messages: tuple[StartMessage, ...]
+    delay: int = 0
+
+    def body(self) -> dict[str, Any]:
+        return {"starts": [m.body() for m in self.messages]}
+
+
+def start_messages(body: Mapping[str, Any]) -> list[StartMessage]:
+    """The start messages a body holds: one, or a burst's group (`StartGroup`)."""
+    group = body.get("starts")
+    if isinstance(group, list):
+        return [StartMessage.from_body(b) for b in group if isinstance(b, Mapping)]
+    return [StartMessage.from_body(body)]
+
+
 def _number(value: Any) -> float | None:
     try:
         return None if value is None else float(value)
@@ -647,9 +676,10 @@ class Queue(ABC):
     """Nudges: 'look at this run / slice now'. Losing or doubling one is always safe."""
 
     @abstractmethod
-    def send_starts(self, messages: Sequence[StartMessage]) -> None:
-        """Send start messages, each delivered no sooner than its delay (at most 900 s);
-        raises if some could not be sent (the sweep re-sends what a lost one left)."""
+    def send_starts(self, messages: Sequence[StartMessage | StartGroup]) -> None:
+        """Send start messages (or groups of them), each delivered no sooner than its delay
+        (at most 900 s); raises if some could not be sent (the sweep re-sends what a lost
+        one left)."""
 
     @abstractmethod
     def send_slices(self, messages: Sequence[SliceMessage]) -> None:

@@ -11,7 +11,8 @@ from chalice.test import Client
 
 from chalicelib.adapters.memory import MemoryQueue, Message
 from chalicelib.bootstrap import Container
-from chalicelib.ports import FakeClock, SliceMessage, StartMessage
+from chalicelib.ports import FakeClock, SliceMessage, start_messages
+from chalicelib.services.entry import PreparedStart
 
 
 def race(*fns: Callable[[], Any]) -> list[Any]:
@@ -53,14 +54,31 @@ def field_error(client: Client, path: str) -> list[str]:
 
 
 def deliver(c: Container, msg: Message) -> str:
-    """Hand one queued message to the worker, as the SQS trigger would."""
+    """Hand one queued message to the worker, as the SQS trigger would (a burst's group:
+    each of its runs, one after another; their outcomes joined by commas)."""
     if msg.kind == "start":
-        start = StartMessage.from_body(msg.body)
-        return c.worker.handle_start(
-            start.job_id, start.slot, hint=start.hint, delivery=start.delivery
-        )
+        return ",".join(deliver_starts(c, msg))
     sl = SliceMessage.from_body(msg.body)
     return c.worker.handle_slice(sl.job_id, sl.slot, sl.ex_id, sl.slice_id)
+
+
+def deliver_starts(c: Container, msg: Message) -> list[str]:
+    """Hand a queued start message (or a burst's group of them) to the worker: an outcome
+    per run."""
+    starts = start_messages(msg.body)
+    if len(starts) == 1:
+        (start,) = starts
+        return [
+            c.worker.handle_start(
+                start.job_id, start.slot, hint=start.hint, delivery=start.delivery
+            )
+        ]
+    outcomes: list[str] = []
+    for out in c.worker.prepare_group(starts):
+        if isinstance(out, Exception):
+            raise out
+        outcomes.append(c.worker.run_prepared(out) if isinstance(out, PreparedStart) else out)
+    return outcomes
 
 
 def start_due(c: Container, queue: MemoryQueue, clock: FakeClock, t: float) -> list[str]:
@@ -70,7 +88,7 @@ def start_due(c: Container, queue: MemoryQueue, clock: FakeClock, t: float) -> l
     outcomes: list[str] = []
     for msg in [m for m in queue.messages if m.kind == "start" and m.visible_at <= t]:
         queue.messages.remove(msg)
-        outcomes.append(deliver(c, msg))
+        outcomes += deliver_starts(c, msg)
     return outcomes
 
 

@@ -50,7 +50,14 @@ from chalicelib.config import Settings
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ops.registry import REGISTRY, OpSpec, Params, SliceContext
-from chalicelib.ports import Clock, Queue, SliceMessage, StartMessage
+from chalicelib.ports import (
+    Clock,
+    Queue,
+    SliceMessage,
+    StartGroup,
+    StartMessage,
+    start_messages,
+)
 from chalicelib.services.entry import PreparedStart
 from chalicelib.services.supervisor import TickStats
 from tests.fakes import MemoryAssetStore, MemoryBlobStore, MemoryStore
@@ -229,7 +236,7 @@ class SimQueue(Queue):
         self.slices = MemoryQueue(clock=clock)
         self._on_put = on_put
 
-    def send_starts(self, messages: Sequence[StartMessage]) -> None:
+    def send_starts(self, messages: Sequence[StartMessage | StartGroup]) -> None:
         self.starts.send_starts(messages)
         self._on_put(self.starts)
 
@@ -505,23 +512,42 @@ class Simulation:
         return self._msg_ids.setdefault(id(msg), f"msg-{len(self._msg_ids)}")
 
     def _start_batch(self, batch: list[Message]) -> None:
-        """handlers.on_start_batch: every claim first, then each run at its second, side by
-        side; a message whose handling raised stays, to be received again."""
+        """handlers.on_start_batch: every claim first (each run of a burst's group), then
+        each run at its second, side by side; a message whose handling raised stays, to be
+        received again, and one is deleted when all its runs are done."""
         prepared: list[tuple[Message, PreparedStart]] = []
+        left: dict[int, int] = {}
         for msg in batch:
-            out = self._guarded(msg, partial(self._prepare, msg))
-            if isinstance(out, PreparedStart):
-                prepared.append((msg, out))
-            elif out is not None:
+            outs = self._prepare_all(msg, start_messages(msg.body))
+            ready = [(msg, out) for out in outs if isinstance(out, PreparedStart)]
+            prepared += ready
+            left[id(msg)] = len(ready) if all(out is not None for out in outs) else -1
+            if left[id(msg)] == 0:
                 self.queue.starts.delete(msg)
+
+        def run(msg: Message, p: PreparedStart) -> None:
+            if self._run_prepared(msg, p) and left[id(msg)] > 0:
+                left[id(msg)] -= 1
+                if left[id(msg)] == 0:
+                    self.queue.starts.delete(msg)
+
         children = [
-            self.sched.spawn(f"run-{p.run.slot}", partial(self._run_prepared, msg, p))
-            for msg, p in prepared
+            self.sched.spawn(f"run-{p.run.slot}", partial(run, msg, p)) for msg, p in prepared
         ]
         self.sched.join(children)
 
-    def _prepare(self, msg: Message) -> PreparedStart | str:
-        start = StartMessage.from_body(msg.body)
+    def _prepare_all(self, msg: Message, starts: list[StartMessage]) -> list[Any]:
+        """What each start of a message came to (None where it raised)."""
+        if len(starts) == 1:
+            return [self._guarded(msg, partial(self._prepare, msg, starts[0]))]
+        outs = self._guarded(
+            msg, partial(self.container.worker.prepare_group, starts, self._msg_id(msg))
+        )
+        if outs is None:
+            return [None]
+        return [None if isinstance(out, Exception) else out for out in outs]
+
+    def _prepare(self, msg: Message, start: StartMessage) -> PreparedStart | str:
         out = self.container.worker.prepare_start(
             start.job_id, start.slot, self._msg_id(msg), start.hint, start.delivery
         )
@@ -529,11 +555,11 @@ class Simulation:
             self._note(f"start {start.job_id[:8]} {start.slot}: {out}")
         return out
 
-    def _run_prepared(self, msg: Message, prepared: PreparedStart) -> None:
+    def _run_prepared(self, msg: Message, prepared: PreparedStart) -> bool:
         out = self._guarded(msg, lambda: self.container.worker.run_prepared(prepared))
         if out is not None:
             self._note(f"run {prepared.run.job_id[:8]} {prepared.run.slot}: {out}")
-            self.queue.starts.delete(msg)
+        return out is not None
 
     def _slice_batch(self, batch: list[Message]) -> None:
         for msg in batch:

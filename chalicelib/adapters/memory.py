@@ -25,6 +25,7 @@ from chalicelib.ports import (
     Notifier,
     Queue,
     SliceMessage,
+    StartGroup,
     StartMessage,
 )
 
@@ -54,7 +55,7 @@ class MemoryQueue(Queue):
     dead: list[Message] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
-    def send_starts(self, messages: Sequence[StartMessage]) -> None:
+    def send_starts(self, messages: Sequence[StartMessage | StartGroup]) -> None:
         for msg in messages:
             self._put(Message("start", msg.body(), msg.delay))
 

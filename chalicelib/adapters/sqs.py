@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.domain.slices import MAX_SQS_DELAY
-from chalicelib.ports import Queue, SliceMessage, StartMessage
+from chalicelib.ports import Queue, SliceMessage, StartGroup, StartMessage
 
 
 class QueueUnavailable(Exception):
@@ -30,15 +30,7 @@ class SqsQueue(Queue):
 
     def _send(self, kind: str, bodies: Sequence[tuple[dict[str, Any], int]]) -> None:
         url = self.url(kind)
-        for i in range(0, len(bodies), 10):
-            entries = [
-                {
-                    "Id": uuid.uuid4().hex,
-                    "MessageBody": json.dumps(body, separators=(",", ":")),
-                    "DelaySeconds": max(0, min(MAX_SQS_DELAY, int(delay))),
-                }
-                for body, delay in bodies[i : i + 10]
-            ]
+        for entries in _batches(bodies):
             for _ in range(2):
                 resp = self.client.send_message_batch(QueueUrl=url, Entries=entries)
                 failed = {f["Id"] for f in resp.get("Failed", [])}
@@ -48,7 +40,7 @@ class SqsQueue(Queue):
             if entries:
                 raise QueueUnavailable(f"{len(entries)} {kind} messages not sent")
 
-    def send_starts(self, messages: Sequence[StartMessage]) -> None:
+    def send_starts(self, messages: Sequence[StartMessage | StartGroup]) -> None:
         self._send("start", [(m.body(), m.delay) for m in messages])
 
     def send_slices(self, messages: Sequence[SliceMessage]) -> None:
@@ -67,3 +59,25 @@ def ensure_queues(client: Any, start: str, slices: str, dlq: str, max_receive: i
             QueueName=name,
             Attributes={"VisibilityTimeout": "120", "RedrivePolicy": redrive},
         )
+
+
+BATCH_BYTES = 250_000  # SendMessageBatch takes 10 messages and 256 KiB in all
+
+
+def _batches(bodies: Sequence[tuple[dict[str, Any], int]]) -> list[list[dict[str, Any]]]:
+    """The SendMessageBatch entries for `bodies`: ten at most a call, within its size."""
+    batches: list[list[dict[str, Any]]] = []
+    size = 0
+    for body, delay in bodies:
+        text = json.dumps(body, separators=(",", ":"))
+        entry = {
+            "Id": uuid.uuid4().hex,
+            "MessageBody": text,
+            "DelaySeconds": max(0, min(MAX_SQS_DELAY, int(delay))),
+        }
+        if not batches or len(batches[-1]) == 10 or size + len(text) > BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(entry)
+        size += len(text)
+    return batches

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalicelib.bootstrap import get_container
 from chalicelib.domain.outcomes import SliceOutcome, StartOutcome
 from chalicelib.entrypoints.logs import log_context
-from chalicelib.ports import SliceMessage, StartMessage
+from chalicelib.ports import SliceMessage, StartMessage, start_messages
 from chalicelib.services.entry import PreparedStart
 
 log = logging.getLogger(__name__)
@@ -70,34 +70,54 @@ def _settle(futures: list[tuple[str, Future[Any]]], when: str) -> tuple[list[Any
     return results, failed
 
 
-def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """A batch of start messages, in two phases: claim every run ahead of its second (the
-    claims side by side: a burst's batches queue on them), then run each at its own second,
-    side by side, so no run waits for another's wait. Failed messages (either phase) are
-    reported, so only they return."""
-    worker = get_container().worker
-    records = [SQSRecord(r) for r in event["Records"]]
+def _starts(records: list[SQSRecord]) -> tuple[list[tuple[str, list[StartMessage]]], list[str]]:
+    """Each record's start messages (a burst's group holds several), by message id, and
+    the ids of records that are not start messages."""
+    starts: list[tuple[str, list[StartMessage]]] = []
+    failed: list[str] = []
+    for record in records:
+        try:
+            starts.append((record.message_id, start_messages(_body(record))))
+        except Exception:
+            log.exception("start %s is not a start message", record.message_id)
+            failed.append(record.message_id)
+    return starts, failed
 
-    def prepare(record: SQSRecord) -> PreparedStart | StartOutcome:
-        msg = StartMessage.from_body(_body(record))
+
+def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """A batch of start messages (a burst's come in groups of runs, claimed together), in
+    two phases: claim every run ahead of its second (the claims side by side: a burst's
+    batches queue on them), then run each at its own second, side by side, so no run waits
+    for another's wait. Failed messages (either phase, any of a group's runs) are reported,
+    so only they return."""
+    worker = get_container().worker
+    starts, failed = _starts([SQSRecord(r) for r in event["Records"]])
+
+    def prepare(message_id: str, msgs: list[StartMessage]) -> list[Any]:
+        if len(msgs) > 1:
+            return worker.prepare_group(msgs, message_id)
+        (msg,) = msgs
         with log_context(job_id=msg.job_id, slot=msg.slot):
-            return worker.prepare_start(
-                msg.job_id, msg.slot, record.message_id, msg.hint, msg.delivery
-            )
+            return [worker.prepare_start(msg.job_id, msg.slot, message_id, msg.hint, msg.delivery)]
 
     def run(p: PreparedStart) -> StartOutcome:
         with log_context(job_id=p.run.job_id, slot=p.run.slot, ex_id=p.run.ex_id):
             return worker.run_prepared(p)
 
-    with ThreadPoolExecutor(max(1, len(records)), thread_name_prefix="claim") as pool:
-        claims = [(r.message_id, pool.submit(prepare, r)) for r in records]
-    outcomes, failed = _settle(claims, "before its run")
-    prepared = [(mid, out) for mid, out in outcomes if isinstance(out, PreparedStart)]
+    prepared: list[tuple[str, PreparedStart]] = []
+    if starts:
+        with ThreadPoolExecutor(len(starts), thread_name_prefix="claim") as pool:
+            claims = [(mid, pool.submit(prepare, mid, msgs)) for mid, msgs in starts]
+        outcomes, claim_failed = _settle(claims, "before its run")
+        failed += claim_failed
+        for mid, outs in outcomes:
+            failed += [mid for out in outs if isinstance(out, Exception)]
+            prepared += [(mid, out) for out in outs if isinstance(out, PreparedStart)]
     if prepared:
         with ThreadPoolExecutor(len(prepared), thread_name_prefix="start") as pool:
             runs = [(mid, pool.submit(run, p)) for mid, p in prepared]
         failed += _settle(runs, "after its claim")[1]
-    return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failed]}
+    return {"batchItemFailures": [{"itemIdentifier": mid} for mid in dict.fromkeys(failed)]}
 
 
 def on_slice_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

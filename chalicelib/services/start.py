@@ -6,14 +6,22 @@ slots is read and sliced ahead, and claimed with the slot at its second (`entry`
 from __future__ import annotations
 
 import json
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.outcomes import StartOutcome
-from chalicelib.domain.runs import START_LEAD_S, Delivery, Run, StartHint, usable_lead
+from chalicelib.domain.runs import (
+    START_LEAD_S,
+    Delivery,
+    Run,
+    RunTransition,
+    StartHint,
+    usable_lead,
+)
 from chalicelib.domain.slices import MAX_SQS_DELAY, retry_delay, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.ops.registry import (
@@ -34,6 +42,7 @@ from chalicelib.ports import BlobStore, StartMessage
 from chalicelib.services.entry import PreparedStart, SlotEntry, may_enter_ahead
 from chalicelib.services.runlogs import RunLogging
 
+log = logging.getLogger(__name__)
 EARLY_SLACK_S = 1.5  # a start message may come this much before its lead (whole-second delays)
 HINT_MAX_BYTES = 16_384  # a start message stays small (SQS takes 256 KB); larger: read
 
@@ -171,6 +180,68 @@ class StartPath(SlotEntry, RunLogging):
         if ready.presliced:
             return self._claim_presliced(ready, now, claim_id)
         return self._slice_and_claim(ready, now, claim_id)
+
+    def prepare_group(
+        self, starts: Sequence[StartMessage], claim_id: str | None = None
+    ) -> list[PreparedStart | StartOutcome | Exception]:
+        """A burst's group of start messages (`StartGroup`): the runs whose hints let them
+        be claimed with their job's slot ahead of their second are claimed together, in
+        one transaction; the others (all of them if that transaction fails: a redelivery,
+        a race) as `prepare_start` would, one by one. What each message came to, in order
+        (an exception where its handling raised: its message is redelivered)."""
+        ahead: dict[int, tuple[PreparedStart, RunTransition]] = {}
+        for i, msg in enumerate(starts):
+            claim = self._ahead(msg, claim_id)
+            if claim is not None:
+                ahead[i] = claim
+        claimed: dict[int, PreparedStart] = {}
+        if len(ahead) > 1:
+            written = self.store.claim_runs_together([(p.run, t) for p, t in ahead.values()])
+            now = self.clock.now()
+            for (i, (p, _)), run in zip(ahead.items(), written or [], strict=False):
+                if self.notifications is not None:
+                    self.notifications.run_ended(p.run, run, now)
+                claimed[i] = PreparedStart(run, p.token, p.requests)
+        out: list[PreparedStart | StartOutcome | Exception] = []
+        for i, msg in enumerate(starts):
+            if i in claimed:
+                out.append(claimed[i])
+                continue
+            try:
+                out.append(
+                    self.prepare_start(msg.job_id, msg.slot, claim_id, msg.hint, msg.delivery)
+                )
+            except Exception as exc:  # its message is redelivered; the others go on
+                log.exception("start of %s %s failed before its run", msg.job_id, msg.slot)
+                out.append(exc)
+        return out
+
+    def _ahead(
+        self, msg: StartMessage, claim_id: str | None
+    ) -> tuple[PreparedStart, RunTransition] | None:
+        """The claim with its job's slot that `_enter_unread` would write for this message
+        now, unwritten; None if it would not claim ahead (the message goes the usual way)."""
+        hint = msg.hint
+        if hint is None or hint.config is None:
+            return None
+        now = self.clock.now()
+        early = wait_limit(msg.delivery.lead)
+        known = Run(msg.job_id, msg.slot, hint.ex_id, hint.start_at, hint.config, args=hint.args)
+        limit = active_limit_of(known.config)
+        if hint.start_at - now > early or limit is None or known.assets:
+            return None
+        if not may_enter_ahead(known, now, early):
+            return None
+        try:
+            requests = slice_requests(known.operations, known.args, {})
+        except Exception:  # the read path fails the run, once, if it cannot be sliced
+            return None
+        if len(requests) != 1 or not runs_inline(known.operations, 1):
+            return None
+        token = _token(claim_id)
+        begin = max(now, known.start_at)
+        claim = known.claim_inline(token, begin, now, unread=True, same_config=True)
+        return PreparedStart(known, token, requests, limit, hinted=True), claim.taking_slot(limit)
 
     def _due(self, run: Run, now: float, lead: float) -> Run | StartOutcome:
         """The run, if it is due and free to claim (a buffered one first takes its job's

@@ -170,6 +170,27 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
                 job.active_slots.discard(run.slot)
             return copy.deepcopy(stored)
 
+    def claim_runs_together(self, claims: Sequence[tuple[Run, RunTransition]]) -> list[Run] | None:
+        """All the claims, or none, as the DynamoDB store's one transaction."""
+        if len({run.job_id for run, _ in claims}) < len(claims):
+            return None
+        with self._lock:
+            for run, transition in claims:
+                stored = self.runs.get((run.job_id, run.slot))
+                job = self.jobs.get(run.job_id)
+                if (
+                    transition.terminal
+                    or not transition.sources
+                    or stored is None
+                    or not transition.admits(stored, run)
+                    or (
+                        transition.acquire is not None
+                        and (job is None or not self._has_room(job, transition.acquire))
+                    )
+                ):
+                    return None
+            return [applied for run, t in claims if (applied := self.apply_run(run, t))]
+
     @staticmethod
     def _apply(stored: Run, transition: RunTransition) -> None:
         removes = ["check_at", "lease_token", "lease_expires_at"] if transition.terminal else []

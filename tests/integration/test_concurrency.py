@@ -13,14 +13,14 @@ from functools import partial
 import pytest
 
 from chalicelib.adapters.dynamodb.store import DynamoStore
-from chalicelib.adapters.memory import MemoryQueue
+from chalicelib.adapters.memory import MemoryQueue, Message
 from chalicelib.bootstrap import Container, build_container
 from chalicelib.config import Settings
 from chalicelib.domain.transitions import ExStatus, SliceState
-from chalicelib.ports import FakeClock, StartMessage
+from chalicelib.ports import FakeClock, StartMessage, start_messages
 from chalicelib.services.entry import PreparedStart
 from tests.conftest import T0, drain
-from tests.helpers import deliver
+from tests.helpers import deliver, deliver_starts
 from tests.helpers import race as _race
 
 ROUNDS = 15
@@ -248,3 +248,71 @@ def test_a_start_hint_whose_config_is_not_the_runs_is_not_believed(racing: Setti
     assert a.worker.run_prepared(prepared) == "completed"
     [run] = a.store.list_runs(job.job_id)
     assert run.status == ExStatus.completed and run.attempts == 1
+
+
+def _burst(
+    c: Container, queue: MemoryQueue, clock: FakeClock, jobs: int
+) -> tuple[list[str], list[Message]]:
+    """`jobs` jobs due on one second (a burst: their starts go in groups), fired ahead."""
+    ids = [
+        c.jobs.submit(
+            {"name": f"g{i}", "operations": [{"_op": "noop"}], "schedule": {"at": AT_T0_60}},
+            start=True,
+        )[0].job_id
+        for i in range(jobs)
+    ]
+    clock.t = T0 + 55
+    c.supervisor.tick(clock.t)
+    clock.t = T0 + 58  # delivered: 2 s before their second
+    return ids, queue.take()
+
+
+def _ran_once(c: Container, job_ids: list[str]) -> None:
+    for job_id in job_ids:
+        [run] = c.store.list_runs(job_id)
+        assert (run.status, run.attempts, run.holds_slot) == (ExStatus.completed, 1, False)
+        job = c.store.get_job(job_id)
+        assert job is not None and job.active_slots == set()
+
+
+def test_a_bursts_group_delivered_twice_at_once_claims_each_run_and_slot_once(
+    racing: Settings,
+) -> None:
+    """A burst's starts come in groups whose runs are claimed with their slots in one
+    transaction: the same group handled by two workers at once (a redelivery) claims each
+    run once; the loser's transaction fails whole and its runs are then found claimed."""
+    a, b, queue, clock = _pair(racing)
+    ids, groups = _burst(a, queue, clock, 25)
+    assert [len(start_messages(g.body)) for g in groups] == [10, 10, 5]
+
+    def claim(c: Container, g: Message, message_id: str) -> list[object]:
+        return list(c.worker.prepare_group(start_messages(g.body), message_id))
+
+    for n, group in enumerate(groups):
+        mid = f"group-{n}"  # a redelivery has the same message id
+        raced = _race(partial(claim, a, group, mid), partial(claim, b, group, mid))
+        outs = [o for got in raced for o in got]
+        assert not any(isinstance(o, Exception) for o in outs), outs
+        prepared = [o for o in outs if isinstance(o, PreparedStart)]
+        ran = [a.worker.run_prepared(p) for p in prepared]
+        assert ran.count("completed") == len(start_messages(group.body)), ran
+    _ran_once(a, ids)
+
+
+def test_a_group_with_a_run_claimed_already_claims_the_others_one_by_one(
+    racing: Settings,
+) -> None:
+    a, _, queue, clock = _pair(racing)
+    ids, [group, *rest] = _burst(a, queue, clock, 20)
+    starts = start_messages(group.body)
+    first = a.worker.prepare_start(starts[0].job_id, starts[0].slot, None, starts[0].hint)
+    assert isinstance(first, PreparedStart)
+    outs = a.worker.prepare_group(starts, "group-0")
+    assert outs[0] == "busy"
+    prepared = [first, *(o for o in outs[1:] if isinstance(o, PreparedStart))]
+    assert len(prepared) == 10
+    assert {a.worker.run_prepared(p) for p in prepared} == {"completed"}
+    for other in rest:
+        for out in deliver_starts(a, other):
+            assert out == "completed"
+    _ran_once(a, ids)

@@ -164,11 +164,8 @@ class RunRecords(Retention):
             self._retire_older(written)
         return written
 
-    def _apply_run(self, run: Run, transition: RunTransition) -> Run | None:
+    def _run_actions(self, run: Run, transition: RunTransition) -> list[Any]:
         R = self.m.run
-        cond = self._run_guard(run, transition)
-        if cond is None:
-            return None
         sets, removes = self._run_sets(run, transition)
         actions: list[Any] = []
         for k, v in sets.items():
@@ -176,7 +173,40 @@ class RunRecords(Retention):
             actions.append(attr.remove() if v is None else attr.set(v))
         for k, n in transition.adds.items():
             actions.append(getattr(R, k).add(n))
-        actions += [getattr(R, k).remove() for k in removes]
+        return actions + [getattr(R, k).remove() for k in removes]
+
+    def claim_runs_together(self, claims: Sequence[tuple[Run, RunTransition]]) -> list[Run] | None:
+        R, J = self.m.run, self.m.job
+        writes: list[tuple[Run, RunTransition, list[Any], Any]] = []
+        for run, transition in claims:
+            cond = self._run_guard(run, transition)
+            if cond is None or transition.terminal:
+                return None
+            writes.append((run, transition, self._run_actions(run, transition), cond))
+        items = len(writes) + sum(1 for _, t, _, _ in writes if t.acquire is not None)
+        if len({run.job_id for run, _ in claims}) < len(claims) or items > MAX_TX_ITEMS:
+            return None  # one transaction writes an item once, and 100 items at most
+
+        def build(tx: TransactWrite) -> None:
+            for run, transition, actions, cond in writes:
+                tx.update(R(run.job_id, run.slot), actions=actions, condition=cond)
+                if transition.acquire is not None:
+                    tx.update(
+                        J(run.job_id),
+                        actions=[J.active_slots.add({run.slot})],
+                        condition=J.job_id.exists() & has_room(J, transition.acquire),
+                    )
+
+        if not self._transact(build):
+            return None
+        return [t.applied_to(run) for run, t in claims]
+
+    def _apply_run(self, run: Run, transition: RunTransition) -> Run | None:
+        R = self.m.run
+        cond = self._run_guard(run, transition)
+        if cond is None:
+            return None
+        actions = self._run_actions(run, transition)
         if transition.terminal and run.holds_slot:
             if not self._finish_holding(run, actions, cond):
                 return None

@@ -5,6 +5,7 @@ takes its job's active slot at its own second."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -18,7 +19,15 @@ from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import START_LEAD_S, Run, burst_lead
 from chalicelib.domain.transitions import ExStatus
-from chalicelib.ports import Clock, Queue, SlotWrite, StartMessage, Store, SupervisorRecord
+from chalicelib.ports import (
+    Clock,
+    Queue,
+    SlotWrite,
+    StartGroup,
+    StartMessage,
+    Store,
+    SupervisorRecord,
+)
 from chalicelib.services.notifications import NotificationService
 from chalicelib.services.start import start_message
 from chalicelib.services.supervisor.planning import (
@@ -34,6 +43,9 @@ log = logging.getLogger(__name__)
 CREATE_ATTEMPTS = 5
 MAX_TX_ITEMS = 100  # DynamoDB's limits of one transaction: items, and 4 MB
 MAX_TX_BYTES = 3_000_000
+GROUP_FROM = 20  # a second with this many starts is a burst: its starts go in groups
+GROUP_RUNS = 10  # runs in one group (a start worker takes ten messages: 100 runs at once)
+GROUP_BYTES = 24_000  # a group's body at most (SendMessageBatch takes 256 KiB for ten)
 R = TypeVar("R")
 
 
@@ -44,29 +56,46 @@ def start_delay(slot: float, now: float, lead: float = START_LEAD_S) -> int:
     return max(0, math.floor(slot - now - lead))
 
 
-def burst_leads(plans: list[JobPlan], claim_rate: float) -> dict[int, float]:
-    """Each second's lead, from how many runs this tick starts on it (`burst_lead`)."""
-    due = Counter(
+def _due_by_second(plans: list[JobPlan]) -> Counter[int]:
+    return Counter(
         math.floor(r.start_at)
         for p in plans
         for w in p.chunks
         for r in w.records
         if r.status == ExStatus.pending and not r.buffered
     )
-    return {second: burst_lead(n, claim_rate) for second, n in due.items()}
+
+
+def burst_leads(plans: list[JobPlan], claim_rate: float) -> dict[int, float]:
+    """Each second's lead, from how many runs this tick starts on it (`burst_lead`)."""
+    return {second: burst_lead(n, claim_rate) for second, n in _due_by_second(plans).items()}
+
+
+def burst_seconds(plans: list[JobPlan]) -> set[int]:
+    """The seconds this tick starts a burst on: their starts are sent in groups."""
+    return {second for second, n in _due_by_second(plans).items() if n >= GROUP_FROM}
 
 
 class StartSender:
     """A tick's start messages, sent ten at a time as runs are created, each delay
-    computed when it is sent: a long tick must not make the early runs late."""
+    computed when it is sent: a long tick must not make the early runs late. A burst's
+    (`bursts`: its seconds) go in groups of runs due on the same second (`StartGroup`)."""
 
     def __init__(
-        self, queue: Queue, clock: Clock, now: float, leads: Mapping[int, float] | None = None
+        self,
+        queue: Queue,
+        clock: Clock,
+        now: float,
+        leads: Mapping[int, float] | None = None,
+        bursts: set[int] | None = None,
     ) -> None:
         self.queue, self.clock = queue, clock
         self._leads = leads or {}
+        self._bursts = bursts or set()
         self._tick_now, self._clock_at_tick = now, clock.now()
         self._pending: list[Run] = []
+        self._grouping: dict[int, list[tuple[Run, int]]] = {}
+        self._groups: list[list[Run]] = []
         self._lock = threading.Lock()
         self.sent = 0
         self.errors = 0
@@ -76,30 +105,55 @@ class StartSender:
         return self._tick_now + (self.clock.now() - self._clock_at_tick)
 
     def add(self, run: Run) -> None:
+        second = math.floor(run.start_at)
         with self._lock:
-            self._pending.append(run)
-            if len(self._pending) < 10:
-                return
-            batch, self._pending = self._pending, []
-        self._send(batch)
+            if second in self._bursts:
+                groups = self._group(run, second)
+                if len(groups) < 10:
+                    return
+                self._groups = []
+                batch: list[Run] = []
+            else:
+                self._pending.append(run)
+                if len(self._pending) < 10:
+                    return
+                batch, self._pending, groups = self._pending, [], []
+        self._send(batch, groups)
+
+    def _group(self, run: Run, second: int) -> list[list[Run]]:
+        """Add `run` to its second's open group (closed when full); the closed groups."""
+        size = len(json.dumps(self._message(run, 0).body(), separators=(",", ":")))
+        group = self._grouping.setdefault(second, [])
+        if group and (len(group) == GROUP_RUNS or sum(n for _, n in group) + size > GROUP_BYTES):
+            self._groups.append([r for r, _ in group])
+            group = self._grouping[second] = []
+        group.append((run, size))
+        return self._groups
 
     def flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, []
-        if batch:
-            self._send(batch)
+            groups = self._groups + [[r for r, _ in g] for g in self._grouping.values() if g]
+            self._groups, self._grouping = [], {}
+        if batch or groups:
+            self._send(batch, groups)
 
-    def _send(self, batch: list[Run]) -> None:
+    def _send(self, batch: list[Run], groups: list[list[Run]]) -> None:
         now = self.now()
+        messages: list[StartMessage | StartGroup] = [self._message(r, now) for r in batch]
+        for group in groups:
+            starts = tuple(self._message(r, now) for r in group)
+            messages.append(StartGroup(starts, starts[0].delay))
+        runs = len(batch) + sum(len(g) for g in groups)
         try:
-            self.queue.send_starts([self._message(r, now) for r in batch])
+            self.queue.send_starts(messages)
         except Exception:  # the sweep re-sends starts of runs that did not begin
             with self._lock:
                 self.errors += 1
-            log.exception("sending %d start messages failed", len(batch))
+            log.exception("sending %d start messages failed", runs)
             return
         with self._lock:
-            self.sent += len(batch)
+            self.sent += runs
 
     def _message(self, run: Run, now: float) -> StartMessage:
         lead = self._leads.get(math.floor(run.start_at), START_LEAD_S)
@@ -123,9 +177,8 @@ class Firer:
         first chunks side by side on the fire pool) and their starts, then the missed
         slots' ledger records, so that downtime's ledger does not hold on-time runs back."""
         plans = [p for job in due if (p := self._plan(job, now, horizon, sup, stats)) is not None]
-        sender = StartSender(
-            self.queue, self.clock, now, burst_leads(plans, self.settings.claim_rate)
-        )
+        leads = burst_leads(plans, self.settings.claim_rate)
+        sender = StartSender(self.queue, self.clock, now, leads, burst_seconds(plans))
         results = self._side_by_side(lambda g: self._write_group(g, sender), _groups(plans))
         sender.flush()
         stats.starts_sent += sender.sent
