@@ -11,7 +11,7 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.runs import Guard, RunTransition
 from chalicelib.domain.transitions import ExStatus
-from chalicelib.ports import FakeClock, StartMessage
+from chalicelib.ports import FakeClock, StartMessage, start_messages
 from chalicelib.services.entry import PreparedStart
 from tests.conftest import T0, drain
 
@@ -81,6 +81,28 @@ def test_single_slice_scheduled_run_costs(
     assert c.calls["UpdateItem"] - tick_only.calls["UpdateItem"] == updates * n
     assert c.calls["GetItem"] - tick_only.calls["GetItem"] == reads * n
     assert c.items_written - tick_only.items_written == items * n
+
+
+def test_a_bursts_runs_are_claimed_ten_to_a_transaction(
+    container: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    n = 30  # due on one second: a burst, whose starts go in groups of ten runs
+    for i in range(n):
+        container.jobs.submit(
+            {**NOOP, "name": f"b{i}", "schedule": {"at": "2027-01-15T08:01:00Z"}}, start=True
+        )
+    container.supervisor.tick(T0 + 55)
+    groups = queue.take()
+    assert len(groups) == 3
+    clock.t = T0 + 58
+    with counting() as c:
+        prepared = [
+            p for g in groups for p in container.worker.prepare_group(start_messages(g.body))
+        ]
+    assert all(isinstance(p, PreparedStart) and p.run.holds_slot for p in prepared)
+    assert len(prepared) == n
+    assert c.calls == {"TransactWriteItems": 3}  # no read; 20 items each: runs and jobs
+    assert c.items_written == 2 * n
 
 
 def test_on_demand_single_slice_run_costs_three_writes(
