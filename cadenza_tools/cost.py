@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import threading
@@ -262,8 +263,22 @@ def scheduled(api: Api, meter: Meter, runs: int, every: int) -> Tally:
     return meter.take()
 
 
-def measure(runs: int, every: int) -> dict[str, Any]:
-    """Runs each kind ``runs`` times on a fresh local stack; per-run figures of each."""
+def burst(api: Api, meter: Meter, runs: int, lookahead: float) -> Tally:
+    """``runs`` one-time jobs due on the same second (a burst: their starts go in groups,
+    claimed together), submitted before the tick sees them; the submissions not counted."""
+    at = math.ceil(time.time() + lookahead + 8 + runs / 20)
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    for i in range(runs):
+        body = {"name": f"cost-burst-{i}", "operations": ONE_SLICE, "schedule": {"at": when}}
+        api.client.post("/v1/jobs", params={"start": "true"}, json=body)
+    meter.take()
+    time.sleep(max(0.0, at - time.time()) + 10)
+    return meter.take()
+
+
+def measure(runs: int, every: int, burst_runs: int = 0) -> dict[str, Any]:
+    """Runs each kind ``runs`` times on a fresh local stack; per-run figures of each (and
+    of a burst of ``burst_runs`` one-time jobs due on one second, if any)."""
     from cadenza_tools.local.stack import LocalStack, StackOptions
 
     config = infra.load_chalice_config()
@@ -289,6 +304,10 @@ def measure(runs: int, every: int) -> dict[str, Any]:
             tally = scheduled(api, meter, runs, every)
             fired = _runs_of(api, "cost-scheduled")
             results["one-slice, scheduled"] = _net(tally, idle, scale, fired)
+            if burst_runs:
+                tally = burst(api, meter, burst_runs, options.lookahead)
+                done = _runs_of(api, "cost-burst-", size=burst_runs + 100)
+                results["one-slice, scheduled burst"] = _net(tally, idle, scale, done)
             for name, operations in KINDS_ON_DEMAND.items():
                 results[name] = _net(on_demand(api, meter, operations, runs), idle, scale, runs)
     return results
@@ -303,10 +322,15 @@ def _net(tally: Tally, idle: Tally, scale: float, runs: int) -> dict[str, float]
     return tally.minus(idle, ticks * scale).per(max(1, runs))
 
 
-def _runs_of(api: Api, name: str) -> int:
-    """How many executions of the job named ``name`` ended."""
-    runs = api.client.get("/v1/ex", params={"size": 100})
-    return sum(1 for r in runs if r.get("name") == name and r.get("_status") in DONE)
+def _runs_of(api: Api, name: str, size: int = 100) -> int:
+    """How many executions of the job named ``name`` (or ``name*``, ending in a dash) ended."""
+    runs = api.client.get("/v1/ex", params={"size": size})
+    return sum(
+        1
+        for r in runs
+        if (r.get("name") == name or (name.endswith("-") and r.get("name", "").startswith(name)))
+        and r.get("_status") in DONE
+    )
 
 
 def table(results: Mapping[str, Any]) -> str:
@@ -333,9 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cadenza_tools.cost", description=__doc__)
     parser.add_argument("--runs", type=int, default=10, help="runs of each kind")
     parser.add_argument("--every", type=int, default=3, help="the schedule's interval, seconds")
+    parser.add_argument(
+        "--burst", type=int, default=50, help="one-time jobs due on one second (0: none)"
+    )
     parser.add_argument("--json", action="store_true", help="print the per-run figures as JSON")
     args = parser.parse_args(argv)
-    results = measure(args.runs, args.every)
+    results = measure(args.runs, args.every, args.burst)
     print(json.dumps(results, indent=2) if args.json else table(results))
     return 0
 
