@@ -128,19 +128,26 @@ def pct(values: list[float], q: float) -> float:
 class Stack:
     """One ``cadenza dev`` subprocess, its output in a file."""
 
-    def __init__(self, args: argparse.Namespace, workdir: Path, prefix: str) -> None:
+    def __init__(
+        self, args: argparse.Namespace, workdir: Path, prefix: str, dynamodb: str | None = None
+    ) -> None:
+        """`dynamodb`: another stack's DynamoDB Local (a second stack on one store: its own
+        supervisor, queues and workers)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"{prefix}.log"
+        name = prefix if dynamodb is None else f"{prefix}-{self.port}"
+        self.log_path = workdir / f"{name}.log"
         self.cmd = [
             sys.executable, "-m", "cadenza_tools.cli.main", "dev",
             "--port", str(self.port),
-            "--data-dir", str(workdir / prefix),
+            "--data-dir", str(workdir / name),
             "--tick-interval", f"{args.tick_interval:g}",
             "--lookahead", f"{args.lookahead:g}",
             "--workers", str(args.workers),
             "--prefix", prefix,
         ]  # fmt: skip
+        if dynamodb is not None:
+            self.cmd += ["--dynamodb-endpoint", dynamodb]
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
 
@@ -426,7 +433,14 @@ def run_round(args: argparse.Namespace, n: int, workdir: Path) -> None:
     stack.start()
     ddb = str(stack.info["dynamodb_endpoint"])
     print(f"stack up in {time.monotonic() - t0:.1f}s: API {stack.url}, DynamoDB Local {ddb}")
+    others: list[Stack] = []
     try:
+        for _ in range(args.stacks - 1):
+            others.append(Stack(args, workdir, prefix, ddb).start())
+        if others:
+            print(
+                f"{len(others)} more stack(s) on the same store (own supervisor, queues, workers)"
+            )
         raw = raw_put_rate(ddb, args.workers, args.raw_seconds)
         floor = n * WRITES_AT_START / raw
         target = 1.2 * floor + 1.0
@@ -493,22 +507,31 @@ def run_round(args: argparse.Namespace, n: int, workdir: Path) -> None:
 
         runs = read_runs(settings, ids, args.poll_threads)
         report(n, runs, pending, slot_ts, Floor(raw, floor, target))
-        for line in stack.log_lines(r"supervisor tick: .*(runs_created|resent)=")[:8]:
-            stamp, _, stats = line.partition(" INFO")
-            try:
-                ended = datetime.strptime(stamp.strip(), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            except ValueError:
-                print(f"  tick: {line}")
-                continue
-            print(
-                f"  a tick ended {ended - slot_ts:+.3f}s from the slot (log time; what it did was "
-                f"done by then): {stats.split(': ', 2)[-1]}"
-            )
-        problems = stack.log_lines(r"WARNING|ERROR|Traceback")
-        if problems:
-            print(f"  stack log: {len(problems)} warning/error line(s), e.g. {problems[0][:200]}")
+        print_stack_logs([stack, *others], slot_ts)
     finally:
+        for other in others:
+            other.stop()
         stack.stop()
+
+
+def print_stack_logs(stacks: list[Stack], slot_ts: float) -> None:
+    """The stacks' tick lines that created or re-sent runs, and their warnings."""
+    pattern = r"supervisor tick: .*(runs_created|resent)="
+    ticks = [line for st in stacks for line in st.log_lines(pattern)]
+    for line in sorted(ticks)[:8]:
+        stamp, _, stats = line.partition(" INFO")
+        try:
+            ended = datetime.strptime(stamp.strip(), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        except ValueError:
+            print(f"  tick: {line}")
+            continue
+        print(
+            f"  a tick ended {ended - slot_ts:+.3f}s from the slot (log time; what it did was "
+            f"done by then): {stats.split(': ', 2)[-1]}"
+        )
+    problems = [line for st in stacks for line in st.log_lines(r"WARNING|ERROR|Traceback")]
+    if problems:
+        print(f"  stack log: {len(problems)} warning/error line(s), e.g. {problems[0][:200]}")
 
 
 @dataclass(frozen=True)
@@ -601,6 +624,7 @@ def main() -> None:
         "active slot, so its finish is a two-item transaction)",
     )
     ap.add_argument("--poll-threads", type=int, default=4)
+    ap.add_argument("--stacks", type=int, default=1, help="stacks on one store (racing)")
     ap.add_argument("--raw-seconds", type=float, default=3.0)
     ap.add_argument("--py-spy", metavar="DIR", help="profile the stack with py-spy into DIR")
     add_workdir_arguments(ap)
