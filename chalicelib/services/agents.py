@@ -29,6 +29,7 @@ from chalicelib.domain.logs import LogEntry, LogLevel
 from chalicelib.domain.runs import Run
 from chalicelib.domain.secrets import has_references
 from chalicelib.domain.slices import slice_id_for
+from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SupervisorState
 from chalicelib.ops.registry import Secrets, agent_command
 from chalicelib.ports import (
@@ -329,8 +330,10 @@ class AgentService:
         failed = report.error is not None or report.exit_code != 0
         if failed and task.attempt <= task.retries and not self.stops(task):
             error = report.error or f"exit code {report.exit_code}"
-            applied = self.agents.release_task(task.release(now, error), report.token)
-            return {"task_id": task_id, "state": TaskState.waiting.value, "applied": applied}
+            released = task.release(now, error)
+            applied = self.agents.release_task(released, report.token)
+            answer = {"task_id": task_id, "state": TaskState.waiting.value, "applied": applied}
+            return {**answer, "retry_at": iso(released.reclaim_at)}
         ended = task.end(now, report.exit_code, tail, report.error)
         applied = self.agents.end_task(ended)
         if applied:

@@ -227,7 +227,8 @@ class DynamoAgentStore(AgentStore):
 
     def lease_task(self, seen: Task, leased: Task, now: float) -> bool:
         A = self.m
-        takeable: Condition = (A.state == TaskState.waiting.value) | (
+        due: Condition = A.reclaim_at.does_not_exist() | (A.reclaim_at <= now)
+        takeable: Condition = ((A.state == TaskState.waiting.value) & due) | (
             (A.state == TaskState.leased.value) & (A.reclaim_at <= now)
         )
         return self._save_if(leased, (A.attempt == seen.attempt) & takeable)
