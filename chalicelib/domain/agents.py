@@ -25,6 +25,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9._/:-]{0,128}$")
 MAX_LABELS = 32
+MAX_AGENTS = 1000  # an owner's agents (listed together in one registry item)
 VERSION = re.compile(r"^[A-Za-z0-9.+_-]{1,64}$")
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.domain.agents import (
+    MAX_AGENTS,
     Agent,
     AgentState,
     AgentTiming,
@@ -23,7 +24,13 @@ from chalicelib.domain.agents import (
     check_name,
     task_id_for,
 )
-from chalicelib.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from chalicelib.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    OwnerLimitReached,
+)
 from chalicelib.domain.identity import SYSTEM, Principal, owner_of
 from chalicelib.domain.logs import LogEntry, LogLevel
 from chalicelib.domain.runs import Run
@@ -122,6 +129,9 @@ class AgentService:
             labels=check_labels(labels),
             deadline_s=check_deadline(deadline, self.timing),
         )
+        if len(self.agents.agents(self.who.id)) >= MAX_AGENTS:
+            reason = f"at most {MAX_AGENTS} agents an owner: remove one first"
+            raise OwnerLimitReached("name", "agents_per_owner", MAX_AGENTS, reason)
         if not self.agents.put_agent(agent):
             raise Conflict(
                 f"agent {agent.name!r}: the name, or the principal, is already an agent's",
