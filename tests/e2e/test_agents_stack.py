@@ -90,9 +90,11 @@ def _stamps(path: Path) -> list[tuple[str, str, int, str, float]]:
     return rows
 
 
-def _spread(stack: StackProcess, work: Path, agents: int, slices: int) -> float:
-    """`agents` agents run a job of `slices` command slices; returns its seconds from
-    submit to completed."""
+def _spread(
+    stack: StackProcess, work: Path, agents: int, slices: int, within: float = 240
+) -> float:
+    """`agents` agents run a job of `slices` command slices (ended `within` seconds);
+    returns its seconds from submit to completed."""
     work.mkdir()
     stamps = work / "stamps"
     names = [f"{work.name}-{i}" for i in range(agents)]
@@ -110,7 +112,7 @@ def _spread(stack: StackProcess, work: Path, agents: int, slices: int) -> float:
         }
         began = time.monotonic()
         _, started = stack.submit(job)
-        ex = wait_for(lambda: _ended(stack, started["job_id"]), 240, "the job to end")
+        ex = wait_for(lambda: _ended(stack, started["job_id"]), within, "the job to end")
         took = time.monotonic() - began
     finally:
         _stop(procs)
@@ -136,6 +138,7 @@ def test_three_agents_run_twelve_slices_each_once(stack: StackProcess, tmp_path:
 
 
 @pytest.mark.skipif(not DRILL, reason="the drill: scripts/agents_drill.sh")
+@pytest.mark.timeout(900)
 def test_ten_agents_run_a_hundred_slices_each_once(stack: StackProcess, tmp_path: Path) -> None:
-    took = _spread(stack, tmp_path / "ten", 10, 100)
+    took = _spread(stack, tmp_path / "ten", 10, 100, within=720)
     print(f"ten agents, a hundred slices: {took:.1f} s from submit to completed")
