@@ -282,7 +282,8 @@ class Agent:
                 return
 
     def take(self) -> int:
-        """Ask for as many tasks as it has room for and start them; how many it got."""
+        """Ask for as many tasks as it has room for and start them; how many it started
+        (one it knows already is not counted, so it is not asked for again at once)."""
         room = self.room()
         if room <= 0:
             return 0
@@ -295,9 +296,11 @@ class Agent:
         except self.failures_are.other as err:
             log.error("taking work refused: %s", err)
             return 0
+        started = 0
         for task in answer["tasks"]:
             if not self.journal.add(task):
                 continue
+            started += 1
             entry = next(
                 e
                 for e in self.journal.entries(running=True)
@@ -305,4 +308,4 @@ class Agent:
             )
             self.journal.contact([entry.key], sent)
             self.procs[entry.key] = runner.start(self.journal, entry, self.settings.env)
-        return len(answer["tasks"])
+        return started
