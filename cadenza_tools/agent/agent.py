@@ -1,6 +1,8 @@
-"""The agent's loop: register, then every heartbeat period journal its tasks' output and
-ends, renew their leases, report what the control plane has not acknowledged, and take
-new work while it has room. When the control plane cannot be reached it retries with
+"""The agent's loop: register, then journal its tasks' output and ends, renew their leases
+with a heartbeat every period, and report what the control plane has not acknowledged. It
+takes work as soon as it has room: again at once after a take that returned work or a
+task that ended, and while idle every `idle_s` (0.5 s doubling to `max_idle_s`, 5 s). An
+ended task is reported at once. When the control plane cannot be reached it retries with
 backoff and keeps its tasks running until their deadline (counted from the last request
 that renewed them), then kills them and journals that; all is reported once it is back."""
 
@@ -50,6 +52,11 @@ class Settings:
     heartbeat_s: float = 10.0
     kill_grace_s: float = 10.0
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # how often it looks at its running tasks (locally, no request)
+    watch_s: float = 0.2
+    # the pause after a take that found nothing: `min_idle_s`, doubling to `max_idle_s`
+    min_idle_s: float = 0.5
+    max_idle_s: float = 5.0
 
 
 class Agent:
@@ -64,19 +71,22 @@ class Agent:
         self.failures = 0
         self.stopping = threading.Event()
         self.now: Callable[[], float] = time.time
+        self.next_beat = 0.0  # when the next heartbeat is due
+        self.next_take = 0.0  # when to ask for work next (while it has room)
+        self.idle_s = 0.0  # the pause after the last take, while takes find nothing
 
     # ---- the loop --------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Until `stopping` is set: register (with backoff), then step every heartbeat."""
+        """Until `stopping` is set: register (with backoff), then step, each step saying
+        how long to wait before the next."""
         self.resume()
         while not self.stopping.is_set():
             if self.register():
                 break
             self.stopping.wait(self.backoff())
         while not self.stopping.is_set():
-            self.step()
-            self.stopping.wait(self.settings.heartbeat_s if self.connected else self.backoff())
+            self.stopping.wait(self.step())
 
     def backoff(self) -> float:
         """Seconds to wait after `failures` failed calls in a row: doubling, capped, jittered."""
@@ -97,15 +107,50 @@ class Agent:
         self.settings.kill_grace_s = float(answer["kill_grace_seconds"])
         return True
 
-    def step(self) -> None:
-        """One period: output and ends into the journal, the heartbeat, the reports, new
-        work; without contact, the deadlines."""
+    def step(self) -> float:
+        """One turn: output and ends into the journal; the heartbeat and all reports when
+        the period is up (or while out of contact), else the reports of ended tasks; new
+        work when due; the deadlines. Returns the seconds to wait before the next turn."""
         self.watch()
-        if self.heartbeat():
-            self.report()
-            self.take()
+        if not self.connected or self.now() >= self.next_beat:
+            self.next_beat = self.now() + self.settings.heartbeat_s
+            if self.heartbeat():
+                self.report()
+        elif self.journal.entries(running=False):
+            self.report(self.journal.entries(running=False))
+        if self.connected and self.room() > 0 and self.now() >= self.next_take:
+            self.pace(self.take())
         self.enforce_deadlines()
         self.watch()
+        return self.pause()
+
+    def room(self) -> int:
+        return self.settings.max_tasks - len(self.journal.entries(running=True))
+
+    def pace(self, taken: int) -> None:
+        """After a take: ask again at once if it found work, else after a pause that
+        doubles while takes find nothing."""
+        if taken:
+            self.idle_s = 0.0
+        else:
+            grown = max(self.settings.min_idle_s, 2 * self.idle_s)
+            self.idle_s = min(grown, self.settings.max_idle_s)
+        self.next_take = self.now() + self.idle_s
+
+    def pause(self) -> float:
+        """How long to wait before the next turn: none if an end waits to be reported;
+        else until the next heartbeat, the next take (with room), or the next look at the
+        running tasks, whichever comes first."""
+        if not self.connected:
+            return self.backoff()
+        if self.journal.entries(running=False):
+            return 0.0
+        now, waits = self.now(), [self.next_beat]
+        if self.journal.entries(running=True):
+            waits.append(now + self.settings.watch_s)
+        if self.room() > 0:
+            waits.append(self.next_take)
+        return max(0.0, min(waits) - now)
 
     # ---- processes ------------------------------------------------------------------------
 
@@ -144,6 +189,7 @@ class Agent:
         tail = runner.tail(self.journal, fresh)
         self.journal.ended(entry.key, self.now(), code, error, tail)
         self.procs.pop(entry.key, None)
+        self.next_take, self.idle_s = 0.0, 0.0  # room again: ask for work at once
 
     def kill(self, entry: Entry, why: str) -> None:
         """Kill the attempt's whole process group (SIGTERM, grace, SIGKILL); journal why."""
@@ -198,9 +244,10 @@ class Agent:
                 self.kill(by_id[task_id], "stopped: its run was stopped")
         return True
 
-    def report(self) -> None:
-        """Send what the control plane has not acknowledged: lines, then ends; each once."""
-        for entry in self.journal.entries():
+    def report(self, entries: list[Entry] | None = None) -> None:
+        """Send what the control plane has not acknowledged (of `entries`, default all):
+        lines, then ends; each once."""
+        for entry in self.journal.entries() if entries is None else entries:
             try:
                 self._report(entry)
             except self.failures_are.no_contact as err:
@@ -234,22 +281,26 @@ class Agent:
             if last:
                 return
 
-    def take(self) -> None:
-        room = self.settings.max_tasks - len(self.journal.entries(running=True))
+    def take(self) -> int:
+        """Ask for as many tasks as it has room for and start them; how many it started
+        (one it knows already is not counted, so it is not asked for again at once)."""
+        room = self.room()
         if room <= 0:
-            return
+            return 0
         sent = self.now()
         try:
             answer = self.client.post("/v1/agent/tasks", json={"max": min(room, 16)})
         except self.failures_are.no_contact as err:
             self._lost_contact(err)
-            return
+            return 0
         except self.failures_are.other as err:
             log.error("taking work refused: %s", err)
-            return
+            return 0
+        started = 0
         for task in answer["tasks"]:
             if not self.journal.add(task):
                 continue
+            started += 1
             entry = next(
                 e
                 for e in self.journal.entries(running=True)
@@ -257,3 +308,4 @@ class Agent:
             )
             self.journal.contact([entry.key], sent)
             self.procs[entry.key] = runner.start(self.journal, entry, self.settings.env)
+        return started

@@ -103,15 +103,23 @@ def run_agent(
     label: LabelOption = None,
     max_tasks: Annotated[int, typer.Option(min=1, max=64, help="Tasks run at once.")] = 4,
     version: Annotated[str, typer.Option(help="The version it reports.")] = "0",
+    idle_poll: Annotated[
+        float,
+        typer.Option(
+            min=0.5,
+            max=60,
+            help="While idle, ask for work at most this many seconds apart (0.5 s doubling"
+            " up to it).",
+        ),
+    ] = 5.0,
 ) -> None:
     """Run an agent on this machine, as the principal it signs with (--user on a local
     stack, else the AWS credentials botocore finds); stops on SIGTERM or Ctrl-C, leaving
     its tasks running (a restart with the same --dir takes them up)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     journal = Journal(directory)
-    agent = Agent(
-        state(ctx).client, journal, Settings(_labels(label), version, max_tasks), FAILURES
-    )
+    settings = Settings(_labels(label), version, max_tasks, max_idle_s=idle_poll)
+    agent = Agent(state(ctx).client, journal, settings, FAILURES)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         agent.stopping.set()

@@ -18,12 +18,14 @@ from enum import StrEnum
 from typing import Any
 
 from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.slices import retry_delay
 from chalicelib.domain.timefmt import iso
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9._/:-]{0,128}$")
 MAX_LABELS = 32
+MAX_AGENTS = 1000  # an owner's agents (listed together in one registry item)
 VERSION = re.compile(r"^[A-Za-z0-9.+_-]{1,64}$")
 
 
@@ -160,8 +162,9 @@ class Selector:
 @dataclass(frozen=True)
 class Task:
     """One slice of a command run, for an agent. `attempt` counts its leases; `reclaim_at`
-    is when (server time) another agent may take it: its last renewal plus the holder's
-    deadline plus the margin."""
+    is when (server time) another agent may take it: while leased, its last renewal plus
+    the holder's deadline plus the margin; while waiting after a failed attempt, the end of
+    that attempt's retry backoff (`retry_delay`, the slices' own policy)."""
 
     owner: str
     task_id: str
@@ -185,9 +188,10 @@ class Task:
     ended_at: float | None = None
 
     def takeable(self, now: float) -> bool:
-        """Waiting, or its holder's lease and the margin have run out."""
+        """Waiting (past the backoff of a failed attempt), or its holder's lease and the
+        margin have run out."""
         if self.state == TaskState.waiting:
-            return True
+            return self.reclaim_at is None or now >= self.reclaim_at
         return (
             self.state == TaskState.leased
             and self.reclaim_at is not None
@@ -211,9 +215,15 @@ class Task:
         return replace(self, renewed_at=now, reclaim_at=now + deadline + margin_s)
 
     def release(self, now: float, error: str | None) -> Task:
-        """Waiting again, for another attempt (its last one failed)."""
+        """Waiting again, for another attempt (its last one failed), after a backoff that
+        doubles with each failed attempt (1 s, 2 s, 4 s ..., at most 15 minutes)."""
         return replace(
-            self, state=TaskState.waiting, holder=None, token=None, reclaim_at=None, error=error
+            self,
+            state=TaskState.waiting,
+            holder=None,
+            token=None,
+            reclaim_at=now + retry_delay(self.attempt),
+            error=error,
         )
 
     @property

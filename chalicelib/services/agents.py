@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.domain.agents import (
+    MAX_AGENTS,
     Agent,
     AgentState,
     AgentTiming,
@@ -23,12 +24,19 @@ from chalicelib.domain.agents import (
     check_name,
     task_id_for,
 )
-from chalicelib.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from chalicelib.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    OwnerLimitReached,
+)
 from chalicelib.domain.identity import SYSTEM, Principal, owner_of
 from chalicelib.domain.logs import LogEntry, LogLevel
 from chalicelib.domain.runs import Run
 from chalicelib.domain.secrets import has_references
 from chalicelib.domain.slices import slice_id_for
+from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus, SupervisorState
 from chalicelib.ops.registry import Secrets, agent_command
 from chalicelib.ports import (
@@ -121,6 +129,9 @@ class AgentService:
             labels=check_labels(labels),
             deadline_s=check_deadline(deadline, self.timing),
         )
+        if len(self.agents.agents(self.who.id)) >= MAX_AGENTS:
+            reason = f"at most {MAX_AGENTS} agents an owner: remove one first"
+            raise OwnerLimitReached("name", "agents_per_owner", MAX_AGENTS, reason)
         if not self.agents.put_agent(agent):
             raise Conflict(
                 f"agent {agent.name!r}: the name, or the principal, is already an agent's",
@@ -329,8 +340,10 @@ class AgentService:
         failed = report.error is not None or report.exit_code != 0
         if failed and task.attempt <= task.retries and not self.stops(task):
             error = report.error or f"exit code {report.exit_code}"
-            applied = self.agents.release_task(task.release(now, error), report.token)
-            return {"task_id": task_id, "state": TaskState.waiting.value, "applied": applied}
+            released = task.release(now, error)
+            applied = self.agents.release_task(released, report.token)
+            answer = {"task_id": task_id, "state": TaskState.waiting.value, "applied": applied}
+            return {**answer, "retry_at": iso(released.reclaim_at)}
         ended = task.end(now, report.exit_code, tail, report.error)
         applied = self.agents.end_task(ended)
         if applied:

@@ -95,7 +95,7 @@ def test_a_one_slice_command_job_is_not_run_inline(
 
 
 def test_a_failing_command_fails_its_slice_after_its_retries(
-    client: SignedClient, container: Container, queue: MemoryQueue
+    client: SignedClient, container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
     box1, box2 = _agents(client)
     job = _job()
@@ -105,6 +105,8 @@ def test_a_failing_command_fails_its_slice_after_its_retries(
     drain(container, queue)
     assert _run_slice(box1, exit_code=3) is not None  # attempt 1 fails: waits again
     assert client.http.get(f"/v1/ex/{ex_id}").json_body["_status"] == "running"
+    assert _run_slice(box2) is None  # not before its retry backoff (1 s)
+    clock.advance(1)
     assert _run_slice(box2, exit_code=3) is not None
     assert client.http.get(f"/v1/ex/{ex_id}").json_body["_status"] == "failed"
 

@@ -19,6 +19,7 @@ from chalicelib.domain.agents import (
 )
 from chalicelib.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chalicelib.domain.identity import Principal
+from chalicelib.domain.timefmt import iso
 from chalicelib.ports import FakeClock
 from chalicelib.services.agents import AgentService, Report
 from tests.fakes.agents import MemoryAgentStore
@@ -232,10 +233,40 @@ def test_a_failed_attempt_waits_for_another_agent_while_retries_remain(
     (first,) = service.as_(BOX1).take(1)
     out = service.as_(BOX1).report(first["task_id"], Report(first["token"], (), True, 1))
     assert out["state"] == "waiting" and ended == []
+    clock.advance(1)  # the retry backoff of a first failed attempt
     (second,) = service.as_(BOX2).take(1)
     assert second["attempt"] == 2
     out = service.as_(BOX2).report(second["task_id"], Report(second["token"], (), True, 1))
     assert out["state"] == "ended" and [t.exit_code for t in ended] == [1]
+
+
+def test_a_failed_attempt_is_offered_again_only_after_its_backoff(
+    parts: tuple[AgentService, MemoryRunLogStore, Alerts], clock: FakeClock
+) -> None:
+    service, _, _ = parts
+    task = _task(0)
+    service.offer([Task(**{**task.__dict__, "spec": {"argv": ["false"], "retries": 3}})])
+    for attempt, backoff in ((1, 1.0), (2, 2.0), (3, 4.0)):
+        (held,) = service.as_(BOX1).take(1)
+        assert held["attempt"] == attempt
+        clock.advance(5)  # it ran for a while
+        out = service.as_(BOX1).report(held["task_id"], Report(held["token"], (), True, 1))
+        assert out["state"] == "waiting"
+        assert out["retry_at"] == iso(clock.now() + backoff)
+        clock.advance(backoff - 0.1)
+        assert service.as_(BOX1).take(1) == [] and service.as_(BOX2).take(1) == []
+        clock.advance(0.1)
+    (last,) = service.as_(BOX2).take(1)
+    assert last["attempt"] == 4
+
+
+def test_the_retry_backoff_doubles_up_to_a_cap() -> None:
+    task = _task(0)
+    for attempt, backoff in ((1, 1), (2, 2), (5, 16), (10, 512), (11, 900), (40, 900)):
+        failed = Task(**{**task.__dict__, "state": TaskState.leased, "attempt": attempt})
+        released = failed.release(T0, "exit code 1")
+        assert released.state == TaskState.waiting and released.reclaim_at == T0 + backoff
+        assert not released.takeable(T0 + backoff - 0.5) and released.takeable(T0 + backoff)
 
 
 def test_a_lost_holders_last_attempt_is_given_up(

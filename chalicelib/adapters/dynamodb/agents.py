@@ -1,9 +1,17 @@
 """The AgentStore port on DynamoDB: agents and tasks as items of the supervisor table
 (models.AgentItemModel). A task's lease is one conditional write; a task and its owner's
-set of open tasks change together in one transaction when it ends."""
+set of open tasks change together in one transaction when it ends.
+
+The sets are sharded so that no item nears DynamoDB's 400 KB: an owner's open tasks over
+`OPEN_SHARDS` items (by task id; about 8,000 ids fit in each), the registry of agents over
+`REGISTRY_SHARDS` items (by owner: an owner's agents share one, about 2,000 fit in each;
+`domain.agents.MAX_AGENTS` an owner).
+Shard 0 keeps the key of the unsharded item (`open#<owner>`, `agents`), so data written
+before the shards is still read."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -26,6 +34,16 @@ from chalicelib.ports import AgentStore
 
 REGISTRY = "agents"
 BATCH = 100  # BatchGetItem's limit of keys
+OPEN_SHARDS = 8
+REGISTRY_SHARDS = 32
+
+
+def _shard(text: str, shards: int) -> int:
+    return zlib.crc32(text.encode()) % shards
+
+
+def _sharded(key: str, shard: int) -> str:
+    return key if shard == 0 else f"{key}#{shard}"
 
 
 def _agent_key(principal: str) -> str:
@@ -36,8 +54,23 @@ def _task_key(task_id: str) -> str:
     return f"task#{task_id}"
 
 
-def _open_key(owner: str) -> str:
-    return f"open#{owner}"
+def _open_key(owner: str, task_id: str) -> str:
+    return _sharded(f"open#{owner}", _shard(task_id, OPEN_SHARDS))
+
+
+def _open_keys(owner: str) -> list[str]:
+    return [_sharded(f"open#{owner}", k) for k in range(OPEN_SHARDS)]
+
+
+def _registry_key(owner: str) -> str:
+    return _sharded(REGISTRY, _shard(owner, REGISTRY_SHARDS))
+
+
+def _registry_keys(owner: str | None) -> list[str]:
+    """Where an owner's agents are listed (and the unsharded registry); None: everyone's."""
+    if owner is None:
+        return [_sharded(REGISTRY, k) for k in range(REGISTRY_SHARDS)]
+    return list(dict.fromkeys([_registry_key(owner), REGISTRY]))
 
 
 def agent_body(a: Agent) -> dict[str, Any]:
@@ -120,7 +153,7 @@ class DynamoAgentStore(AgentStore):
         name = f"{agent.owner}\t{agent.name}"
         member = f"{name}\t{agent.principal}"
         item = A(_agent_key(agent.principal), body=agent_body(agent))
-        registry = A(REGISTRY)
+        registry = A(_registry_key(agent.owner))
 
         def build(tx: TransactWrite) -> None:
             tx.save(item, condition=A.key.does_not_exist())
@@ -143,13 +176,14 @@ class DynamoAgentStore(AgentStore):
 
         def build(tx: TransactWrite) -> None:
             tx.delete(A(_agent_key(agent.principal)), condition=A.key.exists())
-            tx.update(
-                A(REGISTRY),
-                actions=[
-                    A.names.delete({name}),
-                    A.members.delete({f"{name}\t{agent.principal}"}),
-                ],
-            )
+            for key in _registry_keys(agent.owner):
+                tx.update(
+                    A(key),
+                    actions=[
+                        A.names.delete({name}),
+                        A.members.delete({f"{name}\t{agent.principal}"}),
+                    ],
+                )
 
         return self.tx._transact(build)
 
@@ -167,8 +201,9 @@ class DynamoAgentStore(AgentStore):
         return _get(read)
 
     def agents(self, owner: str | None, name: str | None = None) -> list[Agent]:
-        registry = self._read(REGISTRY)
-        members = (registry.members if registry is not None else None) or set()
+        members: set[str] = set()
+        for registry in self._batch(_registry_keys(owner)):
+            members |= registry.members or set()
         rows = sorted(tuple(m.split("\t", 2)) for m in members)
         keys = [
             _agent_key(p)
@@ -191,13 +226,13 @@ class DynamoAgentStore(AgentStore):
 
     def put_tasks(self, tasks: Sequence[Task]) -> int:
         A = self.m
-        by_owner: dict[str, set[str]] = {}
+        by_shard: dict[str, set[str]] = {}
         for t in tasks:
-            by_owner.setdefault(t.owner, set()).add(t.task_id)
-        for owner, ids in by_owner.items():
+            by_shard.setdefault(_open_key(t.owner, t.task_id), set()).add(t.task_id)
+        for key, ids in by_shard.items():
             # the open set first: an id there without its task is skipped by readers, and the
             # put that follows (or its retry) fills it in
-            self._add_open(owner, ids)
+            self._add_open(key, ids)
         new = 0
         for t in tasks:
             try:
@@ -208,10 +243,10 @@ class DynamoAgentStore(AgentStore):
                     raise _unavailable(err) from err
         return new
 
-    def _add_open(self, owner: str, ids: set[str]) -> None:
+    def _add_open(self, key: str, ids: set[str]) -> None:
         A = self.m
         try:
-            A(_open_key(owner)).update(actions=[A.members.add(ids)])
+            A(key).update(actions=[A.members.add(ids)])
         except UpdateError as err:
             raise _unavailable(err) from err
 
@@ -220,14 +255,17 @@ class DynamoAgentStore(AgentStore):
         return None if m is None or m.body is None else task_from(m)
 
     def open_tasks(self, owner: str, limit: int = 100) -> list[Task]:
-        held = self._read(_open_key(owner))
-        ids = sorted(held.members or ()) if held is not None else []
+        held: set[str] = set()
+        for shard in self._batch(_open_keys(owner)):
+            held |= shard.members or set()
+        ids = sorted(held)
         found = [task_from(m) for m in self._batch([_task_key(i) for i in ids[:limit]]) if m.body]
         return sorted((t for t in found if t.state != TaskState.ended), key=lambda t: t.task_id)
 
     def lease_task(self, seen: Task, leased: Task, now: float) -> bool:
         A = self.m
-        takeable: Condition = (A.state == TaskState.waiting.value) | (
+        due: Condition = A.reclaim_at.does_not_exist() | (A.reclaim_at <= now)
+        takeable: Condition = ((A.state == TaskState.waiting.value) & due) | (
             (A.state == TaskState.leased.value) & (A.reclaim_at <= now)
         )
         return self._save_if(leased, (A.attempt == seen.attempt) & takeable)
@@ -257,6 +295,7 @@ class DynamoAgentStore(AgentStore):
 
         def build(tx: TransactWrite) -> None:
             tx.save(self._task_item(ended), condition=held)
-            tx.update(A(_open_key(ended.owner)), actions=[A.members.delete({ended.task_id})])
+            open_key = _open_key(ended.owner, ended.task_id)
+            tx.update(A(open_key), actions=[A.members.delete({ended.task_id})])
 
         return self.tx._transact(build)
