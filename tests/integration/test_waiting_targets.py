@@ -16,6 +16,7 @@ from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ops.clients import TargetClients, use
+from chalicelib.ops.targets import base as target_access
 from chalicelib.ops.registry import SliceContext, validate_operations
 from chalicelib.ports import FakeClock
 from tests.fakes.targets import FakeWaitTargets
@@ -29,9 +30,12 @@ MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:nightly"
 @pytest.fixture
 def fake(memory_container: Container) -> Iterator[FakeWaitTargets]:
     targets = FakeWaitTargets()
-    use(TargetClients(waits=targets, state_machines=(MACHINE,), clusters=("batch",)))
+    use(TargetClients(waits=targets))
+    allow = (("stepfunctions", MACHINE), ("ecs", "batch"))
+    target_access.use(target_access.TargetAccess(allow, target_access.no_client))
     yield targets
     use(TargetClients())
+    target_access.use(None)
 
 
 def _run(c: Container, last: dict[str, Any], **kw: Any) -> Run:

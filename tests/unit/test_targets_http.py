@@ -6,6 +6,7 @@ schemes, templates escaped for where they go and refused at submit when unknown.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -16,7 +17,14 @@ import pytest
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.ops import templates
 from chalicelib.ops.registry import SliceContext, process, validate_operations
-from chalicelib.ops.targets.base import TargetAccess, TargetDenied, TargetFailed, use
+from chalicelib.ops.targets import http as http_target
+from chalicelib.ops.targets.base import (
+    NotAllowed,
+    TargetAccess,
+    TargetDenied,
+    TargetFailed,
+    use,
+)
 from tests.target_server import TargetServer, target_server
 
 CTX = SliceContext("ex-1", "job-1", 0, 1, "--day 2026-11-28", slot="2026-11-28T23:00:00Z")
@@ -190,3 +198,74 @@ def test_a_key_given_in_any_case_is_not_sent_twice(server: TargetServer) -> None
     _run({"url": server.url + "/ok", "headers": {"idempotency-key": "mine"}})
     (seen,) = server.seen
     assert [v for k, v in seen.headers.items() if k.lower() == "idempotency-key"] == ["mine"]
+
+
+class Resolver:
+    """Stands for DNS: each name's answers, one per lookup (the last one repeats), counted."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        self.answers, self.asked = answers, 0
+
+    def __call__(self, host: str, port: int, **kw: Any) -> list[Any]:
+        self.asked += 1
+        if host not in self.answers:
+            raise socket.gaierror(-2, "Name or service not known")
+        got = self.answers[host]
+        found = got.pop(0) if len(got) > 1 else got[0]
+        return [(2, 1, 6, "", (a, port)) for a in found]
+
+
+def _resolving(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[list[str]]]) -> Resolver:
+    resolver = Resolver(answers)
+    monkeypatch.setattr(http_target.socket, "getaddrinfo", resolver)
+    return resolver
+
+
+def test_a_name_is_resolved_once_and_every_attempt_goes_to_the_checked_address(
+    server: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rebinding: the name answers 127.0.0.1 (named exactly in the list) then the metadata
+    address; the call asks once, and its three attempts all reach the server it checked,
+    with the name as `Host`."""
+    use(TargetAccess((("http", "svc.internal.test"),), _no_aws))
+    resolver = _resolving(
+        monkeypatch, {"svc.internal.test": [["127.0.0.1"], ["169.254.169.254"]]}
+    )
+    port = server.url.rsplit(":", 1)[1]
+    out = _run({"url": f"http://svc.internal.test:{port}/flaky/2", "retries": 2})
+    assert out["status"] == 200 and out["attempts"] == 3
+    assert resolver.asked == 1
+    assert [s.headers["Host"] for s in server.seen] == [f"svc.internal.test:{port}"] * 3
+
+
+@pytest.mark.parametrize(
+    ("allow", "answer"),
+    [
+        ("*.internal.test", "127.0.0.1"),  # a pattern does not name a private address
+        ("*.internal.test", "10.1.2.3"),
+        ("*.internal.test", "fd00::1"),
+        ("*.internal.test", "::ffff:192.168.0.1"),
+        ("svc.internal.test", "169.254.169.254"),  # link-local: never, even named
+        ("svc.internal.test", "fe80::1"),
+    ],
+)
+def test_a_name_resolving_to_a_private_address_is_refused_unless_named_exactly(
+    server: TargetServer, monkeypatch: pytest.MonkeyPatch, allow: str, answer: str
+) -> None:
+    use(TargetAccess((("http", allow),), _no_aws))
+    _resolving(monkeypatch, {"svc.internal.test": [["93.184.216.34", answer]]})
+    with pytest.raises(NotAllowed, match="non-public|link-local") as refused:
+        _run({"url": "http://svc.internal.test/ok"})
+    assert answer not in str(refused.value)  # where a name points inside is not told
+    assert server.seen == []
+
+
+def test_an_address_named_exactly_is_reached_and_a_public_name_by_pattern(
+    server: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(TargetAccess((("http", "*.example.test"), ("http", "127.0.0.1")), _no_aws))
+    assert _run({"url": server.url + "/ok"})["status"] == 200  # 127.0.0.1, named exactly
+    _resolving(monkeypatch, {"api.example.test": [["93.184.216.34"]]})
+    assert http_target.pin("api.example.test", 443) == "93.184.216.34"
+    with pytest.raises(TargetFailed, match="cannot resolve"):
+        http_target.resolve("nothing.invalid", 80)
