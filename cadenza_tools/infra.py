@@ -1197,7 +1197,11 @@ def _execution_statements(machines: list[str], uses: tuple[str, ...]) -> list[di
             {"Sid": "StartExecutions", "Action": ["states:StartExecution"], "Resource": machines}
         )
         out.append(
-            {"Sid": "CheckExecutions", "Action": ["states:DescribeExecution"], "Resource": executions}
+            {
+                "Sid": "CheckExecutions",
+                "Action": ["states:DescribeExecution"],
+                "Resource": executions,
+            }
         )
     if "stop" in uses:
         out.append(

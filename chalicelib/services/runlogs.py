@@ -57,7 +57,6 @@ class RunLogging:
                     note_failure(slice_log, exc)
                 return None, exc
 
-
     def sliced(
         self,
         ex_id: str,

@@ -292,9 +292,9 @@ def test_an_asset_ops_prints_log_records_and_traceback_come_back_from_its_child(
 
 
 def talkative_reader(p: Any, args: str | None) -> Iterator[dict[str, Any]]:
-    print("listing", args)
+    print("listing", p.as_dict().get("prefix"))
     logging.getLogger("talkative").warning("two slices")
-    if args == "--break":
+    if p.as_dict().get("prefix") == "missing/":
         raise ValueError("no such listing")
     yield from ({"n": n} for n in range(2))
 
@@ -308,13 +308,13 @@ def talkative(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_what_a_reader_prints_and_logs_while_slicing_is_in_the_runs_log(
     client: SignedClient, container: Container, queue: MemoryQueue, talkative: None
 ) -> None:
-    job = {"name": "talk", "operations": [{"_op": "talkative"}, {"_op": "noop"}]}
-    ex_id = start(client, {**job, "args": "--day 1"})
+    job = {"name": "talk", "operations": [{"_op": "talkative", "prefix": "in/"}, {"_op": "noop"}]}
+    ex_id = start(client, job)
     drain(container, queue)
     assert get_ok(client, f"/v1/ex/{ex_id}")["_status"] == "completed"
     entries = get_ok(client, f"/v1/ex/{ex_id}/logs?slice=slicing")["entries"]
     assert [(e["slice_id"], e["attempt"], e["level"], e["message"]) for e in entries] == [
-        ("slicing", 1, "info", "listing --day 1"),
+        ("slicing", 1, "info", "listing in/"),
         ("slicing", 1, "warning", "talkative: two slices"),
     ]
     assert get_ok(client, f"/v1/ex/{ex_id}/logs")["entries"] == entries  # no slice printed
@@ -323,13 +323,13 @@ def test_what_a_reader_prints_and_logs_while_slicing_is_in_the_runs_log(
 def test_a_reader_that_cannot_slice_leaves_its_output_and_traceback_in_the_log(
     client: SignedClient, container: Container, queue: MemoryQueue, talkative: None
 ) -> None:
-    job = {"name": "talk", "max_retries": 0, "args": "--break"}
-    ex_id = start(client, {**job, "operations": [{"_op": "talkative"}, {"_op": "noop"}]})
+    reader = {"_op": "talkative", "prefix": "missing/"}
+    ex_id = start(client, {"name": "talk", "operations": [reader, {"_op": "noop"}]})
     drain(container, queue)
     assert get_ok(client, f"/v1/ex/{ex_id}")["_status"] == "failed"
     entries = get_ok(client, f"/v1/ex/{ex_id}/logs?slice=slicing")["entries"]
     assert [(e["source"], e["message"].splitlines()[-1]) for e in entries] == [
-        ("stdout", "listing --break"),
+        ("stdout", "listing missing/"),
         ("logging", "talkative: two slices"),
         ("traceback", "ValueError: no such listing"),
     ]

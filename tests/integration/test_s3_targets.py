@@ -17,8 +17,8 @@ from chalicelib.bootstrap import Container
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ops.clients import TargetClients, use
-from chalicelib.ops.targets import base as target_access
 from chalicelib.ops.s3_data import _range_lines
+from chalicelib.ops.targets import base as target_access
 from chalicelib.ports import FakeClock
 from tests.conftest import drain, moto_container
 from tests.conftest import test_settings as make_settings
@@ -124,7 +124,7 @@ def test_a_bucket_outside_the_allow_list_fails_the_run_clearly(
     _put("in/a.txt", b"a\n", bucket="not-allowed")
     run = _run(env, queue, [{"_op": "s3", "bucket": "not-allowed"}, {"_op": "s3_get"}])
     assert run.status == ExStatus.failed
-    assert "bucket 'not-allowed' is not in this stage's allow-list" in str(run.errors)
+    assert "s3 target 'not-allowed' is not allowed in this stage" in str(run.errors)
     run = _run(env, queue, [{"_op": "noop"}, {"_op": "s3_put", "bucket": "not-allowed"}])
     assert run.status == ExStatus.failed
     assert "CADENZA_TARGETS_ALLOW" in str(run.errors)

@@ -458,7 +458,7 @@ def test_the_old_allow_settings_are_aliases_of_the_one_list() -> None:
     assert _waits(old, uses) == _waits(new, uses)
     both = Settings.from_env({**old, **new}).targets_allow
     assert both == Settings.from_env(new).targets_allow  # the same entry twice: once
-    with pytest.raises(ValueError, match="CADENZA_ALLOW_STATE_MACHINES.*by its ARN"):
+    with pytest.raises(ValueError, match=r"CADENZA_ALLOW_STATE_MACHINES.*by its ARN"):
         Settings.from_env({"CADENZA_ALLOW_STATE_MACHINES": "nightly"})
 
 
