@@ -222,7 +222,7 @@ class Resolver:
 
 def _resolving(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[list[str]]]) -> Resolver:
     resolver = Resolver(answers)
-    monkeypatch.setattr(http_target.socket, "getaddrinfo", resolver)
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
     return resolver
 
 
