@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
+import trustme
+import urllib3
 
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.ops import templates
@@ -272,3 +278,60 @@ def test_an_address_named_exactly_is_reached_and_a_public_name_by_pattern(
     assert http_target.pin("api.example.test", 443) == "93.184.216.34"
     with pytest.raises(TargetFailed, match="cannot resolve"):
         http_target.resolve("nothing.invalid", 80)
+
+
+class _Ok(BaseHTTPRequestHandler):
+    hosts: ClassVar[list[str]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.hosts.append(self.headers.get("Host", ""))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """An https server on 127.0.0.1 whose certificate (of a test CA) names only
+    `svc.internal.test`: its port, the CA's file, the TLS server names clients sent."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("svc.internal.test").configure_cert(context)
+    names: list[str] = []
+
+    def sent(sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        names.append(str(name))
+
+    context.sni_callback = sent
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    try:
+        yield httpd.server_address[1], str(ca_file), names
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        use(None)
+
+
+def test_https_to_the_pinned_address_keeps_the_name_for_sni_and_the_certificate(
+    tls_server: tuple[int, str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection goes to 127.0.0.1, yet the server is asked for `svc.internal.test`
+    and its certificate, which names only that, is verified against it."""
+    port, ca_file, names = tls_server
+    pool = urllib3.PoolManager(num_pools=2, retries=False, ca_certs=ca_file)
+    monkeypatch.setattr(http_target, "_POOL", pool)
+    use(TargetAccess((("http", "svc.internal.test"),), _no_aws))
+    resolver = _resolving(monkeypatch, {"svc.internal.test": [["127.0.0.1"]]})
+    _Ok.hosts.clear()
+    out = _run({"url": f"https://svc.internal.test:{port}/ok", "retries": 0})
+    assert (out["status"], out["body"]) == (200, "ok")
+    assert names == ["svc.internal.test"] and resolver.asked["svc.internal.test"] == 1
+    assert _Ok.hosts == [f"svc.internal.test:{port}"]
