@@ -926,11 +926,10 @@ class Grants:
     lists_bucket: bool = False  # a run's result file is the listing of its parts
     publishes: bool = False  # alerts, to the stage's topic
     reads_secrets: bool = False  # the secrets jobs name, under the stage's prefix
-    # the stepfunctions, ecs and s3 ops' calls on what the stage allows (CADENZA_ALLOW_*):
-    # "run" starts and checks them, "stop" stops them (a stopped or timed-out run), "list"
-    # lists a bucket (slicing an s3 reader's run again: a recovery)
+    # the targets' calls on what the stage allows (CADENZA_TARGETS_ALLOW): "run" calls them
+    # (invoke, send, publish, start and check), "stop" stops executions and tasks (a stopped
+    # or timed-out run), "list" lists a bucket (slicing an s3 reader's run again: a recovery)
     targets: tuple[str, ...] = ()
-    calls_targets: bool = False  # the targets the stage allows (CADENZA_TARGETS_ALLOW)
     # notifications: publishes to the topics jobs may name (the stage's CADENZA_NOTIFY_TOPICS)
     notifies: bool = False
 
@@ -1017,7 +1016,6 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         },
         reads_secrets=True,
         targets=("run", "stop", "list"),
-        calls_targets=True,
     ),
     # claims and finishes slices, hands out the next, finishes runs (as the start worker)
     SLICE_WORKER: Grants(
@@ -1037,7 +1035,6 @@ FUNCTION_GRANTS: dict[str, Grants] = {
         },
         reads_secrets=True,
         targets=("run", "stop", "list"),
-        calls_targets=True,
     ),
 }
 SQS_SEND_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
@@ -1142,12 +1139,7 @@ def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str
             if grants.reads_secrets
             else []
         ),
-        *wait_target_statements(stage_settings(config, stage), grants.targets),
-        *(
-            target_statements(stage_settings(config, stage).targets_allow)
-            if grants.calls_targets
-            else []
-        ),
+        *target_statements(stage_settings(config, stage).targets_allow, grants.targets),
         *(
             _notify_statements(stage_settings(config, stage).notify_topics)
             if grants.notifies
@@ -1158,83 +1150,6 @@ def iam_policy(config: Mapping[str, Any], stage: str, function: str) -> dict[str
         "Version": "2012-10-17",
         "Statement": [{"Sid": s.pop("Sid"), "Effect": "Allow", **s} for s in statements],
     }
-
-
-def _cluster_arn(ref: str) -> Any:
-    return ref if ref.startswith("arn:") else {"Fn::Sub": f"{REGIONAL}:ecs:{HERE}:cluster/{ref}"}
-
-
-def _tasks_of(ref: str) -> Any:
-    if ref.startswith("arn:"):
-        return ref.replace(":cluster/", ":task/", 1) + "/*"
-    return {"Fn::Sub": f"{REGIONAL}:ecs:{HERE}:task/{ref}/*"}
-
-
-def wait_target_statements(s: Settings, uses: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The stepfunctions, ecs and s3 ops' grants, on exactly what the stage allows
-    (CADENZA_ALLOW_STATE_MACHINES, _ECS_CLUSTERS, _BUCKETS; empty: none). RunTask of a task
-    definition with roles also needs iam:PassRole on them: the deployer grants that."""
-    machines = list(s.allow_state_machines)
-    executions = [m.replace(":stateMachine:", ":execution:", 1) + ":*" for m in machines]
-    clusters = list(s.allow_ecs_clusters)
-    buckets = list(s.allow_buckets)
-    out: list[dict[str, Any]] = []
-    if "run" in uses and machines:
-        out.append(
-            {"Sid": "StartExecutions", "Action": ["states:StartExecution"], "Resource": machines}
-        )
-        out.append(
-            {
-                "Sid": "CheckExecutions",
-                "Action": ["states:DescribeExecution"],
-                "Resource": executions,
-            }
-        )
-    if "stop" in uses and machines:
-        out.append(
-            {"Sid": "StopExecutions", "Action": ["states:StopExecution"], "Resource": executions}
-        )
-    if "run" in uses and clusters:
-        out.append(
-            {
-                "Sid": "RunTasks",
-                "Action": ["ecs:RunTask"],
-                "Resource": "*",
-                "Condition": {"ArnEquals": {"ecs:cluster": [_cluster_arn(c) for c in clusters]}},
-            }
-        )
-        out.append(
-            {
-                "Sid": "CheckTasks",
-                "Action": ["ecs:DescribeTasks"],
-                "Resource": [_tasks_of(c) for c in clusters],
-            }
-        )
-    if "stop" in uses and clusters:
-        out.append(
-            {
-                "Sid": "StopTasks",
-                "Action": ["ecs:StopTask"],
-                "Resource": [_tasks_of(c) for c in clusters],
-            }
-        )
-    if "list" in uses and buckets:
-        out.append(
-            {
-                "Sid": "ListDataBuckets",
-                "Action": ["s3:ListBucket"],
-                "Resource": [{"Fn::Sub": f"{REGIONAL}:s3:::{b}"} for b in buckets],
-            }
-        )
-    if "run" in uses and buckets:
-        out.append(
-            {
-                "Sid": "DataObjects",
-                "Action": ["s3:GetObject", "s3:PutObject"],
-                "Resource": [{"Fn::Sub": f"{REGIONAL}:s3:::{b}/*"} for b in buckets],
-            }
-        )
-    return out
 
 
 def _secrets_statements(prefix: str) -> list[dict[str, Any]]:
@@ -1266,19 +1181,108 @@ TARGET_GRANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def target_statements(allow: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """What the workers may call as targets: each allowed name (a pattern's `*` is IAM's),
-    in the stage's account and region. `http` needs no grant; nothing allowed, no statement."""
-    statements = []
-    for kind, (actions, arns) in TARGET_GRANTS.items():
+def _call_statements(kind: str, names: list[str], uses: tuple[str, ...]) -> list[dict[str, Any]]:
+    if "run" not in uses:
+        return []
+    actions, arns = TARGET_GRANTS[kind]
+    resources = [{"Fn::Sub": f"{REGIONAL}:{arn.replace('{}', n)}"} for n in names for arn in arns]
+    return [{"Sid": f"Targets{cfn_name(kind)}", "Action": list(actions), "Resource": resources}]
+
+
+def _execution_statements(machines: list[str], uses: tuple[str, ...]) -> list[dict[str, Any]]:
+    executions = [m.replace(":stateMachine:", ":execution:", 1) + ":*" for m in machines]
+    out: list[dict[str, Any]] = []
+    if "run" in uses:
+        out.append(
+            {"Sid": "StartExecutions", "Action": ["states:StartExecution"], "Resource": machines}
+        )
+        out.append(
+            {
+                "Sid": "CheckExecutions",
+                "Action": ["states:DescribeExecution"],
+                "Resource": executions,
+            }
+        )
+    if "stop" in uses:
+        out.append(
+            {"Sid": "StopExecutions", "Action": ["states:StopExecution"], "Resource": executions}
+        )
+    return out
+
+
+def _cluster_arn(ref: str) -> Any:
+    return ref if ref.startswith("arn:") else {"Fn::Sub": f"{REGIONAL}:ecs:{HERE}:cluster/{ref}"}
+
+
+def _tasks_of(ref: str) -> Any:
+    if ref.startswith("arn:"):
+        return ref.replace(":cluster/", ":task/", 1) + "/*"
+    return {"Fn::Sub": f"{REGIONAL}:ecs:{HERE}:task/{ref}/*"}
+
+
+def _task_statements(clusters: list[str], uses: tuple[str, ...]) -> list[dict[str, Any]]:
+    """RunTask of a task definition with roles also needs iam:PassRole on them: the deployer
+    grants that."""
+    tasks = [_tasks_of(c) for c in clusters]
+    out: list[dict[str, Any]] = []
+    if "run" in uses:
+        out.append(
+            {
+                "Sid": "RunTasks",
+                "Action": ["ecs:RunTask"],
+                "Resource": "*",
+                "Condition": {"ArnLike": {"ecs:cluster": [_cluster_arn(c) for c in clusters]}},
+            }
+        )
+        out.append({"Sid": "CheckTasks", "Action": ["ecs:DescribeTasks"], "Resource": tasks})
+    if "stop" in uses:
+        out.append({"Sid": "StopTasks", "Action": ["ecs:StopTask"], "Resource": tasks})
+    return out
+
+
+def _bucket_statements(buckets: list[str], uses: tuple[str, ...]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if "list" in uses:
+        out.append(
+            {
+                "Sid": "ListDataBuckets",
+                "Action": ["s3:ListBucket"],
+                "Resource": [{"Fn::Sub": f"{REGIONAL}:s3:::{b}"} for b in buckets],
+            }
+        )
+    if "run" in uses:
+        out.append(
+            {
+                "Sid": "DataObjects",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": [{"Fn::Sub": f"{REGIONAL}:s3:::{b}/*"} for b in buckets],
+            }
+        )
+    return out
+
+
+def target_statements(
+    allow: Sequence[tuple[str, str]], uses: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """What a function may do with the targets the stage allows (CADENZA_TARGETS_ALLOW, one
+    list for every kind): for each kind with an allowed name, the statements of its `uses`
+    ("run", "stop", "list") on exactly those names (a pattern's `*` is IAM's), in the
+    stage's account and region unless an ARN says otherwise. `http` needs no grant;
+    nothing allowed, no statement."""
+    statements: list[dict[str, Any]] = []
+    for kind in ("lambda", "sqs", "sns", "eventbridge", "stepfunctions", "ecs", "s3"):
         names = sorted({name for k, name in allow if k == kind})
-        if names:
-            resources = [
-                {"Fn::Sub": f"{REGIONAL}:{arn.replace('{}', n)}"} for n in names for arn in arns
-            ]
-            statements.append(
-                {"Sid": f"Targets{cfn_name(kind)}", "Action": list(actions), "Resource": resources}
-            )
+        if not names:
+            continue
+        if kind in TARGET_GRANTS:
+            statements += _call_statements(kind, names, uses)
+        else:
+            build = {
+                "stepfunctions": _execution_statements,
+                "ecs": _task_statements,
+                "s3": _bucket_statements,
+            }[kind]
+            statements += build(names, uses)
     return statements
 
 

@@ -199,21 +199,14 @@ def run_log_store(s: Settings, clock: Clock, files: BlobStore, parts: Parts) -> 
 
 
 def use_target_clients(s: Settings) -> None:
-    """The stepfunctions, ecs and s3 ops' clients and allow-lists (clients only where the
-    stage allows something: a stage that allows nothing makes none)."""
+    """The stepfunctions, ecs and s3 ops' clients (only where the stage's allow-list has an
+    entry of their kind: a stage that allows nothing makes none)."""
+    kinds = {kind for kind, _ in s.targets_allow}
     waits = None
-    if s.allow_state_machines or s.allow_ecs_clusters:
+    if kinds & {"stepfunctions", "ecs"}:
         waits = AwsWaitTargets(aws_client("stepfunctions", s), aws_client("ecs", s))
-    objects = S3ObjectStore(aws_client("s3", s)) if s.allow_buckets else None
-    use(
-        TargetClients(
-            waits=waits,
-            objects=objects,
-            state_machines=s.allow_state_machines,
-            clusters=s.allow_ecs_clusters,
-            buckets=s.allow_buckets,
-        )
-    )
+    objects = S3ObjectStore(aws_client("s3", s)) if "s3" in kinds else None
+    use(TargetClients(waits=waits, objects=objects))
 
 
 def notification_store_for(store: Store) -> NotificationStore:

@@ -111,14 +111,10 @@ class Settings:
     authorizer: str = "iam"
     cognito_user_pools: tuple[str, ...] = ()
     admin_group: str = "cadenza-admins"
-    # what the stepfunctions, ecs and s3 ops may reach (comma separated; empty: nothing):
-    # state machine ARNs, ECS cluster names or ARNs, bucket names (docs/targets-waiting.md)
-    allow_state_machines: tuple[str, ...] = ()
-    allow_ecs_clusters: tuple[str, ...] = ()
-    allow_buckets: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
     # what the targets of this stage's jobs may call (docs/targets.md#grants): (kind, name
-    # pattern) pairs from CADENZA_TARGETS_ALLOW, e.g. `lambda:nightly-*,http:api.example.com`;
+    # pattern) pairs from CADENZA_TARGETS_ALLOW, e.g. `lambda:nightly-*,http:api.example.com`,
+    # and from the older CADENZA_ALLOW_STATE_MACHINES / _ECS_CLUSTERS / _BUCKETS (aliases);
     # the workers' IAM policy is generated from it. Empty: no target may be called.
     targets_allow: tuple[tuple[str, str], ...] = ()
     # notifications (docs/notifications.md): the SNS topics jobs may name (ARNs,
@@ -200,9 +196,6 @@ class Settings:
             authorizer=_authorizer(e),
             cognito_user_pools=_list(e.get("CADENZA_COGNITO_USER_POOL_ARNS")),
             admin_group=e.get("CADENZA_ADMIN_GROUP") or base.admin_group,
-            allow_state_machines=_list(e.get("CADENZA_ALLOW_STATE_MACHINES")),
-            allow_ecs_clusters=_list(e.get("CADENZA_ALLOW_ECS_CLUSTERS")),
-            allow_buckets=_list(e.get("CADENZA_ALLOW_BUCKETS")),
             targets_allow=_targets_allow(e),
             notify_topics=_list(e.get("CADENZA_NOTIFY_TOPICS")),
             notify_default=_json_object("CADENZA_NOTIFY_DEFAULT", e.get("CADENZA_NOTIFY_DEFAULT")),
@@ -252,22 +245,38 @@ def get_settings() -> Settings:
     return Settings.from_env()
 
 
-TARGET_KINDS = ("http", "lambda", "sqs", "sns", "eventbridge")
+TARGET_KINDS = ("http", "lambda", "sqs", "sns", "eventbridge", "stepfunctions", "ecs", "s3")
 _TARGET_NAME = re.compile(r"[A-Za-z0-9_.*:/\-]{1,256}")
+# the settings the stepfunctions, ecs and s3 ops were allowed by before CADENZA_TARGETS_ALLOW
+# covered them: read as its entries of that kind (deprecated, docs/targets.md#grants)
+TARGET_ALIASES = {
+    "CADENZA_ALLOW_STATE_MACHINES": "stepfunctions",
+    "CADENZA_ALLOW_ECS_CLUSTERS": "ecs",
+    "CADENZA_ALLOW_BUCKETS": "s3",
+}
+
+
+def _target_entry(setting: str, kind: str, pattern: str) -> tuple[str, str]:
+    kind, pattern = kind.strip().lower(), pattern.strip()
+    if kind not in TARGET_KINDS:
+        raise ValueError(
+            f"{setting}: {kind}:{pattern!r}: expected kind:name, kind one of {TARGET_KINDS}"
+        )
+    if not _TARGET_NAME.fullmatch(pattern):
+        raise ValueError(f"{setting}: {kind}:{pattern!r}: not a name or a pattern")
+    if kind == "stepfunctions" and not pattern.startswith("arn:"):
+        raise ValueError(f"{setting}: {kind}:{pattern!r}: a state machine is named by its ARN")
+    return kind, pattern.lower() if kind == "http" else pattern
 
 
 def _targets_allow(e: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """CADENZA_TARGETS_ALLOW, checked where it is read (a typo fails at import, not when a
-    slice runs): `kind:pattern` entries, comma separated; a pattern may hold `*`."""
-    out = []
-    for entry in _list(e.get("CADENZA_TARGETS_ALLOW")):
-        kind, _, pattern = entry.partition(":")
-        kind, pattern = kind.strip().lower(), pattern.strip()
-        if kind not in TARGET_KINDS:
-            raise ValueError(
-                f"CADENZA_TARGETS_ALLOW: {entry!r}: expected kind:name, kind one of {TARGET_KINDS}"
-            )
-        if not _TARGET_NAME.fullmatch(pattern):
-            raise ValueError(f"CADENZA_TARGETS_ALLOW: {entry!r}: not a name or a pattern")
-        out.append((kind, pattern.lower() if kind == "http" else pattern))
-    return tuple(out)
+    """CADENZA_TARGETS_ALLOW and its aliases, checked where they are read (a typo fails at
+    import, not when a slice runs): `kind:pattern` entries, comma separated; a pattern may
+    hold `*`. The same entry given twice is kept once."""
+    out = [
+        _target_entry("CADENZA_TARGETS_ALLOW", *entry.partition(":")[::2])
+        for entry in _list(e.get("CADENZA_TARGETS_ALLOW"))
+    ]
+    for setting, kind in TARGET_ALIASES.items():
+        out += [_target_entry(setting, kind, name) for name in _list(e.get(setting))]
+    return tuple(dict.fromkeys(out))

@@ -222,6 +222,11 @@ class StackOptions:
             raise ValueError("warm_up_s must not be negative")
 
 
+# the local stack's allow-list when none is given: http servers on this machine, named
+# exactly (an address that is not public is reached only when named so)
+LOCAL_TARGETS_ALLOW = "http:127.0.0.1,http:localhost"
+
+
 class LocalStack(LocalService):
     """Cadenza on this machine, in this process, as its options say; a context manager."""
 
@@ -328,6 +333,9 @@ class LocalStack(LocalService):
         self._setenv("CADENZA_ADMINS", ",".join(a for a in admins if a))
         # the local gateway checks SigV4 signatures: a stage's Cognito choice is AWS's alone
         self._setenv("CADENZA_AUTHORIZER", "iam")
+        # what jobs' targets may call, unless set: this machine's own servers (docs/targets.md)
+        allow = os.environ.get("CADENZA_TARGETS_ALLOW") or LOCAL_TARGETS_ALLOW
+        self._setenv("CADENZA_TARGETS_ALLOW", allow)
 
     # ---- life cycle -------------------------------------------------------------------
     def start(self) -> Self:

@@ -17,7 +17,8 @@ class LogLevel(StrEnum):
 class LogEntry:
     """One line of a run's log. `seq` orders lines written at the same time on one slice
     attempt; `source` says where the line came from (`stdout`, `stderr`, `logging`,
-    `traceback`, `agent:<name>`, `cadenza`)."""
+    `traceback`, `agent:<name>`, `cadenza`, `http`); `slice_id` is `SLICING` for what the
+    reader printed while slicing the run."""
 
     ex_id: str
     slice_id: str

@@ -10,6 +10,10 @@ from chalicelib.domain.transitions import SliceState
 MAX_SQS_DELAY = 900
 
 
+# the run log's slice id for what the reader printed and logged while slicing the run
+SLICING = "slicing"
+
+
 def slice_id_for(position: int) -> str:
     """Slice ids sort in the order their run hands them out."""
     return f"{position:06d}"

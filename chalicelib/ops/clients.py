@@ -1,6 +1,7 @@
-"""The AWS clients and allow-lists of the ops that reach beyond Cadenza (`stepfunctions`,
-`ecs`, `s3`, `s3_put`), set once per process by the composition root. Module state
-because readers are called with their parameters and the run's args only (no context)."""
+"""The AWS clients of the ops that reach beyond Cadenza (`stepfunctions`, `ecs`, `s3`,
+`s3_put`), set once per process by the composition root. Module state because readers are
+called with their parameters and the run's args only (no context). What they may reach is
+the stage's one allow-list (`targets.base.access`)."""
 
 from __future__ import annotations
 
@@ -9,49 +10,12 @@ from dataclasses import dataclass
 from chalicelib.ports import ObjectStore, WaitTargets
 
 
-class NotAllowed(Exception):
-    """A call to something the stage's allow-list does not name: the slice fails, no call
-    is made."""
-
-
 @dataclass(frozen=True)
 class TargetClients:
-    """The clients, and what this stage allows them to reach (CADENZA_ALLOW_*)."""
+    """The clients (none where the stage allows nothing of their kind)."""
 
     waits: WaitTargets | None = None
     objects: ObjectStore | None = None
-    state_machines: tuple[str, ...] = ()  # ARNs
-    clusters: tuple[str, ...] = ()  # names or ARNs
-    buckets: tuple[str, ...] = ()  # names
-
-    def state_machine(self, ref: str) -> str:
-        """The allowed state machine's ARN that `ref` names (its ARN, or its name)."""
-        for arn in self.state_machines:
-            if ref in (arn, arn.rsplit(":", 1)[-1]):
-                return arn
-        raise NotAllowed(
-            f"state machine {ref!r} is not in this stage's allow-list "
-            "(CADENZA_ALLOW_STATE_MACHINES)"
-        )
-
-    def cluster(self, ref: str) -> str:
-        """`ref` if it names an allowed cluster (by name or ARN)."""
-        named = not ref.startswith("arn:") and any(
-            c.rsplit("/", 1)[-1] == ref for c in self.clusters
-        )
-        if ref in self.clusters or named:
-            return ref
-        raise NotAllowed(
-            f"ECS cluster {ref!r} is not in this stage's allow-list (CADENZA_ALLOW_ECS_CLUSTERS)"
-        )
-
-    def bucket(self, name: str) -> str:
-        """`name` if the stage allows its jobs that bucket."""
-        if name in self.buckets:
-            return name
-        raise NotAllowed(
-            f"bucket {name!r} is not in this stage's allow-list (CADENZA_ALLOW_BUCKETS)"
-        )
 
     def need_waits(self, op: str) -> WaitTargets:
         if self.waits is None:
@@ -74,5 +38,5 @@ def use(clients: TargetClients) -> None:
 
 
 def current() -> TargetClients:
-    """This process's clients (none, and nothing allowed, until `use`)."""
+    """This process's clients (none until `use`)."""
     return _current

@@ -11,6 +11,7 @@ from typing import Any
 
 from chalicelib.ops.clients import current
 from chalicelib.ops.csv_result import CSV_TYPE, rows_of, to_csv
+from chalicelib.ops.targets.base import access
 
 LOOKAHEAD = 64 * 1024  # read past a range's end this much at a time, to finish its last line
 JSONL_TYPE = "application/x-ndjson"
@@ -19,7 +20,7 @@ JSONL_TYPE = "application/x-ndjson"
 def read_objects(p: Any, args: str | None) -> Iterator[dict[str, Any]]:
     """One request per object under the prefix, or per `chunk_bytes` of a larger one."""
     clients = current()
-    bucket = clients.bucket(p.bucket)
+    bucket = access().bucket(p.bucket)
     for key, size in clients.need_objects("s3").list_objects(bucket, p.prefix):
         if key.endswith("/") and size == 0:
             continue  # a "folder" marker
@@ -37,7 +38,7 @@ def get_object(p: Any, data: Any, ctx: Any) -> Any:
     if not isinstance(data, dict) or not {"bucket", "key"} <= data.keys():
         raise ValueError("s3_get: the slice's request names no bucket and key (use the s3 reader)")
     clients = current()
-    bucket = clients.bucket(str(data["bucket"]))
+    bucket = access().bucket(str(data["bucket"]))
     objects = clients.need_objects("s3_get")
     key, span = str(data["key"]), data.get("range")
     if span is None:
@@ -93,7 +94,7 @@ def part_key(prefix: str, ex_id: str, order: int, fmt: str) -> str:
 def put_object(p: Any, data: Any, ctx: Any) -> Any:
     """Write the slice's data under the prefix; the slice's result says where."""
     clients = current()
-    bucket = clients.bucket(p.bucket)
+    bucket = access().bucket(p.bucket)
     key = part_key(p.prefix, ctx.ex_id, ctx.order, p.format)
     items = [] if data is None else data if isinstance(data, list) else [data]
     if p.format == "json_lines":

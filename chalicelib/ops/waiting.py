@@ -10,7 +10,8 @@ from typing import Any
 
 from chalicelib.domain.slices import Waiting
 from chalicelib.ops import templates
-from chalicelib.ops.clients import NotAllowed, current
+from chalicelib.ops.clients import current
+from chalicelib.ops.targets.base import NotAllowed, access
 
 EXCERPT_CHARS = 4000
 ENDED_BADLY = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
@@ -21,8 +22,8 @@ class TargetFailed(Exception):
 
 
 def is_final(exc: BaseException, waiting: dict[str, Any] | None) -> bool:
-    """A failure no retry can mend: a call the stage does not allow, or the end of what a
-    waiting slice waited for (its name cannot start it again)."""
+    """A failure no retry can mend: a call the stage does not allow (any target's), or the
+    end of what a waiting slice waited for (its name cannot start it again)."""
     return isinstance(exc, NotAllowed) or (waiting is not None and isinstance(exc, TargetFailed))
 
 
@@ -44,7 +45,7 @@ def start_execution(p: Any, data: Any, ctx: Any) -> Any:
     clients = current()
     if ctx.wait is not None:
         return _check_execution(ctx.wait, p.check_seconds)
-    arn = clients.state_machine(p.state_machine)
+    arn = access().state_machine(p.state_machine)
     found = templates.values(ctx)
     payload = templates.render_json(p.input, found) if "input" in p.model_fields_set else data
     started = clients.need_waits("stepfunctions").start_execution(
@@ -83,7 +84,7 @@ def run_task(p: Any, data: Any, ctx: Any) -> Any:
     clients = current()
     if ctx.wait is not None:
         return _check_task(ctx.wait, p.check_seconds)
-    cluster = clients.cluster(p.cluster)
+    cluster = access().cluster(p.cluster)
     answer = clients.need_waits("ecs").run_task(_run_request(p, cluster, ctx))
     tasks, failures = answer.get("tasks") or [], answer.get("failures") or []
     if not tasks:

@@ -8,6 +8,7 @@ from typing import Any
 
 from chalicelib.domain.logs import LogLevel, LogPage
 from chalicelib.domain.runs import Run
+from chalicelib.domain.slices import SLICING
 from chalicelib.ops.registry import RedactedError
 from chalicelib.ops.runlog import SliceLog, capturing
 from chalicelib.ops.sandbox import AssetOpFailed
@@ -35,10 +36,15 @@ class RunLogging:
     run_logs: RunLogStore | None
 
     def logged(
-        self, ex_id: str, slice_id: str, attempt: int, work: Callable[[], Any]
+        self,
+        ex_id: str,
+        slice_id: str,
+        attempt: int,
+        work: Callable[[], Any],
+        note: bool = True,
     ) -> tuple[Any, Exception | None]:
-        """`work()`'s result, or the exception it raised; what it printed and logged (and
-        the traceback) written to the run log before this returns."""
+        """`work()`'s result, or the exception it raised; what it printed and logged (and,
+        with `note`, the traceback) written to the run log before this returns."""
         store = self.run_logs
         slice_log = (
             None if store is None else SliceLog(store, ex_id, slice_id, attempt, self.clock.now)
@@ -47,9 +53,25 @@ class RunLogging:
             try:
                 return work(), None
             except Exception as exc:
-                if slice_log is not None:
+                if slice_log is not None and note:
                     note_failure(slice_log, exc)
                 return None, exc
+
+    def sliced(
+        self,
+        ex_id: str,
+        attempt: int,
+        work: Callable[[], list[dict[str, Any]]],
+        note: bool = True,
+    ) -> list[dict[str, Any]]:
+        """`work()`, the run's slicing by its reader: what the reader prints and logs (an
+        asset reader's child too), and with `note` its traceback, in the run's log under
+        the slice id `SLICING`; its exception raised again."""
+        requests: list[dict[str, Any]]
+        requests, failure = self.logged(ex_id, SLICING, attempt, work, note)
+        if failure is not None:
+            raise failure
+        return requests
 
 
 class RunLogService:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from chalicelib.domain.jobs import active_limit_of
@@ -26,6 +27,7 @@ from chalicelib.domain.slices import MAX_SQS_DELAY, retry_delay, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.ops.registry import (
     OpSource,
+    OpSpec,
     Secrets,
     SliceContext,
     agent_command,
@@ -233,7 +235,7 @@ class StartPath(SlotEntry, RunLogging):
         if not may_enter_ahead(known, now, early):
             return None
         try:
-            requests = slice_requests(known.operations, known.args, {})
+            requests = self._slice(known, {}, known.attempts + 1, note=False)
         except Exception:  # the read path fails the run, once, if it cannot be sliced
             return None
         if len(requests) != 1 or not runs_inline(known.operations, 1):
@@ -272,7 +274,7 @@ class StartPath(SlotEntry, RunLogging):
             pinned = self._pinned(run)
             if pinned is not None:
                 run = replace(run, config=pinned)
-            requests = slice_requests(run.operations, run.args, asset_ops(self.ops, run.assets))
+            requests = self._slice(run, asset_ops(self.ops, run.assets), run.attempts + 1)
         except Exception as exc:  # a reader that cannot slice fails the run, once
             self.apply(run, run.fail_unsliced(now, error_text(exc)))
             return StartOutcome.failed
@@ -303,7 +305,7 @@ class StartPath(SlotEntry, RunLogging):
             if pinned is not None:
                 run = replace(run, config=pinned)
             ops = asset_ops(self.ops, run.assets)
-            requests = [] if run.presliced else slice_requests(run.operations, run.args, ops)
+            requests = [] if run.presliced else self._slice(run, ops, run.attempts + 1)
         except Exception as exc:  # a reader that cannot slice fails the run, once
             self.apply(run, run.fail_unsliced(now, error_text(exc)))
             return StartOutcome.failed
@@ -313,6 +315,14 @@ class StartPath(SlotEntry, RunLogging):
         token = _token(claim_id)
         prepared = PreparedStart(run, token, requests, limit, pinned, delivery)
         return self.enter_ahead(prepared, wait_limit(delivery.lead)) or prepared
+
+    def _slice(
+        self, run: Run, ops: Mapping[str, OpSpec], attempt: int, note: bool = True
+    ) -> list[dict[str, Any]]:
+        """The reader's slices; what it prints and logs meanwhile in the run's log
+        (`SLICING`), and with `note` the traceback of its failure (raised again)."""
+        work = partial(slice_requests, run.operations, run.args, ops)
+        return self.sliced(run.ex_id, attempt, work, note)
 
     def _pinned(self, run: Run) -> dict[str, Any] | None:
         """The run's config with its asset references as the ids they name now (kept on
@@ -345,7 +355,7 @@ class StartPath(SlotEntry, RunLogging):
         if claimed is None:
             return None
         ops = asset_ops(self.ops, claimed.assets)
-        return PreparedStart(claimed, token, slice_requests(claimed.operations, claimed.args, ops))
+        return PreparedStart(claimed, token, self._slice(claimed, ops, claimed.attempts))
 
     def _enter_unread(
         self, job_id: str, slot: str, hint: StartHint, claim_id: str | None, early: float
@@ -360,7 +370,7 @@ class StartPath(SlotEntry, RunLogging):
         if limit is None or known.assets or not may_enter_ahead(known, now, early):
             return None
         try:
-            requests = slice_requests(known.operations, known.args, {})
+            requests = self._slice(known, {}, known.attempts + 1, note=False)
         except Exception:  # the read path fails the run, once, if it cannot be sliced
             return None
         if len(requests) != 1:
@@ -381,7 +391,7 @@ class StartPath(SlotEntry, RunLogging):
         if taken.presliced:
             return PreparedStart(taken, token, [])
         ops = asset_ops(self.ops, taken.assets)
-        requests = slice_requests(taken.operations, taken.args, ops)  # as at the claim
+        requests = self._slice(taken, ops, taken.attempts)  # as at the claim
         if taken.status == ExStatus.initializing:
             self.put_slices(taken, requests, now)
         return PreparedStart(taken, token, requests)

@@ -210,6 +210,8 @@ log = logging.getLogger("chatty")
 
 
 def numbers(params, args):
+    print("slicing", params.get("count", 1))
+    log.info("numbers for %s", args)
     for i in range(params.get("count", 1)):
         yield {"n": i}
 
@@ -271,13 +273,66 @@ def test_an_asset_ops_prints_log_records_and_traceback_come_back_from_its_child(
         ("cadenza", "error", error["error"].split(": ", 1)[1]),
     ]
     traceback = failed[2]["message"]
-    assert 'File "<asset>/bundle/chatty/ops.py", line 16, in divide' in traceback
+    assert 'File "<asset>/bundle/chatty/ops.py", line 18, in divide' in traceback
     assert "cadenza-op-" not in traceback
+    with SignedClient(app) as client:
+        sliced = get_ok(client, f"/v1/ex/{ex_id}/logs?slice=slicing")["entries"]
+    assert [(e["slice_id"], e["attempt"], e["source"], e["message"]) for e in sliced] == [
+        ("slicing", 1, "stdout", "slicing 3"),
+        ("slicing", 1, "logging", "chatty: numbers for None"),
+    ]
     keys = container.files.keys(f"logs/{ex_id}/")
-    assert len(keys) == 3  # one object per slice attempt, written at its end
+    assert len(keys) == 4  # one object per slice attempt, written at its end, and the slicing
     out = run_cli(ex_id).stdout
     assert "000000#1 INFO    stdout: dividing 0" in out
     assert "ZeroDivisionError: division by zero" in out
+
+
+# ---- the reader's own output while it slices the run ----------------------------------------
+
+
+def talkative_reader(p: Any, args: str | None) -> Iterator[dict[str, Any]]:
+    print("listing", p.as_dict().get("prefix"))
+    logging.getLogger("talkative").warning("two slices")
+    if p.as_dict().get("prefix") == "missing/":
+        raise ValueError("no such listing")
+    yield from ({"n": n} for n in range(2))
+
+
+@pytest.fixture
+def talkative(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = OpSpec("talkative", AnyParams, reader=talkative_reader)
+    monkeypatch.setitem(REGISTRY, "talkative", spec)
+
+
+def test_what_a_reader_prints_and_logs_while_slicing_is_in_the_runs_log(
+    client: SignedClient, container: Container, queue: MemoryQueue, talkative: None
+) -> None:
+    job = {"name": "talk", "operations": [{"_op": "talkative", "prefix": "in/"}, {"_op": "noop"}]}
+    ex_id = start(client, job)
+    drain(container, queue)
+    assert get_ok(client, f"/v1/ex/{ex_id}")["_status"] == "completed"
+    entries = get_ok(client, f"/v1/ex/{ex_id}/logs?slice=slicing")["entries"]
+    assert [(e["slice_id"], e["attempt"], e["level"], e["message"]) for e in entries] == [
+        ("slicing", 1, "info", "listing in/"),
+        ("slicing", 1, "warning", "talkative: two slices"),
+    ]
+    assert get_ok(client, f"/v1/ex/{ex_id}/logs")["entries"] == entries  # no slice printed
+
+
+def test_a_reader_that_cannot_slice_leaves_its_output_and_traceback_in_the_log(
+    client: SignedClient, container: Container, queue: MemoryQueue, talkative: None
+) -> None:
+    reader = {"_op": "talkative", "prefix": "missing/"}
+    ex_id = start(client, {"name": "talk", "operations": [reader, {"_op": "noop"}]})
+    drain(container, queue)
+    assert get_ok(client, f"/v1/ex/{ex_id}")["_status"] == "failed"
+    entries = get_ok(client, f"/v1/ex/{ex_id}/logs?slice=slicing")["entries"]
+    assert [(e["source"], e["message"].splitlines()[-1]) for e in entries] == [
+        ("stdout", "listing missing/"),
+        ("logging", "talkative: two slices"),
+        ("traceback", "ValueError: no such listing"),
+    ]
 
 
 # ---- secrets: redacted in every line, as in errors ------------------------------------------

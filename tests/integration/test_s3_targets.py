@@ -18,6 +18,7 @@ from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ops.clients import TargetClients, use
 from chalicelib.ops.s3_data import _range_lines
+from chalicelib.ops.targets import base as target_access
 from chalicelib.ports import FakeClock
 from tests.conftest import drain, moto_container
 from tests.conftest import test_settings as make_settings
@@ -31,9 +32,12 @@ def env(aws: None, clock: FakeClock, queue: MemoryQueue) -> Iterator[Container]:
     for bucket in (IN, OUT, "not-allowed"):
         s3.create_bucket(Bucket=bucket)
     for c in moto_container(make_settings(), clock, queue):
-        use(TargetClients(objects=S3ObjectStore(s3), buckets=(IN, OUT)))
+        use(TargetClients(objects=S3ObjectStore(s3)))
+        allow = (("s3", IN), ("s3", OUT))
+        target_access.use(target_access.TargetAccess(allow, target_access.no_client))
         yield c
         use(TargetClients())
+        target_access.use(None)
 
 
 def _put(key: str, body: bytes, bucket: str = IN) -> None:
@@ -120,10 +124,10 @@ def test_a_bucket_outside_the_allow_list_fails_the_run_clearly(
     _put("in/a.txt", b"a\n", bucket="not-allowed")
     run = _run(env, queue, [{"_op": "s3", "bucket": "not-allowed"}, {"_op": "s3_get"}])
     assert run.status == ExStatus.failed
-    assert "bucket 'not-allowed' is not in this stage's allow-list" in str(run.errors)
+    assert "s3 target 'not-allowed' is not allowed in this stage" in str(run.errors)
     run = _run(env, queue, [{"_op": "noop"}, {"_op": "s3_put", "bucket": "not-allowed"}])
     assert run.status == ExStatus.failed
-    assert "CADENZA_ALLOW_BUCKETS" in str(run.errors)
+    assert "CADENZA_TARGETS_ALLOW" in str(run.errors)
 
 
 def test_s3_get_gives_text_json_lines_or_bytes(env: Container, queue: MemoryQueue) -> None:

@@ -18,6 +18,7 @@ from chalicelib.bootstrap import Container
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ops.clients import TargetClients, use
+from chalicelib.ops.targets import base as target_access
 from chalicelib.ports import FakeClock
 from tests.conftest import moto_container
 from tests.conftest import test_settings as make_settings
@@ -39,9 +40,12 @@ def env(aws: None, clock: FakeClock, queue: MemoryQueue) -> Iterator[tuple[Conta
         family="report", containerDefinitions=[{"name": "app", "image": "busybox", "memory": 64}]
     )
     for c in moto_container(make_settings(), clock, queue):
-        use(TargetClients(AwsWaitTargets(sfn, ecs), state_machines=(arn,), clusters=("batch",)))
+        use(TargetClients(AwsWaitTargets(sfn, ecs)))
+        allow = (("stepfunctions", arn), ("ecs", "batch"))
+        target_access.use(target_access.TargetAccess(allow, target_access.no_client))
         yield c, arn
         use(TargetClients())
+        target_access.use(None)
 
 
 def _run(c: Container, last: dict[str, Any]) -> Run:

@@ -17,6 +17,7 @@ from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ops.clients import TargetClients, use
 from chalicelib.ops.registry import SliceContext, validate_operations
+from chalicelib.ops.targets import base as target_access
 from chalicelib.ports import FakeClock
 from tests.fakes.targets import FakeWaitTargets
 from tests.helpers import deliver, deliver_next
@@ -29,9 +30,12 @@ MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:nightly"
 @pytest.fixture
 def fake(memory_container: Container) -> Iterator[FakeWaitTargets]:
     targets = FakeWaitTargets()
-    use(TargetClients(waits=targets, state_machines=(MACHINE,), clusters=("batch",)))
+    use(TargetClients(waits=targets))
+    allow = (("stepfunctions", MACHINE), ("ecs", "batch"))
+    target_access.use(target_access.TargetAccess(allow, target_access.no_client))
     yield targets
     use(TargetClients())
+    target_access.use(None)
 
 
 def _run(c: Container, last: dict[str, Any], **kw: Any) -> Run:
@@ -214,7 +218,9 @@ def test_a_state_machine_outside_the_allow_list_fails_the_slice_before_any_call(
     run = _run(c, {"_op": "stepfunctions", "state_machine": "other"}, max_retries=3)
     assert deliver_next(c, queue, clock) == "failed"  # not retried: it cannot succeed
     assert not fake.calls
-    assert "'other' is not in this stage's allow-list" in str(_now(c, run).errors)
+    assert "stepfunctions target 'other' is not allowed in this stage: add it to " + (
+        "CADENZA_TARGETS_ALLOW"
+    ) in str(_now(c, run).errors)
     run = _run(c, {**SFN_WAIT, "state_machine": "other"}, max_retries=3)
     deliver_next(c, queue, clock)
     assert deliver_next(c, queue, clock) == "failed"  # a sliced run's slice: not retried either

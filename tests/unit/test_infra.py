@@ -411,22 +411,21 @@ def test_api_throttling_refuses_what_api_gateway_would_not_take() -> None:
             infra.api_throttling(config, "x")
 
 
+def _waits(env: dict[str, str], uses: tuple[str, ...]) -> dict[str, Any]:
+    statements = infra.target_statements(Settings.from_env(env).targets_allow, uses)
+    return {st["Sid"]: st for st in statements}
+
+
 def test_target_grants_name_exactly_what_the_stage_allows() -> None:
     machine = "arn:aws:states:eu-west-1:123456789012:stateMachine:nightly"
-    s = Settings.from_env(
-        {
-            "CADENZA_ALLOW_STATE_MACHINES": machine,
-            "CADENZA_ALLOW_ECS_CLUSTERS": "batch",
-            "CADENZA_ALLOW_BUCKETS": "acme-in, acme-out",
-        }
-    )
-    workers = {st["Sid"]: st for st in infra.wait_target_statements(s, ("run", "stop", "list"))}
+    env = {"CADENZA_TARGETS_ALLOW": f"stepfunctions:{machine},ecs:batch,s3:acme-in,s3:acme-out"}
+    workers = _waits(env, ("run", "stop", "list"))
     execution = "arn:aws:states:eu-west-1:123456789012:execution:nightly:*"
     assert workers["StartExecutions"]["Resource"] == [machine]
     assert workers["CheckExecutions"]["Resource"] == [execution]
     assert workers["StopExecutions"]["Resource"] == [execution]
     assert workers["RunTasks"]["Condition"] == {
-        "ArnEquals": {
+        "ArnLike": {
             "ecs:cluster": [
                 {
                     "Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:"
@@ -440,9 +439,27 @@ def test_target_grants_name_exactly_what_the_stage_allows() -> None:
         {"Fn::Sub": "arn:${AWS::Partition}:s3:::acme-in/*"},
         {"Fn::Sub": "arn:${AWS::Partition}:s3:::acme-out/*"},
     ]
-    supervisor = {st["Sid"] for st in infra.wait_target_statements(s, ("stop",))}
-    assert supervisor == {"StopExecutions", "StopTasks"}
-    assert infra.wait_target_statements(Settings.from_env({}), ("run", "stop", "list")) == []
+    assert set(_waits(env, ("stop",))) == {"StopExecutions", "StopTasks"}
+    assert _waits({}, ("run", "stop", "list")) == {}
+
+
+def test_the_old_allow_settings_are_aliases_of_the_one_list() -> None:
+    """CADENZA_ALLOW_STATE_MACHINES / _ECS_CLUSTERS / _BUCKETS read as CADENZA_TARGETS_ALLOW
+    entries of their kind: the same list, the same statements."""
+    machine = "arn:aws:states:eu-west-1:123456789012:stateMachine:nightly"
+    old = {
+        "CADENZA_ALLOW_STATE_MACHINES": machine,
+        "CADENZA_ALLOW_ECS_CLUSTERS": "batch",
+        "CADENZA_ALLOW_BUCKETS": "acme-in, acme-out",
+    }
+    new = {"CADENZA_TARGETS_ALLOW": f"stepfunctions:{machine},ecs:batch,s3:acme-in,s3:acme-out"}
+    assert Settings.from_env(old).targets_allow == Settings.from_env(new).targets_allow
+    uses = ("run", "stop", "list")
+    assert _waits(old, uses) == _waits(new, uses)
+    both = Settings.from_env({**old, **new}).targets_allow
+    assert both == Settings.from_env(new).targets_allow  # the same entry twice: once
+    with pytest.raises(ValueError, match=r"CADENZA_ALLOW_STATE_MACHINES.*by its ARN"):
+        Settings.from_env({"CADENZA_ALLOW_STATE_MACHINES": "nightly"})
 
 
 def test_the_workers_may_call_the_targets_the_stage_allows() -> None:
@@ -487,6 +504,8 @@ def test_a_malformed_target_allow_list_fails_where_it_is_read() -> None:
         Settings.from_env({"CADENZA_TARGETS_ALLOW": "ftp:host"})
     with pytest.raises(ValueError, match="not a name or a pattern"):
         Settings.from_env({"CADENZA_TARGETS_ALLOW": "sqs:a b"})
+    with pytest.raises(ValueError, match="by its ARN"):
+        Settings.from_env({"CADENZA_TARGETS_ALLOW": "stepfunctions:nightly"})
     parsed = Settings.from_env({"CADENZA_TARGETS_ALLOW": " http:API.example.com , sqs:q* "})
     assert parsed.targets_allow == (("http", "api.example.com"), ("sqs", "q*"))
 

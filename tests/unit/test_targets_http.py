@@ -6,17 +6,32 @@ schemes, templates escaped for where they go and refused at submit when unknown.
 from __future__ import annotations
 
 import json
+import socket
+import ssl
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
+import trustme
+import urllib3
 
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.ops import templates
 from chalicelib.ops.registry import SliceContext, process, validate_operations
-from chalicelib.ops.targets.base import TargetAccess, TargetDenied, TargetFailed, use
+from chalicelib.ops.targets import http as http_target
+from chalicelib.ops.targets.base import (
+    NotAllowed,
+    TargetAccess,
+    TargetDenied,
+    TargetFailed,
+    use,
+)
 from tests.target_server import TargetServer, target_server
 
 CTX = SliceContext("ex-1", "job-1", 0, 1, "--day 2026-11-28", slot="2026-11-28T23:00:00Z")
@@ -190,3 +205,133 @@ def test_a_key_given_in_any_case_is_not_sent_twice(server: TargetServer) -> None
     _run({"url": server.url + "/ok", "headers": {"idempotency-key": "mine"}})
     (seen,) = server.seen
     assert [v for k, v in seen.headers.items() if k.lower() == "idempotency-key"] == ["mine"]
+
+
+class Resolver:
+    """Stands for DNS: each name's answers, one per lookup (the last one repeats); every
+    lookup (the connection's own of an address too) recorded, by host."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        self.answers, self.asked = answers, Counter[str]()
+        self.real = socket.getaddrinfo
+
+    def __call__(self, host: str, port: int, *args: Any, **kw: Any) -> list[Any]:
+        self.asked[host] += 1
+        if host not in self.answers:
+            if http_target._address(host) is not None:
+                return self.real(host, port, *args, **kw)
+            raise socket.gaierror(-2, "Name or service not known")
+        got = self.answers[host]
+        found = got.pop(0) if len(got) > 1 else got[0]
+        return [(2, 1, 6, "", (a, port)) for a in found]
+
+
+def _resolving(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[list[str]]]) -> Resolver:
+    resolver = Resolver(answers)
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    return resolver
+
+
+def test_a_name_is_resolved_once_and_every_attempt_goes_to_the_checked_address(
+    server: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rebinding: the name answers 127.0.0.1 (named exactly in the list) then the metadata
+    address; the call asks once, and its three attempts all reach the server it checked,
+    with the name as `Host`."""
+    use(TargetAccess((("http", "svc.internal.test"),), _no_aws))
+    resolver = _resolving(monkeypatch, {"svc.internal.test": [["127.0.0.1"], ["169.254.169.254"]]})
+    port = server.url.rsplit(":", 1)[1]
+    out = _run({"url": f"http://svc.internal.test:{port}/flaky/2", "retries": 2})
+    assert out["status"] == 200 and out["attempts"] == 3
+    assert resolver.asked["svc.internal.test"] == 1  # the connections looked up no name
+    assert [s.headers["Host"] for s in server.seen] == [f"svc.internal.test:{port}"] * 3
+
+
+@pytest.mark.parametrize(
+    ("allow", "answer"),
+    [
+        ("*.internal.test", "127.0.0.1"),  # a pattern does not name a private address
+        ("*.internal.test", "10.1.2.3"),
+        ("*.internal.test", "fd00::1"),
+        ("*.internal.test", "::ffff:192.168.0.1"),
+        ("svc.internal.test", "169.254.169.254"),  # link-local: never, even named
+        ("svc.internal.test", "fe80::1"),
+    ],
+)
+def test_a_name_resolving_to_a_private_address_is_refused_unless_named_exactly(
+    server: TargetServer, monkeypatch: pytest.MonkeyPatch, allow: str, answer: str
+) -> None:
+    use(TargetAccess((("http", allow),), _no_aws))
+    _resolving(monkeypatch, {"svc.internal.test": [["93.184.216.34", answer]]})
+    with pytest.raises(NotAllowed, match=r"non-public|link-local") as refused:
+        _run({"url": "http://svc.internal.test/ok"})
+    assert answer not in str(refused.value)  # where a name points inside is not told
+    assert server.seen == []
+
+
+def test_an_address_named_exactly_is_reached_and_a_public_name_by_pattern(
+    server: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(TargetAccess((("http", "*.example.test"), ("http", "127.0.0.1")), _no_aws))
+    assert _run({"url": server.url + "/ok"})["status"] == 200  # 127.0.0.1, named exactly
+    _resolving(monkeypatch, {"api.example.test": [["93.184.216.34"]]})
+    assert http_target.pin("api.example.test", 443) == "93.184.216.34"
+    with pytest.raises(TargetFailed, match="cannot resolve"):
+        http_target.resolve("nothing.invalid", 80)
+
+
+class _Ok(BaseHTTPRequestHandler):
+    hosts: ClassVar[list[str]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.hosts.append(self.headers.get("Host", ""))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """An https server on 127.0.0.1 whose certificate (of a test CA) names only
+    `svc.internal.test`: its port, the CA's file, the TLS server names clients sent."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("svc.internal.test").configure_cert(context)
+    names: list[str] = []
+
+    def sent(sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        names.append(str(name))
+
+    context.sni_callback = sent
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    try:
+        yield httpd.server_address[1], str(ca_file), names
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        use(None)
+
+
+def test_https_to_the_pinned_address_keeps_the_name_for_sni_and_the_certificate(
+    tls_server: tuple[int, str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection goes to 127.0.0.1, yet the server is asked for `svc.internal.test`
+    and its certificate, which names only that, is verified against it."""
+    port, ca_file, names = tls_server
+    pool = urllib3.PoolManager(num_pools=2, retries=False, ca_certs=ca_file)
+    monkeypatch.setattr(http_target, "_POOL", pool)
+    use(TargetAccess((("http", "svc.internal.test"),), _no_aws))
+    resolver = _resolving(monkeypatch, {"svc.internal.test": [["127.0.0.1"]]})
+    _Ok.hosts.clear()
+    out = _run({"url": f"https://svc.internal.test:{port}/ok", "retries": 0})
+    assert (out["status"], out["body"]) == (200, "ok")
+    assert names == ["svc.internal.test"] and resolver.asked["svc.internal.test"] == 1
+    assert _Ok.hosts == [f"svc.internal.test:{port}"]

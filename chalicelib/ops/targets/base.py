@@ -1,5 +1,6 @@
-"""What every target shares: the stage's allow-list (CADENZA_TARGETS_ALLOW), the AWS
-clients targets call with, their failures as slice errors, response excerpts."""
+"""What every target shares: the stage's allow-list (CADENZA_TARGETS_ALLOW, one for every
+kind of target: `TargetAccess` holds it), the AWS clients targets call with, their failures
+as slice errors, response excerpts."""
 
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ class TargetDenied(TargetFailed):
     for want of a grant."""
 
 
+class NotAllowed(TargetDenied):
+    """A call to something the stage's allow-list does not name, refused before calling: no
+    retry can mend it, the slice fails at once."""
+
+
 def scrub(text: str) -> str:
     """An AWS error's text without ARNs or account ids (ours, in a role's name, or theirs)."""
     return _ACCOUNT.sub("<account>", _ARN.sub("<arn>", text))
@@ -55,23 +61,60 @@ def body_bytes(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
+def denied(kind: str, name: str) -> NotAllowed:
+    """The refusal of a call outside the allow-list, naming the setting to change."""
+    return NotAllowed(
+        f"{kind} target {name!r} is not allowed in this stage: add it to {ENV} "
+        "(docs/targets.md#grants)"
+    )
+
+
 @dataclass
 class TargetAccess:
-    """The allow-list and a maker of AWS clients (`client(service, timeout)`)."""
+    """The stage's allow-list, (kind, name pattern) pairs for every kind of target, and a
+    maker of AWS clients (`client(service, timeout)`)."""
 
     allow: tuple[tuple[str, str], ...]
     client: Callable[[str, float], Any]
     _cache: dict[tuple[str, str], Any] = field(default_factory=dict)
 
-    def check(self, kind: str, name: str) -> None:
-        """TargetDenied, before any call, unless the allow-list admits `name` for `kind`."""
+    def allows(self, kind: str, name: str) -> bool:
+        """Whether a pattern of `kind` admits `name` (a host's name in any case)."""
         probe = name.lower() if kind == "http" else name
-        if any(k == kind and fnmatchcase(probe, p) for k, p in self.allow):
-            return
-        raise TargetDenied(
-            f"{kind} target {name!r} is not allowed in this stage: add it to {ENV} "
-            "(docs/targets.md#grants)"
-        )
+        return any(fnmatchcase(probe, p) for p in iter_allowed(kind, self.allow))
+
+    def _of(self, kind: str) -> list[str]:
+        return list(iter_allowed(kind, self.allow))
+
+    def check(self, kind: str, name: str) -> None:
+        """NotAllowed, before any call, unless the allow-list admits `name` for `kind`."""
+        if not self.allows(kind, name):
+            raise denied(kind, name)
+
+    def state_machine(self, ref: str) -> str:
+        """The allowed state machine's ARN that `ref` names: its ARN, or its name (the one
+        allowed ARN, written without `*`, that ends with `:stateMachine:<name>`)."""
+        if ref.startswith("arn:"):
+            self.check("stepfunctions", ref)
+            return ref
+        for arn in self._of("stepfunctions"):
+            if "*" not in arn and arn.rsplit(":", 1)[-1] == ref:
+                return arn
+        raise denied("stepfunctions", ref)
+
+    def cluster(self, ref: str) -> str:
+        """`ref` if it names an allowed cluster: an ARN the list admits, or a name it admits
+        (as a name, or as the end of an allowed ARN)."""
+        names = [p.rsplit("/", 1)[-1] if p.startswith("arn:") else p for p in self._of("ecs")]
+        named = not ref.startswith("arn:") and any(fnmatchcase(ref, n) for n in names)
+        if not (named or self.allows("ecs", ref)):
+            raise denied("ecs", ref)
+        return ref
+
+    def bucket(self, name: str) -> str:
+        """`name` if the stage allows its jobs that bucket."""
+        self.check("s3", name)
+        return name
 
     def cached(self, key: tuple[str, str], make: Callable[[], Any]) -> Any:
         """A value looked up once per process (a queue's URL, a topic's ARN)."""
@@ -110,6 +153,11 @@ def access() -> TargetAccess:
         if _access is None:
             _access = TargetAccess(get_settings().targets_allow, _boto_client)
         return _access
+
+
+def no_client(service: str, timeout: float) -> Any:
+    """A client maker for an access whose ops bring their own clients (`ops.clients`)."""
+    raise RuntimeError(f"no {service} client here")
 
 
 def use(chosen: TargetAccess | None) -> None:
