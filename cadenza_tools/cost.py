@@ -57,6 +57,7 @@ PRICES = {
 STAGE = "prod"
 HANDLERS = {"on_tick": infra.SUPERVISOR, "on_start_batch": "start_worker"}
 HANDLERS["on_slice_batch"] = "slice_worker"
+BREAKDOWN = "dynamodb_units_by_operation"  # per run, "Operation table" -> units
 DYNAMODB_WRITES = {
     "PutItem",
     "UpdateItem",
@@ -83,6 +84,8 @@ class Tally:
         out = Tally(api_requests=self.api_requests)
         for key in self.calls.keys() | other.calls.keys():
             out.calls[key] = max(0, round(self.calls[key] - times * other.calls[key]))
+        for key in self.units.keys() | other.units.keys():
+            out.units[key] = max(0.0, self.units[key] - times * other.units[key])
         out.read_units = max(0.0, self.read_units - times * other.read_units)
         out.write_units = max(0.0, self.write_units - times * other.write_units)
         for key in self.invocations:
@@ -103,6 +106,12 @@ class Tally:
             "s3_puts": self.calls["s3:PutObject"] / runs,
             "s3_gets": self.calls["s3:GetObject"] / runs,
         }
+
+
+def units_by_operation(tally: Tally, runs: int) -> dict[str, float]:
+    """DynamoDB units per run by "Operation table", largest first (where the units go)."""
+    per_run = {k: v / runs for k, v in tally.units.items() if v}
+    return dict(sorted(per_run.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def dollars_per_million(per_run: Mapping[str, float]) -> dict[str, float]:
@@ -300,7 +309,8 @@ def _scaled(tally: Tally, scale: float) -> dict[str, float]:
 
 def _net(tally: Tally, idle: Tally, scale: float, runs: int) -> dict[str, float]:
     ticks = tally.invocations[infra.SUPERVISOR]
-    return tally.minus(idle, ticks * scale).per(max(1, runs))
+    net = tally.minus(idle, ticks * scale)
+    return {**net.per(max(1, runs)), BREAKDOWN: units_by_operation(net, max(1, runs))}
 
 
 def _runs_of(api: Api, name: str) -> int:
@@ -312,11 +322,12 @@ def _runs_of(api: Api, name: str) -> int:
 def table(results: Mapping[str, Any]) -> str:
     """The Markdown table: per run, then USD per million runs."""
     kinds = [k for k in results if k != "idle_tick"]
+    figures = [key for key in results[kinds[0]] if key != BREAKDOWN]
     lines = [
         "| per run | " + " | ".join(kinds) + " |",
         "|---|" + "---:|" * len(kinds),
     ]
-    for key in results[kinds[0]]:
+    for key in figures:
         lines.append(f"| {key} | " + " | ".join(f"{results[k][key]:.2f}" for k in kinds) + " |")
     costs = {k: dollars_per_million(results[k]) for k in kinds}
     lines.append("| **USD per million runs** | " + " | ".join("" for _ in kinds) + " |")
@@ -326,6 +337,11 @@ def table(results: Mapping[str, Any]) -> str:
     lines.append(f"| **total** | {totals} |")
     scheduler = PRICES["scheduler_invocation"] * 1e6
     lines.append(f"\nEventBridge Scheduler alone: {scheduler:.2f} USD per million invocations.")
+    for kind in kinds:
+        lines += [f"\nDynamoDB units per run, {kind}:", "", "| operation, table | units |"]
+        lines.append("|---|---:|")
+        for op, units in results[kind].get(BREAKDOWN, {}).items():
+            lines.append(f"| `{op}` | {units:.2f} |")
     return "\n".join(lines)
 
 
