@@ -48,7 +48,7 @@ def _indexes(described: Mapping[str, Any]) -> set[Index]:
 def model_indexes(model: type[Model]) -> set[Index]:
     """The kind, name and projection of each index the model declares (a projection
     changed under the same name needs the table made again too)."""
-    schema = model._get_schema()
+    schema: Mapping[str, Any] = model._get_schema()
     return {
         (kind, str(i["index_name"]), *_projected(i.get("projection", {})))
         for kind, key in (
