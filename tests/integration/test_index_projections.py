@@ -111,9 +111,12 @@ def test_a_run_read_through_any_index_is_whole(store: DynamoStore) -> None:
     )
     for run in (failed, running):
         assert store.create_run(run)
-    whole = {r.ex_id: store.get_run(r.job_id, r.slot) for r in (failed, running)}
-    assert all(whole.values())
-    assert whole[failed.ex_id] is not None and whole[failed.ex_id].errors == [{"error": "boom"}]
+    whole: dict[str, Run] = {}
+    for run in (failed, running):
+        stored = store.get_run(run.job_id, run.slot)
+        assert stored is not None
+        whole[run.ex_id] = stored
+    assert whole[failed.ex_id].errors == [{"error": "boom"}]
     for run in (failed, running):
         assert store.get_run_by_ex(run.ex_id) == whole[run.ex_id]
     history, _ = store.runs_created_between(job.job_id, None, T + 100)

@@ -6,7 +6,7 @@ It wraps PynamoDB's single dispatch point (every model and transaction call goes
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,8 +37,8 @@ class CallCounter:
         self.items_written = 0
         # with counting(units=True): the units DynamoDB answered, by "table" and
         # "table index" (ReturnConsumedCapacity=INDEXES), writes and reads apart
-        self.write_units: Counter[str] = Counter()
-        self.read_units: Counter[str] = Counter()
+        self.write_units: defaultdict[str, float] = defaultdict(float)
+        self.read_units: defaultdict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
 
     def record_units(self, operation: str, response: dict[str, Any] | None) -> None:
