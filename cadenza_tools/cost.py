@@ -352,7 +352,7 @@ def table(results: Mapping[str, Any]) -> str:
     scheduler = PRICES["scheduler_invocation"] * 1e6
     lines.append(f"\nEventBridge Scheduler alone: {scheduler:.2f} USD per million invocations.")
     for kind in kinds:
-        lines += [f"\nDynamoDB units per run, {kind}:", "", "| operation, table | units |"]
+        lines += [f"\nDynamoDB units per run, {kind}:", "", "| operation, table, index | units |"]
         lines.append("|---|---:|")
         for op, units in results[kind].get(BREAKDOWN, {}).items():
             lines.append(f"| `{op}` | {units:.2f} |")
