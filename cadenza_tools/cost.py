@@ -5,10 +5,11 @@ the ``prod`` stage's memory sizes for the GB-seconds), counts what each kind of 
 AWS do, and prices it with the list prices below:
 
 * every AWS call, through botocore's event system on every client (PynamoDB's too), as
-  ``tests/aws_calls.py`` records them; DynamoDB calls ask ``ReturnConsumedCapacity=TOTAL``
+  ``tests/aws_calls.py`` records them; DynamoDB calls ask ``ReturnConsumedCapacity=INDEXES``
   and the read and write units DynamoDB Local answers are summed (a transaction's units
-  included); SQS requests are the sends, deletes and the receives that got messages (an
-  event source mapping's empty polls are a fixed cost, whatever the runs);
+  included), and kept per table and index (the breakdown printed under the table); SQS
+  requests are the sends, deletes and the receives that got messages (an event source
+  mapping's empty polls are a fixed cost, whatever the runs);
 * every invocation of the supervisor and the workers (the handlers wrapped), and its
   duration times the function's memory (GB-seconds); each API request is one API Gateway
   request and one invocation of the API function, timed from the client;
@@ -29,7 +30,7 @@ import os
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ PRICES = {
 STAGE = "prod"
 HANDLERS = {"on_tick": infra.SUPERVISOR, "on_start_batch": "start_worker"}
 HANDLERS["on_slice_batch"] = "slice_worker"
+BREAKDOWN = "dynamodb_units_by_operation"  # per run, "Operation table" -> units
 DYNAMODB_WRITES = {
     "PutItem",
     "UpdateItem",
@@ -72,7 +74,8 @@ class Tally:
     """What one stretch of the stack's life made AWS do."""
 
     calls: Counter[str] = field(default_factory=Counter)  # "service:Operation" -> count
-    units: Counter[str] = field(default_factory=Counter)  # "Operation table" -> DynamoDB units
+    # "Operation table" (its own units) and "Operation table index" -> DynamoDB units
+    units: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     read_units: float = 0.0
     write_units: float = 0.0
     invocations: Counter[str] = field(default_factory=Counter)  # function -> count
@@ -84,6 +87,8 @@ class Tally:
         out = Tally(api_requests=self.api_requests)
         for key in self.calls.keys() | other.calls.keys():
             out.calls[key] = max(0, round(self.calls[key] - times * other.calls[key]))
+        for key in self.units.keys() | other.units.keys():
+            out.units[key] = max(0.0, self.units[key] - times * other.units[key])
         out.read_units = max(0.0, self.read_units - times * other.read_units)
         out.write_units = max(0.0, self.write_units - times * other.write_units)
         for key in self.invocations:
@@ -104,6 +109,12 @@ class Tally:
             "s3_puts": self.calls["s3:PutObject"] / runs,
             "s3_gets": self.calls["s3:GetObject"] / runs,
         }
+
+
+def units_by_operation(tally: Tally, runs: int) -> dict[str, float]:
+    """DynamoDB units per run by "Operation table", largest first (where the units go)."""
+    per_run = {k: v / runs for k, v in tally.units.items() if v}
+    return dict(sorted(per_run.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def dollars_per_million(per_run: Mapping[str, float]) -> dict[str, float]:
@@ -134,7 +145,7 @@ class Meter:
 
     def _before(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         if "ReturnConsumedCapacity" in model.input_shape.members:
-            params.setdefault("ReturnConsumedCapacity", "TOTAL")
+            params["ReturnConsumedCapacity"] = "INDEXES"  # PynamoDB asks TOTAL: no split
 
     def _after(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         service = model.service_model.service_name
@@ -146,11 +157,23 @@ class Meter:
         with self._lock:
             self.tally.calls[f"{service}:{model.name}"] += 1
             for c in consumed:
-                self.tally.units[f"{model.name} {c.get('TableName')}"] += c.get("CapacityUnits", 0)
+                self._by_index(model.name, c)
             if model.name in DYNAMODB_WRITES:
                 self.tally.write_units += units
             else:
                 self.tally.read_units += units
+
+    def _by_index(self, operation: str, consumed: Mapping[str, Any]) -> None:
+        """A call's units on its table and on each index it wrote or read (INDEXES)."""
+        where = f"{operation} {consumed.get('TableName')}"
+        parts = {where: consumed.get("Table", {}).get("CapacityUnits", 0.0)}
+        for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            for index, used in (consumed.get(kind) or {}).items():
+                parts[f"{where} {index}"] = used.get("CapacityUnits", 0.0)
+        if not any(parts.values()):  # no split given: all on the table
+            parts[where] = consumed.get("CapacityUnits", 0.0)
+        for key, units in parts.items():
+            self.tally.units[key] += float(units)
 
     def timed(self, function: str, handler: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
@@ -317,9 +340,10 @@ def _scaled(tally: Tally, scale: float) -> dict[str, float]:
     return {k: v * scale for k, v in tally.per(1).items()}
 
 
-def _net(tally: Tally, idle: Tally, scale: float, runs: int) -> dict[str, float]:
+def _net(tally: Tally, idle: Tally, scale: float, runs: int) -> dict[str, Any]:
     ticks = tally.invocations[infra.SUPERVISOR]
-    return tally.minus(idle, ticks * scale).per(max(1, runs))
+    net = tally.minus(idle, ticks * scale)
+    return {**net.per(max(1, runs)), BREAKDOWN: units_by_operation(net, max(1, runs))}
 
 
 def _runs_of(api: Api, name: str, size: int = 100) -> int:
@@ -336,11 +360,12 @@ def _runs_of(api: Api, name: str, size: int = 100) -> int:
 def table(results: Mapping[str, Any]) -> str:
     """The Markdown table: per run, then USD per million runs."""
     kinds = [k for k in results if k != "idle_tick"]
+    figures = [key for key in results[kinds[0]] if key != BREAKDOWN]
     lines = [
         "| per run | " + " | ".join(kinds) + " |",
         "|---|" + "---:|" * len(kinds),
     ]
-    for key in results[kinds[0]]:
+    for key in figures:
         lines.append(f"| {key} | " + " | ".join(f"{results[k][key]:.2f}" for k in kinds) + " |")
     costs = {k: dollars_per_million(results[k]) for k in kinds}
     lines.append("| **USD per million runs** | " + " | ".join("" for _ in kinds) + " |")
@@ -350,6 +375,11 @@ def table(results: Mapping[str, Any]) -> str:
     lines.append(f"| **total** | {totals} |")
     scheduler = PRICES["scheduler_invocation"] * 1e6
     lines.append(f"\nEventBridge Scheduler alone: {scheduler:.2f} USD per million invocations.")
+    for kind in kinds:
+        lines += [f"\nDynamoDB units per run, {kind}:", "", "| operation, table, index | units |"]
+        lines.append("|---|---:|")
+        for op, units in results[kind].get(BREAKDOWN, {}).items():
+            lines.append(f"| `{op}` | {units:.2f} |")
     return "\n".join(lines)
 
 

@@ -953,7 +953,8 @@ FUNCTION_GRANTS: dict[str, Grants] = {
     API_HANDLER: Grants(
         tables={
             "job": (GET, PUT, UPDATE),
-            "run": (GET, PUT, UPDATE, QUERY),
+            # BatchGetItem: a listing's runs (the runs' listing indexes project few fields)
+            "run": (GET, PUT, UPDATE, QUERY, "dynamodb:BatchGetItem"),
             # remote agents: their slices finished (UPDATE), their tasks and records kept
             # in the supervisor table, their alerts kept (alert PUT) and published
             "slice": (PUT, DELETE, QUERY, UPDATE),
@@ -986,7 +987,7 @@ FUNCTION_GRANTS: dict[str, Grants] = {
             # alerts; and notifications: emitted (missed slots, alerts), claimed, settled
             "alert": (PUT, UPDATE, DELETE, QUERY, CHECK),
         },
-        indexes={"job": ("due-index",), "run": ("sweep-index",)},
+        indexes={"job": ("due-index-v2",), "run": ("sweep-index",)},
         sends=("start", "slice"),
         publishes=True,
         targets=("stop",),

@@ -123,7 +123,9 @@ class JobStore(ABC):
 
     @abstractmethod
     def due_jobs(self, shard: int, horizon: float, limit: int = 500) -> list[Job]:
-        """SCHEDULED jobs of one due shard with next_fire_at <= horizon (an index query)."""
+        """SCHEDULED jobs of one due shard with next_fire_at <= horizon (an index query).
+        Jobs read from an index, here and in the listings, come without their slot sets
+        (`active_slots`, `buffered_slot`, `waiting_slots` empty): get_job reads them."""
 
     @abstractmethod
     def set_job_state(

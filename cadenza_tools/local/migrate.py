@@ -28,18 +28,34 @@ log = logging.getLogger(__name__)
 BATCH = 25  # BatchWriteItem's limit
 
 
-def _indexes(described: Mapping[str, Any]) -> set[tuple[str, str]]:
+Index = tuple[str, str, str, tuple[str, ...]]  # kind, name, projection type, its attributes
+
+
+def _projected(projection: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    kind = str(projection.get("ProjectionType", "ALL"))
+    return kind, tuple(sorted(str(a) for a in projection.get("NonKeyAttributes", [])))
+
+
+def _indexes(described: Mapping[str, Any]) -> set[Index]:
     table = described["Table"]
-    found = {("global", i["IndexName"]) for i in table.get("GlobalSecondaryIndexes", [])}
-    return found | {("local", i["IndexName"]) for i in table.get("LocalSecondaryIndexes", [])}
+    return {
+        (kind, str(i["IndexName"]), *_projected(i.get("Projection", {})))
+        for kind, key in (("global", "GlobalSecondaryIndexes"), ("local", "LocalSecondaryIndexes"))
+        for i in table.get(key, [])
+    }
 
 
-def model_indexes(model: type[Model]) -> set[tuple[str, str]]:
-    """The (kind, name) of each index the model declares."""
-    schema = model._get_schema()
-    found = {("global", str(i["index_name"])) for i in schema.get("global_secondary_indexes", [])}
-    return found | {
-        ("local", str(i["index_name"])) for i in schema.get("local_secondary_indexes", [])
+def model_indexes(model: type[Model]) -> set[Index]:
+    """The kind, name and projection of each index the model declares (a projection
+    changed under the same name needs the table made again too)."""
+    schema: Mapping[str, Any] = model._get_schema()
+    return {
+        (kind, str(i["index_name"]), *_projected(i.get("projection", {})))
+        for kind, key in (
+            ("global", "global_secondary_indexes"),
+            ("local", "local_secondary_indexes"),
+        )
+        for i in schema.get(key, [])
     }
 
 

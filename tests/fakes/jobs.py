@@ -11,7 +11,7 @@ from chalicelib.domain.jobs import Job, due_shard
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import JOB_MACHINE, TERMINAL_EX, JobState
 from chalicelib.ports import JobStore
-from tests.fakes.tables import JOB_FIELDS, Tables, as_json
+from tests.fakes.tables import JOB_FIELDS, Tables, as_json, indexed
 
 
 class JobsMixin(Tables, JobStore):
@@ -43,7 +43,7 @@ class JobsMixin(Tables, JobStore):
                 for j in self.jobs.values()
                 if self._on_due_index(j, shard) and (j.next_fire_at or 0) <= horizon
             ]
-            return sorted(found, key=lambda j: (j.next_fire_at, j.job_id))[:limit]
+            return indexed(sorted(found, key=lambda j: (j.next_fire_at, j.job_id))[:limit])
 
         return self._read(due)
 

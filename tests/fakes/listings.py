@@ -19,6 +19,7 @@ from tests.fakes.tables import (
     OWNER_CURSOR,
     RUN_CURSOR,
     Tables,
+    indexed,
     page_of,
     window_of,
 )
@@ -56,7 +57,7 @@ class ListingsMixin(Tables, JobStore, RunStore):
         with self._lock:
             found, last = self._job_page(self._listed_jobs(None, state), self._after(start), page)
             token = None if last is None else self._job_token(last, "list_key", LIST_KEY)
-            return copy.deepcopy(found), token
+            return indexed(found), token
 
     def jobs_by_owner(
         self, owner: str, page: Page = FIRST_PAGE, state: JobState | None = None
@@ -65,7 +66,7 @@ class ListingsMixin(Tables, JobStore, RunStore):
         with self._lock:
             found, last = self._job_page(self._listed_jobs(owner, state), self._after(start), page)
             token = None if last is None else self._job_token(last, "owner", owner)
-            return copy.deepcopy(found), token
+            return indexed(found), token
 
     @staticmethod
     def _job_token(job: Job, part: str, value: str) -> str | None:
@@ -90,7 +91,8 @@ class ListingsMixin(Tables, JobStore, RunStore):
                 and (active is None or j.active == active)
                 and owner in (None, owner_of(j.definition))
             ]
-            return window_of(found, lambda j: (getattr(j, sort.field), j.job_id), sort, start, size)
+            jobs = window_of(found, lambda j: (getattr(j, sort.field), j.job_id), sort, start, size)
+            return indexed(jobs)
 
         return self._read(window)
 

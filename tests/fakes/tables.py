@@ -129,3 +129,14 @@ class Tables:
         job.updated = now
         keeps = state in (JobState.SCHEDULED, JobState.SUSPENDED) and next_fire_at is not None
         job.next_fire_at = next_fire_at if keeps else None
+
+
+def indexed(jobs: list[Job]) -> list[Job]:
+    """Jobs as an index query gives them (indexes.JOB_LISTED): copies without their slot
+    sets, which only get_job reads."""
+    return [
+        dataclasses.replace(
+            copy.deepcopy(j), active_slots=set(), buffered_slot=None, waiting_slots=set()
+        )
+        for j in jobs
+    ]

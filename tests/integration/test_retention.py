@@ -143,6 +143,9 @@ OLD_LSI: LocalSecondaryIndexTypeDef = {
 }
 
 
+JOB_CREATED = "job-created-index-v2"
+
+
 def _old_runs_table(backend: Settings) -> None:
     """The runs table as the model made it before: the LSI, and no job-created GSI."""
     store = DynamoStore(backend)
@@ -155,7 +158,7 @@ def _old_runs_table(backend: Settings) -> None:
     gsis: list[GlobalSecondaryIndexTypeDef] = [
         {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"]}
         for g in described["GlobalSecondaryIndexes"]
-        if g["IndexName"] != "job-created-index"
+        if g["IndexName"] != JOB_CREATED
     ]
     client.create_table(
         TableName=backend.runs_table,
@@ -166,7 +169,7 @@ def _old_runs_table(backend: Settings) -> None:
         LocalSecondaryIndexes=[OLD_LSI],
     )
     client.get_waiter("table_exists").wait(TableName=backend.runs_table)
-    assert ("local", "created-index") not in model_indexes(R)
+    assert "created-index" not in {name for _, name, _, _ in model_indexes(R)}
 
 
 def test_a_local_table_with_the_old_indexes_is_rebuilt_with_its_items(
@@ -185,8 +188,43 @@ def test_a_local_table_with_the_old_indexes_is_rebuilt_with_its_items(
     client = boto3.client("dynamodb", region_name=backend.region, endpoint_url=backend.ddb_endpoint)
     table = client.describe_table(TableName=backend.runs_table)["Table"]
     assert not table.get("LocalSecondaryIndexes")
-    assert "job-created-index" in {g["IndexName"] for g in table["GlobalSecondaryIndexes"]}
+    assert JOB_CREATED in {g["IndexName"] for g in table["GlobalSecondaryIndexes"]}
     listed, _ = store.runs_created_between(job.job_id, None, T0 + 100)
     assert sorted(r.ex_id for r in listed) == sorted(r.ex_id for r in made)
     [backup] = tmp_path.glob(f"{backend.runs_table}-*.jsonl")
     assert len([json.loads(line) for line in backup.read_text().splitlines()]) == 30
+
+
+def test_a_local_table_whose_index_projects_otherwise_is_rebuilt(
+    backend: Settings, tmp_path: Path
+) -> None:
+    """An index of the model's name but another projection (the jobs' indexes projected
+    everything before they left out the slot sets) is made again too."""
+    store = DynamoStore(backend)
+    store.ensure_tables()
+    client = boto3.client("dynamodb", region_name=backend.region, endpoint_url=backend.ddb_endpoint)
+    described = client.describe_table(TableName=backend.jobs_table)["Table"]
+    client.delete_table(TableName=backend.jobs_table)
+    client.get_waiter("table_not_exists").wait(TableName=backend.jobs_table)
+    client.create_table(
+        TableName=backend.jobs_table,
+        AttributeDefinitions=described["AttributeDefinitions"],
+        KeySchema=described["KeySchema"],
+        BillingMode="PAY_PER_REQUEST",
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": g["IndexName"],
+                "KeySchema": g["KeySchema"],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for g in described["GlobalSecondaryIndexes"]
+        ],
+    )
+    client.get_waiter("table_exists").wait(TableName=backend.jobs_table)
+    store.create_job(Job(job_id=str(uuid.uuid4()), definition=_body(None), created=T0, updated=T0))
+    assert rebuild_changed_tables(backend, tmp_path) == {backend.jobs_table: 1}
+    table = client.describe_table(TableName=backend.jobs_table)["Table"]
+    assert {g["Projection"]["ProjectionType"] for g in table["GlobalSecondaryIndexes"]} == {
+        "INCLUDE"
+    }
+    assert rebuild_changed_tables(backend, tmp_path) == {}

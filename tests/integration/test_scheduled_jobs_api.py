@@ -615,8 +615,9 @@ def test_listings_query_indexes_and_never_scan(container: Container, clock: Fake
         counts = store.count_runs_by_status(ids[0], None, None)
     assert c.calls["Scan"] == 0
     # 7 index queries, and the table's newest runs for the page ending at now (the global
-    # job-created index is eventually consistent; the other two windows have no end)
-    assert c.calls["Query"] == 8 and c.reads == 8
+    # job-created index is eventually consistent; the other two windows have no end); each
+    # page of runs is read from the table with one BatchGetItem (the index projects status)
+    assert c.calls["Query"] == 8 and c.calls["BatchGetItem"] == 2 and c.reads == 10
     assert [j.job_id for j in jobs + rest] == ids[::-1] and end is None
     assert [j.job_id for j in anns] == [ids[3], ids[1]]
     assert scheduled == []

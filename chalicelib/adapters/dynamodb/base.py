@@ -3,8 +3,16 @@ transaction helper, and the partition keys of the sharded indexes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from chalicelib.adapters.dynamodb._tx import Transactor, _get
-from chalicelib.adapters.dynamodb.models import M, Models, build_models, build_stats_model
+from chalicelib.adapters.dynamodb.models import (
+    M,
+    Models,
+    RunModel,
+    build_models,
+    build_stats_model,
+)
 from chalicelib.config import Settings
 from chalicelib.domain.jobs import due_shard
 
@@ -30,6 +38,22 @@ class StoreBase(Transactor):
                 return None
 
         return self._get(get)
+
+    def _whole_runs(self, copies: Sequence[RunModel]) -> list[RunModel]:
+        """The table's items (consistent reads, BatchGetItem) of runs an index query found:
+        the runs' indexes project a few attributes, not whole runs. In the copies' order; a
+        run gone since (its expiry) is left out."""
+        keys = [(m.job_id, m.slot) for m in copies]
+        if not keys:
+            return []
+        R = self.m.run
+
+        def read() -> dict[tuple[str, str], RunModel]:
+            found = R.batch_get(list(dict.fromkeys(keys)), consistent_read=True)
+            return {(m.job_id, m.slot): m for m in found}
+
+        items = self._get(read)
+        return [items[k] for k in keys if k in items]
 
     def _list_part(self, job_id: str, deleted: bool) -> str:
         shard = due_shard(job_id, self.settings.list_shards)

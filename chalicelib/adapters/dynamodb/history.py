@@ -176,7 +176,8 @@ class HistoryReads(StoreBase, RunStore):
                 page_size=limit + 1,
                 last_evaluated_key=start,
             )
-            items, resume = take_page(it, limit)
+            copies, resume = take_page(it, limit)
+            items = [m for m in self._whole_runs(copies) if not wanted or m.status in wanted]
             if start is None if page.newest_first else resume is None:
                 # the page at the window's newest end: the index may not hold the newest runs
                 span = _Span(lo, hi, None if wanted is None else set(wanted), start)

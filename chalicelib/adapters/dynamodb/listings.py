@@ -127,7 +127,7 @@ class ListingReads(StoreBase):
                 size,
                 sort.ascending,
             )
-            return [to_run(m) for m in found]
+            return [to_run(m) for m in self._whole_runs(found)]
 
         return self._get(read)
 

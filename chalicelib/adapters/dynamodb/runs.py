@@ -153,10 +153,10 @@ class RunRecords(Retention):
 
     def get_run_by_ex(self, ex_id: str) -> Run | None:
         R = self.m.run
-        found = self._get(lambda: [self._run(m) for m in R.ex_index.query(ex_id, limit=1)])
-        if not found:
+        keys = self._get(lambda: [(m.job_id, m.slot) for m in R.ex_index.query(ex_id, limit=1)])
+        if not keys:
             return None
-        return self.get_run(found[0].job_id, found[0].slot) or found[0]
+        return self.get_run(*keys[0])
 
     def apply_run(self, run: Run, transition: RunTransition) -> Run | None:
         written = self._apply_run(run, transition)
