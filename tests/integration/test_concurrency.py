@@ -16,6 +16,7 @@ from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.memory import MemoryQueue, Message
 from chalicelib.bootstrap import Container, build_container
 from chalicelib.config import Settings
+from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.domain.transitions import ExStatus, SliceState
 from chalicelib.ports import FakeClock, StartMessage, start_messages
 from chalicelib.services.entry import PreparedStart
@@ -295,7 +296,7 @@ def test_a_bursts_group_delivered_twice_at_once_claims_each_run_and_slot_once(
         assert not any(isinstance(o, Exception) for o in outs), outs
         prepared = [o for o in outs if isinstance(o, PreparedStart)]
         ran = [a.worker.run_prepared(p) for p in prepared]
-        assert ran.count("completed") == len(start_messages(group.body)), ran
+        assert ran.count(StartOutcome.completed) == len(start_messages(group.body)), ran
     _ran_once(a, ids)
 
 
