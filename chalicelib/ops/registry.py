@@ -230,13 +230,8 @@ def error_text(exc: BaseException) -> str:
     the traceback goes to the run log."""
     if isinstance(exc, RedactedError):
         return str(exc)
-    return public_error(type(exc).__name__, str(exc))
-
-
-def public_error(name: str, message: str) -> str:
-    """`Name: message` (or the name alone for an empty message)."""
-    message = message.strip()
-    return f"{name}: {message}" if message else name
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def asset_ops(source: OpSource | None, assets: Sequence[str]) -> dict[str, OpSpec]:

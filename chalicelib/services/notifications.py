@@ -61,7 +61,11 @@ def settle_due(notifications: NotificationService | None, store: RunStore, run: 
         return True
     if notifications is not None and not notifications.record_due(run, notifications.clock.now()):
         return False
-    return store.clear_notify_due(run)
+    try:
+        return store.clear_notify_due(run)
+    except StoreUnavailable:  # recorded: the next sweep finds them there, and clears
+        log.warning("run %s: its events are recorded, the mark is left", run.ex_id)
+        return False
 
 
 class NotificationService:
