@@ -317,7 +317,14 @@ class RunStore(ABC):
 
     @abstractmethod
     def stalled_runs(self, shard: int, now: float, limit: int = 100) -> list[Run]:
-        """Non-terminal runs of one sweep shard whose check_at <= now (an index query)."""
+        """Runs of one sweep shard whose check_at <= now (an index query): non-terminal
+        ones, and ended ones whose events are still to record (`Run.notify_due`)."""
+
+    @abstractmethod
+    def clear_notify_due(self, run: Run) -> bool:
+        """Take the mark of events still to record off this execution (`Run.notify_due`),
+        and an ended run off the sweep, in one conditional write: False if the stored
+        record is another execution or carries no mark."""
 
     # ---- history (OpenSpecimen's runs, Lens stats) -----------------------------------------
     # Served by the runs' global index (job_id, created), never a Scan. The index is

@@ -269,3 +269,14 @@ def is_late(notify: Any, scheduled_start: float, started_at: float) -> bool:
         return False
     threshold = notify.get("late_seconds")
     return isinstance(threshold, int | float) and started_at - scheduled_start > threshold
+
+
+def events_due(notify: Any, events: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Of `events` (each with its detail), those the job's `notify` names: what a write that
+    the supervisor makes (a timeout, a worker given up on, a missed slot) marks on the run
+    record as still to record (`Run.notify_due`), so that a supervisor that dies between
+    the write and the event leaves it to the next tick's sweep."""
+    if not isinstance(notify, dict):
+        return {}
+    named = notify.get("events", ())
+    return {e: dict(d) for e, d in events.items() if e in named}

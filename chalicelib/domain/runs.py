@@ -145,13 +145,25 @@ class RunTransition:
             changes["status"] = self.target
         if self.terminal:
             changes.update(
-                check_at=None,
+                # one with events still to record stays on the sweep until they are
+                check_at=changes.get("check_at") if changes.get("notify_due") else None,
                 lease_token=None,
                 lease_expires_at=None,
                 holds_slot=False,
                 tally_pending=True,
             )
         return replace(run, **changes)
+
+
+def with_due(
+    transition: RunTransition, due: Mapping[str, dict[str, Any]] | None, now: float
+) -> RunTransition:
+    """The write, also marking events still to record on the run (`Run.notify_due`): the
+    run stays on the sweep, due now, until they are recorded (`NotificationService.record_due`)."""
+    if not due:
+        return transition
+    sets = {**transition.sets, "notify_due": dict(due), "check_at": now}
+    return replace(transition, sets=sets)
 
 
 @dataclass
@@ -195,6 +207,9 @@ class Run:
     tally_pending: bool = False  # ended, not yet added to the cluster counters
     catchup: bool = False  # a missed slot run late: it waits its turn rather than overlap
     behind_catchup: bool = False  # created with its job's catch-up runs: enters at its second
+    # events of the supervisor's write still to record (event -> detail); kept on the sweep
+    # (check_at) until they are, so a supervisor that died after the write loses none
+    notify_due: dict[str, dict[str, Any]] | None = None
 
     @property
     def max_retries(self) -> int:
@@ -364,19 +379,26 @@ class Run:
         guard = Guard(frozenset({_R, _PAUSED}), lease_token=token)
         return self._failed(guard, now, self._slice_error(error, attempt=True), own_slice=True)
 
-    def give_up_inline(self, now: float, error: str) -> RunTransition:
-        """A one-slice run whose worker kept being lost (the sweep says, once)."""
+    def give_up_inline(
+        self, now: float, error: str, due: Mapping[str, dict[str, Any]] | None = None
+    ) -> RunTransition:
+        """A one-slice run whose worker kept being lost (the sweep says, once); `due`: its
+        events still to record (`with_due`)."""
         guard = Guard(frozenset({_R}), lease_expired_before=now, check_at=self.check_at)
-        return self._failed(guard, now, self._slice_error(error, attempt=False), own_slice=True)
+        failed = self._failed(guard, now, self._slice_error(error, attempt=False), own_slice=True)
+        return with_due(failed, due, now)
 
     def fail_unsliced(self, now: float, error: str) -> RunTransition:
         """A run that could not be sliced (its reader failed): failed before it ran."""
         return self._failed(Guard(frozenset({_P, _I})), now, self._noted(error), own_slice=False)
 
-    def time_out(self, now: float, note: str) -> RunTransition:
-        """A run that made no progress for too long (the sweep says, once)."""
+    def time_out(
+        self, now: float, note: str, due: Mapping[str, dict[str, Any]] | None = None
+    ) -> RunTransition:
+        """A run that made no progress for too long (the sweep says, once); `due`: its
+        events still to record (`with_due`)."""
         guard = Guard(frozenset({self.status}), check_at=self.check_at)
-        return self._failed(guard, now, self._noted(note), own_slice=False)
+        return with_due(self._failed(guard, now, self._noted(note), own_slice=False), due, now)
 
     def hand_out_next(self, now: float) -> RunTransition:
         """One more slice of a running run handed out, if one is left."""

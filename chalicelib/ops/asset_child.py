@@ -112,7 +112,9 @@ def main() -> None:
         out: dict[str, Any] = {"ok": _run(call)}
         text = json.dumps(out)
     except BaseException as exc:  # the op's failure, whatever it raised, is the answer
-        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        # the class's name, never its module's path: the traceback is in the run log
+        message = str(exc).strip()
+        error = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
         text = json.dumps({"error": error})
         for stream in (sys.stdout, sys.stderr):
             stream.flush()

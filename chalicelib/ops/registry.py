@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shlex
 import time
-import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -226,10 +225,13 @@ class RedactedError(Exception):
 
 
 def error_text(exc: BaseException) -> str:
-    """An op's exception as one line of text (its type and message), as runs record it."""
+    """An op's exception as runs record it (and the API shows it): its class's name and
+    its message, never its module's path (`TargetDenied: ...`, not `chalicelib.ops...`);
+    the traceback goes to the run log."""
     if isinstance(exc, RedactedError):
         return str(exc)
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def asset_ops(source: OpSource | None, assets: Sequence[str]) -> dict[str, OpSpec]:

@@ -177,6 +177,7 @@ class ExecutionService:
             open_slices = [s for s in slices if s.state in (SliceState.pending, SliceState.started)]
             if not self.store.resolve_complete(run, open_slices, now):
                 raise self._conflict(run, "complete")
+            self._told_completed(run)
             if run.holds_slot:
                 self.worker.nudge_buffered(run.job_id)
             return {"status": "completed", "ex_id": run.ex_id}
@@ -200,6 +201,13 @@ class ExecutionService:
             raise self._conflict(run, "rerun")
         self.worker.queue.send_starts([StartMessage(run.job_id, run.slot)])
         return {"status": "pending", "ex_id": fresh.ex_id, "replaces": run.ex_id}
+
+    def _told_completed(self, run: Run) -> None:
+        """A run completed by hand makes its `succeeded` event, as one that completed by
+        itself does (its job's `notify` decides whether anyone is told)."""
+        done = self.store.get_run(run.job_id, run.slot)
+        if done is not None and done.ex_id == run.ex_id and done.status == ExStatus.completed:
+            self.worker.seen_ended(done)
 
     def recover(self, run: Run, cleanup_type: str | None, config: dict[str, Any]) -> Run:
         """A new execution of a terminal one, reprocessing only the chosen slices (seed 001):

@@ -20,7 +20,14 @@ from chalicelib.domain.notifications import (
 )
 from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import ExStatus
-from chalicelib.ports import Alert, Clock, DeliveryFailed, NotificationSender, NotificationStore
+from chalicelib.ports import (
+    Alert,
+    Clock,
+    DeliveryFailed,
+    NotificationSender,
+    NotificationStore,
+    RunStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,31 @@ class DeliveryStats:
     delivered: int = 0
     retried: int = 0
     failed: int = 0
+
+
+def status_detail(run: Run) -> dict[str, Any]:
+    """What the event of a run's terminal status tells: its reason, and a failed run's
+    last error (redacted already by the worker), cut to MAX_ERROR_CHARS."""
+    detail: dict[str, Any] = {"reason": run.reason} if run.reason else {}
+    if run.status == ExStatus.failed and run.errors:
+        detail["error"] = str(run.errors[-1].get("error", ""))[:MAX_ERROR_CHARS]
+    return detail
+
+
+def settle_due(notifications: NotificationService | None, store: RunStore, run: Run) -> bool:
+    """After a supervisor's write that marked events due on `run`: record them, then take
+    the mark off (and the ended run off the sweep). Whether the mark went; if not (the
+    supervisor failed or died between), the next tick's sweep finds the run and does it,
+    each event still once (the outbox's put-if-absent)."""
+    if not run.notify_due:
+        return True
+    if notifications is not None and not notifications.record_due(run, notifications.clock.now()):
+        return False
+    try:
+        return store.clear_notify_due(run)
+    except StoreUnavailable:  # recorded: the next sweep finds them there, and clears
+        log.warning("run %s: its events are recorded, the mark is left", run.ex_id)
+        return False
 
 
 class NotificationService:
@@ -98,14 +130,32 @@ class NotificationService:
     def ended(self, run: Run, now: float) -> None:
         """The event of a run's terminal status (none for a stop). Also called when a
         message finds its run ended already: if the writer that ended it died before
-        recording the event, this records it; else the put-if-absent finds it there."""
+        recording the event, this records it; else the put-if-absent finds it there. An
+        event the write marked due on the run (`Run.notify_due`) is `record_due`'s."""
         event = EVENT_OF_STATUS.get(run.status)
-        if event is None:
+        if event is None or event in (run.notify_due or {}):
             return
-        detail: dict[str, Any] = {"reason": run.reason} if run.reason else {}
-        if run.status == ExStatus.failed and run.errors:  # redacted already by the worker
-            detail["error"] = str(run.errors[-1].get("error", ""))[:MAX_ERROR_CHARS]
-        self.event(run, event, now, **detail)
+        self.event(run, event, now, **status_detail(run))
+
+    def record_due(self, run: Run, now: float) -> bool:
+        """Record the events a supervisor's write marked on `run` (`Run.notify_due`), each
+        put if absent (one conditional write per event): True once every one is in the
+        outbox (new or there before), and the mark may go; False if the store failed,
+        and the mark stays for the next tick's sweep."""
+        for event, marked in (run.notify_due or {}).items():
+            detail = dict(marked)
+            if EVENT_OF_STATUS.get(run.status) == event:
+                detail = {**status_detail(run), **detail}
+            facts = EventFacts(event, run.job_id, run.slot, run.ex_id, str(run.status), now, detail)
+            notes = notifications_for(
+                facts, run.config.get("notify"), str(run.config.get("name", ""))
+            )
+            try:
+                self.store.emit(notes)
+            except StoreUnavailable:
+                log.warning("notification %s of run %s left to the next tick", event, run.ex_id)
+                return False
+        return True
 
     def deliver_due(self, now: float, limit: int = 100) -> DeliveryStats:
         """Deliver the due notifications of the outbox, each once: claimed first (one

@@ -300,3 +300,31 @@ def test_several_jobs_slots_are_written_together_or_not_at_all(store: Store) -> 
     for job in jobs:
         assert len(store.list_runs(job.job_id)) == 2
         assert stored_job(store, job.job_id).next_fire_at == T + 120
+
+
+def test_an_ended_run_with_events_due_stays_stalled_until_they_are_cleared(
+    store: Store, settings: Settings
+) -> None:
+    """A supervisor's terminal write that marks events due (`Run.notify_due`) keeps the run
+    on the sweep, due at once, but not among the live runs; clearing the mark takes it off,
+    once, and only for the same execution."""
+    job = make_job()
+    store.create_job(job)
+    run = make_run(job)
+    assert store.create_run(run, limit=2)
+    due = {"timed_out": {"reason": "timed out"}, "failed": {}}
+    ended = store.apply_run(run, run.time_out(T + 100, "no progress", due))
+    assert ended is not None and ended.status == ExStatus.failed
+    assert (ended.notify_due, ended.check_at, ended.holds_slot) == (due, T + 100, False)
+    stored = stored_run(store, job.job_id, run.slot)
+    assert stored.notify_due == due and stored.tally_pending
+    stalled = [r for s in range(settings.lease_shards) for r in store.stalled_runs(s, T + 101)]
+    assert [r.notify_due for r in stalled] == [due]
+    assert store.live_runs() == []
+    other = make_run(job, status=ExStatus.failed)  # same slot, another execution
+    assert not store.clear_notify_due(other)
+    assert store.clear_notify_due(ended)
+    assert not store.clear_notify_due(ended)
+    stored = stored_run(store, job.job_id, run.slot)
+    assert (stored.notify_due, stored.check_at) == (None, None)
+    assert all(store.stalled_runs(s, T + 101) == [] for s in range(settings.lease_shards))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from chalicelib.adapters.dynamodb.run_items import _one_slice_error as one_slice_error
 from chalicelib.domain.jobs import Job, due_shard
 from chalicelib.domain.runs import Run, RunTransition
-from chalicelib.domain.transitions import LEDGER_EX, ExStatus, JobState
+from chalicelib.domain.transitions import LEDGER_EX, TERMINAL_EX, ExStatus, JobState
 from chalicelib.ports import LiveRunStore, RunStore, SlotWrite
 from tests.fakes.tables import MAX_TX_ITEMS, RUN_FIELDS, Tables, as_json, run_field_default
 
@@ -194,6 +194,8 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
     @staticmethod
     def _apply(stored: Run, transition: RunTransition) -> None:
         removes = ["check_at", "lease_token", "lease_expires_at"] if transition.terminal else []
+        if transition.sets.get("notify_due"):  # on the sweep until its events are recorded
+            removes = removes[1:]
         for name, value in transition.sets.items():
             if name not in RUN_FIELDS:
                 raise ValueError(f"not a run field: {name}")
@@ -229,11 +231,22 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
         ]
         return sorted(found, key=lambda r: (r.check_at, r.ex_id))
 
+    def clear_notify_due(self, run: Run) -> bool:
+        with self._lock:
+            stored = self.runs.get((run.job_id, run.slot))
+            if stored is None or stored.ex_id != run.ex_id or stored.notify_due is None:
+                return False
+            stored.notify_due = None
+            if stored.status in TERMINAL_EX:
+                stored.check_at = None
+            return True
+
     def live_runs(self, limit: int = 1000) -> list[Run]:
         def live() -> list[Run]:
             out: list[Run] = []
             for shard in range(self.settings.lease_shards):
-                out += self._on_sweep_index(shard)[:limit]
+                found = self._on_sweep_index(shard)[:limit]
+                out += [r for r in found if r.status not in TERMINAL_EX]
             return out[:limit]
 
         return self._read(live)

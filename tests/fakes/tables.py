@@ -96,7 +96,7 @@ class Tables:
         stored.result = as_json(run.result)
         stored.errors = as_json(run.errors) or []
         stored.tally_pending = False
-        if run.status in TERMINAL_EX:
+        if run.status in TERMINAL_EX and not run.notify_due:  # else on the sweep till told
             stored.check_at = None
         key = (run.job_id, run.slot)
         self.runs[key] = stored

@@ -15,7 +15,7 @@ from chalicelib.bootstrap import Container
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock
-from tests.clients import AS_OWNER
+from tests.clients import AS_OWNER, SignedClient
 from tests.conftest import T0, drain
 from tests.fakes.notifications import MemoryNotificationStore, MemorySender
 from tests.helpers import deliver, start_due
@@ -153,4 +153,34 @@ def test_a_worker_that_dies_between_the_runs_end_and_its_event(
     assert run.status == ExStatus.completed and w.notes.records == {}
     assert deliver(w.c, start) == "dropped"
     assert deliver(w.c, start) == "dropped"
+    assert [n.event for n in w.notes.records.values()] == ["succeeded"]
+
+
+def test_a_run_completed_by_hand_is_succeeded_once_and_a_stop_or_rerun_tells_nothing(
+    w: World, client: SignedClient
+) -> None:
+    """`_resolve?action=complete` ends a run `completed`: `succeeded`, once (a repeat of the
+    route changes nothing). A stop and a rerun end no run as failed or completed: no event."""
+    job = _submit(w.c, ["succeeded", "failed"], schedule=None)
+    assert start_due(w.c, w.queue, w.clock, w.clock.now()) == ["running"]  # slices queued
+    (run,) = w.c.store.list_runs(job.job_id)
+    for _ in range(2):
+        r = client.http.post(f"/v1/ex/{run.ex_id}/_resolve?action=complete")
+        assert (r.status_code, r.json_body["status"]) == (200, "completed")
+    (note,) = w.notes.records.values()
+    assert (note.event, note.body["ex_id"], note.body["status"]) == (
+        "succeeded",
+        run.ex_id,
+        "completed",
+    )
+    assert note.body["detail"] == {"reason": "resolved: completed by an operator"}
+
+    other = _submit(w.c, ["succeeded", "failed"], schedule=None, name="q")
+    assert start_due(w.c, w.queue, w.clock, w.clock.now()) == ["running"]
+    (running,) = w.c.store.list_runs(other.job_id)
+    r = client.http.post(f"/v1/ex/{running.ex_id}/_resolve?action=rerun")
+    assert r.status_code == 200, r.json_body
+    r = client.http.post(f"/v1/ex/{r.json_body['ex_id']}/_stop?blocking=false")
+    assert r.status_code == 200, r.json_body
+    drain(w.c, w.queue)
     assert [n.event for n in w.notes.records.values()] == ["succeeded"]

@@ -126,12 +126,12 @@ def test_a_recovered_slice_keeps_its_order_in_what_processors_see_and_in_its_rec
         (
             1,
             '{"start":1,"end":2}',
-            "chalicelib.ops.registry.OpFailed: injected failure (slice 1, attempt 1)",
+            "OpFailed: injected failure (slice 1, attempt 1)",
         ),
         (
             3,
             '{"start":3,"end":4}',
-            "chalicelib.ops.registry.OpFailed: injected failure (slice 3, attempt 1)",
+            "OpFailed: injected failure (slice 3, attempt 1)",
         ),
     ]
     errors = client.http.get(f"/v1/ex/{new}/errors").json_body

@@ -58,7 +58,7 @@ def test_a_one_slice_runs_traceback_is_in_its_log_and_its_error_stays_one_line(
     ex_id = start(client, ONE_SLICE_FAILING)
     drain(container, queue)
     [error] = get_ok(client, f"/v1/ex/{ex_id}/errors")
-    assert error["error"] == "chalicelib.ops.registry.OpFailed: boom (slice 0, attempt 1)"
+    assert error["error"] == "OpFailed: boom (slice 0, attempt 1)"
     page = get_ok(client, f"/v1/ex/{ex_id}/logs?slice={error['slice_id']}")
     assert page["ex_id"] == ex_id and page["status"] == "failed"
     [line] = page["entries"]

@@ -138,6 +138,7 @@ class RunModel(Model):
     err_shard = NumberAttribute(null=True)
     workers_lost = NumberAttribute(default=0)
     tally_shard = NumberAttribute(null=True)
+    notify_due = JSONAttribute(null=True)  # events still to record (Run.notify_due)
     # DynamoDB's TTL (retention.py): set on ledger records when written, on a finished run
     # once a newer run of its job ran, so a job's latest run is kept
     expires_at = TTLAttribute(null=True)

@@ -24,7 +24,8 @@ def _one_slice_error(run: Run, sets: dict[str, Any] | None = None) -> bool:
 
 
 def run_item(base: StoreBase, run: Run) -> RunModel:
-    active = run.status not in TERMINAL_EX
+    # on the sweep: a live run, or an ended one (a ledger record) with events to record
+    active = run.status not in TERMINAL_EX or bool(run.notify_due)
     return base.m.run(
         run.job_id,
         run.slot,
@@ -65,6 +66,7 @@ def run_item(base: StoreBase, run: Run) -> RunModel:
         ex_part=base._ex_part(run.ex_id, str(run.status), run.deleted),
         err_shard=base._err_shard(run.ex_id) if _one_slice_error(run) else None,
         workers_lost=run.workers_lost,
+        notify_due=run.notify_due or None,
         expires_at=base_expiry(base, run) if run.status in LEDGER_EX else None,
     )
 
@@ -113,4 +115,5 @@ def to_run(m: RunModel) -> Run:
         deleted=bool(m.deleted),
         workers_lost=int(m.workers_lost or 0),
         tally_pending=m.tally_shard is not None,
+        notify_due=dict(m.notify_due) if m.notify_due else None,
     )

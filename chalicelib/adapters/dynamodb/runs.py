@@ -258,6 +258,9 @@ class RunRecords(Retention):
         removes: list[str] = []
         if transition.terminal:
             removes = ["check_at", "sweep_shard", "lease_token", "lease_expires_at"]
+            if sets.get("notify_due"):  # on the sweep until its events are recorded
+                removes = removes[2:]
+                sets["sweep_shard"] = self._sweep_shard(run.ex_id)
             sets = {k: v for k, v in sets.items() if k not in removes}
             sets["tally_shard"] = self._tally_shard(run.ex_id)
         elif sets.get("check_at") is not None:
@@ -312,11 +315,20 @@ class RunRecords(Retention):
             ]
         )
 
+    def clear_notify_due(self, run: Run) -> bool:
+        R = self.m.run
+        actions: list[Any] = [R.notify_due.remove()]
+        if run.status in TERMINAL_EX:
+            actions += [R.check_at.remove(), R.sweep_shard.remove()]
+        mine = (R.ex_id == run.ex_id) & R.notify_due.exists()
+        return _conditional_update(R(run.job_id, run.slot), actions, mine)
+
     def live_runs(self, limit: int = 1000) -> list[Run]:
         R = self.m.run
 
         def shard_runs(shard: int) -> list[Run]:
-            return [self._run(m) for m in R.sweep_index.query(shard, limit=limit)]
+            found = [self._run(m) for m in R.sweep_index.query(shard, limit=limit)]
+            return [r for r in found if r.status not in TERMINAL_EX]  # not one being told
 
         out: list[Run] = []
         for shard in range(self.settings.lease_shards):

@@ -28,7 +28,7 @@ from chalicelib.ports import (
     Store,
     SupervisorRecord,
 )
-from chalicelib.services.notifications import NotificationService
+from chalicelib.services.notifications import NotificationService, settle_due
 from chalicelib.services.start import start_message
 from chalicelib.services.supervisor.planning import (
     JobPlan,
@@ -296,8 +296,7 @@ class Firer:
         for record in write.records:
             if record.status == ExStatus.missed:
                 stats.slots_missed += 1
-                if self.notifications is not None:
-                    self.notifications.event(record, "missed", self.clock.now())
+                settle_due(self.notifications, self.store, record)
                 continue
             stats.runs_created += 1
             stats.catchup_runs += record.catchup

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from chalicelib.domain.jobs import Job, JobDefinition
+from chalicelib.domain.notifications import events_due
 from chalicelib.domain.policies import LATE_AFTER_S, catch_up, jitter, miss_reason
 from chalicelib.domain.runs import RESEND_AFTER_S, MissReason, Run, Trigger, scheduled_slot
 from chalicelib.domain.transitions import ExStatus
@@ -115,7 +116,10 @@ def _miss_reason(job: Job, slot: float, sup: SupervisorRecord) -> MissReason:
 
 
 def _ledger_run(job: Job, slot: float, reason: MissReason, now: float) -> Run:
+    """A missed slot's ledger record; its `missed` event marked due on it if the job asks
+    (recorded once it is written, or by the next tick's sweep)."""
     key = scheduled_slot(slot)
+    due = events_due(job.definition.get("notify"), {"missed": {}})
     return Run(
         job_id=job.job_id,
         slot=key,
@@ -128,6 +132,8 @@ def _ledger_run(job: Job, slot: float, reason: MissReason, now: float) -> Run:
         created=now,
         updated=now,
         finished_at=now,
+        notify_due=due or None,
+        check_at=now if due else None,
     )
 
 

@@ -30,6 +30,7 @@ class TickStats:
     created_from_slot_max_s: float | None = None
     notified: int = 0  # notifications delivered from the outbox
     notify_failed: int = 0  # notifications given up on (kept as failed)
+    notify_recovered: int = 0  # events an earlier tick's write left due, recorded by this one
 
     def merge(self, other: TickStats) -> None:
         """Add another tick's counts and widen the creation range (the halted flag and

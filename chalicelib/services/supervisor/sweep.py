@@ -8,10 +8,11 @@ import uuid
 from typing import Any
 
 from chalicelib.domain.errors import StoreUnavailable
+from chalicelib.domain.notifications import events_due
 from chalicelib.domain.runs import Run
-from chalicelib.domain.transitions import ExStatus
+from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.ports import Alert, Notifier, Queue, StartMessage, Store
-from chalicelib.services.notifications import NotificationService
+from chalicelib.services.notifications import NotificationService, settle_due
 from chalicelib.services.supervisor.stats import TickStats
 from chalicelib.services.worker import WorkerService
 
@@ -52,7 +53,15 @@ class Sweeper:
         return self.worker.apply(run, run.bump(now))
 
     def alert(self, reason: str, run: Run, now: float, **detail: Any) -> Alert:
-        """Keep an alert and publish it (seed 000: a hanging job should generate an alert)."""
+        """Keep an alert and publish it (seed 000: a hanging job should generate an alert),
+        with the run's `timed_out` / `hanging` event for its job's `notify`."""
+        alert = self._keep_alert(reason, run, now, detail)
+        if self.notifications is not None:
+            event = "timed_out" if reason == "timed out" else "hanging"
+            self.notifications.event(run, event, now, reason=reason, **detail)
+        return alert
+
+    def _keep_alert(self, reason: str, run: Run, now: float, detail: dict[str, Any]) -> Alert:
         alert = Alert(
             alert_id=uuid.uuid4().hex,
             created=now,
@@ -65,11 +74,16 @@ class Sweeper:
         self.store.put_alert(alert)
         if self.notifications is not None:
             self.notifications.alert(alert, self.notifier is not None)
-            event = "timed_out" if reason == "timed out" else "hanging"
-            self.notifications.event(run, event, now, reason=reason, **detail)
         elif self.notifier is not None:
             self.notifier.publish(alert)
         return alert
+
+    def _ended(self, run: Run, ended: Run, reason: str, now: float, **detail: Any) -> None:
+        """The sweep ended `run` (`ended`, as written, with its events marked due): the
+        alert, then the events recorded and the mark taken off. A supervisor that dies in
+        between leaves the mark to the next tick's sweep (`_repair`)."""
+        self._keep_alert(reason, run, now, detail)
+        settle_due(self.notifications, self.store, ended)
 
     def _timed_out(self, run: Run, now: float, stats: TickStats) -> bool:
         """No progress (no write) for longer than timeout_seconds: the run is failed."""
@@ -77,15 +91,20 @@ class Sweeper:
         if run.status in (ExStatus.paused, ExStatus.stopping) or idle <= run.timeout_seconds:
             return False
         note = f"no progress for {idle:.0f} s (timeout_seconds {run.timeout_seconds})"
-        failed = self.worker.apply(run, run.time_out(now, note))
+        told = {"reason": "timed out", "idle_seconds": round(idle)}
+        due = events_due(run.config.get("notify"), {"timed_out": told, "failed": {}})
+        failed = self.worker.apply(run, run.time_out(now, note, due))
         if failed is not None:
             stats.alerts += 1
-            self.alert("timed out", run, now, idle_seconds=round(idle))
+            self._ended(run, failed, "timed out", now, idle_seconds=round(idle))
         return True
 
     def _repair(self, run: Run, now: float, stats: TickStats) -> None:
-        """A run whose check is due: fail it if it timed out, else nudge what stalled."""
-        if self._timed_out(run, now, stats):
+        """A run whose check is due: record the events a write left due (a supervisor died
+        after it), fail it if it timed out, else nudge what stalled."""
+        if run.notify_due:
+            stats.notify_recovered += int(settle_due(self.notifications, self.store, run))
+        if run.status in TERMINAL_EX or self._timed_out(run, now, stats):
             return
         if run.status in (ExStatus.pending, ExStatus.initializing):
             if self._bump(run, now):
@@ -111,12 +130,15 @@ class Sweeper:
             return
         if run.attempts > run.max_retries:
             error = f"lease expired {run.attempts} times (worker lost)"
-            failed = self.worker.apply(run, run.give_up_inline(now, error))
+            reason = "hanging: the worker was lost"
+            told = {"reason": reason, "attempts": run.attempts}
+            due = events_due(run.config.get("notify"), {"hanging": told, "failed": {}})
+            failed = self.worker.apply(run, run.give_up_inline(now, error, due))
             if failed:
                 stats.slices_failed += 1
                 stats.finalized += 1
                 stats.alerts += 1
-                self.alert("hanging: the worker was lost", run, now, attempts=run.attempts)
+                self._ended(run, failed, reason, now, attempts=run.attempts)
             return
         if self._bump(run, now):
             self.queue.send_starts([StartMessage(run.job_id, run.slot)])
