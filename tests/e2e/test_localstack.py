@@ -1,0 +1,131 @@
+"""The local stack on LocalStack (community, host mode, no Docker), set up by
+:mod:`cadenza_tools.local.localstack`: `cadenza dev --localstack` starting one on demand and
+stopping it with itself, the README's 10-slice job, two stacks on one LocalStack firing a
+slot once, and `cadenza deploy` against LocalStack's CloudFormation.
+
+Minutes, not seconds (LocalStack takes 25-60 s to start, its venv a few minutes to make on
+first use), and it depends on LocalStack's releases: it runs when
+``CADENZA_LOCALSTACK_TEST=1`` (``scripts/localstack.sh test`` sets it), in file order.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import pytest
+import requests
+
+from cadenza_tools.local.dynamodb_local import free_port, port_in_use
+from cadenza_tools.local.localstack import DEPLOY_SERVICES, LocalStackServer, is_localstack
+from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.config import Settings
+from tests.e2e.test_local_stack import (
+    AT_JOB_OPS,
+    FAST,
+    StackProcess,
+    assert_stats,
+    at_slot,
+    needs_java,
+    stacks,
+)
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.localstack,
+    needs_java,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(
+        os.environ.get("CADENZA_LOCALSTACK_TEST") != "1",
+        reason="minutes: run by scripts/localstack.sh test (CADENZA_LOCALSTACK_TEST=1)",
+    ),
+]
+__all__ = ["stacks"]  # the fixture, used here
+
+README_JOB = {
+    "name": "reindex",
+    "workers": 3,
+    "operations": [{"_op": "range", "start": 0, "end": 100, "size": 10}, {"_op": "noop"}],
+}
+LS_RUN_TIMEOUT_S = 120.0  # LocalStack's DynamoDB answers slower than DynamoDB Local alone
+
+
+def test_dev_localstack_starts_one_and_stops_it_with_itself(
+    stacks: Callable[..., StackProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("LOCALSTACK_HOST", f"127.0.0.1:{port}")
+    endpoint = f"http://127.0.0.1:{port}"
+    assert not is_localstack(endpoint)
+    stack = stacks("ls-on-demand", "--localstack", *FAST)
+    info = stack.banner()
+    assert info["backend"] == "localstack"
+    assert (info["endpoint_url"], info["dynamodb_endpoint"]) == (endpoint, endpoint)
+    assert is_localstack(endpoint)
+    _, job = stack.submit(README_JOB)
+    assert_stats(stack.wait_completed(job["job_id"], LS_RUN_TIMEOUT_S), 10)
+    assert stack.stop() == 0, stack.tail()
+    assert not port_in_use(port), "the LocalStack the stack started outlived it"
+
+
+@pytest.fixture(scope="module")
+def localstack() -> Iterator[LocalStackServer]:
+    """One LocalStack for the rest of the module, found by `--localstack` (LOCALSTACK_HOST)."""
+    with (
+        LocalStackServer(free_port(), services=DEPLOY_SERVICES) as server,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        patch.setenv("LOCALSTACK_HOST", f"127.0.0.1:{server.port}")
+        yield server
+
+
+def test_readme_flow_on_localstack(
+    localstack: LocalStackServer, stacks: Callable[..., StackProcess]
+) -> None:
+    stack = stacks("ls-readme", "--localstack", "--prefix", "e2e-ls-readme", *FAST)
+    assert stack.get("/v1").json()["backend"] == "localstack"
+    assert stack.banner()["dynamodb_endpoint"] == localstack.endpoint
+    status, job = stack.submit(README_JOB)
+    assert status == 202
+    done = stack.wait_completed(job["job_id"], LS_RUN_TIMEOUT_S)
+    assert done["ex_id"] == job["ex_id"]
+    assert_stats(done, 10)
+    again = stack.http.post(f"{stack.url}/v1/jobs/{job['job_id']}/_start", timeout=10)
+    assert again.status_code in (200, 202), again.text
+    second = stack.wait_completed(job["job_id"], LS_RUN_TIMEOUT_S)
+    assert second["ex_id"] != done["ex_id"]
+    assert_stats(second, 10)
+    assert stack.stop() == 0, stack.tail()
+    assert localstack.running and is_localstack(localstack.endpoint)  # not the stack's to stop
+
+
+def test_two_stacks_on_one_localstack_fire_a_slot_once(
+    localstack: LocalStackServer, stacks: Callable[..., StackProcess]
+) -> None:
+    prefix = "e2e-ls-shared"
+    a = stacks("ls-shared-a", "--localstack", "--prefix", prefix, *FAST)
+    b = stacks("ls-shared-b", "--localstack", "--prefix", prefix, *FAST)
+    assert b.banner()["start_queue_url"] == a.banner()["start_queue_url"]
+
+    slot = at_slot(8)
+    _, job = a.submit(
+        {"name": "e2e-ls-shared", "operations": AT_JOB_OPS, "workers": 2, "schedule": {"at": slot}}
+    )
+    done = b.wait_completed(job["job_id"], LS_RUN_TIMEOUT_S)
+    assert done["slot"] == slot
+    assert_stats(done, 4)
+    time.sleep(2.5)  # two more ticks of each supervisor: still one run
+    settings = replace(
+        Settings(region="us-east-1").with_prefix(prefix), dynamodb_endpoint=localstack.endpoint
+    )
+    runs = DynamoStore(settings).list_runs(job["job_id"])
+    assert [(r.slot, r.ex_id, r.processed) for r in runs] == [(slot, done["ex_id"], 4)]
+    assert b.stop() == 0, b.tail()
+    assert a.stop() == 0, a.tail()
+
+
+def test_localstack_answers_health(localstack: LocalStackServer) -> None:
+    health = requests.get(f"{localstack.endpoint}/_localstack/health", timeout=5).json()
+    assert {"dynamodb", "sqs", "cloudformation"} <= set(health["services"])
