@@ -54,6 +54,9 @@ REQUIREMENTS = (
     "cryptography<46",
     "service-identity",
 )
+# a LocalStack plugin (infra/localstack-no-code): Lambda functions are created, never run
+NO_CODE_PLUGIN = Path(__file__).resolve().parents[2] / "infra" / "localstack-no-code"
+NO_CODE_EXECUTOR = "cadenza-no-code"
 DEFAULT_PORT = 4566
 # what `cadenza dev` uses; `cadenza deploy` needs DEPLOY_SERVICES
 SERVICES = ("dynamodb", "sqs", "s3", "sns", "sts", "ssm", "secretsmanager")
@@ -120,18 +123,20 @@ def find_python313() -> str:
 def install_venv(venv: Path, say: Say) -> Path:
     """The venv's python, made (with :data:`REQUIREMENTS`) if it is not there."""
     python = venv / "bin" / "python"
-    if python.is_file() and (venv / ".cadenza-installed").is_file():
+    marker = venv / ".cadenza-installed"
+    wanted = " ".join([*REQUIREMENTS, NO_CODE_PLUGIN.name]) + "\n"
+    if python.is_file() and marker.is_file() and marker.read_text() == wanted:
         return python
     if not python.is_file():
         base = find_python313()
         say(f"creating LocalStack's venv {venv} (Python {base})")
         subprocess.run([base, "-m", "venv", str(venv)], check=True)
     say(f"installing localstack-core {VERSION} into {venv} (from PyPI; a few minutes)")
-    pip = [str(python), "-m", "pip", "install", "-q", *REQUIREMENTS]
+    pip = [str(python), "-m", "pip", "install", "-q", *REQUIREMENTS, str(NO_CODE_PLUGIN)]
     done = subprocess.run(pip, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise LocalStackError(f"pip install {' '.join(REQUIREMENTS)} failed:\n{done.stderr}")
-    (venv / ".cadenza-installed").write_text(" ".join(REQUIREMENTS) + "\n")
+    marker.write_text(wanted)
     return python
 
 
@@ -242,6 +247,7 @@ class LocalStackServer(ListeningService):
             DISABLE_EVENTS="1",
             SKIP_SSL_CERT_DOWNLOAD="1",
             SERVICES=",".join(self.services),
+            LAMBDA_RUNTIME_EXECUTOR=NO_CODE_EXECUTOR,  # no Docker here: functions never run
         )
         return env
 
