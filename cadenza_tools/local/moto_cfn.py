@@ -6,10 +6,11 @@ moto creates an ``AWS::ApiGateway::RestApi`` from its ``Name`` alone and ignores
 ``AWS::ApiGateway::Deployment`` after it fails ("The REST API doesn't contain any
 methods"). :func:`install` imports the ``Body`` into the API it creates, through moto's
 own ``PutRestApi`` (its OpenAPI import: the paths and their methods). moto also resolves a
-stack's outputs from the template the stack was made with, which a change set's stack
-gets only once it is executed, so a stack created by change set has none: :func:`install` resolves them again once a change set
-is executed, as CloudFormation has them (``EndpointURL``, ``AlertsTopicArn``...). Only for the deploy
-test against moto (``tests/e2e/test_deploy_moto.py``); the deploy command needs none of it.
+stack's outputs from the template the stack was made with, which a change set's stack gets
+only once it is executed: a stack created by change set has none. :func:`install` resolves
+them again after each change set, as CloudFormation has them (``EndpointURL``...). Only for
+the deploy test against moto (``tests/e2e/test_deploy_moto.py``); the deploy command needs
+none of it.
 """
 
 from __future__ import annotations
