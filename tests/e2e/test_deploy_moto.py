@@ -158,7 +158,7 @@ def test_deploy_update_destroy(moto: str, checkout: Path) -> None:
 
     # destroy keeps the data and says so: the records and the result files are still there
     jobs_table = f"cadenza-{STAGE}-jobs"
-    ddb.put_item(TableName=jobs_table, Item=_an_item(ddb, jobs_table))
+    ddb.put_item(TableName=jobs_table, Item=an_item(ddb, jobs_table))
     s3.put_object(Bucket=bucket, Key="results/kept.json", Body=b"{}")
     out = _destroy(moto)
     assert "kept" in out and f"AWS::S3::Bucket {bucket}" in out
@@ -170,7 +170,7 @@ def test_deploy_update_destroy(moto: str, checkout: Path) -> None:
     assert not stacks["StackSummaries"]
 
 
-def _an_item(ddb: Any, table: str) -> dict[str, Any]:
+def an_item(ddb: Any, table: str) -> dict[str, Any]:
     """An item with only the table's key attributes."""
     described = ddb.describe_table(TableName=table)["Table"]
     types = {a["AttributeName"]: a["AttributeType"] for a in described["AttributeDefinitions"]}

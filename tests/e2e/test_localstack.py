@@ -14,17 +14,22 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
+import boto3
 import pytest
-import requests
+from typer.testing import CliRunner
 
+from cadenza_tools.cli.main import app
 from cadenza_tools.local.dynamodb_local import free_port, port_in_use
 from cadenza_tools.local.localstack import DEPLOY_SERVICES, LocalStackServer, is_localstack
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.config import Settings
+from tests.e2e.test_deploy_moto import an_item
 from tests.e2e.test_local_stack import (
     AT_JOB_OPS,
     FAST,
+    REPO,
     StackProcess,
     assert_stats,
     at_slot,
@@ -49,6 +54,7 @@ README_JOB = {
     "workers": 3,
     "operations": [{"_op": "range", "start": 0, "end": 100, "size": 10}, {"_op": "noop"}],
 }
+REGION = "us-east-1"
 LS_RUN_TIMEOUT_S = 120.0  # LocalStack's DynamoDB answers slower than DynamoDB Local alone
 
 
@@ -126,6 +132,61 @@ def test_two_stacks_on_one_localstack_fire_a_slot_once(
     assert a.stop() == 0, a.tail()
 
 
-def test_localstack_answers_health(localstack: LocalStackServer) -> None:
-    health = requests.get(f"{localstack.endpoint}/_localstack/health", timeout=5).json()
-    assert {"dynamodb", "sqs", "cloudformation"} <= set(health["services"])
+def _cadenza(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return str(result.stdout)
+
+
+def _client(localstack: LocalStackServer, service: str) -> Any:
+    session = boto3.session.Session(
+        aws_access_key_id="test", aws_secret_access_key="test", region_name=REGION
+    )
+    return session.client(service, endpoint_url=localstack.endpoint)  # type: ignore[call-overload]  # the service is a variable
+
+
+def test_deploy_and_destroy_on_localstack_cloudformation(
+    localstack: LocalStackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole stack is created: its Lambda functions too, with LocalStack's runtime
+    executor replaced by one that runs no code (no Docker here: infra/localstack-no-code)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    target = ["--stage", "dev", "--region", REGION, "--endpoint-url", localstack.endpoint]
+    printed = _cadenza("deploy", *target)
+    cfn = _client(localstack, "cloudformation")
+    (stack,) = cfn.describe_stacks(StackName="cadenza-dev")["Stacks"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    assert f"API: {outputs['EndpointURL']}" in printed
+
+    lam = _client(localstack, "lambda")
+    functions = lam.list_functions()["Functions"]
+    assert len(functions) == 4
+    for function in functions:
+        state = lam.get_function(FunctionName=function["FunctionName"])["Configuration"]
+        assert state["State"] == "Active", state
+    assert len(lam.list_event_source_mappings()["EventSourceMappings"]) == 2
+    ddb = _client(localstack, "dynamodb")
+    tables = [t for t in ddb.list_tables()["TableNames"] if t.startswith("cadenza-dev-")]
+    assert len(tables) == 6
+    alarms = _client(localstack, "cloudwatch").describe_alarms()["MetricAlarms"]
+    assert len(alarms) == 18
+    assert {tuple(a["AlarmActions"]) for a in alarms} == {(outputs["AlertsTopicArn"],)}
+    apigw = _client(localstack, "apigateway")
+    (api,) = apigw.get_rest_apis()["items"]
+    assert "api" in {s["stageName"] for s in apigw.get_stages(restApiId=api["id"])["item"]}
+    assert "/v1/jobs" in {r["path"] for r in apigw.get_resources(restApiId=api["id"])["items"]}
+
+    package = REPO / "infra" / "out" / "dev"
+    assert "no changes" in _cadenza("deploy", *target, "--package-dir", str(package))
+
+    ddb.put_item(TableName="cadenza-dev-jobs", Item=an_item(ddb, "cadenza-dev-jobs"))
+    kept = _cadenza("destroy", *target, "--yes")
+    assert "kept" in kept and "AWS::DynamoDB::Table cadenza-dev-jobs" in kept
+    assert ddb.scan(TableName="cadenza-dev-jobs")["Count"] == 1
+    assert _cadenza("deploy", *target, "--package-dir", str(package))
+    gone = _cadenza("destroy", *target, "--yes", "--delete-data")
+    assert "deleted AWS::DynamoDB::Table cadenza-dev-jobs" in gone
+    assert not [t for t in ddb.list_tables()["TableNames"] if t.startswith("cadenza-dev-")]
