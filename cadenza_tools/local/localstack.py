@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Self
+from typing import Self
 from urllib.parse import urlsplit
 
 import boto3
@@ -43,7 +43,7 @@ from cadenza_tools.local.dynamodb_local import (
     port_in_use,
 )
 from cadenza_tools.local.dynamodb_local import install as install_dynamodb_local
-from cadenza_tools.local.service import ListeningService
+from cadenza_tools.local.service import ProcessService
 
 VERSION = "4.14.0"
 # newer releases of cbor2, pyopenssl and cryptography broke the install (2026-11)
@@ -73,7 +73,7 @@ DEPLOY_SERVICES = (
 PYTHON_ENV = "CADENZA_PYTHON313"  # a Python 3.13 to use instead of pyenv's / PATH's
 DIR_NAME = "localstack"
 AGENT_NAME = "ddb-local-loader-0.1.jar"
-READY_TIMEOUT_S = 120.0
+READY_TIMEOUT_S = 240.0  # about 25 s on an idle machine
 STOP_TIMEOUT_S = 20.0
 
 Say = Callable[[str], None]
@@ -199,7 +199,7 @@ def install(home: Path | None = None, say: Say = print) -> Path:
     return python
 
 
-class LocalStackServer(ListeningService):
+class LocalStackServer(ProcessService):
     """LocalStack as a subprocess on ``127.0.0.1:port``, set up first; a context manager.
 
     Its output goes to ``<home>/logs/localstack.log``.
@@ -223,12 +223,6 @@ class LocalStackServer(ListeningService):
         self.say = say
         self.log_path = self.home / LOG_DIR_NAME / "localstack.log"
         self._port = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def environment(self, port: int) -> dict[str, str]:
         """The parent's environment without endpoints or Cadenza's settings, plus
@@ -309,21 +303,10 @@ class LocalStackServer(ListeningService):
     def stop(self) -> None:
         """SIGTERM to LocalStack, then its whole process group (its JVM) if it lingers."""
         atexit.unregister(self.stop)
-        proc, self._proc = self._proc, None
+        proc = self._end(STOP_TIMEOUT_S)
         if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
             with contextlib.suppress(OSError):  # the group is gone: nothing lingers
                 os.killpg(proc.pid, signal.SIGKILL)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        self._port = None
 
 
 def is_localstack(endpoint: str) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from cadenza_tools.cli.main import app
@@ -25,6 +26,7 @@ from cadenza_tools.local.dynamodb_local import free_port, port_in_use
 from cadenza_tools.local.localstack import DEPLOY_SERVICES, LocalStackServer, is_localstack
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.config import Settings
+from tests.e2e import test_local_stack as local_stack_tests
 from tests.e2e.test_deploy_moto import an_item
 from tests.e2e.test_local_stack import (
     AT_JOB_OPS,
@@ -55,7 +57,23 @@ README_JOB = {
     "operations": [{"_op": "range", "start": 0, "end": 100, "size": 10}, {"_op": "noop"}],
 }
 REGION = "us-east-1"
+HTTP_TIMEOUT_S = 60.0
+LS = ["--localstack", "--workers", "2", *FAST]  # fewer pollers: LocalStack is heavier
 LS_RUN_TIMEOUT_S = 120.0  # LocalStack's DynamoDB answers slower than DynamoDB Local alone
+
+
+@pytest.fixture(autouse=True)
+def patience(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stack that starts its LocalStack first is ready in one or two minutes, not 90 s;
+    on a loaded machine a request through LocalStack can take more than 10 s."""
+    monkeypatch.setattr(local_stack_tests, "READY_TIMEOUT_S", 300.0)
+    request = requests.Session.request
+
+    def patient(self: requests.Session, method: str, url: str, **kwargs: Any) -> Any:
+        kwargs["timeout"] = max(kwargs.get("timeout") or 0, HTTP_TIMEOUT_S)
+        return request(self, method, url, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", patient)
 
 
 def test_dev_localstack_starts_one_and_stops_it_with_itself(
@@ -65,7 +83,7 @@ def test_dev_localstack_starts_one_and_stops_it_with_itself(
     monkeypatch.setenv("LOCALSTACK_HOST", f"127.0.0.1:{port}")
     endpoint = f"http://127.0.0.1:{port}"
     assert not is_localstack(endpoint)
-    stack = stacks("ls-on-demand", "--localstack", *FAST)
+    stack = stacks("ls-on-demand", *LS)
     info = stack.banner()
     assert info["backend"] == "localstack"
     assert (info["endpoint_url"], info["dynamodb_endpoint"]) == (endpoint, endpoint)
@@ -90,7 +108,7 @@ def localstack() -> Iterator[LocalStackServer]:
 def test_readme_flow_on_localstack(
     localstack: LocalStackServer, stacks: Callable[..., StackProcess]
 ) -> None:
-    stack = stacks("ls-readme", "--localstack", "--prefix", "e2e-ls-readme", *FAST)
+    stack = stacks("ls-readme", *LS, "--prefix", "e2e-ls-readme")
     assert stack.get("/v1").json()["backend"] == "localstack"
     assert stack.banner()["dynamodb_endpoint"] == localstack.endpoint
     status, job = stack.submit(README_JOB)
@@ -111,8 +129,8 @@ def test_two_stacks_on_one_localstack_fire_a_slot_once(
     localstack: LocalStackServer, stacks: Callable[..., StackProcess]
 ) -> None:
     prefix = "e2e-ls-shared"
-    a = stacks("ls-shared-a", "--localstack", "--prefix", prefix, *FAST)
-    b = stacks("ls-shared-b", "--localstack", "--prefix", prefix, *FAST)
+    a = stacks("ls-shared-a", *LS, "--prefix", prefix)
+    b = stacks("ls-shared-b", *LS, "--prefix", prefix)
     assert b.banner()["start_queue_url"] == a.banner()["start_queue_url"]
 
     slot = at_slot(8)
