@@ -27,7 +27,7 @@ from cadenza_tools.local.localstack import DEPLOY_SERVICES, LocalStackServer, is
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.config import Settings
 from tests.e2e import test_local_stack as local_stack_tests
-from tests.e2e.test_deploy_moto import an_item
+from tests.e2e.test_deploy_moto import ALARMS, an_item
 from tests.e2e.test_local_stack import (
     AT_JOB_OPS,
     FAST,
@@ -190,7 +190,8 @@ def test_deploy_and_destroy_on_localstack_cloudformation(
     tables = [t for t in ddb.list_tables()["TableNames"] if t.startswith("cadenza-dev-")]
     assert len(tables) == 6
     alarms = _client(localstack, "cloudwatch").describe_alarms()["MetricAlarms"]
-    assert len(alarms) == 18
+    assert len(alarms) == len(ALARMS)
+    assert {a["AlarmName"].split("-")[2] for a in alarms} == ALARMS  # cadenza-dev-<id>-<hash>
     assert {tuple(a["AlarmActions"]) for a in alarms} == {(outputs["AlertsTopicArn"],)}
     apigw = _client(localstack, "apigateway")
     (api,) = apigw.get_rest_apis()["items"]
