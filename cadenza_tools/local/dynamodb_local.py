@@ -24,7 +24,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import boto3
 from botocore.config import Config
@@ -183,6 +183,18 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def probe_client(endpoint: str, read_timeout: float) -> Any:
+    """A DynamoDB client that asks once, to see whether ``endpoint`` answers yet."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(connect_timeout=1, read_timeout=read_timeout, retries={"max_attempts": 1}),
+    )
+
+
 class DynamoDBLocal(ProcessService):
     """A DynamoDB Local subprocess (``-sharedDb``), usable as a context manager.
 
@@ -272,14 +284,7 @@ class DynamoDBLocal(ProcessService):
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            config=Config(connect_timeout=1, read_timeout=5, retries={"max_attempts": 1}),
-        )
+        client = probe_client(self.endpoint, read_timeout=5)
         deadline = time.monotonic() + self.startup_timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:

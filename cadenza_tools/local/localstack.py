@@ -31,9 +31,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 
-import boto3
 import requests
-from botocore.config import Config
 
 from cadenza_tools.local.dynamodb_local import (
     JAR_NAME,
@@ -41,6 +39,7 @@ from cadenza_tools.local.dynamodb_local import (
     default_home,
     find_java,
     port_in_use,
+    probe_client,
 )
 from cadenza_tools.local.dynamodb_local import install as install_dynamodb_local
 from cadenza_tools.local.service import ProcessService
@@ -277,14 +276,7 @@ class LocalStackServer(ProcessService):
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        ddb = boto3.client(
-            "dynamodb",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            config=Config(connect_timeout=1, read_timeout=30, retries={"max_attempts": 1}),
-        )
+        ddb = probe_client(self.endpoint, read_timeout=30)
         last: Exception | None = None
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
