@@ -390,6 +390,21 @@ def delete_bucket(aws: Aws, name: str) -> None:
         return
 
 
+def data_exists(aws: Aws, kind: str, name: str) -> bool:
+    """Whether a table or bucket of that name is there."""
+    try:
+        if kind == "AWS::DynamoDB::Table":
+            aws.client("dynamodb").describe_table(TableName=name)
+        else:
+            aws.client("s3").head_bucket(Bucket=name)
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        if code in ("ResourceNotFoundException", "404", "NoSuchBucket"):
+            return False
+        raise
+    return True
+
+
 def destroy(target: Target, say: Say, *, delete_data: bool = False) -> Destroyed:
     """Delete ``target``'s stack; its tables and bucket are kept unless ``delete_data``
     (then the tables' deletion protection is lifted first, so that a stack whose first
@@ -406,8 +421,11 @@ def destroy(target: Target, say: Say, *, delete_data: bool = False) -> Destroyed
     say(f"deleting stack {target.stack}")
     cfn.delete_stack(StackName=target.stack)
     _wait(cfn, "stack_delete_complete", target.stack)
-    if not delete_data:
-        return Destroyed(target.stack, data, [])
+    if not delete_data:  # what is kept is checked: an emulator may not keep it
+        gone = [(kind, name) for kind, name in data if not data_exists(aws, kind, name)]
+        for kind, name in gone:
+            say(f"{kind} {name} was deleted with the stack, whatever its DeletionPolicy")
+        return Destroyed(target.stack, [d for d in data if d not in gone], gone)
     for kind, name in data:
         say(f"deleting {kind} {name}")
         if kind == "AWS::DynamoDB::Table":

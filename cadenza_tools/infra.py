@@ -292,12 +292,14 @@ def _name(key: str) -> dict[str, Any]:
     return {"Fn::FindInMap": [NAMES_MAPPING, {"Ref": STAGE_PARAMETER}, key]}
 
 
-def stage_names(config: Mapping[str, Any], stage: str) -> dict[str, str]:
+def stage_names(config: Mapping[str, Any], stage: str) -> dict[str, str | int]:
     """One stage's row of the ``StageNames`` mapping: every physical name (and the numbers
     that follow the stage's function timeouts)."""
     settings = stage_settings(config, stage)
     models = build_models(settings)
-    row = {table_logical_name(f): str(getattr(models, f).Meta.table_name) for f in model_fields()}
+    row: dict[str, str | int] = {
+        table_logical_name(f): str(getattr(models, f).Meta.table_name) for f in model_fields()
+    }
     row.update(
         Prefix=settings.prefix,
         StartQueue=settings.start_queue,
@@ -673,9 +675,9 @@ ACCESS_LOG_FORMAT = json.dumps(
 )
 
 
-def operations_names(config: Mapping[str, Any], stage: str) -> dict[str, str]:
+def operations_names(config: Mapping[str, Any], stage: str) -> dict[str, str | int]:
     """The stage's names and numbers the alarms and access logs take (``StageNames``)."""
-    row = {
+    row: dict[str, str | int] = {
         "ApiName": f"{stage_settings(config, stage).prefix}-api",
         "ApiStage": str(_chalice_config(config, stage, API_HANDLER).api_gateway_stage),
     }
@@ -683,7 +685,8 @@ def operations_names(config: Mapping[str, Any], stage: str) -> dict[str, str]:
     row["AccessLogRetentionDays"] = str(days or DEFAULT_LOG_RETENTION_DAYS)
     for function, queue in WORKER_QUEUES.items():
         visibility = VISIBILITY_TIMEOUT_FACTOR * function_timeout(config, stage, function)
-        row[f"{queue}AgeAlarmSeconds"] = str(AGE_ALARM_VISIBILITY_TIMEOUTS * visibility)
+        # a number: an alarm's Threshold taken as a string fails on LocalStack's CloudFormation
+        row[f"{queue}AgeAlarmSeconds"] = AGE_ALARM_VISIBILITY_TIMEOUTS * visibility
     return row
 
 

@@ -62,7 +62,8 @@ def dev(
         bool,
         typer.Option(
             "--localstack",
-            help="Use a running LocalStack (endpoints from localstack_client's config).",
+            help="Use LocalStack (endpoints from localstack_client's config); started here, and "
+            "stopped with the stack, if none answers there (set up on first use).",
         ),
     ] = False,
     host: Annotated[str, typer.Option(help="Address the HTTP API binds.")] = DEFAULT_HOST,

@@ -16,6 +16,7 @@ from cadenza_tools.cli import (
     cluster,
     ex,
     jobs,
+    localstack,
     runs,
     secrets,
     supervisor,
@@ -92,6 +93,7 @@ app.add_typer(agents.app, name="agents")
 app.command("agent")(agents.run_agent)
 app.command("deploy")(deploy)
 app.command("destroy")(destroy)
+app.add_typer(localstack.app, name="localstack")
 
 
 def main() -> None:

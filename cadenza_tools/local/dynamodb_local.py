@@ -24,12 +24,12 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Self
+from typing import Any, Self
 
 import boto3
 from botocore.config import Config
 
-from cadenza_tools.local.service import ListeningService
+from cadenza_tools.local.service import ProcessService
 
 NPM_PACKAGE = "amplify-dynamodb-simulator"
 JAR_NAME = "DynamoDBLocal.jar"
@@ -183,7 +183,19 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-class DynamoDBLocal(ListeningService):
+def probe_client(endpoint: str, read_timeout: float) -> Any:
+    """A DynamoDB client that asks once, to see whether ``endpoint`` answers yet."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(connect_timeout=1, read_timeout=read_timeout, retries={"max_attempts": 1}),
+    )
+
+
+class DynamoDBLocal(ProcessService):
     """A DynamoDB Local subprocess (``-sharedDb``), usable as a context manager.
 
     ``data_dir=None`` runs it ``-inMemory``; otherwise tables persist in
@@ -214,13 +226,6 @@ class DynamoDBLocal(ListeningService):
         self.log_path = self.home / LOG_DIR_NAME / "dynamodb-local.log"
         self._requested_port = port
         self._port = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        """Tell whether the subprocess is alive."""
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> Self:
         """Launch the JVM and wait until DynamoDB Local answers ``ListTables``."""
@@ -279,14 +284,7 @@ class DynamoDBLocal(ListeningService):
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            config=Config(connect_timeout=1, read_timeout=5, retries={"max_attempts": 1}),
-        )
+        client = probe_client(self.endpoint, read_timeout=5)
         deadline = time.monotonic() + self.startup_timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
@@ -317,18 +315,7 @@ class DynamoDBLocal(ListeningService):
     def stop(self) -> None:
         """Terminate the JVM (SIGTERM, then SIGKILL after ``stop_timeout``)."""
         atexit.unregister(self.stop)
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        self._port = None
+        self._end(self.stop_timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

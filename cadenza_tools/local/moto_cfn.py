@@ -5,8 +5,12 @@ moto creates an ``AWS::ApiGateway::RestApi`` from its ``Name`` alone and ignores
 ``Body`` (the OpenAPI document Chalice generates), so the API has no methods and the
 ``AWS::ApiGateway::Deployment`` after it fails ("The REST API doesn't contain any
 methods"). :func:`install` imports the ``Body`` into the API it creates, through moto's
-own ``PutRestApi`` (its OpenAPI import: the paths and their methods). Only for the deploy
-test against moto (``tests/e2e/test_deploy_moto.py``); the deploy command needs none of it.
+own ``PutRestApi`` (its OpenAPI import: the paths and their methods). moto also resolves a
+stack's outputs from the template the stack was made with, which a change set's stack gets
+only once it is executed: a stack created by change set has none. :func:`install` resolves
+them again after each change set, as CloudFormation has them (``EndpointURL``...). Only for
+the deploy test against moto (``tests/e2e/test_deploy_moto.py``); the deploy command needs
+none of it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.apigateway.models import RestAPI, apigateway_backends
+from moto.cloudformation.models import CloudFormationBackend
 from moto.cloudformation.parsing import ResourceMap
 
 _lock = threading.Lock()
@@ -60,6 +65,20 @@ def _keeping_data(delete: Callable[[ResourceMap], None]) -> Callable[[ResourceMa
     return delete_keeping_data
 
 
+def _with_outputs(execute: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(execute)
+    def execute_with_outputs(
+        self: CloudFormationBackend, change_set_name: str, stack_name: str | None = None
+    ) -> None:
+        execute(self, change_set_name, stack_name)
+        for stack in self.stacks.values():  # the one just executed (again for the others)
+            if stack.status.endswith("_COMPLETE") and not stack.status.startswith("DELETE"):
+                stack._parse_template()  # its template is the change set's by now
+                stack.output_map = stack._create_output_map()
+
+    return execute_with_outputs
+
+
 def install() -> None:
     """Make moto's CloudFormation import a REST API's ``Body`` and keep what
     ``RetainExceptOnCreate`` keeps (idempotent). Patching moto's classes is the point:
@@ -72,4 +91,6 @@ def install() -> None:
         create = RestAPI.create_from_cloudformation_json
         RestAPI.create_from_cloudformation_json = staticmethod(_with_body(create))  # type: ignore[method-assign]
         setattr(ResourceMap, "delete", _keeping_data(ResourceMap.delete))  # noqa: B010
+        execute = _with_outputs(CloudFormationBackend.execute_change_set)
+        setattr(CloudFormationBackend, "execute_change_set", execute)  # noqa: B010
         _installed = True

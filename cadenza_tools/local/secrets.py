@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 FILE_NAME = "secrets.json"
 STACK_FILE = "stack.json"
 SERVICES = ("ssm", "secretsmanager")
+# what the local stack signs with when the environment has no keys: emulators check none
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,25 @@ class LocalSecrets:
         return str(info["endpoint_url"]), str(info["region"])
 
 
+def emulator_credentials() -> dict[str, str]:
+    """The keys the local stack uses, by its rule: the environment's when it has both,
+    else :data:`DUMMY_CREDENTIALS` (so a plain shell reaches the stack's emulators too)."""
+    keys = {k: os.environ.get(k, "") for k in DUMMY_CREDENTIALS}
+    return keys if all(keys.values()) else dict(DUMMY_CREDENTIALS)
+
+
 def put_into(endpoint: str, region: str, secrets: list[LocalSecret]) -> None:
     """Create or overwrite each secret in the SSM / Secrets Manager at `endpoint`."""
-    ssm = boto3.client("ssm", endpoint_url=endpoint, region_name=region)
-    sm = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=region)
+    keys = emulator_credentials()
+    token = None if keys == DUMMY_CREDENTIALS else os.environ.get("AWS_SESSION_TOKEN")
+    session = boto3.session.Session(
+        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=token,
+        region_name=region,
+    )
+    ssm = session.client("ssm", endpoint_url=endpoint)
+    sm = session.client("secretsmanager", endpoint_url=endpoint)
     for s in secrets:
         if s.service == "ssm":
             ssm.put_parameter(Name=s.name, Value=s.value, Type="SecureString", Overwrite=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import IO, ClassVar, Self
 
 
 class LocalService:
@@ -52,3 +53,32 @@ class ListeningService(LocalService):
     def endpoint(self) -> str:
         """``http://HOST:PORT``, for boto3's ``endpoint_url`` / PynamoDB's ``host``."""
         return f"http://{self.host}:{self.port}"
+
+
+class ProcessService(ListeningService):
+    """A listening service run as a subprocess (``_proc``), its output in a log (``_log``)."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Tell whether the subprocess is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def _end(self, timeout: float) -> subprocess.Popen[bytes] | None:
+        """SIGTERM the subprocess, SIGKILL after ``timeout`` s, close the log; the process
+        that was ended (None if there was none)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self._port = None
+        return proc

@@ -39,9 +39,15 @@ from cadenza_tools.local.api_server import ApiServer
 from cadenza_tools.local.blobs import FileBlobStore
 from cadenza_tools.local.dynamodb_local import DynamoDBLocal, default_home
 from cadenza_tools.local.firer import FirerOptions, ScheduleFirer
+from cadenza_tools.local.localstack import LocalStackServer, ensure_running
 from cadenza_tools.local.migrate import rebuild_changed_tables
 from cadenza_tools.local.moto_server import MotoServer
-from cadenza_tools.local.secrets import LocalSecrets, publish_stack, unpublish_stack
+from cadenza_tools.local.secrets import (
+    DUMMY_CREDENTIALS,
+    LocalSecrets,
+    publish_stack,
+    unpublish_stack,
+)
 from cadenza_tools.local.service import LocalService
 from cadenza_tools.local.sqs_poller import Handler, PollerOptions, SqsPoller
 from cadenza_tools.local.users import LocalUser, LocalUsers
@@ -62,7 +68,6 @@ STOP_GRACE_S = 2.0  # how long stop() lets the pollers finish the batches they h
 EMULATOR_HOST = "127.0.0.1"
 BANNER_TAG = "CADENZA_STACK"
 _ROUTINE_TICK_STATS = frozenset({"shards_queried", "jobs_read", "stalled_read"})
-_DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
 class StackError(RuntimeError):
@@ -236,6 +241,7 @@ class LocalStack(LocalService):
 
         self.moto: MotoServer | None = None
         self.dynamodb: DynamoDBLocal | None = None
+        self.localstack: LocalStackServer | None = None
         self.warmed: WarmUp | None = None
         self.api: ApiServer | None = None
         self.firer: ScheduleFirer | None = None
@@ -270,6 +276,7 @@ class LocalStack(LocalService):
         """Start what must be started; return the SQS/S3 and DynamoDB endpoints."""
         if self.options.localstack:
             sqs, ddb = localstack_endpoints()
+            self.localstack = ensure_running(sqs, say=log.info)  # started here if none runs
             return self.options.endpoint_url or sqs, self.options.dynamodb_endpoint or ddb
         if self.options.endpoint_url is not None:
             return (
@@ -307,7 +314,7 @@ class LocalStack(LocalService):
 
     def _set_environment(self, endpoint: str, ddb_endpoint: str) -> None:
         if not os.environ.get("AWS_ACCESS_KEY_ID") or not os.environ.get("AWS_SECRET_ACCESS_KEY"):
-            for key, value in _DUMMY_CREDENTIALS.items():
+            for key, value in DUMMY_CREDENTIALS.items():
                 self._setenv(key, value)
             self._unsetenv("AWS_SESSION_TOKEN")
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -450,6 +457,8 @@ class LocalStack(LocalService):
         """What has died since start (None while everything runs)."""
         if self.dynamodb is not None and not self.dynamodb.running:
             return f"DynamoDB Local exited; see {self.dynamodb.log_path}"
+        if self.localstack is not None and not self.localstack.running:
+            return f"LocalStack exited; see {self.localstack.log_path}"
         if self.firer is not None and not self.firer.is_alive():
             return "the supervisor firer thread ended"
         dead = [p.name for p in self.pollers if not p.is_alive()]
@@ -500,6 +509,9 @@ class LocalStack(LocalService):
         ddb, self.dynamodb = self.dynamodb, None
         if ddb is not None:
             ddb.stop()
+        started, self.localstack = self.localstack, None
+        if started is not None:
+            started.stop()
         self._restore_env()
         get_settings.cache_clear()
 

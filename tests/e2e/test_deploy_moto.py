@@ -77,6 +77,12 @@ def _cadenza(*args: str) -> Any:
     return result
 
 
+def _deploy_printed(moto: str, checkout: Path, *extra: str) -> str:
+    """What `cadenza deploy` prints without --json: the API's URL and the first steps."""
+    common = ["--stage", STAGE, "--region", REGION, "--endpoint-url", moto]
+    return str(_cadenza("deploy", *common, "--project-dir", str(checkout), *extra).stdout)
+
+
 def _deploy(moto: str, checkout: Path, *extra: str) -> dict[str, Any]:
     common = ["--stage", STAGE, "--region", REGION, "--endpoint-url", moto, "--json"]
     result = _cadenza("deploy", *common, "--project-dir", str(checkout), *extra)
@@ -129,10 +135,15 @@ def test_deploy_update_destroy(moto: str, checkout: Path) -> None:
     assert [a["name"] for a in apis] == [f"cadenza-{STAGE}-api"]
     resources = _client(moto, "apigateway").get_resources(restApiId=apis[0]["id"])["items"]
     assert {"/jobs", "/v1/jobs"} <= {r["path"] for r in resources}
+    _check_alarms_and_api(moto, first, apis[0]["id"])
 
-    # the same package again: nothing to change
+    # the same package again: nothing to change; the URL printed is the API's
     package = checkout / "infra" / "out" / STAGE
-    assert _deploy(moto, checkout, "--package-dir", str(package))["changed"] is False
+    printed = _deploy_printed(moto, checkout, "--package-dir", str(package))
+    assert "no changes" in printed
+    assert f"API: {first['EndpointURL']}" in printed
+    assert f"export CADENZA_URL={first['EndpointURL']}" in printed
+    assert f"--topic-arn {first['AlertsTopicArn']}" in printed
     # an update: a new function
     _add_function(package)
     assert _deploy(moto, checkout, "--package-dir", str(package))["changed"] is True
@@ -145,9 +156,66 @@ def test_deploy_update_destroy(moto: str, checkout: Path) -> None:
     assert bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert _deploy(moto, checkout, "--package-dir", str(package))["changed"] is True
 
-    # destroy keeps the data and says so
+    # destroy keeps the data and says so: the records and the result files are still there
+    jobs_table = f"cadenza-{STAGE}-jobs"
+    ddb.put_item(TableName=jobs_table, Item=an_item(ddb, jobs_table))
+    s3.put_object(Bucket=bucket, Key="results/kept.json", Body=b"{}")
     out = _destroy(moto)
     assert "kept" in out and f"AWS::S3::Bucket {bucket}" in out
+    assert f"AWS::DynamoDB::Table {jobs_table}" in out
     assert len(_tables(moto)) == 6
+    assert ddb.scan(TableName=jobs_table)["Count"] == 1
+    assert s3.get_object(Bucket=bucket, Key="results/kept.json")["Body"].read() == b"{}"
     stacks = cfn.list_stacks(StackStatusFilter=["CREATE_COMPLETE", "UPDATE_COMPLETE"])
     assert not stacks["StackSummaries"]
+
+
+def an_item(ddb: Any, table: str) -> dict[str, Any]:
+    """An item with only the table's key attributes."""
+    described = ddb.describe_table(TableName=table)["Table"]
+    types = {a["AttributeName"]: a["AttributeType"] for a in described["AttributeDefinitions"]}
+    return {k["AttributeName"]: {types[k["AttributeName"]]: "1"} for k in described["KeySchema"]}
+
+
+# the alarms infra/resources.json declares, each routed to the alerts topic
+ALARMS = {
+    "DeadLetterAlarm",
+    "SupervisorErrorsAlarm",
+    "SupervisorNotInvokedAlarm",
+    "StartWorkerErrorsAlarm",
+    "StartWorkerThrottlesAlarm",
+    "StartQueueAgeAlarm",
+    "SliceWorkerErrorsAlarm",
+    "SliceWorkerThrottlesAlarm",
+    "SliceQueueAgeAlarm",
+    "Api5xxAlarm",
+    *(f"{t}TableThrottleAlarm" for t in ("Job", "Run", "Slice", "Supervisor", "Alert", "Asset")),
+}
+
+
+def _check_alarms_and_api(moto: str, outputs: dict[str, Any], api_id: str) -> None:
+    """The alarms and the API stage as deployed. moto's CloudFormation creates no
+    CloudWatch alarm and no API Gateway stage (it warns and goes on): what it was given,
+    the template it keeps for the stack, is checked, and what it made."""
+    cfn = _client(moto, "cloudformation")
+    deployed = cfn.get_template(StackName=STACK)["TemplateBody"]
+    template = deployed if isinstance(deployed, dict) else json.loads(deployed)
+    resources: dict[str, Any] = template["Resources"]
+    alarms = {k: r for k, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(alarms) == ALARMS
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlertsTopic"}], name
+    topic = outputs["AlertsTopicArn"]
+    topics = {t["TopicArn"] for t in _client(moto, "sns").list_topics()["Topics"]}
+    assert topic in topics and topic.endswith(f":cadenza-{STAGE}-alerts")
+    made = _client(moto, "cloudwatch").describe_alarms()["MetricAlarms"]
+    for alarm in made:  # none on moto 5 (see above); all of them where alarms are made
+        assert alarm["AlarmActions"] == [topic], alarm["AlarmName"]
+
+    (stage,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    assert stage["Properties"]["StageName"] == "api"
+    assert stage["Properties"]["AccessLogSetting"]["DestinationArn"] == {
+        "Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]
+    }
+    url = outputs["EndpointURL"]
+    assert url == f"https://{api_id}.execute-api.{REGION}.amazonaws.com/api/"

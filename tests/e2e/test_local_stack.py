@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from cadenza_tools.cli.auth import AsLocalUser
+from cadenza_tools.local import localstack
 from cadenza_tools.local.dynamodb_local import free_port
 from cadenza_tools.local.stack import LocalStack, StackOptions, parse_banner
 from cadenza_tools.local.users import LocalUsers
@@ -351,10 +352,11 @@ def test_localstack_endpoints_come_from_localstack_client(
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("USE_SSL", raising=False)
     monkeypatch.setenv("LOCALSTACK_HOST", "ls.internal:4599")
+    monkeypatch.setattr(localstack, "is_localstack", lambda endpoint: True)  # one answers
     stack = LocalStack(StackOptions(localstack=True, quiet=True))
     assert stack.backend_label == "localstack"
     assert stack._start_emulators() == ("http://ls.internal:4599", "http://ls.internal:4599")
-    assert stack.moto is None and stack.dynamodb is None
+    assert stack.moto is None and stack.dynamodb is None and stack.localstack is None
 
     given = LocalStack(
         StackOptions(localstack=True, dynamodb_endpoint="http://ddb:8000", quiet=True)

@@ -4,13 +4,19 @@ the run shows has it redacted; the log never holds it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import boto3
 import pytest
 from typer.testing import CliRunner
 
 from cadenza_tools.cli.main import app
-from tests.e2e.test_local_stack import RUN_TIMEOUT_S, StackProcess, moto_stack, wait_for
+from cadenza_tools.local.secrets import LocalSecrets
+from tests.e2e.test_local_stack import REPO, RUN_TIMEOUT_S, StackProcess, moto_stack, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -49,3 +55,35 @@ def test_a_secret_put_with_the_cli_is_resolved_by_the_stack(stack: StackProcess)
     result = stack.get(f"/v1/ex/{posted.json()['id']}").json()["result"]
     assert result == {"request": {}, "args": ["-p", "***"]}
     assert VALUE not in stack.log_path.read_text()
+
+
+def test_secrets_put_from_a_shell_without_aws_credentials(
+    stack: StackProcess, tmp_path: Path
+) -> None:
+    """docs/api.md's example pasted into a plain shell: no AWS variables, no ~/.aws; the CLI
+    signs with the keys the stack uses (dummy ones), so the running stack takes it."""
+    name, value = "/cadenza/dev/e2e-plain-shell", "from-a-plain-shell"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),  # no ~/.aws
+        "CADENZA_CREDENTIALS": str(stack.credentials),
+    }
+    put = subprocess.run(
+        [sys.executable, "-m", "cadenza_tools.cli.main", "secrets", "put", name],
+        input=value,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert put.returncode == 0, put.stderr
+    assert "did not take" not in put.stderr, put.stderr
+    running = LocalSecrets(stack.credentials.with_name("secrets.json")).running_endpoint()
+    assert running is not None
+    endpoint, region = running
+    ssm = boto3.session.Session(
+        aws_access_key_id="any", aws_secret_access_key="any", region_name=region
+    ).client("ssm", endpoint_url=endpoint)
+    assert ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"] == value
