@@ -19,7 +19,11 @@ for _k, _v in {
     os.environ[_k] = _v
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
+import functools  # noqa: E402
+
 import boto3  # noqa: E402
+import botocore.loaders  # noqa: E402
+import botocore.session  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from cadenza_tools.local import moto_serial  # noqa: E402
@@ -36,6 +40,12 @@ from tests.fakes.runlogs import MemoryRunLogStore  # noqa: E402
 from tests.helpers import deliver  # noqa: E402
 
 moto_serial.install()  # moto's DynamoDB serialised as DynamoDB's condition checks are
+# Every botocore session (PynamoDB opens one per model and per thread, boto3 one per client
+# here) parsed the service models and endpoints JSON anew: most of a moto test's set-up. The
+# session's loader is built by this module-level factory; one loader per data path serves
+# every session of the test process (its caches return the same parsed documents a single
+# session would share between its clients).
+botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a whole minute
 
