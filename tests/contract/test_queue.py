@@ -15,11 +15,18 @@ from moto import mock_aws
 
 from chalicelib.adapters.sqs import SqsQueue, ensure_queues
 from chalicelib.domain.runs import StartHint
-from chalicelib.ports import FakeClock, Queue, SliceMessage, StartMessage
+from chalicelib.ports import (
+    FakeClock,
+    Queue,
+    SliceMessage,
+    StartGroup,
+    StartMessage,
+    start_messages,
+)
 from tests.contract.records import T
 from tests.fakes import MemoryQueue, Message
 
-VISIBILITY = 1
+VISIBILITY = 4  # longer than a receive loop takes on a loaded machine (none comes back)
 
 
 class Harness(Protocol):
@@ -135,6 +142,16 @@ def test_more_than_ten_messages_are_all_sent(harness: Harness) -> None:
     assert sorted(b["slot"] for b in _bodies(harness.receive("start"))) == [
         f"s{i:02d}" for i in range(23)
     ]
+
+
+def test_a_bursts_group_is_one_message_holding_its_starts(harness: Harness) -> None:
+    hint = StartHint("e1", T, 60)
+    group = StartGroup((StartMessage("j1", "s", hint=hint), StartMessage("j2", "s")), 0)
+    harness.queue.send_starts([group, StartMessage("j3", "s")])
+    bodies = _bodies(harness.receive("start"))
+    assert len(bodies) == 2
+    starts = sorted((m for b in bodies for m in start_messages(b)), key=lambda m: m.job_id)
+    assert [(m.job_id, m.hint) for m in starts] == [("j1", hint), ("j2", None), ("j3", None)]
 
 
 def test_memory_drain_moves_a_fake_clock_to_each_delay() -> None:
