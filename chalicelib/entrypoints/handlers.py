@@ -19,10 +19,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalicelib.bootstrap import get_container
 from chalicelib.domain.outcomes import SliceOutcome, StartOutcome
 from chalicelib.entrypoints.logs import log_context
+from chalicelib.entrypoints.start_gates import SecondGate, SecondGates
 from chalicelib.ports import SliceMessage, StartMessage, start_messages
 from chalicelib.services.entry import PreparedStart
 
 log = logging.getLogger(__name__)
+START_GATES = SecondGates()  # this process's runs due on one second begin before any finishes
 
 
 def on_tick(event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -100,9 +102,9 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         with log_context(job_id=msg.job_id, slot=msg.slot):
             return [worker.prepare_start(msg.job_id, msg.slot, message_id, msg.hint, msg.delivery)]
 
-    def run(p: PreparedStart) -> StartOutcome:
+    def run(p: PreparedStart, gate: SecondGate) -> StartOutcome:
         with log_context(job_id=p.run.job_id, slot=p.run.slot, ex_id=p.run.ex_id):
-            return worker.run_prepared(p)
+            return worker.run_prepared(p, gate)
 
     prepared: list[tuple[str, PreparedStart]] = []
     if starts:
@@ -114,8 +116,9 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
             failed += [mid for out in outs if isinstance(out, Exception)]
             prepared += [(mid, out) for out in outs if isinstance(out, PreparedStart)]
     if prepared:
+        held = [(mid, p, START_GATES.hold(p.run.start_at)) for mid, p in prepared]
         with ThreadPoolExecutor(len(prepared), thread_name_prefix="start") as pool:
-            runs = [(mid, pool.submit(run, p)) for mid, p in prepared]
+            runs = [(mid, pool.submit(run, p, gate)) for mid, p, gate in held]
         failed += _settle(runs, "after its claim")[1]
     return {"batchItemFailures": [{"itemIdentifier": mid} for mid in dict.fromkeys(failed)]}
 

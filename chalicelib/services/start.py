@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.outcomes import StartOutcome
@@ -47,6 +47,26 @@ from chalicelib.services.runlogs import RunLogging
 log = logging.getLogger(__name__)
 EARLY_SLACK_S = 1.5  # a start message may come this much before its lead (whole-second delays)
 HINT_MAX_BYTES = 16_384  # a start message stays small (SQS takes 256 KB); larger: read
+
+
+class StartGate(Protocol):
+    """The runs a process starts on one second: each tells when it has begun; a run's
+    finish waits (a bounded while) until all have."""
+
+    def begun(self) -> None: ...
+
+    def wait(self) -> None: ...
+
+
+class _NoGate:
+    def begun(self) -> None:
+        pass
+
+    def wait(self) -> None:
+        pass
+
+
+_NO_GATE = _NoGate()
 
 
 def wait_limit(lead: float) -> float:
@@ -411,22 +431,29 @@ class StartPath(SlotEntry, RunLogging):
         return StartOutcome.busy if claimed is None else PreparedStart(claimed, token, [])
 
     # ---- at the run's second ----------------------------------------------------------------
-    def run_prepared(self, p: PreparedStart) -> StartOutcome:
+    def run_prepared(self, p: PreparedStart, gate: StartGate | None = None) -> StartOutcome:
         """At the run's second (waiting for it if need be): run a one-slice run to its end,
-        or set a sliced run going with its first `workers` slices."""
-        wait = p.run.start_at - self.clock.now()
-        if wait > 0:
-            self.sleep(wait)
-        if p.enter is not None:
-            entered = self.enter(p)
-            if not isinstance(entered, PreparedStart):
-                return entered
-            p = entered
-        begin = self.clock.now()
+        or set a sliced run going with its first `workers` slices. With a `gate` (the runs
+        a process starts on one second), the run tells it when it has begun, and a one-slice
+        run's finishing write waits for the others to begin: finishing is off their start's
+        path."""
+        gate = gate or _NO_GATE
+        try:
+            wait = p.run.start_at - self.clock.now()
+            if wait > 0:
+                self.sleep(wait)
+            if p.enter is not None:
+                entered = self.enter(p)
+                if not isinstance(entered, PreparedStart):
+                    return entered
+                p = entered
+            begin = self.clock.now()
+        finally:
+            gate.begun()
         if p.run.presliced:
             return self._set_going(p.run, p.token, p.run.slices_total, begin)
         if runs_inline(p.run.operations, len(p.requests)):
-            return self._run_inline(p.run, p.token, p.requests[0], begin)
+            return self._run_inline(p.run, p.token, p.requests[0], begin, gate)
         return self._set_going(p.run, p.token, len(p.requests), begin)
 
     def _set_going(self, claimed: Run, token: str, total: int, begin: float) -> StartOutcome:
@@ -438,7 +465,7 @@ class StartPath(SlotEntry, RunLogging):
         return StartOutcome.running
 
     def _run_inline(
-        self, claimed: Run, token: str, request: dict[str, Any], begin: float
+        self, claimed: Run, token: str, request: dict[str, Any], begin: float, gate: StartGate
     ) -> StartOutcome:
         """A one-slice run: the run record is its own slice (claimed, processed, finished)."""
         ctx = SliceContext(
@@ -456,6 +483,7 @@ class StartPath(SlotEntry, RunLogging):
             return process(claimed.operations, request, ctx, ops, self.secrets)
 
         result, failure = self.logged(claimed.ex_id, slice_id_for(0), claimed.attempts, work)
+        gate.wait()
         if failure is not None:
             final = is_final(failure, None)
             return self._inline_failed(claimed, token, error_text(failure), final)
