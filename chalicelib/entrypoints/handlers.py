@@ -102,11 +102,12 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         with log_context(job_id=msg.job_id, slot=msg.slot):
             return [worker.prepare_start(msg.job_id, msg.slot, message_id, msg.hint, msg.delivery)]
 
-    def run(p: PreparedStart, gate: SecondGate) -> StartOutcome:
+    def run(p: PreparedStart, gate: SecondGate | None) -> StartOutcome:
         with log_context(job_id=p.run.job_id, slot=p.run.slot, ex_id=p.run.ex_id):
             return worker.run_prepared(p, gate)
 
     prepared: list[tuple[str, PreparedStart]] = []
+    grouped: set[int] = set()  # a burst's runs (they came in groups): gated by their second
     if starts:
         with ThreadPoolExecutor(len(starts), thread_name_prefix="claim") as pool:
             claims = [(mid, pool.submit(prepare, mid, msgs)) for mid, msgs in starts]
@@ -115,8 +116,12 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         for mid, outs in outcomes:
             failed += [mid for out in outs if isinstance(out, Exception)]
             prepared += [(mid, out) for out in outs if isinstance(out, PreparedStart)]
+            grouped.update(id(out) for out in outs if len(outs) > 1)
     if prepared:
-        held = [(mid, p, START_GATES.hold(p.run.start_at)) for mid, p in prepared]
+        held = [
+            (mid, p, START_GATES.hold(p.run.start_at) if id(p) in grouped else None)
+            for mid, p in prepared
+        ]
         with ThreadPoolExecutor(len(prepared), thread_name_prefix="start") as pool:
             runs = [(mid, pool.submit(run, p, gate)) for mid, p, gate in held]
         failed += _settle(runs, "after its claim")[1]
