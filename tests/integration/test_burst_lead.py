@@ -59,7 +59,7 @@ def test_a_burst_is_sent_early_and_claimed_before_its_second(
     clock.t = AT - 5
     c.supervisor.tick(AT - 5)
     sent = [m for m in queue.messages if m.kind == "start"]
-    assert len(sent) == 4  # a burst's starts go in groups of ten runs due on one second
+    assert len(sent) == 2  # a burst's starts go in groups of 25 runs due on one second
     starts = [s for m in sent for s in start_messages(m.body)]
     assert len(starts) == 40 and {m.lead for m in starts} == {6.0}
     claimed = [c.worker.prepare_start(m.job_id, m.slot, None, None, m.delivery) for m in starts]

@@ -83,17 +83,17 @@ def test_single_slice_scheduled_run_costs(
     assert c.items_written - tick_only.items_written == items * n
 
 
-def test_a_bursts_runs_are_claimed_ten_to_a_transaction(
+def test_a_bursts_runs_are_claimed_a_group_to_a_transaction(
     container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
-    n = 30  # due on one second: a burst, whose starts go in groups of ten runs
+    n = 30  # due on one second: a burst, whose starts go in groups of 25 runs
     for i in range(n):
         container.jobs.submit(
             {**NOOP, "name": f"b{i}", "schedule": {"at": "2027-01-15T08:01:00Z"}}, start=True
         )
     container.supervisor.tick(T0 + 55)
     groups = queue.take()
-    assert len(groups) == 3
+    assert len(groups) == 2
     clock.t = T0 + 58
     with counting() as c:
         prepared = [
@@ -101,7 +101,7 @@ def test_a_bursts_runs_are_claimed_ten_to_a_transaction(
         ]
     assert all(isinstance(p, PreparedStart) and p.run.holds_slot for p in prepared)
     assert len(prepared) == n
-    assert c.calls == {"TransactWriteItems": 3}  # no read; 20 items each: runs and jobs
+    assert c.calls == {"TransactWriteItems": 2}  # no read; runs and jobs: 50 and 10 items
     assert c.items_written == 2 * n
 
 

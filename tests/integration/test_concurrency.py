@@ -283,8 +283,8 @@ def test_a_bursts_group_delivered_twice_at_once_claims_each_run_and_slot_once(
     transaction: the same group handled by two workers at once (a redelivery) claims each
     run once; the loser's transaction fails whole and its runs are then found claimed."""
     a, b, queue, clock = _pair(racing)
-    ids, groups = _burst(a, queue, clock, 25)
-    assert [len(start_messages(g.body)) for g in groups] == [10, 10, 5]
+    ids, groups = _burst(a, queue, clock, 30)
+    assert [len(start_messages(g.body)) for g in groups] == [25, 5]
 
     def claim(c: Container, g: Message, message_id: str) -> list[object]:
         return list(c.worker.prepare_group(start_messages(g.body), message_id))
@@ -304,14 +304,14 @@ def test_a_group_with_a_run_claimed_already_claims_the_others_one_by_one(
     racing: Settings,
 ) -> None:
     a, _, queue, clock = _pair(racing)
-    ids, [group, *rest] = _burst(a, queue, clock, 20)
+    ids, [group, *rest] = _burst(a, queue, clock, 30)
     starts = start_messages(group.body)
     first = a.worker.prepare_start(starts[0].job_id, starts[0].slot, None, starts[0].hint)
     assert isinstance(first, PreparedStart)
     outs = a.worker.prepare_group(starts, "group-0")
     assert outs[0] == "busy"
     prepared = [first, *(o for o in outs[1:] if isinstance(o, PreparedStart))]
-    assert len(prepared) == 10
+    assert len(prepared) == 25
     assert {a.worker.run_prepared(p) for p in prepared} == {"completed"}
     for other in rest:
         for out in deliver_starts(a, other):

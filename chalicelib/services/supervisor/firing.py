@@ -44,8 +44,8 @@ CREATE_ATTEMPTS = 5
 MAX_TX_ITEMS = 100  # DynamoDB's limits of one transaction: items, and 4 MB
 MAX_TX_BYTES = 3_000_000
 GROUP_FROM = 20  # a second with this many starts is a burst: its starts go in groups
-GROUP_RUNS = 10  # runs in one group (a start worker takes ten messages: 100 runs at once)
-GROUP_BYTES = 24_000  # a group's body at most (SendMessageBatch takes 256 KiB for ten)
+GROUP_RUNS = 25  # runs in one group (a start worker takes ten messages: 250 runs at once)
+GROUP_BYTES = 60_000  # a group's body at most (SQS takes 256 KiB a message and a batch)
 R = TypeVar("R")
 
 
