@@ -183,16 +183,22 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def probe_client(endpoint: str, read_timeout: float) -> Any:
-    """A DynamoDB client that asks once, to see whether ``endpoint`` answers yet."""
+def local_client(endpoint: str, config: Config) -> Any:
+    """A DynamoDB client of a local emulator at ``endpoint`` (its dummy credentials)."""
     return boto3.client(
         "dynamodb",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="local",
         aws_secret_access_key="local",
-        config=Config(connect_timeout=1, read_timeout=read_timeout, retries={"max_attempts": 1}),
+        config=config,
     )
+
+
+def probe_client(endpoint: str, read_timeout: float) -> Any:
+    """A DynamoDB client that asks once, to see whether ``endpoint`` answers yet."""
+    config = Config(connect_timeout=1, read_timeout=read_timeout, retries={"max_attempts": 1})
+    return local_client(endpoint, config)
 
 
 class DynamoDBLocal(ProcessService):

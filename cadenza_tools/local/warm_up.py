@@ -17,8 +17,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.config import Config
+
+from cadenza_tools.local.dynamodb_local import local_client
 
 ROUND_ITEMS = 100  # DynamoDB's most items in one transaction, as the tick writes them
 JOBS_PER_ROUND = 10
@@ -39,14 +40,7 @@ class WarmUp:
 
 
 def _client(endpoint: str) -> Any:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-        config=Config(retries={"max_attempts": 2}),
-    )
+    return local_client(endpoint, Config(retries={"max_attempts": 2}))
 
 
 def _create(client: Any, table: str) -> None:
