@@ -219,6 +219,8 @@ class StartPath(SlotEntry, RunLogging):
         claimed: dict[int, PreparedStart] = {}
         if len(ahead) > 1:
             written = self.store.claim_runs_together([(p.run, t) for p, t in ahead.values()])
+            if written is None:
+                log.warning("%d runs of a group not claimed together; one by one", len(ahead))
             now = self.clock.now()
             for (i, (p, _)), run in zip(ahead.items(), written or [], strict=False):
                 if self.notifications is not None:
