@@ -80,7 +80,7 @@ def test_error_text_names_the_class_not_its_module() -> None:
         ),
         (
             {"operations": [{"_op": "http", "url": "https://billing.example.com/run"}]},
-            "TargetDenied: http target 'billing.example.com' is not allowed in this stage",
+            "NotAllowed: http target 'billing.example.com' is not allowed in this stage",
         ),
     ],
     ids=["one-slice", "sliced", "target-denied"],
