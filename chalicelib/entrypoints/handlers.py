@@ -106,8 +106,7 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         with log_context(job_id=p.run.job_id, slot=p.run.slot, ex_id=p.run.ex_id):
             return worker.run_prepared(p, gate)
 
-    prepared: list[tuple[str, PreparedStart]] = []
-    grouped: set[int] = set()  # a burst's runs (they came in groups): gated by their second
+    prepared: list[tuple[str, PreparedStart, bool]] = []  # grouped: a burst's, gated
     if starts:
         with ThreadPoolExecutor(len(starts), thread_name_prefix="claim") as pool:
             claims = [(mid, pool.submit(prepare, mid, msgs)) for mid, msgs in starts]
@@ -115,12 +114,12 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         failed += claim_failed
         for mid, outs in outcomes:
             failed += [mid for out in outs if isinstance(out, Exception)]
-            prepared += [(mid, out) for out in outs if isinstance(out, PreparedStart)]
-            grouped.update(id(out) for out in outs if len(outs) > 1)
+            grouped = len(outs) > 1
+            prepared += [(mid, out, grouped) for out in outs if isinstance(out, PreparedStart)]
     if prepared:
         held = [
-            (mid, p, START_GATES.hold(p.run.start_at) if id(p) in grouped else None)
-            for mid, p in prepared
+            (mid, p, START_GATES.hold(p.run.start_at) if grouped else None)
+            for mid, p, grouped in prepared
         ]
         with ThreadPoolExecutor(len(prepared), thread_name_prefix="start") as pool:
             runs = [(mid, pool.submit(run, p, gate)) for mid, p, gate in held]

@@ -11,7 +11,7 @@ from typing import Any
 from chalicelib.domain.jobs import Job, JobDefinition
 from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.domain.policies import LATE_AFTER_S
-from chalicelib.domain.runs import Delivery, MissReason, Run, Trigger
+from chalicelib.domain.runs import Delivery, MissReason, Run, RunTransition, Trigger
 from chalicelib.domain.schedules import Schedule
 from chalicelib.domain.slices import Slice, slice_id_for
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
@@ -97,7 +97,9 @@ class SlotEntry(RunLifecycle):
             return None  # due already (it may be late: `enter` judges that), or not spaced
         return self._claim_with_slot(p, now, p.enter)
 
-    def _claim_with_slot(self, p: PreparedStart, now: float, limit: int) -> PreparedStart | None:
+    @staticmethod
+    def slot_claim(p: PreparedStart, now: float, limit: int) -> RunTransition:
+        """The claim of a prepared run together with one of its job's slots, unwritten."""
         run = p.run
         begin = max(now, run.start_at)
         if run.presliced or not runs_inline(run.operations, len(p.requests)):
@@ -107,7 +109,11 @@ class SlotEntry(RunLifecycle):
             transition = run.claim_inline(
                 p.token, begin, now, config=p.pinned, unread=p.hinted, same_config=p.hinted
             )
-        claimed = self.apply(run, transition.taking_slot(limit))
+        return transition.taking_slot(limit)
+
+    def _claim_with_slot(self, p: PreparedStart, now: float, limit: int) -> PreparedStart | None:
+        run = p.run
+        claimed = self.apply(run, self.slot_claim(p, now, limit))
         if claimed is None:
             return None
         if claimed.status == ExStatus.initializing and not claimed.presliced:

@@ -244,28 +244,17 @@ class StartPath(SlotEntry, RunLogging):
         self, msg: StartMessage, claim_id: str | None
     ) -> tuple[PreparedStart, RunTransition] | None:
         """The claim with its job's slot that `_enter_unread` would write for this message
-        now, unwritten; None if it would not claim ahead (the message goes the usual way)."""
-        hint = msg.hint
-        if hint is None or hint.config is None:
-            return None
-        now = self.clock.now()
+        now, unwritten, if the run is claimed on its own record; None if it would not be
+        claimed so ahead (the message goes the usual way)."""
+        hint, now = msg.hint, self.clock.now()
         early = wait_limit(msg.delivery.lead)
-        known = Run(msg.job_id, msg.slot, hint.ex_id, hint.start_at, hint.config, args=hint.args)
-        limit = active_limit_of(known.config)
-        if hint.start_at - now > early or limit is None or known.assets:
+        if hint is None or hint.start_at - now > early:
             return None
-        if not may_enter_ahead(known, now, early):
+        prepared = self._unread_entry(msg.job_id, msg.slot, hint, claim_id, now, early)
+        if prepared is None or not runs_inline(prepared.run.operations, 1):
             return None
-        try:
-            requests = self._slice(known, {}, known.attempts + 1, note=False)
-        except Exception:  # the read path fails the run, once, if it cannot be sliced
-            return None
-        if len(requests) != 1 or not runs_inline(known.operations, 1):
-            return None
-        token = _token(claim_id)
-        begin = max(now, known.start_at)
-        claim = known.claim_inline(token, begin, now, unread=True, same_config=True)
-        return PreparedStart(known, token, requests, limit, hinted=True), claim.taking_slot(limit)
+        assert prepared.enter is not None
+        return prepared, self.slot_claim(prepared, now, prepared.enter)
 
     def _due(self, run: Run, now: float, lead: float) -> Run | StartOutcome:
         """The run, if it is due and free to claim (a buffered one first takes its job's
@@ -385,10 +374,28 @@ class StartPath(SlotEntry, RunLogging):
         """A one-slice run that takes its job's slot with its claim, known from its hint:
         claimed with the slot now (one transaction, no read) if it may enter ahead; None
         otherwise, or if the claim's conditions fail: the caller reads it."""
-        assert hint.config is not None
+        now = self.clock.now()
+        prepared = self._unread_entry(job_id, slot, hint, claim_id, now, early)
+        if prepared is None or prepared.enter is None:
+            return None
+        return self._claim_with_slot(prepared, now, prepared.enter)
+
+    def _unread_entry(
+        self,
+        job_id: str,
+        slot: str,
+        hint: StartHint,
+        claim_id: str | None,
+        now: float,
+        early: float,
+    ) -> PreparedStart | None:
+        """The run a start hint with its config describes, prepared to take its job's slot
+        with its claim ahead of its second; None if it may not (no limit, assets, not due
+        soon enough or not spaced out, not one slice)."""
+        if hint.config is None:
+            return None
         known = Run(job_id, slot, hint.ex_id, hint.start_at, hint.config, args=hint.args)
         limit = active_limit_of(known.config)
-        now = self.clock.now()
         if limit is None or known.assets or not may_enter_ahead(known, now, early):
             return None
         try:
@@ -397,8 +404,7 @@ class StartPath(SlotEntry, RunLogging):
             return None
         if len(requests) != 1:
             return None
-        prepared = PreparedStart(known, _token(claim_id), requests, limit, hinted=True)
-        return self._claim_with_slot(prepared, now, limit)
+        return PreparedStart(known, _token(claim_id), requests, limit, hinted=True)
 
     def _resume_own_claim(
         self, run: Run, claim_id: str, now: float
