@@ -12,7 +12,7 @@ from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.transitions import ExStatus
-from chalicelib.ports import FakeClock, SlotWrite
+from chalicelib.ports import FakeClock, SlotWrite, start_messages
 from tests.clients import AS_OWNER
 from tests.conftest import T0
 from tests.helpers import start_due
@@ -132,3 +132,53 @@ def test_runs_written_together_are_created_in_slot_order(
     assert len(live) == 4
     created = [r.created for r in live]
     assert created == sorted(created) and len(set(created)) == 4  # no two tie
+
+
+def test_each_transactions_imminent_starts_are_sent_before_the_next_is_written(
+    container: Container, queue: MemoryQueue, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick after downtime writes many jobs' runs in several transactions: the starts of
+    those written first go out at once, not after every other job's write."""
+    for i in range(60):  # 2 items a job (its run, itself): 50 jobs in the first transaction
+        _submit(container, f"j{i}", schedule={"interval_seconds": 10})
+    sent_before: list[int] = []
+    original = container.store.create_slots
+
+    def create_slots(writes: Sequence[SlotWrite]) -> bool:
+        sent_before.append(sum(len(start_messages(m.body)) for m in queue.sent))
+        return original(writes)
+
+    monkeypatch.setattr(container.store, "create_slots", create_slots)
+    clock.t = T0 + 22  # 08:00:10 missed, 08:00:20 on time
+    stats = container.supervisor.tick(T0 + 22)
+    assert stats.runs_created == 60
+    assert sent_before[:2] == [0, 50]  # then the missed slots' ledger
+
+
+def test_a_long_outages_ledger_is_left_to_later_ticks_past_half_the_look_ahead(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [_submit(container, f"j{i}", catchup="none") for i in range(2)]
+    original = container.store.create_slots
+    lookahead = container.settings.lookahead_seconds
+
+    def slow(writes: Sequence[SlotWrite]) -> bool:
+        clock.t += lookahead  # an emulator catching up after downtime
+        return original(writes)
+
+    monkeypatch.setattr(container.store, "create_slots", slow)
+    clock.t = T0 + 302  # 08:01..08:04 missed, 08:05 on time
+    stats = container.supervisor.tick(T0 + 302)
+    assert (stats.runs_created, stats.slots_missed, stats.ledger_deferred) == (2, 0, 8)
+    for job in jobs:
+        stored = container.store.get_job(job.job_id)
+        assert stored is not None and len(stored.unrecorded) == 4
+        assert _statuses(container, job) == [("08:05", "pending")]
+    monkeypatch.undo()
+    clock.t = T0 + 356
+    stats = container.supervisor.tick(T0 + 356)  # the jobs' next slots: their ledgers too
+    assert (stats.slots_missed, stats.ledger_deferred) == (8, 0)
+    for job in jobs:
+        assert [s for s, st in _statuses(container, job) if st == "missed"] == [
+            f"08:0{m}" for m in (1, 2, 3, 4)
+        ]

@@ -46,6 +46,8 @@ MAX_TX_BYTES = 3_000_000
 GROUP_FROM = 20  # a second with this many starts is a burst: its starts go in groups
 GROUP_RUNS = 25  # runs in one group (a start worker takes ten messages: 250 runs at once)
 GROUP_BYTES = 60_000  # a group's body at most (SQS takes 256 KiB a message and a batch)
+IMMINENT_S = 2.0  # a start due to be sent within this is sent with its write, not batched
+LEDGER_SHARE = 0.5  # of the look-ahead: past it, a tick leaves missed slots to the next
 R = TypeVar("R")
 
 
@@ -130,6 +132,28 @@ class StartSender:
         group.append((run, size))
         return self._groups
 
+    def release(self) -> None:
+        """Send what cannot wait for a fuller batch: the pending starts, and the groups,
+        of runs whose message is due to be sent within IMMINENT_S (a tick after downtime,
+        a short look-ahead). Called after each write: a run is never held back by the
+        writes of other jobs."""
+        now = self.now()
+        with self._lock:
+            batch: list[Run] = []
+            if any(self.imminent(r.start_at, now) for r in self._pending):
+                batch, self._pending = self._pending, []
+            groups = [g for g in self._groups if self.imminent(g[0].start_at, now)]
+            self._groups = [g for g in self._groups if not self.imminent(g[0].start_at, now)]
+            for second in [s for s in self._grouping if self.imminent(s, now)]:
+                groups.append([r for r, _ in self._grouping.pop(second)])
+        if batch or groups:
+            self._send(batch, groups)
+
+    def imminent(self, start_at: float, now: float | None = None) -> bool:
+        """Whether a run starting at `start_at` has its message due within IMMINENT_S."""
+        lead = self._leads.get(math.floor(start_at), START_LEAD_S)
+        return start_at - lead - (self.now() if now is None else now) < IMMINENT_S
+
     def flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, []
@@ -179,6 +203,7 @@ class Firer:
         plans = [p for job in due if (p := self._plan(job, now, horizon, sup, stats)) is not None]
         leads = burst_leads(plans, self.settings.claim_rate)
         sender = StartSender(self.queue, self.clock, now, leads, burst_seconds(plans))
+        plans.sort(key=_first_start)  # the most urgent runs in the first transactions
         results = self._side_by_side(lambda g: self._write_group(g, sender), _groups(plans))
         sender.flush()
         stats.starts_sent += sender.sent
@@ -187,7 +212,12 @@ class Firer:
         for group_stats, _ in results:
             stats.merge(group_stats)
         ledgers = [p for p in written if p.ledger]
-        for ledger_stats in self._side_by_side(self._write_ledgers, _groups(ledgers, ledger=True)):
+        until = now + LEDGER_SHARE * self.settings.lookahead_seconds
+
+        def ledger(group: list[JobPlan]) -> TickStats:
+            return self._write_ledgers(group, lambda: sender.now() < until)
+
+        for ledger_stats in self._side_by_side(ledger, _groups(ledgers, ledger=True)):
             stats.merge(ledger_stats)
 
     def _side_by_side(
@@ -227,26 +257,32 @@ class Firer:
         stats = TickStats()
         firsts = [_stamped(p.chunks[0], sender.now()) for p in group]
         together = len(group) > 1 and self._together(firsts)
+        if together:
+            for plan in group:
+                self._written(plan.chunks[0], stats, sender)
+            sender.release()
         written: list[JobPlan] = []
         for plan in group:
-            if together:
-                self._written(plan.chunks[0], stats, sender)
             if self._write_job(plan, plan.runs[1 if together else 0 :], stats, sender):
                 written.append(plan)
         return stats, written
 
-    def _write_ledgers(self, group: list[JobPlan]) -> TickStats:
-        """Missed slots' ledger records, the group's first chunks together. One that does
-        not apply (its job changed meanwhile) stays noted on its job (`Job.unrecorded`):
-        a later tick that fires the job writes it."""
+    def _write_ledgers(self, group: list[JobPlan], in_time: Callable[[], bool]) -> TickStats:
+        """Missed slots' ledger records, the group's first chunks together, while
+        `in_time`: a long outage's ledger must not delay the next tick's runs. One not
+        written (out of time, or its job changed meanwhile) stays noted on its job
+        (`Job.unrecorded`): a later tick that fires the job writes it."""
         stats = TickStats()
-        together = len(group) > 1 and self._together([p.ledger[0] for p in group])
+        together = len(group) > 1 and in_time() and self._together([p.ledger[0] for p in group])
         for plan in group:
             chunks = plan.ledger
             if together:
                 self._written(chunks[0], stats, None)
                 chunks = chunks[1:]
-            for write in chunks:
+            for i, write in enumerate(chunks):
+                if not in_time():
+                    stats.ledger_deferred += sum(len(c.records) for c in chunks[i:])
+                    break
                 if not self._ledger_written(write):
                     break
                 self._written(write, stats, None)
@@ -279,6 +315,7 @@ class Firer:
                     stats.slot_conflicts += 1
                     return False
                 self._written(write, stats, sender)
+                sender.release()
         except StoreUnavailable:
             raise
         except Exception:
@@ -343,6 +380,12 @@ def _stamped(write: SlotWrite, now: float) -> SlotWrite:
 
 def _slot_order(run: Run) -> float:
     return run.scheduled_start
+
+
+def _first_start(plan: JobPlan) -> float:
+    """When the plan's first run is due to start (a ledger-only plan: never)."""
+    starts = [r.start_at for r in plan.chunks[0].records if r.status == ExStatus.pending]
+    return min(starts, default=math.inf)
 
 
 def _groups(plans: list[JobPlan], ledger: bool = False) -> list[list[JobPlan]]:

@@ -31,6 +31,7 @@ class TickStats:
     notified: int = 0  # notifications delivered from the outbox
     notify_failed: int = 0  # notifications given up on (kept as failed)
     notify_recovered: int = 0  # events an earlier tick's write left due, recorded by this one
+    ledger_deferred: int = 0  # missed slots left noted on their jobs for a later tick
 
     def merge(self, other: TickStats) -> None:
         """Add another tick's counts and widen the creation range (the halted flag and
