@@ -73,8 +73,9 @@ def test_a_scheduled_one_slice_run_writes_the_jobs_indexes_only_at_its_advance(
 # AWS's units (every item of these runs is under 1 KB: 1 unit an item write, 2 in a
 # transaction, 2 for an index key moved). On demand: jobs 4 (two transactions), runs 5,
 # runs' indexes sweep 4, ex-created 5, ex-updated 5, job-created 3, ex 1, tally 1.
-# Scheduled, net of a tick: jobs 6, runs 6, the same runs' indexes, the jobs' indexes the
-# advance moves (due 2, jobs-updated 2, list, owner, jobs-created 1 each), supervisor 1.
+# Scheduled (the tick's own supervisor write taken off): jobs 6, runs 6, the same runs'
+# indexes, the jobs' indexes the advance moves (due 2, jobs-updated 2, list, owner,
+# jobs-created 1 each).
 # DynamoDB Local answered 72 and 128 for the same runs (109 and 176 before the
 # projections were narrowed).
 ON_DEMAND_UNITS = 28.0
