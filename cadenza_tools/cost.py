@@ -27,9 +27,11 @@ figures and the table are printed; docs/costs.md holds a copy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -384,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the per-run figures as JSON")
     args = parser.parse_args(argv)
-    results = measure(args.runs, args.every, args.burst)
+    with contextlib.redirect_stdout(sys.stderr):  # the stack's banner: stdout is the result
+        results = measure(args.runs, args.every, args.burst)
     print(json.dumps(results, indent=2) if args.json else table(results))
     return 0
 
