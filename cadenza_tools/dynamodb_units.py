@@ -48,6 +48,9 @@ What is not exact, and why:
 * A cancelled transaction (a condition failed, a conflict): the pages say nothing of what it
   consumes; it is counted as its prepare phase, one write of each item at its current size,
   and no index write.
+* A refused conditional write of an existing item: WorkingWithItems sizes it by the
+  existing item, the older ProvisionedThroughput page by the new one; the existing item's
+  size is used.
 * Index writes of a transaction are counted once (the pages double the items' writes and say
   nothing of the propagation to the indexes, which happens after the commit).
 * The number size follows AWS's "approximately"; a Query on a local secondary index that
