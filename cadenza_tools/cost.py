@@ -4,12 +4,15 @@ Starts the local stack in this process (DynamoDB Local and moto, as ``cadenza de
 the ``prod`` stage's memory sizes for the GB-seconds), counts what each kind of run makes
 AWS do, and prices it with the list prices below:
 
-* every AWS call, through botocore's event system on every client (PynamoDB's too), as
-  ``tests/aws_calls.py`` records them; DynamoDB calls ask ``ReturnConsumedCapacity=INDEXES``
-  and the read and write units DynamoDB Local answers are summed (a transaction's units
-  included), and kept per table and index (the breakdown printed under the table); SQS
-  requests are the sends, deletes and the receives that got messages (an event source
-  mapping's empty polls are a fixed cost, whatever the runs);
+* every AWS call, through botocore's event system on every client, as
+  ``tests/aws_calls.py`` records them; SQS requests are the sends, deletes and the receives
+  that got messages (an event source mapping's empty polls are a fixed cost, whatever the
+  runs);
+* every DynamoDB call PynamoDB makes, and its read and write units computed as AWS bills
+  them from the requests and the items (``cadenza_tools.dynamodb_units``, which states each
+  rule and its source), kept per table and index (the breakdown printed under the table);
+  DynamoDB Local's own answer to ``ReturnConsumedCapacity`` is printed beside, for
+  comparison only (its transactions' accounting is not AWS's);
 * every invocation of the supervisor and the workers (the handlers wrapped), and its
   duration times the function's memory (GB-seconds); each API request is one API Gateway
   request and one invocation of the API function, timed from the client;
@@ -24,9 +27,11 @@ figures and the table are printed; docs/costs.md holds a copy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -41,6 +46,7 @@ from unittest import mock
 import botocore.session
 
 from cadenza_tools import infra
+from cadenza_tools.dynamodb_units import UnitMeter, metering
 
 # AWS list prices, us-east-1, USD, as written on 2026-11-28 from AWS's public price pages
 # (on-demand, no free tier, x86 Lambda). Check them before relying on the result.
@@ -60,13 +66,6 @@ STAGE = "prod"
 HANDLERS = {"on_tick": infra.SUPERVISOR, "on_start_batch": "start_worker"}
 HANDLERS["on_slice_batch"] = "slice_worker"
 BREAKDOWN = "dynamodb_units_by_operation"  # per run, "Operation table" -> units
-DYNAMODB_WRITES = {
-    "PutItem",
-    "UpdateItem",
-    "DeleteItem",
-    "BatchWriteItem",
-    "TransactWriteItems",
-}
 
 
 @dataclass
@@ -76,8 +75,10 @@ class Tally:
     calls: Counter[str] = field(default_factory=Counter)  # "service:Operation" -> count
     # "Operation table" (its own units) and "Operation table index" -> DynamoDB units
     units: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    read_units: float = 0.0
+    read_units: float = 0.0  # computed by AWS's rules
     write_units: float = 0.0
+    local_read_units: float = 0.0  # DynamoDB Local's answer, for comparison
+    local_write_units: float = 0.0
     invocations: Counter[str] = field(default_factory=Counter)  # function -> count
     gb_seconds: float = 0.0
     api_requests: int = 0
@@ -91,6 +92,8 @@ class Tally:
             out.units[key] = max(0.0, self.units[key] - times * other.units[key])
         out.read_units = max(0.0, self.read_units - times * other.read_units)
         out.write_units = max(0.0, self.write_units - times * other.write_units)
+        out.local_read_units = max(0.0, self.local_read_units - times * other.local_read_units)
+        out.local_write_units = max(0.0, self.local_write_units - times * other.local_write_units)
         for key in self.invocations:
             out.invocations[key] = self.invocations[key]
         out.invocations[infra.SUPERVISOR] = 0  # the tick happens anyway
@@ -104,6 +107,8 @@ class Tally:
             "lambda_gb_seconds": self.gb_seconds / runs,
             "dynamodb_read_units": self.read_units / runs,
             "dynamodb_write_units": self.write_units / runs,
+            "dynamodb_local_read_units": self.local_read_units / runs,
+            "dynamodb_local_write_units": self.local_write_units / runs,
             "sqs_requests": sqs / runs,
             "api_requests": self.api_requests / runs,
             "s3_puts": self.calls["s3:PutObject"] / runs,
@@ -131,57 +136,46 @@ def dollars_per_million(per_run: Mapping[str, float]) -> dict[str, float]:
 
 
 class Meter:
-    """Counts AWS calls and handler invocations while installed."""
+    """Counts AWS calls and handler invocations while installed; DynamoDB's units through
+    ``UnitMeter`` (by AWS's rules)."""
 
     def __init__(self, memory_mb: Mapping[str, int]) -> None:
         self.memory_mb = memory_mb
         self.tally = Tally()
+        self.units = UnitMeter()
         self._lock = threading.Lock()
 
     def take(self) -> Tally:
+        bill = self.units.take()
         with self._lock:
             tally, self.tally = self.tally, Tally()
+        for operation, n in bill.calls.items():
+            tally.calls[f"dynamodb:{operation}"] += n
+        for where, units in bill.by_operation.items():
+            tally.units[where] += units
+        tally.read_units, tally.write_units = bill.reads, bill.writes
+        tally.local_read_units = bill.local_read_units
+        tally.local_write_units = bill.local_write_units
         return tally
-
-    def _before(self, params: dict[str, Any], model: Any, **_: Any) -> None:
-        if "ReturnConsumedCapacity" in model.input_shape.members:
-            params["ReturnConsumedCapacity"] = "INDEXES"  # PynamoDB asks TOTAL: no split
 
     def _after(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         service = model.service_model.service_name
+        if service == "dynamodb":
+            return  # counted by the UnitMeter (which makes side reads of its own)
         if service == "sqs" and model.name == "ReceiveMessage" and not parsed.get("Messages"):
             return  # an empty poll
-        consumed = parsed.get("ConsumedCapacity") or []
-        consumed = consumed if isinstance(consumed, list) else [consumed]
-        units = sum(float(c.get("CapacityUnits", 0)) for c in consumed)
         with self._lock:
             self.tally.calls[f"{service}:{model.name}"] += 1
-            for c in consumed:
-                self._by_index(model.name, c)
-            if model.name in DYNAMODB_WRITES:
-                self.tally.write_units += units
-            else:
-                self.tally.read_units += units
-
-    def _by_index(self, operation: str, consumed: Mapping[str, Any]) -> None:
-        """A call's units on its table and on each index it wrote or read (INDEXES)."""
-        where = f"{operation} {consumed.get('TableName')}"
-        parts = {where: consumed.get("Table", {}).get("CapacityUnits", 0.0)}
-        for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-            for index, used in (consumed.get(kind) or {}).items():
-                parts[f"{where} {index}"] = used.get("CapacityUnits", 0.0)
-        if not any(parts.values()):  # no split given: all on the table
-            parts[where] = consumed.get("CapacityUnits", 0.0)
-        for key, units in parts.items():
-            self.tally.units[key] += float(units)
 
     def timed(self, function: str, handler: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
             started = time.monotonic()
+            side = self.units.side_seconds()
             try:
                 return handler(*args, **kwargs)
             finally:
-                seconds = time.monotonic() - started
+                # the UnitMeter's side reads are not the function's time
+                seconds = time.monotonic() - started - (self.units.side_seconds() - side)
                 with self._lock:
                     self.tally.invocations[function] += 1
                     self.tally.gb_seconds += seconds * self.memory_mb[function] / 1024
@@ -202,7 +196,6 @@ class Meter:
 
         def create_client(session: Any, *args: Any, **kwargs: Any) -> Any:
             client = original(session, *args, **kwargs)
-            client.meta.events.register("before-parameter-build.dynamodb", meter._before)
             client.meta.events.register("after-call", meter._after)
             return client
 
@@ -214,7 +207,8 @@ class Meter:
         for patch in patches:
             patch.start()
         try:
-            yield self
+            with metering(self.units):
+                yield self
         finally:
             for patch in reversed(patches):
                 patch.stop()
@@ -392,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the per-run figures as JSON")
     args = parser.parse_args(argv)
-    results = measure(args.runs, args.every, args.burst)
+    with contextlib.redirect_stdout(sys.stderr):  # the stack's banner: stdout is the result
+        results = measure(args.runs, args.every, args.burst)
     print(json.dumps(results, indent=2) if args.json else table(results))
     return 0
 

@@ -48,3 +48,20 @@ def test_a_million_runs_priced_line_by_line() -> None:
     assert lines["API Gateway"] == pytest.approx(3.50)
     text = cost.table({"idle_tick": per_run, "one": per_run})
     assert "| **total** |" in text and "EventBridge Scheduler alone: 1.00 USD" in text
+
+
+def test_the_dynamodb_units_are_the_unit_meters_with_dynamodb_locals_beside() -> None:
+    meter = cost.Meter({})
+    bill = meter.units.bill
+    bill.calls["TransactWriteItems"] = 2
+    bill.write_units["runs"] = 4.0
+    bill.read_units["jobs due"] = 0.5
+    bill.by_operation["TransactWriteItems runs"] = 4.0
+    bill.local_write_units = 8.0
+    tally = meter.take()
+    assert (tally.write_units, tally.read_units, tally.local_write_units) == (4.0, 0.5, 8.0)
+    assert tally.calls["dynamodb:TransactWriteItems"] == 2
+    assert tally.units == {"TransactWriteItems runs": 4.0}
+    per = tally.minus(cost.Tally(local_write_units=2.0), 1).per(2)
+    assert (per["dynamodb_write_units"], per["dynamodb_local_write_units"]) == (2.0, 3.0)
+    assert meter.take().write_units == 0.0  # taken

@@ -6,7 +6,7 @@ It wraps PynamoDB's single dispatch point (every model and transaction call goes
 from __future__ import annotations
 
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,22 +35,7 @@ class CallCounter:
         self.calls: Counter[str] = Counter()
         self.items_read = 0
         self.items_written = 0
-        # with counting(units=True): the units DynamoDB answered, by "table" and
-        # "table index" (ReturnConsumedCapacity=INDEXES), writes and reads apart
-        self.write_units: defaultdict[str, float] = defaultdict(float)
-        self.read_units: defaultdict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
-
-    def record_units(self, operation: str, response: dict[str, Any] | None) -> None:
-        """The units a call consumed, on its table and on each index."""
-        consumed = (response or {}).get("ConsumedCapacity") or []
-        into = self.write_units if operation in WRITES else self.read_units
-        with self._lock:
-            for c in consumed if isinstance(consumed, list) else [consumed]:
-                table = str(c.get("TableName"))
-                into[table] += float(c.get("Table", {}).get("CapacityUnits", 0))
-                for index, used in (c.get("GlobalSecondaryIndexes") or {}).items():
-                    into[f"{table} {index}"] += float(used.get("CapacityUnits", 0))
 
     def record(
         self, operation: str, response: dict[str, Any] | None, request: dict[str, Any] | None = None
@@ -84,24 +69,20 @@ class CallCounter:
 
 
 @contextmanager
-def counting(units: bool = False) -> Iterator[CallCounter]:
+def counting() -> Iterator[CallCounter]:
     """Count every DynamoDB call made through PynamoDB inside the block (all threads),
-    answered or refused (a failed condition is a call DynamoDB served); with `units`, ask
-    each call for its consumed capacity and sum it (CallCounter.write_units)."""
+    answered or refused (a failed condition is a call DynamoDB served). The units AWS would
+    bill for them: `cadenza_tools.dynamodb_units` (tooling, not shipped)."""
     counter = CallCounter()
     original = Connection.dispatch
 
     def dispatch(self: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> Any:
-        if units and operation_name in WRITES | READS:
-            operation_kwargs = {**operation_kwargs, "ReturnConsumedCapacity": "INDEXES"}
         try:
             response = original(self, operation_name, operation_kwargs)
         except Exception:  # a refused conditional write is a call too
             counter.record(operation_name, None, operation_kwargs)
             raise
         counter.record(operation_name, response, operation_kwargs)
-        if units:
-            counter.record_units(operation_name, response)
         return response
 
     Connection.dispatch = dispatch  # type: ignore[method-assign]
