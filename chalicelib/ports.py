@@ -239,6 +239,13 @@ class RunStore(ABC):
         twice, harmlessly, by racing ticks). A `ledger` write sets its job's `unrecorded`
         if the job's version is still `job.version`, in any state, and leaves the version."""
 
+    def create_slots_refused(self, writes: Sequence[SlotWrite]) -> frozenset[int] | None:
+        """`create_slots`, telling why not: None once all are written; else (nothing was
+        written) the indexes of the writes whose conditions failed, so that the others can
+        be tried again together, or none if no write is to blame (a conflict, or a store
+        that cannot tell)."""
+        return None if self.create_slots(writes) else frozenset()
+
     @abstractmethod
     def create_run(self, run: Run, limit: int | None = None) -> bool:
         """Put an on-demand run if its slot is new; with `limit`, only if it can take one of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
@@ -108,6 +109,7 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
 
     prepared: list[tuple[str, PreparedStart, bool]] = []  # grouped: a burst's, gated
     if starts:
+        began = time.time()
         with ThreadPoolExecutor(len(starts), thread_name_prefix="claim") as pool:
             claims = [(mid, pool.submit(prepare, mid, msgs)) for mid, msgs in starts]
         outcomes, claim_failed = _settle(claims, "before its run")
@@ -116,6 +118,7 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
             failed += [mid for out in outs if isinstance(out, Exception)]
             grouped = len(outs) > 1
             prepared += [(mid, out, grouped) for out in outs if isinstance(out, PreparedStart)]
+        _log_burst(prepared, began)
     if prepared:
         held = [
             (mid, p, START_GATES.hold(p.run.start_at) if grouped else None)
@@ -125,6 +128,20 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
             runs = [(mid, pool.submit(run, p, gate)) for mid, p, gate in held]
         failed += _settle(runs, "after its claim")[1]
     return {"batchItemFailures": [{"itemIdentifier": mid} for mid in dict.fromkeys(failed)]}
+
+
+def _log_burst(prepared: list[tuple[str, PreparedStart, bool]], began: float) -> None:
+    """A batch holding a burst's groups: how long its claims took, against its runs' second."""
+    grouped = [p.run.start_at for _, p, g in prepared if g]
+    if grouped:
+        now = time.time()
+        log.info(
+            "start batch: %d runs claimed (%d of a burst) in %.2fs, %.2fs before their second",
+            len(prepared),
+            len(grouped),
+            now - began,
+            min(grouped) - now,
+        )
 
 
 def on_slice_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

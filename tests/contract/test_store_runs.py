@@ -328,3 +328,19 @@ def test_an_ended_run_with_events_due_stays_stalled_until_they_are_cleared(
     stored = stored_run(store, job.job_id, run.slot)
     assert (stored.notify_due, stored.check_at) == (None, None)
     assert all(store.stalled_runs(s, T + 101) == [] for s in range(settings.lease_shards))
+
+
+def test_a_refused_group_names_the_writes_whose_conditions_failed(store: Store) -> None:
+    jobs = [make_job() for _ in range(4)]
+    for job in jobs:
+        store.create_job(job)
+    writes = [SlotWrite([make_run(j, T), make_run(j, T + 60)], j, T + 120, False) for j in jobs]
+    assert store.create_slots_refused(writes[1:2]) is None  # another supervisor wrote job 1
+    stale = make_job()
+    stale.job_id = jobs[3].job_id
+    stale.version = 7  # job 3 changed since this tick read it
+    again = [*writes[:3], SlotWrite([make_run(stale, T)], stale, T + 60, False)]
+    assert store.create_slots_refused(again) == frozenset({1, 3})
+    assert all(store.list_runs(j.job_id) == [] for j in (jobs[0], jobs[2], jobs[3]))
+    assert store.create_slots_refused([writes[0], writes[2]]) is None  # the others, together
+    assert all(len(store.list_runs(j.job_id)) == 2 for j in jobs[:3])

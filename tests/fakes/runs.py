@@ -27,6 +27,20 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
         state = JobState.EXPIRED if expire or next_fire_at is None else JobState.SCHEDULED
         self._schedule(stored, state, next_fire_at, now)
 
+    def create_slots_refused(self, writes: Sequence[SlotWrite]) -> frozenset[int] | None:
+        if self.create_slots(writes):  # the one write path (tests wrap it)
+            return None
+        with self._lock:
+            return self._refused(writes)
+
+    def _refused(self, writes: Sequence[SlotWrite]) -> frozenset[int]:
+        stored = [self._written_job(w) for w in writes]
+        return frozenset(
+            i
+            for i, (w, job) in enumerate(zip(writes, stored, strict=True))
+            if job is None or any(self._taken(r) for r in w.records)
+        )
+
     def create_slots(self, writes: Sequence[SlotWrite]) -> bool:
         items = sum(len(w.records) + 1 for w in writes)
         if not writes or any(not w.records for w in writes) or items > MAX_TX_ITEMS:
@@ -34,10 +48,9 @@ class RunsMixin(Tables, RunStore, LiveRunStore):
         if len({w.job.job_id for w in writes}) != len(writes):
             raise ValueError("one write per job")
         with self._lock:
-            stored = [self._written_job(w) for w in writes]
-            records = [r for w in writes for r in w.records]
-            if any(j is None for j in stored) or any(self._taken(r) for r in records):
+            if self._refused(writes):
                 return False
+            stored = [self._written_job(w) for w in writes]
             for w, job in zip(writes, stored, strict=True):
                 assert job is not None
                 for record in w.records:

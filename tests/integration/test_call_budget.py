@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import pytest
@@ -13,6 +14,8 @@ from chalicelib.domain.runs import Guard, RunTransition
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock, StartMessage, start_messages
 from chalicelib.services.entry import PreparedStart
+from chalicelib.services.supervisor.firing import Firer
+from chalicelib.services.supervisor.stats import TickStats
 from tests.conftest import T0, drain
 
 NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
@@ -218,3 +221,28 @@ def test_finishing_transaction_returns_the_run_it_wrote(
     assert ended.lease_token is None and ended.check_at is None and ended.result == {"n": 1}
     job_now = container.store.get_job(job.job_id)
     assert job_now is not None and job_now.active_slots == set()
+
+
+def test_a_tick_racing_another_supervisor_drops_only_the_jobs_it_wrote(
+    container: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    """Two supervisors fire the same due jobs: the one that comes second writes the jobs
+    the other did not in one more transaction, and reads nothing back (the jobs the other
+    wrote are named by the refused transaction's reasons)."""
+    slot = "2027-01-15T08:01:00Z"
+    body = {**NOOP, "schedule": {"at": slot}}
+    jobs = [container.jobs.submit({**body, "name": f"r{i}"}, start=True)[0] for i in range(30)]
+    clock.t = T0 + 55
+    read = [container.store.get_job(j.job_id) for j in jobs]  # both supervisors read them
+    due = [j for j in read if j is not None]
+    sup = container.supervisor.state()
+    other, mine = (Firer(container.store, queue, clock, container.settings) for _ in "ab")
+    other_stats, stats = TickStats(), TickStats()
+    other.fire_due(copy.deepcopy(due[::3]), T0 + 55, T0 + 60, sup, other_stats)
+    assert other_stats.runs_created == 10
+    with counting() as c:
+        mine.fire_due(due, T0 + 55, T0 + 60, sup, stats)
+    assert (stats.runs_created, stats.slot_conflicts) == (20, 10)
+    assert c.calls == {"TransactWriteItems": 2}  # refused once, then the 20 others together
+    runs = [container.store.get_run(j.job_id, slot) for j in jobs]
+    assert len({r.ex_id for r in runs if r is not None}) == 30

@@ -37,6 +37,12 @@ def _cancel_codes(err: TransactWriteError) -> list[str]:
     return [r.code for r in (err.cancellation_reasons or []) if r is not None]
 
 
+def _failed_items(err: TransactWriteError) -> list[bool]:
+    """Per item of a cancelled transaction, whether its condition failed."""
+    reasons = err.cancellation_reasons or []
+    return [r is not None and r.code == "ConditionalCheckFailed" for r in reasons]
+
+
 def _code(err: PynamoDBException) -> str | None:
     """The DynamoDB error code, if DynamoDB answered. (PynamoDB's cause_response_code fails
     on transport errors, such as a read timeout, that carry no response.)"""
@@ -111,6 +117,14 @@ class Transactor:
 
     def _transact(self, build: Callable[[TransactWrite], None], attempts: int = 4) -> bool:
         """Run a transaction; False on a failed condition, retried on transaction conflicts."""
+        return self._transact_refused(build, attempts) is None
+
+    def _transact_refused(
+        self, build: Callable[[TransactWrite], None], attempts: int = 4
+    ) -> list[bool] | None:
+        """Run a transaction, retried on transaction conflicts: None once written; else, per
+        item in the order built, whether its condition failed (empty when no item is to
+        blame: the conflicts outlasted the attempts)."""
         connection = self.connection
         if not self._client_ready:
             # PynamoDB builds the botocore client on first use, once per thread that races
@@ -123,15 +137,15 @@ class Transactor:
             try:
                 with TransactWrite(connection=connection) as tx:
                     build(tx)
-                return True
+                return None
             except TransactWriteError as err:
                 codes = _cancel_codes(err)
                 if "ConditionalCheckFailed" in codes:
-                    return False
+                    return _failed_items(err)
                 if (set(codes) & _RACE_CODES or not codes) and attempt + 1 < attempts:
                     time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
                     continue
                 if set(codes) & _RACE_CODES:
-                    return False
+                    return []
                 raise _unavailable(err) from err
-        return False
+        return []

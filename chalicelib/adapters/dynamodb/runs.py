@@ -33,6 +33,9 @@ class RunRecords(Retention):
         return run_item(self, run)
 
     def create_slots(self, writes: Sequence[SlotWrite]) -> bool:
+        return self.create_slots_refused(writes) is None
+
+    def create_slots_refused(self, writes: Sequence[SlotWrite]) -> frozenset[int] | None:
         R = self.m.run
         items = sum(len(w.records) + 1 for w in writes)
         if not writes or any(not w.records for w in writes) or items > MAX_TX_ITEMS:
@@ -52,7 +55,13 @@ class RunRecords(Retention):
             for item, actions, condition in updates:
                 tx.update(item, actions=actions, condition=condition)
 
-        return self._transact(build)
+        failed = self._transact_refused(build)
+        if failed is None:
+            return None
+        owner = [i for i, w in enumerate(writes) for _ in w.records] + list(range(len(writes)))
+        if len(failed) != len(owner):  # no reason per item: none to blame
+            return frozenset()
+        return frozenset(owner[k] for k, refused in enumerate(failed) if refused)
 
     def _slot_job_update(self, w: SlotWrite) -> tuple[Any, list[Any], Any]:
         """The job's side of a tick's write: its schedule advanced (or, for a ledger write,

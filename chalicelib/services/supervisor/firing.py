@@ -47,6 +47,7 @@ GROUP_FROM = 20  # a second with this many starts is a burst: its starts go in g
 GROUP_RUNS = 25  # runs in one group (a start worker takes ten messages: 250 runs at once)
 GROUP_BYTES = 60_000  # a group's body at most (SQS takes 256 KiB a message and a batch)
 IMMINENT_S = 2.0  # a start due to be sent within this is sent with its write, not batched
+TOGETHER_ATTEMPTS = 3  # a group's transaction, again without the jobs refused
 LEDGER_SHARE = 0.5  # of the look-ahead: past it, a tick leaves missed slots to the next
 R = TypeVar("R")
 
@@ -251,19 +252,20 @@ class Firer:
     def _write_group(
         self, group: list[JobPlan], sender: StartSender
     ) -> tuple[TickStats, list[JobPlan]]:
-        """The group's first chunks in one transaction; if it does not apply (a job changed,
-        another supervisor was first), each job on its own. Then the jobs' further runs.
-        Returns the counts and the plans whose runs were all written."""
+        """The group's first chunks in one transaction. A job whose condition failed there
+        (another supervisor wrote its slots, or the job changed) is left to the next tick,
+        which reads it afresh; the others are tried together again. What cannot go
+        together (a conflict, a write DynamoDB will not take) goes job by job. Then the
+        jobs' further runs. Returns the counts and the plans whose runs were all written."""
         stats = TickStats()
-        firsts = [_stamped(p.chunks[0], sender.now()) for p in group]
-        together = len(group) > 1 and self._together(firsts)
+        together, alone = self._together(group, sender, stats)
+        for plan in together:
+            self._written(plan.chunks[0], stats, sender)
         if together:
-            for plan in group:
-                self._written(plan.chunks[0], stats, sender)
             sender.release()
         written: list[JobPlan] = []
-        for plan in group:
-            if self._write_job(plan, plan.runs[1 if together else 0 :], stats, sender):
+        for plan, chunks in [(p, p.runs[1:]) for p in together] + [(p, p.runs) for p in alone]:
+            if self._write_job(plan, chunks, stats, sender):
                 written.append(plan)
         return stats, written
 
@@ -273,7 +275,7 @@ class Firer:
         written (out of time, or its job changed meanwhile) stays noted on its job
         (`Job.unrecorded`): a later tick that fires the job writes it."""
         stats = TickStats()
-        together = len(group) > 1 and in_time() and self._together([p.ledger[0] for p in group])
+        together = len(group) > 1 and in_time() and self._ledgers_together(group)
         for plan in group:
             chunks = plan.ledger
             if together:
@@ -288,6 +290,15 @@ class Firer:
                 self._written(write, stats, None)
         return stats
 
+    def _ledgers_together(self, group: list[JobPlan]) -> bool:
+        """The group's first ledger chunks in one transaction; any refusal leaves each job's
+        to be written alone."""
+        try:
+            return self.store.create_slots([p.ledger[0] for p in group])
+        except Exception:
+            log.exception("%d jobs' missed slots not written together", len(group))
+            return False
+
     def _ledger_written(self, write: SlotWrite) -> bool:
         try:
             return self.store.create_slots([write])
@@ -297,14 +308,29 @@ class Firer:
             log.exception("job %s: missed slots left to a later tick", write.job.job_id)
             return False
 
-    def _together(self, writes: list[SlotWrite]) -> bool:
-        """The chunks in one transaction; any refusal (a condition, a conflict, a size
-        DynamoDB will not take) leaves each job to be written alone."""
-        try:
-            return self.store.create_slots(writes)
-        except Exception:
-            log.exception("%d jobs' slots not written together; one by one instead", len(writes))
-            return False
+    def _together(
+        self, group: list[JobPlan], sender: StartSender, stats: TickStats
+    ) -> tuple[list[JobPlan], list[JobPlan]]:
+        """The plans whose first chunks were written in one transaction, and those to write
+        one by one; those refused by their own condition are in neither."""
+        left = group
+        for _ in range(TOGETHER_ATTEMPTS):
+            if len(left) < 2:
+                break
+            try:
+                refused = self.store.create_slots_refused(
+                    [_stamped(p.chunks[0], sender.now()) for p in left]
+                )
+            except Exception:
+                log.exception("%d jobs' slots not written together; one by one", len(left))
+                break
+            if refused is None:
+                return left, []
+            if not refused:
+                break
+            stats.slot_conflicts += len(refused)
+            left = [p for i, p in enumerate(left) if i not in refused]
+        return [], left
 
     def _write_job(
         self, plan: JobPlan, chunks: list[SlotWrite], stats: TickStats, sender: StartSender
