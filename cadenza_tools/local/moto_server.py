@@ -1,36 +1,24 @@
-"""moto in server mode: in-process (``MotoServer``, ``moto.server.ThreadedMotoServer``), or
-in a process of its own (``MotoProcess``, what the local stack runs).
+"""moto in server mode, in-process (``moto.server.ThreadedMotoServer``).
 
-An in-process server shares moto's in-process backends: a ``mock_aws()`` started in the
-same process sees (and its reset wipes) the server's state, and it intercepts boto3 calls
-that were meant to go to the server over HTTP. A server in its own process does not take
-the interpreter lock from the stack's workers, supervisor and API, which share one process
-locally as they never would on AWS (a burst's SQS requests cost the emulator CPU).
+The server shares moto's in-process backends: a ``mock_aws()`` started in the same
+process sees (and its reset wipes) the server's state, and it intercepts boto3 calls
+that were meant to go to the server over HTTP.
 """
 
 from __future__ import annotations
 
-import argparse
-import atexit
 import errno
 import logging
-import os
 import socket
-import subprocess
-import sys
-import threading
-import time
 import urllib.request
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Self
 
 from moto import backends
 from moto.server import ThreadedMotoServer
 
 from cadenza_tools.local import moto_serial, moto_sqs
-from cadenza_tools.local.dynamodb_local import free_port
-from cadenza_tools.local.service import ListeningService, ProcessService
+from cadenza_tools.local.service import ListeningService
 
 
 class MotoServerError(RuntimeError):
@@ -126,87 +114,3 @@ def _cache_module_list() -> None:
     if backends.list_of_moto_modules is not _listed_modules:
         _listed = tuple(backends.list_of_moto_modules())
         backends.list_of_moto_modules = _listed_modules
-
-
-class MotoProcess(ProcessService):
-    """A moto server in a child process (``python -m cadenza_tools.local.moto_server``,
-    with ``MotoServer``'s patches), usable as a context manager. It is in its parent's
-    process group (a kill of the stack's group ends it) and ends itself when its parent
-    is gone. Its output goes to ``log_path``."""
-
-    not_started = MotoServerError
-    label = "moto server"
-    startup_timeout = 30.0
-    stop_timeout = 5.0
-
-    def __init__(self, host: str, port: int, log_path: Path) -> None:
-        self.host = host
-        self.log_path = log_path
-        self._requested_port = port
-        self._port = None
-
-    def start(self) -> Self:
-        """Launch the server and wait until it answers."""
-        if self.running:
-            return self
-        port = self._requested_port or free_port(self.host)
-        _check_port_free(self.host, port)
-        cmd = [sys.executable, "-m", __name__, "--host", self.host, "--port", str(port)]
-        cmd += ["--parent", str(os.getpid())]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        atexit.register(self.stop)
-        self._port = port
-        self._wait_ready()
-        return self
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                self.stop()
-                raise MotoServerError(f"the moto server exited; see {self.log_path}")
-            try:
-                with opener.open(f"{self.endpoint}/moto-api/data.json", timeout=2) as response:
-                    response.read()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise MotoServerError(f"the moto server did not answer in {self.startup_timeout:g}s")
-
-    def stop(self) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL after ``stop_timeout``)."""
-        atexit.unregister(self.stop)
-        self._end(self.stop_timeout)
-
-
-def _orphaned(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Serve moto on ``--host:--port`` until terminated or ``--parent`` is gone."""
-    parser = argparse.ArgumentParser(prog=f"python -m {__name__}")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--parent", type=int, help="end when this process is gone")
-    args = parser.parse_args(argv)
-    server = MotoServer(args.host, args.port).start()
-    if args.parent:
-        _orphaned(args.parent)
-    try:
-        threading.Event().wait()
-    finally:
-        server.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -41,7 +41,7 @@ from cadenza_tools.local.dynamodb_local import DynamoDBLocal, default_home
 from cadenza_tools.local.firer import FirerOptions, ScheduleFirer
 from cadenza_tools.local.localstack import LocalStackServer, ensure_running
 from cadenza_tools.local.migrate import rebuild_changed_tables
-from cadenza_tools.local.moto_server import MotoProcess
+from cadenza_tools.local.moto_server import MotoServer
 from cadenza_tools.local.secrets import (
     DUMMY_CREDENTIALS,
     LocalSecrets,
@@ -239,7 +239,7 @@ class LocalStack(LocalService):
         self.options = options or StackOptions()
         self.data_dir = (self.options.data_dir or default_data_dir()).expanduser().resolve()
 
-        self.moto: MotoProcess | None = None
+        self.moto: MotoServer | None = None
         self.dynamodb: DynamoDBLocal | None = None
         self.localstack: LocalStackServer | None = None
         self.warmed: WarmUp | None = None
@@ -283,8 +283,7 @@ class LocalStack(LocalService):
                 self.options.endpoint_url,
                 self.options.dynamodb_endpoint or self.options.endpoint_url,
             )
-        moto_log = self.data_dir.parent / "moto.log"
-        self.moto = MotoProcess(EMULATOR_HOST, self.options.moto_port, moto_log).start()
+        self.moto = MotoServer(EMULATOR_HOST, self.options.moto_port).start()
         if self.options.dynamodb_endpoint is not None:
             return self.moto.endpoint, self.options.dynamodb_endpoint
         if self.options.backend == "moto":
@@ -458,8 +457,6 @@ class LocalStack(LocalService):
         """What has died since start (None while everything runs)."""
         if self.dynamodb is not None and not self.dynamodb.running:
             return f"DynamoDB Local exited; see {self.dynamodb.log_path}"
-        if self.moto is not None and not self.moto.running:
-            return f"the moto server exited; see {self.moto.log_path}"
         if self.localstack is not None and not self.localstack.running:
             return f"LocalStack exited; see {self.localstack.log_path}"
         if self.firer is not None and not self.firer.is_alive():
