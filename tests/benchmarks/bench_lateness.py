@@ -302,10 +302,11 @@ class CpuMeter:
                     kids += info[1]
         try:
             cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-            busy = (sum(map(int, cpu)) - int(cpu[3]) - int(cpu[4])) / self.tick
+            steal = int(cpu[7]) / self.tick  # a virtual machine's CPU taken by its host
+            busy = (sum(map(int, cpu)) - int(cpu[3]) - int(cpu[4])) / self.tick - steal
         except (OSError, IndexError, ValueError):
-            busy = float("nan")
-        return {"stack": own[1], "children": kids, "machine": busy}
+            busy = steal = float("nan")
+        return {"stack": own[1], "children": kids, "machine": busy, "steal": steal}
 
     def report(self) -> None:
         end = self.sample()
@@ -318,7 +319,8 @@ class CpuMeter:
             f"  CPU from the look-ahead tick until quiet ({wall:.1f}s, {os.cpu_count()} CPUs): "
             f"stack's Python process {d['stack']:.1f}s ({d['stack'] / wall:.2f} core), "
             f"DynamoDB Local's JVM {d['children']:.1f}s ({d['children'] / wall:.2f} core), "
-            f"everything else on the machine {others:.1f}s ({others / wall:.2f} core)"
+            f"everything else on the machine {others:.1f}s ({others / wall:.2f} core); "
+            f"stolen by the host {d['steal']:.1f}s ({d['steal'] / wall:.2f} core)"
         )
 
 
