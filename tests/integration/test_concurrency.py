@@ -317,3 +317,25 @@ def test_a_group_with_a_run_claimed_already_claims_the_others_one_by_one(
         for out in deliver_starts(a, other):
             assert out == "completed"
     _ran_once(a, ids)
+
+
+def test_two_supervisors_sweeping_lost_starts_side_by_side_resend_each_once(
+    racing: Settings,
+) -> None:
+    """After a restart every start the lost queue held is due at once: each supervisor's
+    sweep repairs them side by side (`fire_concurrency` at a time), and each is re-sent by
+    one of them only."""
+    a, b, queue, clock = _pair(racing)
+    body = {"operations": [{"_op": "noop"}], "lease_seconds": 20}
+    runs = [a.jobs.submit({**body, "name": f"s{i}"}, start=True)[1] for i in range(40)]
+    queue.take()  # the queue died with the stack
+    clock.advance(21)
+    sa, sb = _race(partial(a.supervisor.tick, clock.now()), partial(b.supervisor.tick, clock.now()))
+    assert sa.resent + sb.resent == 40 and sa.errors == sb.errors == 0
+    resent = [start_messages(m.body)[0] for m in queue.messages]
+    assert sorted(m.slot for m in resent) == sorted(r.slot for r in runs if r is not None)
+    drain(a, queue)
+    for run in runs:
+        assert run is not None
+        done = a.store.get_run(run.job_id, run.slot)
+        assert done is not None and done.status == ExStatus.completed and done.attempts == 1

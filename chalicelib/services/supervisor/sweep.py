@@ -4,7 +4,9 @@ an alert for what hangs."""
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from chalicelib.domain.errors import StoreUnavailable
@@ -29,24 +31,47 @@ class Sweeper:
         worker: WorkerService,
         notifier: Notifier | None,
         lease_shards: int,
+        concurrency: int = 1,
     ) -> None:
         self.store, self.queue, self.worker, self.notifier = store, queue, worker, notifier
         self.lease_shards = lease_shards
+        self.concurrency = concurrency
         # set by the composition root: alerts then go through the notifications' outbox
         self.notifications: NotificationService | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def sweep(self, now: float, stats: TickStats) -> None:
-        """Repair every run of every lease shard whose check is due by `now`."""
-        for shard in range(self.lease_shards):
-            for run in self.store.stalled_runs(shard, now):
-                stats.stalled_read += 1
-                try:
-                    self._repair(run, now, stats)
-                except StoreUnavailable:
-                    raise
-                except Exception:
-                    stats.errors += 1
-                    log.exception("run %s not repaired this tick", run.ex_id)
+        """Repair every run of every lease shard whose check is due by `now`, `concurrency`
+        at a time (after a restart, every start the lost queue held is due at once)."""
+        stalled = [
+            run for shard in range(self.lease_shards) for run in self.store.stalled_runs(shard, now)
+        ]
+        stats.stalled_read += len(stalled)
+        if len(stalled) > 1 and self.concurrency > 1:
+            repaired = list(self._sweep_pool().map(lambda r: self._repaired(r, now), stalled))
+        else:
+            repaired = [self._repaired(run, now) for run in stalled]
+        for run_stats in repaired:
+            stats.merge(run_stats)
+
+    def _repaired(self, run: Run, now: float) -> TickStats:
+        stats = TickStats()
+        try:
+            self._repair(run, now, stats)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            stats.errors += 1
+            log.exception("run %s not repaired this tick", run.ex_id)
+        return stats
+
+    def _sweep_pool(self) -> ThreadPoolExecutor:
+        """One pool for the supervisor's life: its threads keep their store clients."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sweep")
+            return self._pool
 
     def _bump(self, run: Run, now: float) -> Run | None:
         """Claim this run's repair for this tick: only one supervisor wins the check_at."""

@@ -39,7 +39,9 @@ class SupervisorService:
         self.notifier = notifier
         self._unnoted: TickFailure | None = None
         self._firer = Firer(store, queue, clock, settings)
-        self._sweeper = Sweeper(store, queue, worker, notifier, settings.lease_shards)
+        self._sweeper = Sweeper(
+            store, queue, worker, notifier, settings.lease_shards, settings.fire_concurrency
+        )
         self.notifications: NotificationService | None = None
 
     def use_notifications(self, notifications: NotificationService) -> None:
