@@ -139,9 +139,10 @@ class Transactor:
                     build(tx)
                 return None
             except TransactWriteError as err:
+                failed = _failed_items(err)
+                if any(failed):
+                    return failed
                 codes = _cancel_codes(err)
-                if "ConditionalCheckFailed" in codes:
-                    return _failed_items(err)
                 if (set(codes) & _RACE_CODES or not codes) and attempt + 1 < attempts:
                     time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
                     continue

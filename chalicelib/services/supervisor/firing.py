@@ -11,8 +11,6 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
@@ -37,6 +35,7 @@ from chalicelib.services.supervisor.planning import (
     write_bytes,
     write_items,
 )
+from chalicelib.services.supervisor.side_by_side import SideBySide
 from chalicelib.services.supervisor.stats import TickStats
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,6 @@ GROUP_BYTES = 60_000  # a group's body at most (SQS takes 256 KiB a message and 
 IMMINENT_S = 2.0  # a start due to be sent within this is sent with its write, not batched
 TOGETHER_ATTEMPTS = 3  # a group's transaction, again without the jobs refused
 LEDGER_SHARE = 0.5  # of the look-ahead: past it, a tick leaves missed slots to the next
-R = TypeVar("R")
 
 
 def start_delay(slot: float, now: float, lead: float = START_LEAD_S) -> int:
@@ -141,19 +139,21 @@ class StartSender:
         now = self.now()
         with self._lock:
             batch: list[Run] = []
-            if any(self.imminent(r.start_at, now) for r in self._pending):
+            if any(self._imminent(r.start_at, now) for r in self._pending):
                 batch, self._pending = self._pending, []
-            groups = [g for g in self._groups if self.imminent(g[0].start_at, now)]
-            self._groups = [g for g in self._groups if not self.imminent(g[0].start_at, now)]
-            for second in [s for s in self._grouping if self.imminent(s, now)]:
+            groups: list[list[Run]] = []
+            waiting: list[list[Run]] = []
+            for group in self._groups:
+                (groups if self._imminent(group[0].start_at, now) else waiting).append(group)
+            self._groups = waiting
+            for second in [s for s in self._grouping if self._imminent(s, now)]:
                 groups.append([r for r, _ in self._grouping.pop(second)])
         if batch or groups:
             self._send(batch, groups)
 
-    def imminent(self, start_at: float, now: float | None = None) -> bool:
-        """Whether a run starting at `start_at` has its message due within IMMINENT_S."""
+    def _imminent(self, start_at: float, now: float) -> bool:
         lead = self._leads.get(math.floor(start_at), START_LEAD_S)
-        return start_at - lead - (self.now() if now is None else now) < IMMINENT_S
+        return start_at - lead - now < IMMINENT_S
 
     def flush(self) -> None:
         with self._lock:
@@ -192,8 +192,7 @@ class Firer:
     def __init__(self, store: Store, queue: Queue, clock: Clock, settings: Settings) -> None:
         self.store, self.queue, self.clock, self.settings = store, queue, clock, settings
         self.notifications: NotificationService | None = None  # missed slots' events
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._side_by_side = SideBySide(settings.fire_concurrency, "fire")
 
     def fire_due(
         self, due: list[Job], now: float, horizon: float, sup: SupervisorRecord, stats: TickStats
@@ -205,7 +204,7 @@ class Firer:
         leads = burst_leads(plans, self.settings.claim_rate)
         sender = StartSender(self.queue, self.clock, now, leads, burst_seconds(plans))
         plans.sort(key=_first_start)  # the most urgent runs in the first transactions
-        results = self._side_by_side(lambda g: self._write_group(g, sender), _groups(plans))
+        results = self._side_by_side.map(lambda g: self._write_group(g, sender), _groups(plans))
         sender.flush()
         stats.starts_sent += sender.sent
         stats.errors += sender.errors
@@ -218,24 +217,8 @@ class Firer:
         def ledger(group: list[JobPlan]) -> TickStats:
             return self._write_ledgers(group, lambda: sender.now() < until)
 
-        for ledger_stats in self._side_by_side(ledger, _groups(ledgers, ledger=True)):
+        for ledger_stats in self._side_by_side.map(ledger, _groups(ledgers, ledger=True)):
             stats.merge(ledger_stats)
-
-    def _side_by_side(
-        self, write: Callable[[list[JobPlan]], R], groups: list[list[JobPlan]]
-    ) -> list[R]:
-        if len(groups) <= 1 or self.settings.fire_concurrency <= 1:
-            return [write(g) for g in groups]
-        return list(self._fire_pool().map(write, groups))
-
-    def _fire_pool(self) -> ThreadPoolExecutor:
-        """One pool for the supervisor's life: its threads keep their store clients."""
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    self.settings.fire_concurrency, thread_name_prefix="fire"
-                )
-            return self._pool
 
     @staticmethod
     def _plan(

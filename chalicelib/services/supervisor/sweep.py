@@ -4,9 +4,7 @@ an alert for what hangs."""
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from chalicelib.domain.errors import StoreUnavailable
@@ -15,6 +13,7 @@ from chalicelib.domain.runs import Run
 from chalicelib.domain.transitions import TERMINAL_EX, ExStatus
 from chalicelib.ports import Alert, Notifier, Queue, StartMessage, Store
 from chalicelib.services.notifications import NotificationService, settle_due
+from chalicelib.services.supervisor.side_by_side import SideBySide
 from chalicelib.services.supervisor.stats import TickStats
 from chalicelib.services.worker import WorkerService
 
@@ -35,11 +34,9 @@ class Sweeper:
     ) -> None:
         self.store, self.queue, self.worker, self.notifier = store, queue, worker, notifier
         self.lease_shards = lease_shards
-        self.concurrency = concurrency
         # set by the composition root: alerts then go through the notifications' outbox
         self.notifications: NotificationService | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._side_by_side = SideBySide(concurrency, "sweep")
 
     def sweep(self, now: float, stats: TickStats) -> None:
         """Repair every run of every lease shard whose check is due by `now`, `concurrency`
@@ -48,11 +45,7 @@ class Sweeper:
             run for shard in range(self.lease_shards) for run in self.store.stalled_runs(shard, now)
         ]
         stats.stalled_read += len(stalled)
-        if len(stalled) > 1 and self.concurrency > 1:
-            repaired = list(self._sweep_pool().map(lambda r: self._repaired(r, now), stalled))
-        else:
-            repaired = [self._repaired(run, now) for run in stalled]
-        for run_stats in repaired:
+        for run_stats in self._side_by_side.map(lambda r: self._repaired(r, now), stalled):
             stats.merge(run_stats)
 
     def _repaired(self, run: Run, now: float) -> TickStats:
@@ -65,13 +58,6 @@ class Sweeper:
             stats.errors += 1
             log.exception("run %s not repaired this tick", run.ex_id)
         return stats
-
-    def _sweep_pool(self) -> ThreadPoolExecutor:
-        """One pool for the supervisor's life: its threads keep their store clients."""
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sweep")
-            return self._pool
 
     def _bump(self, run: Run, now: float) -> Run | None:
         """Claim this run's repair for this tick: only one supervisor wins the check_at."""
