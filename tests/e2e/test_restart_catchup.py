@@ -4,7 +4,7 @@ Three jobs every 10 s (catchup ``latest``, ``all``, ``none``; misfire grace 60 s
 runs of a few milliseconds, overlap ``skip``) run one slot on a stack whose DynamoDB Local
 runs outside it (as DynamoDB outlives a Lambda outage: the restart is quick and its moment
 can be chosen). The stack is SIGKILLed just after that slot, before any later run is
-created ahead (look-ahead 3 s), and relaunched so that its API answers about 7.5 s after
+created ahead (look-ahead 3 s; on a slow machine, after the next slot that ends in time), and relaunched so that its API answers about 7.5 s after
 a slot: the slots of the outage are then all more than LATE_AFTER_S (5 s) past at the
 first tick, and the next slot is a few seconds ahead. The assertions follow the first
 tick's own time (from the stack log), so a slower restart changes the expectations
@@ -36,7 +36,7 @@ from cadenza_tools.local.dynamodb_local import DynamoDBLocal, free_port
 from tests.e2e.test_kill_restart import KillableStack, StackSeries, port_free
 from tests.e2e.test_local_stack import needs_java, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 INTERVAL_S = 10
 LATE_AFTER_S = 5.0  # the supervisor's: a slot further past than this at a tick is missed
@@ -44,6 +44,7 @@ ON_TIME_S = 3.0  # the first tick of a restarted stack on a busy 2-core machine
 PHASE_AT_UP_S = 7.5  # when the restarted API should answer, after a slot
 RESTART_FASTER_S = 1.5  # a restart finds its tables: it is up this much sooner than a start
 LOOKAHEAD = 3
+KILL_ATTEMPTS = 3  # slots: the kill follows the first that succeeds early enough
 OPS = [{"_op": "noop"}, {"_op": "noop"}]
 POLICIES = ("latest", "all", "none")
 IN_PROGRESS = "IN_PROGRESS"
@@ -220,12 +221,16 @@ def test_restart_runs_the_on_time_slot_and_catches_up_by_policy(tmp_path: Path) 
             startup = time.time() - launched
             first = float(math.ceil(time.time()) + 3)
             ids = submit_jobs(before, first)
-            for job_id in ids.values():
-                wait_for(
-                    succeeded(before, job_id, first), first + 8 - time.time(), "first slot", 0.1
-                )
-            killed = time.time()
-            assert killed < first + INTERVAL_S - LOOKAHEAD - 1, "too slow: a run was created ahead"
+            for _ in range(KILL_ATTEMPTS):
+                for job_id in ids.values():
+                    left = first + INTERVAL_S + 5 - time.time()
+                    wait_for(succeeded(before, job_id, first), left, "a slot to succeed", 0.1)
+                killed = time.time()
+                if killed < first + INTERVAL_S - LOOKAHEAD - 1:
+                    break  # before the next slot's run is created ahead
+                first += INTERVAL_S  # a slow machine: the phase starts a slot later
+            else:
+                pytest.fail(f"{KILL_ATTEMPTS} slots in a row ran too late to kill the stack")
             before.kill_hard()
             wait_for(lambda: all(port_free(p) for p in (api_port, moto_port)) or None, 10, "ports")
 
