@@ -43,6 +43,7 @@ from chalicelib.services.slots import free_ended_slots
 from chalicelib.services.start import start_message
 
 log = logging.getLogger(__name__)
+TRANSITION_ATTEMPTS = 5  # a state change re-read and retried while ticks write the job
 
 
 def current_run(store: Store, job_id: str) -> Run:
@@ -399,60 +400,79 @@ class JobService:
     def schedule(self, job_id: str) -> Job:
         """NEW or SUSPENDED -> SCHEDULED. From SUSPENDED the job keeps its next slot, so the
         misfire policy decides what happens to the slots it missed; a no-op if SCHEDULED."""
-        job = self.get(job_id)
-        spec = job.spec
-        if spec.schedule is None:
-            raise Conflict(
-                f"job {job_id} has no schedule", job_id=job_id, current_state=str(job.state)
-            )
-        if job.state == JobState.SCHEDULED:
-            return job
-        apply(JOB_MACHINE, job.state, JobState.SCHEDULED)
-        now = self.clock.now()
-        extra: dict[str, float | None] = {}
-        nxt: float | None
-        anchor: float | None
-        if job.state == JobState.SUSPENDED and job.next_fire_at is not None:
-            nxt, anchor, extra = job.next_fire_at, None, {"resumed_at": now}
-        else:
-            nxt, anchor = next_slot(spec.schedule, now, now), now
-        if nxt is None:
-            return self._transition(job, JobState.EXPIRED, None)
-        return self._transition(job, JobState.SCHEDULED, nxt, anchor, extra)
+
+        def step(job: Job) -> Job | None:
+            spec = job.spec
+            if spec.schedule is None:
+                raise Conflict(
+                    f"job {job_id} has no schedule", job_id=job_id, current_state=str(job.state)
+                )
+            if job.state == JobState.SCHEDULED:
+                return job
+            apply(JOB_MACHINE, job.state, JobState.SCHEDULED)
+            now = self.clock.now()
+            extra: dict[str, float | None] = {}
+            nxt: float | None
+            anchor: float | None
+            if job.state == JobState.SUSPENDED and job.next_fire_at is not None:
+                nxt, anchor, extra = job.next_fire_at, None, {"resumed_at": now}
+            else:
+                nxt, anchor = next_slot(spec.schedule, now, now), now
+            if nxt is None:
+                return self._moved(job, JobState.EXPIRED, None)
+            return self._moved(job, JobState.SCHEDULED, nxt, anchor, extra)
+
+        return self._transition(job_id, step)
 
     def suspend(self, job_id: str) -> Job:
         """SCHEDULED -> SUSPENDED: off the due index, fires nothing; a no-op if SUSPENDED."""
-        job = self.get(job_id)
-        if job.state == JobState.SUSPENDED:
-            return job
-        apply(JOB_MACHINE, job.state, JobState.SUSPENDED)
-        return self._transition(
-            job, JobState.SUSPENDED, job.next_fire_at, None, {"suspended_at": self.clock.now()}
-        )
+
+        def step(job: Job) -> Job | None:
+            if job.state == JobState.SUSPENDED:
+                return job
+            apply(JOB_MACHINE, job.state, JobState.SUSPENDED)
+            suspended: dict[str, float | None] = {"suspended_at": self.clock.now()}
+            return self._moved(job, JobState.SUSPENDED, job.next_fire_at, None, suspended)
+
+        return self._transition(job_id, step)
 
     def expire(self, job_id: str) -> Job:
         """Any state -> EXPIRED (final); a no-op if EXPIRED."""
-        job = self.get(job_id)
-        if job.state == JobState.EXPIRED:
-            return job
-        apply(JOB_MACHINE, job.state, JobState.EXPIRED)
-        return self._transition(job, JobState.EXPIRED, None)
 
-    def _transition(
+        def step(job: Job) -> Job | None:
+            if job.state == JobState.EXPIRED:
+                return job
+            apply(JOB_MACHINE, job.state, JobState.EXPIRED)
+            return self._moved(job, JobState.EXPIRED, None)
+
+        return self._transition(job_id, step)
+
+    def _transition(self, job_id: str, step: Callable[[Job], Job | None]) -> Job:
+        """`step` on the job as stored, again on a fresh read while another writer (a tick
+        advancing its schedule, a request) changed it meanwhile: a transition asked of a job
+        whose schedule moves every second must not fail for it. `step` re-checks the
+        transition each time and returns None when its conditional write lost a race."""
+        for _ in range(TRANSITION_ATTEMPTS):
+            done = step(self.get(job_id))
+            if done is not None:
+                return done
+        current = self.get(job_id)
+        raise Conflict(
+            f"job {job_id} changed meanwhile (now {current.state}); try again",
+            job_id=job_id,
+            current_state=str(current.state),
+        )
+
+    def _moved(
         self,
         job: Job,
         state: JobState,
         nxt: float | None,
         anchor: float | None = None,
         extra: dict[str, float | None] | None = None,
-    ) -> Job:
+    ) -> Job | None:
         if not self.store.set_job_state(job, state, nxt, anchor, extra, now=self.clock.now()):
-            current = self.get(job.job_id)
-            raise Conflict(
-                f"job {job.job_id} changed meanwhile (now {current.state}); try again",
-                job_id=job.job_id,
-                current_state=str(current.state),
-            )
+            return None
         return self.get(job.job_id)
 
     def latest_run(self, job_id: str) -> Run:

@@ -11,6 +11,7 @@ from chalice.test import Client
 
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
+from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.policies import jitter
 from chalicelib.domain.runs import Run
@@ -248,6 +249,35 @@ def test_a_suspended_job_fires_nothing_and_its_missed_slots_say_so(
     seen = _statuses(container, job)
     assert [seen[f"08:0{m}:00"] for m in (1, 2, 3, 4)] == [("missed", "suspended")] * 4
     assert seen["08:05:00"] == ("pending", None)
+
+
+def test_a_state_change_racing_ticks_is_made_on_the_job_as_they_left_it(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick advancing the schedule between the request's read and its write changes the
+    job's version: the suspend is made again on the fresh job, not refused with a 409 (on
+    a job every second, almost every suspend would be). Only a job that changes under
+    every attempt is a conflict."""
+    job = _submit(container)
+    write = container.store.set_job_state
+    ticks = iter([T0 + 60, T0 + 120])
+
+    def after_a_tick(*args: Any, **kwargs: Any) -> bool:
+        at = next(ticks, None)
+        if at is not None:
+            clock.t = at
+            assert container.supervisor.tick(at).runs_created == 1
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(container.store, "set_job_state", after_a_tick)
+    suspended = container.jobs.suspend(job.job_id)
+    assert (suspended.state, suspended.next_fire_at) == (JobState.SUSPENDED, T0 + 180)
+    assert container.jobs.schedule(job.job_id).state == JobState.SCHEDULED
+
+    ticks = iter(T0 + 60 * n for n in range(3, 100))
+    with pytest.raises(Conflict) as refused:
+        container.jobs.suspend(job.job_id)
+    assert refused.value.details["current_state"] == "SCHEDULED"
 
 
 def test_slots_missed_while_the_supervisor_was_halted_say_so(container: Container) -> None:
