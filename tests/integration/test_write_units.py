@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
+import boto3
 import pytest
 
-from cadenza_tools.dynamodb_units import Bill, metering
+from cadenza_tools.dynamodb_units import Bill, item_size, metering
+from chalicelib.adapters.dynamodb.models import RUN_FLAGS
+from chalicelib.adapters.dynamodb.runs import RunRecords
 from chalicelib.adapters.memory import MemoryQueue
 from chalicelib.bootstrap import Container
+from chalicelib.domain.runs import Run
 from chalicelib.ports import FakeClock
 from tests import conftest
 from tests.conftest import T0, drain, moto_container
@@ -80,3 +85,52 @@ def test_a_scheduled_one_slice_run_writes_the_jobs_indexes_only_at_its_advance(
 # projections were narrowed).
 ON_DEMAND_UNITS = 28.0
 SCHEDULED_UNITS = 38.0
+
+
+def test_a_started_runs_item_stores_no_false_flag_and_stays_under_a_kilobyte(
+    local: Container, queue: MemoryQueue, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's eight flags are written only while true (~80 bytes less): on the local
+    stack the cost tool's scheduled run, once claimed, was just over 1 KB with them, which
+    doubled each write of it and of its index entries that project everything. Here (a
+    shorter owner) it was 1,006 bytes with them, 927 without."""
+    client = boto3.client(
+        "dynamodb", region_name="us-east-1", endpoint_url=local.settings.ddb_endpoint
+    )
+    sizes: list[int] = []
+    stored: list[dict[str, Any]] = []
+
+    def watched(name: str) -> None:
+        original = getattr(RunRecords, name)
+
+        def write(self: RunRecords, *args: Any, **kwargs: Any) -> Any:
+            result = original(self, *args, **kwargs)
+            for run in _runs_in(args):
+                key = {"job_id": {"S": run.job_id}, "slot": {"S": run.slot}}
+                item = client.get_item(
+                    TableName=local.settings.runs_table, Key=key, ConsistentRead=True
+                )["Item"]
+                sizes.append(item_size(item))
+                stored.append(item)
+            return result
+
+        monkeypatch.setattr(RunRecords, name, write)
+
+    for name in ("apply_run", "claim_runs_together"):
+        watched(name)
+    body = {**NOOP, "name": "cost-scheduled", "schedule": {"interval_seconds": 10}}
+    local.jobs.submit(body, start=True)
+    clock.t = T0 + 60.123456789  # a real clock's times: 18 digits each
+    local.supervisor.tick(clock.t)
+    drain(local, queue)
+    assert stored, "no run was written"
+    assert [s["status"]["S"] for s in stored][-1] == "completed"
+    assert not [(k, i) for i in stored for k in RUN_FLAGS if k in i and not i[k]["BOOL"]]
+    assert max(sizes) < 1024, sizes
+
+
+def _runs_in(args: tuple[Any, ...]) -> list[Run]:
+    first = args[0]
+    if isinstance(first, Run):
+        return [first]
+    return [run for run, _ in first]

@@ -97,7 +97,22 @@ class JobModel(Model):
 # ---- runs ----------------------------------------------------------------------------------
 
 
+RUN_FLAGS = (
+    "inline",
+    "has_errors",
+    "holds_slot",
+    "buffered",
+    "catchup",
+    "behind_catchup",
+    "presliced",
+    "deleted",
+)
+
+
 class RunModel(Model):
+    # A flag (RUN_FLAGS) is stored only while true: a missing one reads false, and the
+    # conditions on flags say `!= True` or `== True`. Eight false flags written out were
+    # ~80 bytes, enough to take a started run past 1 KB, which doubles its write units.
     job_id = UnicodeAttribute(hash_key=True)
     slot = UnicodeAttribute(range_key=True)
     ex_id = UnicodeAttribute()
@@ -116,24 +131,24 @@ class RunModel(Model):
     failed = NumberAttribute(default=0)
     remaining = NumberAttribute(default=0)
     queued_cursor = NumberAttribute(default=0)
-    inline = BooleanAttribute(default=False)
+    inline = BooleanAttribute(null=True)
     attempts = NumberAttribute(default=0)
     lease_token = UnicodeAttribute(null=True)
     lease_expires_at = NumberAttribute(null=True)
     check_at = NumberAttribute(null=True)
     sweep_shard = NumberAttribute(null=True)
     result = JSONAttribute(null=True)
-    has_errors = BooleanAttribute(default=False)
+    has_errors = BooleanAttribute(null=True)
     errors = JSONAttribute(null=True)
     reason = UnicodeAttribute(null=True)
-    holds_slot = BooleanAttribute(default=False)
-    buffered = BooleanAttribute(default=False)
-    catchup = BooleanAttribute(default=False)
-    behind_catchup = BooleanAttribute(default=False)
+    holds_slot = BooleanAttribute(null=True)
+    buffered = BooleanAttribute(null=True)
+    catchup = BooleanAttribute(null=True)
+    behind_catchup = BooleanAttribute(null=True)
     start_after = NumberAttribute(null=True)
-    presliced = BooleanAttribute(default=False)
+    presliced = BooleanAttribute(null=True)
     recovered_from = UnicodeAttribute(null=True)
-    deleted = BooleanAttribute(default=False)
+    deleted = BooleanAttribute(null=True)
     ex_part = UnicodeAttribute(null=True)
     err_shard = NumberAttribute(null=True)
     workers_lost = NumberAttribute(default=0)

@@ -41,7 +41,7 @@ class RepairRecords(Retention, RepairStore):
                     R.finished_at.set(now),
                     R.updated.set(now),
                     R.reason.set("resolved: completed by an operator"),
-                    R.holds_slot.set(False),
+                    R.holds_slot.remove(),
                     R.tally_shard.set(self._tally_shard(run.ex_id)),
                     R.check_at.remove(),
                     R.sweep_shard.remove(),

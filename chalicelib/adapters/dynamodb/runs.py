@@ -18,7 +18,7 @@ from chalicelib.adapters.dynamodb._tx import (
     _unavailable,
 )
 from chalicelib.adapters.dynamodb.jobs import has_room, schedule_actions
-from chalicelib.adapters.dynamodb.models import RunModel
+from chalicelib.adapters.dynamodb.models import RUN_FLAGS, RunModel
 from chalicelib.adapters.dynamodb.retention import Retention
 from chalicelib.adapters.dynamodb.run_items import _one_slice_error, run_item, to_run
 from chalicelib.domain.runs import Run, RunTransition
@@ -114,7 +114,7 @@ class RunRecords(Retention):
             job_cond = J.job_id.exists() & J.buffered_slot.does_not_exist()
         run_actions: list[Action] = [
             R.buffered.set(True),
-            R.catchup.set(run.catchup),
+            R.catchup.set(True) if run.catchup else R.catchup.remove(),
             R.check_at.set(check_at),
             R.sweep_shard.set(self._sweep_shard(run.ex_id)),
         ]
@@ -143,7 +143,7 @@ class RunRecords(Retention):
             tx.update(J(run.job_id), actions=actions, condition=turn & has_room(J, limit))
             tx.update(
                 R(run.job_id, run.slot),
-                actions=[R.buffered.set(False), R.holds_slot.set(True)],
+                actions=[R.buffered.remove(), R.holds_slot.set(True)],
                 condition=(R.status == str(ExStatus.pending)) & (R.buffered == True),  # noqa: E712
             )
 
@@ -179,7 +179,8 @@ class RunRecords(Retention):
         actions: list[Any] = []
         for k, v in sets.items():
             attr = getattr(R, k)
-            actions.append(attr.remove() if v is None else attr.set(v))
+            unset = v is None or (v is False and k in RUN_FLAGS)
+            actions.append(attr.remove() if unset else attr.set(v))
         for k, n in transition.adds.items():
             actions.append(getattr(R, k).add(n))
         return actions + [getattr(R, k).remove() for k in removes]
@@ -285,7 +286,7 @@ class RunRecords(Retention):
         and the job's slot set change together, so a slot is never leaked or freed early.
         A transaction returns no item: the caller builds the run it wrote."""
         R, J = self.m.run, self.m.job
-        actions = [*actions, R.holds_slot.set(False)]
+        actions = [*actions, R.holds_slot.remove()]
 
         def build(tx: TransactWrite) -> None:
             tx.update(
