@@ -4,11 +4,11 @@ Three jobs every 10 s (catchup ``latest``, ``all``, ``none``; misfire grace 60 s
 runs of a few milliseconds, overlap ``skip``) run one slot on a stack whose DynamoDB Local
 runs outside it (as DynamoDB outlives a Lambda outage: the restart is quick and its moment
 can be chosen). The stack is SIGKILLed just after that slot, before any later run is
-created ahead (look-ahead 3 s; on a slow machine, after the next slot that ends in time), and relaunched so that its API answers about 7.5 s after
-a slot: the slots of the outage are then all more than LATE_AFTER_S (5 s) past at the
-first tick, and the next slot is a few seconds ahead. The assertions follow the first
-tick's own time (from the stack log), so a slower restart changes the expectations
-rather than failing them:
+created ahead (look-ahead 3 s; on a slow machine, after the next slot that ends in time),
+and relaunched so that its API answers about 7.5 s after a slot: the slots of the outage
+are then all more than LATE_AFTER_S (5 s) past at the first tick, and the next slot is a
+few seconds ahead. The assertions follow the first tick's own time (from the stack log),
+so a slower restart changes the expectations rather than failing them:
 
 - each job's first slot after that tick runs on time (started within 3 s of its slot),
   and a slot less than 5 s past at the tick (none when the phase lands as intended) runs;
