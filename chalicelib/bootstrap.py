@@ -12,6 +12,7 @@ from botocore.config import Config
 
 from chalicelib.adapters.dynamodb.agents import DynamoAgentStore
 from chalicelib.adapters.dynamodb.assets import DynamoAssetStore
+from chalicelib.adapters.dynamodb.models import build_clients as build_clients
 from chalicelib.adapters.dynamodb.notifications import DynamoNotificationStore
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.memory import MemoryNotificationStore
@@ -262,6 +263,7 @@ def get_container() -> Container:
             container = build_container()
             if container.settings.create_tables:
                 container.store.ensure_tables()
+            build_clients(container.settings)
             _container = container
         return _container
 

@@ -362,6 +362,7 @@ class LocalStack(LocalService):
     def _start(self) -> None:
         from chalicelib.bootstrap import (
             aws_client,
+            build_clients,
             build_container,
             ensure_resources,
             set_container,
@@ -396,6 +397,7 @@ class LocalStack(LocalService):
             set_container(build_container(settings, admins=admins, files=files))
         else:
             set_container(build_container(settings, admins=admins))
+        build_clients(settings)  # before the first tick and batch, as a function's container does
 
         sqs = aws_client("sqs", settings)
         start_url: str = sqs.get_queue_url(QueueName=settings.start_queue)["QueueUrl"]

@@ -9,6 +9,7 @@ contract suite over moto and DynamoDB Local). Bound classes are cached per bindi
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -285,11 +286,13 @@ class Place:
         place = {"table_name": table, "host": self.host, "region": self.region}
         meta = type("Meta", (TableMeta,), place)
         namespace = {"Meta": meta, "__module__": model.__module__, "__doc__": model.__doc__}
-        return cast("type[M]", MetaModel(model.__name__, (model,), namespace))
+        bound = cast("type[M]", MetaModel(model.__name__, (model,), namespace))
+        _BOUND_MODELS.add(bound)
+        return bound
 
     def connection(self) -> Connection:
         """The connection transactions go through (models each hold their own)."""
-        return Connection(
+        connection = Connection(
             region=self.region,
             host=self.host,
             connect_timeout_seconds=TableMeta.connect_timeout_seconds,
@@ -297,6 +300,39 @@ class Place:
             max_retry_attempts=TableMeta.max_retry_attempts,
             max_pool_connections=POOL_CONNECTIONS,
         )
+        _TX_CONNECTIONS.add(connection)
+        return connection
+
+
+_BOUND_MODELS: weakref.WeakSet[type[Model]] = weakref.WeakSet()
+_TX_CONNECTIONS: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+def build_clients(settings: Settings) -> int:
+    """Build now the botocore client of every connection to the settings' tables (each bound
+    model's, each transaction connection's); how many connections that is. PynamoDB builds
+    a client on a connection's first call: 0.1-0.4 s of CPU apiece, about a second each when
+    threads race to it on a loaded machine, and a container has a dozen. A container that
+    will serve (a Lambda function's, the local stack's) builds them when it starts, not on
+    its first tick's or first batch's path."""
+    place = (settings.region, settings.ddb_endpoint)
+    tables = {
+        settings.jobs_table,
+        settings.runs_table,
+        settings.slices_table,
+        settings.supervisor_table,
+        settings.alerts_table,
+        settings.assets_table,
+    }
+    connections = {id(c): c for c in list(_TX_CONNECTIONS) if (c.region, c.host) == place}
+    for model in list(_BOUND_MODELS):
+        meta = model.Meta
+        if (meta.region, meta.host) == place and meta.table_name in tables:
+            table = model._get_connection()
+            connections[id(table.connection)] = table.connection
+    for connection in connections.values():
+        connection.client  # noqa: B018 (built on first access)
+    return len(connections)
 
 
 @dataclass(frozen=True)

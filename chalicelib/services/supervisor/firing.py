@@ -200,6 +200,7 @@ class Firer:
         """Fire every due job, counting in `stats`: first every job's runs (groups of jobs'
         first chunks side by side on the fire pool) and their starts, then the missed
         slots' ledger records, so that downtime's ledger does not hold on-time runs back."""
+        began = self.clock.now()
         plans = [p for job in due if (p := self._plan(job, now, horizon, sup, stats)) is not None]
         leads = burst_leads(plans, self.settings.claim_rate)
         sender = StartSender(self.queue, self.clock, now, leads, burst_seconds(plans))
@@ -211,6 +212,7 @@ class Firer:
         written = [p for group_stats, plans_written in results for p in plans_written]
         for group_stats, _ in results:
             stats.merge(group_stats)
+        stats.runs_s = round(self.clock.now() - began, 3)
         ledgers = [p for p in written if p.ledger]
         until = now + LEDGER_SHARE * self.settings.lookahead_seconds
 
@@ -219,6 +221,7 @@ class Firer:
 
         for ledger_stats in self._side_by_side.map(ledger, _groups(ledgers, ledger=True)):
             stats.merge(ledger_stats)
+        stats.ledger_s = round(self.clock.now() - began - stats.runs_s, 3)
 
     @staticmethod
     def _plan(

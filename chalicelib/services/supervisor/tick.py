@@ -102,12 +102,18 @@ class SupervisorService:
             stats.shards_queried += 1
             stats.jobs_read += len(jobs)
             due += jobs
+        stats.read_s = self._since(began)
         self._firer.fire_due(due, now, horizon, sup, stats)
+        swept = self.clock.now()
         self._sweeper.sweep(now, stats)
+        stats.sweep_s = self._since(swept)
         if self.notifications is not None:
             self._deliver(now, stats)
         self._record(now, stats, began)
         return stats
+
+    def _since(self, began: float) -> float:
+        return round(self.clock.now() - began, 3)
 
     def _deliver(self, now: float, stats: TickStats) -> None:
         """The outbox's due notifications; a failure to read it is left to the next tick."""
@@ -122,7 +128,7 @@ class SupervisorService:
         stats.notify_failed += done.failed
 
     def _record(self, now: float, stats: TickStats, began: float) -> None:
-        stats.duration_s = round(self.clock.now() - began, 3)
+        stats.duration_s = self._since(began)
         created = stats.runs_created > 0
         self.store.record_tick(now, asdict(stats), self._unnoted, created=created)
         self._unnoted = None
