@@ -182,3 +182,30 @@ def test_a_long_outages_ledger_is_left_to_later_ticks_past_half_the_look_ahead(
         assert [s for s, st in _statuses(container, job) if st == "missed"] == [
             f"08:0{m}" for m in (1, 2, 3, 4)
         ]
+
+
+def test_a_sweep_backlog_is_left_to_later_ticks_past_half_the_look_ahead(
+    container: Container, queue: MemoryQueue, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [_submit(container, f"j{i}") for i in range(3)]
+    clock.t = T0 + 55
+    assert container.supervisor.tick(T0 + 55).runs_created == 3  # for 08:01
+    assert len(queue.take()) == 3  # the starts, lost with the stack's queue
+    original = container.store.apply_run
+    lookahead = container.settings.lookahead_seconds
+
+    def slow(*args: object, **kwargs: object) -> object:
+        clock.t += lookahead  # a store slow to answer after a restart
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(container.store, "apply_run", slow)
+    clock.t = T0 + 63
+    stats = container.supervisor.tick(T0 + 63)
+    width = container.settings.fire_concurrency
+    assert (stats.stalled_read, stats.resent, stats.sweep_deferred) == (3, width, 3 - width)
+    monkeypatch.undo()
+    clock.t += 1
+    stats = container.supervisor.tick(clock.t)  # the rest, still due
+    assert (stats.resent, stats.sweep_deferred) == (3 - width, 0)
+    resent = [m.job_id for message in queue.take() for m in start_messages(message.body)]
+    assert sorted(resent) == sorted(j.job_id for j in jobs)

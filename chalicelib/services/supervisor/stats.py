@@ -32,6 +32,7 @@ class TickStats:
     notify_failed: int = 0  # notifications given up on (kept as failed)
     notify_recovered: int = 0  # events an earlier tick's write left due, recorded by this one
     ledger_deferred: int = 0  # missed slots left noted on their jobs for a later tick
+    sweep_deferred: int = 0  # stalled runs left, still due, to the next tick's sweep
     # Seconds of the tick's wall time in each phase, in order: reading the due jobs,
     # writing their runs (with the starts sent), the missed slots' ledger, the sweep.
     read_s: float = 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from chalicelib.domain.errors import StoreUnavailable
@@ -38,14 +39,27 @@ class Sweeper:
         self.notifications: NotificationService | None = None
         self._side_by_side = SideBySide(concurrency, "sweep")
 
-    def sweep(self, now: float, stats: TickStats) -> None:
-        """Repair every run of every lease shard whose check is due by `now`, `concurrency`
-        at a time (after a restart, every start the lost queue held is due at once)."""
+    def sweep(
+        self, now: float, stats: TickStats, in_time: Callable[[], bool] = lambda: True
+    ) -> None:
+        """Repair the runs of every lease shard whose check is due by `now`, `concurrency`
+        at a time (after a restart, every start the lost queue held is due at once), while
+        `in_time`: past it, the runs not yet begun are left, still due, to the next tick, so
+        that a backlog does not hold that tick's runs back. The first `concurrency` are
+        repaired whatever the time: every tick makes progress."""
         stalled = [
             run for shard in range(self.lease_shards) for run in self.store.stalled_runs(shard, now)
         ]
         stats.stalled_read += len(stalled)
-        for run_stats in self._side_by_side.map(lambda r: self._repaired(r, now), stalled):
+        width = self._side_by_side.width
+
+        def repaired(item: tuple[int, Run]) -> TickStats:
+            i, run = item
+            if i >= width and not in_time():
+                return TickStats(sweep_deferred=1)
+            return self._repaired(run, now)
+
+        for run_stats in self._side_by_side.map(repaired, list(enumerate(stalled))):
             stats.merge(run_stats)
 
     def _repaired(self, run: Run, now: float) -> TickStats:

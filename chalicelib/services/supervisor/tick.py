@@ -20,6 +20,9 @@ from chalicelib.services.supervisor.sweep import Sweeper
 from chalicelib.services.worker import WorkerService
 
 log = logging.getLogger(__name__)
+# of the look-ahead, from the tick's start: past it, the sweep leaves what it has not begun
+# to the next tick (a restart's lost starts must not hold the next slots' runs back)
+SWEEP_SHARE = 0.5
 
 
 class SupervisorService:
@@ -105,7 +108,8 @@ class SupervisorService:
         stats.read_s = self._since(began)
         self._firer.fire_due(due, now, horizon, sup, stats)
         swept = self.clock.now()
-        self._sweeper.sweep(now, stats)
+        until = began + SWEEP_SHARE * self.settings.lookahead_seconds
+        self._sweeper.sweep(now, stats, lambda: self.clock.now() < until)
         stats.sweep_s = self._since(swept)
         if self.notifications is not None:
             self._deliver(now, stats)
