@@ -10,6 +10,7 @@ from chalicelib.domain.errors import DomainError
 from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import SupervisorState
 from chalicelib.ports import Clock, Store, SupervisorRecord
+from chalicelib.services.supervisor.stats import full_figures
 
 # 9999-12-31T23:59:59Z: a horizon past every slot (DynamoDB refuses an infinite number)
 LAST_INSTANT = 253402300799.0
@@ -36,8 +37,8 @@ class SupervisorView:
             "reason": r.reason,
             "last_tick_at": iso(r.last_tick_at),
             "ticks": r.ticks,
-            "last_tick": r.last_stats,
-            "last_creating_tick": _with_iso_tick_at(r.last_creating_tick),
+            "last_tick": full_figures(r.last_stats),
+            "last_creating_tick": _with_iso_tick_at(full_figures(r.last_creating_tick)),
             "halted_at": iso(r.halted_at),
             "restarted_at": iso(r.restarted_at),
             "failed_ticks": r.failed_ticks,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 
 @dataclass
@@ -40,6 +42,12 @@ class TickStats:
     ledger_s: float = 0.0
     sweep_s: float = 0.0
 
+    def figures(self) -> dict[str, Any]:
+        """What the supervisor record keeps of this tick: the figures that are not zero
+        (DynamoDB bills an item's writes by the KB, and every tick writes the record);
+        `full_figures` fills the others in."""
+        return {k: v for k, v in asdict(self).items() if v}
+
     def merge(self, other: TickStats) -> None:
         """Add another tick's counts and widen the creation range (the halted flag and
         the duration are not counts)."""
@@ -56,3 +64,8 @@ class TickStats:
         low, high = self.created_from_slot_min_s, self.created_from_slot_max_s
         self.created_from_slot_min_s = from_slot if low is None else min(low, from_slot)
         self.created_from_slot_max_s = from_slot if high is None else max(high, from_slot)
+
+
+def full_figures(kept: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A kept tick's figures (`TickStats.figures`) with the zeros it left out."""
+    return None if kept is None else {**asdict(TickStats()), **kept}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict
 from typing import Any
 
 from chalicelib.config import Settings
@@ -134,7 +133,7 @@ class SupervisorService:
     def _record(self, now: float, stats: TickStats, began: float) -> None:
         stats.duration_s = self._since(began)
         created = stats.runs_created > 0
-        self.store.record_tick(now, asdict(stats), self._unnoted, created=created)
+        self.store.record_tick(now, stats.figures(), self._unnoted, created=created)
         self._unnoted = None
 
     def alert(self, reason: str, run: Run, now: float, **detail: Any) -> Alert:
