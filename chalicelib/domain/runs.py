@@ -206,7 +206,7 @@ class Run:
     workers_lost: int = 0  # slices given up because their worker's lease kept expiring
     tally_pending: bool = False  # ended, not yet added to the cluster counters
     catchup: bool = False  # a missed slot run late: it waits its turn rather than overlap
-    behind_catchup: bool = False  # created with its job's catch-up runs: enters at its second
+    ahead_of_catchup: bool = False  # its job's catch-up runs wait for it: its end nudges them
     # events of the supervisor's write still to record (event -> detail); kept on the sweep
     # (check_at) until they are, so a supervisor that died after the write loses none
     notify_due: dict[str, dict[str, Any]] | None = None

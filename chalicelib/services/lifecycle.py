@@ -34,7 +34,10 @@ def may_have_waiters(run: Run) -> bool:
     """Whether a run of this job may wait for the slot `run` frees: its job buffers, or
     runs missed slots one after another (default jobs do neither: no read to look)."""
     return (
-        run.config.get("overlap") in BUFFERING or run.config.get("catchup") == "all" or run.catchup
+        run.config.get("overlap") in BUFFERING
+        or run.config.get("catchup") == "all"
+        or run.catchup
+        or run.ahead_of_catchup
     )
 
 

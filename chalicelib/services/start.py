@@ -99,7 +99,7 @@ def start_message(
 def _hint_carries(run: Run) -> bool:
     """A run that takes its job's slot with its claim is hinted with its config and args,
     if it may be claimed ahead (not a catch-up run, nor behind one) and they are small."""
-    if run.catchup or run.behind_catchup:
+    if run.catchup or run.ahead_of_catchup:  # the hint's run knows no flag: read it
         return False
     size = len(json.dumps(run.config, separators=(",", ":"))) + len(run.args or "")
     return size <= HINT_MAX_BYTES

@@ -212,26 +212,54 @@ def test_catchup_policies(
     assert nxt == T0 + 660
 
 
-def test_catch_up_runs_run_one_after_another_and_the_on_time_slot_goes_first(
+def test_catch_up_runs_wait_for_the_on_time_slot_then_run_one_after_another(
     container: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
     job = _submit(container, catchup="all", misfire_grace_seconds=300, operations=SLOW, workers=1)
     clock.t = T0 + 236
-    container.supervisor.tick(T0 + 236)  # 08:01..08:03 missed; 08:04 due in 4 s
-    # one catch-up run at a time: the first starts, the others wait in slot order
-    assert start_due(container, queue, clock, T0 + 236) == ["running"]
-    assert len(_job(container, job).waiting_slots) == 2
-    assert start_due(container, queue, clock, T0 + 240) == ["buffered"]  # goes first
+    stats = container.supervisor.tick(T0 + 236)  # 08:01..08:03 missed; 08:04 due in 4 s
+    assert (stats.runs_created, stats.catchup_runs, stats.starts_sent) == (4, 3, 1)
+    # the catch-up runs wait, in slot order, for the on-time slot: it runs on its second
+    assert start_due(container, queue, clock, T0 + 236) == []
+    assert len(_job(container, job).waiting_slots) == 3
+    assert start_due(container, queue, clock, T0 + 240) == ["running"]
     stored = _job(container, job)
-    assert stored.buffered_slot == "2027-01-15T08:04:00Z" and len(stored.waiting_slots) == 2
+    assert stored.active_slots == {"2027-01-15T08:04:00Z"} and len(stored.waiting_slots) == 3
     drain(container, queue)
-    runs = list(_runs(container, job).values())
-    assert [r.status for r in runs] == [ExStatus.completed] * 4
-    nudged = [m.body["slot"][11:19] for m in queue.sent[2:] if m.kind == "start"]
-    assert nudged == ["08:04:00", "08:02:00", "08:03:00"]  # the on-time slot, then in order
-    assert [r.processed for r in runs] == [2] * 4
+    runs = dict(sorted(_runs(container, job).items()))
+    assert [r.status for r in runs.values()] == [ExStatus.completed] * 4
+    on_time = runs["08:04:00"]
+    assert on_time.started_at == T0 + 240
+    caught_up = [runs[f"08:0{m}:00"] for m in (1, 2, 3)]
+    assert all(r.started_at is not None and r.started_at >= T0 + 240 for r in caught_up)
+    nudged = [m.body["slot"][11:19] for m in queue.sent[1:] if m.kind == "start"]
+    assert nudged == ["08:01:00", "08:02:00", "08:03:00"]  # after the on-time slot, in order
+    assert [r.processed for r in runs.values()] == [2] * 4
     stored = _job(container, job)
     assert (stored.active_slots, stored.waiting_slots, stored.buffered_slot) == (set(), set(), None)
+
+
+def test_catchup_latest_runs_after_the_on_time_slot_which_runs_on_its_second(
+    container: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    """The default job (overlap skip, catchup latest): the on-time run is claimed with its
+    slot ahead of its second, as any; its end nudges the waiting catch-up run (a default
+    job's runs nudge nothing else)."""
+    job = _submit(container, operations=SLOW, workers=1)
+    clock.t = T0 + 236
+    stats = container.supervisor.tick(T0 + 236)  # 08:01..08:03 missed; 08:04 due in 4 s
+    assert (stats.runs_created, stats.catchup_runs, stats.slots_missed) == (2, 1, 2)
+    assert start_due(container, queue, clock, T0 + 239) == ["running"]
+    assert _job(container, job).waiting_slots == {"2027-01-15T08:03:00Z"}
+    drain(container, queue)
+    runs = _runs(container, job)
+    assert runs["08:04:00"].started_at == T0 + 240
+    caught_up = runs["08:03:00"]
+    assert caught_up.status == ExStatus.completed and caught_up.catchup
+    assert caught_up.started_at is not None and caught_up.started_at >= T0 + 240
+    assert [runs[f"08:0{m}:00"].status for m in (1, 2)] == [ExStatus.missed] * 2
+    stored = _job(container, job)
+    assert (stored.active_slots, stored.waiting_slots) == (set(), set())
 
 
 def test_a_suspended_job_fires_nothing_and_its_missed_slots_say_so(

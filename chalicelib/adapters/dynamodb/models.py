@@ -104,7 +104,7 @@ RUN_FLAGS = (
     "holds_slot",
     "buffered",
     "catchup",
-    "behind_catchup",
+    "ahead_of_catchup",
     "presliced",
     "deleted",
 )
@@ -145,7 +145,7 @@ class RunModel(Model):
     holds_slot = BooleanAttribute(null=True)
     buffered = BooleanAttribute(null=True)
     catchup = BooleanAttribute(null=True)
-    behind_catchup = BooleanAttribute(null=True)
+    ahead_of_catchup = BooleanAttribute(null=True)
     start_after = NumberAttribute(null=True)
     presliced = BooleanAttribute(null=True)
     recovered_from = UnicodeAttribute(null=True)

@@ -11,7 +11,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from chalicelib.domain.jobs import Job, JobDefinition
+from chalicelib.domain.jobs import Job, JobDefinition, active_limit_of
 from chalicelib.domain.notifications import events_due
 from chalicelib.domain.policies import LATE_AFTER_S, catch_up, jitter, miss_reason
 from chalicelib.domain.runs import RESEND_AFTER_S, MissReason, Run, Trigger, scheduled_slot
@@ -65,10 +65,13 @@ def plan_job(job: Job, now: float, horizon: float, sup: SupervisorRecord) -> Job
     missed, catchup = catch_up(late, on_time, now, spec, complete)
     kept = set(catchup)
     runs = [_run(job, spec, s, now, catchup=s in kept) for s in [*catchup, *on_time]]
-    for later in [r for r in runs if r.catchup][1:]:  # they run one after another
+    # catch-up runs go one after another; where they would contend with an on-time run for
+    # the job's slots, all of them wait for it: the on-time slot runs on its second
+    contended = bool(on_time) and active_limit_of(job.definition) is not None
+    for later in [r for r in runs if r.catchup][0 if contended else 1 :]:
         later.buffered, later.check_at = True, now + spec.lease_seconds
-    for record in runs if catchup else []:  # on-time runs do not take the slot ahead
-        record.behind_catchup = not record.catchup
+    for record in runs if catchup and contended else []:
+        record.ahead_of_catchup = not record.catchup
     unrecorded = sorted({*job.unrecorded, *((s, str(_miss_reason(job, s, sup))) for s in missed)})
     ledger = [_ledger_run(job, s, MissReason(reason), now) for s, reason in unrecorded]
     if not runs:  # the first ledger records advance the schedule themselves
