@@ -18,6 +18,7 @@ TIMEOUT_SLACK_S = 1  # a run times out after more than timeout_seconds without p
 MAX_LEAD_S = 8  # a burst's lead at most: the wait plus an op (max_op_seconds) fit the function
 CLAIM_CALLS = 2  # store calls a run's claim takes ahead of its second (a read, a write)
 RESEND_AFTER_S = 2  # a run created ahead not started this long after its second: re-sent
+CATCHUP_RECHECK_S = 5  # a waiting catch-up run looks for a free slot at least this often
 
 
 def usable_lead(lead: float) -> float:
@@ -440,7 +441,17 @@ class Run:
     def bump(self, now: float) -> RunTransition:
         """This tick's claim of the run's repair: one sweeper wins its check_at."""
         guard = Guard(frozenset({self.status}), check_at=self.check_at)
-        return RunTransition(guard, None, {"check_at": now + self.lease_seconds})
+        return RunTransition(guard, None, {"check_at": now + self.recheck_after(now)})
+
+    def recheck_after(self, now: float) -> float:
+        """When the sweep looks at this run again: a lease later, but a waiting catch-up run
+        every CATCHUP_RECHECK_S within its misfire grace: the run holding its job's slot may
+        be one whose end nudges nobody (a run of a job that neither buffers nor catches up
+        on every slot)."""
+        grace = float(self.config.get("misfire_grace_seconds", 60))
+        if self.catchup and self.status == _P and now - self.start_at <= grace:
+            return min(float(self.lease_seconds), float(CATCHUP_RECHECK_S))
+        return float(self.lease_seconds)
 
     def pause(self, now: float) -> RunTransition:
         """running -> paused: no slice is handed out until it resumes."""

@@ -109,6 +109,8 @@ class SlotEntry(RunLifecycle):
             transition = run.claim_inline(
                 p.token, begin, now, config=p.pinned, unread=p.hinted, same_config=p.hinted
             )
+        if run.catchup:  # kept by a late entry: an on-time run waits for it, not skipped
+            transition = replace(transition, sets={**transition.sets, "catchup": True})
         return transition.taking_slot(limit)
 
     def _claim_with_slot(self, p: PreparedStart, now: float, limit: int) -> PreparedStart | None:
@@ -133,12 +135,13 @@ class SlotEntry(RunLifecycle):
         after = None
         if spec.schedule is not None:
             after = next_slot(spec.schedule, run.scheduled_start, job.schedule_anchor)
-        later_due = after is not None and after <= now
+        # a later slot due, or already holding the job's slot (claimed ahead): it is the latest
+        later_due = (after is not None and after <= now) or any(
+            s > run.slot for s in job.active_slots
+        )
         within = now - run.start_at <= spec.misfire_grace_seconds
-        if within and spec.catchup == "all":
+        if within and (spec.catchup == "all" or (spec.catchup == "latest" and not later_due)):
             return replace(p, run=replace(run, catchup=True))
-        if within and spec.catchup == "latest" and not later_due:
-            return p
         missed = self.apply(run, run.miss(now, MissReason.misfire))
         return StartOutcome.missed if missed is not None else StartOutcome.busy
 
@@ -198,7 +201,7 @@ class SlotEntry(RunLifecycle):
     def _wait(self, run: Run, now: float) -> bool:
         """Make the run wait for a slot; if one came free meanwhile, nudge at once (the run
         that freed it may have looked before this one waited)."""
-        if not self.store.wait_for_slot(run, now + run.lease_seconds):
+        if not self.store.wait_for_slot(run, now + run.recheck_after(now)):
             return False
         self.nudge_buffered(run.job_id)
         return True

@@ -220,3 +220,34 @@ def test_runs_whose_start_message_was_lost_start_within_two_ticks(lookahead: int
         assert result.work_calls.get(rec.ex_id) == 1, what
     assert not [r for r in result.records(job_id) if r.status in ("skipped", "missed")], table
     _never_two_at_once(result, job_id)
+
+
+@pytest.mark.parametrize(
+    "down_until, work_s",
+    [
+        (17.0, 4.0),  # the run of 20 s holds the job's slot first: the stale one is missed
+        (16.0, 5.0),  # the stale one runs first (16..21): the run of 20 s waits for it
+    ],
+)
+def test_a_stale_run_contending_with_the_on_time_slot_never_has_it_skipped(
+    down_until: float, work_s: float
+) -> None:
+    """The slot at 10 s: its run was created ahead, its start lost with the queue at 5.5 s,
+    and the supervisor was down until 16 or 17 s; re-sent by the first sweep, it starts more than
+    5 s late: a missed slot, which `latest` keeps as a catch-up run unless a later slot is
+    due or already holds the job's slot (the run of 20 s, claimed ahead), which is then the
+    latest. Runs take 4-5 s: whichever order the two come in, neither is skipped for an
+    overlap, they never run at once, and the slot at 30 s runs on time."""
+    config = SimConfig(
+        tick_s=1, lookahead_s=5, lose_starts_at=[LOST_AT], supervisor_down=[(6.0, down_until)]
+    )
+    result, job_id = _simulate(config, every(RESTART_INTERVAL, work_s=work_s), until=45)
+    assert not result.errors
+    table = result.table(job_id)
+    stale, on_time, after = _one_per_slot(result, job_id, _slots(RESTART_INTERVAL, 3))
+    assert result.lost_starts >= 1, table
+    assert (stale.status, stale.reason) in {("completed", None), ("missed", "misfire")}, table
+    assert on_time.status == "completed" and result.work_calls.get(on_time.ex_id) == 1, table
+    _ran_once_on_time(result, job_id, after)
+    assert not [r for r in result.records(job_id) if r.status == "skipped"], table
+    _never_two_at_once(result, job_id)

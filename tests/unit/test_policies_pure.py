@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from chalicelib.domain.jobs import JobDefinition
 from chalicelib.domain.policies import catch_up, jitter, miss_reason
-from chalicelib.domain.runs import MissReason
+from chalicelib.domain.runs import CATCHUP_RECHECK_S, MissReason, Run
+from chalicelib.domain.transitions import ExStatus
 
 slots = st.lists(st.integers(0, 10_000), max_size=50, unique=True).map(sorted)
 NOW = 10_010
@@ -63,3 +64,23 @@ def test_reasons(slot: int, a: int, b: int) -> None:
 def test_jitter_is_stable_and_bounded(job_id: str, slot: int, spread: int) -> None:
     j = jitter(job_id, slot, spread)
     assert 0 <= j <= spread and j == jitter(job_id, slot, spread)
+
+
+@given(
+    st.floats(0, 10_000),
+    st.integers(0, 600),
+    st.integers(1, 600),
+    st.booleans(),
+    st.sampled_from([ExStatus.pending, ExStatus.running]),
+)
+def test_a_waiting_catch_up_run_is_looked_at_often_within_its_grace_else_a_lease_later(
+    waited: float, grace: int, lease: int, catchup: bool, status: ExStatus
+) -> None:
+    config = {"misfire_grace_seconds": grace, "lease_seconds": lease}
+    run = Run("j", "s", "e", scheduled_start=0.0, config=config, status=status, catchup=catchup)
+    after = run.recheck_after(waited)
+    if catchup and status == ExStatus.pending and waited <= grace:
+        assert after == min(lease, CATCHUP_RECHECK_S)
+    else:
+        assert after == lease
+    assert run.bump(waited).sets["check_at"] == waited + after
