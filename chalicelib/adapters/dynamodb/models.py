@@ -316,14 +316,7 @@ def build_clients(settings: Settings) -> int:
     will serve (a Lambda function's, the local stack's) builds them when it starts, not on
     its first tick's or first batch's path."""
     place = (settings.region, settings.ddb_endpoint)
-    tables = {
-        settings.jobs_table,
-        settings.runs_table,
-        settings.slices_table,
-        settings.supervisor_table,
-        settings.alerts_table,
-        settings.assets_table,
-    }
+    tables = set(_tables(settings))
     connections = {id(c): c for c in list(_TX_CONNECTIONS) if (c.region, c.host) == place}
     for model in list(_BOUND_MODELS):
         meta = model.Meta
@@ -355,7 +348,12 @@ class Models:
 def build_models(settings: Settings) -> Models:
     """Model classes bound to the settings' table names, region and endpoint (cached: the
     same settings get the same classes)."""
-    tables = (
+    return _bound(Place(settings.region, settings.ddb_endpoint), _tables(settings))
+
+
+def _tables(settings: Settings) -> tuple[str, str, str, str, str, str]:
+    """The six tables' names, in the order `Models` holds them."""
+    return (
         settings.jobs_table,
         settings.runs_table,
         settings.slices_table,
@@ -363,7 +361,6 @@ def build_models(settings: Settings) -> Models:
         settings.alerts_table,
         settings.assets_table,
     )
-    return _bound(Place(settings.region, settings.ddb_endpoint), tables)
 
 
 @functools.lru_cache(maxsize=BINDINGS_CACHED)
