@@ -56,6 +56,7 @@ from tests.e2e.test_local_stack import wait_for  # noqa: E402
 OPS = [{"_op": "noop"}, {"_op": "noop"}]
 INTERVAL_S = 10
 ON_TIME_S = 1.5  # a start this close to its slot counts as on time
+SHOWN_JOBS = 3  # jobs with a skipped slot after the restart whose runs are printed
 LEDGER = ("SKIPPED", "MISSED")
 
 Runs = list[dict[str, Any]]
@@ -339,6 +340,26 @@ def report_restart(per_job: dict[str, Runs], m: Moments) -> None:
             f"answering ({min(after_launch) - m.launched:+.3f}s from the relaunch)"
         )
     print(f"  not yet due at the end: {len(gather('later'))} runs created ahead")
+    skipped = [j for j, b in binned.items() if any(r["status"] == "SKIPPED" for r in b["after"])]
+    for job_id in skipped[:SHOWN_JOBS]:
+        print(f"  a job with a slot skipped after the restart ({job_id}), its runs:")
+        print_timeline(per_job[job_id], m)
+
+
+def print_timeline(runs: Runs, m: Moments) -> None:
+    """Each run: its slot, outcome, and when it was created, started and finished, in
+    seconds from the API answering after the restart."""
+
+    def rel(key: str, run: dict[str, Any]) -> str:
+        t = ts(run.get(key))
+        return "-" if t is None else f"{t - m.up:+.2f}"
+
+    for run in sorted(runs, key=slot_of)[-8:]:
+        print(
+            f"    slot {slot_of(run) - m.up:+7.2f}  {outcome(run):<22} created "
+            f"{rel('createdAt', run):>7} started {rel('startedAt', run):>7} "
+            f"ended {rel('finishedAt', run):>7}"
+        )
 
 
 def report_ticks(log_path: Path, ticks: list[dict[str, Any]], m: Moments) -> None:
