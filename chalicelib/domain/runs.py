@@ -37,7 +37,7 @@ def burst_lead(runs: int, claim_rate: float) -> float:
 # a run's config may predate a field: it then has the job definition's default
 _JOB_DEFAULTS: dict[str, int] = {
     name: int(JobDefinition.model_fields[name].default)
-    for name in ("max_retries", "timeout_seconds", "lease_seconds")
+    for name in ("max_retries", "timeout_seconds", "lease_seconds", "misfire_grace_seconds")
 }
 
 
@@ -229,6 +229,11 @@ class Run:
     @property
     def lease_seconds(self) -> int:
         return int(self.config.get("lease_seconds", _JOB_DEFAULTS["lease_seconds"]))
+
+    @property
+    def misfire_grace_seconds(self) -> int:
+        default = _JOB_DEFAULTS["misfire_grace_seconds"]
+        return int(self.config.get("misfire_grace_seconds", default))
 
     @property
     def operations(self) -> list[dict[str, Any]]:
@@ -448,8 +453,8 @@ class Run:
         every CATCHUP_RECHECK_S within its misfire grace: the run holding its job's slot may
         be one whose end nudges nobody (a run of a job that neither buffers nor catches up
         on every slot)."""
-        grace = float(self.config.get("misfire_grace_seconds", 60))
-        if self.catchup and self.status == _P and now - self.start_at <= grace:
+        waited = now - self.start_at
+        if self.catchup and self.status == _P and waited <= self.misfire_grace_seconds:
             return min(float(self.lease_seconds), float(CATCHUP_RECHECK_S))
         return float(self.lease_seconds)
 

@@ -39,7 +39,7 @@ def spaced_out(run: Run, early: float) -> bool:
 
 def may_enter_ahead(run: Run, now: float, early: float) -> bool:
     """Whether the run may take its job's slot now, `early` seconds at most before its
-    second: not due yet, not a catch-up run (nor behind one), and spaced out."""
+    second: not due yet, not a catch-up run, and spaced out."""
     ahead = now < run.start_at and not run.catchup
     return ahead and spaced_out(run, early)
 

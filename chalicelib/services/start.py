@@ -98,8 +98,9 @@ def start_message(
 
 def _hint_carries(run: Run) -> bool:
     """A run that takes its job's slot with its claim is hinted with its config and args,
-    if it may be claimed ahead (not a catch-up run, nor behind one) and they are small."""
-    if run.catchup or run.ahead_of_catchup:  # the hint's run knows no flag: read it
+    if it may be claimed ahead and they are small: not a catch-up run, nor one its job's
+    catch-up runs wait for (the hint's run carries no flag, so its end would not nudge)."""
+    if run.catchup or run.ahead_of_catchup:
         return False
     size = len(json.dumps(run.config, separators=(",", ":"))) + len(run.args or "")
     return size <= HINT_MAX_BYTES

@@ -36,7 +36,7 @@ from chalicelib.services.supervisor.planning import (
     write_items,
 )
 from chalicelib.services.supervisor.side_by_side import SideBySide
-from chalicelib.services.supervisor.stats import TickStats
+from chalicelib.services.supervisor.stats import TickStats, seconds_since
 
 log = logging.getLogger(__name__)
 CREATE_ATTEMPTS = 5
@@ -212,7 +212,7 @@ class Firer:
         written = [p for group_stats, plans_written in results for p in plans_written]
         for group_stats, _ in results:
             stats.merge(group_stats)
-        stats.runs_s = round(self.clock.now() - began, 3)
+        stats.runs_s = seconds_since(self.clock, began)
         ledgers = [p for p in written if p.ledger]
         until = now + LEDGER_SHARE * self.settings.lookahead_seconds
 
@@ -221,7 +221,7 @@ class Firer:
 
         for ledger_stats in self._side_by_side.map(ledger, _groups(ledgers, ledger=True)):
             stats.merge(ledger_stats)
-        stats.ledger_s = round(self.clock.now() - began - stats.runs_s, 3)
+        stats.ledger_s = round(seconds_since(self.clock, began) - stats.runs_s, 3)
 
     @staticmethod
     def _plan(

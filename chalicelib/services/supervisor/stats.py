@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from chalicelib.ports import Clock
+
 
 @dataclass
 class TickStats:
@@ -69,3 +71,8 @@ class TickStats:
 def full_figures(kept: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A kept tick's figures (`TickStats.figures`) with the zeros it left out."""
     return None if kept is None else {**asdict(TickStats()), **kept}
+
+
+def seconds_since(clock: Clock, began: float) -> float:
+    """The seconds from `began` to now, as the tick's figures give them (milliseconds)."""
+    return round(clock.now() - began, 3)

@@ -14,7 +14,7 @@ from chalicelib.domain.transitions import SupervisorState
 from chalicelib.ports import Alert, Clock, Notifier, Queue, Store, SupervisorRecord, TickFailure
 from chalicelib.services.notifications import NotificationService
 from chalicelib.services.supervisor.firing import Firer
-from chalicelib.services.supervisor.stats import TickStats
+from chalicelib.services.supervisor.stats import TickStats, seconds_since
 from chalicelib.services.supervisor.sweep import Sweeper
 from chalicelib.services.worker import WorkerService
 
@@ -104,19 +104,16 @@ class SupervisorService:
             stats.shards_queried += 1
             stats.jobs_read += len(jobs)
             due += jobs
-        stats.read_s = self._since(began)
+        stats.read_s = seconds_since(self.clock, began)
         self._firer.fire_due(due, now, horizon, sup, stats)
         swept = self.clock.now()
         until = began + SWEEP_SHARE * self.settings.lookahead_seconds
         self._sweeper.sweep(now, stats, lambda: self.clock.now() < until)
-        stats.sweep_s = self._since(swept)
+        stats.sweep_s = seconds_since(self.clock, swept)
         if self.notifications is not None:
             self._deliver(now, stats)
         self._record(now, stats, began)
         return stats
-
-    def _since(self, began: float) -> float:
-        return round(self.clock.now() - began, 3)
 
     def _deliver(self, now: float, stats: TickStats) -> None:
         """The outbox's due notifications; a failure to read it is left to the next tick."""
@@ -131,7 +128,7 @@ class SupervisorService:
         stats.notify_failed += done.failed
 
     def _record(self, now: float, stats: TickStats, began: float) -> None:
-        stats.duration_s = self._since(began)
+        stats.duration_s = seconds_since(self.clock, began)
         created = stats.runs_created > 0
         self.store.record_tick(now, stats.figures(), self._unnoted, created=created)
         self._unnoted = None
