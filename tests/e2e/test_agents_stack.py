@@ -47,6 +47,7 @@ def _agents(stack: StackProcess, names: list[str], work: Path) -> list[subproces
         env.update(CADENZA_CREDENTIALS=str(stack.credentials), BOX=name)
         argv = [sys.executable, "-m", "cadenza_tools.cli.main", "--url", stack.url]
         argv += ["--user", name, "agent", "--dir", str(work / name), "--max-tasks", "4"]
+        argv += ["--idle-poll", "1"]
         with (work / f"{name}.log").open("ab") as log:
             procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=log))
     return procs
@@ -102,7 +103,7 @@ def _spread(
     try:
         wait_for(lambda: _connected(stack, names), 30 + 15 * agents, "the agents to register")
         stamp = f'echo "$1 $CADENZA_TASK_ID $CADENZA_ATTEMPT $BOX $(date +%s.%N)" >> {stamps}'
-        script = f"s() {{ {stamp}; }}; s start; sleep 0.2; s end"
+        script = f"s() {{ {stamp}; }}; s start; sleep 1; s end"
         command = {"_op": "command", "argv": [script], "shell": True, "labels": {"pool": work.name}}
         job = {
             "name": work.name,
@@ -126,8 +127,11 @@ def _spread(
     assert set(starts) == ids and set(starts.values()) == {1}  # each slice ran once
     assert set(ends) == ids and set(ends.values()) == {1}  # and ended once
     assert {r[2] for r in rows} == {1}  # no second attempt
+    # An idle agent asks for work every --idle-poll (1 s here), so one agent (4 at a time,
+    # 1 s each) cannot run them all before another asks; which agents do is not fixed (CI:
+    # an agent still asleep while two others took all twelve 0.2 s slices).
     boxes = Counter(r[3] for r in rows if r[0] == "start")
-    assert len(boxes) >= min(agents, 3), boxes  # several agents took work
+    assert len(boxes) >= 2, boxes
     return took
 
 
