@@ -268,6 +268,11 @@ class RunStore(ABC):
     def get_run(self, job_id: str, slot: str) -> Run | None:
         """A strongly consistent read of one run."""
 
+    def get_runs(self, keys: Sequence[tuple[str, str]]) -> list[Run | None]:
+        """Strongly consistent reads of several runs (job_id, slot), in the keys' order
+        (None for a run that does not exist); a store may read them in one call."""
+        return [self.get_run(job_id, slot) for job_id, slot in keys]
+
     @abstractmethod
     def get_run_by_ex(self, ex_id: str) -> Run | None:
         """The run with this ex_id (through the ex_id index), or None."""
@@ -604,6 +609,9 @@ class StartMessage:
     hint: StartHint | None = None
     lead: float = START_LEAD_S  # how early before its second it may be claimed (a burst's)
     sent_at: float | None = None  # when the tick that created the run sent it
+    # the lease token of a claim made ahead by an earlier delivery, which handed the run
+    # over to this message to run at its second (`StartPath.hand_off`)
+    claim_token: str | None = None
 
     @property
     def delivery(self) -> Delivery:
@@ -619,18 +627,22 @@ class StartMessage:
             body["sent_at"] = self.sent_at
         if self.hint is not None:
             body.update(self.hint.to_body())
+        if self.claim_token is not None:
+            body["claim_token"] = self.claim_token
         return body
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> StartMessage:
         """The message a body came from (its delay is spent: 0)."""
         lead, sent_at = _number(body.get("lead")), _number(body.get("sent_at"))
+        token = body.get("claim_token")
         return cls(
             str(body["job_id"]),
             str(body["slot"]),
             hint=StartHint.from_body(body),
             lead=START_LEAD_S if lead is None else usable_lead(lead),
             sent_at=sent_at,
+            claim_token=token if isinstance(token, str) and token else None,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,9 @@ from chalicelib.domain.transitions import ACTIVE_EX, TERMINAL_EX, ExStatus, ex_s
 
 START_LEAD_S = 2  # start messages arrive this early; the start worker waits out the rest
 TIMEOUT_SLACK_S = 1  # a run times out after more than timeout_seconds without progress
-MAX_LEAD_S = 8  # a burst's lead at most: the wait plus an op (max_op_seconds) fit the function
+MAX_WAIT_S = 8  # a start function holds a claimed run this long at most before its second
+MAX_LEAD_S = 30  # a burst's runs are claimed this early at most (held longer: handed off)
+GROUP_RUNS = 25  # a burst's runs in one start message (a start worker takes ten: 250 runs)
 CLAIM_CALLS = 2  # store calls a run's claim takes ahead of its second (a read, a write)
 RESEND_AFTER_S = 2  # a run created ahead not started this long after its second: re-sent
 CATCHUP_RECHECK_S = 5  # a waiting catch-up run looks for a free slot at least this often
@@ -29,9 +32,18 @@ def usable_lead(lead: float) -> float:
 def burst_lead(runs: int, claim_rate: float) -> float:
     """How early the start messages of `runs` runs due on the same second arrive: long
     enough for the store, at `claim_rate` calls a second, to take all their claims before
-    that second, so the second finds them ready (and never less than START_LEAD_S)."""
+    that second, so the second finds them ready (and never less than START_LEAD_S). Past
+    MAX_WAIT_S a claimed run's wait is handed off to a later message (`StartPath.hand_off`)
+    instead of held by the function that claimed it."""
     needed = START_LEAD_S + runs * CLAIM_CALLS / claim_rate if claim_rate > 0 else MAX_LEAD_S
     return min(float(MAX_LEAD_S), round(needed, 1))
+
+
+def start_delay(slot: float, now: float, lead: float = START_LEAD_S) -> int:
+    """Whole-second SQS delay that lands a start message `lead` seconds before its slot:
+    delivery (a poll, a Lambda trigger) takes time, and the start worker claims the run
+    ahead and waits out the rest to the sub-second."""
+    return max(0, math.floor(slot - now - lead))
 
 
 # a run's config may predate a field: it then has the job definition's default

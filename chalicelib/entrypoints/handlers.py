@@ -97,6 +97,8 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     starts, failed = _starts([SQSRecord(r) for r in event["Records"]])
 
     def prepare(message_id: str, msgs: list[StartMessage]) -> list[Any]:
+        if msgs and msgs[0].claim_token is not None:  # handed over: claimed already
+            return worker.resume_claimed(msgs)
         if len(msgs) > 1:
             return worker.prepare_group(msgs, message_id)
         (msg,) = msgs
@@ -118,7 +120,10 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
             failed += [mid for out in outs if isinstance(out, Exception)]
             grouped = len(outs) > 1
             prepared += [(mid, out, grouped) for out in outs if isinstance(out, PreparedStart)]
-        _log_burst(prepared, began)
+        kept = {id(p) for p in worker.hand_off([p for _, p, g in prepared if g])}
+        handed = sum(1 for _, p, g in prepared if g and id(p) not in kept)
+        prepared = [(mid, p, g) for mid, p, g in prepared if not g or id(p) in kept]
+        _log_burst(prepared, began, handed)
     if prepared:
         held = [
             (mid, p, START_GATES.hold(p.run.start_at) if grouped else None)
@@ -130,9 +135,12 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     return {"batchItemFailures": [{"itemIdentifier": mid} for mid in dict.fromkeys(failed)]}
 
 
-def _log_burst(prepared: list[tuple[str, PreparedStart, bool]], began: float) -> None:
-    """A batch holding a burst's groups: how long its claims took, against its runs' second."""
+def _log_burst(prepared: list[tuple[str, PreparedStart, bool]], began: float, handed: int) -> None:
+    """A batch holding a burst's groups: how long its claims took, against its runs'
+    second, and how many it handed off (`StartPath.hand_off`)."""
     grouped = [p.run.start_at for _, p, g in prepared if g]
+    if handed:
+        log.info("start batch: %d runs claimed in %.2fs, handed off", handed, time.time() - began)
     if grouped:
         now = time.time()
         log.info(

@@ -16,11 +16,14 @@ from typing import Any, Protocol
 from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.domain.runs import (
+    GROUP_RUNS,
+    MAX_WAIT_S,
     START_LEAD_S,
     Delivery,
     Run,
     RunTransition,
     StartHint,
+    start_delay,
     usable_lead,
 )
 from chalicelib.domain.slices import MAX_SQS_DELAY, retry_delay, slice_id_for
@@ -40,7 +43,7 @@ from chalicelib.ops.registry import (
     waits,
 )
 from chalicelib.ops.waiting import is_final
-from chalicelib.ports import BlobStore, StartMessage
+from chalicelib.ports import BlobStore, StartGroup, StartMessage
 from chalicelib.services.entry import PreparedStart, SlotEntry, may_enter_ahead
 from chalicelib.services.runlogs import RunLogging
 
@@ -182,6 +185,8 @@ class StartPath(SlotEntry, RunLogging):
         `delivery`: how long before its second the message may claim it (`wait_limit`),
         and when the tick sent it (how late its start is judged, `Delivery.since`)."""
         delivery = delivery or Delivery()
+        if delivery.lead > MAX_WAIT_S:  # only a group's claims together are handed off
+            delivery = replace(delivery, lead=MAX_WAIT_S)
         limit = wait_limit(delivery.lead)
         if hint is not None:
             fast = self._claim_unread(job_id, slot, hint, claim_id, limit)
@@ -239,6 +244,65 @@ class StartPath(SlotEntry, RunLogging):
             except Exception as exc:  # its message is redelivered; the others go on
                 log.exception("start of %s %s failed before its run", msg.job_id, msg.slot)
                 out.append(exc)
+        return out
+
+    def hand_off(self, prepared: Sequence[PreparedStart]) -> list[PreparedStart]:
+        """A burst's runs claimed further ahead of their second than a start function may
+        wait (MAX_WAIT_S: the wait and an op fit the function) are handed over, each with
+        its claim's lease token, to start messages that arrive START_LEAD_S before that
+        second (`resume_claimed`), so no function is held, and billed, while it waits.
+        Returns the runs this function keeps: the others, or all of them if the messages
+        could not be sent."""
+        now = self.clock.now()
+        far = [
+            p
+            for p in prepared
+            if p.enter is None and _claimed(p.run) and p.run.start_at - now > MAX_WAIT_S
+        ]
+        if not far:
+            return list(prepared)
+        by_delay: dict[int, list[StartMessage]] = {}
+        for p in sorted(far, key=lambda p: p.run.start_at):
+            delay = start_delay(p.run.start_at, now)
+            msg = StartMessage(p.run.job_id, p.run.slot, delay, claim_token=p.token)
+            by_delay.setdefault(delay, []).append(msg)
+        groups = [
+            StartGroup(tuple(msgs[i : i + GROUP_RUNS]), delay)
+            for delay, msgs in by_delay.items()
+            for i in range(0, len(msgs), GROUP_RUNS)
+        ]
+        try:
+            self.queue.send_starts(groups)
+        except Exception:  # held here instead: late, never lost
+            log.exception("%d claimed runs not handed off; held until their second", len(far))
+            return list(prepared)
+        handed = {id(p) for p in far}
+        return [p for p in prepared if id(p) not in handed]
+
+    def resume_claimed(
+        self, starts: Sequence[StartMessage]
+    ) -> list[PreparedStart | StartOutcome | Exception]:
+        """Runs handed over by `hand_off`, read together (one call): each still held by the
+        claim its message names is ready to run at its second, as its claimer would have
+        run it; one that ended, or that another holder took over since (its lease expired:
+        the sweep's), is left alone."""
+        runs = self.store.get_runs([(m.job_id, m.slot) for m in starts])
+        out: list[PreparedStart | StartOutcome | Exception] = []
+        for msg, run in zip(starts, runs, strict=True):
+            if run is None or run.status in TERMINAL_EX:
+                if run is not None:
+                    self.seen_ended(run)
+                out.append(StartOutcome.dropped)
+            elif not _claimed(run) or run.lease_token != msg.claim_token:
+                out.append(StartOutcome.busy)
+            else:
+                try:
+                    requests = self._slice(run, asset_ops(self.ops, run.assets), run.attempts)
+                except Exception as exc:  # its message is redelivered; the others go on
+                    log.exception("handed-off run %s %s not sliced", run.job_id, run.slot)
+                    out.append(exc)
+                    continue
+                out.append(PreparedStart(run, str(msg.claim_token), requests))
         return out
 
     def _ahead(

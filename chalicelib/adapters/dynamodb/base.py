@@ -44,16 +44,20 @@ class StoreBase(Transactor):
         the runs' indexes project a few attributes, not whole runs. In the copies' order; a
         run gone since (its expiry) is left out."""
         keys = [(m.job_id, m.slot) for m in copies]
+        items = self._runs_by_key(keys)
+        return [items[k] for k in keys if k in items]
+
+    def _runs_by_key(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunModel]:
+        """The runs under these keys that exist (consistent reads, BatchGetItem)."""
         if not keys:
-            return []
+            return {}
         R = self.m.run
 
         def read() -> dict[tuple[str, str], RunModel]:
             found = R.batch_get(list(dict.fromkeys(keys)), consistent_read=True)
             return {(m.job_id, m.slot): m for m in found}
 
-        items = self._get(read)
-        return [items[k] for k in keys if k in items]
+        return self._get(read)
 
     def _list_part(self, job_id: str, deleted: bool) -> str:
         shard = due_shard(job_id, self.settings.list_shards)

@@ -160,6 +160,10 @@ class RunRecords(Retention):
         m = self._item(self.m.run, job_id, slot)
         return None if m is None else to_run(m)
 
+    def get_runs(self, keys: Sequence[tuple[str, str]]) -> list[Run | None]:
+        items = self._runs_by_key(keys)
+        return [None if (m := items.get(k)) is None else to_run(m) for k in keys]
+
     def get_run_by_ex(self, ex_id: str) -> Run | None:
         R = self.m.run
         keys = self._get(lambda: [(m.job_id, m.slot) for m in R.ex_index.query(ex_id, limit=1)])

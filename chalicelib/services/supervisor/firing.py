@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping
 from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.runs import START_LEAD_S, Run, burst_lead
+from chalicelib.domain.runs import (
+    GROUP_RUNS,
+    MAX_WAIT_S,
+    START_LEAD_S,
+    Run,
+    burst_lead,
+    start_delay,
+)
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import (
     Clock,
@@ -43,18 +50,10 @@ CREATE_ATTEMPTS = 5
 MAX_TX_ITEMS = 100  # DynamoDB's limits of one transaction: items, and 4 MB
 MAX_TX_BYTES = 3_000_000
 GROUP_FROM = 20  # a second with this many starts is a burst: its starts go in groups
-GROUP_RUNS = 25  # runs in one group (a start worker takes ten messages: 250 runs at once)
 GROUP_BYTES = 60_000  # a group's body at most (SQS takes 256 KiB a message and a batch)
 IMMINENT_S = 2.0  # a start due to be sent within this is sent with its write, not batched
 TOGETHER_ATTEMPTS = 3  # a group's transaction, again without the jobs refused
 LEDGER_SHARE = 0.5  # of the look-ahead: past it, a tick leaves missed slots to the next
-
-
-def start_delay(slot: float, now: float, lead: float = START_LEAD_S) -> int:
-    """Whole-second SQS delay that lands a start message `lead` seconds before its slot:
-    delivery (a poll, a Lambda trigger) takes time, and the start worker claims the run
-    ahead and waits out the rest to the sub-second."""
-    return max(0, math.floor(slot - now - lead))
 
 
 def _due_by_second(plans: list[JobPlan]) -> Counter[int]:
@@ -68,8 +67,14 @@ def _due_by_second(plans: list[JobPlan]) -> Counter[int]:
 
 
 def burst_leads(plans: list[JobPlan], claim_rate: float) -> dict[int, float]:
-    """Each second's lead, from how many runs this tick starts on it (`burst_lead`)."""
-    return {second: burst_lead(n, claim_rate) for second, n in _due_by_second(plans).items()}
+    """Each second's lead, from how many runs this tick starts on it (`burst_lead`); a
+    second that is not a burst's sends lone messages, which are never handed off: at most
+    MAX_WAIT_S."""
+    leads = {}
+    for second, n in _due_by_second(plans).items():
+        lead = burst_lead(n, claim_rate)
+        leads[second] = lead if n >= GROUP_FROM else min(float(MAX_WAIT_S), lead)
+    return leads
 
 
 def burst_seconds(plans: list[JobPlan]) -> set[int]:
