@@ -38,7 +38,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -293,9 +293,12 @@ def burst(api: Api, meter: Meter, runs: int, lookahead: float) -> Tally:
     return meter.take()
 
 
-def measure(runs: int, every: int, burst_runs: int = 0) -> dict[str, Any]:
-    """Runs each kind ``runs`` times on a fresh local stack; per-run figures of each (and
-    of a burst of ``burst_runs`` one-time jobs due on one second, if any)."""
+def measure(
+    runs: int, every: int, burst_runs: int = 0, lookahead: float | None = None
+) -> dict[str, Any]:
+    """Runs each kind ``runs`` times on a fresh local stack (its supervisor's look-ahead
+    ``lookahead`` if given); per-run figures of each (and of a burst of ``burst_runs``
+    one-time jobs due on one second, if any)."""
     from cadenza_tools.local.stack import LocalStack, StackOptions
 
     config = infra.load_chalice_config()
@@ -308,6 +311,8 @@ def measure(runs: int, every: int, burst_runs: int = 0) -> dict[str, Any]:
         options = StackOptions(
             data_dir=Path(tmp) / "data", port=0, credentials=Path(tmp) / "credentials.json"
         )
+        if lookahead is not None:
+            options = replace(options, lookahead=lookahead)
         with meter.installed(), LocalStack(options) as stack:
             assert stack.info is not None
             api = Api(stack.info.api_url, meter)
@@ -384,10 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--burst", type=int, default=50, help="one-time jobs due on one second (0: none)"
     )
+    parser.add_argument(
+        "--lookahead", type=float, help="the supervisor's look-ahead, seconds (cadenza dev's)"
+    )
     parser.add_argument("--json", action="store_true", help="print the per-run figures as JSON")
     args = parser.parse_args(argv)
     with contextlib.redirect_stdout(sys.stderr):  # the stack's banner: stdout is the result
-        results = measure(args.runs, args.every, args.burst)
+        results = measure(args.runs, args.every, args.burst, args.lookahead)
     print(json.dumps(results, indent=2) if args.json else table(results))
     return 0
 

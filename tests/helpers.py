@@ -11,6 +11,7 @@ from chalice.test import Client
 
 from chalicelib.adapters.memory import MemoryQueue, Message
 from chalicelib.bootstrap import Container
+from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.ports import FakeClock, SliceMessage, start_messages
 from chalicelib.services.entry import PreparedStart
 
@@ -66,18 +67,27 @@ def deliver_starts(c: Container, msg: Message) -> list[str]:
     """Hand a queued start message (or a burst's group of them) to the worker: an outcome
     per run."""
     starts = start_messages(msg.body)
-    if len(starts) == 1:
+    handed_over = starts[0].claim_token is not None
+    if len(starts) == 1 and not handed_over:
         (start,) = starts
         return [
             c.worker.handle_start(
                 start.job_id, start.slot, hint=start.hint, delivery=start.delivery
             )
         ]
+    outs = c.worker.resume_claimed(starts) if handed_over else c.worker.prepare_group(starts)
+    ready = [out for out in outs if isinstance(out, PreparedStart)]
+    kept = {id(p) for p in (ready if handed_over else c.worker.hand_off(ready))}
     outcomes: list[str] = []
-    for out in c.worker.prepare_group(starts):
+    for out in outs:
         if isinstance(out, Exception):
             raise out
-        outcomes.append(c.worker.run_prepared(out) if isinstance(out, PreparedStart) else out)
+        if not isinstance(out, PreparedStart):
+            outcomes.append(out)
+        elif id(out) in kept:
+            outcomes.append(c.worker.run_prepared(out))
+        else:
+            outcomes.append(StartOutcome.handed_off)
     return outcomes
 
 

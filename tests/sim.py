@@ -519,8 +519,10 @@ class Simulation:
         left: dict[int, int] = {}
         for msg in batch:
             outs = self._prepare_all(msg, start_messages(msg.body))
-            ready = [(msg, out) for out in outs if isinstance(out, PreparedStart)]
-            prepared += ready
+            ready = [out for out in outs if isinstance(out, PreparedStart)]
+            if len(outs) > 1:  # a group's claims held beyond MAX_WAIT_S are handed off
+                ready = self.container.worker.hand_off(ready)
+            prepared += [(msg, out) for out in ready]
             left[id(msg)] = len(ready) if all(out is not None for out in outs) else -1
             if left[id(msg)] == 0:
                 self.queue.starts.delete(msg)
@@ -538,6 +540,11 @@ class Simulation:
 
     def _prepare_all(self, msg: Message, starts: list[StartMessage]) -> list[Any]:
         """What each start of a message came to (None where it raised)."""
+        if starts and starts[0].claim_token is not None:
+            handed = self._guarded(msg, partial(self.container.worker.resume_claimed, starts))
+            if handed is None:
+                return [None]
+            return [None if isinstance(out, Exception) else out for out in handed]
         if len(starts) == 1:
             return [self._guarded(msg, partial(self._prepare, msg, starts[0]))]
         outs = self._guarded(

@@ -15,6 +15,7 @@ class StartOutcome(StrEnum):
     skipped = "skipped"  # its job was at its limit of active runs at its second
     missed = "missed"  # it came too late to start (the catch-up policy did not keep it)
     early = "early"  # not due yet: sent again to arrive nearer its second
+    handed_off = "handed-off"  # claimed far ahead: a later message runs it at its second
     busy = "busy"  # held by another claim, or the claim lost a race
     stopping = "stopping"  # asked to stop, something of it still in flight
     stopped = "stopped"

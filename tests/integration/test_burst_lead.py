@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib.adapters.memory import MemoryQueue
+from chalicelib.adapters.memory import MemoryQueue, Message
 from chalicelib.bootstrap import Container, build_container
-from chalicelib.domain.runs import MAX_LEAD_S, START_LEAD_S, burst_lead
+from chalicelib.domain.outcomes import StartOutcome
+from chalicelib.domain.runs import MAX_LEAD_S, MAX_WAIT_S, START_LEAD_S, burst_lead
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock, StartMessage, start_messages
 from chalicelib.services.entry import PreparedStart
@@ -18,7 +19,7 @@ from tests.clients import AS_OWNER
 from tests.conftest import T0
 from tests.conftest import test_settings as settings_with
 from tests.fakes import MemoryStore
-from tests.helpers import start_due
+from tests.helpers import deliver_starts, start_due
 
 pytestmark = pytest.mark.fakes
 
@@ -28,7 +29,7 @@ AT = T0 + 60  # every job's one slot
 @pytest.fixture
 def slow_store(clock: FakeClock, queue: MemoryQueue) -> Iterator[Container]:
     """The fakes, with a store that takes 20 claims' calls a second."""
-    settings = settings_with(claim_rate=20.0)
+    settings = settings_with(claim_rate=20.0, lookahead_seconds=60.0)
     c = build_container(settings, store=MemoryStore(settings), queue=queue, clock=clock)
     c.worker.sleep = clock.advance
     yield c
@@ -87,3 +88,116 @@ def test_a_messages_lead_is_bounded_where_it_is_read() -> None:
     assert StartMessage.from_body({**body, "lead": 1000}).lead == MAX_LEAD_S
     assert StartMessage.from_body({**body, "lead": -5}).lead == START_LEAD_S
     assert StartMessage.from_body({**body, "lead": "x"}).lead == START_LEAD_S
+
+
+def test_a_lone_messages_lead_stays_within_what_a_function_may_wait(
+    queue: MemoryQueue, clock: FakeClock
+) -> None:
+    settings = settings_with(claim_rate=2.0, lookahead_seconds=60.0)  # 10 runs: 12 s
+    c = build_container(settings, store=MemoryStore(settings), queue=queue, clock=clock)
+    _submit_burst(c, 10)  # not a burst (under GROUP_FROM): its messages are not handed off
+    clock.t = AT - 30
+    c.supervisor.tick(AT - 30)
+    starts = [s for m in queue.messages for s in start_messages(m.body)]
+    assert len(starts) == 10 and {m.lead for m in starts} == {float(MAX_WAIT_S)}
+
+
+def _handed_off(c: Container, queue: MemoryQueue, clock: FakeClock, n: int) -> list[Message]:
+    """`n` runs due at AT on a store slow enough that their claims begin more than
+    MAX_WAIT_S ahead: fired, claimed (as the start worker does: hand_off after the group's
+    claims), and their hand-off messages returned."""
+    _submit_burst(c, n)
+    clock.t = AT - 30
+    c.supervisor.tick(AT - 30)
+    groups = queue.take()
+    lead = START_LEAD_S + n * 2 / 20  # the store takes 20 claims' calls a second
+    assert lead > MAX_WAIT_S
+    assert {m.lead for g in groups for m in start_messages(g.body)} == {lead}
+    clock.t = AT - lead  # delivered that early, as the tick's delay asked
+    outcomes = [out for g in groups for out in deliver_starts(c, g)]
+    assert outcomes == [StartOutcome.handed_off] * n
+    return queue.take()
+
+
+def test_a_burst_claimed_further_ahead_than_a_function_waits_is_handed_off(
+    slow_store: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    """Claims that need more than MAX_WAIT_S are made that early, and the function that
+    made them hands the runs, claimed, to messages that arrive START_LEAD_S before their
+    second instead of waiting: each run is read (one call a group), not claimed again, and
+    starts on its second."""
+    c = slow_store
+    handed = _handed_off(c, queue, clock, 200)  # 2 + 200 x 2 / 20 = 22 s ahead
+    runs = [c.store.list_runs(f"{m.job_id}")[0] for g in handed for m in start_messages(g.body)]
+    assert len(runs) == 200 and {r.status for r in runs} == {ExStatus.running}
+    assert len(handed) == 8 and {m.visible_at for m in handed} == {AT - START_LEAD_S}
+    tokens = {m.claim_token for g in handed for m in start_messages(g.body)}
+    assert tokens == {r.lease_token for r in runs} and None not in tokens
+    clock.t = AT - START_LEAD_S
+    outcomes = [out for g in handed for out in deliver_starts(c, g)]
+    assert outcomes == [StartOutcome.completed] * 200
+    ran = [c.store.list_runs(r.job_id)[0] for r in runs]
+    assert {(r.status, r.attempts, r.started_at) for r in ran} == {(ExStatus.completed, 1, AT)}
+    again = [out for g in handed for out in deliver_starts(c, g)]  # a redelivery: nothing
+    assert again == [StartOutcome.dropped] * 200
+
+
+def test_a_hand_off_whose_claim_was_taken_over_leaves_the_run_alone(
+    slow_store: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    """The sweep takes a claimed run over once its lease expires (its hand-off lost, say):
+    a hand-off message that comes after that does not run it a second time."""
+    c = slow_store
+    first, *_ = _handed_off(c, queue, clock, 100)  # 12 s ahead
+    msg = start_messages(first.body)[0]
+    run = c.store.get_run(msg.job_id, msg.slot)
+    assert run is not None
+    taken = c.store.apply_run(run, run.take_over("another-holder", clock.now()))
+    assert taken is not None
+    clock.t = AT - START_LEAD_S
+    outcomes = deliver_starts(c, first)
+    assert outcomes[0] == StartOutcome.busy
+    assert outcomes[1:] == [StartOutcome.completed] * 24
+
+
+def test_claims_that_cannot_be_handed_off_are_held_to_their_second(
+    slow_store: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    """The hand-off messages could not be sent: the function keeps the runs it claimed and
+    runs them at their second (late for its own budget, never lost)."""
+    c = slow_store
+    _submit_burst(c, 100)
+    clock.t = AT - 30
+    c.supervisor.tick(AT - 30)
+    groups = queue.take()
+
+    def refuse(messages: object) -> None:
+        raise RuntimeError("SQS unavailable")
+
+    c.worker.queue.send_starts = refuse  # type: ignore[method-assign]
+    clock.t = AT - 12
+    outcomes = [out for g in groups for out in deliver_starts(c, g)]
+    assert outcomes == [StartOutcome.completed] * 100
+    assert clock.now() >= AT
+
+
+def test_a_groups_runs_claimed_one_by_one_wait_no_longer_than_a_function_may(
+    slow_store: Container, queue: MemoryQueue, clock: FakeClock
+) -> None:
+    """A group whose transaction fails (one of its runs claimed already: a redelivery, a
+    race) falls back to claims one by one, which are never handed off: a run further than
+    MAX_WAIT_S from its second is sent again to come nearer it, not claimed and held."""
+    c = slow_store
+    _submit_burst(c, 100)
+    clock.t = AT - 30
+    c.supervisor.tick(AT - 30)
+    first, *_ = queue.take()
+    starts = start_messages(first.body)
+    clock.t = AT - 12
+    run = c.store.get_run(starts[0].job_id, starts[0].slot)
+    assert run is not None
+    assert c.store.apply_run(run, run.claim_inline("someone", AT, clock.now())) is not None
+    outs = c.worker.prepare_group(starts, "redelivered")
+    assert outs == [StartOutcome.early] * 25
+    again = [start_messages(m.body) for m in queue.take()]
+    assert len(again) == 25 and {m.lead for (m,) in again} == {float(MAX_WAIT_S)}

@@ -339,3 +339,41 @@ def test_two_supervisors_sweeping_lost_starts_side_by_side_resend_each_once(
         assert run is not None
         done = a.store.get_run(run.job_id, run.slot)
         assert done is not None and done.status == ExStatus.completed and done.attempts == 1
+
+
+def test_a_burst_handed_off_runs_each_run_once_under_doubled_messages(racing: Settings) -> None:
+    """A burst claimed further ahead than a start function waits is handed off (claimed,
+    then run by later messages that carry the claims' tokens): each claim group delivered
+    to two workers at once, and each hand-off group too, still claim and run every run
+    once, its job's slot taken and freed once."""
+    slow = replace(racing, claim_rate=5.0, lookahead_seconds=60.0)  # 30 runs: 14 s ahead
+    a, b, queue, clock = _pair(slow)
+    ids = [
+        a.jobs.submit(
+            {"name": f"h{i}", "operations": [{"_op": "noop"}], "schedule": {"at": AT_T0_60}},
+            start=True,
+        )[0].job_id
+        for i in range(30)
+    ]
+    clock.t = T0 + 30
+    a.supervisor.tick(clock.t)
+    groups = queue.take()
+    assert {m.lead for g in groups for m in start_messages(g.body)} == {14.0}
+    clock.t = T0 + 46
+    for group in groups:
+        raced = _race(partial(deliver_starts, a, group), partial(deliver_starts, b, group))
+        outs = [o for got in raced for o in got]
+        assert outs.count(StartOutcome.handed_off) == len(start_messages(group.body)), outs
+    later = queue.take()
+    handed = [g for g in later if start_messages(g.body)[0].claim_token]
+    assert sum(len(start_messages(g.body)) for g in handed) == 30
+    # the loser's one-by-one claims were too early for a lone message: sent again, and
+    # then find their runs claimed
+    clock.t = T0 + 52
+    assert {o for g in later if g not in handed for o in deliver_starts(b, g)} <= {"busy"}
+    clock.t = T0 + 58
+    for group in handed:
+        raced = _race(partial(deliver_starts, a, group), partial(deliver_starts, b, group))
+        outs = [o for got in raced for o in got]
+        assert outs.count(StartOutcome.completed) == len(start_messages(group.body)), outs
+    _ran_once(a, ids)
