@@ -5,13 +5,16 @@ so the burst's second finds its runs claimed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from chalicelib.adapters.memory import MemoryQueue, Message
 from chalicelib.bootstrap import Container, build_container
+from chalicelib.config import Settings
 from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.domain.runs import MAX_LEAD_S, MAX_WAIT_S, START_LEAD_S, burst_lead
+from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock, StartMessage, start_messages
 from chalicelib.services.entry import PreparedStart
@@ -20,6 +23,7 @@ from tests.conftest import T0
 from tests.conftest import test_settings as settings_with
 from tests.fakes import MemoryStore
 from tests.helpers import deliver_starts, start_due
+from tests.sim import WORK_OP, SimConfig, Simulation
 
 pytestmark = pytest.mark.fakes
 
@@ -201,3 +205,41 @@ def test_a_groups_runs_claimed_one_by_one_wait_no_longer_than_a_function_may(
     assert outs == [StartOutcome.early] * 25
     again = [start_messages(m.body) for m in queue.take()]
     assert len(again) == 25 and {m.lead for (m,) in again} == {float(MAX_WAIT_S)}
+
+
+@pytest.mark.parametrize("lose_at", [None, 30.5])
+def test_a_handed_off_burst_runs_once_even_if_its_hand_off_messages_are_lost(
+    lose_at: float | None,
+) -> None:
+    """In virtual time (tests/sim.py: the supervisor, pollers and workers as actors): 40
+    runs due at 40 s on a store that takes 5 claim calls a second are claimed 18 s ahead
+    and handed off. Delivered, each starts on its second; lost (the queue's messages gone
+    at 30.5 s, after the hand-off), each is run by the sweep once its claim's lease
+    expires, late but once."""
+    base = Settings(region="us-east-1", claim_rate=5.0).with_prefix("sim")
+    config = SimConfig(tick_s=1, lookahead_s=30, settings=base, lose_starts_at=[lose_at or 0])
+    if lose_at is None:
+        config = replace(config, lose_starts_at=())
+    with Simulation(config) as sim:
+        at = iso(sim.t0 + 40)
+        ids = [
+            sim.submit(
+                {
+                    "name": f"h{i}",
+                    "operations": [{"_op": "noop"}, {"_op": WORK_OP}],
+                    "schedule": {"at": at},
+                }
+            )
+            for i in range(40)
+        ]
+        result = sim.run(40 + 60 + 30)
+    assert not result.errors, result.errors
+    runs = [r for job_id in ids for r in result.records(job_id)]
+    assert len(runs) == 40 and {r.status for r in runs} == {"completed"}
+    assert len(result.work_calls) == 40 and set(result.work_calls.values()) == {1}
+    ended = sorted(result.rel(r.finished_at) or 0.0 for r in runs)
+    if lose_at is None:
+        assert {result.rel(r.started_at) for r in runs} == {40.0} and ended[-1] < 41
+    else:
+        assert result.lost_starts == 2  # the two hand-off groups
+        assert ended[0] >= 40.0 + 60 and ended[-1] < 40 + 60 + 30  # the lease, then the sweep

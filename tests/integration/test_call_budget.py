@@ -8,15 +8,16 @@ from typing import NamedTuple
 import pytest
 
 from chalicelib.adapters.dynamodb.counting import counting
+from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.memory import MemoryQueue
-from chalicelib.bootstrap import Container
+from chalicelib.bootstrap import Container, build_container
 from chalicelib.domain.runs import Guard, RunTransition
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock, StartMessage, start_messages
 from chalicelib.services.entry import PreparedStart
 from chalicelib.services.supervisor.firing import Firer
 from chalicelib.services.supervisor.stats import TickStats
-from tests.conftest import T0, drain
+from tests.conftest import T0, drain, test_settings
 
 NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
 
@@ -106,6 +107,35 @@ def test_a_bursts_runs_are_claimed_a_group_to_a_transaction(
     assert len(prepared) == n
     assert c.calls == {"TransactWriteItems": 2}  # no read; runs and jobs: 50 and 10 items
     assert c.items_written == 2 * n
+
+
+def test_a_burst_handed_off_reads_each_group_once_and_claims_nothing_again(
+    clock: FakeClock, queue: MemoryQueue, aws: None
+) -> None:
+    """A burst claimed further ahead than a start function waits: one transaction a group
+    to claim, as above; the hand-off's group is read in one BatchGetItem (a strongly
+    consistent read a run), with no write before the runs' finishes."""
+    settings = test_settings(lookahead_seconds=60.0, claim_rate=5.0)  # 30 runs: 14 s ahead
+    store = DynamoStore(settings)
+    store.ensure_tables()
+    c = build_container(settings, store=store, queue=queue, clock=clock)
+    at = "2027-01-15T08:01:00Z"
+    for i in range(30):
+        c.jobs.submit({**NOOP, "name": f"h{i}", "schedule": {"at": at}}, start=True)
+    c.supervisor.tick(T0 + 30)
+    groups = queue.take()
+    clock.t = T0 + 46
+    with counting() as claims:
+        outs = [p for g in groups for p in c.worker.prepare_group(start_messages(g.body))]
+        assert all(isinstance(p, PreparedStart) for p in outs)
+        kept = c.worker.hand_off([p for p in outs if isinstance(p, PreparedStart)])
+    assert kept == [] and claims.calls == {"TransactWriteItems": 2}
+    handed = queue.take()
+    clock.t = T0 + 58
+    with counting() as reads:
+        resumed = [p for g in handed for p in c.worker.resume_claimed(start_messages(g.body))]
+    assert len(resumed) == 30 and all(isinstance(p, PreparedStart) for p in resumed)
+    assert reads.calls == {"BatchGetItem": len(handed)} and reads.items_written == 0
 
 
 def test_on_demand_single_slice_run_costs_three_writes(
