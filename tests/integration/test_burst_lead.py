@@ -4,7 +4,7 @@ so the burst's second finds its runs claimed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import pytest
@@ -16,7 +16,7 @@ from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.domain.runs import MAX_LEAD_S, MAX_WAIT_S, START_LEAD_S, burst_lead
 from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import ExStatus
-from chalicelib.ports import FakeClock, StartMessage, start_messages
+from chalicelib.ports import FakeClock, SlotWrite, StartMessage, start_messages
 from chalicelib.services.entry import PreparedStart
 from tests.clients import AS_OWNER
 from tests.conftest import T0
@@ -243,3 +243,27 @@ def test_a_handed_off_burst_runs_once_even_if_its_hand_off_messages_are_lost(
     else:
         assert result.lost_starts == 2  # the two hand-off groups
         assert ended[0] >= 40.0 + 60 and ended[-1] < 40 + 60 + 30  # the lease, then the sweep
+
+
+def test_a_store_slower_than_configured_lengthens_the_bursts_lead(
+    queue: MemoryQueue, clock: FakeClock
+) -> None:
+    """The tick measures the store on its own writes (each creation, like each claim,
+    writes a run and its job): 200 runs written in 4 s are 100 claim calls a second, not
+    the configured 400, so the burst's lead is 2 + 200 x 2 / 100 = 6 s, not 3 s."""
+    settings = settings_with(claim_rate=400.0, lookahead_seconds=60.0, fire_concurrency=1)
+    store = MemoryStore(settings)
+    c = build_container(settings, store=store, queue=queue, clock=clock)
+    _submit_burst(c, 200)
+    create = store.create_slots_refused
+
+    def slow(writes: Sequence[SlotWrite]) -> frozenset[int] | None:
+        clock.advance(len(writes) / 50)  # a second for 50 jobs
+        return create(writes)
+
+    store.create_slots_refused = slow  # type: ignore[method-assign]
+    clock.t = AT - 50
+    c.supervisor.tick(AT - 50)
+    starts = [s for m in queue.messages for s in start_messages(m.body)]
+    assert len(starts) == 200 and {m.lead for m in starts} == {6.0}
+    assert burst_lead(200, 400.0) == 3.0  # what the configured rate alone gives

@@ -16,6 +16,7 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.runs import (
+    CLAIM_CALLS,
     GROUP_RUNS,
     MAX_WAIT_S,
     START_LEAD_S,
@@ -54,6 +55,7 @@ GROUP_BYTES = 60_000  # a group's body at most (SQS takes 256 KiB a message and 
 IMMINENT_S = 2.0  # a start due to be sent within this is sent with its write, not batched
 TOGETHER_ATTEMPTS = 3  # a group's transaction, again without the jobs refused
 LEDGER_SHARE = 0.5  # of the look-ahead: past it, a tick leaves missed slots to the next
+MEASURE_FROM = 100  # runs a tick writes before its own write rate can lengthen a burst's lead
 
 
 def _due_by_second(plans: list[JobPlan]) -> Counter[int]:
@@ -77,15 +79,19 @@ def burst_leads(plans: list[JobPlan], claim_rate: float) -> dict[int, float]:
     return leads
 
 
-def burst_seconds(plans: list[JobPlan]) -> set[int]:
-    """The seconds this tick starts a burst on: their starts are sent in groups."""
-    return {second for second, n in _due_by_second(plans).items() if n >= GROUP_FROM}
+def burst_seconds(plans: list[JobPlan]) -> dict[int, int]:
+    """The seconds this tick starts a burst on (their starts are sent in groups), with
+    how many runs each."""
+    return {second: n for second, n in _due_by_second(plans).items() if n >= GROUP_FROM}
 
 
 class StartSender:
     """A tick's start messages, sent ten at a time as runs are created, each delay
     computed when it is sent: a long tick must not make the early runs late. A burst's
-    (`bursts`: its seconds) go in groups of runs due on the same second (`StartGroup`)."""
+    (`bursts`: its seconds and their runs) go in groups of runs due on the same second
+    (`StartGroup`), and their lead is the longer of the configured claim rate's (`leads`)
+    and the one this tick's own writes measure: a store slower than configured (DynamoDB
+    throttling, an emulator on a busy machine) takes the burst's claims slower too."""
 
     def __init__(
         self,
@@ -93,11 +99,12 @@ class StartSender:
         clock: Clock,
         now: float,
         leads: Mapping[int, float] | None = None,
-        bursts: set[int] | None = None,
+        bursts: Mapping[int, int] | None = None,
     ) -> None:
         self.queue, self.clock = queue, clock
         self._leads = leads or {}
-        self._bursts = bursts or set()
+        self._bursts = bursts or {}
+        self._created = 0
         self._tick_now, self._clock_at_tick = now, clock.now()
         self._pending: list[Run] = []
         self._grouping: dict[int, list[tuple[Run, int]]] = {}
@@ -113,6 +120,7 @@ class StartSender:
     def add(self, run: Run) -> None:
         second = math.floor(run.start_at)
         with self._lock:
+            self._created += 1
             if second in self._bursts:
                 groups = self._group(run, second)
                 if len(groups) < 10:
@@ -157,8 +165,24 @@ class StartSender:
             self._send(batch, groups)
 
     def _imminent(self, start_at: float, now: float) -> bool:
-        lead = self._leads.get(math.floor(start_at), START_LEAD_S)
-        return start_at - lead - now < IMMINENT_S
+        return start_at - self._lead(math.floor(start_at)) - now < IMMINENT_S
+
+    def _lead(self, second: int) -> float:
+        lead = self._leads.get(second, START_LEAD_S)
+        runs = self._bursts.get(second)
+        rate = self.measured_rate()
+        if runs is None or rate is None:
+            return lead
+        return max(lead, burst_lead(runs, rate))
+
+    def measured_rate(self) -> float | None:
+        """The store's claim calls a second as this tick's writes measure it (a run's
+        creation writes it and its job's advance, as its claim writes it and its job's
+        slot), once MEASURE_FROM runs are written."""
+        elapsed = self.clock.now() - self._clock_at_tick
+        if self._created < MEASURE_FROM or elapsed <= 0:
+            return None
+        return CLAIM_CALLS * self._created / elapsed
 
     def flush(self) -> None:
         with self._lock:
@@ -186,7 +210,7 @@ class StartSender:
             self.sent += runs
 
     def _message(self, run: Run, now: float) -> StartMessage:
-        lead = self._leads.get(math.floor(run.start_at), START_LEAD_S)
+        lead = self._lead(math.floor(run.start_at))
         return start_message(run, start_delay(run.start_at, now, lead), lead, now)
 
 
