@@ -17,7 +17,8 @@ from chalicelib.ports import FakeClock, StartMessage, start_messages
 from chalicelib.services.entry import PreparedStart
 from chalicelib.services.supervisor.firing import Firer
 from chalicelib.services.supervisor.stats import TickStats
-from tests.conftest import T0, drain, test_settings
+from tests.conftest import T0, drain
+from tests.conftest import test_settings as settings_with
 
 NOOP = {"name": "b", "operations": [{"_op": "noop"}, {"_op": "noop"}]}
 
@@ -115,7 +116,7 @@ def test_a_burst_handed_off_reads_each_group_once_and_claims_nothing_again(
     """A burst claimed further ahead than a start function waits: one transaction a group
     to claim, as above; the hand-off's group is read in one BatchGetItem (a strongly
     consistent read a run), with no write before the runs' finishes."""
-    settings = test_settings(lookahead_seconds=60.0, claim_rate=5.0)  # 30 runs: 14 s ahead
+    settings = settings_with(lookahead_seconds=60.0, claim_rate=5.0)  # 30 runs: 14 s ahead
     store = DynamoStore(settings)
     store.ensure_tables()
     c = build_container(settings, store=store, queue=queue, clock=clock)
