@@ -19,6 +19,7 @@ TIMEOUT_SLACK_S = 1  # a run times out after more than timeout_seconds without p
 MAX_WAIT_S = 8  # a start function holds a claimed run this long at most before its second
 MAX_LEAD_S = 30  # a burst's runs are claimed this early at most (held longer: handed off)
 GROUP_RUNS = 25  # a burst's runs in one start message (a start worker takes ten: 250 runs)
+HANDOFF_LEAD_S = 4  # a hand-off arrives this early: a cold start, a group's read, its threads
 CLAIM_CALLS = 2  # store calls a run's claim takes ahead of its second (a read, a write)
 RESEND_AFTER_S = 2  # a run created ahead not started this long after its second: re-sent
 CATCHUP_RECHECK_S = 5  # a waiting catch-up run looks for a free slot at least this often

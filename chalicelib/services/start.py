@@ -17,6 +17,7 @@ from chalicelib.domain.jobs import active_limit_of
 from chalicelib.domain.outcomes import StartOutcome
 from chalicelib.domain.runs import (
     GROUP_RUNS,
+    HANDOFF_LEAD_S,
     MAX_WAIT_S,
     START_LEAD_S,
     Delivery,
@@ -249,8 +250,10 @@ class StartPath(SlotEntry, RunLogging):
     def hand_off(self, prepared: Sequence[PreparedStart]) -> list[PreparedStart]:
         """A burst's runs claimed further ahead of their second than a start function may
         wait (MAX_WAIT_S: the wait and an op fit the function) are handed over, each with
-        its claim's lease token, to start messages that arrive START_LEAD_S before that
-        second (`resume_claimed`), so no function is held, and billed, while it waits.
+        its claim's lease token, to start messages that arrive HANDOFF_LEAD_S before that
+        second (`resume_claimed`), so no function is held, and billed, while it waits (the
+        resuming one may be a cold start at the burst's scale-out, then reads its group
+        and starts a thread a run: more than a lone start's 2 s).
         Returns the runs this function keeps: the others, or all of them if the messages
         could not be sent."""
         now = self.clock.now()
@@ -263,7 +266,7 @@ class StartPath(SlotEntry, RunLogging):
             return list(prepared)
         by_delay: dict[int, list[StartMessage]] = {}
         for p in sorted(far, key=lambda p: p.run.start_at):
-            delay = start_delay(p.run.start_at, now)
+            delay = start_delay(p.run.start_at, now, HANDOFF_LEAD_S)
             msg = StartMessage(p.run.job_id, p.run.slot, delay, claim_token=p.token)
             by_delay.setdefault(delay, []).append(msg)
         groups = [

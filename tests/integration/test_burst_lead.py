@@ -13,7 +13,13 @@ from chalicelib.adapters.memory import MemoryQueue, Message
 from chalicelib.bootstrap import Container, build_container
 from chalicelib.config import Settings
 from chalicelib.domain.outcomes import StartOutcome
-from chalicelib.domain.runs import MAX_LEAD_S, MAX_WAIT_S, START_LEAD_S, burst_lead
+from chalicelib.domain.runs import (
+    HANDOFF_LEAD_S,
+    MAX_LEAD_S,
+    MAX_WAIT_S,
+    START_LEAD_S,
+    burst_lead,
+)
 from chalicelib.domain.timefmt import iso
 from chalicelib.domain.transitions import ExStatus
 from chalicelib.ports import FakeClock, SlotWrite, StartMessage, start_messages
@@ -127,17 +133,17 @@ def test_a_burst_claimed_further_ahead_than_a_function_waits_is_handed_off(
     slow_store: Container, queue: MemoryQueue, clock: FakeClock
 ) -> None:
     """Claims that need more than MAX_WAIT_S are made that early, and the function that
-    made them hands the runs, claimed, to messages that arrive START_LEAD_S before their
+    made them hands the runs, claimed, to messages that arrive HANDOFF_LEAD_S (4 s) before their
     second instead of waiting: each run is read (one call a group), not claimed again, and
     starts on its second."""
     c = slow_store
     handed = _handed_off(c, queue, clock, 200)  # 2 + 200 x 2 / 20 = 22 s ahead
     runs = [c.store.list_runs(f"{m.job_id}")[0] for g in handed for m in start_messages(g.body)]
     assert len(runs) == 200 and {r.status for r in runs} == {ExStatus.running}
-    assert len(handed) == 8 and {m.visible_at for m in handed} == {AT - START_LEAD_S}
+    assert len(handed) == 8 and {m.visible_at for m in handed} == {AT - HANDOFF_LEAD_S}
     tokens = {m.claim_token for g in handed for m in start_messages(g.body)}
     assert tokens == {r.lease_token for r in runs} and None not in tokens
-    clock.t = AT - START_LEAD_S
+    clock.t = AT - HANDOFF_LEAD_S
     outcomes = [out for g in handed for out in deliver_starts(c, g)]
     assert outcomes == [StartOutcome.completed] * 200
     ran = [c.store.list_runs(r.job_id)[0] for r in runs]
@@ -158,7 +164,7 @@ def test_a_hand_off_whose_claim_was_taken_over_leaves_the_run_alone(
     assert run is not None
     taken = c.store.apply_run(run, run.take_over("another-holder", clock.now()))
     assert taken is not None
-    clock.t = AT - START_LEAD_S
+    clock.t = AT - HANDOFF_LEAD_S
     outcomes = deliver_starts(c, first)
     assert outcomes[0] == StartOutcome.busy
     assert outcomes[1:] == [StartOutcome.completed] * 24
