@@ -1,10 +1,9 @@
-"""The AWS calls a Cadenza function makes, recorded through botocore's event system, as
-the IAM requests they are (action and resource ARN), and checked against IAM policies.
+"""The AWS calls a Cadenza function makes, recorded as the IAM requests they are (action
+and resource ARN), and checked against IAM policies.
 
-Every botocore client created while a `Recorder` is installed gets a
-``before-parameter-build`` handler (botocore emits it for each API call, with the
-operation's model and the caller's parameters, before it serializes, signs or sends
-anything). The handler turns the call into the IAM
+While a `Recorder` is installed every botocore client's API call (`_make_api_call`, with
+the operation's name and the caller's parameters, before botocore serializes, signs or
+sends anything) is seen, whenever the client was built. The recorder turns the call into the IAM
 requests AWS authorizes for it: ``TransactWriteItems`` is one ``PutItem`` / ``UpdateItem`` /
 ``DeleteItem`` / ``ConditionCheckItem`` per item, ``SendMessageBatch`` is ``SendMessage``,
 ``ListObjectsV2`` is ``ListBucket`` and so on, each on the ARN of its table, index, queue,
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from unittest import mock
 
-import botocore.session
+import botocore.client
 
 ACCOUNT = "123456789012"  # moto's account
 
@@ -178,28 +177,29 @@ class Recorder:
     def of(self, function: str) -> set[Request]:
         return {r for r in self.requests if r.function == function}
 
-    def _on_call(
-        self, model: Any, params: Mapping[str, Any], context: Mapping[str, Any], **_: Any
-    ) -> None:
-        service = model.service_model
+    def _on_call(self, client: Any, operation: str, params: Mapping[str, Any]) -> None:
+        service = client.meta.service_model
         prefix = str(service.signing_name or service.endpoint_prefix)
-        region = str(context.get("client_region") or "us-east-1")
-        for action, resource, keys in iam_requests(prefix, region, model.name, params):
+        region = str(client.meta.region_name or "us-east-1")
+        for action, resource, keys in iam_requests(prefix, region, operation, params):
             with self._lock:
                 self.requests.add(Request(self._function, action, resource, keys))
 
     @contextmanager
     def installed(self) -> Iterator[Recorder]:
-        """Record every client botocore creates meanwhile (boto3's and PynamoDB's alike)."""
-        original = botocore.session.Session.create_client
+        """Record every call any botocore client makes meanwhile (boto3's and PynamoDB's
+        alike), whenever the client was built: PynamoDB's clients outlive a test (model
+        bindings are cached per table names, and a serving container builds its clients
+        when it starts), so hooking only the clients built meanwhile missed the calls of
+        one an earlier test had built (CI: a supervisor's alert writes went unrecorded)."""
+        original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
         recorder = self
 
-        def create_client(session: Any, *args: Any, **kwargs: Any) -> Any:
-            client = original(session, *args, **kwargs)
-            client.meta.events.register("before-parameter-build.*.*", recorder._on_call)
-            return client
+        def make_api_call(client: Any, operation: str, params: Any) -> Any:
+            recorder._on_call(client, operation, params)
+            return original(client, operation, params)
 
-        with mock.patch.object(botocore.session.Session, "create_client", create_client):
+        with mock.patch.object(botocore.client.BaseClient, "_make_api_call", make_api_call):
             yield self
 
 
