@@ -120,8 +120,9 @@ def on_start_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]
             failed += [mid for out in outs if isinstance(out, Exception)]
             grouped = len(outs) > 1
             prepared += [(mid, out, grouped) for out in outs if isinstance(out, PreparedStart)]
-        kept = {id(p) for p in worker.hand_off([p for _, p, g in prepared if g])}
-        handed = sum(1 for _, p, g in prepared if g and id(p) not in kept)
+        grouped_runs = [p for _, p, g in prepared if g]
+        kept = {id(p) for p in worker.hand_off(grouped_runs)}
+        handed = len(grouped_runs) - len(kept)
         prepared = [(mid, p, g) for mid, p, g in prepared if not g or id(p) in kept]
         _log_burst(prepared, began, handed)
     if prepared:

@@ -68,42 +68,28 @@ def _due_by_second(plans: list[JobPlan]) -> Counter[int]:
     )
 
 
-def burst_leads(plans: list[JobPlan], claim_rate: float) -> dict[int, float]:
-    """Each second's lead, from how many runs this tick starts on it (`burst_lead`); a
-    second that is not a burst's sends lone messages, which are never handed off: at most
-    MAX_WAIT_S."""
-    leads = {}
-    for second, n in _due_by_second(plans).items():
-        lead = burst_lead(n, claim_rate)
-        leads[second] = lead if n >= GROUP_FROM else min(float(MAX_WAIT_S), lead)
-    return leads
-
-
-def burst_seconds(plans: list[JobPlan]) -> dict[int, int]:
-    """The seconds this tick starts a burst on (their starts are sent in groups), with
-    how many runs each."""
-    return {second: n for second, n in _due_by_second(plans).items() if n >= GROUP_FROM}
-
-
 class StartSender:
     """A tick's start messages, sent ten at a time as runs are created, each delay
-    computed when it is sent: a long tick must not make the early runs late. A burst's
-    (`bursts`: its seconds and their runs) go in groups of runs due on the same second
-    (`StartGroup`), and their lead is the longer of the configured claim rate's (`leads`)
-    and the one this tick's own writes measure: a store slower than configured (DynamoDB
-    throttling, an emulator on a busy machine) takes the burst's claims slower too."""
+    computed when it is sent: a long tick must not make the early runs late. Each second's
+    lead comes from how many runs this tick starts on it (`due`, `burst_lead`); a burst's
+    (GROUP_FROM runs or more on one second) go in groups of runs due on the same second
+    (`StartGroup`), and their lead is the longer of the configured claim rate's and the
+    one this tick's own writes measure: a store slower than configured (DynamoDB
+    throttling, an emulator on a busy machine) takes the burst's claims slower too. A
+    second that is not a burst's sends lone messages, which are never handed off: their
+    lead is at most MAX_WAIT_S."""
 
     def __init__(
         self,
         queue: Queue,
         clock: Clock,
         now: float,
-        leads: Mapping[int, float] | None = None,
-        bursts: Mapping[int, int] | None = None,
+        due: Mapping[int, int] | None = None,
+        claim_rate: float = 0.0,
     ) -> None:
         self.queue, self.clock = queue, clock
-        self._leads = leads or {}
-        self._bursts = bursts or {}
+        self._due = due or {}
+        self._claim_rate = claim_rate
         self._created = 0
         self._tick_now, self._clock_at_tick = now, clock.now()
         self._pending: list[Run] = []
@@ -121,7 +107,7 @@ class StartSender:
         second = math.floor(run.start_at)
         with self._lock:
             self._created += 1
-            if second in self._bursts:
+            if self._burst(second):
                 groups = self._group(run, second)
                 if len(groups) < 10:
                     return
@@ -167,15 +153,20 @@ class StartSender:
     def _imminent(self, start_at: float, now: float) -> bool:
         return start_at - self._lead(math.floor(start_at)) - now < IMMINENT_S
 
-    def _lead(self, second: int) -> float:
-        lead = self._leads.get(second, START_LEAD_S)
-        runs = self._bursts.get(second)
-        rate = self.measured_rate()
-        if runs is None or rate is None:
-            return lead
-        return max(lead, burst_lead(runs, rate))
+    def _burst(self, second: int) -> bool:
+        return self._due.get(second, 0) >= GROUP_FROM
 
-    def measured_rate(self) -> float | None:
+    def _lead(self, second: int) -> float:
+        runs = self._due.get(second)
+        if runs is None:
+            return float(START_LEAD_S)
+        lead = burst_lead(runs, self._claim_rate)
+        if not self._burst(second):
+            return min(float(MAX_WAIT_S), lead)
+        rate = self._measured_rate()
+        return lead if rate is None else max(lead, burst_lead(runs, rate))
+
+    def _measured_rate(self) -> float | None:
         """The store's claim calls a second as this tick's writes measure it (a run's
         creation writes it and its job's advance, as its claim writes it and its job's
         slot), once MEASURE_FROM runs are written."""
@@ -231,8 +222,9 @@ class Firer:
         slots' ledger records, so that downtime's ledger does not hold on-time runs back."""
         began = self.clock.now()
         plans = [p for job in due if (p := self._plan(job, now, horizon, sup, stats)) is not None]
-        leads = burst_leads(plans, self.settings.claim_rate)
-        sender = StartSender(self.queue, self.clock, now, leads, burst_seconds(plans))
+        sender = StartSender(
+            self.queue, self.clock, now, _due_by_second(plans), self.settings.claim_rate
+        )
         plans.sort(key=_first_start)  # the most urgent runs in the first transactions
         results = self._side_by_side.map(lambda g: self._write_group(g, sender), _groups(plans))
         sender.flush()
